@@ -1,0 +1,26 @@
+# Everything a fresh clone needs: `make test` and `make demo` create the venv themselves.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: test demo lint bench clean
+
+$(BIN)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+test: $(BIN)/.installed
+	$(BIN)/python -m pytest -q tests
+
+demo: $(BIN)/.installed
+	$(BIN)/python -m sim.demo
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+
+bench: $(BIN)/.installed
+	$(BIN)/python bench/passwords.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

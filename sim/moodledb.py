@@ -1,0 +1,266 @@
+"""A Moodle-shaped PostgreSQL database: the tables this toolkit touches, seeded the
+way ``admin/tool/generator/cli/maketestsite.php --size=S`` seeds a site.
+
+Column names, types, defaults and unique indexes follow Moodle's ``lib/db/install.xml``
+(only the columns that matter here; the rest of a real table is irrelevant to us).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+
+from psycopg2 import sql
+
+SCHEMA = """
+CREATE TABLE {p}user (
+    id bigserial PRIMARY KEY,
+    auth varchar(20) NOT NULL DEFAULT 'manual',
+    confirmed smallint NOT NULL DEFAULT 0,
+    policyagreed smallint NOT NULL DEFAULT 0,
+    deleted smallint NOT NULL DEFAULT 0,
+    suspended smallint NOT NULL DEFAULT 0,
+    mnethostid bigint NOT NULL DEFAULT 0,
+    username varchar(100) NOT NULL DEFAULT '',
+    password varchar(255) NOT NULL DEFAULT '',
+    idnumber varchar(255) NOT NULL DEFAULT '',
+    firstname varchar(100) NOT NULL DEFAULT '',
+    lastname varchar(100) NOT NULL DEFAULT '',
+    email varchar(100) NOT NULL DEFAULT '',
+    emailstop smallint NOT NULL DEFAULT 0,
+    lang varchar(30) NOT NULL DEFAULT 'en',
+    firstaccess bigint NOT NULL DEFAULT 0,
+    lastaccess bigint NOT NULL DEFAULT 0,
+    lastlogin bigint NOT NULL DEFAULT 0,
+    currentlogin bigint NOT NULL DEFAULT 0,
+    lastip varchar(45) NOT NULL DEFAULT '',
+    secret varchar(15) NOT NULL DEFAULT '',
+    timecreated bigint NOT NULL DEFAULT 0,
+    timemodified bigint NOT NULL DEFAULT 0
+);
+CREATE UNIQUE INDEX {p}user_mneuse_uix ON {p}user (mnethostid, username);
+CREATE INDEX {p}user_del_ix ON {p}user (deleted);
+CREATE INDEX {p}user_con_ix ON {p}user (confirmed);
+CREATE INDEX {p}user_aut_ix ON {p}user (auth);
+
+CREATE TABLE {p}user_preferences (
+    id bigserial PRIMARY KEY,
+    userid bigint NOT NULL DEFAULT 0,
+    name varchar(255) NOT NULL DEFAULT '',
+    value text NOT NULL
+);
+CREATE UNIQUE INDEX {p}userpref_usenam_uix ON {p}user_preferences (userid, name);
+
+CREATE TABLE {p}config (
+    id bigserial PRIMARY KEY,
+    name varchar(255) NOT NULL,
+    value text NOT NULL
+);
+CREATE UNIQUE INDEX {p}conf_nam_uix ON {p}config (name);
+
+CREATE TABLE {p}course (
+    id bigserial PRIMARY KEY,
+    category bigint NOT NULL DEFAULT 0,
+    sortorder bigint NOT NULL DEFAULT 0,
+    fullname varchar(1333) NOT NULL DEFAULT '',
+    shortname varchar(255) NOT NULL DEFAULT '',
+    idnumber varchar(100) NOT NULL DEFAULT '',
+    format varchar(21) NOT NULL DEFAULT 'topics',
+    visible smallint NOT NULL DEFAULT 1,
+    startdate bigint NOT NULL DEFAULT 0,
+    enddate bigint NOT NULL DEFAULT 0,
+    timecreated bigint NOT NULL DEFAULT 0,
+    timemodified bigint NOT NULL DEFAULT 0
+);
+CREATE INDEX {p}cour_cat_ix ON {p}course (category);
+
+CREATE TABLE {p}enrol (
+    id bigserial PRIMARY KEY,
+    enrol varchar(20) NOT NULL DEFAULT '',
+    status bigint NOT NULL DEFAULT 0,
+    courseid bigint NOT NULL,
+    sortorder bigint NOT NULL DEFAULT 0,
+    roleid bigint DEFAULT 0,
+    timecreated bigint NOT NULL DEFAULT 0,
+    timemodified bigint NOT NULL DEFAULT 0
+);
+CREATE INDEX {p}enro_cou_ix ON {p}enrol (courseid);
+
+CREATE TABLE {p}user_enrolments (
+    id bigserial PRIMARY KEY,
+    status bigint NOT NULL DEFAULT 0,
+    enrolid bigint NOT NULL,
+    userid bigint NOT NULL,
+    timestart bigint NOT NULL DEFAULT 0,
+    timeend bigint NOT NULL DEFAULT 2147483647,
+    modifierid bigint NOT NULL DEFAULT 0,
+    timecreated bigint NOT NULL DEFAULT 0,
+    timemodified bigint NOT NULL DEFAULT 0
+);
+CREATE UNIQUE INDEX {p}userenro_enruse_uix ON {p}user_enrolments (enrolid, userid);
+
+CREATE TABLE {p}modules (
+    id bigserial PRIMARY KEY,
+    name varchar(20) NOT NULL DEFAULT '',
+    cron bigint NOT NULL DEFAULT 0,
+    lastcron bigint NOT NULL DEFAULT 0,
+    search varchar(255) NOT NULL DEFAULT '',
+    visible smallint NOT NULL DEFAULT 1
+);
+CREATE INDEX {p}modu_nam_ix ON {p}modules (name);
+
+CREATE TABLE {p}course_modules (
+    id bigserial PRIMARY KEY,
+    course bigint NOT NULL DEFAULT 0,
+    module bigint NOT NULL DEFAULT 0,
+    instance bigint NOT NULL DEFAULT 0,
+    section bigint NOT NULL DEFAULT 0,
+    idnumber varchar(100),
+    added bigint NOT NULL DEFAULT 0,
+    visible smallint NOT NULL DEFAULT 1,
+    deletioninprogress smallint NOT NULL DEFAULT 0
+);
+CREATE INDEX {p}courmodu_cou_ix ON {p}course_modules (course);
+CREATE INDEX {p}courmodu_mod_ix ON {p}course_modules (module);
+"""
+
+PREFIX_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,20}$")
+
+# maketestsite --size=S: small courses 2..9 enrol only the first generated user,
+# the large courses 10..13 enrol everybody (FACTS.md).
+SMALL_COURSES = range(2, 10)
+LARGE_COURSES = range(10, 14)
+MODULES_PER_SMALL_COURSE = 5
+MODULES_PER_LARGE_COURSE = 64
+
+
+def generated_username(n: int) -> str:
+    return f"tool_generator_{n:06d}"
+
+
+def create_schema(conn, prefix: str = "mdl_") -> None:
+    """Create the Moodle tables with ``prefix``; commits."""
+    if not PREFIX_PATTERN.match(prefix):
+        raise ValueError(f"bad table prefix {prefix!r}")
+    with conn.cursor() as cur:
+        cur.execute(SCHEMA.format(p=prefix))
+    conn.commit()
+
+
+def seed_testsite(conn, prefix: str = "mdl_", users: int = 100, password_hash: str = "") -> None:
+    """Seed like maketestsite --size=S: guest (1), admin (2), then ``users`` generated users
+    (ids 3..), courses 2..13 with enrolments, and course modules 1..296 with forums at
+    cmids 5, 10, ..., 40 and 104, 168, 232, 296.  Commits."""
+    now = int(time.time())
+
+    def table(name: str) -> sql.Identifier:
+        return sql.Identifier(prefix + name)
+
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL(
+            "INSERT INTO {} (id, auth, confirmed, mnethostid, username, password, firstname, lastname,"
+            " email, timecreated, timemodified) VALUES"
+            " (1, 'manual', 1, 1, 'guest', %s, 'Guest user', ' ', 'root@localhost', 0, %s),"
+            " (2, 'manual', 1, 1, 'admin', %s, 'Admin', 'User', 'admin@example.com', 0, %s)"
+        ).format(table("user")), (password_hash, now, password_hash, now))
+        cur.execute(sql.SQL(
+            "INSERT INTO {} (id, auth, confirmed, mnethostid, username, password, firstname, lastname,"
+            " email, timecreated, timemodified)"
+            " SELECT 2 + n, 'manual', 1, 1, 'tool_generator_' || lpad(n::text, 6, '0'), %s,"
+            " 'Test', 'User ' || n, 'tool_generator_' || n || '@example.com', %s, %s"
+            " FROM generate_series(1, %s) AS n"
+        ).format(table("user")), (password_hash, now, now, users))
+        cur.execute(sql.SQL("SELECT setval(pg_get_serial_sequence(%s, 'id'), %s)"),
+                    (prefix + "user", users + 2))
+        cur.execute(sql.SQL("INSERT INTO {} (name, value) VALUES"
+                            " ('siteadmins', '2'), ('lockoutthreshold', '0'),"
+                            " ('mnet_localhost_id', '1'), ('release', '5.0.6+ (Build: 20251120)')"
+                            ).format(table("config")))
+        cur.execute(sql.SQL("INSERT INTO {} (id, category, fullname, shortname, format) VALUES"
+                            " (1, 0, 'Site', 'site', 'site')").format(table("course")))
+        for courseid in [*SMALL_COURSES, *LARGE_COURSES]:
+            cur.execute(sql.SQL("INSERT INTO {} (id, category, fullname, shortname, timecreated)"
+                                " VALUES (%s, 1, %s, %s, %s)").format(table("course")),
+                        (courseid, f"Test course {courseid}", f"testcourse_{courseid}", now))
+            cur.execute(sql.SQL("INSERT INTO {} (id, enrol, status, courseid, roleid) VALUES"
+                                " (%s, 'manual', 0, %s, 5)").format(table("enrol")),
+                        (courseid, courseid))
+            enrolled = range(3, 4) if courseid in SMALL_COURSES else range(3, 3 + users)
+            cur.execute(sql.SQL("INSERT INTO {} (enrolid, userid, timecreated)"
+                                " SELECT %s, u, %s FROM unnest(%s) AS u").format(table("user_enrolments")),
+                        (courseid, now, list(enrolled)))
+        for courseid in SMALL_COURSES:
+            cur.execute(sql.SQL("INSERT INTO {} (enrolid, userid) VALUES (%s, 2)").format(table("user_enrolments")),
+                        (courseid,))
+        cur.execute(sql.SQL("INSERT INTO {} (id, name) VALUES (1, 'forum'), (2, 'page'), (3, 'resource')"
+                            ).format(table("modules")))
+        cmid = 0
+        for courseid, per_course in ([(c, MODULES_PER_SMALL_COURSE) for c in SMALL_COURSES]
+                                     + [(c, MODULES_PER_LARGE_COURSE) for c in LARGE_COURSES]):
+            for position in range(1, per_course + 1):
+                cmid += 1
+                module = 1 if position == per_course else (2 if position % 2 else 3)
+                cur.execute(sql.SQL("INSERT INTO {} (id, course, module, instance, section, added)"
+                                    " VALUES (%s, %s, %s, %s, 1, %s)").format(table("course_modules")),
+                            (cmid, courseid, module, cmid, now))
+        for name in ("config", "course", "enrol", "modules", "course_modules"):
+            cur.execute("SELECT setval(pg_get_serial_sequence(%s, 'id'), (SELECT max(id) FROM "
+                        + prefix + name + "))", (prefix + name,))
+    conn.commit()
+
+
+@dataclass
+class SiteData:
+    """What the simulated site needs to know about courses, forums and users."""
+
+    course_enrolments: dict[int, set[int]] = field(default_factory=dict)  # courseid -> userids
+    forum_courses: dict[int, int] = field(default_factory=dict)  # forum cmid -> courseid
+    module_courses: dict[int, int] = field(default_factory=dict)  # any cmid -> courseid
+    user_ids: set[int] = field(default_factory=set)
+    release: str = "5.0.6+ (Build: 20251120)"
+
+    @classmethod
+    def testsite(cls, users: int = 100) -> SiteData:
+        """The same site as seed_testsite() seeds, without a database."""
+        data = cls(user_ids=set(range(1, 3 + users)))
+        for courseid in SMALL_COURSES:
+            data.course_enrolments[courseid] = {2, 3}
+        for courseid in LARGE_COURSES:
+            data.course_enrolments[courseid] = set(range(3, 3 + users))
+        cmid = 0
+        for courseid, per_course in ([(c, MODULES_PER_SMALL_COURSE) for c in SMALL_COURSES]
+                                     + [(c, MODULES_PER_LARGE_COURSE) for c in LARGE_COURSES]):
+            for position in range(1, per_course + 1):
+                cmid += 1
+                data.module_courses[cmid] = courseid
+                if position == per_course:
+                    data.forum_courses[cmid] = courseid
+        return data
+
+    @classmethod
+    def from_database(cls, conn, prefix: str = "mdl_") -> SiteData:
+        data = cls()
+        p = prefix
+        with conn.cursor() as cur:
+            cur.execute(f"SELECT id FROM {p}course WHERE id > 1")
+            for (courseid,) in cur.fetchall():
+                data.course_enrolments[courseid] = set()
+            cur.execute(f"SELECT e.courseid, ue.userid FROM {p}user_enrolments ue"
+                        f" JOIN {p}enrol e ON e.id = ue.enrolid WHERE ue.status = 0 AND e.status = 0")
+            for courseid, userid in cur.fetchall():
+                data.course_enrolments.setdefault(courseid, set()).add(userid)
+            cur.execute(f"SELECT cm.id, cm.course, m.name FROM {p}course_modules cm"
+                        f" JOIN {p}modules m ON m.id = cm.module")
+            for cmid, courseid, modname in cur.fetchall():
+                data.module_courses[cmid] = courseid
+                if modname == "forum":
+                    data.forum_courses[cmid] = courseid
+            cur.execute(f"SELECT id FROM {p}user WHERE deleted = 0")
+            data.user_ids = {row[0] for row in cur.fetchall()}
+            cur.execute(f"SELECT value FROM {p}config WHERE name = 'release'")
+            row = cur.fetchone()
+            if row:
+                data.release = row[0]
+        conn.rollback()
+        return data

@@ -1,0 +1,217 @@
+"""The simulated site behaves like the real Moodle of shared/moodle/FACTS.md."""
+
+import threading
+import time
+
+import bcrypt
+import psycopg2
+import pytest
+from browser import Browser
+from conftest import fast_settings
+
+from sim.site import PageProfile, password_matches
+
+USER, PASSWORD = "tool_generator_000002", "Passw0rd!"
+
+
+def test_login_page_sets_session_cookie_and_carries_a_32_character_token(sim_factory):
+    browser = Browser(sim_factory().url)
+    token = browser.login_token()
+    assert len(token) == 32
+    assert "MoodleSession" in browser.cookies
+
+
+def test_login_answers_303_to_testsession_with_a_new_session_id(sim_factory):
+    browser = Browser(sim_factory().url)
+    token = browser.login_token()
+    before = browser.cookies["MoodleSession"]
+    status, location, _ = browser.post("/login/index.php", {"username": USER, "password": PASSWORD,
+                                                            "logintoken": token, "anchor": ""})
+    assert (status, location) == (303, "/login/index.php?testsession=4")
+    assert browser.cookies["MoodleSession"] != before
+    assert "MOODLEID1_" in browser.cookies
+    assert browser.get(location)[:2] == (303, "/my/")
+    assert browser.get("/my/")[0] == 200
+
+
+def test_wrong_password_redirects_to_loginredirect_then_shows_the_error(sim_factory):
+    browser = Browser(sim_factory().url)
+    status, location, _ = browser.login(USER, "wrong")
+    assert (status, location) == (303, "/login/index.php?loginredirect=1")
+    status, _, page = browser.get(location)
+    assert status == 200
+    assert 'id="loginerrormessage"' in page and "Invalid login, please try again" in page
+
+
+def test_a_logintoken_works_only_once_even_after_a_failed_attempt(sim_factory):
+    browser = Browser(sim_factory().url)
+    token = browser.login_token()
+    browser.post("/login/index.php", {"username": USER, "password": "wrong", "logintoken": token})
+    status, location, _ = browser.post("/login/index.php", {"username": USER, "password": PASSWORD,
+                                                            "logintoken": token})
+    assert (status, location) == (303, "/login/index.php?loginredirect=1")
+
+
+def test_no_cookie_on_a_page_redirects_to_the_login_page(sim_factory):
+    assert Browser(sim_factory().url).get("/my/")[:2] == (303, "/login/index.php")
+
+
+def test_expired_session_lands_on_the_login_page_with_the_timeout_message(sim_factory):
+    server = sim_factory(fast_settings(session_timeout=0.3))
+    browser = Browser(server.url)
+    browser.login(USER, PASSWORD)
+    assert browser.get("/my/")[0] == 200
+    time.sleep(0.5)
+    assert browser.get("/my/")[:2] == (303, "/login/index.php")
+    assert browser.get("/login/index.php")[:2] == (303, "/login/index.php?loginredirect=1")
+    status, _, page = browser.get("/login/index.php?loginredirect=1")
+    assert status == 200 and "Your session has timed out. Please log in again." in page
+
+
+def test_two_concurrent_requests_on_one_session_are_served_one_after_the_other(sim_factory):
+    settings = fast_settings()
+    settings.pages["my"] = PageProfile(latency_ms=300, jitter=0, body_kb=10)
+    server = sim_factory(settings)
+    browser = Browser(server.url)
+    browser.login(USER, PASSWORD)
+    finished = []
+
+    def fetch():
+        browser.get("/my/")
+        finished.append(time.monotonic())
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=fetch) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert max(finished) - started >= 0.6  # the second waited for the first
+    assert server.site.stats.overlaps == 1
+
+
+def test_unknown_course_and_forum_are_404_with_moodles_error(sim_factory):
+    browser = Browser(sim_factory().url)
+    browser.login(USER, PASSWORD)
+    for path in ("/course/view.php?id=999999", "/mod/forum/view.php?id=999999"):
+        status, _, page = browser.get(path)
+        assert status == 404
+        assert "Can&#039;t find data record in database." in page
+
+
+def test_unknown_profile_is_200(sim_factory):
+    browser = Browser(sim_factory().url)
+    browser.login(USER, PASSWORD)
+    assert browser.get("/user/profile.php?id=999999")[0] == 200
+
+
+def test_course_without_enrolment_redirects_to_the_enrol_page(sim_factory):
+    browser = Browser(sim_factory().url)
+    browser.login(USER, PASSWORD)  # user id 4: only in the large courses 10-13
+    assert browser.get("/course/view.php?id=2")[:2] == (303, "/enrol/index.php?id=2")
+    assert browser.get("/enrol/index.php?id=2")[0] == 200
+    assert browser.get("/course/view.php?id=10")[0] == 200
+    assert browser.get("/mod/forum/view.php?id=5")[:2] == (303, "/enrol/index.php?id=2")
+    assert browser.get("/mod/forum/view.php?id=104")[0] == 200
+
+
+def test_pages_carry_the_performance_footer_with_the_configured_counters(sim_factory):
+    settings = fast_settings()
+    settings.pages["course"].db_reads = 73
+    browser = Browser(sim_factory(settings).url)
+    browser.login(USER, PASSWORD)
+    _, _, page = browser.get("/course/view.php?id=10")
+    assert '<li class="dbqueries col-sm-4">DB reads/writes: 73/1</li>' in page
+    assert "performanceinfo" in browser.get("/login/index.php")[2]
+
+
+def test_page_bodies_have_the_configured_size(sim_factory):
+    settings = fast_settings()
+    settings.pages["my"].body_kb = 237
+    browser = Browser(sim_factory(settings).url)
+    browser.login(USER, PASSWORD)
+    assert abs(len(browser.get("/my/")[2]) - 237 * 1024) < 2048
+
+
+def test_logged_in_pages_carry_the_sesskey_and_logout_link(sim_factory):
+    browser = Browser(sim_factory().url)
+    browser.login(USER, PASSWORD)
+    page = browser.get("/my/")[2]
+    assert '"sesskey": "' in page and "logout.php?sesskey=" in page
+
+
+@pytest.mark.parametrize("prefix", ["$2y$", "$2b$", "$2a$"])
+def test_every_bcrypt_variant_validates_like_moodle_5(prefix):
+    hashed = bcrypt.hashpw(b"secret", bcrypt.gensalt(4)).decode()
+    assert password_matches("secret", prefix + hashed[4:])
+    assert not password_matches("other", prefix + hashed[4:])
+
+
+def test_passwords_over_128_characters_never_validate():
+    long_password = "x" * 129
+    hashed = bcrypt.hashpw(long_password.encode()[:72], bcrypt.gensalt(4)).decode()
+    assert not password_matches(long_password, hashed)
+
+
+# ---- against the real PostgreSQL database
+
+def test_database_users_log_in_with_the_password_in_mdl_user(moodle_db, db_site):
+    hashed = "$2y$" + bcrypt.hashpw(b"Dbpass1!", bcrypt.gensalt(4)).decode()[4:]
+    moodle_db.query("UPDATE mdl_user SET password = %s WHERE username = %s", (hashed, USER))
+    browser = Browser(db_site.url)
+    assert browser.login(USER, "Dbpass1!")[1] == "/login/index.php?testsession=4"
+    assert Browser(db_site.url).login(USER, "Passw0rd!")[1] == "/login/index.php?loginredirect=1"
+
+
+def test_locked_out_user_gets_200_with_the_locked_message(moodle_db, db_site):
+    hashed = "$2y$" + bcrypt.hashpw(b"pw", bcrypt.gensalt(4)).decode()[4:]
+    moodle_db.query("UPDATE mdl_user SET password = %s WHERE id = 4", (hashed,))
+    moodle_db.query("INSERT INTO mdl_user_preferences (userid, name, value) VALUES (4, 'login_lockout', '1')")
+    status, _, page = Browser(db_site.url).login(USER, "pw")
+    assert status == 200 and "Your account is locked" in page
+
+
+def test_forced_password_change_redirects_every_page_to_change_password(moodle_db, db_site):
+    hashed = "$2y$" + bcrypt.hashpw(b"pw", bcrypt.gensalt(4)).decode()[4:]
+    moodle_db.query("UPDATE mdl_user SET password = %s WHERE id = 4", (hashed,))
+    moodle_db.query("INSERT INTO mdl_user_preferences (userid, name, value)"
+                    " VALUES (4, 'auth_forcepasswordchange', '1')")
+    browser = Browser(db_site.url)
+    _, location, _ = browser.login(USER, "pw")
+    assert browser.get(location)[:2] == (303, "/login/change_password.php")
+    assert browser.get("/my/")[:2] == (303, "/login/change_password.php")
+
+
+def test_schema_has_the_unique_index_on_mnethostid_and_username(moodle_db):
+    rows = moodle_db.query("SELECT indexdef FROM pg_indexes WHERE tablename = 'mdl_user' AND indexdef LIKE "
+                           "'%UNIQUE%'")
+    assert any("(mnethostid, username)" in row[0] for row in rows)
+    with pytest.raises(psycopg2.errors.UniqueViolation):
+        moodle_db.query("INSERT INTO mdl_user (mnethostid, username) VALUES (1, 'admin')")
+    moodle_db.query("INSERT INTO mdl_user (mnethostid, username) VALUES (2, 'admin')")
+
+
+def test_seed_is_like_maketestsite(moodle_db):
+    assert moodle_db.query("SELECT id, username FROM mdl_user WHERE id <= 3 ORDER BY id") == [
+        (1, "guest"), (2, "admin"), (3, "tool_generator_000001")]
+    assert moodle_db.query("SELECT value FROM mdl_config WHERE name = 'siteadmins'") == [("2",)]
+    forums = moodle_db.query("SELECT cm.id FROM mdl_course_modules cm JOIN mdl_modules m ON m.id = cm.module"
+                             " WHERE m.name = 'forum' ORDER BY cm.id")
+    assert [row[0] for row in forums] == [5, 10, 15, 20, 25, 30, 35, 40, 104, 168, 232, 296]
+
+
+def test_a_second_table_prefix_works(pg):
+    from conftest import new_database
+
+    from sim.moodledb import create_schema, seed_testsite
+
+    name = new_database(pg, "postgres")
+    conn = psycopg2.connect(**pg.dsn(name))
+    create_schema(conn, "m_")
+    seed_testsite(conn, "m_", users=5)
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM m_user")
+        assert cur.fetchone()[0] == 7
+        cur.execute("SELECT to_regclass('mdl_user')")
+        assert cur.fetchone()[0] is None
+    conn.close()
