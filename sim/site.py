@@ -62,6 +62,7 @@ class SiteSettings:
     session_timeout: float = 28800.0  # Moodle's default sessiontimeout, seconds
     workers: int = 0  # like php-fpm's max_children: requests served at once (0 = no limit)
     perfdebug: bool = True  # show the performance footer
+    logintoken: bool = True  # Moodle before 3.x has no logintoken in its login form
     seed: int = 1
 
     @classmethod
@@ -82,8 +83,8 @@ class SiteSettings:
         """The same site with every page's latency multiplied by factor (fast tests)."""
         pages = {k: PageProfile(**{**asdict(p), "latency_ms": p.latency_ms * factor})
                  for k, p in self.pages.items()}
-        return SiteSettings(pages=pages, session_timeout=self.session_timeout,
-                            workers=self.workers, perfdebug=self.perfdebug, seed=self.seed)
+        return SiteSettings(pages=pages, session_timeout=self.session_timeout, workers=self.workers,
+                            perfdebug=self.perfdebug, logintoken=self.logintoken, seed=self.seed)
 
 
 # --------------------------------------------------------------------------- users
@@ -241,19 +242,20 @@ def page_html(*, title: str, body_id: str, wwwroot: str, content: str, profile: 
     return b"".join((encoded_head, PADDING[:padding], encoded_tail))
 
 
-def login_form(wwwroot: str, token: str, error: str | None) -> str:
+def login_form(wwwroot: str, token: str | None, error: str | None) -> str:
     alert = (f'<div class="alert alert-danger" id="loginerrormessage" role="alert">{error}</div>'
              if error else "")
+    token_input = f'<input type="hidden" name="logintoken" value="{token}">\n' if token else ""
     return (
         f"{alert}"
         f'<form class="login-form" action="{wwwroot}/login/index.php" method="post" id="login">\n'
         '<input id="anchor" type="hidden" name="anchor" value="">\n'
-        f'<input type="hidden" name="logintoken" value="{token}">\n'
+        f"{token_input}"
         '<input type="text" name="username" id="username" class="form-control" value="">\n'
         '<input type="password" name="password" id="password" value="" class="form-control">\n'
         '<button class="btn btn-primary" type="submit" id="loginbtn">Log in</button></form>\n'
         f'<form action="{wwwroot}/login/index.php" method="post" id="guestlogin">\n'
-        f'<input type="hidden" name="logintoken" value="{token}">\n'
+        f"{token_input}"
         '<input type="hidden" name="username" value="guest" />\n'
         '<input type="hidden" name="password" value="guest" />\n'
         '<button class="btn btn-secondary" type="submit">Access as a guest</button></form>\n'
@@ -279,6 +281,12 @@ class MoodleSite:
     def stall(self, seconds: float) -> None:
         """Stop answering anything for ``seconds`` (a GC pause, a locked table...)."""
         self.stall_until = time.monotonic() + seconds
+
+    def expire_sessions(self) -> int:
+        """Age every session past the timeout, as if the users had gone for lunch."""
+        for session in self.sessions.values():
+            session.last_access = -1e9
+        return len(self.sessions)
 
     def new_session(self) -> Session:
         sid = secrets.token_hex(16)
@@ -391,7 +399,8 @@ class MoodleSite:
             return self._page(request, "login", title="Log in to the site", body_id="page-login-index",
                               content=content, session=session, server_seconds=seconds,
                               session_wait=session_wait)
-        session.logintoken = "".join(secrets.choice(TOKEN_ALPHABET) for _ in range(32))
+        if self.settings.logintoken:
+            session.logintoken = "".join(secrets.choice(TOKEN_ALPHABET) for _ in range(32))
         error, session.error = session.error, None
         return self._page(request, "login", title="Log in to the site", body_id="page-login-index",
                           content=login_form(self._wwwroot(request), session.logintoken, error),
@@ -407,7 +416,8 @@ class MoodleSite:
         password = str(form.get("password", ""))
         await self._work("login_post")
         user = await self.users.lookup(username) if username else None
-        token_ok = token is not None and secrets.compare_digest(token, str(form.get("logintoken", "")))
+        token_ok = not self.settings.logintoken or (
+            token is not None and secrets.compare_digest(token, str(form.get("logintoken", ""))))
         if user is not None and token_ok and user.locked:
             self.stats.logins_failed += 1
             return self._page(request, "login", title="Log in to the site", body_id="page-login-index",
@@ -493,9 +503,7 @@ class MoodleSite:
                 request.transport.abort()
             raise web.HTTPInternalServerError()
         if request.path == "/__sim/expire" and request.method == "POST":
-            for session in self.sessions.values():
-                session.last_access = -1e9
-            return web.json_response({"expired": len(self.sessions)})
+            return web.json_response({"expired": self.expire_sessions()})
         return web.json_response({"error": "unknown control path"}, status=404)
 
     def app(self) -> web.Application:

@@ -1,0 +1,1557 @@
+#!/usr/bin/env python3
+"""Open-loop load generator for a Moodle site, made for ``git bisect run``.
+
+Logs test users in through Moodle's logintoken form, then releases requests at a
+target rate on an absolute timeline (a token bucket that a slow server cannot slow
+down) to worker tasks that hold one user session each, and reports what happened:
+observed rate, successes and failures by kind, latency percentiles per URL, and the
+counters of Moodle's performance footer.  The exit status is a verdict bisect reads.
+
+Usage:
+    moodle_load.py --config config.json --rpm 600 --duration 600 [--concurrency 30]
+                   [--warmup 30] [--seed 1] [--output run.json] [--baseline base.json]
+                   [--max-p95-ms 800] [--max-regression 10] [--insecure]
+    moodle_load.py --compare base.json new.json       # judge two saved runs, no load
+    moodle_load.py --merge a.json b.json --output all.json   # add runs (shards) together
+
+Exit status:
+    0    good: no gate breached, no regression against the baseline
+    1    bad: a gate breached or a regression found
+    125  cannot judge this commit (site unreachable, no login succeeded, most requests
+         failed, or the comparison is inconclusive): git bisect skips it
+    128  usage or config mistake: git bisect stops instead of marking a commit bad
+    130  interrupted (Ctrl-C), 143 terminated (SIGTERM); the report of what was measured
+         is still printed and saved
+
+Latency, in milliseconds, is measured two ways.  *Response time* runs from the moment
+the schedule intended the request to start (so time spent waiting for a free worker
+or session counts, as in wrk2; this is ``latency_ms_*``).  *Service time* runs from
+sending the request to the last byte of the body (``service_ms_*``).  Both count
+successful requests; failures are counted by kind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import math
+import os
+import platform
+import random
+import re
+import signal
+import socket
+import statistics
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from urllib.parse import urljoin, urlsplit
+
+__version__ = "0.3.0"
+
+EXIT_GOOD = 0
+EXIT_BAD = 1
+EXIT_CANNOT_JUDGE = 125
+EXIT_USAGE = 128
+EXIT_SIGINT = 130
+EXIT_SIGTERM = 143
+
+RESULTS_FORMAT = 1
+
+
+class UsageError(Exception):
+    """A mistake in the command line, config or input files: one line, exit 128."""
+
+
+# =========================================================================== data model
+
+@dataclass(frozen=True)
+class Parameter:
+    """A URL placeholder's values: an inclusive integer range or an explicit list."""
+
+    name: str
+    minimum: int | None = None
+    maximum: int | None = None
+    values: tuple = ()
+
+    def draw(self, rng: random.Random):
+        if self.values:
+            return self.values[rng.randrange(len(self.values))]
+        return rng.randint(self.minimum, self.maximum)
+
+
+@dataclass(frozen=True)
+class UrlSpec:
+    path: str  # template with {placeholders}
+    name: str  # how reports call it
+    weight: float
+    placeholders: tuple
+
+
+@dataclass(frozen=True)
+class User:
+    username: str
+    password: str
+
+
+@dataclass
+class Config:
+    base_url: str
+    login_path: str
+    users: list
+    parameters: dict
+    urls: list
+    warnings: list = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PlannedRequest:
+    index: int  # position on the global timeline
+    url_index: int
+    path: str
+
+
+# =========================================================================== config
+
+KNOWN_KEYS = {"base_url", "login_path", "users", "parameters", "urls"}
+PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def validate_config(raw) -> Config:
+    """Check a parsed config.json and build a Config; raise UsageError naming the key."""
+    if not isinstance(raw, dict):
+        raise UsageError("config: the top level must be a JSON object")
+    warnings = [f"config: unknown key '{key}' ignored" for key in raw if key not in KNOWN_KEYS]
+
+    base_url = raw.get("base_url")
+    if not isinstance(base_url, str) or urlsplit(base_url).scheme not in ("http", "https") \
+            or not urlsplit(base_url).netloc:
+        raise UsageError(f"config: base_url must be an http:// or https:// URL, got {base_url!r}")
+    base_url = base_url.rstrip("/")
+    login_path = raw.get("login_path", "/login/index.php")
+    if not isinstance(login_path, str) or not login_path.startswith("/"):
+        raise UsageError(f"config: login_path must be a path starting with '/', got {login_path!r}")
+
+    users_raw = raw.get("users")
+    if not isinstance(users_raw, list) or not users_raw:
+        raise UsageError("config: users must be a non-empty list (run set_moodle_passwords.py to fill it)")
+    users = []
+    for position, entry in enumerate(users_raw):
+        if not isinstance(entry, dict) or not isinstance(entry.get("username"), str) \
+                or not entry.get("username") or not isinstance(entry.get("password"), str):
+            raise UsageError(f"config: users[{position}] needs a 'username' and a 'password' string")
+        users.append(User(entry["username"], entry["password"]))
+
+    parameters = {}
+    params_raw = raw.get("parameters", {})
+    if not isinstance(params_raw, dict):
+        raise UsageError("config: parameters must be an object of name -> {min, max} or {values}")
+    for name, spec in params_raw.items():
+        key = f"parameters.{name}"
+        if not isinstance(spec, dict):
+            raise UsageError(f"config: {key} must be {{\"min\": .., \"max\": ..}} or {{\"values\": [..]}}")
+        if "values" in spec:
+            values = spec["values"]
+            if not isinstance(values, list) or not values:
+                raise UsageError(f"config: {key}.values must be a non-empty list")
+            if not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in values):
+                raise UsageError(f"config: {key}.values must hold only integers or strings")
+            parameters[name] = Parameter(name, values=tuple(values))
+            continue
+        for bound in ("min", "max"):
+            if bound not in spec:
+                raise UsageError(f"config: {key} needs '{bound}' (or a 'values' list)")
+            if not _is_int(spec[bound]):
+                raise UsageError(f"config: {key}.{bound} must be an integer, got {spec[bound]!r}")
+        if spec["min"] > spec["max"]:
+            raise UsageError(f"config: {key}: min {spec['min']} is greater than max {spec['max']}")
+        parameters[name] = Parameter(name, minimum=spec["min"], maximum=spec["max"])
+
+    urls_raw = raw.get("urls")
+    if not isinstance(urls_raw, list) or not urls_raw:
+        raise UsageError("config: urls must be a non-empty list of {\"path\": ...}")
+    urls, names = [], set()
+    for position, entry in enumerate(urls_raw):
+        key = f"urls[{position}]"
+        if not isinstance(entry, dict) or not isinstance(entry.get("path"), str) \
+                or not entry["path"].startswith("/"):
+            raise UsageError(f"config: {key} needs a 'path' starting with '/'")
+        path = entry["path"]
+        placeholders = tuple(PLACEHOLDER.findall(path))
+        for placeholder in placeholders:
+            if not IDENTIFIER.match(placeholder):
+                raise UsageError(f"config: {key}.path has a bad placeholder {{{placeholder}}}")
+            if placeholder not in parameters:
+                raise UsageError(f"config: {key}.path uses {{{placeholder}}} but parameters has no "
+                                 f"'{placeholder}'")
+        weight = entry.get("weight", 1)
+        if not isinstance(weight, (int, float)) or isinstance(weight, bool) or weight <= 0 \
+                or not math.isfinite(weight):
+            raise UsageError(f"config: {key}.weight must be a positive number, got {weight!r}")
+        name = entry.get("name", path)
+        if not isinstance(name, str) or not name:
+            raise UsageError(f"config: {key}.name must be a non-empty string")
+        if name in names:
+            raise UsageError(f"config: {key}.name {name!r} is used twice; give each URL its own name")
+        names.add(name)
+        urls.append(UrlSpec(path=path, name=name, weight=float(weight), placeholders=placeholders))
+    return Config(base_url, login_path, users, parameters, urls, warnings)
+
+
+def load_config(path: str) -> tuple[Config, str]:
+    """Read and validate config.json; returns the config and the SHA-256 of its load
+    (users' passwords excluded, so a password reset does not break comparisons)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            raw = json.load(handle)
+    except FileNotFoundError:
+        raise UsageError(f"config: {path} not found (copy config.example.json or run "
+                         f"set_moodle_passwords.py)") from None
+    except json.JSONDecodeError as error:
+        raise UsageError(f"config: {path} is not valid JSON: {error.msg} at line {error.lineno} "
+                         f"column {error.colno}") from None
+    except OSError as error:
+        raise UsageError(f"config: cannot read {path}: {error.strerror}") from None
+    config = validate_config(raw)
+    return config, config_digest(raw)
+
+
+def config_digest(raw: dict) -> str:
+    """Hash of what shapes the load: URLs, parameters, base URL and the user names."""
+    shape = {key: raw.get(key) for key in ("base_url", "login_path", "parameters", "urls")}
+    shape["users"] = sorted(u.get("username", "") for u in raw.get("users", []) if isinstance(u, dict))
+    return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()
+
+
+def fill_url(spec: UrlSpec, parameters: dict, rng: random.Random) -> str:
+    """The URL's path with each {placeholder} replaced by a value drawn from its parameter."""
+    if not spec.placeholders:
+        return spec.path
+    return PLACEHOLDER.sub(lambda m: str(parameters[m.group(1)].draw(rng)), spec.path)
+
+
+# =========================================================================== schedule
+
+def plan_requests(config: Config, seed: int, count: int, start: int = 0, step: int = 1):
+    """The deterministic request sequence: for timeline positions start, start+step, ...
+    below count, which URL and which filled-in path.  The same config and seed give the
+    same sequence, whatever the shard, so shards of one run add up to the whole run."""
+    weights = [spec.weight for spec in config.urls]
+    cumulative = []
+    total = 0.0
+    for weight in weights:
+        total += weight
+        cumulative.append(total)
+    for index in range(start, count, step):
+        # One generator per position keeps shards on the same values as a single process.
+        rng = random.Random(seed * 1_000_003 + index)
+        pick = rng.random() * total
+        url_index = next(i for i, edge in enumerate(cumulative) if pick < edge)
+        spec = config.urls[url_index]
+        yield PlannedRequest(index, url_index, fill_url(spec, config.parameters, rng))
+
+
+def user_order(users: list, seed: int) -> list:
+    """Users in a seeded order: requests take them round-robin."""
+    order = list(users)
+    random.Random(seed).shuffle(order)
+    return order
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    match = re.fullmatch(r"(\d+)/(\d+)", text or "")
+    if not match or not 1 <= int(match.group(1)) <= int(match.group(2)):
+        raise UsageError(f"--shard must be K/N with 1 <= K <= N, got {text!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
+# =========================================================================== histograms
+
+class Histogram:
+    """Log-bucketed latency histogram: bounded memory for any run length, values within
+    1 % (buckets are 2 % wide, a value is reported at its bucket's geometric middle),
+    and mergeable by adding counts, so shards and processes make one distribution."""
+
+    BASE = 1.02
+    _LOG_BASE = math.log(BASE)
+
+    __slots__ = ("counts", "count", "total", "minimum", "maximum")
+
+    def __init__(self):
+        self.counts: dict[int, int] = {}
+        self.count = 0
+        self.total = 0.0
+        self.minimum = math.inf
+        self.maximum = 0.0
+
+    def record(self, value_ms: float) -> None:
+        value_ms = max(value_ms, 0.001)
+        bucket = int(math.log(value_ms * 1000.0) / self._LOG_BASE)
+        self.counts[bucket] = self.counts.get(bucket, 0) + 1
+        self.count += 1
+        self.total += value_ms
+        if value_ms < self.minimum:
+            self.minimum = value_ms
+        if value_ms > self.maximum:
+            self.maximum = value_ms
+
+    def merge(self, other: Histogram) -> Histogram:
+        for bucket, count in other.counts.items():
+            self.counts[bucket] = self.counts.get(bucket, 0) + count
+        self.count += other.count
+        self.total += other.total
+        self.minimum = min(self.minimum, other.minimum)
+        self.maximum = max(self.maximum, other.maximum)
+        return self
+
+    def percentile(self, q: float) -> float | None:
+        if not self.count:
+            return None
+        rank = max(1, math.ceil(q / 100.0 * self.count))
+        seen = 0
+        for bucket in sorted(self.counts):
+            seen += self.counts[bucket]
+            if seen >= rank:
+                middle = self.BASE ** (bucket + 0.5) / 1000.0
+                return min(max(middle, self.minimum), self.maximum)
+        return self.maximum
+
+    @property
+    def mean(self) -> float | None:
+        return self.total / self.count if self.count else None
+
+    def to_dict(self) -> dict:
+        return {"base": self.BASE, "unit": "ms", "count": self.count, "sum": round(self.total, 3),
+                "min": round(self.minimum, 3) if self.count else None, "max": round(self.maximum, 3),
+                "buckets": {str(k): v for k, v in sorted(self.counts.items())}}
+
+    @classmethod
+    def from_dict(cls, raw: dict | None) -> Histogram:
+        histogram = cls()
+        if not raw:
+            return histogram
+        if raw.get("base") != cls.BASE:
+            raise UsageError(f"results: histogram base {raw.get('base')} is not {cls.BASE}")
+        histogram.counts = {int(k): int(v) for k, v in raw.get("buckets", {}).items()}
+        histogram.count = int(raw.get("count", sum(histogram.counts.values())))
+        histogram.total = float(raw.get("sum", 0.0))
+        histogram.minimum = raw["min"] if raw.get("min") is not None else math.inf
+        histogram.maximum = float(raw.get("max", 0.0))
+        return histogram
+
+
+def counter_median(counts: dict) -> float | None:
+    """Median of a {value: how many times} tally."""
+    total = sum(counts.values())
+    if not total:
+        return None
+    seen = 0
+    for value in sorted(counts, key=float):
+        seen += counts[value]
+        if seen * 2 >= total:
+            return float(value)
+    return None
+
+
+# =========================================================================== login
+
+INPUT_TAG = re.compile(r"<input\b[^>]*>", re.IGNORECASE)
+ATTRIBUTE = re.compile(r"""([A-Za-z_:][-\w:.]*)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'=<>`]+))""")
+
+
+def find_logintoken(page: str) -> str | None:
+    """The value of the login form's hidden ``logintoken`` input, whatever the attribute
+    order and quoting; None where the form has no token (Moodle before 3.x, odd themes)."""
+    for tag in INPUT_TAG.findall(page):
+        attributes = {name.lower(): double or single or bare
+                      for name, double, single, bare in ATTRIBUTE.findall(tag)}
+        if attributes.get("name") == "logintoken":
+            return attributes.get("value") or None
+    return None
+
+
+class LoginFailed(Exception):
+    """A login that did not give a session; ``reason`` says which way it failed."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}{': ' + detail if detail else ''}")
+        self.reason = reason
+
+
+LOGIN_REASONS = ("invalid login", "locked out", "forced password change", "HTTP status",
+                 "timeout", "connection error", "session not kept")
+
+
+async def login(http, config: Config, user: User, timeout: float, warn) -> None:
+    """Moodle's login: GET the form (taking its logintoken), POST the credentials, and
+    follow the ``testsession`` redirect.  Raises LoginFailed with the reason."""
+    import aiohttp
+
+    login_url = config.base_url + config.login_path
+    step_timeout = aiohttp.ClientTimeout(total=timeout)
+    try:
+        async with http.get(login_url, timeout=step_timeout) as response:
+            page = await response.text(errors="replace")
+            if response.status != 200:
+                raise LoginFailed("HTTP status", f"login page answered {response.status}")
+        token = find_logintoken(page)
+        form = {"username": user.username, "password": user.password, "anchor": ""}
+        if token is None:
+            warn(f"[WARN] No logintoken for user {user.username}")
+        else:
+            form["logintoken"] = token
+        async with http.post(login_url, data=form, allow_redirects=False, timeout=step_timeout) as response:
+            body = await response.text(errors="replace")
+            location = response.headers.get("Location", "")
+            status = response.status
+        if status == 200 and "account is locked" in body.lower():
+            raise LoginFailed("locked out")
+        if status not in (301, 302, 303, 307):
+            raise LoginFailed("HTTP status", f"login POST answered {status}")
+        if "change_password.php" in location:
+            raise LoginFailed("forced password change")
+        if "testsession=" not in location:
+            raise LoginFailed("invalid login")
+        async with http.get(urljoin(login_url, location), timeout=step_timeout) as response:
+            await response.read()
+            final_path = response.url.path
+            if final_path.endswith("/login/change_password.php"):
+                raise LoginFailed("forced password change")
+            if final_path == urlsplit(login_url).path:
+                raise LoginFailed("session not kept", "the site did not keep the session cookie")
+            if response.status >= 400:
+                raise LoginFailed("HTTP status", f"page after login answered {response.status}")
+    except asyncio.TimeoutError:
+        raise LoginFailed("timeout", f"no answer within {timeout:g} s") from None
+    except aiohttp.ClientError as error:
+        raise LoginFailed("connection error", str(error) or type(error).__name__) from None
+    except OSError as error:
+        raise LoginFailed("connection error", error.strerror or str(error)) from None
+
+
+# =========================================================================== footer
+
+FOOTER_FIELDS = (
+    ("db_reads", re.compile(rb"DB reads/writes: (\d+)/\d+")),
+    ("db_writes", re.compile(rb"DB reads/writes: \d+/(\d+)")),
+    ("server_time_ms", re.compile(rb"timeused[^>]*>\s*([\d.]+) secs")),
+    ("memory_peak_mb", re.compile(rb"RAM peak: ([\d.]+) ?([KMG]?B)")),
+    ("included_files", re.compile(rb"Included (\d+) files")),
+    ("session_wait_ms", re.compile(rb"Session wait: ([\d.]+) secs")),
+)
+_UNIT_TO_MB = {b"B": 1 / 1048576, b"KB": 1 / 1024, b"MB": 1.0, b"GB": 1024.0}
+
+
+def parse_footer(body: bytes) -> dict | None:
+    """Counters of Moodle's performance footer ($CFG->perfdebug = 15), or None if the
+    page has none.  Looks only at the page's tail, so it stays cheap on large pages."""
+    start = body.rfind(b"performanceinfo")
+    if start < 0:
+        return None
+    tail = body[start:start + 6000]
+    found = {}
+    for name, pattern in FOOTER_FIELDS:
+        match = pattern.search(tail)
+        if not match:
+            continue
+        if name == "memory_peak_mb":
+            found[name] = round(float(match.group(1)) * _UNIT_TO_MB.get(match.group(2), 1.0), 1)
+        elif name.endswith("_ms"):
+            found[name] = float(match.group(1)) * 1000.0
+        else:
+            found[name] = int(match.group(1))
+    return found or None
+
+
+# =========================================================================== recording
+
+FAILURE_KINDS = ("http_status", "timeout", "connection", "session_lost", "login")
+
+
+class UrlStats:
+    """Everything measured for one URL of the config."""
+
+    def __init__(self, blocks: int):
+        self.requests = 0
+        self.success = 0
+        self.failures: Counter = Counter()  # "http_404", "timeout", "connection", ...
+        self.redirects: Counter = Counter()  # final path -> count, when redirected
+        self.response = Histogram()
+        self.service = Histogram()
+        self.blocks = [Histogram() for _ in range(blocks)]  # service time per time block
+        self.footer_counts = {"db_reads": Counter(), "db_writes": Counter(), "included_files": Counter()}
+        self.footer_times = {"server_time_ms": Histogram(), "session_wait_ms": Histogram(),
+                             "memory_peak_mb": Counter()}
+
+    def record_footer(self, footer: dict) -> None:
+        for name, tally in self.footer_counts.items():
+            if name in footer:
+                tally[footer[name]] += 1
+        for name in ("server_time_ms", "session_wait_ms"):
+            if name in footer:
+                self.footer_times[name].record(footer[name])
+        if "memory_peak_mb" in footer:
+            self.footer_times["memory_peak_mb"][footer["memory_peak_mb"]] += 1
+
+    def to_dict(self) -> dict:
+        footer = {name: {str(k): v for k, v in sorted(tally.items())}
+                  for name, tally in self.footer_counts.items() if tally}
+        if self.footer_times["memory_peak_mb"]:
+            footer["memory_peak_mb"] = {str(k): v for k, v in sorted(self.footer_times["memory_peak_mb"].items())}
+        for name in ("server_time_ms", "session_wait_ms"):
+            if self.footer_times[name].count:
+                footer[name] = self.footer_times[name].to_dict()
+        return {
+            "requests": self.requests, "success": self.success,
+            "failure": self.requests - self.success,
+            "failures": dict(sorted(self.failures.items())),
+            "redirects": dict(self.redirects.most_common()),
+            "response_ms": self.response.to_dict(), "service_ms": self.service.to_dict(),
+            "blocks_service_ms": [block.to_dict() for block in self.blocks],
+            "footer": footer,
+        }
+
+
+class Recorder:
+    """Collects results while the load runs; its document is the run's results."""
+
+    def __init__(self, config: Config, blocks: int, block_seconds: float):
+        self.config = config
+        self.block_seconds = block_seconds
+        self.urls = {spec.name: UrlStats(blocks) for spec in config.urls}
+        self.lateness = Histogram()  # actual send minus intended start
+        self.tokens_waited = 0  # released while no worker was free
+        self.worst_wait_ms = 0.0
+        self.tokens_dropped = 0
+        self.sent = 0
+        self.interval = Histogram()
+        self.interval_done = 0
+        self.interval_failed = 0
+        self.request_errors_printed = 0
+        self.request_errors_suppressed = 0
+
+    def record(self, url_name: str, measured_offset: float | None, *, response_ms: float | None = None,
+               service_ms: float | None = None, failure: str | None = None,
+               redirected_to: str | None = None, footer: dict | None = None) -> None:
+        if measured_offset is None:  # warm-up: executed, not counted
+            return
+        stats = self.urls[url_name]
+        stats.requests += 1
+        self.interval_done += 1
+        if redirected_to is not None:
+            stats.redirects[redirected_to] += 1
+        if failure is not None:
+            stats.failures[failure] += 1
+            self.interval_failed += 1
+            return
+        stats.success += 1
+        stats.response.record(response_ms)
+        stats.service.record(service_ms)
+        self.interval.record(response_ms)
+        block = min(int(measured_offset / self.block_seconds), len(stats.blocks) - 1)
+        stats.blocks[max(block, 0)].record(service_ms)
+        if footer:
+            stats.record_footer(footer)
+
+
+# =========================================================================== running the load
+
+@dataclass
+class Session:
+    """One logged-in user: its own cookie jar over the shared connection pool."""
+
+    user: User
+    http: object
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    needs_login: bool = False
+    relogins: int = 0
+
+
+@dataclass
+class RunSettings:
+    rpm: float
+    duration: float
+    concurrency: int = 20
+    warmup: float = 0.0
+    seed: int = 1
+    insecure: bool = False
+    login_timeout: float = 20.0
+    request_timeout: float = 60.0
+    progress: float = 30.0
+    blocks: int = 20
+    shard: tuple = (1, 1)
+    grace: float = 5.0
+
+
+class Printer:
+    """Where messages go; rate-limits request errors so a dead site cannot flood output."""
+
+    def __init__(self, stream=None, quiet: bool = False):
+        self.stream = stream or sys.stdout
+        self.quiet = quiet
+
+    def __call__(self, line: str) -> None:
+        if not self.quiet:
+            print(line, file=self.stream, flush=True)
+
+
+class LoadRun:
+    """Logs users in, then runs the schedule.  ``stop()`` ends it early (signals)."""
+
+    def __init__(self, config: Config, settings: RunSettings, say: Printer):
+        self.config = config
+        self.settings = settings
+        self.say = say
+        self.stopping = asyncio.Event()
+        self.interrupted_by: int | None = None
+        self.login_failures: Counter = Counter()
+        self.logins_ok = 0
+        self.sessions: list[Session] = []
+        shard, shards = settings.shard
+        self.shard_users = [u for i, u in enumerate(user_order(config.users, settings.seed))
+                            if i % shards == shard - 1]
+        self.block_seconds = settings.duration / settings.blocks
+        self.recorder = Recorder(config, settings.blocks, self.block_seconds)
+        self.started_at = None
+        self.measured_seconds = 0.0
+        self.cpu_seconds = 0.0
+        self.effective_concurrency = settings.concurrency
+
+    def stop(self, signum: int | None = None) -> None:
+        if self.interrupted_by is None and signum is not None:
+            self.interrupted_by = signum
+            self.say(f"[INFO] {signal.Signals(signum).name}: stopping the schedule, finishing requests in flight")
+        self.stopping.set()
+
+    async def run(self) -> None:
+        import aiohttp
+
+        settings = self.settings
+        connector = aiohttp.TCPConnector(limit=0, ssl=False if settings.insecure else None,
+                                         ttl_dns_cache=300)
+        try:
+            await self._login_all(aiohttp, connector)
+            if self.sessions and not self.stopping.is_set():
+                await self._run_schedule(aiohttp)
+        finally:
+            for session in self.sessions:
+                await session.http.close()
+            await connector.close()
+
+    def _new_http(self, aiohttp, connector):
+        # unsafe=True: the default jar refuses cookies from IP-address hosts like 127.0.0.1.
+        return aiohttp.ClientSession(connector=connector, connector_owner=False,
+                                     cookie_jar=aiohttp.CookieJar(unsafe=True),
+                                     headers={"User-Agent": f"moodle_load/{__version__}"})
+
+    async def _login_all(self, aiohttp, connector) -> None:
+        users = self.shard_users
+        self.say(f"[INFO] Logging in {len(users)} users...")
+        gate = asyncio.Semaphore(max(1, self.settings.concurrency))
+
+        async def one(user: User):
+            http = self._new_http(aiohttp, connector)
+            async with gate:
+                if self.stopping.is_set():
+                    await http.close()
+                    return
+                try:
+                    await login(http, self.config, user, self.settings.login_timeout, self.say)
+                except LoginFailed as failure:
+                    self.login_failures[failure.reason] += 1
+                    self.say(f"[ERROR] Login failed for user {user.username}: {failure}")
+                    await http.close()
+                    return
+            self.logins_ok += 1
+            self.sessions.append(Session(user, http))
+
+        await asyncio.gather(*(one(user) for user in users))
+        # Keep the seeded order whatever order the logins finished in.
+        rank = {user.username: i for i, user in enumerate(users)}
+        self.sessions.sort(key=lambda s: rank[s.user.username])
+        self.say(f"[INFO] {self.logins_ok} of {len(users)} users logged in")
+
+    async def _run_schedule(self, aiohttp) -> None:
+        settings = self.settings
+        loop = asyncio.get_running_loop()
+        concurrency = min(settings.concurrency, len(self.sessions))
+        if concurrency < settings.concurrency:
+            self.say(f"[WARN] --concurrency {settings.concurrency} capped at {concurrency}: one request "
+                     f"in flight per user session (Moodle locks the session), {len(self.sessions)} users "
+                     f"logged in")
+        self.effective_concurrency = concurrency
+        shard, shards = settings.shard
+        rate = settings.rpm / 60.0  # requests per second over all shards
+        interval = 1.0 / rate
+        total_seconds = settings.warmup + settings.duration
+        count = int(math.floor(total_seconds * rate + 1e-9))
+        plan = plan_requests(self.config, settings.seed, count, start=shard - 1, step=shards)
+        queue: asyncio.Queue = asyncio.Queue()
+        idle = [concurrency]
+        request_timeout = aiohttp.ClientTimeout(total=settings.request_timeout)
+        recorder = self.recorder
+        specs = self.config.urls
+        base_url = self.config.base_url
+        login_path = self.config.login_path
+        sessions = self.sessions
+        # A pause of the scheduler (a stopped process, a blocked loop) must not turn into a
+        # burst: tokens more than this late are dropped and counted instead of released.
+        burst_limit = max(1.0, 2 * interval * shards)
+
+        cpu_start = time.process_time()
+        start = loop.time() + 0.05
+        self.started_at = datetime.now(timezone.utc)
+        measure_from = start + settings.warmup
+
+        def offset_of(due: float) -> float | None:
+            return due - measure_from if due >= measure_from else None
+
+        async def scheduler():
+            for local, planned in enumerate(plan):
+                due = start + planned.index * interval
+                # Sleep to an absolute time, never "interval after the last one": no drift.
+                while (delay := due - loop.time()) > 0 and not self.stopping.is_set():
+                    await asyncio.sleep(min(delay, 0.25))
+                if self.stopping.is_set():
+                    break
+                if loop.time() - due > burst_limit:
+                    if offset_of(due) is not None:
+                        recorder.tokens_dropped += 1
+                    continue
+                if idle[0] == 0 and offset_of(due) is not None:
+                    recorder.tokens_waited += 1
+                queue.put_nowait((planned, due, sessions[local % len(sessions)]))
+            for _ in range(concurrency):
+                queue.put_nowait(None)
+
+        async def worker():
+            while True:
+                item = await queue.get()
+                if item is None:
+                    return
+                idle[0] -= 1
+                try:
+                    await self._perform(aiohttp, item, request_timeout, base_url, login_path,
+                                        specs, offset_of, loop)
+                finally:
+                    idle[0] += 1
+
+        workers = [asyncio.create_task(worker()) for _ in range(concurrency)]
+        progress = asyncio.create_task(self._progress(loop, start, measure_from))
+        schedule = asyncio.create_task(scheduler())
+        await schedule
+        if self.stopping.is_set():
+            # Interrupted: stop taking tokens, let what is in flight finish within the grace.
+            while not queue.empty():
+                queue.get_nowait()
+            for _ in range(concurrency):
+                queue.put_nowait(None)
+            done, pending = await asyncio.wait(workers, timeout=settings.grace)
+            for task in pending:
+                task.cancel()
+        else:
+            await asyncio.gather(*workers)
+        progress.cancel()
+        end = min(loop.time(), start + total_seconds) if self.stopping.is_set() else start + total_seconds
+        self.measured_seconds = max(0.0, end - measure_from)
+        self.cpu_seconds = time.process_time() - cpu_start
+
+    async def _perform(self, aiohttp, item, request_timeout, base_url, login_path, specs,
+                       offset_of, loop) -> None:
+        planned, due, session = item
+        spec = specs[planned.url_index]
+        recorder = self.recorder
+        measured = offset_of(due)
+        async with session.lock:
+            if session.needs_login:
+                try:
+                    await login(session.http, self.config, session.user, self.settings.login_timeout,
+                                self.say)
+                    session.needs_login = False
+                    session.relogins += 1
+                except LoginFailed as failure:
+                    self._request_error(f"re-login of {session.user.username} failed: {failure}")
+                    recorder.record(spec.name, measured, failure="login")
+                    return
+            sent = loop.time()
+            if measured is not None:
+                recorder.sent += 1
+                recorder.lateness.record((sent - due) * 1000.0)
+                recorder.worst_wait_ms = max(recorder.worst_wait_ms, (sent - due) * 1000.0)
+            try:
+                async with session.http.get(base_url + planned.path, timeout=request_timeout) as response:
+                    body = await response.read()
+                    status = response.status
+                    final_path = response.url.path
+                    redirected = bool(response.history)
+            except asyncio.TimeoutError:
+                self._request_error(f"timeout after {self.settings.request_timeout:g} s: {planned.path}")
+                recorder.record(spec.name, measured, failure="timeout")
+                return
+            except (aiohttp.ClientError, OSError) as error:
+                self._request_error(f"{type(error).__name__}: {error} ({planned.path})")
+                recorder.record(spec.name, measured, failure="connection")
+                return
+            finished = loop.time()
+        redirected_to = final_path if redirected else None
+        if final_path == login_path:
+            # The session is gone (expired, or killed): not a success, and log in again.
+            session.needs_login = True
+            recorder.record(spec.name, measured, failure="session_lost", redirected_to=redirected_to)
+        elif 200 <= status < 300:
+            recorder.record(spec.name, measured, response_ms=(finished - due) * 1000.0,
+                            service_ms=(finished - sent) * 1000.0, redirected_to=redirected_to,
+                            footer=parse_footer(body))
+        else:
+            recorder.record(spec.name, measured, failure=f"http_{status}", redirected_to=redirected_to)
+
+    def _request_error(self, message: str) -> None:
+        recorder = self.recorder
+        if recorder.request_errors_printed < 20:
+            recorder.request_errors_printed += 1
+            self.say(f"[Request error: {message}]")
+        else:
+            recorder.request_errors_suppressed += 1
+
+    async def _progress(self, loop, start: float, measure_from: float) -> None:
+        every = self.settings.progress
+        if every <= 0:
+            return
+        overall = Histogram()
+        recorder = self.recorder
+        done_total = failed_total = 0
+        last = loop.time()
+        while True:
+            await asyncio.sleep(every)
+            now = loop.time()
+            interval_hist, recorder.interval = recorder.interval, Histogram()
+            done, recorder.interval_done = recorder.interval_done, 0
+            failed, recorder.interval_failed = recorder.interval_failed, 0
+            overall.merge(interval_hist)
+            done_total += done
+            failed_total += failed
+            measured = max(now - measure_from, 1e-9)
+            snapshot = {
+                "elapsed_s": round(now - start, 1),
+                "phase": "warmup" if now < measure_from else "measure",
+                "sent": recorder.sent, "ok": done_total - failed_total, "failed": failed_total,
+                "rpm_interval": round(done / (now - last) * 60.0, 1),
+                "rpm_overall": round(done_total / measured * 60.0, 1) if now > measure_from else 0.0,
+                "latency_ms_p50_interval": _round(interval_hist.percentile(50)),
+                "latency_ms_p95_interval": _round(interval_hist.percentile(95)),
+                "latency_ms_p95_overall": _round(overall.percentile(95)),
+            }
+            last = now
+            self.say(f"[PROGRESS] {json.dumps(snapshot)}")
+
+
+def _round(value: float | None, digits: int = 1) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+# =========================================================================== statistics
+
+PERCENTILES = (50, 90, 95, 99, 99.9)
+
+
+def percentile_keys(prefix: str, histogram: Histogram) -> dict:
+    keys = {}
+    for q in PERCENTILES:
+        label = str(q).replace(".", "_") if q != int(q) else str(int(q))
+        keys[f"{prefix}_p{label}"] = _round(histogram.percentile(q))
+    keys[f"{prefix}_max"] = _round(histogram.maximum if histogram.count else None)
+    return keys
+
+
+def url_summary(raw: dict) -> dict:
+    """Headline numbers of one URL's recorded results."""
+    response = Histogram.from_dict(raw.get("response_ms"))
+    service = Histogram.from_dict(raw.get("service_ms"))
+    summary = {"requests": raw["requests"], "success": raw["success"], "failure": raw["failure"]}
+    summary.update(percentile_keys("latency_ms", response))
+    summary.update(percentile_keys("service_ms", service))
+    footer = raw.get("footer", {})
+    for name in ("db_reads", "db_writes", "included_files", "memory_peak_mb"):
+        if footer.get(name):
+            summary[f"{name}_median"] = counter_median(footer[name])
+            summary[f"{name}_max"] = max(float(k) for k in footer[name])
+    for name in ("server_time_ms", "session_wait_ms"):
+        if footer.get(name):
+            histogram = Histogram.from_dict(footer[name])
+            summary[f"{name}_median"] = _round(histogram.percentile(50))
+            summary[f"{name}_max"] = _round(histogram.maximum)
+    return summary
+
+
+def summarize(document: dict) -> dict:
+    """The run's summary: the product's keys first, then the rest.  Pure: recomputed from
+    the recorded histograms, so merged documents summarise the same way."""
+    meta = document["metadata"]
+    response, service = Histogram(), Histogram()
+    failures: Counter = Counter()
+    requests = success = 0
+    for raw in document["urls"].values():
+        response.merge(Histogram.from_dict(raw["response_ms"]))
+        service.merge(Histogram.from_dict(raw["service_ms"]))
+        requests += raw["requests"]
+        success += raw["success"]
+        for kind, count in raw["failures"].items():
+            failures[kind] += count
+    seconds = meta.get("measured_seconds") or 0.0
+    observed = requests / seconds * 60.0 if seconds > 0 else 0.0
+    summary = {
+        "req_per_min_target": meta["rpm"],
+        "req_per_min_observed": round(observed, 1),
+        "requests": requests,
+        "success": success,
+        "failure": requests - success,
+        "latency_ms_p50": _round(response.percentile(50)),
+        "latency_ms_p95": _round(response.percentile(95)),
+        "latency_ms_p99": _round(response.percentile(99)),
+    }
+    summary.update(percentile_keys("latency_ms", response))
+    summary.update(percentile_keys("service_ms", service))
+    summary["error_rate"] = round((requests - success) / requests, 4) if requests else None
+    summary["failures"] = dict(sorted(failures.items()))
+    summary["urls"] = {name: url_summary(raw) for name, raw in document["urls"].items()}
+    return summary
+
+
+# ---- comparing two runs
+
+def mann_whitney_p(a: list, b: list) -> float:
+    """Two-sided p-value of the Mann-Whitney U test (normal approximation with tie
+    correction and continuity correction); fine from about 8 values a side."""
+    n1, n2 = len(a), len(b)
+    if not n1 or not n2:
+        return 1.0
+    combined = sorted([(v, 0) for v in a] + [(v, 1) for v in b])
+    ranks = [0.0] * len(combined)
+    tie_term = 0.0
+    i = 0
+    while i < len(combined):
+        j = i
+        while j + 1 < len(combined) and combined[j + 1][0] == combined[i][0]:
+            j += 1
+        average = (i + j) / 2.0 + 1.0
+        for k in range(i, j + 1):
+            ranks[k] = average
+        ties = j - i + 1
+        tie_term += ties ** 3 - ties
+        i = j + 1
+    rank_sum_a = sum(rank for rank, (_, side) in zip(ranks, combined, strict=True) if side == 0)
+    u = rank_sum_a - n1 * (n1 + 1) / 2.0
+    n = n1 + n2
+    variance = n1 * n2 / 12.0 * ((n + 1) - tie_term / (n * (n - 1)))
+    if variance <= 0:
+        return 1.0
+    z = (abs(u - n1 * n2 / 2.0) - 0.5) / math.sqrt(variance)
+    return max(0.0, min(1.0, math.erfc(max(z, 0.0) / math.sqrt(2.0))))
+
+
+def block_medians(raw_url: dict, minimum_count: int = 3) -> list:
+    """Per time block, the median service time: the unit of evidence (requests within a
+    run are autocorrelated, blocks much less so)."""
+    medians = []
+    for block in raw_url.get("blocks_service_ms", []):
+        histogram = Histogram.from_dict(block)
+        if histogram.count >= minimum_count:
+            medians.append(histogram.percentile(50))
+    return medians
+
+
+@dataclass
+class Thresholds:
+    max_regression_pct: float = 10.0
+    alpha: float = 0.05
+    max_db_reads_increase: float = 2.0
+    min_blocks: int = 6
+
+
+def compare_url(base: dict, new: dict, thresholds: Thresholds, alpha: float) -> dict:
+    """Verdict for one URL: 'regression', 'improvement', 'same' or 'unsure' (plus why)."""
+    row = {"verdict": "same", "reasons": []}
+    base_blocks, new_blocks = block_medians(base), block_medians(new)
+    tolerance = thresholds.max_regression_pct / 100.0
+    row["blocks"] = [len(base_blocks), len(new_blocks)]
+    base_reads = counter_median(base.get("footer", {}).get("db_reads", {}))
+    new_reads = counter_median(new.get("footer", {}).get("db_reads", {}))
+    row["db_reads"] = [base_reads, new_reads]
+    if base_reads is not None and new_reads is not None \
+            and new_reads - base_reads > thresholds.max_db_reads_increase:
+        row["verdict"] = "regression"
+        row["reasons"].append(f"DB reads {base_reads:g} -> {new_reads:g} per page")
+    if len(base_blocks) < thresholds.min_blocks or len(new_blocks) < thresholds.min_blocks:
+        row["ratio"] = None
+        row["p_value"] = None
+        if row["verdict"] == "same":
+            row["verdict"] = "unsure"
+            row["reasons"].append(f"too few blocks with data ({len(base_blocks)} vs {len(new_blocks)}, "
+                                  f"need {thresholds.min_blocks})")
+        return row
+    base_median = statistics.median(base_blocks)
+    new_median = statistics.median(new_blocks)
+    ratio = new_median / base_median if base_median > 0 else math.inf
+    p_value = mann_whitney_p(base_blocks, new_blocks)
+    row.update(base_ms=round(base_median, 2), new_ms=round(new_median, 2),
+               ratio=round(ratio, 4), p_value=round(p_value, 6), alpha=round(alpha, 6))
+    if ratio > 1 + tolerance:
+        if p_value <= alpha:
+            row["verdict"] = "regression"
+            row["reasons"].append(f"median service time x{ratio:.3f} (p={p_value:.2g} <= {alpha:.2g})")
+        elif p_value <= max(0.1, 2 * alpha) and row["verdict"] == "same":
+            # Pinpoint's third answer: a large change the blocks cannot yet confirm.
+            row["verdict"] = "unsure"
+            row["reasons"].append(f"median service time x{ratio:.3f} but p={p_value:.2g}: run longer")
+    elif ratio < 1 - tolerance and p_value <= alpha and row["verdict"] == "same":
+        row["verdict"] = "improvement"
+    return row
+
+
+def compare_documents(base: dict, new: dict, thresholds: Thresholds) -> dict:
+    """Compare a run with its baseline URL by URL.  Bonferroni: with k URLs each test
+    runs at alpha/k, so the chance of a false alarm on some URL stays near alpha."""
+    names = [name for name in new["urls"] if name in base["urls"]]
+    missing = sorted(set(base["urls"]) ^ set(new["urls"]))
+    alpha = thresholds.alpha / max(1, len(names))
+    rows = {name: compare_url(base["urls"][name], new["urls"][name], thresholds, alpha) for name in names}
+    verdicts = [row["verdict"] for row in rows.values()]
+    if "regression" in verdicts:
+        overall = "regression"
+    elif not rows or all(v == "unsure" for v in verdicts) or "unsure" in verdicts:
+        overall = "unsure"
+    else:
+        overall = "same"
+    notes = []
+    if base["metadata"].get("config_sha256") != new["metadata"].get("config_sha256"):
+        notes.append("the two runs used different configs: compare with care")
+    if base["metadata"].get("seed") != new["metadata"].get("seed"):
+        notes.append("the two runs used different seeds")
+    if missing:
+        notes.append(f"URLs in only one run, not compared: {', '.join(missing)}")
+    return {"verdict": overall, "alpha_per_url": alpha, "urls": rows, "notes": notes,
+            "max_regression_pct": thresholds.max_regression_pct}
+
+
+# ---- gates
+
+@dataclass
+class Gates:
+    max_p95_ms: float | None = None
+    max_p99_ms: float | None = None
+    max_error_rate: float | None = None
+    min_rpm_ratio: float | None = None
+    cannot_judge_error_rate: float = 0.5
+
+
+def check_gates(summary: dict, gates: Gates) -> list:
+    """The absolute limits this run breached, each as a line with the breaching number."""
+    breaches = []
+    if gates.max_p95_ms is not None and (summary["latency_ms_p95"] or 0) > gates.max_p95_ms:
+        breaches.append(f"latency p95 {summary['latency_ms_p95']} ms > --max-p95-ms {gates.max_p95_ms:g}")
+    if gates.max_p99_ms is not None and (summary["latency_ms_p99"] or 0) > gates.max_p99_ms:
+        breaches.append(f"latency p99 {summary['latency_ms_p99']} ms > --max-p99-ms {gates.max_p99_ms:g}")
+    if gates.max_error_rate is not None and (summary["error_rate"] or 0) > gates.max_error_rate:
+        breaches.append(f"error rate {summary['error_rate']:.4f} > --max-error-rate {gates.max_error_rate:g}")
+    if gates.min_rpm_ratio is not None and summary["req_per_min_target"]:
+        ratio = summary["req_per_min_observed"] / summary["req_per_min_target"]
+        if ratio < gates.min_rpm_ratio:
+            breaches.append(f"observed/target RPM {ratio:.3f} < --min-rpm-ratio {gates.min_rpm_ratio:g}")
+    return breaches
+
+
+def decide(summary: dict, gates: Gates, comparison: dict | None) -> tuple[int, str, list]:
+    """Exit status, verdict word and reasons for one run."""
+    if not summary["requests"]:
+        return EXIT_CANNOT_JUDGE, "cannot judge", ["no request was measured"]
+    if summary["error_rate"] is not None and summary["error_rate"] >= gates.cannot_judge_error_rate:
+        return EXIT_CANNOT_JUDGE, "cannot judge", [
+            f"error rate {summary['error_rate']:.2%} >= {gates.cannot_judge_error_rate:.0%}: "
+            f"the numbers mean nothing ({summary['failures']})"]
+    reasons = check_gates(summary, gates)
+    if comparison is not None and comparison["verdict"] == "regression":
+        reasons += [f"{name}: {'; '.join(row['reasons'])}" for name, row in comparison["urls"].items()
+                    if row["verdict"] == "regression"]
+    if reasons:
+        return EXIT_BAD, "bad", reasons
+    if comparison is not None and comparison["verdict"] == "unsure":
+        return EXIT_CANNOT_JUDGE, "cannot judge", [
+            f"{name}: {'; '.join(row['reasons'])}" for name, row in comparison["urls"].items()
+            if row["verdict"] == "unsure"]
+    return EXIT_GOOD, "good", []
+
+
+# =========================================================================== results documents
+
+def build_document(run: LoadRun, argv: list, config_sha256: str) -> dict:
+    settings = run.settings
+    recorder = run.recorder
+    return {
+        "format": RESULTS_FORMAT,
+        "tool": "moodle_load.py",
+        "metadata": {
+            "version": __version__,
+            "argv": argv,
+            "started_at": run.started_at.isoformat(timespec="seconds") if run.started_at else None,
+            "target": run.config.base_url,
+            "config_sha256": config_sha256,
+            "seed": settings.seed,
+            "rpm": settings.rpm / settings.shard[1],
+            "duration_s": settings.duration,
+            "warmup_s": settings.warmup,
+            "measured_seconds": round(run.measured_seconds, 3),
+            "blocks": settings.blocks,
+            "block_seconds": run.block_seconds,
+            "concurrency": run.effective_concurrency,
+            "shards": [f"{settings.shard[0]}/{settings.shard[1]}"],
+            "interrupted": run.interrupted_by is not None,
+            "moodle_release": None,
+            "host": socket.gethostname(),
+            "python": platform.python_version(),
+        },
+        "logins": {"ok": run.logins_ok, "failed": dict(run.login_failures),
+                   "relogins": sum(s.relogins for s in run.sessions)},
+        "generator": {
+            "cpu_seconds": round(run.cpu_seconds, 3),
+            "lateness_ms": recorder.lateness.to_dict(),
+            "tokens_waited_for_worker": recorder.tokens_waited,
+            "worst_wait_ms": round(recorder.worst_wait_ms, 3),
+            "tokens_dropped": recorder.tokens_dropped,
+            "request_errors_suppressed": recorder.request_errors_suppressed,
+        },
+        "urls": {name: stats.to_dict() for name, stats in recorder.urls.items()},
+    }
+
+
+def _merge_tallies(into: dict, other: dict) -> None:
+    for key, count in other.items():
+        into[key] = into.get(key, 0) + count
+
+
+def merge_documents(documents: list) -> dict:
+    """Add runs of the same config together (shards, processes, repeated runs): counts
+    and histograms add up, the rate targets add up, the measured time is the longest."""
+    if not documents:
+        raise UsageError("merge: no results to merge")
+    first = documents[0]
+    for other in documents[1:]:
+        if other["metadata"]["config_sha256"] != first["metadata"]["config_sha256"]:
+            raise UsageError("merge: the results come from different configs; merge runs of one config only")
+        if other["metadata"]["blocks"] != first["metadata"]["blocks"]:
+            raise UsageError("merge: the results have different --blocks")
+    merged = json.loads(json.dumps(first))
+    meta = merged["metadata"]
+    for other in documents[1:]:
+        om = other["metadata"]
+        meta["rpm"] += om["rpm"]
+        meta["measured_seconds"] = max(meta["measured_seconds"], om["measured_seconds"])
+        meta["concurrency"] += om["concurrency"]
+        meta["shards"] = meta["shards"] + om["shards"]
+        meta["interrupted"] = meta["interrupted"] or om["interrupted"]
+        merged["logins"]["ok"] += other["logins"]["ok"]
+        merged["logins"]["relogins"] += other["logins"]["relogins"]
+        _merge_tallies(merged["logins"]["failed"], other["logins"]["failed"])
+        generator, og = merged["generator"], other["generator"]
+        generator["cpu_seconds"] = round(generator["cpu_seconds"] + og["cpu_seconds"], 3)
+        generator["lateness_ms"] = Histogram.from_dict(generator["lateness_ms"]).merge(
+            Histogram.from_dict(og["lateness_ms"])).to_dict()
+        for key in ("tokens_waited_for_worker", "tokens_dropped", "request_errors_suppressed"):
+            generator[key] += og[key]
+        generator["worst_wait_ms"] = max(generator["worst_wait_ms"], og["worst_wait_ms"])
+        for name, raw in other["urls"].items():
+            if name not in merged["urls"]:
+                merged["urls"][name] = json.loads(json.dumps(raw))
+                continue
+            target = merged["urls"][name]
+            for key in ("requests", "success", "failure"):
+                target[key] += raw[key]
+            _merge_tallies(target["failures"], raw["failures"])
+            _merge_tallies(target["redirects"], raw["redirects"])
+            for key in ("response_ms", "service_ms"):
+                target[key] = Histogram.from_dict(target[key]).merge(Histogram.from_dict(raw[key])).to_dict()
+            target["blocks_service_ms"] = [
+                Histogram.from_dict(a).merge(Histogram.from_dict(b)).to_dict()
+                for a, b in zip(target["blocks_service_ms"], raw["blocks_service_ms"], strict=True)]
+            for key, value in raw["footer"].items():
+                if key not in target["footer"]:
+                    target["footer"][key] = value
+                elif key.endswith("_ms"):
+                    target["footer"][key] = Histogram.from_dict(target["footer"][key]).merge(
+                        Histogram.from_dict(value)).to_dict()
+                else:
+                    _merge_tallies(target["footer"][key], value)
+    merged["summary"] = summarize(merged)
+    return merged
+
+
+def load_document(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            document = json.load(handle)
+    except FileNotFoundError:
+        raise UsageError(f"results: {path} not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise UsageError(f"results: {path} is not a results JSON file") from None
+    if not isinstance(document, dict) or document.get("format") != RESULTS_FORMAT or "urls" not in document:
+        raise UsageError(f"results: {path} is not a moodle_load.py results file (format {RESULTS_FORMAT})")
+    return document
+
+
+def write_json_atomically(path: str, document: dict) -> None:
+    temporary = f"{path}.tmp-{os.getpid()}"
+    with open(temporary, "w", encoding="utf-8") as handle:
+        json.dump(document, handle, indent=1)
+        handle.write("\n")
+    os.replace(temporary, path)
+
+
+# =========================================================================== report
+
+def format_report(document: dict) -> str:
+    """The human view of a results document: a table per URL, then the summary JSON."""
+    summary = document["summary"]
+    lines = ["", "Per URL (latency = response time from the intended start; svc = service time; ms):"]
+    header = f"{'url':<38} {'req':>6} {'ok':>6} {'fail':>5} {'p50':>7} {'p95':>7} {'p99':>7} " \
+             f"{'max':>7} {'svc p50':>7} {'svc p95':>7} {'DB r/w':>8}"
+    lines.append(header)
+    lines.append("-" * len(header))
+
+    def cell(value) -> str:
+        return "-" if value is None else f"{value:.1f}"
+
+    for name, row in summary["urls"].items():
+        reads = row.get("db_reads_median")
+        writes = row.get("db_writes_median")
+        footer = f"{reads:g}/{writes:g}" if reads is not None and writes is not None else "-"
+        shown = name if len(name) <= 38 else name[:35] + "..."
+        lines.append(f"{shown:<38} {row['requests']:>6} {row['success']:>6} {row['failure']:>5} "
+                     f"{cell(row['latency_ms_p50']):>7} {cell(row['latency_ms_p95']):>7} "
+                     f"{cell(row['latency_ms_p99']):>7} {cell(row['latency_ms_max']):>7} "
+                     f"{cell(row['service_ms_p50']):>7} {cell(row['service_ms_p95']):>7} {footer:>8}")
+        raw = document["urls"][name]
+        if raw["failures"]:
+            lines.append(f"    failures: {', '.join(f'{k} {v}' for k, v in raw['failures'].items())}")
+        if raw["redirects"]:
+            lines.append(f"    redirected to: {', '.join(f'{k} {v}' for k, v in raw['redirects'].items())}")
+    generator = document["generator"]
+    lateness = Histogram.from_dict(generator["lateness_ms"])
+    lines.append("")
+    lines.append(f"Generator: {generator['cpu_seconds']:.1f} s CPU; schedule lateness p50 "
+                 f"{cell(lateness.percentile(50))} ms, p99 {cell(lateness.percentile(99))} ms, max "
+                 f"{cell(lateness.maximum if lateness.count else None)} ms; "
+                 f"{generator['tokens_waited_for_worker']} tokens waited for a free worker; "
+                 f"{generator['tokens_dropped']} dropped after a scheduler pause")
+    logins = document["logins"]
+    lines.append(f"Logins: {logins['ok']} ok, {sum(logins['failed'].values())} failed, "
+                 f"{logins['relogins']} re-logins after a lost session")
+    lines.append("")
+    lines.append("[SUMMARY] " + summary_json(summary))
+    return "\n".join(lines)
+
+
+def summary_json(summary: dict) -> str:
+    """The summary as JSON, one line per key and one line per URL: readable and greppable."""
+    head = {key: value for key, value in summary.items() if key != "urls"}
+    lines = [f" {json.dumps(key)}: {json.dumps(value)}," for key, value in head.items()]
+    urls = [f"  {json.dumps(name)}: {json.dumps(row)}" for name, row in summary["urls"].items()]
+    return "{\n" + "\n".join(lines) + '\n "urls": {\n' + ",\n".join(urls) + "\n }\n}"
+
+
+def rate_hints(document: dict) -> list:
+    """Why the observed rate fell short of the target, when it did."""
+    summary, meta, generator = document["summary"], document["metadata"], document["generator"]
+    target = summary["req_per_min_target"]
+    if not target or summary["req_per_min_observed"] >= 0.95 * target or meta["interrupted"]:
+        return []
+    hints = [f"[WARN] observed {summary['req_per_min_observed']:.0f} RPM is below the target {target:g}"]
+    if generator["tokens_waited_for_worker"]:
+        hints.append(f"[HINT] {generator['tokens_waited_for_worker']} requests waited for a free worker: "
+                     f"raise --concurrency (now {meta['concurrency']})")
+    if meta["concurrency"] >= document["logins"]["ok"]:
+        hints.append("[HINT] every logged-in user was busy: give the run more users "
+                     "(set_moodle_passwords.py --count)")
+    if generator["tokens_dropped"]:
+        hints.append(f"[HINT] {generator['tokens_dropped']} tokens were dropped after the generator "
+                     f"stalled: it is short of CPU (use --processes)")
+    return hints
+
+
+def format_comparison(comparison: dict) -> str:
+    lines = ["", f"Against the baseline (tolerance {comparison['max_regression_pct']:g} %, "
+                 f"alpha per URL {comparison['alpha_per_url']:.3g}; service-time medians of time blocks):"]
+    header = f"{'url':<38} {'base ms':>8} {'new ms':>8} {'ratio':>7} {'p':>8} {'DB reads':>11}  verdict"
+    lines += [header, "-" * len(header)]
+    for name, row in comparison["urls"].items():
+        reads = row.get("db_reads") or [None, None]
+        reads_text = "-" if reads[0] is None else f"{reads[0]:g}->{reads[1]:g}"
+        shown = name if len(name) <= 38 else name[:35] + "..."
+
+        def number(key, pattern, row=row):
+            return "-" if row.get(key) is None else format(row[key], pattern)
+
+        lines.append(f"{shown:<38} {number('base_ms', '.1f'):>8} {number('new_ms', '.1f'):>8} "
+                     f"{number('ratio', '.3f'):>7} {number('p_value', '.2g'):>8} {reads_text:>11}  "
+                     f"{row['verdict']}")
+    lines += [f"note: {note}" for note in comparison["notes"]]
+    return "\n".join(lines)
+
+
+# =========================================================================== command line
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse would exit 2, which git bisect takes for "bad"
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="moodle_load.py", description="Open-loop load generator for Moodle, "
+                     "with verdicts for git bisect run.",
+                     epilog="Exit status: 0 good, 1 bad, 125 cannot judge (bisect skips), "
+                     "128 usage or config mistake, 130/143 interrupted.")
+    parser.add_argument("--config", help="path to config.json")
+    parser.add_argument("--rpm", type=float, help="target requests per minute")
+    parser.add_argument("--duration", type=float, help="measured duration in seconds")
+    parser.add_argument("--concurrency", type=int, default=20,
+                        help="parallel workers, each holding one user session (default 20)")
+    parser.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
+    parser.add_argument("--login-timeout", type=float, default=20, help="seconds per login HTTP step (default 20)")
+    parser.add_argument("--request-timeout", type=float, default=60, help="seconds per request (default 60)")
+    parser.add_argument("--progress", type=float, default=30,
+                        help="progress interval in seconds; 0 = none (default 30)")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the request sequence (default 1)")
+    parser.add_argument("--warmup", type=float, default=0, help="seconds of load before measuring (default 0)")
+    parser.add_argument("--blocks", type=int, default=20,
+                        help="time blocks per run for the baseline comparison (default 20)")
+    parser.add_argument("--output", help="write the results JSON document here")
+    parser.add_argument("--baseline", help="results JSON of a good run to compare this one with")
+    parser.add_argument("--max-regression", type=float, default=10.0, metavar="PCT",
+                        help="slowdown tolerated against the baseline, percent (default 10)")
+    parser.add_argument("--max-db-reads-increase", type=float, default=2.0, metavar="N",
+                        help="extra DB reads per page tolerated against the baseline (default 2)")
+    parser.add_argument("--alpha", type=float, default=0.05,
+                        help="false-alarm rate of the baseline comparison, over all URLs (default 0.05)")
+    parser.add_argument("--max-p95-ms", type=float, help="gate: latency p95 above this is bad")
+    parser.add_argument("--max-p99-ms", type=float, help="gate: latency p99 above this is bad")
+    parser.add_argument("--max-error-rate", type=float, help="gate: failed/all above this is bad (0..1)")
+    parser.add_argument("--min-rpm-ratio", type=float, help="gate: observed/target RPM below this is bad")
+    parser.add_argument("--cannot-judge-error-rate", type=float, default=0.5,
+                        help="error rate from which the run cannot judge the commit: exit 125 (default 0.5)")
+    parser.add_argument("--shard", default="1/1", metavar="K/N",
+                        help="run shard K of N: its users and 1/N of the rate (merge with --merge)")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="run N generator processes on this machine and merge their results")
+    parser.add_argument("--compare", nargs=2, metavar=("BASE", "NEW"),
+                        help="compare two saved results and exit with the verdict; no load")
+    parser.add_argument("--merge", nargs="+", metavar="RESULTS", help="merge saved results into --output")
+    parser.add_argument("--quiet", action="store_true", help="print only the verdict lines")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return parser
+
+
+def _check_numbers(args) -> None:
+    if args.rpm is None or args.duration is None or args.config is None:
+        raise UsageError("--config, --rpm and --duration are required for a load run")
+    if not args.rpm > 0:
+        raise UsageError(f"--rpm must be above 0, got {args.rpm:g}")
+    if not args.duration > 0:
+        raise UsageError(f"--duration must be above 0 seconds, got {args.duration:g}")
+    if args.concurrency < 1:
+        raise UsageError(f"--concurrency must be at least 1, got {args.concurrency}")
+    if args.warmup < 0:
+        raise UsageError("--warmup cannot be negative")
+    if args.blocks < 1:
+        raise UsageError("--blocks must be at least 1")
+    if args.processes < 1:
+        raise UsageError("--processes must be at least 1")
+    if args.processes > 1 and args.shard != "1/1":
+        raise UsageError("--processes and --shard do not go together: each process is a shard")
+    for name in ("login_timeout", "request_timeout"):
+        if not getattr(args, name) > 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be above 0")
+
+
+def thresholds_from(args) -> Thresholds:
+    return Thresholds(max_regression_pct=args.max_regression, alpha=args.alpha,
+                      max_db_reads_increase=args.max_db_reads_increase)
+
+
+def gates_from(args) -> Gates:
+    return Gates(max_p95_ms=args.max_p95_ms, max_p99_ms=args.max_p99_ms,
+                 max_error_rate=args.max_error_rate, min_rpm_ratio=args.min_rpm_ratio,
+                 cannot_judge_error_rate=args.cannot_judge_error_rate)
+
+
+def announce_verdict(say, status: int, verdict: str, reasons: list) -> None:
+    say(f"[VERDICT] {verdict} (exit {status})")
+    for reason in reasons:
+        say(f"[VERDICT]   {reason}")
+
+
+def run_compare(args, say) -> int:
+    base, new = load_document(args.compare[0]), load_document(args.compare[1])
+    comparison = compare_documents(base, new, thresholds_from(args))
+    summary = new.get("summary") or summarize(new)
+    say(format_comparison(comparison))
+    status, verdict, reasons = decide(summary, gates_from(args), comparison)
+    announce_verdict(print, status, verdict, reasons)
+    return status
+
+
+def run_merge(args, say) -> int:
+    if not args.output:
+        raise UsageError("--merge needs --output for the merged results")
+    merged = merge_documents([load_document(path) for path in args.merge])
+    write_json_atomically(args.output, merged)
+    say(format_report(merged))
+    say(f"[INFO] merged {len(args.merge)} results into {args.output}")
+    return EXIT_GOOD
+
+
+def run_processes(args, argv: list, say) -> tuple[dict | None, int | None]:
+    """--processes N: the same command as N shard processes, results merged."""
+    import subprocess
+    import tempfile
+
+    count = args.processes
+    passthrough = []
+    skip = False
+    for token in argv:
+        if skip:
+            skip = False
+            continue
+        if token in ("--processes", "--output", "--baseline"):
+            skip = True
+            continue
+        if token.startswith(("--processes=", "--output=", "--baseline=")):
+            continue
+        passthrough.append(token)
+    with tempfile.TemporaryDirectory(prefix="moodle-load-") as tmp:
+        outputs = [os.path.join(tmp, f"shard-{k}.json") for k in range(1, count + 1)]
+        children = [subprocess.Popen([sys.executable, os.path.abspath(__file__), *passthrough,
+                                      "--shard", f"{k}/{count}", "--output", outputs[k - 1],
+                                      "--progress", "0", "--quiet"])
+                    for k in range(1, count + 1)]
+        codes = []
+        try:
+            codes = [child.wait() for child in children]
+        except KeyboardInterrupt:
+            for child in children:
+                child.send_signal(signal.SIGINT)
+            codes = [child.wait() for child in children]
+        if any(code == EXIT_USAGE for code in codes):
+            return None, EXIT_USAGE
+        documents = [load_document(path) for path in outputs if os.path.exists(path)]
+        if not documents:
+            return None, EXIT_CANNOT_JUDGE
+        return merge_documents(documents), None
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        say = Printer(quiet=args.quiet)
+        if args.compare:
+            return run_compare(args, say)
+        if args.merge:
+            return run_merge(args, say)
+        _check_numbers(args)
+        config, digest = load_config(args.config)
+        for warning in config.warnings:
+            say(f"[WARN] {warning}")
+        baseline = load_document(args.baseline) if args.baseline else None
+        shard = parse_shard(args.shard)
+        settings = RunSettings(rpm=args.rpm, duration=args.duration, concurrency=args.concurrency,
+                               warmup=args.warmup, seed=args.seed, insecure=args.insecure,
+                               login_timeout=args.login_timeout, request_timeout=args.request_timeout,
+                               progress=args.progress, blocks=args.blocks, shard=shard)
+    except UsageError as error:
+        print(f"[ERROR] {error}", file=sys.stderr)
+        return EXIT_USAGE
+
+    say(f"[INFO] moodle_load.py {__version__}: {config.base_url}, {settings.rpm:g} RPM for "
+        f"{settings.duration:g} s (+{settings.warmup:g} s warm-up), seed {settings.seed}"
+        + (f", shard {shard[0]}/{shard[1]}" if shard[1] > 1 else ""))
+    interrupted = None
+    if args.processes > 1:
+        try:
+            document, early_status = run_processes(args, argv, say)
+        except UsageError as error:
+            print(f"[ERROR] {error}", file=sys.stderr)
+            return EXIT_USAGE
+        if early_status is not None:
+            say("[ERROR] the generator processes produced no results")
+            return early_status
+    else:
+        run = LoadRun(config, settings, say)
+        interrupted = _run_with_signals(run)
+        document = build_document(run, argv, digest)
+        document["summary"] = summarize(document)
+        if run.logins_ok == 0:
+            if args.output:
+                write_json_atomically(args.output, document)
+            reasons = ", ".join(f"{k} {v}" for k, v in run.login_failures.items()) or "interrupted"
+            print(f"[ERROR] No user could log in ({reasons}): check base_url, the users' passwords "
+                  f"(set_moodle_passwords.py) and that the site is up", file=sys.stderr)
+            announce_verdict(print, EXIT_CANNOT_JUDGE, "cannot judge", ["no user could log in"])
+            return interrupted or EXIT_CANNOT_JUDGE
+
+    if args.output:
+        write_json_atomically(args.output, document)
+    say(format_report(document))
+    for hint in rate_hints(document):
+        say(hint)
+    comparison = None
+    if baseline is not None:
+        comparison = compare_documents(baseline, document, thresholds_from(args))
+        say(format_comparison(comparison))
+        if args.output:
+            document["comparison"] = comparison
+            write_json_atomically(args.output, document)
+    if args.output:
+        say(f"[INFO] results written to {args.output}")
+    if interrupted:
+        announce_verdict(print, interrupted, "interrupted", ["the run was stopped before its end"])
+        return interrupted
+    status, verdict, reasons = decide(document["summary"], gates_from(args), comparison)
+    announce_verdict(print, status, verdict, reasons)
+    return status
+
+
+def _run_with_signals(run: LoadRun) -> int | None:
+    """Run the load; SIGINT/SIGTERM stop the schedule and the report still comes."""
+
+    async def runner():
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(signum, run.stop, signum)
+            except (NotImplementedError, RuntimeError):
+                pass
+        await run.run()
+
+    try:
+        import uvloop  # optional: a faster event loop where installed
+        run_loop = uvloop.run
+    except ImportError:
+        run_loop = asyncio.run
+    run_loop(runner())
+    if run.interrupted_by == signal.SIGINT:
+        return EXIT_SIGINT
+    if run.interrupted_by == signal.SIGTERM:
+        return EXIT_SIGTERM
+    return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

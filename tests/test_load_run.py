@@ -1,0 +1,269 @@
+"""moodle_load.py against simulated Moodle sites over loopback."""
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+from aiohttp import web
+from conftest import ROOT, fast_settings
+from loadhelp import PASSWORD, read, run_load, write_config
+
+import moodle_load as ml
+from sim.moodledb import SiteData
+from sim.server import SimServer
+from sim.site import MemoryUsers, MoodleSite, PageProfile, UserRecord
+
+
+class FixedApp:
+    """A site that is not Moodle at all: answers every request with one handler."""
+
+    def __init__(self, handler):
+        self.handler = handler
+
+    def app(self):
+        application = web.Application()
+        application.router.add_route("*", "/{tail:.*}", self.handler)
+        return application
+
+
+def login_errors(output: str) -> list:
+    return [line for line in output.splitlines() if line.startswith("[ERROR] Login failed")]
+
+
+# ---- logging in
+
+def test_every_user_logs_in_through_the_logintoken_flow(sim_factory, tmp_path, capsys):
+    server = sim_factory()
+    config = write_config(tmp_path / "c.json", server.url, users=5)
+    assert run_load(config, duration=1) == 0
+    out = capsys.readouterr().out
+    assert "[INFO] Logging in 5 users..." in out
+    assert server.site.stats.logins_ok == 5 and server.site.stats.logins_failed == 0
+
+
+def test_wrong_password_is_reported_as_invalid_login_and_the_run_cannot_judge(sim_factory, tmp_path, capsys):
+    server = sim_factory()
+    config = write_config(tmp_path / "c.json", server.url, users=2, password="wrong")
+    assert run_load(config) == ml.EXIT_CANNOT_JUDGE
+    captured = capsys.readouterr()
+    assert sorted(login_errors(captured.out)) == [
+        "[ERROR] Login failed for user tool_generator_000001: invalid login",
+        "[ERROR] Login failed for user tool_generator_000002: invalid login"]
+    assert "No user could log in" in captured.err
+
+
+def test_users_that_fail_are_left_out_and_the_rest_run(sim_factory, tmp_path, capsys):
+    users = MemoryUsers.testsite(3, PASSWORD)
+    users.users["tool_generator_000002"].locked = True
+    server = sim_factory(users=users)
+    config = write_config(tmp_path / "c.json", server.url, users=3)
+    assert run_load(config, output=tmp_path / "r.json") == 0
+    assert login_errors(capsys.readouterr().out) == ["[ERROR] Login failed for user tool_generator_000002: locked out"]
+    assert read(tmp_path / "r.json")["logins"] == {"ok": 2, "failed": {"locked out": 1}, "relogins": 0}
+
+
+def test_forced_password_change_is_its_own_reason(sim_factory, tmp_path, capsys):
+    users = MemoryUsers.testsite(1, PASSWORD)
+    users.users["tool_generator_000001"].force_password_change = True
+    server = sim_factory(users=users)
+    assert run_load(write_config(tmp_path / "c.json", server.url, users=1)) == ml.EXIT_CANNOT_JUDGE
+    assert login_errors(capsys.readouterr().out) == [
+        "[ERROR] Login failed for user tool_generator_000001: forced password change"]
+
+
+def test_http_error_on_the_login_page_is_reported_with_its_status(tmp_path, capsys):
+    async def broken(request):
+        return web.Response(status=503, text="maintenance")
+
+    with SimServer(FixedApp(broken)) as server:
+        assert run_load(write_config(tmp_path / "c.json", server.url, users=1)) == ml.EXIT_CANNOT_JUDGE
+    assert login_errors(capsys.readouterr().out) == [
+        "[ERROR] Login failed for user tool_generator_000001: HTTP status: login page answered 503"]
+
+
+def test_a_login_that_hangs_times_out_after_login_timeout(tmp_path, capsys):
+    async def hang(request):
+        await asyncio.sleep(5)
+        return web.Response(text="late")
+
+    with SimServer(FixedApp(hang)) as server:
+        started = time.monotonic()
+        code = run_load(write_config(tmp_path / "c.json", server.url, users=1), "--login-timeout", "0.3")
+        assert code == ml.EXIT_CANNOT_JUDGE and time.monotonic() - started < 3
+    assert login_errors(capsys.readouterr().out) == [
+        "[ERROR] Login failed for user tool_generator_000001: timeout: no answer within 0.3 s"]
+
+
+def test_an_unreachable_site_is_a_connection_error_and_cannot_judge(tmp_path, capsys):
+    config = write_config(tmp_path / "c.json", "http://127.0.0.1:9", users=1)
+    assert run_load(config) == ml.EXIT_CANNOT_JUDGE
+    (line,) = login_errors(capsys.readouterr().out)
+    assert line.startswith("[ERROR] Login failed for user tool_generator_000001: connection error")
+
+
+def test_a_login_form_without_logintoken_warns_and_logs_in_anyway(sim_factory, tmp_path, capsys):
+    server = sim_factory(fast_settings(logintoken=False))
+    assert run_load(write_config(tmp_path / "c.json", server.url, users=1), duration=1) == 0
+    out = capsys.readouterr().out
+    assert "[WARN] No logintoken for user tool_generator_000001" in out
+    assert server.site.stats.logins_ok == 1
+
+
+# ---- sessions
+
+def test_a_lost_session_is_counted_and_the_user_logs_in_again(sim_factory, tmp_path):
+    server = sim_factory()
+    config = write_config(tmp_path / "c.json", server.url, users=2, urls=[{"path": "/my/"}])
+    threading.Timer(1.5, server.call, args=(server.site.expire_sessions,)).start()
+    assert run_load(config, "--concurrency", "2", rpm=600, duration=4, output=tmp_path / "r.json") == 0
+    result = read(tmp_path / "r.json")
+    my = result["urls"]["/my/"]
+    assert my["failures"] == {"session_lost": 2}  # one request per user found its session gone
+    assert result["logins"]["relogins"] == 2
+    assert my["success"] == my["requests"] - 2  # after logging in again, requests succeed
+    assert server.site.stats.logins_ok == 4
+
+
+def test_no_user_ever_has_two_requests_in_flight(sim_factory, tmp_path, capsys):
+    settings = fast_settings()
+    for profile in settings.pages.values():
+        profile.latency_ms = 40
+    server = sim_factory(settings)
+    config = write_config(tmp_path / "c.json", server.url, users=4)
+    # 40 requests/s on 4 users with 40 ms pages: sessions are busy most of the time.
+    assert run_load(config, "--concurrency", "50", rpm=2400, duration=3) in (0, 1)
+    assert "--concurrency 50 capped at 4" in capsys.readouterr().out
+    assert server.site.stats.overlaps == 0
+    assert server.site.stats.requests > 100
+
+
+# ---- the schedule
+
+def test_observed_rate_is_within_two_percent_of_the_target(sim_factory, tmp_path):
+    server = sim_factory()
+    config = write_config(tmp_path / "c.json", server.url, users=10)
+    assert run_load(config, "--concurrency", "10", rpm=1200, duration=20, output=tmp_path / "r.json") == 0
+    summary = read(tmp_path / "r.json")["summary"]
+    assert abs(summary["req_per_min_observed"] - 1200) / 1200 <= 0.02
+    assert summary["requests"] == 400
+
+
+def test_a_stalled_server_shows_in_response_time_but_not_service_time(sim_factory, tmp_path):
+    server = sim_factory()
+    config = write_config(tmp_path / "c.json", server.url, users=2, urls=[{"path": "/my/"}])
+    threading.Timer(3.0, server.call, args=(server.site.stall, 2.0)).start()
+    assert run_load(config, "--concurrency", "2", rpm=1200, duration=10, output=tmp_path / "r.json") == 0
+    summary = read(tmp_path / "r.json")["summary"]
+    assert summary["latency_ms_p95"] > 1000  # requests that were due during the stall waited
+    assert summary["service_ms_p95"] < 200  # once sent, they were served quickly
+    assert read(tmp_path / "r.json")["generator"]["tokens_waited_for_worker"] > 20
+
+
+# ---- failures
+
+def test_404s_and_connection_resets_are_counted_not_fatal(sim_factory, tmp_path):
+    server = sim_factory()
+    urls = [{"path": "/my/", "weight": 4}, {"path": "/course/view.php?id=999999", "name": "missing"},
+            {"path": "/__sim/reset", "name": "reset"}]
+    config = write_config(tmp_path / "c.json", server.url, users=3, urls=urls)
+    assert run_load(config, rpm=1200, duration=3, output=tmp_path / "r.json") == 0
+    result = read(tmp_path / "r.json")
+    assert result["urls"]["missing"]["failures"] == {"http_404": result["urls"]["missing"]["requests"]}
+    assert result["urls"]["reset"]["failures"] == {"connection": result["urls"]["reset"]["requests"]}
+    assert result["urls"]["/my/"]["failure"] == 0
+    assert result["summary"]["failures"]["http_404"] > 0
+
+
+def test_redirects_to_the_enrol_page_are_shown_per_url(sim_factory, tmp_path, capsys):
+    server = sim_factory()
+    urls = [{"path": "/course/view.php?id={courseid}", "name": "course"}]
+    config = write_config(tmp_path / "c.json", server.url, users=2, first_user=2, urls=urls,
+                          parameters={"courseid": {"values": [2, 3]}})
+    assert run_load(config, output=tmp_path / "r.json") == 0
+    course = read(tmp_path / "r.json")["urls"]["course"]
+    assert course["redirects"] == {"/enrol/index.php": course["requests"]}
+    assert "redirected to: /enrol/index.php" in capsys.readouterr().out
+
+
+def test_request_errors_are_rate_limited(tmp_path, capsys):
+    site = MoodleSite(MemoryUsers.testsite(2, PASSWORD), SiteData.testsite(), fast_settings())
+    with SimServer(site) as server:
+        config = write_config(tmp_path / "c.json", server.url, users=2, urls=[{"path": "/__sim/reset"}])
+        assert run_load(config, rpm=3000, duration=2, output=tmp_path / "r.json") == ml.EXIT_CANNOT_JUDGE
+    out = capsys.readouterr().out
+    assert out.count("[Request error:") == 20
+    assert read(tmp_path / "r.json")["generator"]["request_errors_suppressed"] == 100 - 20
+
+
+# ---- reporting and stopping
+
+def test_the_report_has_the_products_summary_keys(sim_factory, tmp_path, capsys):
+    server = sim_factory()
+    assert run_load(write_config(tmp_path / "c.json", server.url), rpm=600, duration=2) == 0
+    out = capsys.readouterr().out
+    for key in ("req_per_min_target", "req_per_min_observed", "requests", "success", "failure",
+                "latency_ms_p50", "latency_ms_p95", "latency_ms_p99"):
+        assert f'"{key}":' in out
+    assert "Per URL" in out and "dashboard" in out
+
+
+def test_progress_lines_come_every_progress_seconds(sim_factory, tmp_path, capsys):
+    server = sim_factory()
+    config = write_config(tmp_path / "c.json", server.url)
+    ml.main(["--config", config, "--rpm", "600", "--duration", "2.5", "--progress", "1"])
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[PROGRESS] {")]
+    assert len(lines) == 2 and '"rpm_interval"' in lines[0]
+
+
+def test_ctrl_c_stops_the_run_and_prints_the_report(sim_factory, tmp_path):
+    server = sim_factory()
+    config = write_config(tmp_path / "c.json", server.url)
+    process = subprocess.Popen([sys.executable, os.path.join(ROOT, "moodle_load.py"), "--config", config,
+                                "--rpm", "600", "--duration", "60", "--progress", "0",
+                                "--output", str(tmp_path / "r.json")],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(3)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=20)
+    assert process.returncode == ml.EXIT_SIGINT
+    assert "[SUMMARY]" in out and "[VERDICT] interrupted" in out
+    assert "Traceback" not in err
+    result = read(tmp_path / "r.json")
+    assert result["metadata"]["interrupted"] and result["summary"]["requests"] > 5
+
+
+def test_sigterm_also_reports(sim_factory, tmp_path):
+    server = sim_factory()
+    config = write_config(tmp_path / "c.json", server.url)
+    process = subprocess.Popen([sys.executable, os.path.join(ROOT, "moodle_load.py"), "--config", config,
+                                "--rpm", "600", "--duration", "60", "--progress", "0"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(2.5)
+    process.send_signal(signal.SIGTERM)
+    out, _ = process.communicate(timeout=20)
+    assert process.returncode == ml.EXIT_SIGTERM and "[SUMMARY]" in out
+
+
+def test_a_config_mistake_is_one_line_and_exit_128(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text('{"base_url": "http://127.0.0.1:9", "users": [], "urls": [{"path": "/my/"}]}')
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "moodle_load.py"), "--config", str(path),
+                             "--rpm", "60", "--duration", "1"], capture_output=True, text=True)
+    assert result.returncode == ml.EXIT_USAGE
+    assert result.stderr.count("\n") == 1 and "users must be a non-empty list" in result.stderr
+
+
+def test_usage_mistakes_exit_128_not_2(tmp_path, capsys):
+    assert ml.main(["--rpm", "60"]) == ml.EXIT_USAGE
+    assert ml.main(["--config", "x.json", "--rpm", "ten", "--duration", "1"]) == ml.EXIT_USAGE
+    assert ml.main(["--config", str(tmp_path / "none.json"), "--rpm", "60", "--duration", "1"]) == ml.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "not found" in err and "Traceback" not in err
+
+
+def test_user_record_defaults_describe_an_ordinary_user():
+    assert UserRecord(1, "u", "h").locked is False and PageProfile().db_reads == 40
