@@ -444,7 +444,8 @@ FOOTER_FIELDS = (
     ("db_reads", re.compile(rb"DB reads/writes: (\d+)/\d+")),
     ("db_writes", re.compile(rb"DB reads/writes: \d+/(\d+)")),
     ("server_time_ms", re.compile(rb"timeused[^>]*>\s*([\d.]+) secs")),
-    ("memory_peak_mb", re.compile(rb"RAM peak: ([\d.]+) ?([KMG]?B)")),
+    # Moodle puts a no-break space (UTF-8 C2 A0) between number and unit.
+    ("memory_peak_mb", re.compile(rb"RAM peak: ([\d.]+)(?:\s|\xc2\xa0)*([KMG]?B)")),
     ("included_files", re.compile(rb"Included (\d+) files")),
     ("session_wait_ms", re.compile(rb"Session wait: ([\d.]+) secs")),
 )

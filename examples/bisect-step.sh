@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# One step of `git bisect run`: bring the site to the checked-out Moodle commit, load it,
+# and exit with moodle_load.py's verdict (0 good, 1 bad, 125 skip; 128+ stops the bisect).
+#
+#   cd /path/to/moodle                 # the Moodle checkout being bisected
+#   git bisect start BAD_COMMIT GOOD_COMMIT
+#   git checkout GOOD_COMMIT && /path/to/toolkit/examples/bisect-step.sh --baseline
+#   git bisect run /path/to/toolkit/examples/bisect-step.sh
+#
+# Everything is set through the environment (defaults in brackets):
+#   LOAD_CONFIG      config.json of the load                       [$TOOLKIT/config.json]
+#   BASELINE         results of the good commit                    [$TOOLKIT/bisect/baseline.json]
+#   RESULTS_DIR      where each commit's results go                [$TOOLKIT/bisect]
+#   LOAD_RPM LOAD_DURATION LOAD_WARMUP LOAD_CONCURRENCY LOAD_SEED  [600 120 30 20 1]
+#   LOAD_ARGS        more moodle_load.py flags, e.g. "--max-regression 5 --insecure"
+#   PRETEST_DUMP     pg_dump -Fc file restored before every step (PG* variables say where)
+#   RESTORE_CMD      how to restore instead                        [pg_restore of PRETEST_DUMP]
+#   PREPARE_CMD      bring the code live: upgrade, purge caches, reload PHP (opcache keeps
+#                    old code until php-fpm reloads, FACTS.md)     [upgrade + purge if admin/cli
+#                    exists, then RELOAD_CMD]
+#   RELOAD_CMD       e.g. "sudo systemctl reload php8.2-fpm"
+#   CLEANUP_CMD      run when the step ends, whatever happened
+#   PYTHON           the interpreter with the toolkit's requirements [python3]
+set -u
+
+TOOLKIT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PYTHON=${PYTHON:-python3}
+RESULTS_DIR=${RESULTS_DIR:-$TOOLKIT/bisect}
+BASELINE=${BASELINE:-$RESULTS_DIR/baseline.json}
+LOAD_CONFIG=${LOAD_CONFIG:-$TOOLKIT/config.json}
+COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+
+say() { echo "[bisect-step $COMMIT] $*" >&2; }
+skip() { say "cannot test this commit: $*"; exit 125; }
+
+if [ -n "${CLEANUP_CMD:-}" ]; then
+    trap 'bash -c "$CLEANUP_CMD" || say "cleanup failed"' EXIT
+fi
+
+mkdir -p "$RESULTS_DIR" || { say "cannot create $RESULTS_DIR"; exit 128; }
+
+# 1. The same database state for every commit.
+if [ -n "${RESTORE_CMD:-}" ]; then
+    bash -c "$RESTORE_CMD" || skip "RESTORE_CMD failed"
+elif [ -n "${PRETEST_DUMP:-}" ]; then
+    pg_restore --clean --if-exists --no-owner -d "${PGDATABASE:-moodle}" "$PRETEST_DUMP" \
+        || skip "pg_restore of $PRETEST_DUMP failed"
+fi
+
+# 2. The checked-out code live: upgrade, caches purged, PHP reloaded.
+if [ -n "${PREPARE_CMD:-}" ]; then
+    bash -c "$PREPARE_CMD" || skip "PREPARE_CMD failed"
+elif [ -f admin/cli/upgrade.php ]; then
+    php admin/cli/upgrade.php --non-interactive >/dev/null || skip "upgrade failed"
+    php admin/cli/purge_caches.php || skip "purge_caches failed"
+    if [ -n "${RELOAD_CMD:-}" ]; then bash -c "$RELOAD_CMD" || skip "RELOAD_CMD failed"; fi
+fi
+
+# 3. The same load, judged against the good commit.
+args=(--config "$LOAD_CONFIG" --rpm "${LOAD_RPM:-600}" --duration "${LOAD_DURATION:-120}"
+      --warmup "${LOAD_WARMUP:-30}" --concurrency "${LOAD_CONCURRENCY:-20}" --seed "${LOAD_SEED:-1}"
+      --progress 0)
+if [ "${1:-}" = "--baseline" ]; then
+    "$PYTHON" "$TOOLKIT/moodle_load.py" "${args[@]}" --output "$BASELINE" ${LOAD_ARGS:-}
+    status=$?
+    say "baseline written to $BASELINE (exit $status)"
+    exit "$status"
+fi
+if [ ! -f "$BASELINE" ]; then
+    say "no baseline at $BASELINE: run this script with --baseline on the good commit first"
+    exit 128
+fi
+"$PYTHON" "$TOOLKIT/moodle_load.py" "${args[@]}" --baseline "$BASELINE" \
+    --output "$RESULTS_DIR/$COMMIT.json" ${LOAD_ARGS:-}
+status=$?
+say "verdict exit $status"
+exit "$status"
