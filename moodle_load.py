@@ -533,7 +533,9 @@ class Recorder:
         self.tokens_waited = 0  # released while no worker was free
         self.worst_wait_ms = 0.0
         self.tokens_dropped = 0
+        self.tokens_unsent = 0  # still queued when the backlog's time ran out, or when stopped
         self.sent = 0
+        self.sent_in_window = 0  # sent before the measured window closed: the observed rate
         self.interval = Histogram()
         self.interval_done = 0
         self.interval_failed = 0
@@ -590,18 +592,19 @@ class RunSettings:
     progress: float = 30.0
     blocks: int = 20
     shard: tuple = (1, 1)
-    grace: float = 5.0
+    grace: float = 5.0  # how long requests in flight may finish after a stop
+    drain: float = 30.0  # how long a backlog may still be worked off after the schedule ends
 
 
 class Printer:
-    """Where messages go; rate-limits request errors so a dead site cannot flood output."""
+    """Where messages go.  Quiet keeps only what needs a person: errors and warnings."""
 
     def __init__(self, stream=None, quiet: bool = False):
         self.stream = stream or sys.stdout
         self.quiet = quiet
 
     def __call__(self, line: str) -> None:
-        if not self.quiet:
+        if not self.quiet or line.startswith(("[ERROR]", "[WARN]")):
             print(line, file=self.stream, flush=True)
 
 
@@ -626,8 +629,10 @@ class LoadRun:
         self.measured_seconds = 0.0
         self.cpu_seconds = 0.0
         self.effective_concurrency = settings.concurrency
+        self.window_end = math.inf
 
     def stop(self, signum: int | None = None) -> None:
+        self.window_end = min(self.window_end, time.perf_counter())
         if self.interrupted_by is None and signum is not None:
             self.interrupted_by = signum
             self.say(f"[INFO] {signal.Signals(signum).name}: stopping the schedule, finishing requests in flight")
@@ -683,7 +688,7 @@ class LoadRun:
 
     async def _run_schedule(self, aiohttp) -> None:
         settings = self.settings
-        loop = asyncio.get_running_loop()
+        clock = time.perf_counter  # finer than uvloop's loop.time(), and the same under both loops
         concurrency = min(settings.concurrency, len(self.sessions))
         if concurrency < settings.concurrency:
             self.say(f"[WARN] --concurrency {settings.concurrency} capped at {concurrency}: one request "
@@ -700,18 +705,16 @@ class LoadRun:
         idle = [concurrency]
         request_timeout = aiohttp.ClientTimeout(total=settings.request_timeout)
         recorder = self.recorder
-        specs = self.config.urls
-        base_url = self.config.base_url
-        login_path = self.config.login_path
         sessions = self.sessions
         # A pause of the scheduler (a stopped process, a blocked loop) must not turn into a
         # burst: tokens more than this late are dropped and counted instead of released.
         burst_limit = max(1.0, 2 * interval * shards)
 
         cpu_start = time.process_time()
-        start = loop.time() + 0.05
+        start = clock() + 0.05
         self.started_at = datetime.now(timezone.utc)
         measure_from = start + settings.warmup
+        self.window_end = min(self.window_end, measure_from + settings.duration)
 
         def offset_of(due: float) -> float | None:
             return due - measure_from if due >= measure_from else None
@@ -720,15 +723,15 @@ class LoadRun:
             for local, planned in enumerate(plan):
                 due = start + planned.index * interval
                 # Sleep to an absolute time, never "interval after the last one": no drift.
-                while (delay := due - loop.time()) > 0 and not self.stopping.is_set():
+                while (delay := due - clock()) > 0 and not self.stopping.is_set():
                     await asyncio.sleep(min(delay, 0.25))
                 if self.stopping.is_set():
                     break
-                if loop.time() - due > burst_limit:
+                if clock() - due > burst_limit:
                     if offset_of(due) is not None:
                         recorder.tokens_dropped += 1
                     continue
-                if idle[0] == 0 and offset_of(due) is not None:
+                if queue.qsize() >= idle[0] and offset_of(due) is not None:
                     recorder.tokens_waited += 1
                 queue.put_nowait((planned, due, sessions[local % len(sessions)]))
             for _ in range(concurrency):
@@ -741,35 +744,41 @@ class LoadRun:
                     return
                 idle[0] -= 1
                 try:
-                    await self._perform(aiohttp, item, request_timeout, base_url, login_path,
-                                        specs, offset_of, loop)
+                    await self._perform(aiohttp, item, request_timeout, offset_of, clock)
                 finally:
                     idle[0] += 1
 
-        workers = [asyncio.create_task(worker()) for _ in range(concurrency)]
-        progress = asyncio.create_task(self._progress(loop, start, measure_from))
-        schedule = asyncio.create_task(scheduler())
-        await schedule
-        if self.stopping.is_set():
-            # Interrupted: stop taking tokens, let what is in flight finish within the grace.
+        def abandon_backlog():
             while not queue.empty():
-                queue.get_nowait()
+                item = queue.get_nowait()
+                if item is not None and offset_of(item[1]) is not None:
+                    recorder.tokens_unsent += 1
             for _ in range(concurrency):
                 queue.put_nowait(None)
-            done, pending = await asyncio.wait(workers, timeout=settings.grace)
+
+        workers = [asyncio.create_task(worker()) for _ in range(concurrency)]
+        progress = asyncio.create_task(self._progress(clock, start, measure_from))
+        await asyncio.create_task(scheduler())
+        if self.stopping.is_set():
+            abandon_backlog()  # interrupted: what is in flight may finish within the grace
+            pending = workers
+        else:
+            # A backlog (workers too few or the site too slow) gets a bounded time to clear.
+            _, pending = await asyncio.wait(workers, timeout=settings.drain)
+            if pending:
+                abandon_backlog()
+        if pending:
+            _, pending = await asyncio.wait(pending, timeout=settings.grace)
             for task in pending:
                 task.cancel()
-        else:
-            await asyncio.gather(*workers)
+                recorder.tokens_unsent += 1
         progress.cancel()
-        end = min(loop.time(), start + total_seconds) if self.stopping.is_set() else start + total_seconds
-        self.measured_seconds = max(0.0, end - measure_from)
+        self.measured_seconds = max(0.0, min(self.window_end, measure_from + settings.duration) - measure_from)
         self.cpu_seconds = time.process_time() - cpu_start
 
-    async def _perform(self, aiohttp, item, request_timeout, base_url, login_path, specs,
-                       offset_of, loop) -> None:
+    async def _perform(self, aiohttp, item, request_timeout, offset_of, clock) -> None:
         planned, due, session = item
-        spec = specs[planned.url_index]
+        spec = self.config.urls[planned.url_index]
         recorder = self.recorder
         measured = offset_of(due)
         async with session.lock:
@@ -783,13 +792,16 @@ class LoadRun:
                     self._request_error(f"re-login of {session.user.username} failed: {failure}")
                     recorder.record(spec.name, measured, failure="login")
                     return
-            sent = loop.time()
+            sent = clock()
             if measured is not None:
                 recorder.sent += 1
+                if sent <= self.window_end:
+                    recorder.sent_in_window += 1
                 recorder.lateness.record((sent - due) * 1000.0)
                 recorder.worst_wait_ms = max(recorder.worst_wait_ms, (sent - due) * 1000.0)
             try:
-                async with session.http.get(base_url + planned.path, timeout=request_timeout) as response:
+                async with session.http.get(self.config.base_url + planned.path,
+                                            timeout=request_timeout) as response:
                     body = await response.read()
                     status = response.status
                     final_path = response.url.path
@@ -802,9 +814,9 @@ class LoadRun:
                 self._request_error(f"{type(error).__name__}: {error} ({planned.path})")
                 recorder.record(spec.name, measured, failure="connection")
                 return
-            finished = loop.time()
+            finished = clock()
         redirected_to = final_path if redirected else None
-        if final_path == login_path:
+        if final_path == self.config.login_path:
             # The session is gone (expired, or killed): not a success, and log in again.
             session.needs_login = True
             recorder.record(spec.name, measured, failure="session_lost", redirected_to=redirected_to)
@@ -823,17 +835,17 @@ class LoadRun:
         else:
             recorder.request_errors_suppressed += 1
 
-    async def _progress(self, loop, start: float, measure_from: float) -> None:
+    async def _progress(self, clock, start: float, measure_from: float) -> None:
         every = self.settings.progress
         if every <= 0:
             return
         overall = Histogram()
         recorder = self.recorder
         done_total = failed_total = 0
-        last = loop.time()
+        last = clock()
         while True:
             await asyncio.sleep(every)
-            now = loop.time()
+            now = clock()
             interval_hist, recorder.interval = recorder.interval, Histogram()
             done, recorder.interval_done = recorder.interval_done, 0
             failed, recorder.interval_failed = recorder.interval_failed, 0
@@ -907,8 +919,11 @@ def summarize(document: dict) -> dict:
         success += raw["success"]
         for kind, count in raw["failures"].items():
             failures[kind] += count
+    # The observed rate counts requests actually sent inside the measured window: a generator
+    # that fell behind and worked off its backlog later did not reach the target.
     seconds = meta.get("measured_seconds") or 0.0
-    observed = requests / seconds * 60.0 if seconds > 0 else 0.0
+    sent = document["generator"]["sent_in_window"]
+    observed = sent / seconds * 60.0 if seconds > 0 else 0.0
     summary = {
         "req_per_min_target": meta["rpm"],
         "req_per_min_observed": round(observed, 1),
@@ -1127,6 +1142,8 @@ def build_document(run: LoadRun, argv: list, config_sha256: str) -> dict:
             "tokens_waited_for_worker": recorder.tokens_waited,
             "worst_wait_ms": round(recorder.worst_wait_ms, 3),
             "tokens_dropped": recorder.tokens_dropped,
+            "tokens_unsent": recorder.tokens_unsent,
+            "sent_in_window": recorder.sent_in_window,
             "request_errors_suppressed": recorder.request_errors_suppressed,
         },
         "urls": {name: stats.to_dict() for name, stats in recorder.urls.items()},
@@ -1165,7 +1182,8 @@ def merge_documents(documents: list) -> dict:
         generator["cpu_seconds"] = round(generator["cpu_seconds"] + og["cpu_seconds"], 3)
         generator["lateness_ms"] = Histogram.from_dict(generator["lateness_ms"]).merge(
             Histogram.from_dict(og["lateness_ms"])).to_dict()
-        for key in ("tokens_waited_for_worker", "tokens_dropped", "request_errors_suppressed"):
+        for key in ("tokens_waited_for_worker", "tokens_dropped", "tokens_unsent", "sent_in_window",
+                    "request_errors_suppressed"):
             generator[key] += og[key]
         generator["worst_wait_ms"] = max(generator["worst_wait_ms"], og["worst_wait_ms"])
         for name, raw in other["urls"].items():
@@ -1250,7 +1268,8 @@ def format_report(document: dict) -> str:
                  f"{cell(lateness.percentile(50))} ms, p99 {cell(lateness.percentile(99))} ms, max "
                  f"{cell(lateness.maximum if lateness.count else None)} ms; "
                  f"{generator['tokens_waited_for_worker']} tokens waited for a free worker; "
-                 f"{generator['tokens_dropped']} dropped after a scheduler pause")
+                 f"{generator['tokens_dropped']} dropped after a scheduler pause, "
+                 f"{generator['tokens_unsent']} never sent")
     logins = document["logins"]
     lines.append(f"Logins: {logins['ok']} ok, {sum(logins['failed'].values())} failed, "
                  f"{logins['relogins']} re-logins after a lost session")
@@ -1280,6 +1299,9 @@ def rate_hints(document: dict) -> list:
     if meta["concurrency"] >= document["logins"]["ok"]:
         hints.append("[HINT] every logged-in user was busy: give the run more users "
                      "(set_moodle_passwords.py --count)")
+    if generator["tokens_unsent"]:
+        hints.append(f"[HINT] {generator['tokens_unsent']} scheduled requests were never sent: the backlog "
+                     f"outgrew the run (raise --concurrency, or the site is saturated)")
     if generator["tokens_dropped"]:
         hints.append(f"[HINT] {generator['tokens_dropped']} tokens were dropped after the generator "
                      f"stalled: it is short of CPU (use --processes)")
@@ -1353,7 +1375,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--compare", nargs=2, metavar=("BASE", "NEW"),
                         help="compare two saved results and exit with the verdict; no load")
     parser.add_argument("--merge", nargs="+", metavar="RESULTS", help="merge saved results into --output")
-    parser.add_argument("--quiet", action="store_true", help="print only the verdict lines")
+    parser.add_argument("--quiet", action="store_true", help="print only errors, warnings and the verdict")
+    parser.add_argument("--shard-process", action="store_true", help=argparse.SUPPRESS)  # --processes child
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
 
@@ -1392,6 +1415,8 @@ def gates_from(args) -> Gates:
 
 
 def announce_verdict(say, status: int, verdict: str, reasons: list) -> None:
+    if say is None:  # a --processes child: the parent judges the merged results
+        return
     say(f"[VERDICT] {verdict} (exit {status})")
     for reason in reasons:
         say(f"[VERDICT]   {reason}")
@@ -1417,7 +1442,7 @@ def run_merge(args, say) -> int:
     return EXIT_GOOD
 
 
-def run_processes(args, argv: list, say) -> tuple[dict | None, int | None]:
+def run_processes(args, argv: list, say) -> tuple[dict | None, int | None, int | None]:
     """--processes N: the same command as N shard processes, results merged."""
     import subprocess
     import tempfile
@@ -1439,21 +1464,30 @@ def run_processes(args, argv: list, say) -> tuple[dict | None, int | None]:
         outputs = [os.path.join(tmp, f"shard-{k}.json") for k in range(1, count + 1)]
         children = [subprocess.Popen([sys.executable, os.path.abspath(__file__), *passthrough,
                                       "--shard", f"{k}/{count}", "--output", outputs[k - 1],
-                                      "--progress", "0", "--quiet"])
+                                      "--progress", "0", "--quiet", "--shard-process"])
                     for k in range(1, count + 1)]
-        codes = []
+        interrupted = []
+
+        def forward(signum, _frame):
+            interrupted.append(signum)
+            for child in children:
+                if child.poll() is None:
+                    child.send_signal(signum)
+
+        previous = {signum: signal.signal(signum, forward) for signum in (signal.SIGINT, signal.SIGTERM)}
         try:
             codes = [child.wait() for child in children]
-        except KeyboardInterrupt:
-            for child in children:
-                child.send_signal(signal.SIGINT)
-            codes = [child.wait() for child in children]
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
         if any(code == EXIT_USAGE for code in codes):
-            return None, EXIT_USAGE
+            return None, EXIT_USAGE, None
         documents = [load_document(path) for path in outputs if os.path.exists(path)]
         if not documents:
-            return None, EXIT_CANNOT_JUDGE
-        return merge_documents(documents), None
+            return None, EXIT_CANNOT_JUDGE, None
+        stopped = {signal.SIGINT: EXIT_SIGINT, signal.SIGTERM: EXIT_SIGTERM}.get(interrupted[0]) \
+            if interrupted else None
+        return merge_documents(documents), None, stopped
 
 
 def main(argv=None) -> int:
@@ -1486,7 +1520,7 @@ def main(argv=None) -> int:
     interrupted = None
     if args.processes > 1:
         try:
-            document, early_status = run_processes(args, argv, say)
+            document, early_status, interrupted = run_processes(args, argv, say)
         except UsageError as error:
             print(f"[ERROR] {error}", file=sys.stderr)
             return EXIT_USAGE
@@ -1504,28 +1538,28 @@ def main(argv=None) -> int:
             reasons = ", ".join(f"{k} {v}" for k, v in run.login_failures.items()) or "interrupted"
             print(f"[ERROR] No user could log in ({reasons}): check base_url, the users' passwords "
                   f"(set_moodle_passwords.py) and that the site is up", file=sys.stderr)
-            announce_verdict(print, EXIT_CANNOT_JUDGE, "cannot judge", ["no user could log in"])
+            announce_verdict(None if args.shard_process else print, EXIT_CANNOT_JUDGE, "cannot judge",
+                             ["no user could log in"])
             return interrupted or EXIT_CANNOT_JUDGE
 
+    comparison = None
+    if baseline is not None:
+        comparison = document["comparison"] = compare_documents(baseline, document, thresholds_from(args))
     if args.output:
         write_json_atomically(args.output, document)
     say(format_report(document))
     for hint in rate_hints(document):
         say(hint)
-    comparison = None
-    if baseline is not None:
-        comparison = compare_documents(baseline, document, thresholds_from(args))
+    if comparison is not None:
         say(format_comparison(comparison))
-        if args.output:
-            document["comparison"] = comparison
-            write_json_atomically(args.output, document)
     if args.output:
         say(f"[INFO] results written to {args.output}")
+    judge = None if args.shard_process else print
     if interrupted:
-        announce_verdict(print, interrupted, "interrupted", ["the run was stopped before its end"])
+        announce_verdict(judge, interrupted, "interrupted", ["the run was stopped before its end"])
         return interrupted
     status, verdict, reasons = decide(document["summary"], gates_from(args), comparison)
-    announce_verdict(print, status, verdict, reasons)
+    announce_verdict(judge, status, verdict, reasons)
     return status
 
 

@@ -163,6 +163,21 @@ def test_a_stalled_server_shows_in_response_time_but_not_service_time(sim_factor
     assert read(tmp_path / "r.json")["generator"]["tokens_waited_for_worker"] > 20
 
 
+def test_a_generator_short_of_workers_reports_the_rate_it_really_reached(sim_factory, tmp_path, capsys):
+    settings = fast_settings()
+    settings.pages["my"] = PageProfile(latency_ms=100, jitter=0, body_kb=10)
+    server = sim_factory(settings)
+    config = write_config(tmp_path / "c.json", server.url, users=1, urls=[{"path": "/my/"}])
+    # One worker can serve about 10 pages/s; the target is 20/s.
+    assert run_load(config, "--concurrency", "1", rpm=1200, duration=3, output=tmp_path / "r.json") == 0
+    result = read(tmp_path / "r.json")
+    assert 450 <= result["summary"]["req_per_min_observed"] <= 650
+    assert result["summary"]["requests"] == 60  # the backlog was still worked off and measured
+    assert result["summary"]["latency_ms_p99"] > 2000  # and its waiting shows in the response time
+    out = capsys.readouterr().out
+    assert "[HINT]" in out and "raise --concurrency" in out
+
+
 # ---- failures
 
 def test_404s_and_connection_resets_are_counted_not_fatal(sim_factory, tmp_path):
