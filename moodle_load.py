@@ -78,10 +78,11 @@ class Parameter:
     maximum: int | None = None
     values: tuple = ()
 
-    def draw(self, rng: random.Random):
+    def pick(self, unit: float):
+        """The value for a uniform number in [0, 1)."""
         if self.values:
-            return self.values[rng.randrange(len(self.values))]
-        return rng.randint(self.minimum, self.maximum)
+            return self.values[int(unit * len(self.values))]
+        return self.minimum + int(unit * (self.maximum - self.minimum + 1))
 
 
 @dataclass(frozen=True)
@@ -232,32 +233,44 @@ def config_digest(raw: dict) -> str:
     return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()
 
 
-def fill_url(spec: UrlSpec, parameters: dict, rng: random.Random) -> str:
-    """The URL's path with each {placeholder} replaced by a value drawn from its parameter."""
+def fill_url(spec: UrlSpec, parameters: dict, units) -> str:
+    """The URL's path with each {placeholder} replaced by its parameter's value for the next
+    uniform number from ``units`` (an iterator of floats in [0, 1))."""
     if not spec.placeholders:
         return spec.path
-    return PLACEHOLDER.sub(lambda m: str(parameters[m.group(1)].draw(rng)), spec.path)
+    return PLACEHOLDER.sub(lambda m: str(parameters[m.group(1)].pick(next(units))), spec.path)
 
 
 # =========================================================================== schedule
+
+_MASK64 = (1 << 64) - 1
+
+
+def unit_interval(seed: int, index: int, draw: int) -> float:
+    """A uniform number in [0, 1) for (seed, timeline position, draw number): splitmix64,
+    so any position can be computed on its own (shards agree with a single process) and
+    a draw costs a few integer operations."""
+    z = (seed * 0x9E3779B97F4A7C15 + index * 0xD1B54A32D192ED03 + draw * 0xABC98388FB8FAC03) & _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return ((z ^ (z >> 31)) >> 11) * (1.0 / (1 << 53))
+
 
 def plan_requests(config: Config, seed: int, count: int, start: int = 0, step: int = 1):
     """The deterministic request sequence: for timeline positions start, start+step, ...
     below count, which URL and which filled-in path.  The same config and seed give the
     same sequence, whatever the shard, so shards of one run add up to the whole run."""
-    weights = [spec.weight for spec in config.urls]
     cumulative = []
     total = 0.0
-    for weight in weights:
-        total += weight
+    for spec in config.urls:
+        total += spec.weight
         cumulative.append(total)
     for index in range(start, count, step):
-        # One generator per position keeps shards on the same values as a single process.
-        rng = random.Random(seed * 1_000_003 + index)
-        pick = rng.random() * total
+        pick = unit_interval(seed, index, 0) * total
         url_index = next(i for i, edge in enumerate(cumulative) if pick < edge)
         spec = config.urls[url_index]
-        yield PlannedRequest(index, url_index, fill_url(spec, config.parameters, rng))
+        units = (unit_interval(seed, index, draw) for draw in range(1, len(spec.placeholders) + 1))
+        yield PlannedRequest(index, url_index, fill_url(spec, config.parameters, units))
 
 
 def user_order(users: list, seed: int) -> list:
@@ -293,9 +306,15 @@ class Histogram:
         self.minimum = math.inf
         self.maximum = 0.0
 
-    def record(self, value_ms: float) -> None:
+    @classmethod
+    def bucket_of(cls, value_ms: float) -> int:
+        return int(math.log(max(value_ms, 0.001) * 1000.0) / cls._LOG_BASE)
+
+    def record(self, value_ms: float, bucket: int | None = None) -> None:
+        """Count a value; ``bucket`` may be given when the caller already computed it."""
         value_ms = max(value_ms, 0.001)
-        bucket = int(math.log(value_ms * 1000.0) / self._LOG_BASE)
+        if bucket is None:
+            bucket = int(math.log(value_ms * 1000.0) / self._LOG_BASE)
         self.counts[bucket] = self.counts.get(bucket, 0) + 1
         self.count += 1
         self.total += value_ms
@@ -387,52 +406,110 @@ class LoginFailed(Exception):
         self.reason = reason
 
 
-LOGIN_REASONS = ("invalid login", "locked out", "forced password change", "HTTP status",
-                 "timeout", "connection error", "session not kept")
+@dataclass
+class Session:
+    """One user's session: its own cookies, sent over the one shared connection pool.
+    Cookies are kept by hand, per user: cheaper than a cookie jar per user, and IP-address
+    hosts such as 127.0.0.1 work (aiohttp's default jar refuses their cookies)."""
+
+    user: User
+    cookies: dict = field(default_factory=dict)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    needs_login: bool = False
+    relogins: int = 0
+    _headers: dict | None = None  # the Cookie header, rebuilt only when a cookie changes
+
+    def headers(self) -> dict | None:
+        return self._headers
+
+    def keep(self, cookies) -> None:
+        for name, morsel in cookies.items():
+            if morsel["max-age"] == "0" or morsel.value == "deleted":
+                self.cookies.pop(name, None)
+            else:
+                self.cookies[name] = morsel.value
+        self._headers = {"Cookie": "; ".join(f"{name}={value}" for name, value in self.cookies.items())} \
+            if self.cookies else None
 
 
-async def login(http, config: Config, user: User, timeout: float, warn) -> None:
+@dataclass
+class Fetched:
+    status: int
+    url: str  # the final URL, after redirects
+    body: bytes
+    location: str  # the Location header of an unfollowed redirect
+    redirected: bool
+
+
+class RedirectLoop(Exception):
+    """More redirects than a browser would follow."""
+
+
+REDIRECT_STATUSES = (301, 302, 303, 307, 308)
+MAX_REDIRECTS = 10
+
+
+async def fetch(http, session: Session, url: str, *, timeout, form: dict | None = None,
+                follow: bool = True) -> Fetched:
+    """One request as a browser makes it: the user's cookies, redirects followed hop by
+    hop (keeping cookies set on the way), the whole body read."""
+    method = "GET" if form is None else "POST"
+    redirected = False
+    for _ in range(MAX_REDIRECTS + 1):
+        async with http.request(method, url, data=form, headers=session.headers(), allow_redirects=False,
+                                timeout=timeout) as response:
+            body = await response.read()
+            if response.cookies:
+                session.keep(response.cookies)
+            status = response.status
+            location = response.headers.get("Location", "")
+        if not (follow and status in REDIRECT_STATUSES and location):
+            return Fetched(status, url, body, location, redirected)
+        url = urljoin(url, location)
+        redirected = True
+        if status in (301, 302, 303):
+            method, form = "GET", None
+    raise RedirectLoop(f"more than {MAX_REDIRECTS} redirects, last to {url}")
+
+
+async def login(http, session: Session, config: Config, timeout: float, warn) -> None:
     """Moodle's login: GET the form (taking its logintoken), POST the credentials, and
     follow the ``testsession`` redirect.  Raises LoginFailed with the reason."""
     import aiohttp
 
+    user = session.user
     login_url = config.base_url + config.login_path
     step_timeout = aiohttp.ClientTimeout(total=timeout)
     try:
-        async with http.get(login_url, timeout=step_timeout) as response:
-            page = await response.text(errors="replace")
-            if response.status != 200:
-                raise LoginFailed("HTTP status", f"login page answered {response.status}")
-        token = find_logintoken(page)
+        page = await fetch(http, session, login_url, timeout=step_timeout)
+        if page.status != 200:
+            raise LoginFailed("HTTP status", f"login page answered {page.status}")
+        token = find_logintoken(page.body.decode("utf-8", "replace"))
         form = {"username": user.username, "password": user.password, "anchor": ""}
         if token is None:
             warn(f"[WARN] No logintoken for user {user.username}")
         else:
             form["logintoken"] = token
-        async with http.post(login_url, data=form, allow_redirects=False, timeout=step_timeout) as response:
-            body = await response.text(errors="replace")
-            location = response.headers.get("Location", "")
-            status = response.status
-        if status == 200 and "account is locked" in body.lower():
+        answer = await fetch(http, session, login_url, timeout=step_timeout, form=form, follow=False)
+        if answer.status == 200 and b"account is locked" in answer.body.lower():
             raise LoginFailed("locked out")
-        if status not in (301, 302, 303, 307):
-            raise LoginFailed("HTTP status", f"login POST answered {status}")
-        if "change_password.php" in location:
+        if answer.status not in REDIRECT_STATUSES:
+            raise LoginFailed("HTTP status", f"login POST answered {answer.status}")
+        if "change_password.php" in answer.location:
             raise LoginFailed("forced password change")
-        if "testsession=" not in location:
+        if "testsession=" not in answer.location:
             raise LoginFailed("invalid login")
-        async with http.get(urljoin(login_url, location), timeout=step_timeout) as response:
-            await response.read()
-            final_path = response.url.path
-            if final_path.endswith("/login/change_password.php"):
-                raise LoginFailed("forced password change")
-            if final_path == urlsplit(login_url).path:
-                raise LoginFailed("session not kept", "the site did not keep the session cookie")
-            if response.status >= 400:
-                raise LoginFailed("HTTP status", f"page after login answered {response.status}")
+        landing = await fetch(http, session, urljoin(login_url, answer.location), timeout=step_timeout)
+        final_path = urlsplit(landing.url).path
+        if final_path.endswith("/login/change_password.php"):
+            raise LoginFailed("forced password change")
+        if final_path == urlsplit(login_url).path:
+            raise LoginFailed("session not kept", "the site did not keep the session cookie")
+        if landing.status >= 400:
+            raise LoginFailed("HTTP status", f"page after login answered {landing.status}")
     except asyncio.TimeoutError:
         raise LoginFailed("timeout", f"no answer within {timeout:g} s") from None
-    except aiohttp.ClientError as error:
+    except (aiohttp.ClientError, RedirectLoop) as error:
         raise LoginFailed("connection error", str(error) or type(error).__name__) from None
     except OSError as error:
         raise LoginFailed("connection error", error.strerror or str(error)) from None
@@ -440,36 +517,44 @@ async def login(http, config: Config, user: User, timeout: float, warn) -> None:
 
 # =========================================================================== footer
 
+# Each counter: the label to find (bytes.find is a fast memory scan) and the number after it.
+# A no-break space (UTF-8 C2 A0) stands between the memory number and its unit.
 FOOTER_FIELDS = (
-    ("db_reads", re.compile(rb"DB reads/writes: (\d+)/\d+")),
-    ("db_writes", re.compile(rb"DB reads/writes: \d+/(\d+)")),
-    ("server_time_ms", re.compile(rb"timeused[^>]*>\s*([\d.]+) secs")),
-    # Moodle puts a no-break space (UTF-8 C2 A0) between number and unit.
-    ("memory_peak_mb", re.compile(rb"RAM peak: ([\d.]+)(?:\s|\xc2\xa0)*([KMG]?B)")),
-    ("included_files", re.compile(rb"Included (\d+) files")),
-    ("session_wait_ms", re.compile(rb"Session wait: ([\d.]+) secs")),
+    (b"DB reads/writes: ", re.compile(rb"(\d+)/(\d+)")),
+    (b"timeused", re.compile(rb"[^>]*>\s*([\d.]+) secs")),
+    (b"RAM peak: ", re.compile(rb"([\d.]+)(?:\s|\xc2\xa0)*([KMG]?B)")),
+    (b"Included ", re.compile(rb"(\d+) files")),
+    (b"Session wait: ", re.compile(rb"([\d.]+) secs")),
 )
 _UNIT_TO_MB = {b"B": 1 / 1048576, b"KB": 1 / 1024, b"MB": 1.0, b"GB": 1024.0}
 
 
 def parse_footer(body: bytes) -> dict | None:
     """Counters of Moodle's performance footer ($CFG->perfdebug = 15), or None if the
-    page has none.  Looks only at the page's tail, so it stays cheap on large pages."""
+    page has none.  Reads only the footer's own lines: it runs on every page, at
+    hundreds of 100-250 KB pages a second, so it stays a few microseconds."""
     start = body.rfind(b"performanceinfo")
     if start < 0:
         return None
-    tail = body[start:start + 6000]
+    end = start + 4000
     found = {}
-    for name, pattern in FOOTER_FIELDS:
-        match = pattern.search(tail)
-        if not match:
+    for label, number in FOOTER_FIELDS:
+        at = body.find(label, start, end)
+        if at < 0:
             continue
-        if name == "memory_peak_mb":
-            found[name] = round(float(match.group(1)) * _UNIT_TO_MB.get(match.group(2), 1.0), 1)
-        elif name.endswith("_ms"):
-            found[name] = float(match.group(1)) * 1000.0
+        match = number.match(body, at + len(label))
+        if match is None:
+            continue
+        if label == b"DB reads/writes: ":
+            found["db_reads"], found["db_writes"] = int(match.group(1)), int(match.group(2))
+        elif label == b"timeused":
+            found["server_time_ms"] = float(match.group(1)) * 1000.0
+        elif label == b"RAM peak: ":
+            found["memory_peak_mb"] = round(float(match.group(1)) * _UNIT_TO_MB[match.group(2)], 1)
+        elif label == b"Included ":
+            found["included_files"] = int(match.group(1))
         else:
-            found[name] = int(match.group(1))
+            found["session_wait_ms"] = float(match.group(1)) * 1000.0
     return found or None
 
 
@@ -530,10 +615,10 @@ class Recorder:
         self.block_seconds = block_seconds
         self.urls = {spec.name: UrlStats(blocks) for spec in config.urls}
         self.lateness = Histogram()  # actual send minus intended start
-        self.tokens_waited = 0  # released while no worker was free
+        self.tokens_waited = 0  # already due when a worker became free
         self.worst_wait_ms = 0.0
         self.tokens_dropped = 0
-        self.tokens_unsent = 0  # still queued when the backlog's time ran out, or when stopped
+        self.tokens_unsent = 0  # never sent: the backlog's time ran out, or the run was stopped
         self.sent = 0
         self.sent_in_window = 0  # sent before the measured window closed: the observed rate
         self.interval = Histogram()
@@ -557,27 +642,18 @@ class Recorder:
             self.interval_failed += 1
             return
         stats.success += 1
-        stats.response.record(response_ms)
-        stats.service.record(service_ms)
-        self.interval.record(response_ms)
+        response_bucket = Histogram.bucket_of(response_ms)
+        service_bucket = Histogram.bucket_of(service_ms)
+        stats.response.record(response_ms, response_bucket)
+        stats.service.record(service_ms, service_bucket)
+        self.interval.record(response_ms, response_bucket)
         block = min(int(measured_offset / self.block_seconds), len(stats.blocks) - 1)
-        stats.blocks[max(block, 0)].record(service_ms)
+        stats.blocks[max(block, 0)].record(service_ms, service_bucket)
         if footer:
             stats.record_footer(footer)
 
 
 # =========================================================================== running the load
-
-@dataclass
-class Session:
-    """One logged-in user: its own cookie jar over the shared connection pool."""
-
-    user: User
-    http: object
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    needs_login: bool = False
-    relogins: int = 0
-
 
 @dataclass
 class RunSettings:
@@ -608,6 +684,28 @@ class Printer:
             print(line, file=self.stream, flush=True)
 
 
+class PauseDetector:
+    """Notices when this process stopped running (SIGSTOP, a long GC, a blocked event loop):
+    a 10 ms sleep that took far longer.  Like HdrHistogram's pause detector."""
+
+    def __init__(self, clock, tick: float = 0.01, threshold: float = 0.5):
+        self.clock = clock
+        self.tick = tick
+        self.threshold = threshold
+        self.intervals: list = []  # (from, to) of each pause
+
+    async def watch(self) -> None:
+        while True:
+            before = self.clock()
+            await asyncio.sleep(self.tick)
+            after = self.clock()
+            if after - before - self.tick > self.threshold:
+                self.intervals.append((before + self.tick, after))
+
+    def covers(self, moment: float) -> bool:
+        return any(start <= moment < end for start, end in reversed(self.intervals[-16:]))
+
+
 class LoadRun:
     """Logs users in, then runs the schedule.  ``stop()`` ends it early (signals)."""
 
@@ -630,6 +728,8 @@ class LoadRun:
         self.cpu_seconds = 0.0
         self.effective_concurrency = settings.concurrency
         self.window_end = math.inf
+        self.login_url_path = urlsplit(config.base_url + config.login_path).path
+        self.http = None
 
     def stop(self, signum: int | None = None) -> None:
         self.window_end = min(self.window_end, time.perf_counter())
@@ -644,41 +744,34 @@ class LoadRun:
         settings = self.settings
         connector = aiohttp.TCPConnector(limit=0, ssl=False if settings.insecure else None,
                                          ttl_dns_cache=300)
+        # One client and pool for all users; each Session carries its own cookies.
+        self.http = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
+                                          headers={"User-Agent": f"moodle_load/{__version__}"})
         try:
-            await self._login_all(aiohttp, connector)
+            await self._login_all()
             if self.sessions and not self.stopping.is_set():
                 await self._run_schedule(aiohttp)
         finally:
-            for session in self.sessions:
-                await session.http.close()
-            await connector.close()
+            await self.http.close()
 
-    def _new_http(self, aiohttp, connector):
-        # unsafe=True: the default jar refuses cookies from IP-address hosts like 127.0.0.1.
-        return aiohttp.ClientSession(connector=connector, connector_owner=False,
-                                     cookie_jar=aiohttp.CookieJar(unsafe=True),
-                                     headers={"User-Agent": f"moodle_load/{__version__}"})
-
-    async def _login_all(self, aiohttp, connector) -> None:
+    async def _login_all(self) -> None:
         users = self.shard_users
         self.say(f"[INFO] Logging in {len(users)} users...")
         gate = asyncio.Semaphore(max(1, self.settings.concurrency))
 
         async def one(user: User):
-            http = self._new_http(aiohttp, connector)
+            session = Session(user)
             async with gate:
                 if self.stopping.is_set():
-                    await http.close()
                     return
                 try:
-                    await login(http, self.config, user, self.settings.login_timeout, self.say)
+                    await login(self.http, session, self.config, self.settings.login_timeout, self.say)
                 except LoginFailed as failure:
                     self.login_failures[failure.reason] += 1
                     self.say(f"[ERROR] Login failed for user {user.username}: {failure}")
-                    await http.close()
                     return
             self.logins_ok += 1
-            self.sessions.append(Session(user, http))
+            self.sessions.append(session)
 
         await asyncio.gather(*(one(user) for user in users))
         # Keep the seeded order whatever order the logins finished in.
@@ -687,6 +780,9 @@ class LoadRun:
         self.say(f"[INFO] {self.logins_ok} of {len(users)} users logged in")
 
     async def _run_schedule(self, aiohttp) -> None:
+        """The token bucket, lazily: each free worker takes the next position of the plan and
+        waits for its due time; a token already due when taken waited for a free worker.
+        Nothing queues up, so memory stays flat however far the site falls behind."""
         settings = self.settings
         clock = time.perf_counter  # finer than uvloop's loop.time(), and the same under both loops
         concurrency = min(settings.concurrency, len(self.sessions))
@@ -696,83 +792,74 @@ class LoadRun:
                      f"logged in")
         self.effective_concurrency = concurrency
         shard, shards = settings.shard
-        rate = settings.rpm / 60.0  # requests per second over all shards
-        interval = 1.0 / rate
+        interval = 60.0 / settings.rpm  # between positions of the whole timeline, all shards
         total_seconds = settings.warmup + settings.duration
-        count = int(math.floor(total_seconds * rate + 1e-9))
-        plan = plan_requests(self.config, settings.seed, count, start=shard - 1, step=shards)
-        queue: asyncio.Queue = asyncio.Queue()
-        idle = [concurrency]
-        request_timeout = aiohttp.ClientTimeout(total=settings.request_timeout)
+        count = int(math.floor(total_seconds / interval + 1e-9))
+        plan = enumerate(plan_requests(self.config, settings.seed, count, start=shard - 1, step=shards))
         recorder = self.recorder
         sessions = self.sessions
-        # A pause of the scheduler (a stopped process, a blocked loop) must not turn into a
-        # burst: tokens more than this late are dropped and counted instead of released.
-        burst_limit = max(1.0, 2 * interval * shards)
+        request_timeout = aiohttp.ClientTimeout(total=settings.request_timeout)
+        pauses = PauseDetector(clock)
 
         cpu_start = time.process_time()
         start = clock() + 0.05
         self.started_at = datetime.now(timezone.utc)
         measure_from = start + settings.warmup
         self.window_end = min(self.window_end, measure_from + settings.duration)
+        # After the schedule, a backlog (too few workers, a saturated site) gets a bounded time.
+        give_up_at = start + total_seconds + settings.drain
+        taken = [0]
 
         def offset_of(due: float) -> float | None:
             return due - measure_from if due >= measure_from else None
 
-        async def scheduler():
-            for local, planned in enumerate(plan):
+        async def worker():
+            for local, planned in plan:
+                taken[0] += 1
                 due = start + planned.index * interval
-                # Sleep to an absolute time, never "interval after the last one": no drift.
-                while (delay := due - clock()) > 0 and not self.stopping.is_set():
-                    await asyncio.sleep(min(delay, 0.25))
-                if self.stopping.is_set():
-                    break
-                if clock() - due > burst_limit:
-                    if offset_of(due) is not None:
+                measured = offset_of(due) is not None
+                if clock() >= due:
+                    if measured:
+                        recorder.tokens_waited += 1
+                else:
+                    # Sleep to an absolute time, never "interval after the last one": no drift.
+                    # One sleep for the last stretch: uvloop's timers have 1 ms resolution, and
+                    # re-checking sub-millisecond remainders would spin.
+                    while (delay := due - clock()) > 0.25 and not self.stopping.is_set():
+                        await asyncio.sleep(0.25)
+                    if delay > 0 and not self.stopping.is_set():
+                        await asyncio.sleep(delay)
+                if self.stopping.is_set() or clock() > give_up_at:
+                    taken[0] -= 1
+                    return
+                if pauses.covers(due):
+                    # The generator itself was stopped (SIGSTOP, a long GC, a blocked loop):
+                    # firing what fell due meanwhile would be a burst no real user makes.
+                    if measured:
                         recorder.tokens_dropped += 1
                     continue
-                if queue.qsize() >= idle[0] and offset_of(due) is not None:
-                    recorder.tokens_waited += 1
-                queue.put_nowait((planned, due, sessions[local % len(sessions)]))
-            for _ in range(concurrency):
-                queue.put_nowait(None)
+                await self._perform(aiohttp, (planned, due, sessions[local % len(sessions)]),
+                                    request_timeout, offset_of, clock)
 
-        async def worker():
-            while True:
-                item = await queue.get()
-                if item is None:
-                    return
-                idle[0] -= 1
-                try:
-                    await self._perform(aiohttp, item, request_timeout, offset_of, clock)
-                finally:
-                    idle[0] += 1
-
-        def abandon_backlog():
-            while not queue.empty():
-                item = queue.get_nowait()
-                if item is not None and offset_of(item[1]) is not None:
-                    recorder.tokens_unsent += 1
-            for _ in range(concurrency):
-                queue.put_nowait(None)
-
-        workers = [asyncio.create_task(worker()) for _ in range(concurrency)]
+        watcher = asyncio.create_task(pauses.watch())
         progress = asyncio.create_task(self._progress(clock, start, measure_from))
-        await asyncio.create_task(scheduler())
-        if self.stopping.is_set():
-            abandon_backlog()  # interrupted: what is in flight may finish within the grace
-            pending = workers
-        else:
-            # A backlog (workers too few or the site too slow) gets a bounded time to clear.
-            _, pending = await asyncio.wait(workers, timeout=settings.drain)
-            if pending:
-                abandon_backlog()
-        if pending:
-            _, pending = await asyncio.wait(pending, timeout=settings.grace)
+        workers = [asyncio.create_task(worker()) for _ in range(concurrency)]
+        done, pending = await asyncio.wait(workers, timeout=total_seconds + settings.drain + 1.0)
+        if self.stopping.is_set() or pending:
+            # Requests in flight may finish within the grace; the rest are cut off.
+            _, pending = await asyncio.wait(pending, timeout=settings.grace) if pending else (set(), set())
             for task in pending:
                 task.cancel()
-                recorder.tokens_unsent += 1
+            taken[0] -= len(pending)
+        watcher.cancel()
         progress.cancel()
+
+        def positions_due_by(moment: float) -> int:
+            last = min(count - 1, math.floor((moment - start) / interval))
+            return 0 if last < shard - 1 else (last - (shard - 1)) // shards + 1
+
+        # Due (by the end, or by the interruption) but never sent.
+        recorder.tokens_unsent += max(0, positions_due_by(min(clock(), start + total_seconds)) - taken[0])
         self.measured_seconds = max(0.0, min(self.window_end, measure_from + settings.duration) - measure_from)
         self.cpu_seconds = time.process_time() - cpu_start
 
@@ -784,8 +871,7 @@ class LoadRun:
         async with session.lock:
             if session.needs_login:
                 try:
-                    await login(session.http, self.config, session.user, self.settings.login_timeout,
-                                self.say)
+                    await login(self.http, session, self.config, self.settings.login_timeout, self.say)
                     session.needs_login = False
                     session.relogins += 1
                 except LoginFailed as failure:
@@ -800,30 +886,27 @@ class LoadRun:
                 recorder.lateness.record((sent - due) * 1000.0)
                 recorder.worst_wait_ms = max(recorder.worst_wait_ms, (sent - due) * 1000.0)
             try:
-                async with session.http.get(self.config.base_url + planned.path,
-                                            timeout=request_timeout) as response:
-                    body = await response.read()
-                    status = response.status
-                    final_path = response.url.path
-                    redirected = bool(response.history)
+                fetched = await fetch(self.http, session, self.config.base_url + planned.path,
+                                      timeout=request_timeout)
             except asyncio.TimeoutError:
                 self._request_error(f"timeout after {self.settings.request_timeout:g} s: {planned.path}")
                 recorder.record(spec.name, measured, failure="timeout")
                 return
-            except (aiohttp.ClientError, OSError) as error:
+            except (aiohttp.ClientError, OSError, RedirectLoop) as error:
                 self._request_error(f"{type(error).__name__}: {error} ({planned.path})")
                 recorder.record(spec.name, measured, failure="connection")
                 return
             finished = clock()
-        redirected_to = final_path if redirected else None
-        if final_path == self.config.login_path:
+        status = fetched.status
+        redirected_to = urlsplit(fetched.url).path if fetched.redirected else None
+        if redirected_to is not None and redirected_to == self.login_url_path:
             # The session is gone (expired, or killed): not a success, and log in again.
             session.needs_login = True
             recorder.record(spec.name, measured, failure="session_lost", redirected_to=redirected_to)
         elif 200 <= status < 300:
             recorder.record(spec.name, measured, response_ms=(finished - due) * 1000.0,
                             service_ms=(finished - sent) * 1000.0, redirected_to=redirected_to,
-                            footer=parse_footer(body))
+                            footer=parse_footer(fetched.body))
         else:
             recorder.record(spec.name, measured, failure=f"http_{status}", redirected_to=redirected_to)
 
@@ -1348,6 +1431,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
     parser.add_argument("--login-timeout", type=float, default=20, help="seconds per login HTTP step (default 20)")
     parser.add_argument("--request-timeout", type=float, default=60, help="seconds per request (default 60)")
+    parser.add_argument("--drain", type=float, default=30,
+                        help="seconds a backlog may still be worked off after the schedule ends (default 30)")
     parser.add_argument("--progress", type=float, default=30,
                         help="progress interval in seconds; 0 = none (default 30)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the request sequence (default 1)")
@@ -1398,6 +1483,8 @@ def _check_numbers(args) -> None:
         raise UsageError("--processes must be at least 1")
     if args.processes > 1 and args.shard != "1/1":
         raise UsageError("--processes and --shard do not go together: each process is a shard")
+    if args.drain < 0:
+        raise UsageError("--drain cannot be negative")
     for name in ("login_timeout", "request_timeout"):
         if not getattr(args, name) > 0:
             raise UsageError(f"--{name.replace('_', '-')} must be above 0")
@@ -1509,7 +1596,7 @@ def main(argv=None) -> int:
         settings = RunSettings(rpm=args.rpm, duration=args.duration, concurrency=args.concurrency,
                                warmup=args.warmup, seed=args.seed, insecure=args.insecure,
                                login_timeout=args.login_timeout, request_timeout=args.request_timeout,
-                               progress=args.progress, blocks=args.blocks, shard=shard)
+                               progress=args.progress, blocks=args.blocks, shard=shard, drain=args.drain)
     except UsageError as error:
         print(f"[ERROR] {error}", file=sys.stderr)
         return EXIT_USAGE

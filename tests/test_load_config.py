@@ -61,11 +61,18 @@ def test_unknown_top_level_keys_only_warn():
 
 def test_placeholders_are_filled_from_ranges_and_value_lists():
     config = ml.validate_config(valid())
-    rng = random.Random(3)
-    courses = {ml.fill_url(config.urls[0], config.parameters, rng) for _ in range(200)}
-    assert courses == {f"/course/view.php?id={n}" for n in range(2, 6)}
-    forums = {ml.fill_url(config.urls[1], config.parameters, rng) for _ in range(200)}
-    assert forums == {"/mod/forum/view.php?id=7", "/mod/forum/view.php?id=9"}
+    units = [0.0, 0.2499, 0.25, 0.5, 0.75, 0.9999]
+    courses = [ml.fill_url(config.urls[0], config.parameters, iter([u])) for u in units]
+    assert courses == [f"/course/view.php?id={n}" for n in (2, 2, 3, 4, 5, 5)]
+    forums = [ml.fill_url(config.urls[1], config.parameters, iter([u])) for u in units]
+    assert forums == [f"/mod/forum/view.php?id={n}" for n in (7, 7, 7, 9, 9, 9)]
+
+
+def test_the_plan_draws_every_value_of_a_range_about_equally_often():
+    config = ml.validate_config(valid(urls=[{"path": "/course/view.php?id={courseid}"}]))
+    paths = [p.path for p in ml.plan_requests(config, seed=3, count=8000)]
+    counts = [paths.count(f"/course/view.php?id={n}") for n in range(2, 6)]
+    assert min(counts) > 1850 and max(counts) < 2150
 
 
 def test_urls_are_chosen_by_weight():

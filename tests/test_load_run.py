@@ -178,6 +178,22 @@ def test_a_generator_short_of_workers_reports_the_rate_it_really_reached(sim_fac
     assert "[HINT]" in out and "raise --concurrency" in out
 
 
+def test_a_stopped_generator_drops_what_fell_due_instead_of_bursting(sim_factory, tmp_path):
+    server = sim_factory()
+    config = write_config(tmp_path / "c.json", server.url)
+    process = subprocess.Popen([sys.executable, os.path.join(ROOT, "moodle_load.py"), "--config", config,
+                                "--rpm", "600", "--duration", "6", "--progress", "0",
+                                "--output", str(tmp_path / "r.json")], stdout=subprocess.DEVNULL)
+    time.sleep(2.5)
+    process.send_signal(signal.SIGSTOP)
+    time.sleep(2)
+    process.send_signal(signal.SIGCONT)
+    assert process.wait(timeout=30) == 0
+    generator = read(tmp_path / "r.json")["generator"]
+    assert 15 <= generator["tokens_dropped"] <= 25  # ~2 s at 10 requests/s
+    assert read(tmp_path / "r.json")["summary"]["requests"] == 60 - generator["tokens_dropped"]
+
+
 # ---- failures
 
 def test_404s_and_connection_resets_are_counted_not_fatal(sim_factory, tmp_path):
