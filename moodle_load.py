@@ -607,14 +607,36 @@ class UrlStats:
         }
 
 
+class TimelinePoint:
+    """What happened in one slice of the measured time, by the moment requests were sent."""
+
+    __slots__ = ("sent", "ok", "failures", "response", "service", "cpu_seconds")
+
+    def __init__(self):
+        self.sent = 0
+        self.ok = 0
+        self.failures: Counter = Counter()
+        self.response = Histogram()
+        self.service = Histogram()
+        self.cpu_seconds = 0.0
+
+    def to_dict(self, index: int, seconds: float) -> dict:
+        return {"t": round(index * seconds, 3), "sent": self.sent, "ok": self.ok,
+                "failures": dict(self.failures), "response_ms": self.response.to_dict(),
+                "service_ms": self.service.to_dict(), "cpu_seconds": round(self.cpu_seconds, 4)}
+
+
 class Recorder:
     """Collects results while the load runs; its document is the run's results."""
 
-    def __init__(self, config: Config, blocks: int, block_seconds: float):
+    def __init__(self, config: Config, blocks: int, block_seconds: float, timeline_seconds: float = 1.0):
         self.config = config
         self.block_seconds = block_seconds
+        self.timeline_seconds = timeline_seconds
+        self.timeline: dict[int, TimelinePoint] = {}
         self.urls = {spec.name: UrlStats(blocks) for spec in config.urls}
         self.lateness = Histogram()  # actual send minus intended start
+        self.loop_lag = Histogram()  # how late a sleeping worker woke: the generator's own delay
         self.tokens_waited = 0  # already due when a worker became free
         self.worst_wait_ms = 0.0
         self.tokens_dropped = 0
@@ -627,25 +649,39 @@ class Recorder:
         self.request_errors_printed = 0
         self.request_errors_suppressed = 0
 
+    def point(self, offset: float) -> TimelinePoint:
+        index = max(0, int(offset / self.timeline_seconds))
+        point = self.timeline.get(index)
+        if point is None:
+            point = self.timeline[index] = TimelinePoint()
+        return point
+
     def record(self, url_name: str, measured_offset: float | None, *, response_ms: float | None = None,
                service_ms: float | None = None, failure: str | None = None,
-               redirected_to: str | None = None, footer: dict | None = None) -> None:
+               redirected_to: str | None = None, footer: dict | None = None,
+               sent_offset: float | None = None) -> None:
         if measured_offset is None:  # warm-up: executed, not counted
             return
         stats = self.urls[url_name]
         stats.requests += 1
         self.interval_done += 1
+        point = self.point(measured_offset if sent_offset is None else sent_offset)
+        point.sent += 1
         if redirected_to is not None:
             stats.redirects[redirected_to] += 1
         if failure is not None:
             stats.failures[failure] += 1
+            point.failures[failure] += 1
             self.interval_failed += 1
             return
         stats.success += 1
+        point.ok += 1
         response_bucket = Histogram.bucket_of(response_ms)
         service_bucket = Histogram.bucket_of(service_ms)
         stats.response.record(response_ms, response_bucket)
         stats.service.record(service_ms, service_bucket)
+        point.response.record(response_ms, response_bucket)
+        point.service.record(service_ms, service_bucket)
         self.interval.record(response_ms, response_bucket)
         block = min(int(measured_offset / self.block_seconds), len(stats.blocks) - 1)
         stats.blocks[max(block, 0)].record(service_ms, service_bucket)
@@ -673,15 +709,37 @@ class RunSettings:
 
 
 class Printer:
-    """Where messages go.  Quiet keeps only what needs a person: errors and warnings."""
+    """Where messages go.  Quiet keeps only what needs a person: errors and warnings.  On a
+    terminal a live status line rewrites itself under the messages; in logs (CI, git bisect)
+    there is none, only the [PROGRESS] lines."""
+
+    CLEAR = "\r\033[K"
 
     def __init__(self, stream=None, quiet: bool = False):
         self.stream = stream or sys.stdout
         self.quiet = quiet
+        self.live = not quiet and hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.shown = ""
 
     def __call__(self, line: str) -> None:
         if not self.quiet or line.startswith(("[ERROR]", "[WARN]")):
-            print(line, file=self.stream, flush=True)
+            if self.shown:
+                self.stream.write(self.CLEAR)
+            print(line, file=self.stream, flush=not self.shown)
+            if self.shown:
+                self.stream.write(self.shown)
+                self.stream.flush()
+
+    def status(self, line: str) -> None:
+        self.shown = line
+        self.stream.write(self.CLEAR + line)
+        self.stream.flush()
+
+    def end_status(self) -> None:
+        if self.shown:
+            self.stream.write(self.CLEAR)
+            self.stream.flush()
+            self.shown = ""
 
 
 class PauseDetector:
@@ -722,11 +780,14 @@ class LoadRun:
         self.shard_users = [u for i, u in enumerate(user_order(config.users, settings.seed))
                             if i % shards == shard - 1]
         self.block_seconds = settings.duration / settings.blocks
-        self.recorder = Recorder(config, settings.blocks, self.block_seconds)
+        # At most ~600 points on the timeline, whatever the duration: the report stays small.
+        self.timeline_seconds = max(1.0, settings.duration / 600.0)
+        self.recorder = Recorder(config, settings.blocks, self.block_seconds, self.timeline_seconds)
         self.started_at = None
         self.measured_seconds = 0.0
         self.cpu_seconds = 0.0
         self.effective_concurrency = settings.concurrency
+        self.run_seconds = 0.0
         self.window_end = math.inf
         self.login_url_path = urlsplit(config.base_url + config.login_path).path
         self.http = None
@@ -829,6 +890,8 @@ class LoadRun:
                         await asyncio.sleep(0.25)
                     if delay > 0 and not self.stopping.is_set():
                         await asyncio.sleep(delay)
+                    if measured:
+                        recorder.loop_lag.record((clock() - due) * 1000.0)
                 if self.stopping.is_set() or clock() > give_up_at:
                     taken[0] -= 1
                     return
@@ -841,7 +904,18 @@ class LoadRun:
                 await self._perform(aiohttp, (planned, due, sessions[local % len(sessions)]),
                                     request_timeout, offset_of, clock)
 
+        async def sample_cpu():
+            # The generator's own CPU use per timeline point: a trust signal for the report.
+            last_cpu, index = time.process_time(), 0
+            while True:
+                moment = measure_from + (index + 1) * self.timeline_seconds
+                await asyncio.sleep(max(0.0, moment - clock()))
+                cpu = time.process_time()
+                recorder.point(index * self.timeline_seconds).cpu_seconds += cpu - last_cpu
+                last_cpu, index = cpu, index + 1
+
         watcher = asyncio.create_task(pauses.watch())
+        sampler = asyncio.create_task(sample_cpu())
         progress = asyncio.create_task(self._progress(clock, start, measure_from))
         workers = [asyncio.create_task(worker()) for _ in range(concurrency)]
         done, pending = await asyncio.wait(workers, timeout=total_seconds + settings.drain + 1.0)
@@ -852,7 +926,10 @@ class LoadRun:
                 task.cancel()
             taken[0] -= len(pending)
         watcher.cancel()
+        sampler.cancel()
         progress.cancel()
+        if hasattr(self.say, "end_status"):
+            self.say.end_status()
 
         def positions_due_by(moment: float) -> int:
             last = min(count - 1, math.floor((moment - start) / interval))
@@ -862,6 +939,7 @@ class LoadRun:
         recorder.tokens_unsent += max(0, positions_due_by(min(clock(), start + total_seconds)) - taken[0])
         self.measured_seconds = max(0.0, min(self.window_end, measure_from + settings.duration) - measure_from)
         self.cpu_seconds = time.process_time() - cpu_start
+        self.run_seconds = clock() - start
 
     async def _perform(self, aiohttp, item, request_timeout, offset_of, clock) -> None:
         planned, due, session = item
@@ -890,25 +968,30 @@ class LoadRun:
                                       timeout=request_timeout)
             except asyncio.TimeoutError:
                 self._request_error(f"timeout after {self.settings.request_timeout:g} s: {planned.path}")
-                recorder.record(spec.name, measured, failure="timeout")
+                recorder.record(spec.name, measured, failure="timeout",
+                                sent_offset=sent - due + measured if measured is not None else None)
                 return
             except (aiohttp.ClientError, OSError, RedirectLoop) as error:
                 self._request_error(f"{type(error).__name__}: {error} ({planned.path})")
-                recorder.record(spec.name, measured, failure="connection")
+                recorder.record(spec.name, measured, failure="connection",
+                                sent_offset=sent - due + measured if measured is not None else None)
                 return
             finished = clock()
         status = fetched.status
         redirected_to = urlsplit(fetched.url).path if fetched.redirected else None
+        sent_offset = sent - due + measured if measured is not None else None
         if redirected_to is not None and redirected_to == self.login_url_path:
             # The session is gone (expired, or killed): not a success, and log in again.
             session.needs_login = True
-            recorder.record(spec.name, measured, failure="session_lost", redirected_to=redirected_to)
+            recorder.record(spec.name, measured, failure="session_lost", redirected_to=redirected_to,
+                            sent_offset=sent_offset)
         elif 200 <= status < 300:
             recorder.record(spec.name, measured, response_ms=(finished - due) * 1000.0,
                             service_ms=(finished - sent) * 1000.0, redirected_to=redirected_to,
-                            footer=parse_footer(fetched.body))
+                            footer=parse_footer(fetched.body), sent_offset=sent_offset)
         else:
-            recorder.record(spec.name, measured, failure=f"http_{status}", redirected_to=redirected_to)
+            recorder.record(spec.name, measured, failure=f"http_{status}", redirected_to=redirected_to,
+                            sent_offset=sent_offset)
 
     def _request_error(self, message: str) -> None:
         recorder = self.recorder
@@ -919,39 +1002,62 @@ class LoadRun:
             recorder.request_errors_suppressed += 1
 
     async def _progress(self, clock, start: float, measure_from: float) -> None:
+        """[PROGRESS] lines every --progress seconds, and on a terminal a live status line."""
         every = self.settings.progress
-        if every <= 0:
+        live = getattr(self.say, "live", False)
+        if every <= 0 and not live:
             return
-        overall = Histogram()
+        tick = 1.0 if live else every
+        total = self.settings.warmup + self.settings.duration
         recorder = self.recorder
-        done_total = failed_total = 0
-        last = clock()
+        overall, since_report = Histogram(), Histogram()
+        done_total = failed_total = done_since = 0
+        last_report = clock()
         while True:
-            await asyncio.sleep(every)
+            await asyncio.sleep(tick)
             now = clock()
-            interval_hist, recorder.interval = recorder.interval, Histogram()
+            chunk, recorder.interval = recorder.interval, Histogram()
             done, recorder.interval_done = recorder.interval_done, 0
             failed, recorder.interval_failed = recorder.interval_failed, 0
-            overall.merge(interval_hist)
+            overall.merge(chunk)
+            since_report.merge(chunk)
             done_total += done
             failed_total += failed
+            done_since += done
             measured = max(now - measure_from, 1e-9)
-            snapshot = {
-                "elapsed_s": round(now - start, 1),
-                "phase": "warmup" if now < measure_from else "measure",
-                "sent": recorder.sent, "ok": done_total - failed_total, "failed": failed_total,
-                "rpm_interval": round(done / (now - last) * 60.0, 1),
-                "rpm_overall": round(done_total / measured * 60.0, 1) if now > measure_from else 0.0,
-                "latency_ms_p50_interval": _round(interval_hist.percentile(50)),
-                "latency_ms_p95_interval": _round(interval_hist.percentile(95)),
-                "latency_ms_p95_overall": _round(overall.percentile(95)),
-            }
-            last = now
-            self.say(f"[PROGRESS] {json.dumps(snapshot)}")
+            rpm_overall = round(done_total / measured * 60.0, 1) if now > measure_from else 0.0
+            if live:
+                elapsed = min(now - start, total)
+                phase = "warm-up" if now < measure_from else "measuring"
+                self.say.status(f"[{phase}] {_clock(elapsed)} / {_clock(total)} ({_clock(total - elapsed)} left) | "
+                                f"{rpm_overall:.0f} of {self.settings.rpm:g} RPM | p95 "
+                                f"{_fmt(overall.percentile(95), '.0f')} ms | failed {failed_total}")
+            if every > 0 and now - last_report >= every - tick / 2:  # timers may fire a little early
+                snapshot = {
+                    "elapsed_s": round(now - start, 1),
+                    "phase": "warmup" if now < measure_from else "measure",
+                    "sent": recorder.sent, "ok": done_total - failed_total, "failed": failed_total,
+                    "rpm_interval": round(done_since / (now - last_report) * 60.0, 1),
+                    "rpm_overall": rpm_overall,
+                    "latency_ms_p50_interval": _round(since_report.percentile(50)),
+                    "latency_ms_p95_interval": _round(since_report.percentile(95)),
+                    "latency_ms_p95_overall": _round(overall.percentile(95)),
+                }
+                self.say(f"[PROGRESS] {json.dumps(snapshot)}")
+                since_report, done_since, last_report = Histogram(), 0, now
+
+
+def _clock(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}"
 
 
 def _round(value: float | None, digits: int = 1) -> float | None:
     return None if value is None else round(value, digits)
+
+
+def _fmt(value, pattern: str = ".1f") -> str:
+    return "-" if value is None else format(value, pattern)
 
 
 # =========================================================================== statistics
@@ -1221,7 +1327,9 @@ def build_document(run: LoadRun, argv: list, config_sha256: str) -> dict:
                    "relogins": sum(s.relogins for s in run.sessions)},
         "generator": {
             "cpu_seconds": round(run.cpu_seconds, 3),
+            "run_seconds": round(run.run_seconds, 3),
             "lateness_ms": recorder.lateness.to_dict(),
+            "loop_lag_ms": recorder.loop_lag.to_dict(),
             "tokens_waited_for_worker": recorder.tokens_waited,
             "worst_wait_ms": round(recorder.worst_wait_ms, 3),
             "tokens_dropped": recorder.tokens_dropped,
@@ -1230,6 +1338,9 @@ def build_document(run: LoadRun, argv: list, config_sha256: str) -> dict:
             "request_errors_suppressed": recorder.request_errors_suppressed,
         },
         "urls": {name: stats.to_dict() for name, stats in recorder.urls.items()},
+        "timeline": {"seconds": run.timeline_seconds,
+                     "points": [point.to_dict(index, run.timeline_seconds)
+                                for index, point in sorted(recorder.timeline.items())]},
     }
 
 
@@ -1263,8 +1374,10 @@ def merge_documents(documents: list) -> dict:
         _merge_tallies(merged["logins"]["failed"], other["logins"]["failed"])
         generator, og = merged["generator"], other["generator"]
         generator["cpu_seconds"] = round(generator["cpu_seconds"] + og["cpu_seconds"], 3)
-        generator["lateness_ms"] = Histogram.from_dict(generator["lateness_ms"]).merge(
-            Histogram.from_dict(og["lateness_ms"])).to_dict()
+        generator["run_seconds"] = max(generator["run_seconds"], og["run_seconds"])
+        for key in ("lateness_ms", "loop_lag_ms"):
+            generator[key] = Histogram.from_dict(generator[key]).merge(Histogram.from_dict(og[key])).to_dict()
+        merged["timeline"]["points"] = merge_timelines(merged["timeline"]["points"], other["timeline"]["points"])
         for key in ("tokens_waited_for_worker", "tokens_dropped", "tokens_unsent", "sent_in_window",
                     "request_errors_suppressed"):
             generator[key] += og[key]
@@ -1293,6 +1406,21 @@ def merge_documents(documents: list) -> dict:
                     _merge_tallies(target["footer"][key], value)
     merged["summary"] = summarize(merged)
     return merged
+
+
+def merge_timelines(points: list, others: list) -> list:
+    by_time = {point["t"]: point for point in points}
+    for point in others:
+        mine = by_time.get(point["t"])
+        if mine is None:
+            by_time[point["t"]] = point
+            continue
+        for key in ("sent", "ok", "cpu_seconds"):
+            mine[key] += point[key]
+        _merge_tallies(mine["failures"], point["failures"])
+        for key in ("response_ms", "service_ms"):
+            mine[key] = Histogram.from_dict(mine[key]).merge(Histogram.from_dict(point[key])).to_dict()
+    return [by_time[t] for t in sorted(by_time)]
 
 
 def load_document(path: str) -> dict:
@@ -1411,6 +1539,372 @@ def format_comparison(comparison: dict) -> str:
     return "\n".join(lines)
 
 
+# =========================================================================== trust
+
+def trust_signals(document: dict) -> dict:
+    """Can these numbers be trusted to describe the site?  The generator's own CPU use, how
+    late it ran, how long requests waited inside it, and a warning when it, not Moodle, was
+    the bottleneck."""
+    generator, summary, meta = document["generator"], document["summary"], document["metadata"]
+    lateness = Histogram.from_dict(generator["lateness_ms"])
+    loop_lag = Histogram.from_dict(generator.get("loop_lag_ms"))
+    run_seconds = generator.get("run_seconds") or 0.0
+    cores = generator["cpu_seconds"] / run_seconds if run_seconds else None
+    processes = len(meta.get("shards", ["1/1"]))
+    requests = summary["requests"] or 0
+    signals = {
+        "cpu_cores_used": None if cores is None else round(cores, 3),
+        "lateness_ms_p50": _round(lateness.percentile(50), 2),
+        "lateness_ms_p99": _round(lateness.percentile(99), 2),
+        "loop_lag_ms_p99": _round(loop_lag.percentile(99), 2),
+        "tokens_waited_for_worker": generator["tokens_waited_for_worker"],
+        "tokens_dropped": generator["tokens_dropped"],
+        "tokens_unsent": generator["tokens_unsent"],
+        "warmup_excluded_s": meta.get("warmup_s", 0),
+        "error_rate": summary["error_rate"],
+        "bottleneck": [],
+    }
+    reasons = signals["bottleneck"]
+    if cores is not None and cores >= 0.9 * processes:
+        reasons.append(f"its CPU use was {cores / processes:.0%} of a core per process")
+    if signals["loop_lag_ms_p99"] is not None and signals["loop_lag_ms_p99"] > 50:
+        reasons.append(f"its event loop woke up to {signals['loop_lag_ms_p99']:.0f} ms late (p99)")
+    service_p50 = summary["service_ms_p50"] or 0.0
+    if requests and signals["lateness_ms_p50"] is not None \
+            and signals["lateness_ms_p50"] > max(service_p50, 10.0):
+        reasons.append(f"half the requests waited over {signals['lateness_ms_p50']:.0f} ms inside the generator, "
+                       f"longer than the site took to answer ({service_p50:.0f} ms)")
+    return signals
+
+
+def bottleneck_warning(signals: dict) -> str | None:
+    if not signals["bottleneck"]:
+        return None
+    return ("The generator was the bottleneck (" + "; ".join(signals["bottleneck"]) + "): these numbers describe "
+            "the generator, not Moodle. Raise --concurrency if its workers were busy, or spread the load with "
+            "--processes N (or --shard K/N on more machines) if it was short of CPU.")
+
+
+def format_trust(signals: dict) -> list:
+    lines = []
+    if signals["cpu_cores_used"] is not None:
+        lines.append(f"Trust: generator CPU {signals['cpu_cores_used']:.0%} of a core; requests waited inside it "
+                     f"p50 {_fmt(signals['lateness_ms_p50'])} ms, p99 {_fmt(signals['lateness_ms_p99'])} ms; "
+                     f"event loop lag p99 {_fmt(signals['loop_lag_ms_p99'])} ms; warm-up excluded "
+                     f"{signals['warmup_excluded_s']:g} s")
+    warning = bottleneck_warning(signals)
+    if warning:
+        lines.append(f"[WARN] {warning}")
+    return lines
+
+
+# =========================================================================== HTML report
+
+class ReportUnavailable(UsageError):
+    pass
+
+
+def _pyplot():
+    """matplotlib, imported only for --report: an optional extra, not a requirement."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as pyplot
+    except ImportError:
+        raise ReportUnavailable("--report needs matplotlib: pip install matplotlib") from None
+    matplotlib.rcParams.update({"svg.fonttype": "none", "font.size": 9, "axes.grid": True, "grid.alpha": 0.3,
+                                "axes.spines.top": False, "axes.spines.right": False})
+    return matplotlib, pyplot
+
+
+def _svg(matplotlib, pyplot, figure, name: str) -> str:
+    """The figure as inline SVG: no XML prologue, no metadata links, ids unique per chart."""
+    import io
+
+    matplotlib.rcParams["svg.hashsalt"] = name
+    buffer = io.StringIO()
+    figure.savefig(buffer, format="svg", bbox_inches="tight")
+    pyplot.close(figure)
+    text = buffer.getvalue()
+    text = re.sub(r"<\?xml[^>]*\?>\s*|<!DOCTYPE[^>]*>\s*", "", text)
+    text = re.sub(r"<metadata>.*?</metadata>\s*", "", text, flags=re.S)
+    text = re.sub(r'\s+xmlns(:\w+)?="[^"]*"', "", text)
+    return f'<figure class="chart" data-chart="{name}">{text}</figure>'
+
+
+PERCENTILE_CURVE = (0, 10, 25, 50, 75, 90, 95, 97.5, 99, 99.5, 99.9, 99.95, 99.99)
+
+
+def percentile_curve(histogram: Histogram) -> tuple[list, list]:
+    """x = 1/(1-q) (so 90, 99, 99.9 are evenly spaced on a log axis), y = latency ms."""
+    xs, ys = [], []
+    for q in PERCENTILE_CURVE:
+        if histogram.count and q <= 100 * (1 - 1 / histogram.count) + 1e-9:
+            xs.append(1 / (1 - q / 100))
+            ys.append(histogram.percentile(q))
+    if histogram.count:
+        xs.append(max(xs[-1] * 2 if xs else 2, histogram.count))
+        ys.append(histogram.maximum)
+    return xs, ys
+
+
+def _percentile_axes(axes) -> None:
+    axes.set_xscale("log")
+    ticks = [1, 2, 10, 100, 1000, 10000]
+    axes.set_xticks(ticks)
+    axes.set_xticklabels(["0%", "50%", "90%", "99%", "99.9%", "99.99%"])
+    axes.set_xlabel("percentile")
+    axes.set_ylabel("ms")
+
+
+def _timeline_series(document: dict):
+    points = document.get("timeline", {}).get("points", [])
+    seconds = document.get("timeline", {}).get("seconds", 1.0)
+    times = [point["t"] for point in points]
+    return points, seconds, times
+
+
+def run_charts(document: dict) -> list:
+    matplotlib, pyplot = _pyplot()
+    charts = []
+    points, seconds, times = _timeline_series(document)
+    target_per_s = document["summary"]["req_per_min_target"] / 60.0
+
+    figure, axes = pyplot.subplots(figsize=(9, 2.6))
+    axes.plot(times, [p["sent"] / seconds for p in points], label="sent/s", color="#1f77b4")
+    axes.plot(times, [p["ok"] / seconds for p in points], label="succeeded/s", color="#2ca02c", alpha=0.7)
+    axes.axhline(target_per_s, color="#d62728", linestyle="--", label="target")
+    axes.set_xlabel("seconds into the measured window")
+    axes.set_ylabel("requests/s")
+    axes.set_ylim(bottom=0)
+    axes.legend(loc="lower right")
+    axes.set_title("Request rate against the target")
+    charts.append(_svg(matplotlib, pyplot, figure, "rate"))
+
+    figure, axes = pyplot.subplots(figsize=(9, 3))
+    colours = {50: "#2ca02c", 95: "#ff7f0e", 99: "#d62728"}
+    for q, colour in colours.items():
+        axes.plot(times, [Histogram.from_dict(p["response_ms"]).percentile(q) for p in points], color=colour,
+                  label=f"response p{q}")
+        axes.plot(times, [Histogram.from_dict(p["service_ms"]).percentile(q) for p in points], color=colour,
+                  linestyle=":", label=f"service p{q}")
+    axes.set_xlabel("seconds into the measured window")
+    axes.set_ylabel("ms")
+    axes.set_ylim(bottom=0)
+    axes.legend(loc="upper left", ncol=3, fontsize=7)
+    axes.set_title("Latency over time (solid: response time from the intended start; dotted: service time)")
+    charts.append(_svg(matplotlib, pyplot, figure, "latency"))
+
+    kinds = sorted({kind for p in points for kind in p["failures"]})
+    figure, axes = pyplot.subplots(figsize=(9, 2.4))
+    bottom = [0.0] * len(points)
+    for kind in kinds:
+        values = [p["failures"].get(kind, 0) / seconds for p in points]
+        axes.bar(times, values, width=seconds, bottom=bottom, label=kind, align="edge")
+        bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+    if not kinds:
+        axes.text(0.5, 0.5, "no failures", transform=axes.transAxes, ha="center", va="center", color="#2ca02c")
+    else:
+        axes.legend(loc="upper right", fontsize=7)
+    axes.set_xlabel("seconds into the measured window")
+    axes.set_ylabel("failures/s")
+    axes.set_title("Failures over time by kind")
+    charts.append(_svg(matplotlib, pyplot, figure, "failures"))
+
+    figure, axes = pyplot.subplots(figsize=(9, 3.2))
+    for name, raw in document["urls"].items():
+        xs, ys = percentile_curve(Histogram.from_dict(raw["response_ms"]))
+        if xs:
+            axes.plot(xs, ys, marker=".", label=name[:40])
+    _percentile_axes(axes)
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend(loc="upper left", fontsize=7)
+    axes.set_title("Latency distribution per URL (response time)")
+    charts.append(_svg(matplotlib, pyplot, figure, "distribution"))
+
+    figure, axes = pyplot.subplots(figsize=(9, 2.2))
+    axes.plot(times, [100 * p.get("cpu_seconds", 0) / seconds for p in points], color="#7f7f7f")
+    axes.axhline(90 * len(document["metadata"].get("shards", ["1/1"])), color="#d62728", linestyle="--",
+                 label="bottleneck")
+    axes.set_ylim(bottom=0)
+    axes.set_xlabel("seconds into the measured window")
+    axes.set_ylabel("% of a core")
+    axes.set_title("The generator's own CPU use")
+    charts.append(_svg(matplotlib, pyplot, figure, "generator-cpu"))
+    return charts
+
+
+def compare_charts(base: dict, new: dict) -> list:
+    matplotlib, pyplot = _pyplot()
+    names = [name for name in new["urls"] if name in base["urls"]]
+    if not names:
+        return []
+    columns = min(2, len(names))
+    rows = math.ceil(len(names) / columns)
+    figure, grid = pyplot.subplots(rows, columns, figsize=(9, 2.8 * rows), squeeze=False)
+    for position, name in enumerate(names):
+        axes = grid[position // columns][position % columns]
+        for document, label, style in ((base, "baseline", "--"), (new, "this run", "-")):
+            xs, ys = percentile_curve(Histogram.from_dict(document["urls"][name]["service_ms"]))
+            if xs:
+                axes.plot(xs, ys, linestyle=style, marker=".", label=label)
+        _percentile_axes(axes)
+        axes.set_title(name[:50], fontsize=8)
+        if axes.get_legend_handles_labels()[0]:
+            axes.legend(fontsize=7, loc="upper left")
+        else:
+            axes.text(0.5, 0.5, "no successful requests", transform=axes.transAxes, ha="center", va="center")
+    for position in range(len(names), rows * columns):
+        grid[position // columns][position % columns].axis("off")
+    figure.suptitle("Service time percentiles, baseline against this run")
+    figure.tight_layout()
+    return [_svg(matplotlib, pyplot, figure, "compare-distribution")]
+
+
+REPORT_STYLE = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;background:#f6f7f9;color:#1d2125}
+main{max-width:1000px;margin:0 auto;padding:16px 20px 40px}
+h1{font-size:1.4rem;margin:8px 0} h2{font-size:1.1rem;margin:28px 0 8px;border-bottom:1px solid #d0d4d9}
+.verdict{padding:12px 16px;border-radius:6px;font-size:1.1rem;margin:10px 0}
+.good{background:#dff3e2;border:1px solid #7cc48a} .bad{background:#fbe0de;border:1px solid #e08b84}
+.skip{background:#fff3d6;border:1px solid #e2bb5b} .none{background:#e8eaed;border:1px solid #b8bdc4}
+.warn{background:#fff3d6;border:1px solid #e2bb5b;padding:10px 14px;border-radius:6px;margin:8px 0}
+table{border-collapse:collapse;width:100%;background:#fff;font-size:.85rem;margin:6px 0}
+th,td{border:1px solid #dde1e5;padding:4px 6px;text-align:right;vertical-align:top}
+th{background:#eef0f3} td.l,th.l{text-align:left} .regression{color:#b3261e;font-weight:bold}
+.unsure{color:#8a5a00;font-weight:bold} .improvement{color:#1e7b34}
+figure.chart{margin:10px 0;background:#fff;border:1px solid #dde1e5;border-radius:4px;padding:6px}
+figure.chart svg{max-width:100%;height:auto}
+code{background:#eef0f3;padding:1px 4px;border-radius:3px} small{color:#5f6368}
+"""
+
+
+def _e(value) -> str:
+    import html
+
+    return html.escape("-" if value is None else str(value))
+
+
+def _table(headers: list, rows: list, left: int = 1) -> str:
+    head = "".join(f'<th class="{"l" if i < left else ""}">{_e(h)}</th>' for i, h in enumerate(headers))
+    body = "".join("<tr>" + "".join(f'<td class="{"l" if i < left else ""}">{cell}</td>' for i, cell in enumerate(row))
+                   + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _verdict_block(verdict: tuple | None) -> str:
+    if verdict is None:
+        return '<div class="verdict none">No verdict: no gates and no baseline were given.</div>'
+    status, word, reasons = verdict
+    css = {EXIT_GOOD: "good", EXIT_BAD: "bad", EXIT_CANNOT_JUDGE: "skip"}.get(status, "none")
+    label = {"good": "Good", "bad": "Regression (bad)", "cannot judge": "Cannot judge (skip)"}.get(word, word)
+    items = "".join(f"<li>{_e(reason)}</li>" for reason in reasons)
+    return (f'<div class="verdict {css}" id="verdict"><strong>{_e(label)}</strong> &middot; exit {status}'
+            f'{f"<ul>{items}</ul>" if items else ""}</div>')
+
+
+def render_report(document: dict, verdict: tuple | None = None, baseline: dict | None = None,
+                  comparison: dict | None = None) -> str:
+    """One self-contained HTML file: verdict, identity, trust, charts, per-URL tables, and
+    with a baseline the side-by-side comparison.  Nothing is fetched when it opens."""
+    summary, meta = document["summary"], document["metadata"]
+    signals = trust_signals(document)
+    parts = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>moodle_load report: "
+             f"{_e(meta.get('target'))}</title><style>{REPORT_STYLE}</style></head><body><main>",
+             "<h1>Moodle load report</h1>", _verdict_block(verdict)]
+    identity = [("target", meta.get("target")), ("Moodle release", meta.get("moodle_release") or "not shown"),
+                ("tool", f"moodle_load.py {meta.get('version')}"), ("seed", meta.get("seed")),
+                ("started", meta.get("started_at")),
+                ("rate", f"{summary['req_per_min_target']:g} RPM target, {summary['req_per_min_observed']:g} observed"),
+                ("measured", f"{meta.get('measured_seconds')} s after {meta.get('warmup_s', 0):g} s warm-up"),
+                ("shards", ", ".join(meta.get("shards", []))), ("config", (meta.get("config_sha256") or "")[:16]),
+                ("arguments", " ".join(meta.get("argv", [])))]
+    parts.append(_table(["", ""], [[_e(k), _e(v)] for k, v in identity], left=2))
+
+    parts.append("<h2>Can these numbers be trusted?</h2>")
+    warning = bottleneck_warning(signals)
+    if warning:
+        parts.append(f'<div class="warn" id="bottleneck"><strong>Warning:</strong> {_e(warning)}</div>')
+    trust_rows = [["generator CPU (share of one core)", _e(_fmt(None if signals["cpu_cores_used"] is None
+                                                              else 100 * signals["cpu_cores_used"], ".0f") + " %")],
+                  ["requests waited inside the generator, p50 / p99 ms",
+                   f"{_e(_fmt(signals['lateness_ms_p50']))} / {_e(_fmt(signals['lateness_ms_p99']))}"],
+                  ["event loop lag p99 ms", _e(_fmt(signals["loop_lag_ms_p99"]))],
+                  ["tokens that waited for a free worker", _e(signals["tokens_waited_for_worker"])],
+                  ["tokens dropped (generator paused) / never sent",
+                   f"{_e(signals['tokens_dropped'])} / {_e(signals['tokens_unsent'])}"],
+                  ["warm-up excluded", f"{_e(signals['warmup_excluded_s'])} s"],
+                  ["error rate", _e(_fmt(None if summary["error_rate"] is None else 100 * summary["error_rate"],
+                                         ".2f") + " %")]]
+    parts.append(_table(["signal", "value"], trust_rows))
+
+    if comparison is not None:
+        parts.append("<h2>Against the baseline</h2>")
+        parts.append(f"<p><small>Per URL: the median of per-block median service times, Mann-Whitney U on the "
+                     f"blocks at alpha {comparison['alpha_per_url']:.3g} per URL, tolerance "
+                     f"{comparison['max_regression_pct']:g} %; DB reads from Moodle's footer.</small></p>")
+        rows = []
+        for name, row in comparison["urls"].items():
+            reads = row.get("db_reads") or [None, None]
+            rows.append([_e(name), _e(_fmt(row.get("base_ms"))), _e(_fmt(row.get("new_ms"))),
+                         _e(_fmt(row.get("ratio"), ".3f")), _e(_fmt(row.get("p_value"), ".2g")),
+                         f"{_e(reads[0])} &rarr; {_e(reads[1])}",
+                         f'<span class="{_e(row["verdict"])}">{_e(row["verdict"])}</span>',
+                         _e("; ".join(row["reasons"]))])
+        parts.append(_table(["URL", "baseline ms", "this run ms", "ratio", "p", "DB reads", "verdict", "why"], rows))
+        parts += [f"<p><small>note: {_e(note)}</small></p>" for note in comparison["notes"]]
+    if comparison is not None and baseline is not None:
+        parts += compare_charts(baseline, document)
+        base_urls = summarize(baseline)["urls"] if "summary" not in baseline else baseline["summary"]["urls"]
+        footer_rows = []
+        for name, row in summary["urls"].items():
+            before = base_urls.get(name, {})
+            footer_rows.append([_e(name)] + [f"{_e(before.get(key))} &rarr; {_e(row.get(key))}" for key in (
+                "db_reads_median", "db_writes_median", "server_time_ms_median", "memory_peak_mb_median")])
+        parts.append(_table(["URL", "DB reads", "DB writes", "server time ms", "memory peak MB"], footer_rows))
+
+    parts.append("<h2>Over time</h2>")
+    parts += run_charts(document)
+
+    parts.append("<h2>Per URL</h2>")
+    rows = []
+    for name, row in summary["urls"].items():
+        raw = document["urls"][name]
+        failures = ", ".join(f"{k} {v}" for k, v in raw["failures"].items()) or "none"
+        redirects = ", ".join(f"{k} {v}" for k, v in raw["redirects"].items()) or "-"
+        rows.append([_e(name), _e(row["requests"]), _e(row["success"]), _e(failures)]
+                    + [_e(_fmt(row[key])) for key in ("latency_ms_p50", "latency_ms_p95", "latency_ms_p99",
+                                                       "latency_ms_max", "service_ms_p50", "service_ms_p95")]
+                    + [_e(redirects)])
+    parts.append(_table(["URL", "requests", "ok", "failures", "p50", "p95", "p99", "max", "svc p50", "svc p95",
+                         "redirected to"], rows))
+    parts.append("<p><small>Latencies in ms of successful requests. Response time (p50..max) runs from the "
+                 "moment the schedule intended the request to the last byte; service time (svc) from sending it."
+                 "</small></p>")
+    footer_rows = [[_e(name)] + [_e(row.get(key)) for key in (
+        "db_reads_median", "db_reads_max", "db_writes_median", "server_time_ms_median", "server_time_ms_max",
+        "memory_peak_mb_median", "included_files_median", "session_wait_ms_max")]
+        for name, row in summary["urls"].items()]
+    if any(row.get("db_reads_median") is not None for row in summary["urls"].values()):
+        parts.append("<h2>Moodle's performance footer</h2>")
+        parts.append(_table(["URL", "DB reads (median)", "DB reads (max)", "DB writes", "server ms (median)",
+                             "server ms (max)", "memory peak MB", "included files", "session wait ms (max)"],
+                            footer_rows))
+    else:
+        parts.append("<p><small>The pages showed no performance footer: set <code>$CFG-&gt;perfdebug = 15</code> "
+                     "to get DB reads per page, the steadiest regression signal.</small></p>")
+    parts.append(f"<p><small>Made by moodle_load.py {_e(__version__)}.</small></p></main></body></html>\n")
+    return "\n".join(parts)
+
+
+def write_report(path: str, html_text: str) -> None:
+    temporary = f"{path}.tmp-{os.getpid()}"
+    with open(temporary, "w", encoding="utf-8") as handle:
+        handle.write(html_text)
+    os.replace(temporary, path)
+
+
 # =========================================================================== command line
 
 class _Parser(argparse.ArgumentParser):
@@ -1460,6 +1954,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--compare", nargs=2, metavar=("BASE", "NEW"),
                         help="compare two saved results and exit with the verdict; no load")
     parser.add_argument("--merge", nargs="+", metavar="RESULTS", help="merge saved results into --output")
+    parser.add_argument("--report", metavar="HTML",
+                        help="write a self-contained HTML report (needs matplotlib): of this run, of a saved "
+                             "RESULTS file, or with --compare of the comparison")
+    parser.add_argument("results", nargs="?", metavar="RESULTS",
+                        help="a saved results file to make the --report of, without load")
     parser.add_argument("--quiet", action="store_true", help="print only errors, warnings and the verdict")
     parser.add_argument("--shard-process", action="store_true", help=argparse.SUPPRESS)  # --processes child
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -1512,11 +2011,27 @@ def announce_verdict(say, status: int, verdict: str, reasons: list) -> None:
 def run_compare(args, say) -> int:
     base, new = load_document(args.compare[0]), load_document(args.compare[1])
     comparison = compare_documents(base, new, thresholds_from(args))
-    summary = new.get("summary") or summarize(new)
+    new["summary"] = summarize(new)
     say(format_comparison(comparison))
-    status, verdict, reasons = decide(summary, gates_from(args), comparison)
-    announce_verdict(print, status, verdict, reasons)
-    return status
+    verdict = decide(new["summary"], gates_from(args), comparison)
+    if args.report:
+        write_report(args.report, render_report(new, verdict, baseline=base, comparison=comparison))
+        say(f"[INFO] report written to {args.report}")
+    announce_verdict(print, *verdict)
+    return verdict[0]
+
+
+def run_saved_report(args, say) -> int:
+    """--report HTML RESULTS: the report of a saved run, no load."""
+    if not args.report:
+        raise UsageError(f"a results file ({args.results}) is only read with --report or --compare")
+    document = load_document(args.results)
+    document["summary"] = summarize(document)
+    comparison = document.get("comparison")
+    verdict = decide(document["summary"], gates_from(args), comparison)
+    write_report(args.report, render_report(document, verdict, comparison=comparison))
+    say(f"[INFO] report written to {args.report}")
+    return EXIT_GOOD
 
 
 def run_merge(args, say) -> int:
@@ -1583,10 +2098,14 @@ def main(argv=None) -> int:
     try:
         args = parser.parse_args(argv)
         say = Printer(quiet=args.quiet)
+        if args.report:
+            _pyplot()  # say now, before any load, when matplotlib is missing
         if args.compare:
             return run_compare(args, say)
         if args.merge:
             return run_merge(args, say)
+        if args.results:
+            return run_saved_report(args, say)
         _check_numbers(args)
         config, digest = load_config(args.config)
         for warning in config.warnings:
@@ -1635,6 +2154,8 @@ def main(argv=None) -> int:
     if args.output:
         write_json_atomically(args.output, document)
     say(format_report(document))
+    for line in format_trust(trust_signals(document)):
+        say(line)
     for hint in rate_hints(document):
         say(hint)
     if comparison is not None:
@@ -1643,11 +2164,14 @@ def main(argv=None) -> int:
         say(f"[INFO] results written to {args.output}")
     judge = None if args.shard_process else print
     if interrupted:
-        announce_verdict(judge, interrupted, "interrupted", ["the run was stopped before its end"])
-        return interrupted
-    status, verdict, reasons = decide(document["summary"], gates_from(args), comparison)
-    announce_verdict(judge, status, verdict, reasons)
-    return status
+        verdict = (interrupted, "interrupted", ["the run was stopped before its end: what was measured is shown"])
+    else:
+        verdict = decide(document["summary"], gates_from(args), comparison)
+    if args.report:
+        write_report(args.report, render_report(document, verdict, baseline=baseline, comparison=comparison))
+        say(f"[INFO] report written to {args.report}")
+    announce_verdict(judge, *verdict)
+    return verdict[0]
 
 
 def _run_with_signals(run: LoadRun) -> int | None:

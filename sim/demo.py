@@ -3,7 +3,8 @@
 1. a throwaway PostgreSQL with a Moodle-shaped database (maketestsite --size=S users);
 2. set_moodle_passwords.py gives 30 users a known password and writes config.json;
 3. the simulated Moodle site, reading those users from the database, on a loopback port;
-4. moodle_load.py runs a short load against it and reports; results go to demo-output/.
+4. moodle_load.py runs a short load against it and reports; the results JSON and an HTML
+   report (open demo-output/report.html in a browser) go to demo-output/.
 
 Without PostgreSQL binaries the demo still runs steps 3 and 4 (the site then holds its
 users itself) and says what it skipped.
@@ -41,7 +42,8 @@ def load_step(base_url: str, config_path: str) -> int:
         json.dump(config, handle, indent=2)
     return run([sys.executable, "moodle_load.py", "--config", os.path.relpath(config_path, ROOT),
                 "--rpm", "600", "--duration", "20", "--warmup", "3", "--concurrency", "10",
-                "--progress", "5", "--output", os.path.relpath(os.path.join(OUTPUT, "results.json"), ROOT)])
+                "--progress", "5", "--output", os.path.relpath(os.path.join(OUTPUT, "results.json"), ROOT),
+                "--report", os.path.relpath(os.path.join(OUTPUT, "report.html"), ROOT)])
 
 
 def main() -> int:
@@ -89,7 +91,7 @@ def main() -> int:
                 status = load_step(server.url, config_path)
         finally:
             users.close()
-    print(f"\n[DEMO] done: config and results in {os.path.relpath(OUTPUT, ROOT)}/ (exit {status})")
+    print(f"\n[DEMO] done: config, results and report.html in {os.path.relpath(OUTPUT, ROOT)}/ (exit {status})")
     return status
 
 

@@ -1,0 +1,218 @@
+"""The HTML report: one self-contained file a person can open and trust."""
+
+import copy
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import ROOT, fast_settings
+from loadhelp import read, run_load, write_config
+
+import moodle_load as ml
+from sim.moodledb import SiteData
+from sim.server import SimServer
+from sim.site import MemoryUsers, MoodleSite
+
+CHARTS = ("rate", "latency", "failures", "distribution", "generator-cpu")
+URLS = [{"path": "/my/", "name": "dashboard"}, {"path": "/course/view.php?id={courseid}", "name": "course"},
+        {"path": "/course/view.php?id=999999", "name": "missing course", "weight": 0.3},
+        {"path": "/course/view.php?id=3", "name": "not enrolled", "weight": 0.3}]
+
+
+def site_settings(course_reads: int = 128):
+    settings = fast_settings()
+    settings.pages["course"].db_reads = course_reads
+    return settings
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory):
+    """A real run with failures and redirects, its results and its report."""
+    tmp = tmp_path_factory.mktemp("report")
+    site = MoodleSite(MemoryUsers.testsite(6, "Passw0rd!"), SiteData.testsite(), site_settings())
+    with SimServer(site) as server:
+        config = write_config(tmp / "c.json", server.url, users=6, urls=URLS)
+        code = run_load(config, "--report", str(tmp / "report.html"), "--blocks", "8", "--concurrency", "4",
+                        rpm=2400, duration=4, output=tmp / "run.json")
+    assert code == ml.EXIT_GOOD
+    return {"dir": tmp, "json": tmp / "run.json", "html": (tmp / "report.html").read_text(), "config": config}
+
+
+def external_urls(html: str, allowed: str) -> list:
+    return [url for url in re.findall(r"(?:https?:)?//[^\s\"'<>)]+", html) if not url.startswith(allowed)
+            and not url.startswith("//" + allowed.split("//")[1])]
+
+
+def test_the_report_shows_the_verdict_first(recorded):
+    html = recorded["html"]
+    assert html.index('id="verdict"') < html.index("<h2>")
+    assert "<strong>Good</strong>" in html
+
+
+def test_the_report_has_every_url_and_every_chart(recorded):
+    html = recorded["html"]
+    for url in URLS:
+        assert f"<td class=\"l\">{url['name']}</td>" in html
+    for chart in CHARTS:
+        assert f'data-chart="{chart}"' in html
+    assert html.count("<svg") == len(CHARTS)
+
+
+def test_the_report_shows_failures_redirects_and_footer_counters(recorded):
+    html = recorded["html"]
+    assert "http_404" in html and "/enrol/index.php" in html
+    assert "Moodle&#x27;s performance footer" in html or "Moodle's performance footer" in html
+    assert "<td class=\"\">128.0</td>" in html
+
+
+def test_the_report_fetches_nothing_from_the_network(recorded):
+    html = recorded["html"]
+    target = read(recorded["json"])["metadata"]["target"]
+    assert external_urls(html, target) == []
+    assert not re.search(r"<(script|link|img|iframe)\b", html)
+    assert not re.search(r"url\((?!#)", html) and "@import" not in html  # only references inside the page
+
+
+def test_a_normal_run_carries_no_bottleneck_warning(recorded):
+    assert 'id="bottleneck"' not in recorded["html"]
+
+
+def test_a_report_is_made_later_from_saved_results_without_load(recorded, tmp_path):
+    assert ml.main(["--report", str(tmp_path / "later.html"), str(recorded["json"])]) == 0
+    html = (tmp_path / "later.html").read_text()
+    assert all(f'data-chart="{chart}"' in html for chart in CHARTS)
+
+
+def test_the_compare_report_shows_the_regression_side_by_side(recorded, tmp_path):
+    site = MoodleSite(MemoryUsers.testsite(6, "Passw0rd!"), SiteData.testsite(), site_settings(course_reads=200))
+    with SimServer(site) as server:
+        config = write_config(tmp_path / "c.json", server.url, users=6, urls=URLS)
+        assert run_load(config, "--blocks", "8", "--concurrency", "4", rpm=2400, duration=4,
+                        output=tmp_path / "new.json") == 0
+    code = ml.main(["--report", str(tmp_path / "compare.html"), "--compare", str(recorded["json"]),
+                    str(tmp_path / "new.json")])
+    assert code == ml.EXIT_BAD
+    html = (tmp_path / "compare.html").read_text()
+    assert "Regression (bad)" in html and '<span class="regression">regression</span>' in html
+    assert "DB reads 128 -&gt; 200 per page" in html
+    assert 'data-chart="compare-distribution"' in html
+    assert "128.0 &rarr; 200.0" in html  # footer counters before and after
+
+
+def test_a_ten_minute_run_makes_a_report_under_2_mb(recorded):
+    document = read(recorded["json"])
+    points = document["timeline"]["points"]
+    document["timeline"]["points"] = [dict(copy.deepcopy(points[i % len(points)]), t=float(i)) for i in range(600)]
+    document["summary"] = ml.summarize(document)
+    html = ml.render_report(document, (0, "good", []))
+    assert len(html.encode()) < 2 * 1024 * 1024
+
+
+def test_a_starved_generator_carries_the_bottleneck_warning(sim_factory, tmp_path, capsys):
+    server = sim_factory()
+    config = write_config(tmp_path / "c.json", server.url, users=2)
+    run_load(config, "--concurrency", "1", "--drain", "0", "--report", str(tmp_path / "r.html"), rpm=60000,
+             duration=2)
+    assert 'id="bottleneck"' in (tmp_path / "r.html").read_text()
+    assert "[WARN] The generator was the bottleneck" in capsys.readouterr().out
+
+
+def test_ctrl_c_still_writes_the_report_of_what_was_measured(sim_factory, tmp_path):
+    server = sim_factory()
+    config = write_config(tmp_path / "c.json", server.url)
+    process = subprocess.Popen([sys.executable, os.path.join(ROOT, "moodle_load.py"), "--config", config,
+                                "--rpm", "600", "--duration", "60", "--progress", "0",
+                                "--report", str(tmp_path / "r.html")], stdout=subprocess.PIPE, text=True)
+    time.sleep(3)
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=30)
+    assert process.returncode == ml.EXIT_SIGINT
+    html = (tmp_path / "r.html").read_text()
+    assert "stopped before its end" in html and 'data-chart="rate"' in html
+
+
+def test_without_matplotlib_report_says_what_to_install_in_one_line(tmp_path):
+    code = ("import sys, runpy; sys.modules['matplotlib'] = None; "
+            f"sys.argv = ['moodle_load.py', '--report', {str(tmp_path / 'r.html')!r}, 'x.json']; "
+            f"runpy.run_path({os.path.join(ROOT, 'moodle_load.py')!r}, run_name='__main__')")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == ml.EXIT_USAGE
+    assert result.stderr == "[ERROR] --report needs matplotlib: pip install matplotlib\n"
+
+
+def test_on_a_terminal_a_live_status_line_rewrites_itself(sim_factory, tmp_path):
+    import pty
+
+    server = sim_factory()
+    config = write_config(tmp_path / "c.json", server.url)
+    main, child = pty.openpty()
+    process = subprocess.Popen([sys.executable, os.path.join(ROOT, "moodle_load.py"), "--config", config,
+                                "--rpm", "600", "--duration", "3", "--progress", "2"], stdout=child, stderr=child)
+    os.close(child)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        output += chunk
+    process.wait(timeout=30)
+    text = output.decode()
+    assert "\r\x1b[K[measuring] 0:01 / 0:03" in text
+    assert "[PROGRESS] {" in text
+
+
+def test_in_logs_there_is_no_live_line_only_progress(sim_factory, tmp_path):
+    server = sim_factory()
+    config = write_config(tmp_path / "c.json", server.url)
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "moodle_load.py"), "--config", config,
+                             "--rpm", "600", "--duration", "2.5", "--progress", "1"], capture_output=True, text=True)
+    assert "\x1b[K" not in result.stdout and result.stdout.count("[PROGRESS] {") == 2
+
+
+# ---- a real browser
+
+def chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+@pytest.fixture
+def browser():
+    path = chromium()
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI is set and no Chromium is installed (apt-get install chromium)")
+        pytest.skip("no Chromium: apt-get install chromium")
+    return path
+
+
+def headless(browser: str, tmp_path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                           f"--user-data-dir={tmp_path / 'profile'}", *args], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_the_report_renders_in_a_real_browser(recorded, browser, tmp_path):
+    page = f"file://{recorded['dir'] / 'report.html'}"
+    dom = headless(browser, tmp_path, "--dump-dom", page).stdout
+    for chart in CHARTS:
+        assert re.search(rf'data-chart="{chart}">\s*<svg', dom), chart
+    assert dom.count("<path") > 50  # the charts' lines and axes are in the DOM
+    shot = tmp_path / "shot.png"
+    headless(browser, tmp_path, "--hide-scrollbars", "--window-size=1100,2400", f"--screenshot={shot}", page)
+    from PIL import Image
+
+    image = Image.open(shot).convert("RGB")
+    colours = image.getcolors(maxcolors=1 << 20)
+    assert image.size == (1100, 2400)
+    assert len(colours) > 50  # text and charts, not a blank page
+    assert json.dumps(sorted(colours)[-1][1]) != "[0, 0, 0]"
