@@ -1672,8 +1672,8 @@ def run_charts(document: dict) -> list:
     target_per_s = document["summary"]["req_per_min_target"] / 60.0
 
     figure, axes = pyplot.subplots(figsize=(9, 2.6))
-    axes.plot(times, [p["sent"] / seconds for p in points], label="sent/s", color="#1f77b4")
-    axes.plot(times, [p["ok"] / seconds for p in points], label="succeeded/s", color="#2ca02c", alpha=0.7)
+    axes.plot(times, [p["sent"] / seconds for p in points], label="sent/s", color="#1f77b4", linewidth=2)
+    axes.plot(times, [p["ok"] / seconds for p in points], label="succeeded/s", color="#2ca02c", linestyle="--")
     axes.axhline(target_per_s, color="#d62728", linestyle="--", label="target")
     axes.set_xlabel("seconds into the measured window")
     axes.set_ylabel("requests/s")
@@ -1705,6 +1705,7 @@ def run_charts(document: dict) -> list:
         bottom = [b + v for b, v in zip(bottom, values, strict=True)]
     if not kinds:
         axes.text(0.5, 0.5, "no failures", transform=axes.transAxes, ha="center", va="center", color="#2ca02c")
+        axes.set_xlim(0, max(times[-1] + seconds if times else 1.0, 1.0))
     else:
         axes.legend(loc="upper right", fontsize=7)
     axes.set_xlabel("seconds into the measured window")
