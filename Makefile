@@ -21,6 +21,7 @@ lint: $(BIN)/.installed
 
 bench: $(BIN)/.installed
 	$(BIN)/python bench/passwords.py
+	bench/run.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -13,6 +13,7 @@ Usage:
                    [--max-p95-ms 800] [--max-regression 10] [--insecure]
     moodle_load.py --compare base.json new.json       # judge two saved runs, no load
     moodle_load.py --merge a.json b.json --output all.json   # add runs (shards) together
+    moodle_load.py --report report.html run.json      # the HTML report of a saved run
 
 Exit status:
     0    good: no gate breached, no regression against the baseline
@@ -744,9 +745,9 @@ class Printer:
 
 class PauseDetector:
     """Notices when this process stopped running (SIGSTOP, a long GC, a blocked event loop):
-    a 10 ms sleep that took far longer.  Like HdrHistogram's pause detector."""
+    a 50 ms sleep that took far longer.  Like HdrHistogram's pause detector."""
 
-    def __init__(self, clock, tick: float = 0.01, threshold: float = 0.5):
+    def __init__(self, clock, tick: float = 0.05, threshold: float = 0.5):
         self.clock = clock
         self.tick = tick
         self.threshold = threshold
@@ -2015,11 +2016,7 @@ def run_compare(args, say) -> int:
     new["summary"] = summarize(new)
     say(format_comparison(comparison))
     verdict = decide(new["summary"], gates_from(args), comparison)
-    if args.report:
-        write_report(args.report, render_report(new, verdict, baseline=base, comparison=comparison))
-        say(f"[INFO] report written to {args.report}")
-    announce_verdict(print, *verdict)
-    return verdict[0]
+    return conclude(args, say, new, verdict, baseline=base, comparison=comparison)
 
 
 def run_saved_report(args, say) -> int:
@@ -2030,9 +2027,17 @@ def run_saved_report(args, say) -> int:
     document["summary"] = summarize(document)
     comparison = document.get("comparison")
     verdict = decide(document["summary"], gates_from(args), comparison)
-    write_report(args.report, render_report(document, verdict, comparison=comparison))
-    say(f"[INFO] report written to {args.report}")
-    return EXIT_GOOD
+    return conclude(args, say, document, verdict, comparison=comparison)
+
+
+def conclude(args, say, document: dict, verdict: tuple, *, baseline: dict | None = None,
+             comparison: dict | None = None, judge=print) -> int:
+    """How every mode ends: the HTML report when asked for, then the verdict and its status."""
+    if args.report:
+        write_report(args.report, render_report(document, verdict, baseline=baseline, comparison=comparison))
+        say(f"[INFO] report written to {args.report}")
+    announce_verdict(judge, *verdict)
+    return verdict[0]
 
 
 def run_merge(args, say) -> int:
@@ -2057,10 +2062,11 @@ def run_processes(args, argv: list, say) -> tuple[dict | None, int | None, int |
         if skip:
             skip = False
             continue
-        if token in ("--processes", "--output", "--baseline"):
+        # The parent alone judges, saves and reports the merged results.
+        if token in ("--processes", "--output", "--baseline", "--report"):
             skip = True
             continue
-        if token.startswith(("--processes=", "--output=", "--baseline=")):
+        if token.startswith(("--processes=", "--output=", "--baseline=", "--report=")):
             continue
         passthrough.append(token)
     with tempfile.TemporaryDirectory(prefix="moodle-load-") as tmp:
@@ -2168,11 +2174,7 @@ def main(argv=None) -> int:
         verdict = (interrupted, "interrupted", ["the run was stopped before its end: what was measured is shown"])
     else:
         verdict = decide(document["summary"], gates_from(args), comparison)
-    if args.report:
-        write_report(args.report, render_report(document, verdict, baseline=baseline, comparison=comparison))
-        say(f"[INFO] report written to {args.report}")
-    announce_verdict(judge, *verdict)
-    return verdict[0]
+    return conclude(args, say, document, verdict, baseline=baseline, comparison=comparison, judge=judge)
 
 
 def _run_with_signals(run: LoadRun) -> int | None:

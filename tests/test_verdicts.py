@@ -89,6 +89,12 @@ def test_shards_merged_give_the_same_requests_per_url_as_one_run(sim_factory, tm
     assert merged["metadata"]["rpm"] == 1200 and merged["summary"]["requests"] == 40
     response = ml.Histogram.from_dict(merged["urls"]["course"]["response_ms"])
     assert response.count == merged["urls"]["course"]["success"]
+    # Percentiles come from the added histograms, not from averaging: the merged median lies
+    # between the shards' medians, and the summary has the same shape as a single run's.
+    shard_medians = [read(tmp_path / f"s{k}.json")["summary"]["urls"]["course"]["service_ms_p50"] for k in (1, 2)]
+    assert min(shard_medians) <= merged["summary"]["urls"]["course"]["service_ms_p50"] <= max(shard_medians)
+    assert merged["summary"].keys() == whole["summary"].keys()
+    assert merged["summary"]["urls"]["course"].keys() == whole["summary"]["urls"]["course"].keys()
 
 
 def test_processes_run_shards_and_merge_them(sim_factory, tmp_path):
