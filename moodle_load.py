@@ -1455,10 +1455,7 @@ def format_report(document: dict) -> str:
              f"{'max':>7} {'svc p50':>7} {'svc p95':>7} {'DB r/w':>8}"
     lines.append(header)
     lines.append("-" * len(header))
-
-    def cell(value) -> str:
-        return "-" if value is None else f"{value:.1f}"
-
+    cell = _fmt
     for name, row in summary["urls"].items():
         reads = row.get("db_reads_median")
         writes = row.get("db_writes_median")
@@ -1474,14 +1471,11 @@ def format_report(document: dict) -> str:
         if raw["redirects"]:
             lines.append(f"    redirected to: {', '.join(f'{k} {v}' for k, v in raw['redirects'].items())}")
     generator = document["generator"]
-    lateness = Histogram.from_dict(generator["lateness_ms"])
     lines.append("")
-    lines.append(f"Generator: {generator['cpu_seconds']:.1f} s CPU; schedule lateness p50 "
-                 f"{cell(lateness.percentile(50))} ms, p99 {cell(lateness.percentile(99))} ms, max "
-                 f"{cell(lateness.maximum if lateness.count else None)} ms; "
-                 f"{generator['tokens_waited_for_worker']} tokens waited for a free worker; "
-                 f"{generator['tokens_dropped']} dropped after a scheduler pause, "
-                 f"{generator['tokens_unsent']} never sent")
+    lines.append(f"Generator: {generator['cpu_seconds']:.1f} s CPU; "
+                 f"{generator['tokens_waited_for_worker']} tokens waited for a free worker (worst lateness "
+                 f"{generator['worst_wait_ms']:.1f} ms); {generator['tokens_dropped']} dropped after a pause of "
+                 f"the generator, {generator['tokens_unsent']} never sent")
     logins = document["logins"]
     lines.append(f"Logins: {logins['ok']} ok, {sum(logins['failed'].values())} failed, "
                  f"{logins['relogins']} re-logins after a lost session")
