@@ -1183,6 +1183,19 @@ class Thresholds:
     min_blocks: int = 6
 
 
+def ratio_interval(base_blocks: list, new_blocks: list, resamples: int = 400, seed: int = 0) -> tuple:
+    """95 % bootstrap interval of the ratio of block medians (new / base), resampling blocks,
+    not requests; seeded, so the same runs always give the same interval."""
+    rng = random.Random(seed)
+    ratios = []
+    for _ in range(resamples):
+        base = statistics.median(rng.choices(base_blocks, k=len(base_blocks)))
+        new = statistics.median(rng.choices(new_blocks, k=len(new_blocks)))
+        ratios.append(new / base if base > 0 else math.inf)
+    ratios.sort()
+    return ratios[int(0.025 * resamples)], ratios[int(0.975 * resamples) - 1]
+
+
 def compare_url(base: dict, new: dict, thresholds: Thresholds, alpha: float) -> dict:
     """Verdict for one URL: 'regression', 'improvement', 'same' or 'unsure' (plus why)."""
     row = {"verdict": "same", "reasons": []}
@@ -1208,8 +1221,9 @@ def compare_url(base: dict, new: dict, thresholds: Thresholds, alpha: float) -> 
     new_median = statistics.median(new_blocks)
     ratio = new_median / base_median if base_median > 0 else math.inf
     p_value = mann_whitney_p(base_blocks, new_blocks)
-    row.update(base_ms=round(base_median, 2), new_ms=round(new_median, 2),
-               ratio=round(ratio, 4), p_value=round(p_value, 6), alpha=round(alpha, 6))
+    low, high = ratio_interval(base_blocks, new_blocks)
+    row.update(base_ms=round(base_median, 2), new_ms=round(new_median, 2), ratio=round(ratio, 4),
+               ratio_ci95=[round(low, 4), round(high, 4)], p_value=round(p_value, 6), alpha=round(alpha, 6))
     if ratio > 1 + tolerance:
         if p_value <= alpha:
             row["verdict"] = "regression"
@@ -1517,7 +1531,8 @@ def rate_hints(document: dict) -> list:
 def format_comparison(comparison: dict) -> str:
     lines = ["", f"Against the baseline (tolerance {comparison['max_regression_pct']:g} %, "
                  f"alpha per URL {comparison['alpha_per_url']:.3g}; service-time medians of time blocks):"]
-    header = f"{'url':<38} {'base ms':>8} {'new ms':>8} {'ratio':>7} {'p':>8} {'DB reads':>11}  verdict"
+    header = (f"{'url':<38} {'base ms':>8} {'new ms':>8} {'ratio':>7} {'95% interval':>13} {'p':>8} "
+              f"{'DB reads':>11}  verdict")
     lines += [header, "-" * len(header)]
     for name, row in comparison["urls"].items():
         reads = row.get("db_reads") or [None, None]
@@ -1527,8 +1542,9 @@ def format_comparison(comparison: dict) -> str:
         def number(key, pattern, row=row):
             return "-" if row.get(key) is None else format(row[key], pattern)
 
+        interval = "-" if not row.get("ratio_ci95") else "{:.3f}-{:.3f}".format(*row["ratio_ci95"])
         lines.append(f"{shown:<38} {number('base_ms', '.1f'):>8} {number('new_ms', '.1f'):>8} "
-                     f"{number('ratio', '.3f'):>7} {number('p_value', '.2g'):>8} {reads_text:>11}  "
+                     f"{number('ratio', '.3f'):>7} {interval:>13} {number('p_value', '.2g'):>8} {reads_text:>11}  "
                      f"{row['verdict']}")
     lines += [f"note: {note}" for note in comparison["notes"]]
     return "\n".join(lines)
@@ -1843,12 +1859,14 @@ def render_report(document: dict, verdict: tuple | None = None, baseline: dict |
         rows = []
         for name, row in comparison["urls"].items():
             reads = row.get("db_reads") or [None, None]
+            interval = "-" if not row.get("ratio_ci95") else "{:.3f} &ndash; {:.3f}".format(*row["ratio_ci95"])
             rows.append([_e(name), _e(_fmt(row.get("base_ms"))), _e(_fmt(row.get("new_ms"))),
-                         _e(_fmt(row.get("ratio"), ".3f")), _e(_fmt(row.get("p_value"), ".2g")),
+                         _e(_fmt(row.get("ratio"), ".3f")), interval, _e(_fmt(row.get("p_value"), ".2g")),
                          f"{_e(reads[0])} &rarr; {_e(reads[1])}",
                          f'<span class="{_e(row["verdict"])}">{_e(row["verdict"])}</span>',
                          _e("; ".join(row["reasons"]))])
-        parts.append(_table(["URL", "baseline ms", "this run ms", "ratio", "p", "DB reads", "verdict", "why"], rows))
+        parts.append(_table(["URL", "baseline ms", "this run ms", "ratio", "95 % interval", "p", "DB reads", "verdict",
+                             "why"], rows))
         parts += [f"<p><small>note: {_e(note)}</small></p>" for note in comparison["notes"]]
     if comparison is not None and baseline is not None:
         parts += compare_charts(baseline, document)

@@ -274,3 +274,14 @@ def test_one_page_20_percent_slower_is_flagged(recorded):
 def test_the_recorded_run_is_a_real_run(recorded):
     assert recorded["summary"]["requests"] >= 1000 and recorded["metadata"]["blocks"] == 20
     assert math.isclose(recorded["summary"]["req_per_min_observed"], 600, rel_tol=0.02)
+
+
+def test_the_ratio_comes_with_a_95_percent_interval_that_holds_the_truth(recorded):
+    rng = random.Random(11)
+    comparison = ml.compare_documents(resampled_run(recorded, rng), resampled_run(recorded, rng, {"course": 1.2}),
+                                      ml.Thresholds())
+    low, high = comparison["urls"]["course"]["ratio_ci95"]
+    assert low < 1.2 < high and high - low < 0.2
+    low, high = comparison["urls"]["dashboard"]["ratio_ci95"]
+    assert low < 1.0 < high
+    assert ml.ratio_interval([10.0] * 10, [12.0] * 10) == (1.2, 1.2)
