@@ -2111,6 +2111,31 @@ def run_processes(args, argv: list, say) -> tuple[dict | None, int | None, int |
         return merge_documents(documents), None, stopped
 
 
+def _run_with_signals(run: LoadRun) -> int | None:
+    """Run the load; SIGINT/SIGTERM stop the schedule and the report still comes."""
+
+    async def runner():
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(signum, run.stop, signum)
+            except (NotImplementedError, RuntimeError):
+                pass
+        await run.run()
+
+    try:
+        import uvloop  # optional: a faster event loop where installed
+        run_loop = uvloop.run
+    except ImportError:
+        run_loop = asyncio.run
+    run_loop(runner())
+    if run.interrupted_by == signal.SIGINT:
+        return EXIT_SIGINT
+    if run.interrupted_by == signal.SIGTERM:
+        return EXIT_SIGTERM
+    return None
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
@@ -2187,31 +2212,6 @@ def main(argv=None) -> int:
     else:
         verdict = decide(document["summary"], gates_from(args), comparison)
     return conclude(args, say, document, verdict, baseline=baseline, comparison=comparison, judge=judge)
-
-
-def _run_with_signals(run: LoadRun) -> int | None:
-    """Run the load; SIGINT/SIGTERM stop the schedule and the report still comes."""
-
-    async def runner():
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            try:
-                loop.add_signal_handler(signum, run.stop, signum)
-            except (NotImplementedError, RuntimeError):
-                pass
-        await run.run()
-
-    try:
-        import uvloop  # optional: a faster event loop where installed
-        run_loop = uvloop.run
-    except ImportError:
-        run_loop = asyncio.run
-    run_loop(runner())
-    if run.interrupted_by == signal.SIGINT:
-        return EXIT_SIGINT
-    if run.interrupted_by == signal.SIGTERM:
-        return EXIT_SIGTERM
-    return None
 
 
 if __name__ == "__main__":

@@ -346,29 +346,6 @@ def resolve_password(args, config: dict) -> str:
     return password
 
 
-def main(argv=None) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-        if not PREFIX_PATTERN.match(args.prefix):
-            raise UsageError(f"--prefix {args.prefix!r} is not a plain table prefix (letters, digits, _)")
-        if args.count < 1:
-            raise UsageError(f"--count must be at least 1, got {args.count}")
-        if not 4 <= args.bcrypt_cost <= 31:
-            raise UsageError(f"--bcrypt-cost must be between 4 and 31, got {args.bcrypt_cost}")
-        config, existed = read_config(args.config)
-        password = resolve_password(args, config)
-        return run(args, config, existed, password)
-    except UsageError as error:
-        print(f"[ERROR] {error}", file=sys.stderr)
-        return EXIT_USAGE
-    except DatabaseError as error:
-        print(f"[ERROR] {error}", file=sys.stderr)
-        return EXIT_DATABASE
-    except KeyboardInterrupt:
-        print("[ERROR] interrupted: nothing was changed", file=sys.stderr)
-        return 130
-
-
 def run(args, config: dict, existed: bool, password: str) -> int:
     import psycopg2
 
@@ -443,6 +420,29 @@ def show_dry_run(args, users: list, old: dict, new: dict, existed: bool) -> None
     for name, spec in new.get("parameters", {}).items():
         if old.get("parameters", {}).get(name) != spec:
             print(f"[INFO]   parameters.{name} -> {json.dumps(spec)[:120]}")
+
+
+def main(argv=None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        if not PREFIX_PATTERN.match(args.prefix):
+            raise UsageError(f"--prefix {args.prefix!r} is not a plain table prefix (letters, digits, _)")
+        if args.count < 1:
+            raise UsageError(f"--count must be at least 1, got {args.count}")
+        if not 4 <= args.bcrypt_cost <= 31:
+            raise UsageError(f"--bcrypt-cost must be between 4 and 31, got {args.bcrypt_cost}")
+        config, existed = read_config(args.config)
+        password = resolve_password(args, config)
+        return run(args, config, existed, password)
+    except UsageError as error:
+        print(f"[ERROR] {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except DatabaseError as error:
+        print(f"[ERROR] {error}", file=sys.stderr)
+        return EXIT_DATABASE
+    except KeyboardInterrupt:
+        print("[ERROR] interrupted: nothing was changed", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
