@@ -958,6 +958,7 @@ class LoadRun:
                     recorder.record(spec.name, measured, failure="login")
                     return
             sent = clock()
+            sent_offset = sent - due + measured if measured is not None else None
             if measured is not None:
                 recorder.sent += 1
                 if sent <= self.window_end:
@@ -969,18 +970,15 @@ class LoadRun:
                                       timeout=request_timeout)
             except asyncio.TimeoutError:
                 self._request_error(f"timeout after {self.settings.request_timeout:g} s: {planned.path}")
-                recorder.record(spec.name, measured, failure="timeout",
-                                sent_offset=sent - due + measured if measured is not None else None)
+                recorder.record(spec.name, measured, failure="timeout", sent_offset=sent_offset)
                 return
             except (aiohttp.ClientError, OSError, RedirectLoop) as error:
                 self._request_error(f"{type(error).__name__}: {error} ({planned.path})")
-                recorder.record(spec.name, measured, failure="connection",
-                                sent_offset=sent - due + measured if measured is not None else None)
+                recorder.record(spec.name, measured, failure="connection", sent_offset=sent_offset)
                 return
             finished = clock()
         status = fetched.status
         redirected_to = urlsplit(fetched.url).path if fetched.redirected else None
-        sent_offset = sent - due + measured if measured is not None else None
         if redirected_to is not None and redirected_to == self.login_url_path:
             # The session is gone (expired, or killed): not a success, and log in again.
             session.needs_login = True
