@@ -575,28 +575,25 @@ class UrlStats:
         self.response = Histogram()
         self.service = Histogram()
         self.blocks = [Histogram() for _ in range(blocks)]  # service time per time block
-        self.footer_counts = {"db_reads": Counter(), "db_writes": Counter(), "included_files": Counter()}
-        self.footer_times = {"server_time_ms": Histogram(), "session_wait_ms": Histogram(),
-                             "memory_peak_mb": Counter()}
+        # Discrete counters are tallied value by value; times go into histograms.
+        self.footer_counts = {"db_reads": Counter(), "db_writes": Counter(), "included_files": Counter(),
+                              "memory_peak_mb": Counter()}
+        self.footer_times = {"server_time_ms": Histogram(), "session_wait_ms": Histogram()}
 
     def record_footer(self, footer: dict) -> None:
         for name, tally in self.footer_counts.items():
             if name in footer:
                 tally[footer[name]] += 1
-        for name in ("server_time_ms", "session_wait_ms"):
+        for name, histogram in self.footer_times.items():
             if name in footer:
-                self.footer_times[name].record(footer[name])
-        if "memory_peak_mb" in footer:
-            self.footer_times["memory_peak_mb"][footer["memory_peak_mb"]] += 1
+                histogram.record(footer[name])
 
     def to_dict(self) -> dict:
         footer = {name: {str(k): v for k, v in sorted(tally.items())}
                   for name, tally in self.footer_counts.items() if tally}
-        if self.footer_times["memory_peak_mb"]:
-            footer["memory_peak_mb"] = {str(k): v for k, v in sorted(self.footer_times["memory_peak_mb"].items())}
-        for name in ("server_time_ms", "session_wait_ms"):
-            if self.footer_times[name].count:
-                footer[name] = self.footer_times[name].to_dict()
+        for name, histogram in self.footer_times.items():
+            if histogram.count:
+                footer[name] = histogram.to_dict()
         return {
             "requests": self.requests, "success": self.success,
             "failure": self.requests - self.success,
@@ -639,7 +636,6 @@ class Recorder:
         self.lateness = Histogram()  # actual send minus intended start
         self.loop_lag = Histogram()  # how late a sleeping worker woke: the generator's own delay
         self.tokens_waited = 0  # already due when a worker became free
-        self.worst_wait_ms = 0.0
         self.tokens_dropped = 0
         self.tokens_unsent = 0  # never sent: the backlog's time ran out, or the run was stopped
         self.sent = 0
@@ -964,7 +960,6 @@ class LoadRun:
                 if sent <= self.window_end:
                     recorder.sent_in_window += 1
                 recorder.lateness.record((sent - due) * 1000.0)
-                recorder.worst_wait_ms = max(recorder.worst_wait_ms, (sent - due) * 1000.0)
             try:
                 fetched = await fetch(self.http, session, self.config.base_url + planned.path,
                                       timeout=request_timeout)
@@ -1245,7 +1240,7 @@ def compare_documents(base: dict, new: dict, thresholds: Thresholds) -> dict:
     verdicts = [row["verdict"] for row in rows.values()]
     if "regression" in verdicts:
         overall = "regression"
-    elif not rows or all(v == "unsure" for v in verdicts) or "unsure" in verdicts:
+    elif not rows or "unsure" in verdicts:
         overall = "unsure"
     else:
         overall = "same"
@@ -1344,7 +1339,6 @@ def build_document(run: LoadRun, argv: list, config_sha256: str) -> dict:
             "lateness_ms": recorder.lateness.to_dict(),
             "loop_lag_ms": recorder.loop_lag.to_dict(),
             "tokens_waited_for_worker": recorder.tokens_waited,
-            "worst_wait_ms": round(recorder.worst_wait_ms, 3),
             "tokens_dropped": recorder.tokens_dropped,
             "tokens_unsent": recorder.tokens_unsent,
             "sent_in_window": recorder.sent_in_window,
@@ -1355,6 +1349,11 @@ def build_document(run: LoadRun, argv: list, config_sha256: str) -> dict:
                      "points": [point.to_dict(index, run.timeline_seconds)
                                 for index, point in sorted(recorder.timeline.items())]},
     }
+
+
+def _added(histogram: dict, other: dict) -> dict:
+    """Two saved histograms added together, saved again."""
+    return Histogram.from_dict(histogram).merge(Histogram.from_dict(other)).to_dict()
 
 
 def _merge_tallies(into: dict, other: dict) -> None:
@@ -1389,12 +1388,11 @@ def merge_documents(documents: list) -> dict:
         generator["cpu_seconds"] = round(generator["cpu_seconds"] + og["cpu_seconds"], 3)
         generator["run_seconds"] = max(generator["run_seconds"], og["run_seconds"])
         for key in ("lateness_ms", "loop_lag_ms"):
-            generator[key] = Histogram.from_dict(generator[key]).merge(Histogram.from_dict(og[key])).to_dict()
+            generator[key] = _added(generator[key], og[key])
         merged["timeline"]["points"] = merge_timelines(merged["timeline"]["points"], other["timeline"]["points"])
         for key in ("tokens_waited_for_worker", "tokens_dropped", "tokens_unsent", "sent_in_window",
                     "request_errors_suppressed"):
             generator[key] += og[key]
-        generator["worst_wait_ms"] = max(generator["worst_wait_ms"], og["worst_wait_ms"])
         for name, raw in other["urls"].items():
             if name not in merged["urls"]:
                 merged["urls"][name] = json.loads(json.dumps(raw))
@@ -1405,16 +1403,14 @@ def merge_documents(documents: list) -> dict:
             _merge_tallies(target["failures"], raw["failures"])
             _merge_tallies(target["redirects"], raw["redirects"])
             for key in ("response_ms", "service_ms"):
-                target[key] = Histogram.from_dict(target[key]).merge(Histogram.from_dict(raw[key])).to_dict()
+                target[key] = _added(target[key], raw[key])
             target["blocks_service_ms"] = [
-                Histogram.from_dict(a).merge(Histogram.from_dict(b)).to_dict()
-                for a, b in zip(target["blocks_service_ms"], raw["blocks_service_ms"], strict=True)]
+                _added(a, b) for a, b in zip(target["blocks_service_ms"], raw["blocks_service_ms"], strict=True)]
             for key, value in raw["footer"].items():
                 if key not in target["footer"]:
                     target["footer"][key] = value
                 elif key.endswith("_ms"):
-                    target["footer"][key] = Histogram.from_dict(target["footer"][key]).merge(
-                        Histogram.from_dict(value)).to_dict()
+                    target["footer"][key] = _added(target["footer"][key], value)
                 else:
                     _merge_tallies(target["footer"][key], value)
     merged["summary"] = summarize(merged)
@@ -1432,7 +1428,7 @@ def merge_timelines(points: list, others: list) -> list:
             mine[key] += point[key]
         _merge_tallies(mine["failures"], point["failures"])
         for key in ("response_ms", "service_ms"):
-            mine[key] = Histogram.from_dict(mine[key]).merge(Histogram.from_dict(point[key])).to_dict()
+            mine[key] = _added(mine[key], point[key])
     return [by_time[t] for t in sorted(by_time)]
 
 
@@ -1483,11 +1479,13 @@ def format_report(document: dict) -> str:
         if raw["redirects"]:
             lines.append(f"    redirected to: {', '.join(f'{k} {v}' for k, v in raw['redirects'].items())}")
     generator = document["generator"]
+    lateness = Histogram.from_dict(generator["lateness_ms"])
     lines.append("")
     lines.append(f"Generator: {generator['cpu_seconds']:.1f} s CPU; "
                  f"{generator['tokens_waited_for_worker']} tokens waited for a free worker (worst lateness "
-                 f"{generator['worst_wait_ms']:.1f} ms); {generator['tokens_dropped']} dropped after a pause of "
-                 f"the generator, {generator['tokens_unsent']} never sent")
+                 f"{cell(lateness.maximum if lateness.count else None)} ms); "
+                 f"{generator['tokens_dropped']} dropped after a pause of the generator, "
+                 f"{generator['tokens_unsent']} never sent")
     logins = document["logins"]
     lines.append(f"Logins: {logins['ok']} ok, {sum(logins['failed'].values())} failed, "
                  f"{logins['relogins']} re-logins after a lost session")

@@ -17,7 +17,7 @@ import secrets
 import string
 import time
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 
 import bcrypt
 from aiohttp import web
@@ -73,7 +73,7 @@ class SiteSettings:
             if key == "pages":
                 for kind, profile in value.items():
                     base = settings.pages.get(kind, PageProfile())
-                    settings.pages[kind] = PageProfile(**{**asdict(base), **profile})
+                    settings.pages[kind] = replace(base, **profile)
             elif hasattr(settings, key):
                 setattr(settings, key, value)
             else:
@@ -82,10 +82,9 @@ class SiteSettings:
 
     def scaled(self, factor: float) -> SiteSettings:
         """The same site with every page's latency multiplied by factor (fast tests)."""
-        pages = {k: PageProfile(**{**asdict(p), "latency_ms": p.latency_ms * factor})
+        pages = {k: replace(p, latency_ms=p.latency_ms * factor)
                  for k, p in self.pages.items()}
-        return SiteSettings(pages=pages, session_timeout=self.session_timeout, workers=self.workers,
-                            perfdebug=self.perfdebug, logintoken=self.logintoken, seed=self.seed)
+        return replace(self, pages=pages)
 
 
 # --------------------------------------------------------------------------- users
