@@ -47,10 +47,11 @@ import socket
 import statistics
 import sys
 import time
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urlencode, urljoin, urlsplit
 
 __version__ = "0.3.0"
 
@@ -382,6 +383,322 @@ def counter_median(counts: dict) -> float | None:
     return None
 
 
+# =========================================================================== HTTP
+
+class HttpError(Exception):
+    """The connection failed, or what came back was not HTTP: a "connection" failure."""
+
+
+@dataclass
+class Reply:
+    """What one HTTP exchange gave back, as much as a load test needs of it."""
+
+    status: int
+    location: str  # the Location header, "" if none
+    set_cookies: list  # the raw Set-Cookie headers
+    body: bytes  # decoded from gzip/deflate
+
+
+def parse_set_cookie(header: str) -> tuple[str, str, bool] | None:
+    """``(name, value, deleted)`` of one Set-Cookie header, or None if it names no cookie.
+    A cookie is deleted the ways PHP deletes one: ``Max-Age=0`` (or less), or the value
+    ``deleted`` with an expiry in the past."""
+    pair, _, attributes = header.partition(";")
+    name, equals, value = pair.partition("=")
+    name = name.strip()
+    if not equals or not name:
+        return None
+    value = value.strip()
+    if len(value) > 1 and value[0] == value[-1] == '"':
+        value = value[1:-1]
+    deleted = value == "deleted"
+    for attribute in attributes.split(";"):
+        key, _, setting = attribute.partition("=")
+        if key.strip().lower() == "max-age":
+            try:
+                deleted = deleted or int(setting.strip()) <= 0
+            except ValueError:
+                pass
+    return name, value, deleted
+
+
+def decode_body(body: bytes, encoding: bytes) -> bytes:
+    """The body without its Content-Encoding (gzip or deflate, the two we ask for)."""
+    if encoding == b"gzip":
+        return zlib.decompress(body, 16 + zlib.MAX_WBITS)
+    if encoding == b"deflate":
+        try:  # what the RFC calls deflate is zlib-wrapped; some servers send it raw
+            return zlib.decompress(body)
+        except zlib.error:
+            return zlib.decompress(body, -zlib.MAX_WBITS)
+    return body
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection carrying one request at a time.  The answer
+    is parsed by httptools (llhttp, Node.js's parser in C), called back as bytes arrive."""
+
+    def __init__(self, parser_class):
+        self.parser = parser_class(self)
+        self.transport = None
+        self.waiter: asyncio.Future | None = None
+        self.closed = False
+        self.received = False  # any byte of the current answer
+        self.timer = None
+        self._new_message()
+
+    def _new_message(self) -> None:
+        self.location = ""
+        self.set_cookies = []
+        self.encoding = b""
+        self.delimited = False  # Content-Length or chunked: else the body ends when the server closes
+        self.headers_done = False
+        self.chunks = []
+
+    # -- asyncio.Protocol
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.received = True
+        try:
+            self.parser.feed_data(data)
+        except Exception as error:  # httptools.HttpParserError and its kinds
+            self._fail(HttpError(f"not an HTTP answer ({error})"))
+
+    def connection_lost(self, error) -> None:
+        self.closed = True
+        if self.timer is not None:
+            self.timer.cancel()
+        if self.waiter is None or self.waiter.done():
+            return
+        if self.headers_done and not self.delimited:
+            self._complete(keep_alive=False)
+        else:
+            reason = "the server closed the connection" if error is None else (str(error) or type(error).__name__)
+            self.waiter.set_exception(HttpError(reason))
+
+    # -- httptools callbacks
+    def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
+        if name == b"location":
+            self.location = value.decode("latin-1")
+        elif name == b"set-cookie":
+            self.set_cookies.append(value.decode("latin-1"))
+        elif name == b"content-encoding":
+            self.encoding = value.strip().lower()
+        elif name == b"content-length" or name == b"transfer-encoding":
+            self.delimited = True
+
+    def on_headers_complete(self) -> None:
+        self.headers_done = True
+
+    def on_body(self, body: bytes) -> None:
+        self.chunks.append(body)
+
+    def on_message_complete(self) -> None:
+        self._complete(keep_alive=self.parser.should_keep_alive())
+
+    # -- one exchange
+    def _complete(self, keep_alive: bool) -> None:
+        waiter, self.waiter = self.waiter, None
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        body = b"".join(self.chunks) if len(self.chunks) != 1 else self.chunks[0]
+        status, location, cookies, encoding = self.parser.get_status_code(), self.location, self.set_cookies, \
+            self.encoding
+        self._new_message()
+        if not keep_alive:
+            self.close()
+        if waiter is None or waiter.done():
+            return
+        try:
+            waiter.set_result(Reply(status, location, cookies, decode_body(body, encoding)))
+        except zlib.error as error:
+            waiter.set_exception(HttpError(f"bad {encoding.decode('latin-1')} body ({error})"))
+
+    def _fail(self, error: Exception) -> None:
+        self.close()
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(error)
+
+    def _timed_out(self) -> None:
+        self.timer = None
+        self._fail(asyncio.TimeoutError())
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()  # nothing of ours is left to send: no lingering half-close
+
+    async def exchange(self, request: bytes, deadline: float, loop) -> Reply:
+        self.received = False
+        self.waiter = loop.create_future()
+        self.timer = loop.call_at(deadline, self._timed_out)
+        self.transport.write(request)
+        try:
+            return await self.waiter
+        except asyncio.CancelledError:
+            self.close()  # the answer may still come: this connection cannot be reused
+            raise
+
+
+class HttpClient:
+    """A lean HTTP/1.1 client for the requests of the load: keep-alive connections in one
+    pool for all users (each user's cookies travel in its own header), plain or TLS.
+    It does a fraction of aiohttp's per-request work (see the README's performance part);
+    ``AiohttpClient`` is the same interface on aiohttp, for comparison or where httptools
+    is missing."""
+
+    name = "httptools"
+
+    def __init__(self, *, insecure: bool, user_agent: str):
+        import httptools
+
+        self._parser_class = httptools.HttpResponseParser
+        self._idle: dict = {}  # (scheme, host, port) -> idle connections, the most recent last
+        self._user_agent = user_agent
+        self._insecure = insecure
+        self._tls = None
+        self._loop = None
+
+    def _tls_context(self):
+        if self._tls is None:
+            import ssl
+
+            self._tls = ssl.create_default_context()
+            if self._insecure:
+                self._tls.check_hostname = False
+                self._tls.verify_mode = ssl.CERT_NONE
+        return self._tls
+
+    async def _connect(self, scheme: str, host: str, port: int, deadline: float) -> _Connection:
+        loop = self._loop
+        opening = loop.create_connection(lambda: _Connection(self._parser_class), host, port,
+                                         ssl=self._tls_context() if scheme == "https" else None)
+        try:
+            _, connection = await asyncio.wait_for(opening, max(0.0, deadline - loop.time()))
+        except asyncio.TimeoutError:
+            raise
+        except (OSError, ValueError) as error:  # ValueError: a port out of range, an odd host
+            raise HttpError(f"cannot connect to {host}:{port} ({getattr(error, 'strerror', None) or error})") \
+                from None
+        return connection
+
+    async def request(self, method: str, url: str, cookie: str | None, form: dict | None,
+                      timeout: float) -> Reply:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        loop = self._loop
+        deadline = loop.time() + timeout
+        parts = urlsplit(url)
+        scheme, host = parts.scheme, parts.hostname
+        if scheme not in ("http", "https") or not host:
+            raise HttpError(f"cannot fetch {url!r}: not an http(s) URL")
+        try:
+            port = parts.port or (443 if scheme == "https" else 80)
+        except ValueError:
+            raise HttpError(f"cannot fetch {url!r}: bad port") from None
+        target = (parts.path or "/") + ("?" + parts.query if parts.query else "")
+        if not target.isascii():
+            target = quote(target, safe="/?&=%:@!$'()*+,;~-._")
+        head = (f"{method} {target} HTTP/1.1\r\nHost: {parts.netloc.rpartition('@')[2]}\r\n"
+                f"User-Agent: {self._user_agent}\r\nAccept: */*\r\nAccept-Encoding: gzip, deflate\r\n")
+        if cookie:
+            head += f"Cookie: {cookie}\r\n"
+        payload = b""
+        if form is not None:
+            payload = urlencode(form).encode()
+            head += f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(payload)}\r\n"
+        request = (head + "\r\n").encode("latin-1") + payload
+        key = (scheme, host, port)
+        idle = self._idle.setdefault(key, [])
+        retried = False
+        while True:
+            connection = None
+            while idle and connection is None:
+                candidate = idle.pop()
+                if not candidate.closed:
+                    connection = candidate
+            reused = connection is not None
+            if connection is None:
+                connection = await self._connect(scheme, host, port, deadline)
+            try:
+                reply = await connection.exchange(request, deadline, loop)
+            except HttpError:
+                # A kept-alive connection the server had closed meanwhile (its keep-alive
+                # timeout) fails before any answer: try once more on a new one, as browsers do.
+                if reused and not connection.received and not retried and method == "GET":
+                    retried = True
+                    continue
+                raise
+            if not connection.closed:
+                idle.append(connection)
+            return reply
+
+    async def close(self) -> None:
+        for connections in self._idle.values():
+            for connection in connections:
+                connection.close()
+        self._idle.clear()
+
+
+class AiohttpClient:
+    """``HttpClient``'s interface on aiohttp: one ClientSession and pool, no cookie jar
+    (cookies are per user, kept by each Session)."""
+
+    name = "aiohttp"
+
+    def __init__(self, *, insecure: bool, user_agent: str):
+        import aiohttp
+
+        self._aiohttp = aiohttp
+        connector = aiohttp.TCPConnector(limit=0, ssl=False if insecure else None, ttl_dns_cache=300)
+        self._session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
+                                              headers={"User-Agent": user_agent})
+        self._timeouts: dict = {}
+
+    async def request(self, method: str, url: str, cookie: str | None, form: dict | None,
+                      timeout: float) -> Reply:
+        aiohttp = self._aiohttp
+        if timeout not in self._timeouts:
+            self._timeouts[timeout] = aiohttp.ClientTimeout(total=timeout)
+        try:
+            async with self._session.request(method, url, data=form, headers={"Cookie": cookie} if cookie else None,
+                                             allow_redirects=False, timeout=self._timeouts[timeout]) as response:
+                body = await response.read()
+                return Reply(response.status, response.headers.get("Location", ""),
+                             response.headers.getall("Set-Cookie", []), body)
+        except asyncio.TimeoutError:
+            raise
+        except aiohttp.ClientError as error:
+            raise HttpError(str(error) or type(error).__name__) from None
+        except (OSError, ValueError) as error:
+            raise HttpError(getattr(error, "strerror", None) or str(error)) from None
+
+    async def close(self) -> None:
+        await self._session.close()
+
+
+def resolve_http_client(name: str) -> str:
+    """Which client ``name`` means here: "auto" is httptools where installed, else aiohttp."""
+    try:
+        import httptools  # noqa: F401
+    except ImportError:
+        if name == "httptools":
+            raise UsageError("--http-client httptools: httptools is not installed (pip install httptools), "
+                             "or use --http-client aiohttp") from None
+        return "aiohttp"
+    return "httptools" if name == "auto" else name
+
+
+def http_client(name: str, *, insecure: bool):
+    """A new client: "httptools" (HttpClient) or "aiohttp" (AiohttpClient)."""
+    client_class = HttpClient if name == "httptools" else AiohttpClient
+    return client_class(insecure=insecure, user_agent=f"moodle_load/{__version__}")
+
+
 # =========================================================================== login
 
 INPUT_TAG = re.compile(r"<input\b[^>]*>", re.IGNORECASE)
@@ -418,19 +735,19 @@ class Session:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     needs_login: bool = False
     relogins: int = 0
-    _headers: dict | None = None  # the Cookie header, rebuilt only when a cookie changes
+    cookie_header: str | None = None  # rebuilt only when a cookie changes
 
-    def headers(self) -> dict | None:
-        return self._headers
-
-    def keep(self, cookies) -> None:
-        for name, morsel in cookies.items():
-            if morsel["max-age"] == "0" or morsel.value == "deleted":
+    def keep(self, set_cookie_headers: list) -> None:
+        for header in set_cookie_headers:
+            cookie = parse_set_cookie(header)
+            if cookie is None:
+                continue
+            name, value, deleted = cookie
+            if deleted:
                 self.cookies.pop(name, None)
             else:
-                self.cookies[name] = morsel.value
-        self._headers = {"Cookie": "; ".join(f"{name}={value}" for name, value in self.cookies.items())} \
-            if self.cookies else None
+                self.cookies[name] = value
+        self.cookie_header = "; ".join(f"{name}={value}" for name, value in self.cookies.items()) or None
 
 
 @dataclass
@@ -450,22 +767,19 @@ REDIRECT_STATUSES = (301, 302, 303, 307, 308)
 MAX_REDIRECTS = 10
 
 
-async def fetch(http, session: Session, url: str, *, timeout, form: dict | None = None,
+async def fetch(http, session: Session, url: str, *, timeout: float, form: dict | None = None,
                 follow: bool = True) -> Fetched:
     """One request as a browser makes it: the user's cookies, redirects followed hop by
-    hop (keeping cookies set on the way), the whole body read."""
+    hop (keeping cookies set on the way), the whole body read.  ``timeout`` is per hop."""
     method = "GET" if form is None else "POST"
     redirected = False
     for _ in range(MAX_REDIRECTS + 1):
-        async with http.request(method, url, data=form, headers=session.headers(), allow_redirects=False,
-                                timeout=timeout) as response:
-            body = await response.read()
-            if response.cookies:
-                session.keep(response.cookies)
-            status = response.status
-            location = response.headers.get("Location", "")
+        reply = await http.request(method, url, session.cookie_header, form, timeout)
+        if reply.set_cookies:
+            session.keep(reply.set_cookies)
+        status, location = reply.status, reply.location
         if not (follow and status in REDIRECT_STATUSES and location):
-            return Fetched(status, url, body, location, redirected)
+            return Fetched(status, url, reply.body, location, redirected)
         url = urljoin(url, location)
         redirected = True
         if status in (301, 302, 303):
@@ -476,13 +790,10 @@ async def fetch(http, session: Session, url: str, *, timeout, form: dict | None 
 async def login(http, session: Session, config: Config, timeout: float, warn) -> None:
     """Moodle's login: GET the form (taking its logintoken), POST the credentials, and
     follow the ``testsession`` redirect.  Raises LoginFailed with the reason."""
-    import aiohttp
-
     user = session.user
     login_url = config.base_url + config.login_path
-    step_timeout = aiohttp.ClientTimeout(total=timeout)
     try:
-        page = await fetch(http, session, login_url, timeout=step_timeout)
+        page = await fetch(http, session, login_url, timeout=timeout)
         if page.status != 200:
             raise LoginFailed("HTTP status", f"login page answered {page.status}")
         token = find_logintoken(page.body.decode("utf-8", "replace"))
@@ -491,7 +802,7 @@ async def login(http, session: Session, config: Config, timeout: float, warn) ->
             warn(f"[WARN] No logintoken for user {user.username}")
         else:
             form["logintoken"] = token
-        answer = await fetch(http, session, login_url, timeout=step_timeout, form=form, follow=False)
+        answer = await fetch(http, session, login_url, timeout=timeout, form=form, follow=False)
         if answer.status == 200 and b"account is locked" in answer.body.lower():
             raise LoginFailed("locked out")
         if answer.status not in REDIRECT_STATUSES:
@@ -500,7 +811,7 @@ async def login(http, session: Session, config: Config, timeout: float, warn) ->
             raise LoginFailed("forced password change")
         if "testsession=" not in answer.location:
             raise LoginFailed("invalid login")
-        landing = await fetch(http, session, urljoin(login_url, answer.location), timeout=step_timeout)
+        landing = await fetch(http, session, urljoin(login_url, answer.location), timeout=timeout)
         final_path = urlsplit(landing.url).path
         if final_path.endswith("/login/change_password.php"):
             raise LoginFailed("forced password change")
@@ -510,7 +821,7 @@ async def login(http, session: Session, config: Config, timeout: float, warn) ->
             raise LoginFailed("HTTP status", f"page after login answered {landing.status}")
     except asyncio.TimeoutError:
         raise LoginFailed("timeout", f"no answer within {timeout:g} s") from None
-    except (aiohttp.ClientError, RedirectLoop) as error:
+    except (HttpError, RedirectLoop) as error:
         raise LoginFailed("connection error", str(error) or type(error).__name__) from None
     except OSError as error:
         raise LoginFailed("connection error", error.strerror or str(error)) from None
@@ -703,6 +1014,7 @@ class RunSettings:
     shard: tuple = (1, 1)
     grace: float = 5.0  # how long requests in flight may finish after a stop
     drain: float = 30.0  # how long a backlog may still be worked off after the schedule ends
+    http_client: str = "httptools"  # or "aiohttp"
 
 
 class Printer:
@@ -788,6 +1100,7 @@ class LoadRun:
         self.window_end = math.inf
         self.login_url_path = urlsplit(config.base_url + config.login_path).path
         self.http = None
+        self._sleepers: set = set()
 
     def stop(self, signum: int | None = None) -> None:
         self.window_end = min(self.window_end, time.perf_counter())
@@ -795,20 +1108,17 @@ class LoadRun:
             self.interrupted_by = signum
             self.say(f"[INFO] {signal.Signals(signum).name}: stopping the schedule, finishing requests in flight")
         self.stopping.set()
+        for waiter in self._sleepers:  # workers waiting for their next due time
+            if not waiter.done():
+                waiter.set_result(None)
 
     async def run(self) -> None:
-        import aiohttp
-
-        settings = self.settings
-        connector = aiohttp.TCPConnector(limit=0, ssl=False if settings.insecure else None,
-                                         ttl_dns_cache=300)
         # One client and pool for all users; each Session carries its own cookies.
-        self.http = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
-                                          headers={"User-Agent": f"moodle_load/{__version__}"})
+        self.http = http_client(self.settings.http_client, insecure=self.settings.insecure)
         try:
             await self._login_all()
             if self.sessions and not self.stopping.is_set():
-                await self._run_schedule(aiohttp)
+                await self._run_schedule()
         finally:
             await self.http.close()
 
@@ -837,7 +1147,7 @@ class LoadRun:
         self.sessions.sort(key=lambda s: rank[s.user.username])
         self.say(f"[INFO] {self.logins_ok} of {len(users)} users logged in")
 
-    async def _run_schedule(self, aiohttp) -> None:
+    async def _run_schedule(self) -> None:
         """The token bucket, lazily: each free worker takes the next position of the plan and
         waits for its due time; a token already due when taken waited for a free worker.
         Nothing queues up, so memory stays flat however far the site falls behind."""
@@ -856,7 +1166,7 @@ class LoadRun:
         plan = enumerate(plan_requests(self.config, settings.seed, count, start=shard - 1, step=shards))
         recorder = self.recorder
         sessions = self.sessions
-        request_timeout = aiohttp.ClientTimeout(total=settings.request_timeout)
+        request_timeout = settings.request_timeout
         pauses = PauseDetector(clock)
 
         cpu_start = time.process_time()
@@ -881,13 +1191,16 @@ class LoadRun:
                         recorder.tokens_waited += 1
                 else:
                     # Sleep to an absolute time, never "interval after the last one": no drift.
-                    # One sleep for the last stretch: uvloop's timers have 1 ms resolution, and
-                    # re-checking sub-millisecond remainders would spin.
-                    while (delay := due - clock()) > 0.25 and not self.stopping.is_set():
-                        await asyncio.sleep(0.25)
-                    if delay > 0 and not self.stopping.is_set():
-                        await asyncio.sleep(delay)
-                    if measured:
+                    # One wake-up per request (uvloop's timers have 1 ms resolution, and
+                    # re-checking sub-millisecond remainders would spin); stop() wakes it early.
+                    if not self.stopping.is_set():
+                        waiter = loop.create_future()
+                        timer = loop.call_later(due - clock(), _wake, waiter)
+                        self._sleepers.add(waiter)
+                        await waiter
+                        self._sleepers.discard(waiter)
+                        timer.cancel()
+                    if measured and not self.stopping.is_set():
                         recorder.loop_lag.record((clock() - due) * 1000.0)
                 if self.stopping.is_set() or clock() > give_up_at:
                     taken[0] -= 1
@@ -898,7 +1211,7 @@ class LoadRun:
                     if measured:
                         recorder.tokens_dropped += 1
                     continue
-                await self._perform(aiohttp, (planned, due, sessions[local % len(sessions)]),
+                await self._perform((planned, due, sessions[local % len(sessions)]),
                                     request_timeout, offset_of, clock)
 
         async def sample_cpu():
@@ -911,6 +1224,11 @@ class LoadRun:
                 recorder.point(index * self.timeline_seconds).cpu_seconds += cpu - last_cpu
                 last_cpu, index = cpu, index + 1
 
+        def _wake(waiter):
+            if not waiter.done():
+                waiter.set_result(None)
+
+        loop = asyncio.get_running_loop()
         watcher = asyncio.create_task(pauses.watch())
         sampler = asyncio.create_task(sample_cpu())
         progress = asyncio.create_task(self._progress(clock, start, measure_from))
@@ -938,7 +1256,7 @@ class LoadRun:
         self.cpu_seconds = time.process_time() - cpu_start
         self.run_seconds = clock() - start
 
-    async def _perform(self, aiohttp, item, request_timeout, offset_of, clock) -> None:
+    async def _perform(self, item, request_timeout, offset_of, clock) -> None:
         planned, due, session = item
         spec = self.config.urls[planned.url_index]
         recorder = self.recorder
@@ -967,7 +1285,7 @@ class LoadRun:
                 self._request_error(f"timeout after {self.settings.request_timeout:g} s: {planned.path}")
                 recorder.record(spec.name, measured, failure="timeout", sent_offset=sent_offset)
                 return
-            except (aiohttp.ClientError, OSError, RedirectLoop) as error:
+            except (HttpError, RedirectLoop) as error:
                 self._request_error(f"{type(error).__name__}: {error} ({planned.path})")
                 recorder.record(spec.name, measured, failure="connection", sent_offset=sent_offset)
                 return
@@ -1325,6 +1643,7 @@ def build_document(run: LoadRun, argv: list, config_sha256: str) -> dict:
             "blocks": settings.blocks,
             "block_seconds": run.block_seconds,
             "concurrency": run.effective_concurrency,
+            "http_client": settings.http_client,
             "shards": [f"{settings.shard[0]}/{settings.shard[1]}"],
             "interrupted": run.interrupted_by is not None,
             "moodle_release": None,
@@ -1937,6 +2256,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--request-timeout", type=float, default=60, help="seconds per request (default 60)")
     parser.add_argument("--drain", type=float, default=30,
                         help="seconds a backlog may still be worked off after the schedule ends (default 30)")
+    parser.add_argument("--http-client", choices=("auto", "httptools", "aiohttp"), default="auto",
+                        help="HTTP client: httptools (lean, the default where installed) or aiohttp")
     parser.add_argument("--progress", type=float, default=30,
                         help="progress interval in seconds; 0 = none (default 30)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the request sequence (default 1)")
@@ -2155,7 +2476,8 @@ def main(argv=None) -> int:
         settings = RunSettings(rpm=args.rpm, duration=args.duration, concurrency=args.concurrency,
                                warmup=args.warmup, seed=args.seed, insecure=args.insecure,
                                login_timeout=args.login_timeout, request_timeout=args.request_timeout,
-                               progress=args.progress, blocks=args.blocks, shard=shard, drain=args.drain)
+                               progress=args.progress, blocks=args.blocks, shard=shard, drain=args.drain,
+                               http_client=resolve_http_client(args.http_client))
     except UsageError as error:
         print(f"[ERROR] {error}", file=sys.stderr)
         return EXIT_USAGE

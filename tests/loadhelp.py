@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import json
+import socket
 
 import moodle_load
 
 PASSWORD = "Passw0rd!"
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (just now)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def write_config(path, base_url: str, users: int = 5, urls=None, parameters=None, password: str = PASSWORD,

@@ -3,23 +3,16 @@
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 
 import pytest
 from conftest import ROOT
-from loadhelp import write_config
+from loadhelp import free_port, write_config
 
 STEP = os.path.join(ROOT, "examples", "bisect-step.sh")
 GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t",
            "GIT_COMMITTER_EMAIL": "t@example.com"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def site_settings(course_ms: float, course_reads: int) -> dict:
