@@ -7,7 +7,7 @@ four URL kinds.  Generators pinned to CPU 1, one process each:
 
 - wrk (max rate only: the reference for what the target can take) and hey;
 - Locust (FastHttpUser, a locustfile doing the same login and URLs);
-- moodle_load.py.
+- moodle_load.py with its default HTTP client (httptools), and with `--http-client aiohttp`.
 
 For each: maximum requests/s, and at fixed rates (100, 500, 1000, 2000 req/s) the achieved
 rate, CPU seconds per 10,000 requests, peak RSS, and the p50/p99 the tool reports.  Then
@@ -40,6 +40,7 @@ from datetime import datetime, timezone
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET_CPU, GENERATOR_CPU = "0", "1"
 TOKEN = "abcDEF0123456789abcDEF0123456789"
+AIOHTTP = ("--http-client", "aiohttp")  # moodle_load.py's other client: a peer in the same run
 PAGES = {"my": "/my/", "course": "/course/view.php?id={courseid}", "forum": "/mod/forum/view.php?id={cmid}",
          "profile": "/user/profile.php?id={userid}"}
 
@@ -329,8 +330,9 @@ def versions() -> str:
     except ImportError:
         pass
     import aiohttp
+    import httptools
 
-    parts.append(f"aiohttp {aiohttp.__version__}")
+    parts.append(f"aiohttp {aiohttp.__version__}, httptools {httptools.__version__}")
     try:
         import uvloop
 
@@ -372,12 +374,16 @@ def main() -> int:
             results["max"] = {"wrk": median_run(rep, lambda: wrk(url, args.seconds)),
                               "hey": median_run(rep, lambda: hey(url, args.seconds)),
                               "locust": median_run(rep, lambda: locust(tmp, url, None, args.seconds)),
-                              "moodle_load": median_run(rep, lambda: moodle_load(tmp, url, None, args.seconds))}
+                              "moodle_load": median_run(rep, lambda: moodle_load(tmp, url, None, args.seconds)),
+                              "moodle_load (aiohttp)": median_run(rep, lambda: moodle_load(
+                                  tmp, url, None, args.seconds, extra=AIOHTTP))}
             for rate in rates:
                 print(f"[bench] {rate:g} req/s", flush=True)
                 results[rate] = {
                     "locust": median_run(rep, lambda rate=rate: locust(tmp, url, rate, args.seconds)),
-                    "moodle_load": median_run(rep, lambda rate=rate: moodle_load(tmp, url, rate, args.seconds))}
+                    "moodle_load": median_run(rep, lambda rate=rate: moodle_load(tmp, url, rate, args.seconds)),
+                    "moodle_load (aiohttp)": median_run(rep, lambda rate=rate: moodle_load(
+                        tmp, url, rate, args.seconds, extra=AIOHTTP))}
             lines += ["## One process, maximum rate", "",
                       "| generator | req/s (median) | range of runs | CPU s per 10k req | peak RSS MB | p50 ms "
                       "| p99 ms |",
@@ -387,7 +393,9 @@ def main() -> int:
                 lines.append(f"| {name} | {row['achieved']:.0f} | {low:.0f}-{high:.0f} | {cpu_per_10k(row)} | "
                              f"{row['peak_rss_mb']:.0f} | {fmt(row['p50'])} | {fmt(row['p99'])} |")
             ml_max, locust_max = results["max"]["moodle_load"]["achieved"], results["max"]["locust"]["achieved"]
+            aiohttp_max = results["max"]["moodle_load (aiohttp)"]["achieved"]
             lines += ["", f"moodle_load.py / Locust FastHttpUser maximum: **{ml_max / locust_max:.2f}x**; "
+                      f"with `--http-client aiohttp` {aiohttp_max / locust_max:.2f}x; "
                       f"moodle_load.py / wrk: {ml_max / results['max']['wrk']['achieved']:.2f}x. "
                       f"moodle_load.py's p50/p99 here are service times (send to last byte): at an "
                       f"unreachable target rate every request is late by design.", ""]
@@ -399,10 +407,13 @@ def main() -> int:
                     lines.append(f"| {rate:g} | {name} | {row['achieved']:.1f} | {cpu_per_10k(row)} | "
                                  f"{row['peak_rss_mb']:.0f} | {fmt(row['p50'])} | {fmt(row['p99'])} | "
                                  f"{fmt(row['lateness_p99'], '.2f')} |")
-                ml, lo = results[rate]["moodle_load"], results[rate]["locust"]
-                if ml["requests"] and lo["requests"]:
-                    ratio = (ml["cpu_s"] / ml["requests"]) / (lo["cpu_s"] / lo["requests"])
-                    lines.append(f"| {rate:g} | *CPU per request, moodle_load / Locust* | | **{ratio:.0%}** | | | | |")
+                locust_row = results[rate]["locust"]
+                for name in ("moodle_load", "moodle_load (aiohttp)"):
+                    row = results[rate][name]
+                    if row["requests"] and locust_row["requests"]:
+                        ratio = (row["cpu_s"] / row["requests"]) / (locust_row["cpu_s"] / locust_row["requests"])
+                        lines.append(f"| {rate:g} | *CPU per request, {name} / Locust* | | **{ratio:.0%}** "
+                                     f"| | | | |")
             lines.append("")
 
             print("[bench] moodle_load.py alone", flush=True)

@@ -13,8 +13,9 @@ if [ ${#missing[@]} -gt 0 ]; then
     packages=$(printf '%s\n' "${missing[@]}" | sed 's/^taskset$/util-linux/')
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $packages >/dev/null
 fi
-if [ ! -x bench/.venv/bin/locust ]; then
-    python3 -m venv bench/.venv
+if [ ! -x bench/.venv/bin/locust ] || [ requirements.txt -nt bench/.venv/.installed ]; then
+    [ -x bench/.venv/bin/python ] || python3 -m venv bench/.venv
     bench/.venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt locust
+    touch bench/.venv/.installed
 fi
 exec bench/.venv/bin/python bench/generators.py "$@"
