@@ -431,7 +431,9 @@ def main() -> int:
                 long_run = moodle_load(tmp, url, 1000, minutes * 60, rss_at=(60, minutes * 60 - 5))
                 first, last = long_run["rss_samples"][60], long_run["rss_samples"][minutes * 60 - 5]
                 lines.append(f"- Memory over duration at 1,000 req/s: RSS {first:.0f} MB after 1 minute, "
-                             f"{last:.0f} MB after {minutes:g} minutes; {long_run['achieved']:.1f} req/s achieved.")
+                             f"{last:.0f} MB after {minutes:g} minutes; {long_run['achieved']:.1f} req/s achieved. "
+                             f"(What may grow is the report's timeline: at most 600 points, whatever the "
+                             f"duration.)")
             one = moodle_load(tmp, url, None, args.seconds, cpu=None)
             two = moodle_load(tmp, url, None, args.seconds, extra=("--processes", "2"), cpu=None)
             lines.append(f"- Scaling, unpinned (nginx shares the 2 cores): 1 process {one['achieved']:.0f} req/s, "

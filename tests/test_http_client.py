@@ -293,6 +293,29 @@ def test_body_ended_by_closing_the_connection_is_whole(name):
 
 
 @pytest.mark.parametrize("name", CLIENTS)
+def test_an_early_hints_answer_is_skipped_for_the_final_one(name):
+    async def early_hints(reader, writer):
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 103 Early Hints\r\nLink: </theme/styles.php>; rel=preload\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(OK_KEEP_ALIVE)
+        await writer.drain()
+
+    async def scenario():
+        server, port = await raw_server(early_hints)
+        http = client(name)
+        try:
+            return await http.request("GET", f"http://127.0.0.1:{port}/", None, None, 5)
+        finally:
+            await http.close()
+            server.close()
+
+    reply = asyncio.run(scenario())
+    assert (reply.status, reply.body) == (200, b"ok")
+
+
+@pytest.mark.parametrize("name", CLIENTS)
 def test_no_answer_times_out_and_the_connection_is_not_reused(name):
     connections = []
 

@@ -298,3 +298,53 @@ def test_usage_mistakes_exit_128_not_2(tmp_path, capsys):
 
 def test_user_record_defaults_describe_an_ordinary_user():
     assert UserRecord(1, "u", "h").locked is False and PageProfile().db_reads == 40
+
+
+# ---- the two HTTP clients
+
+def test_the_aiohttp_client_sees_the_site_exactly_as_the_lean_one_does(sim_factory, tmp_path):
+    """Same seed, same site: the same requests arrive, with the same outcomes, redirects
+    and footer counters; the results say which client ran."""
+    urls = [{"path": "/my/", "weight": 3}, {"path": "/course/view.php?id={courseid}", "name": "course"},
+            {"path": "/course/view.php?id=999999", "name": "missing"}]
+    results, logs = {}, {}
+    for client in ("httptools", "aiohttp"):
+        server = sim_factory()
+        config = write_config(tmp_path / "c.json", server.url, users=3, first_user=2, urls=urls,
+                              parameters={"courseid": {"values": [2, 3, 10]}})
+        assert run_load(config, "--concurrency", "1", "--http-client", client, rpm=1200, duration=2,
+                        output=tmp_path / f"{client}.json") == 0
+        results[client] = read(tmp_path / f"{client}.json")
+        logs[client] = list(server.site.stats.log)
+    assert logs["httptools"] == logs["aiohttp"]
+    for name in ("/my/", "course", "missing"):
+        lean, other = results["httptools"]["urls"][name], results["aiohttp"]["urls"][name]
+        for key in ("requests", "success", "failures", "redirects"):
+            assert lean[key] == other[key], (name, key)
+        assert {k: v for k, v in lean["footer"].items() if not k.endswith("_ms")} == \
+            {k: v for k, v in other["footer"].items() if not k.endswith("_ms")}
+    assert results["httptools"]["urls"]["course"]["redirects"]  # the comparison covered a redirect
+    assert results["httptools"]["urls"]["/my/"]["footer"]["db_reads"]  # and footers
+    assert [results[c]["metadata"]["http_client"] for c in ("httptools", "aiohttp")] == ["httptools", "aiohttp"]
+
+
+WITHOUT_HTTPTOOLS = ("import sys; sys.modules['httptools'] = None; sys.path.insert(0, sys.argv[1]); "
+                     "import moodle_load; sys.exit(moodle_load.main(sys.argv[2:]))")
+
+
+def test_without_httptools_the_run_falls_back_to_aiohttp(sim_factory, tmp_path):
+    server = sim_factory()
+    config = write_config(tmp_path / "c.json", server.url, users=2)
+    result = subprocess.run([sys.executable, "-c", WITHOUT_HTTPTOOLS, ROOT, "--config", config, "--rpm", "600",
+                             "--duration", "1", "--progress", "0", "--output", str(tmp_path / "r.json")],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert read(tmp_path / "r.json")["metadata"]["http_client"] == "aiohttp"
+
+
+def test_asking_for_httptools_where_it_is_missing_is_a_usage_mistake(tmp_path):
+    config = write_config(tmp_path / "c.json", "http://127.0.0.1:9", users=1)
+    result = subprocess.run([sys.executable, "-c", WITHOUT_HTTPTOOLS, ROOT, "--config", config, "--rpm", "60",
+                             "--duration", "1", "--http-client", "httptools"], capture_output=True, text=True)
+    assert result.returncode == ml.EXIT_USAGE
+    assert result.stderr.count("\n") == 1 and "httptools is not installed" in result.stderr
