@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import ssl
 import subprocess
 import time
 import zlib
@@ -16,26 +17,59 @@ from aiohttp import web
 from loadhelp import free_port
 
 import moodle_load
-from moodle_load import HttpError, decode_body, parse_set_cookie
+from moodle_load import HttpError, Reply, decode_body, parse_set_cookie
 
 CLIENTS = ("httptools", "aiohttp")
+OK_KEEP_ALIVE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 
-def client(name: str, insecure: bool = False):
-    return moodle_load.http_client(name, insecure=insecure)
+def exchanges(name: str, server, *requests, tls: ssl.SSLContext | None = None, insecure: bool = False) -> list:
+    """Start ``server`` (an aiohttp application, or a ``handler(reader, writer)`` for a raw
+    asyncio server, or None for a port nothing listens on), send ``requests`` one after
+    the other through one client of ``name``, and give back for each its Reply or the
+    exception it raised.  A request is ``(method, path)`` or ``(method, path, cookie,
+    form, timeout)``."""
+
+    async def scenario():
+        if isinstance(server, web.Application):
+            runner = web.AppRunner(server, access_log=None)
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls)
+            await site.start()
+            port, stop = runner.addresses[0][1], runner.cleanup
+        elif server is not None:
+            raw = await asyncio.start_server(server, "127.0.0.1", 0)
+            port = raw.sockets[0].getsockname()[1]
+
+            async def stop():
+                raw.close()
+        else:
+            port = free_port()
+
+            async def stop():
+                pass
+
+        http = moodle_load.http_client(name, insecure=insecure)
+        results = []
+        try:
+            for method, path, *rest in requests:
+                cookie, form, timeout = rest or (None, None, 5)
+                url = f"{'https' if tls else 'http'}://127.0.0.1:{port}{path}"
+                try:
+                    results.append(await http.request(method, url, cookie, form, timeout))
+                except (HttpError, asyncio.TimeoutError) as error:
+                    results.append(error)
+        finally:
+            await http.close()
+            await stop()
+        return results
+
+    return asyncio.run(scenario())
 
 
-async def serve_app(app: web.Application, ssl_context=None):
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
-    await site.start()
-    port = runner.addresses[0][1]
-    return runner, port
-
-
-def counting_app() -> tuple[web.Application, dict]:
-    """Pages that say which connection they came over, and what was sent."""
+def moodle_like_app() -> tuple[web.Application, dict]:
+    """Pages that record which connection they came over and what was sent, and the
+    answers a Moodle page can give: cookies, gzip, chunks, a redirect."""
     seen = {"connections": set(), "requests": []}
 
     async def page(request: web.Request):
@@ -68,18 +102,12 @@ def counting_app() -> tuple[web.Application, dict]:
         raise web.HTTPSeeOther("/my/")
 
     app = web.Application()
-    app.router.add_route("*", "/cookies", cookies)
+    app.router.add_get("/cookies", cookies)
     app.router.add_get("/gzip", compressed)
     app.router.add_get("/chunked", chunked)
     app.router.add_get("/redirect", redirect)
     app.router.add_route("*", "/{tail:.*}", page)
     return app, seen
-
-
-async def raw_server(handler):
-    """An asyncio server whose connections are handled by ``handler(reader, writer)``."""
-    server = await asyncio.start_server(handler, "127.0.0.1", 0)
-    return server, server.sockets[0].getsockname()[1]
 
 
 async def read_request(reader: asyncio.StreamReader) -> bytes:
@@ -91,7 +119,19 @@ async def read_request(reader: asyncio.StreamReader) -> bytes:
     return head + (await reader.readexactly(length) if length else b"")
 
 
-OK_KEEP_ALIVE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+def one_answer_per_connection(arrived: list):
+    """A raw server that answers one request per connection, then closes the connection
+    when the next request arrives without answering it: what a keep-alive timeout looks
+    like when it races with a request.  ``arrived`` gets each request's method."""
+
+    async def handler(reader, writer):
+        arrived.append((await read_request(reader)).split(b" ", 1)[0])
+        writer.write(OK_KEEP_ALIVE)
+        await writer.drain()
+        arrived.append((await read_request(reader)).split(b" ", 1)[0])
+        writer.close()
+
+    return handler
 
 
 # ---- pure parts
@@ -124,151 +164,59 @@ def test_gzip_and_both_kinds_of_deflate_are_decoded():
     assert decode_body(page, b"") == page
 
 
-# ---- both clients against a real server
+# ---- both clients against real servers
 
 @pytest.mark.parametrize("name", CLIENTS)
 def test_sequential_requests_reuse_one_connection(name):
-    async def scenario():
-        app, seen = counting_app()
-        runner, port = await serve_app(app)
-        http = client(name)
-        try:
-            for number in range(20):
-                reply = await http.request("GET", f"http://127.0.0.1:{port}/my/?n={number}", None, None, 5)
-                assert reply.status == 200 and reply.body == f"page /my/?n={number}".encode()
-        finally:
-            await http.close()
-            await runner.cleanup()
-        return seen
-
-    seen = asyncio.run(scenario())
-    assert len(seen["requests"]) == 20
-    assert len(seen["connections"]) == 1
+    app, seen = moodle_like_app()
+    replies = exchanges(name, app, *(("GET", f"/my/?n={number}") for number in range(20)))
+    assert [reply.body for reply in replies] == [f"page /my/?n={number}".encode() for number in range(20)]
+    assert len(seen["requests"]) == 20 and len(seen["connections"]) == 1
 
 
 @pytest.mark.parametrize("name", CLIENTS)
 def test_cookie_header_and_form_are_sent(name):
-    async def scenario():
-        app, seen = counting_app()
-        runner, port = await serve_app(app)
-        http = client(name)
-        try:
-            await http.request("POST", f"http://127.0.0.1:{port}/login/index.php", "MoodleSession=s1",
-                               {"username": "student 1", "password": "P&ss=w0rd!"}, 5)
-        finally:
-            await http.close()
-            await runner.cleanup()
-        return seen
-
-    seen = asyncio.run(scenario())
-    assert seen["requests"] == [("POST", "/login/index.php", "MoodleSession=s1",
-                                 {"username": "student 1", "password": "P&ss=w0rd!"})]
+    app, seen = moodle_like_app()
+    form = {"username": "student 1", "password": "P&ss=w0rd!"}
+    exchanges(name, app, ("POST", "/login/index.php", "MoodleSession=s1", form, 5))
+    assert seen["requests"] == [("POST", "/login/index.php", "MoodleSession=s1", form)]
 
 
 @pytest.mark.parametrize("name", CLIENTS)
 def test_every_set_cookie_header_is_returned(name):
-    async def scenario():
-        runner, port = await serve_app(counting_app()[0])
-        http = client(name)
-        try:
-            return await http.request("GET", f"http://127.0.0.1:{port}/cookies", None, None, 5)
-        finally:
-            await http.close()
-            await runner.cleanup()
-
-    reply = asyncio.run(scenario())
+    [reply] = exchanges(name, moodle_like_app()[0], ("GET", "/cookies"))
     assert sorted(parse_set_cookie(header)[:2] for header in reply.set_cookies) == \
         [("MOODLEID1_", "sodium%3Axyz"), ("MoodleSession", "abc123")]
 
 
 @pytest.mark.parametrize("name", CLIENTS)
 def test_redirect_is_returned_not_followed(name):
-    async def scenario():
-        runner, port = await serve_app(counting_app()[0])
-        http = client(name)
-        try:
-            return await http.request("GET", f"http://127.0.0.1:{port}/redirect", None, None, 5)
-        finally:
-            await http.close()
-            await runner.cleanup()
-
-    reply = asyncio.run(scenario())
+    [reply] = exchanges(name, moodle_like_app()[0], ("GET", "/redirect"))
     assert (reply.status, reply.location) == (303, "/my/")
 
 
 @pytest.mark.parametrize("name", CLIENTS)
 def test_gzip_and_chunked_bodies_arrive_whole(name):
-    async def scenario():
-        runner, port = await serve_app(counting_app()[0])
-        http = client(name)
-        try:
-            zipped = await http.request("GET", f"http://127.0.0.1:{port}/gzip", None, None, 5)
-            chunks = await http.request("GET", f"http://127.0.0.1:{port}/chunked", None, None, 5)
-        finally:
-            await http.close()
-            await runner.cleanup()
-        return zipped, chunks
-
-    zipped, chunks = asyncio.run(scenario())
+    zipped, chunks = exchanges(name, moodle_like_app()[0], ("GET", "/gzip"), ("GET", "/chunked"))
     assert zipped.body == b"<html>" + b"x" * 50_000 + b"</html>"
     assert chunks.body == b"part0;part1;part2;part3;part4;"
 
 
 @pytest.mark.parametrize("name", CLIENTS)
 def test_keep_alive_connection_closed_under_a_get_is_retried_on_a_new_one(name):
-    """The server answers one request per connection and closes the connection when the
-    next request arrives, without answering (what a keep-alive timeout looks like when it
-    races with a request)."""
-    connections = []
-
-    async def one_answer_then_close(reader, writer):
-        connections.append(writer)
-        await read_request(reader)
-        writer.write(OK_KEEP_ALIVE)
-        await writer.drain()
-        await read_request(reader)
-        writer.close()
-
-    async def scenario():
-        server, port = await raw_server(one_answer_then_close)
-        http = client(name)
-        try:
-            return [(await http.request("GET", f"http://127.0.0.1:{port}/my/", None, None, 5)).body
-                    for _ in range(3)]
-        finally:
-            await http.close()
-            server.close()
-
-    assert asyncio.run(scenario()) == [b"ok", b"ok", b"ok"]
-    assert len(connections) == 3
+    arrived = []
+    replies = exchanges(name, one_answer_per_connection(arrived), *[("GET", "/my/")] * 3)
+    assert [reply.body for reply in replies] == [b"ok", b"ok", b"ok"]
+    assert arrived == [b"GET"] * 5  # the second and third were each sent again on a new connection
 
 
 def test_post_on_a_connection_closed_under_it_is_not_sent_twice():
-    """A POST may have been acted on before the connection died: it is a failure, not a retry."""
-    posts = []
-
-    async def one_answer_then_close(reader, writer):
-        request = await read_request(reader)
-        posts.append(request.split(b" ", 1)[0])
-        writer.write(OK_KEEP_ALIVE)
-        await writer.drain()
-        request = await read_request(reader)
-        posts.append(request.split(b" ", 1)[0])
-        writer.close()
-
-    async def scenario():
-        server, port = await raw_server(one_answer_then_close)
-        http = client("httptools")
-        try:
-            await http.request("GET", f"http://127.0.0.1:{port}/", None, None, 5)
-            with pytest.raises(HttpError):
-                await http.request("POST", f"http://127.0.0.1:{port}/login/index.php", None, {"a": "b"}, 5)
-        finally:
-            await http.close()
-            server.close()
-
-    asyncio.run(scenario())
-    assert posts == [b"GET", b"POST"]
+    """A POST may have been acted on before the connection died: a failure, not a retry."""
+    arrived = []
+    ok, failed = exchanges("httptools", one_answer_per_connection(arrived), ("GET", "/"),
+                           ("POST", "/login/index.php", None, {"a": "b"}, 5))
+    assert ok.body == b"ok" and isinstance(failed, HttpError)
+    assert arrived == [b"GET", b"POST"]
 
 
 @pytest.mark.parametrize("name", CLIENTS)
@@ -279,16 +227,7 @@ def test_body_ended_by_closing_the_connection_is_whole(name):
         await writer.drain()
         writer.close()
 
-    async def scenario():
-        server, port = await raw_server(close_delimited)
-        http = client(name)
-        try:
-            return await http.request("GET", f"http://127.0.0.1:{port}/", None, None, 5)
-        finally:
-            await http.close()
-            server.close()
-
-    reply = asyncio.run(scenario())
+    [reply] = exchanges(name, close_delimited, ("GET", "/"))
     assert (reply.status, reply.body) == (200, b"y" * 30_000)
 
 
@@ -302,16 +241,7 @@ def test_an_early_hints_answer_is_skipped_for_the_final_one(name):
         writer.write(OK_KEEP_ALIVE)
         await writer.drain()
 
-    async def scenario():
-        server, port = await raw_server(early_hints)
-        http = client(name)
-        try:
-            return await http.request("GET", f"http://127.0.0.1:{port}/", None, None, 5)
-        finally:
-            await http.close()
-            server.close()
-
-    reply = asyncio.run(scenario())
+    [reply] = exchanges(name, early_hints, ("GET", "/"))
     assert (reply.status, reply.body) == (200, b"ok")
 
 
@@ -327,22 +257,10 @@ def test_no_answer_times_out_and_the_connection_is_not_reused(name):
         writer.write(OK_KEEP_ALIVE)
         await writer.drain()
 
-    async def scenario():
-        server, port = await raw_server(silent_once)
-        http = client(name)
-        try:
-            started = time.perf_counter()
-            with pytest.raises(asyncio.TimeoutError):
-                await http.request("GET", f"http://127.0.0.1:{port}/", None, None, 0.3)
-            waited = time.perf_counter() - started
-            after = await http.request("GET", f"http://127.0.0.1:{port}/", None, None, 5)
-        finally:
-            await http.close()
-            server.close()
-        return waited, after
-
-    waited, after = asyncio.run(scenario())
-    assert 0.25 < waited < 2.5
+    started = time.perf_counter()
+    timed_out, after = exchanges(name, silent_once, ("GET", "/", None, None, 0.3), ("GET", "/"))
+    assert isinstance(timed_out, asyncio.TimeoutError)
+    assert time.perf_counter() - started < 2.5  # not the server's 3 s
     assert after.body == b"ok"
     assert len(connections) == 2
 
@@ -355,85 +273,45 @@ def test_garbage_instead_of_http_is_a_connection_error(name):
         await writer.drain()
         writer.close()
 
-    async def scenario():
-        server, port = await raw_server(garbage)
-        http = client(name)
-        try:
-            with pytest.raises(HttpError):
-                await http.request("GET", f"http://127.0.0.1:{port}/", None, None, 5)
-        finally:
-            await http.close()
-            server.close()
-
-    asyncio.run(scenario())
+    [failed] = exchanges(name, garbage, ("GET", "/"))
+    assert isinstance(failed, HttpError)
 
 
 @pytest.mark.parametrize("name", CLIENTS)
 def test_refused_connection_is_a_connection_error(name):
-    async def scenario():
-        http = client(name)
-        try:
-            with pytest.raises(HttpError):
-                await http.request("GET", f"http://127.0.0.1:{free_port()}/", None, None, 5)
-        finally:
-            await http.close()
-
-    asyncio.run(scenario())
+    [failed] = exchanges(name, None, ("GET", "/"))
+    assert isinstance(failed, HttpError)
 
 
 def test_non_ascii_path_is_percent_encoded():
-    async def scenario():
-        app, seen = counting_app()
-        runner, port = await serve_app(app)
-        http = client("httptools")
-        try:
-            await http.request("GET", f"http://127.0.0.1:{port}/course/search.php?q=café", None, None, 5)
-        finally:
-            await http.close()
-            await runner.cleanup()
-        return seen
-
-    seen = asyncio.run(scenario())
+    app, seen = moodle_like_app()
+    exchanges("httptools", app, ("GET", "/course/search.php?q=café"))
     assert seen["requests"][0][1] == "/course/search.php?q=caf%C3%A9"
 
 
 # ---- TLS
 
 @pytest.fixture(scope="module")
-def self_signed(tmp_path_factory):
+def self_signed(tmp_path_factory) -> ssl.SSLContext:
+    """A server TLS context with a self-signed certificate for 127.0.0.1."""
     folder = tmp_path_factory.mktemp("tls")
     key, certificate = folder / "key.pem", folder / "cert.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
                     "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
                     "-keyout", str(key), "-out", str(certificate)], check=True, capture_output=True)
-    return str(certificate), str(key)
-
-
-def tls_fetch(name: str, self_signed, insecure: bool):
-    import ssl
-
-    async def scenario():
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(*self_signed)
-        runner, port = await serve_app(counting_app()[0], ssl_context=context)
-        http = client(name, insecure=insecure)
-        try:
-            first = await http.request("GET", f"https://127.0.0.1:{port}/my/", None, None, 5)
-            second = await http.request("GET", f"https://127.0.0.1:{port}/my/", None, None, 5)
-            return first.body, second.body
-        finally:
-            await http.close()
-            await runner.cleanup()
-
-    return asyncio.run(scenario())
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(certificate), str(key))
+    return context
 
 
 @pytest.mark.parametrize("name", CLIENTS)
 def test_https_with_insecure_accepts_a_self_signed_certificate(name, self_signed):
-    assert tls_fetch(name, self_signed, insecure=True) == (b"page /my/", b"page /my/")
+    replies = exchanges(name, moodle_like_app()[0], ("GET", "/my/"), ("GET", "/my/"), tls=self_signed, insecure=True)
+    assert [reply.body for reply in replies] == [b"page /my/", b"page /my/"]
+    assert all(isinstance(reply, Reply) for reply in replies)
 
 
 @pytest.mark.parametrize("name", CLIENTS)
 def test_https_refuses_an_unverified_certificate(name, self_signed):
-    with pytest.raises(HttpError):
-        tls_fetch(name, self_signed, insecure=False)
+    [failed] = exchanges(name, moodle_like_app()[0], ("GET", "/my/"), tls=self_signed)
+    assert isinstance(failed, HttpError)
