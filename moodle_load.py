@@ -555,8 +555,6 @@ class HttpClient:
     ``AiohttpClient`` is the same interface on aiohttp, for comparison or where httptools
     is missing."""
 
-    name = "httptools"
-
     def __init__(self, *, insecure: bool, user_agent: str):
         import httptools
 
@@ -583,7 +581,7 @@ class HttpClient:
                                          ssl=self._tls_context() if scheme == "https" else None)
         try:
             _, connection = await asyncio.wait_for(opening, max(0.0, deadline - loop.time()))
-        except asyncio.TimeoutError:
+        except asyncio.TimeoutError:  # an OSError too since Python 3.11: it stays a timeout
             raise
         except (OSError, ValueError) as error:  # ValueError: a port out of range, an odd host
             raise HttpError(f"cannot connect to {host}:{port} ({getattr(error, 'strerror', None) or error})") \
@@ -651,8 +649,6 @@ class HttpClient:
 class AiohttpClient:
     """``HttpClient``'s interface on aiohttp: one ClientSession and pool, no cookie jar
     (cookies are per user, kept by each Session)."""
-
-    name = "aiohttp"
 
     def __init__(self, *, insecure: bool, user_agent: str):
         import aiohttp
@@ -1079,6 +1075,12 @@ class PauseDetector:
         return any(start <= moment < end for start, end in reversed(self.intervals[-16:]))
 
 
+def _wake(waiter: asyncio.Future) -> None:
+    """End a worker's wait for its due time (the timer fired, or the run is stopping)."""
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 class LoadRun:
     """Logs users in, then runs the schedule.  ``stop()`` ends it early (signals)."""
 
@@ -1115,8 +1117,7 @@ class LoadRun:
             self.say(f"[INFO] {signal.Signals(signum).name}: stopping the schedule, finishing requests in flight")
         self.stopping.set()
         for waiter in self._sleepers:  # workers waiting for their next due time
-            if not waiter.done():
-                waiter.set_result(None)
+            _wake(waiter)
 
     async def run(self) -> None:
         # One client and pool for all users; each Session carries its own cookies.
@@ -1172,7 +1173,6 @@ class LoadRun:
         plan = enumerate(plan_requests(self.config, settings.seed, count, start=shard - 1, step=shards))
         recorder = self.recorder
         sessions = self.sessions
-        request_timeout = settings.request_timeout
         pauses = PauseDetector(clock)
 
         cpu_start = time.process_time()
@@ -1203,9 +1203,11 @@ class LoadRun:
                         waiter = loop.create_future()
                         timer = loop.call_later(due - clock(), _wake, waiter)
                         self._sleepers.add(waiter)
-                        await waiter
-                        self._sleepers.discard(waiter)
-                        timer.cancel()
+                        try:
+                            await waiter
+                        finally:
+                            self._sleepers.discard(waiter)
+                            timer.cancel()
                     if measured and not self.stopping.is_set():
                         recorder.loop_lag.record((clock() - due) * 1000.0)
                 if self.stopping.is_set() or clock() > give_up_at:
@@ -1217,8 +1219,7 @@ class LoadRun:
                     if measured:
                         recorder.tokens_dropped += 1
                     continue
-                await self._perform((planned, due, sessions[local % len(sessions)]),
-                                    request_timeout, offset_of, clock)
+                await self._perform((planned, due, sessions[local % len(sessions)]), offset_of, clock)
 
         async def sample_cpu():
             # The generator's own CPU use per timeline point: a trust signal for the report.
@@ -1229,10 +1230,6 @@ class LoadRun:
                 cpu = time.process_time()
                 recorder.point(index * self.timeline_seconds).cpu_seconds += cpu - last_cpu
                 last_cpu, index = cpu, index + 1
-
-        def _wake(waiter):
-            if not waiter.done():
-                waiter.set_result(None)
 
         loop = asyncio.get_running_loop()
         watcher = asyncio.create_task(pauses.watch())
@@ -1262,7 +1259,7 @@ class LoadRun:
         self.cpu_seconds = time.process_time() - cpu_start
         self.run_seconds = clock() - start
 
-    async def _perform(self, item, request_timeout, offset_of, clock) -> None:
+    async def _perform(self, item, offset_of, clock) -> None:
         planned, due, session = item
         spec = self.config.urls[planned.url_index]
         recorder = self.recorder
@@ -1286,7 +1283,7 @@ class LoadRun:
                 recorder.lateness.record((sent - due) * 1000.0)
             try:
                 fetched = await fetch(self.http, session, self.config.base_url + planned.path,
-                                      timeout=request_timeout)
+                                      timeout=self.settings.request_timeout)
             except asyncio.TimeoutError:
                 self._request_error(f"timeout after {self.settings.request_timeout:g} s: {planned.path}")
                 recorder.record(spec.name, measured, failure="timeout", sent_offset=sent_offset)

@@ -119,6 +119,18 @@ async def read_request(reader: asyncio.StreamReader) -> bytes:
     return head + (await reader.readexactly(length) if length else b"")
 
 
+def answer_once_then_close(data: bytes):
+    """A raw server that reads one request, sends ``data`` and closes the connection."""
+
+    async def handler(reader, writer):
+        await read_request(reader)
+        writer.write(data)
+        await writer.drain()
+        writer.close()
+
+    return handler
+
+
 def one_answer_per_connection(arrived: list):
     """A raw server that answers one request per connection, then closes the connection
     when the next request arrives without answering it: what a keep-alive timeout looks
@@ -221,12 +233,7 @@ def test_post_on_a_connection_closed_under_it_is_not_sent_twice():
 
 @pytest.mark.parametrize("name", CLIENTS)
 def test_body_ended_by_closing_the_connection_is_whole(name):
-    async def close_delimited(reader, writer):
-        await read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + b"y" * 30_000)
-        await writer.drain()
-        writer.close()
-
+    close_delimited = answer_once_then_close(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + b"y" * 30_000)
     [reply] = exchanges(name, close_delimited, ("GET", "/"))
     assert (reply.status, reply.body) == (200, b"y" * 30_000)
 
@@ -267,12 +274,7 @@ def test_no_answer_times_out_and_the_connection_is_not_reused(name):
 
 @pytest.mark.parametrize("name", CLIENTS)
 def test_garbage_instead_of_http_is_a_connection_error(name):
-    async def garbage(reader, writer):
-        await read_request(reader)
-        writer.write(b"SSH-2.0-OpenSSH_9.2\r\n\r\nnot http at all\r\n")
-        await writer.drain()
-        writer.close()
-
+    garbage = answer_once_then_close(b"SSH-2.0-OpenSSH_9.2\r\n\r\nnot http at all\r\n")
     [failed] = exchanges(name, garbage, ("GET", "/"))
     assert isinstance(failed, HttpError)
 
