@@ -38,6 +38,10 @@ import time
 from datetime import datetime, timezone
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from sim.ports import free_port  # noqa: E402
+
 TARGET_CPU, GENERATOR_CPU = "0", "1"
 TOKEN = "abcDEF0123456789abcDEF0123456789"
 AIOHTTP = ("--http-client", "aiohttp")  # moodle_load.py's other client: a peer in the same run
@@ -92,12 +96,6 @@ http {{
     }}
 }}
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Target:
@@ -214,10 +212,9 @@ def moodle_load(tmp: str, url: str, rate: float | None, seconds: float, users: i
     summary = document["summary"]
     requests = summary["requests"]
     lateness = document["generator"]["lateness_ms"]
-    sys.path.insert(0, ROOT)
-    import moodle_load as ml
+    from moodleload.histogram import Histogram
 
-    late = ml.Histogram.from_dict(lateness)
+    late = Histogram.from_dict(lateness)
     # Reported: response time from the intended start; at "maximum" every request is late by
     # design, so there the service time (send to last byte) is the comparable number.
     kind = "service_ms" if rate is None else "latency_ms"

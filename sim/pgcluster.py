@@ -13,9 +13,10 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
+
+from .ports import free_port
 
 INSTALL_HINT = (
     "PostgreSQL server binaries (initdb, pg_ctl) not found: install them, e.g. "
@@ -43,12 +44,6 @@ def find_bindir() -> str:
     raise PgUnavailable(INSTALL_HINT)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _service_account() -> pwd.struct_passwd | None:
     if os.geteuid() != 0:
         return None
@@ -70,7 +65,7 @@ class PgCluster:
         self.tmpdir = tempfile.mkdtemp(prefix="moodle-pg-")
         self.datadir = os.path.join(self.tmpdir, "data")
         self.socketdir = os.path.join(self.tmpdir, "sock")
-        self.port = _free_port()
+        self.port = free_port()
         self.account = _service_account()
         self.started = False
 

@@ -3,7 +3,6 @@ database, and the simulated Moodle site served over loopback."""
 
 from __future__ import annotations
 
-import itertools
 import os
 import sys
 
@@ -13,13 +12,11 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from helpers import TEMPLATE, fast_settings, new_database  # noqa: E402
 from sim.moodledb import SiteData, create_schema, seed_testsite  # noqa: E402
 from sim.pgcluster import PgCluster, PgUnavailable  # noqa: E402
 from sim.server import SimServer  # noqa: E402
 from sim.site import MemoryUsers, MoodleSite, PostgresUsers, SiteSettings  # noqa: E402
-
-TEMPLATE = "moodle_template"
-_database_numbers = itertools.count(1)
 
 
 @pytest.fixture(scope="session")
@@ -41,16 +38,6 @@ def pg():
         yield cluster
     finally:
         cluster.stop()
-
-
-def new_database(pg: PgCluster, template: str = TEMPLATE) -> str:
-    name = f"moodle_{next(_database_numbers)}"
-    conn = psycopg2.connect(**pg.dsn())
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
-    conn.close()
-    return name
 
 
 class MoodleDb:
@@ -102,14 +89,6 @@ def sim_factory():
     yield start
     for server in servers:
         server.stop()
-
-
-def fast_settings(**overrides) -> SiteSettings:
-    """The site's behaviour with page times cut to a few milliseconds, for quick tests."""
-    settings = SiteSettings().scaled(0.02)
-    for key, value in overrides.items():
-        setattr(settings, key, value)
-    return settings
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT
-from loadhelp import free_port, write_config
+
+from helpers import ROOT, free_port, write_config
 
 STEP = os.path.join(ROOT, "examples", "bisect-step.sh")
 GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t",

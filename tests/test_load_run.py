@@ -9,10 +9,10 @@ import threading
 import time
 
 from aiohttp import web
-from conftest import ROOT, fast_settings
-from loadhelp import PASSWORD, read, run_load, write_config
 
-import moodle_load as ml
+import moodle_load
+from helpers import PASSWORD, ROOT, fast_settings, read, run_load, write_config
+from moodleload.exits import EXIT_CANNOT_JUDGE, EXIT_SIGINT, EXIT_SIGTERM, EXIT_USAGE
 from sim.moodledb import SiteData
 from sim.server import SimServer
 from sim.site import MemoryUsers, MoodleSite, PageProfile, UserRecord
@@ -48,7 +48,7 @@ def test_every_user_logs_in_through_the_logintoken_flow(sim_factory, tmp_path, c
 def test_wrong_password_is_reported_as_invalid_login_and_the_run_cannot_judge(sim_factory, tmp_path, capsys):
     server = sim_factory()
     config = write_config(tmp_path / "c.json", server.url, users=2, password="wrong")
-    assert run_load(config) == ml.EXIT_CANNOT_JUDGE
+    assert run_load(config) == EXIT_CANNOT_JUDGE
     captured = capsys.readouterr()
     assert sorted(login_errors(captured.out)) == [
         "[ERROR] Login failed for user tool_generator_000001: invalid login",
@@ -70,7 +70,7 @@ def test_forced_password_change_is_its_own_reason(sim_factory, tmp_path, capsys)
     users = MemoryUsers.testsite(1, PASSWORD)
     users.users["tool_generator_000001"].force_password_change = True
     server = sim_factory(users=users)
-    assert run_load(write_config(tmp_path / "c.json", server.url, users=1)) == ml.EXIT_CANNOT_JUDGE
+    assert run_load(write_config(tmp_path / "c.json", server.url, users=1)) == EXIT_CANNOT_JUDGE
     assert login_errors(capsys.readouterr().out) == [
         "[ERROR] Login failed for user tool_generator_000001: forced password change"]
 
@@ -80,7 +80,7 @@ def test_http_error_on_the_login_page_is_reported_with_its_status(tmp_path, caps
         return web.Response(status=503, text="maintenance")
 
     with SimServer(FixedApp(broken)) as server:
-        assert run_load(write_config(tmp_path / "c.json", server.url, users=1)) == ml.EXIT_CANNOT_JUDGE
+        assert run_load(write_config(tmp_path / "c.json", server.url, users=1)) == EXIT_CANNOT_JUDGE
     assert login_errors(capsys.readouterr().out) == [
         "[ERROR] Login failed for user tool_generator_000001: HTTP status: login page answered 503"]
 
@@ -93,14 +93,14 @@ def test_a_login_that_hangs_times_out_after_login_timeout(tmp_path, capsys):
     with SimServer(FixedApp(hang)) as server:
         started = time.monotonic()
         code = run_load(write_config(tmp_path / "c.json", server.url, users=1), "--login-timeout", "0.3")
-        assert code == ml.EXIT_CANNOT_JUDGE and time.monotonic() - started < 3
+        assert code == EXIT_CANNOT_JUDGE and time.monotonic() - started < 3
     assert login_errors(capsys.readouterr().out) == [
         "[ERROR] Login failed for user tool_generator_000001: timeout: no answer within 0.3 s"]
 
 
 def test_an_unreachable_site_is_a_connection_error_and_cannot_judge(tmp_path, capsys):
     config = write_config(tmp_path / "c.json", "http://127.0.0.1:9", users=1)
-    assert run_load(config) == ml.EXIT_CANNOT_JUDGE
+    assert run_load(config) == EXIT_CANNOT_JUDGE
     (line,) = login_errors(capsys.readouterr().out)
     assert line.startswith("[ERROR] Login failed for user tool_generator_000001: connection error")
 
@@ -224,7 +224,7 @@ def test_request_errors_are_rate_limited(tmp_path, capsys):
     site = MoodleSite(MemoryUsers.testsite(2, PASSWORD), SiteData.testsite(), fast_settings())
     with SimServer(site) as server:
         config = write_config(tmp_path / "c.json", server.url, users=2, urls=[{"path": "/__sim/reset"}])
-        assert run_load(config, rpm=3000, duration=2, output=tmp_path / "r.json") == ml.EXIT_CANNOT_JUDGE
+        assert run_load(config, rpm=3000, duration=2, output=tmp_path / "r.json") == EXIT_CANNOT_JUDGE
     out = capsys.readouterr().out
     assert out.count("[Request error:") == 20
     assert read(tmp_path / "r.json")["generator"]["request_errors_suppressed"] == 100 - 20
@@ -245,7 +245,7 @@ def test_the_report_has_the_products_summary_keys(sim_factory, tmp_path, capsys)
 def test_progress_lines_come_every_progress_seconds(sim_factory, tmp_path, capsys):
     server = sim_factory()
     config = write_config(tmp_path / "c.json", server.url)
-    ml.main(["--config", config, "--rpm", "600", "--duration", "2.5", "--progress", "1"])
+    moodle_load.main(["--config", config, "--rpm", "600", "--duration", "2.5", "--progress", "1"])
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[PROGRESS] {")]
     assert len(lines) == 2 and '"rpm_interval"' in lines[0]
 
@@ -260,7 +260,7 @@ def test_ctrl_c_stops_the_run_and_prints_the_report(sim_factory, tmp_path):
     time.sleep(3)
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=20)
-    assert process.returncode == ml.EXIT_SIGINT
+    assert process.returncode == EXIT_SIGINT
     assert "[SUMMARY]" in out and "[VERDICT] interrupted" in out
     assert "Traceback" not in err
     result = read(tmp_path / "r.json")
@@ -276,7 +276,7 @@ def test_sigterm_also_reports(sim_factory, tmp_path):
     time.sleep(2.5)
     process.send_signal(signal.SIGTERM)
     out, _ = process.communicate(timeout=20)
-    assert process.returncode == ml.EXIT_SIGTERM and "[SUMMARY]" in out
+    assert process.returncode == EXIT_SIGTERM and "[SUMMARY]" in out
 
 
 def test_a_config_mistake_is_one_line_and_exit_128(tmp_path):
@@ -284,14 +284,14 @@ def test_a_config_mistake_is_one_line_and_exit_128(tmp_path):
     path.write_text('{"base_url": "http://127.0.0.1:9", "users": [], "urls": [{"path": "/my/"}]}')
     result = subprocess.run([sys.executable, os.path.join(ROOT, "moodle_load.py"), "--config", str(path),
                              "--rpm", "60", "--duration", "1"], capture_output=True, text=True)
-    assert result.returncode == ml.EXIT_USAGE
+    assert result.returncode == EXIT_USAGE
     assert result.stderr.count("\n") == 1 and "users must be a non-empty list" in result.stderr
 
 
 def test_usage_mistakes_exit_128_not_2(tmp_path, capsys):
-    assert ml.main(["--rpm", "60"]) == ml.EXIT_USAGE
-    assert ml.main(["--config", "x.json", "--rpm", "ten", "--duration", "1"]) == ml.EXIT_USAGE
-    assert ml.main(["--config", str(tmp_path / "none.json"), "--rpm", "60", "--duration", "1"]) == ml.EXIT_USAGE
+    assert moodle_load.main(["--rpm", "60"]) == EXIT_USAGE
+    assert moodle_load.main(["--config", "x.json", "--rpm", "ten", "--duration", "1"]) == EXIT_USAGE
+    assert moodle_load.main(["--config", str(tmp_path / "none.json"), "--rpm", "60", "--duration", "1"]) == EXIT_USAGE
     err = capsys.readouterr().err
     assert "not found" in err and "Traceback" not in err
 
@@ -346,5 +346,5 @@ def test_asking_for_httptools_where_it_is_missing_is_a_usage_mistake(tmp_path):
     config = write_config(tmp_path / "c.json", "http://127.0.0.1:9", users=1)
     result = subprocess.run([sys.executable, "-c", WITHOUT_HTTPTOOLS, ROOT, "--config", config, "--rpm", "60",
                              "--duration", "1", "--http-client", "httptools"], capture_output=True, text=True)
-    assert result.returncode == ml.EXIT_USAGE
+    assert result.returncode == EXIT_USAGE
     assert result.stderr.count("\n") == 1 and "httptools is not installed" in result.stderr

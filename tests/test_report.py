@@ -11,10 +11,13 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, fast_settings
-from loadhelp import read, run_load, write_config
 
-import moodle_load as ml
+import moodle_load
+from helpers import ROOT, fast_settings, read, run_load, write_config
+from moodleload.exits import EXIT_BAD, EXIT_GOOD, EXIT_SIGINT, EXIT_USAGE
+from moodleload.htmlreport import render_report
+from moodleload.results import summarize
+from moodleload.verdict import Verdict
 from sim.moodledb import SiteData
 from sim.server import SimServer
 from sim.site import MemoryUsers, MoodleSite
@@ -40,7 +43,7 @@ def recorded(tmp_path_factory):
         config = write_config(tmp / "c.json", server.url, users=6, urls=URLS)
         code = run_load(config, "--report", str(tmp / "report.html"), "--blocks", "8", "--concurrency", "4",
                         rpm=2400, duration=4, output=tmp / "run.json")
-    assert code == ml.EXIT_GOOD
+    assert code == EXIT_GOOD
     return {"dir": tmp, "json": tmp / "run.json", "html": (tmp / "report.html").read_text(), "config": config}
 
 
@@ -84,7 +87,7 @@ def test_a_normal_run_carries_no_bottleneck_warning(recorded):
 
 
 def test_a_report_is_made_later_from_saved_results_without_load(recorded, tmp_path):
-    assert ml.main(["--report", str(tmp_path / "later.html"), str(recorded["json"])]) == 0
+    assert moodle_load.main(["--report", str(tmp_path / "later.html"), str(recorded["json"])]) == 0
     html = (tmp_path / "later.html").read_text()
     assert all(f'data-chart="{chart}"' in html for chart in CHARTS)
 
@@ -95,9 +98,9 @@ def test_the_compare_report_shows_the_regression_side_by_side(recorded, tmp_path
         config = write_config(tmp_path / "c.json", server.url, users=6, urls=URLS)
         assert run_load(config, "--blocks", "8", "--concurrency", "4", rpm=2400, duration=4,
                         output=tmp_path / "new.json") == 0
-    code = ml.main(["--report", str(tmp_path / "compare.html"), "--compare", str(recorded["json"]),
+    code = moodle_load.main(["--report", str(tmp_path / "compare.html"), "--compare", str(recorded["json"]),
                     str(tmp_path / "new.json")])
-    assert code == ml.EXIT_BAD
+    assert code == EXIT_BAD
     html = (tmp_path / "compare.html").read_text()
     assert "Regression (bad)" in html and '<span class="regression">regression</span>' in html
     assert "DB reads 128 -&gt; 200 per page" in html
@@ -109,8 +112,8 @@ def test_a_ten_minute_run_makes_a_report_under_2_mb(recorded):
     document = read(recorded["json"])
     points = document["timeline"]["points"]
     document["timeline"]["points"] = [dict(copy.deepcopy(points[i % len(points)]), t=float(i)) for i in range(600)]
-    document["summary"] = ml.summarize(document)
-    html = ml.render_report(document, (0, "good", []))
+    document["summary"] = summarize(document)
+    html = render_report(document, Verdict.good())
     assert len(html.encode()) < 2 * 1024 * 1024
 
 
@@ -132,7 +135,7 @@ def test_ctrl_c_still_writes_the_report_of_what_was_measured(sim_factory, tmp_pa
     time.sleep(3)
     process.send_signal(signal.SIGINT)
     process.communicate(timeout=30)
-    assert process.returncode == ml.EXIT_SIGINT
+    assert process.returncode == EXIT_SIGINT
     html = (tmp_path / "r.html").read_text()
     assert "stopped before its end" in html and 'data-chart="rate"' in html
 
@@ -142,7 +145,7 @@ def test_without_matplotlib_report_says_what_to_install_in_one_line(tmp_path):
             f"sys.argv = ['moodle_load.py', '--report', {str(tmp_path / 'r.html')!r}, 'x.json']; "
             f"runpy.run_path({os.path.join(ROOT, 'moodle_load.py')!r}, run_name='__main__')")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert result.returncode == ml.EXIT_USAGE
+    assert result.returncode == EXIT_USAGE
     assert result.stderr == "[ERROR] --report needs matplotlib: pip install matplotlib\n"
 
 

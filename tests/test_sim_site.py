@@ -6,9 +6,8 @@ import time
 import bcrypt
 import psycopg2
 import pytest
-from browser import Browser
-from conftest import fast_settings
 
+from helpers import Browser, fast_settings
 from sim.site import PageProfile, password_matches
 
 USER, PASSWORD = "tool_generator_000002", "Passw0rd!"
@@ -201,8 +200,7 @@ def test_seed_is_like_maketestsite(moodle_db):
 
 
 def test_a_second_table_prefix_works(pg):
-    from conftest import new_database
-
+    from helpers import new_database
     from sim.moodledb import create_schema, seed_testsite
 
     name = new_database(pg, "postgres")

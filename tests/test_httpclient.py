@@ -14,10 +14,9 @@ import zlib
 
 import pytest
 from aiohttp import web
-from loadhelp import free_port
 
-import moodle_load
-from moodle_load import HttpError, Reply, decode_body, parse_set_cookie
+from helpers import free_port
+from moodleload.httpclient import HttpError, Reply, decode_body, http_client, parse_set_cookie
 
 CLIENTS = ("httptools", "aiohttp")
 OK_KEEP_ALIVE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
@@ -49,7 +48,7 @@ def exchanges(name: str, server, *requests, tls: ssl.SSLContext | None = None, i
             async def stop():
                 pass
 
-        http = moodle_load.http_client(name, insecure=insecure)
+        http = http_client(name, insecure=insecure)
         results = []
         try:
             for method, path, *rest in requests:

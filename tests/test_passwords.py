@@ -9,10 +9,9 @@ import sys
 
 import bcrypt
 import pytest
-from browser import Browser
-from conftest import ROOT
 
-import set_moodle_passwords as smp
+from helpers import ROOT, Browser
+from moodleload import passwords as smp
 
 LEGACY_HASH = re.compile(r"^\$2y\$10\$[A-Za-z0-9./]{53}$")  # Moodle's password_is_legacy_hash()
 

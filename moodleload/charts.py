@@ -1,0 +1,172 @@
+"""The HTML report's charts: matplotlib figures as inline SVG (matplotlib is optional)."""
+
+from __future__ import annotations
+
+import math
+import re
+
+from .exits import UsageError
+from .histogram import Histogram
+
+
+class ReportUnavailable(UsageError):
+    pass
+
+
+def load_pyplot():
+    """matplotlib, imported only for --report: an optional extra, not a requirement."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as pyplot
+    except ImportError:
+        raise ReportUnavailable("--report needs matplotlib: pip install matplotlib") from None
+    matplotlib.rcParams.update({"svg.fonttype": "none", "font.size": 9, "axes.grid": True, "grid.alpha": 0.3,
+                                "axes.spines.top": False, "axes.spines.right": False})
+    return matplotlib, pyplot
+
+
+def _svg(matplotlib, pyplot, figure, name: str) -> str:
+    """The figure as inline SVG: no XML prologue, no metadata links, ids unique per chart."""
+    import io
+
+    matplotlib.rcParams["svg.hashsalt"] = name
+    buffer = io.StringIO()
+    figure.savefig(buffer, format="svg", bbox_inches="tight")
+    pyplot.close(figure)
+    text = buffer.getvalue()
+    text = re.sub(r"<\?xml[^>]*\?>\s*|<!DOCTYPE[^>]*>\s*", "", text)
+    text = re.sub(r"<metadata>.*?</metadata>\s*", "", text, flags=re.S)
+    text = re.sub(r'\s+xmlns(:\w+)?="[^"]*"', "", text)
+    return f'<figure class="chart" data-chart="{name}">{text}</figure>'
+
+
+PERCENTILE_CURVE = (0, 10, 25, 50, 75, 90, 95, 97.5, 99, 99.5, 99.9, 99.95, 99.99)
+
+
+def percentile_curve(histogram: Histogram) -> tuple[list, list]:
+    """x = 1/(1-q) (so 90, 99, 99.9 are evenly spaced on a log axis), y = latency ms."""
+    xs, ys = [], []
+    for q in PERCENTILE_CURVE:
+        if histogram.count and q <= 100 * (1 - 1 / histogram.count) + 1e-9:
+            xs.append(1 / (1 - q / 100))
+            ys.append(histogram.percentile(q))
+    if histogram.count:
+        xs.append(max(xs[-1] * 2 if xs else 2, histogram.count))
+        ys.append(histogram.maximum)
+    return xs, ys
+
+
+def _percentile_axes(axes) -> None:
+    axes.set_xscale("log")
+    ticks = [1, 2, 10, 100, 1000, 10000]
+    axes.set_xticks(ticks)
+    axes.set_xticklabels(["0%", "50%", "90%", "99%", "99.9%", "99.99%"])
+    axes.set_xlabel("percentile")
+    axes.set_ylabel("ms")
+
+
+def _timeline_series(document: dict):
+    points = document.get("timeline", {}).get("points", [])
+    seconds = document.get("timeline", {}).get("seconds", 1.0)
+    times = [point["t"] for point in points]
+    return points, seconds, times
+
+
+def run_charts(document: dict) -> list:
+    matplotlib, pyplot = load_pyplot()
+    charts = []
+    points, seconds, times = _timeline_series(document)
+    target_per_s = document["summary"]["req_per_min_target"] / 60.0
+
+    figure, axes = pyplot.subplots(figsize=(9, 2.6))
+    axes.plot(times, [p["sent"] / seconds for p in points], label="sent/s", color="#1f77b4", linewidth=2)
+    axes.plot(times, [p["ok"] / seconds for p in points], label="succeeded/s", color="#2ca02c", linestyle="--")
+    axes.axhline(target_per_s, color="#d62728", linestyle="--", label="target")
+    axes.set_xlabel("seconds into the measured window")
+    axes.set_ylabel("requests/s")
+    axes.set_ylim(bottom=0)
+    axes.legend(loc="lower right")
+    axes.set_title("Request rate against the target")
+    charts.append(_svg(matplotlib, pyplot, figure, "rate"))
+
+    figure, axes = pyplot.subplots(figsize=(9, 3))
+    colours = {50: "#2ca02c", 95: "#ff7f0e", 99: "#d62728"}
+    for q, colour in colours.items():
+        axes.plot(times, [Histogram.from_dict(p["response_ms"]).percentile(q) for p in points], color=colour,
+                  label=f"response p{q}")
+        axes.plot(times, [Histogram.from_dict(p["service_ms"]).percentile(q) for p in points], color=colour,
+                  linestyle=":", label=f"service p{q}")
+    axes.set_xlabel("seconds into the measured window")
+    axes.set_ylabel("ms")
+    axes.set_ylim(bottom=0)
+    axes.legend(loc="upper left", ncol=3, fontsize=7)
+    axes.set_title("Latency over time (solid: response time from the intended start; dotted: service time)")
+    charts.append(_svg(matplotlib, pyplot, figure, "latency"))
+
+    kinds = sorted({kind for p in points for kind in p["failures"]})
+    figure, axes = pyplot.subplots(figsize=(9, 2.4))
+    bottom = [0.0] * len(points)
+    for kind in kinds:
+        values = [p["failures"].get(kind, 0) / seconds for p in points]
+        axes.bar(times, values, width=seconds, bottom=bottom, label=kind, align="edge")
+        bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+    if not kinds:
+        axes.text(0.5, 0.5, "no failures", transform=axes.transAxes, ha="center", va="center", color="#2ca02c")
+        axes.set_xlim(0, max(times[-1] + seconds if times else 1.0, 1.0))
+    else:
+        axes.legend(loc="upper right", fontsize=7)
+    axes.set_xlabel("seconds into the measured window")
+    axes.set_ylabel("failures/s")
+    axes.set_title("Failures over time by kind")
+    charts.append(_svg(matplotlib, pyplot, figure, "failures"))
+
+    figure, axes = pyplot.subplots(figsize=(9, 3.2))
+    for name, raw in document["urls"].items():
+        xs, ys = percentile_curve(Histogram.from_dict(raw["response_ms"]))
+        if xs:
+            axes.plot(xs, ys, marker=".", label=name[:40])
+    _percentile_axes(axes)
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend(loc="upper left", fontsize=7)
+    axes.set_title("Latency distribution per URL (response time)")
+    charts.append(_svg(matplotlib, pyplot, figure, "distribution"))
+
+    figure, axes = pyplot.subplots(figsize=(9, 2.2))
+    axes.plot(times, [100 * p.get("cpu_seconds", 0) / seconds for p in points], color="#7f7f7f")
+    axes.axhline(90 * len(document["metadata"].get("shards", ["1/1"])), color="#d62728", linestyle="--",
+                 label="bottleneck")
+    axes.set_ylim(bottom=0)
+    axes.set_xlabel("seconds into the measured window")
+    axes.set_ylabel("% of a core")
+    axes.set_title("The generator's own CPU use")
+    charts.append(_svg(matplotlib, pyplot, figure, "generator-cpu"))
+    return charts
+
+
+def compare_charts(base: dict, new: dict) -> list:
+    matplotlib, pyplot = load_pyplot()
+    names = [name for name in new["urls"] if name in base["urls"]]
+    if not names:
+        return []
+    columns = min(2, len(names))
+    rows = math.ceil(len(names) / columns)
+    figure, grid = pyplot.subplots(rows, columns, figsize=(9, 2.8 * rows), squeeze=False)
+    for position, name in enumerate(names):
+        axes = grid[position // columns][position % columns]
+        for document, label, style in ((base, "baseline", "--"), (new, "this run", "-")):
+            xs, ys = percentile_curve(Histogram.from_dict(document["urls"][name]["service_ms"]))
+            if xs:
+                axes.plot(xs, ys, linestyle=style, marker=".", label=label)
+        _percentile_axes(axes)
+        axes.set_title(name[:50], fontsize=8)
+        if axes.get_legend_handles_labels()[0]:
+            axes.legend(fontsize=7, loc="upper left")
+        else:
+            axes.text(0.5, 0.5, "no successful requests", transform=axes.transAxes, ha="center", va="center")
+    for position in range(len(names), rows * columns):
+        grid[position // columns][position % columns].axis("off")
+    figure.suptitle("Service time percentiles, baseline against this run")
+    figure.tight_layout()
+    return [_svg(matplotlib, pyplot, figure, "compare-distribution")]

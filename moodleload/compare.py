@@ -1,0 +1,139 @@
+"""Comparing a run with its baseline, URL by URL."""
+
+from __future__ import annotations
+
+import math
+import random
+import statistics
+from dataclasses import dataclass
+
+from .histogram import Histogram, counter_median
+
+# ---- comparing two runs
+
+def mann_whitney_p(a: list, b: list) -> float:
+    """Two-sided p-value of the Mann-Whitney U test (normal approximation with tie
+    correction and continuity correction); fine from about 8 values a side."""
+    n1, n2 = len(a), len(b)
+    if not n1 or not n2:
+        return 1.0
+    combined = sorted([(v, 0) for v in a] + [(v, 1) for v in b])
+    ranks = [0.0] * len(combined)
+    tie_term = 0.0
+    i = 0
+    while i < len(combined):
+        j = i
+        while j + 1 < len(combined) and combined[j + 1][0] == combined[i][0]:
+            j += 1
+        average = (i + j) / 2.0 + 1.0
+        for k in range(i, j + 1):
+            ranks[k] = average
+        ties = j - i + 1
+        tie_term += ties ** 3 - ties
+        i = j + 1
+    rank_sum_a = sum(rank for rank, (_, side) in zip(ranks, combined, strict=True) if side == 0)
+    u = rank_sum_a - n1 * (n1 + 1) / 2.0
+    n = n1 + n2
+    variance = n1 * n2 / 12.0 * ((n + 1) - tie_term / (n * (n - 1)))
+    if variance <= 0:
+        return 1.0
+    z = (abs(u - n1 * n2 / 2.0) - 0.5) / math.sqrt(variance)
+    return max(0.0, min(1.0, math.erfc(max(z, 0.0) / math.sqrt(2.0))))
+
+
+def block_medians(raw_url: dict, minimum_count: int = 3) -> list:
+    """Per time block, the median service time: the unit of evidence (requests within a
+    run are autocorrelated, blocks much less so)."""
+    medians = []
+    for block in raw_url.get("blocks_service_ms", []):
+        histogram = Histogram.from_dict(block)
+        if histogram.count >= minimum_count:
+            medians.append(histogram.percentile(50))
+    return medians
+
+
+@dataclass
+class Thresholds:
+    max_regression_pct: float = 10.0
+    alpha: float = 0.05
+    max_db_reads_increase: float = 2.0
+    min_blocks: int = 6
+
+
+def ratio_interval(base_blocks: list, new_blocks: list, resamples: int = 400, seed: int = 0) -> tuple:
+    """95 % bootstrap interval of the ratio of block medians (new / base), resampling blocks,
+    not requests; seeded, so the same runs always give the same interval."""
+    rng = random.Random(seed)
+    ratios = []
+    for _ in range(resamples):
+        base = statistics.median(rng.choices(base_blocks, k=len(base_blocks)))
+        new = statistics.median(rng.choices(new_blocks, k=len(new_blocks)))
+        ratios.append(new / base if base > 0 else math.inf)
+    ratios.sort()
+    return ratios[int(0.025 * resamples)], ratios[int(0.975 * resamples) - 1]
+
+
+def compare_url(base: dict, new: dict, thresholds: Thresholds, alpha: float) -> dict:
+    """Verdict for one URL: 'regression', 'improvement', 'same' or 'unsure' (plus why)."""
+    row = {"verdict": "same", "reasons": []}
+    base_blocks, new_blocks = block_medians(base), block_medians(new)
+    tolerance = thresholds.max_regression_pct / 100.0
+    row["blocks"] = [len(base_blocks), len(new_blocks)]
+    base_reads = counter_median(base.get("footer", {}).get("db_reads", {}))
+    new_reads = counter_median(new.get("footer", {}).get("db_reads", {}))
+    row["db_reads"] = [base_reads, new_reads]
+    if base_reads is not None and new_reads is not None \
+            and new_reads - base_reads > thresholds.max_db_reads_increase:
+        row["verdict"] = "regression"
+        row["reasons"].append(f"DB reads {base_reads:g} -> {new_reads:g} per page")
+    if len(base_blocks) < thresholds.min_blocks or len(new_blocks) < thresholds.min_blocks:
+        row["ratio"] = None
+        row["p_value"] = None
+        if row["verdict"] == "same":
+            row["verdict"] = "unsure"
+            row["reasons"].append(f"too few blocks with data ({len(base_blocks)} vs {len(new_blocks)}, "
+                                  f"need {thresholds.min_blocks})")
+        return row
+    base_median = statistics.median(base_blocks)
+    new_median = statistics.median(new_blocks)
+    ratio = new_median / base_median if base_median > 0 else math.inf
+    p_value = mann_whitney_p(base_blocks, new_blocks)
+    low, high = ratio_interval(base_blocks, new_blocks)
+    row.update(base_ms=round(base_median, 2), new_ms=round(new_median, 2), ratio=round(ratio, 4),
+               ratio_ci95=[round(low, 4), round(high, 4)], p_value=round(p_value, 6), alpha=round(alpha, 6))
+    if ratio > 1 + tolerance:
+        if p_value <= alpha:
+            row["verdict"] = "regression"
+            row["reasons"].append(f"median service time x{ratio:.3f} (p={p_value:.2g} <= {alpha:.2g})")
+        elif p_value <= max(0.1, 2 * alpha) and row["verdict"] == "same":
+            # Pinpoint's third answer: a large change the blocks cannot yet confirm.
+            row["verdict"] = "unsure"
+            row["reasons"].append(f"median service time x{ratio:.3f} but p={p_value:.2g}: run longer")
+    elif ratio < 1 - tolerance and p_value <= alpha and row["verdict"] == "same":
+        row["verdict"] = "improvement"
+    return row
+
+
+def compare_documents(base: dict, new: dict, thresholds: Thresholds) -> dict:
+    """Compare a run with its baseline URL by URL.  Bonferroni: with k URLs each test
+    runs at alpha/k, so the chance of a false alarm on some URL stays near alpha."""
+    names = [name for name in new["urls"] if name in base["urls"]]
+    missing = sorted(set(base["urls"]) ^ set(new["urls"]))
+    alpha = thresholds.alpha / max(1, len(names))
+    rows = {name: compare_url(base["urls"][name], new["urls"][name], thresholds, alpha) for name in names}
+    verdicts = [row["verdict"] for row in rows.values()]
+    if "regression" in verdicts:
+        overall = "regression"
+    elif not rows or "unsure" in verdicts:
+        overall = "unsure"
+    else:
+        overall = "same"
+    notes = []
+    if base["metadata"].get("config_sha256") != new["metadata"].get("config_sha256"):
+        notes.append("the two runs used different configs: compare with care")
+    if base["metadata"].get("seed") != new["metadata"].get("seed"):
+        notes.append("the two runs used different seeds")
+    if missing:
+        notes.append(f"URLs in only one run, not compared: {', '.join(missing)}")
+    return {"verdict": overall, "alpha_per_url": alpha, "urls": rows, "notes": notes,
+            "max_regression_pct": thresholds.max_regression_pct}

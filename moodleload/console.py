@@ -1,0 +1,52 @@
+"""Where messages go, and the small number formats they use."""
+
+from __future__ import annotations
+
+import sys
+
+
+class Printer:
+    """Where messages go.  Quiet keeps only what needs a person: errors and warnings.  On a
+    terminal a live status line rewrites itself under the messages; in logs (CI, git bisect)
+    there is none, only the [PROGRESS] lines."""
+
+    CLEAR = "\r\033[K"
+
+    def __init__(self, stream=None, quiet: bool = False):
+        self.stream = stream or sys.stdout
+        self.quiet = quiet
+        self.live = not quiet and hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.shown = ""
+
+    def __call__(self, line: str) -> None:
+        if not self.quiet or line.startswith(("[ERROR]", "[WARN]")):
+            if self.shown:
+                self.stream.write(self.CLEAR)
+            print(line, file=self.stream, flush=not self.shown)
+            if self.shown:
+                self.stream.write(self.shown)
+                self.stream.flush()
+
+    def status(self, line: str) -> None:
+        self.shown = line
+        self.stream.write(self.CLEAR + line)
+        self.stream.flush()
+
+    def end_status(self) -> None:
+        if self.shown:
+            self.stream.write(self.CLEAR)
+            self.stream.flush()
+            self.shown = ""
+
+
+def clock_text(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def round_or_none(value: float | None, digits: int = 1) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def fmt(value, pattern: str = ".1f") -> str:
+    return "-" if value is None else format(value, pattern)

@@ -1,0 +1,70 @@
+"""Files written whole or not at all: both scripts, results and reports share these."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+from .exits import UsageError
+
+
+def json_text(document, indent: int = 2) -> str:
+    return json.dumps(document, indent=indent, ensure_ascii=False) + "\n"
+
+
+def prepare_file(path: str, text: str, mode: int | None = None) -> str:
+    """Write ``text`` to a temp file beside ``path`` (flushed to disk, ``mode`` set before
+    anything is written) and return its name.  The caller renames it into place with
+    ``os.replace`` (so readers never see half a file) or removes it."""
+    directory = os.path.dirname(os.path.abspath(path))
+    handle, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}-", suffix=".tmp", dir=directory)
+    try:
+        if mode is not None:
+            os.fchmod(handle, mode)
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+    except BaseException:
+        os.unlink(temporary)
+        raise
+    return temporary
+
+
+def write_atomically(path: str, text: str, mode: int | None = None) -> None:
+    """``path`` holds ``text`` afterwards, or is as it was: never half-written."""
+    temporary = prepare_file(path, text, mode)
+    try:
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+def write_json_atomically(path: str, document, mode: int | None = None, indent: int = 2) -> None:
+    write_atomically(path, json_text(document, indent), mode)
+
+
+def read_json(path: str, what: str):
+    """The parsed JSON of ``path``; a file that is not UTF-8 JSON, or is nested beyond
+    reason, is a UsageError naming ``what`` it should have been.  FileNotFoundError is left
+    to the caller, which knows what a missing file means."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        raise
+    except IsADirectoryError:
+        raise UsageError(f"{what}: {path} is a folder, not a file") from None
+    except OSError as error:
+        raise UsageError(f"{what}: cannot read {path}: {error.strerror}") from None
+    try:
+        return json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise UsageError(f"{what}: {path} is not UTF-8 text (byte {error.start}); save it as UTF-8") from None
+    except json.JSONDecodeError as error:
+        raise UsageError(f"{what}: {path} is not valid JSON: {error.msg} at line {error.lineno} "
+                         f"column {error.colno}") from None
+    except RecursionError:
+        raise UsageError(f"{what}: {path} is nested too deeply to be a {what} file") from None

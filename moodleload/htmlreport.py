@@ -1,0 +1,149 @@
+"""The HTML report: one self-contained file."""
+
+from __future__ import annotations
+
+from . import __version__
+from .charts import compare_charts, run_charts
+from .console import fmt
+from .exits import EXIT_BAD, EXIT_CANNOT_JUDGE, EXIT_GOOD
+from .files import write_atomically
+from .results import summarize
+from .verdict import Verdict
+from .views import bottleneck_warning, comparison_rows, trust_signals, url_rows
+
+REPORT_STYLE = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;background:#f6f7f9;color:#1d2125}
+main{max-width:1000px;margin:0 auto;padding:16px 20px 40px}
+h1{font-size:1.4rem;margin:8px 0} h2{font-size:1.1rem;margin:28px 0 8px;border-bottom:1px solid #d0d4d9}
+.verdict{padding:12px 16px;border-radius:6px;font-size:1.1rem;margin:10px 0}
+.good{background:#dff3e2;border:1px solid #7cc48a} .bad{background:#fbe0de;border:1px solid #e08b84}
+.skip{background:#fff3d6;border:1px solid #e2bb5b} .none{background:#e8eaed;border:1px solid #b8bdc4}
+.warn{background:#fff3d6;border:1px solid #e2bb5b;padding:10px 14px;border-radius:6px;margin:8px 0}
+table{border-collapse:collapse;width:100%;background:#fff;font-size:.85rem;margin:6px 0}
+th,td{border:1px solid #dde1e5;padding:4px 6px;text-align:right;vertical-align:top}
+th{background:#eef0f3} td.l,th.l{text-align:left} .regression{color:#b3261e;font-weight:bold}
+.unsure{color:#8a5a00;font-weight:bold} .improvement{color:#1e7b34}
+figure.chart{margin:10px 0;background:#fff;border:1px solid #dde1e5;border-radius:4px;padding:6px}
+figure.chart svg{max-width:100%;height:auto}
+code{background:#eef0f3;padding:1px 4px;border-radius:3px} small{color:#5f6368}
+"""
+
+
+def _e(value) -> str:
+    import html
+
+    return html.escape("-" if value is None else str(value))
+
+
+def _table(headers: list, rows: list, left: int = 1) -> str:
+    head = "".join(f'<th class="{"l" if i < left else ""}">{_e(h)}</th>' for i, h in enumerate(headers))
+    body = "".join("<tr>" + "".join(f'<td class="{"l" if i < left else ""}">{cell}</td>' for i, cell in enumerate(row))
+                   + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _verdict_block(verdict: Verdict | None) -> str:
+    if verdict is None:
+        return '<div class="verdict none">No verdict: no gates and no baseline were given.</div>'
+    css = {EXIT_GOOD: "good", EXIT_BAD: "bad", EXIT_CANNOT_JUDGE: "skip"}.get(verdict.status, "none")
+    label = {"good": "Good", "bad": "Regression (bad)", "cannot judge": "Cannot judge (skip)"}.get(verdict.word,
+                                                                                                 verdict.word)
+    items = "".join(f"<li>{_e(reason)}</li>" for reason in verdict.reasons)
+    return (f'<div class="verdict {css}" id="verdict"><strong>{_e(label)}</strong> &middot; exit {verdict.status}'
+            f'{f"<ul>{items}</ul>" if items else ""}</div>')
+
+
+def render_report(document: dict, verdict: Verdict | None = None, baseline: dict | None = None,
+                  comparison: dict | None = None) -> str:
+    """One self-contained HTML file: verdict, identity, trust, charts, per-URL tables, and
+    with a baseline the side-by-side comparison.  Nothing is fetched when it opens."""
+    summary, meta = document["summary"], document["metadata"]
+    signals = trust_signals(document)
+    parts = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>moodle_load report: "
+             f"{_e(meta.get('target'))}</title><style>{REPORT_STYLE}</style></head><body><main>",
+             "<h1>Moodle load report</h1>", _verdict_block(verdict)]
+    identity = [("target", meta.get("target")), ("Moodle release", meta.get("moodle_release") or "not shown"),
+                ("tool", f"moodle_load.py {meta.get('version')}"), ("seed", meta.get("seed")),
+                ("started", meta.get("started_at")),
+                ("rate", f"{summary['req_per_min_target']:g} RPM target, {summary['req_per_min_observed']:g} observed"),
+                ("measured", f"{meta.get('measured_seconds')} s after {meta.get('warmup_s', 0):g} s warm-up"),
+                ("shards", ", ".join(meta.get("shards", []))), ("config", (meta.get("config_sha256") or "")[:16]),
+                ("arguments", " ".join(meta.get("argv", [])))]
+    parts.append(_table(["", ""], [[_e(k), _e(v)] for k, v in identity], left=2))
+
+    parts.append("<h2>Can these numbers be trusted?</h2>")
+    warning = bottleneck_warning(signals)
+    if warning:
+        parts.append(f'<div class="warn" id="bottleneck"><strong>Warning:</strong> {_e(warning)}</div>')
+    trust_rows = [["generator CPU (share of one core)", _e(fmt(None if signals["cpu_cores_used"] is None
+                                                              else 100 * signals["cpu_cores_used"], ".0f") + " %")],
+                  ["requests waited inside the generator, p50 / p99 ms",
+                   f"{_e(fmt(signals['lateness_ms_p50']))} / {_e(fmt(signals['lateness_ms_p99']))}"],
+                  ["event loop lag p99 ms", _e(fmt(signals["loop_lag_ms_p99"]))],
+                  ["tokens that waited for a free worker", _e(signals["tokens_waited_for_worker"])],
+                  ["tokens dropped (generator paused) / never sent",
+                   f"{_e(signals['tokens_dropped'])} / {_e(signals['tokens_unsent'])}"],
+                  ["warm-up excluded", f"{_e(signals['warmup_excluded_s'])} s"],
+                  ["error rate", _e(fmt(None if summary["error_rate"] is None else 100 * summary["error_rate"],
+                                         ".2f") + " %")]]
+    parts.append(_table(["signal", "value"], trust_rows))
+
+    if comparison is not None:
+        parts.append("<h2>Against the baseline</h2>")
+        parts.append(f"<p><small>Per URL: the median of per-block median service times, Mann-Whitney U on the "
+                     f"blocks at alpha {comparison['alpha_per_url']:.3g} per URL, tolerance "
+                     f"{comparison['max_regression_pct']:g} %; DB reads from Moodle's footer.</small></p>")
+        rows = []
+        for row in comparison_rows(comparison):
+            interval = "-" if row.interval is None else "{:.3f} &ndash; {:.3f}".format(*row.interval)
+            rows.append([_e(row.name), _e(fmt(row.base_ms)), _e(fmt(row.new_ms)), _e(fmt(row.ratio, ".3f")),
+                         interval, _e(fmt(row.p_value, ".2g")), f"{_e(row.db_reads[0])} &rarr; {_e(row.db_reads[1])}",
+                         f'<span class="{_e(row.verdict)}">{_e(row.verdict)}</span>', _e("; ".join(row.reasons))])
+        parts.append(_table(["URL", "baseline ms", "this run ms", "ratio", "95 % interval", "p", "DB reads", "verdict",
+                             "why"], rows))
+        parts += [f"<p><small>note: {_e(note)}</small></p>" for note in comparison["notes"]]
+    if comparison is not None and baseline is not None:
+        parts += compare_charts(baseline, document)
+        base_urls = summarize(baseline)["urls"] if "summary" not in baseline else baseline["summary"]["urls"]
+        footer_rows = []
+        for name, row in summary["urls"].items():
+            before = base_urls.get(name, {})
+            footer_rows.append([_e(name)] + [f"{_e(before.get(key))} &rarr; {_e(row.get(key))}" for key in (
+                "db_reads_median", "db_writes_median", "server_time_ms_median", "memory_peak_mb_median")])
+        parts.append(_table(["URL", "DB reads", "DB writes", "server time ms", "memory peak MB"], footer_rows))
+
+    parts.append("<h2>Over time</h2>")
+    parts += run_charts(document)
+
+    parts.append("<h2>Per URL</h2>")
+    rows = []
+    for row in url_rows(document):
+        failures = ", ".join(f"{k} {v}" for k, v in row.failures.items()) or "none"
+        redirects = ", ".join(f"{k} {v}" for k, v in row.redirects.items()) or "-"
+        rows.append([_e(row.name), _e(row.requests), _e(row.success), _e(failures)]
+                    + [_e(fmt(value)) for value in (row.latency_p50, row.latency_p95, row.latency_p99,
+                                                    row.latency_max, row.service_p50, row.service_p95)]
+                    + [_e(redirects)])
+    parts.append(_table(["URL", "requests", "ok", "failures", "p50", "p95", "p99", "max", "svc p50", "svc p95",
+                         "redirected to"], rows))
+    parts.append("<p><small>Latencies in ms of successful requests. Response time (p50..max) runs from the "
+                 "moment the schedule intended the request to the last byte; service time (svc) from sending it."
+                 "</small></p>")
+    footer_rows = [[_e(name)] + [_e(row.get(key)) for key in (
+        "db_reads_median", "db_reads_max", "db_writes_median", "server_time_ms_median", "server_time_ms_max",
+        "memory_peak_mb_median", "included_files_median", "session_wait_ms_max")]
+        for name, row in summary["urls"].items()]
+    if any(row.get("db_reads_median") is not None for row in summary["urls"].values()):
+        parts.append("<h2>Moodle's performance footer</h2>")
+        parts.append(_table(["URL", "DB reads (median)", "DB reads (max)", "DB writes", "server ms (median)",
+                             "server ms (max)", "memory peak MB", "included files", "session wait ms (max)"],
+                            footer_rows))
+    else:
+        parts.append("<p><small>The pages showed no performance footer: set <code>$CFG-&gt;perfdebug = 15</code> "
+                     "to get DB reads per page, the steadiest regression signal.</small></p>")
+    parts.append(f"<p><small>Made by moodle_load.py {_e(__version__)}.</small></p></main></body></html>\n")
+    return "\n".join(parts)
+
+
+def write_report(path: str, html_text: str) -> None:
+    write_atomically(path, html_text)

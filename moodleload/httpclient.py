@@ -1,0 +1,326 @@
+"""HTTP for the load: a lean HTTP/1.1 client on httptools, and the same interface on aiohttp."""
+
+from __future__ import annotations
+
+import asyncio
+import zlib
+from dataclasses import dataclass
+from urllib.parse import quote, urlencode, urlsplit
+
+from . import __version__
+from .exits import UsageError
+
+# =========================================================================== HTTP
+
+class HttpError(Exception):
+    """The connection failed, or what came back was not HTTP: a "connection" failure."""
+
+
+@dataclass
+class Reply:
+    """What one HTTP exchange gave back, as much as a load test needs of it."""
+
+    status: int
+    location: str  # the Location header, "" if none
+    set_cookies: list  # the raw Set-Cookie headers
+    body: bytes  # decoded from gzip/deflate
+
+
+def parse_set_cookie(header: str) -> tuple[str, str, bool] | None:
+    """``(name, value, deleted)`` of one Set-Cookie header, or None if it names no cookie.
+    A cookie is deleted the ways PHP deletes one: ``Max-Age=0`` (or less), or its
+    placeholder value ``deleted``."""
+    pair, _, attributes = header.partition(";")
+    name, equals, value = pair.partition("=")
+    name = name.strip()
+    if not equals or not name:
+        return None
+    value = value.strip()
+    if len(value) > 1 and value[0] == value[-1] == '"':
+        value = value[1:-1]
+    deleted = value == "deleted"
+    for attribute in attributes.split(";"):
+        key, _, setting = attribute.partition("=")
+        if key.strip().lower() == "max-age":
+            try:
+                deleted = deleted or int(setting.strip()) <= 0
+            except ValueError:
+                pass
+    return name, value, deleted
+
+
+def decode_body(body: bytes, encoding: bytes) -> bytes:
+    """The body without its Content-Encoding (gzip or deflate, the two we ask for)."""
+    if encoding == b"gzip":
+        return zlib.decompress(body, 16 + zlib.MAX_WBITS)
+    if encoding == b"deflate":
+        try:  # what the RFC calls deflate is zlib-wrapped; some servers send it raw
+            return zlib.decompress(body)
+        except zlib.error:
+            return zlib.decompress(body, -zlib.MAX_WBITS)
+    return body
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection carrying one request at a time.  The answer
+    is parsed by httptools (llhttp, Node.js's parser in C), called back as bytes arrive."""
+
+    def __init__(self, parser_class):
+        self.parser = parser_class(self)
+        self.transport = None
+        self.waiter: asyncio.Future | None = None
+        self.closed = False
+        self.received = False  # any byte of the current answer
+        self.timer = None
+        self._new_message()
+
+    def _new_message(self) -> None:
+        self.location = ""
+        self.set_cookies = []
+        self.encoding = b""
+        self.delimited = False  # Content-Length or chunked: else the body ends when the server closes
+        self.headers_done = False
+        self.chunks = []
+
+    # -- asyncio.Protocol
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.received = True
+        try:
+            self.parser.feed_data(data)
+        except Exception as error:  # httptools.HttpParserError and its kinds
+            self._fail(HttpError(f"not an HTTP answer ({error})"))
+
+    def connection_lost(self, error) -> None:
+        self.closed = True
+        if self.timer is not None:
+            self.timer.cancel()
+        if self.waiter is None or self.waiter.done():
+            return
+        if self.headers_done and not self.delimited:
+            self._complete(keep_alive=False)
+        else:
+            reason = "the server closed the connection" if error is None else (str(error) or type(error).__name__)
+            self.waiter.set_exception(HttpError(reason))
+
+    # -- httptools callbacks
+    def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
+        if name == b"location":
+            self.location = value.decode("latin-1")
+        elif name == b"set-cookie":
+            self.set_cookies.append(value.decode("latin-1"))
+        elif name == b"content-encoding":
+            self.encoding = value.strip().lower()
+        elif name == b"content-length" or name == b"transfer-encoding":
+            self.delimited = True
+
+    def on_headers_complete(self) -> None:
+        self.headers_done = True
+
+    def on_body(self, body: bytes) -> None:
+        self.chunks.append(body)
+
+    def on_message_complete(self) -> None:
+        if 100 <= self.parser.get_status_code() < 200:
+            # 100 Continue, 103 Early Hints: informational, the answer itself is still to come.
+            self._new_message()
+            return
+        self._complete(keep_alive=self.parser.should_keep_alive())
+
+    # -- one exchange
+    def _complete(self, keep_alive: bool) -> None:
+        waiter, self.waiter = self.waiter, None
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        body = b"".join(self.chunks) if len(self.chunks) != 1 else self.chunks[0]
+        status, location, cookies, encoding = self.parser.get_status_code(), self.location, self.set_cookies, \
+            self.encoding
+        self._new_message()
+        if not keep_alive:
+            self.close()
+        if waiter is None or waiter.done():
+            return
+        try:
+            waiter.set_result(Reply(status, location, cookies, decode_body(body, encoding)))
+        except zlib.error as error:
+            waiter.set_exception(HttpError(f"bad {encoding.decode('latin-1')} body ({error})"))
+
+    def _fail(self, error: Exception) -> None:
+        self.close()
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(error)
+
+    def _timed_out(self) -> None:
+        self.timer = None
+        self._fail(asyncio.TimeoutError())
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()  # nothing of ours is left to send: no lingering half-close
+
+    async def exchange(self, request: bytes, deadline: float, loop) -> Reply:
+        self.received = False
+        self.waiter = loop.create_future()
+        self.timer = loop.call_at(deadline, self._timed_out)
+        self.transport.write(request)
+        try:
+            return await self.waiter
+        except asyncio.CancelledError:
+            self.close()  # the answer may still come: this connection cannot be reused
+            raise
+
+
+class HttpClient:
+    """A lean HTTP/1.1 client for the requests of the load: keep-alive connections in one
+    pool for all users (each user's cookies travel in its own header), plain or TLS.
+    It does a fraction of aiohttp's per-request work (see the README's performance part);
+    ``AiohttpClient`` is the same interface on aiohttp, for comparison or where httptools
+    is missing."""
+
+    def __init__(self, *, insecure: bool, user_agent: str):
+        import httptools
+
+        self._parser_class = httptools.HttpResponseParser
+        self._idle: dict = {}  # (scheme, host, port) -> idle connections, the most recent last
+        self._user_agent = user_agent
+        self._insecure = insecure
+        self._tls = None
+        self._loop = None
+
+    def _tls_context(self):
+        if self._tls is None:
+            import ssl
+
+            self._tls = ssl.create_default_context()
+            if self._insecure:
+                self._tls.check_hostname = False
+                self._tls.verify_mode = ssl.CERT_NONE
+        return self._tls
+
+    async def _connect(self, scheme: str, host: str, port: int, deadline: float) -> _Connection:
+        loop = self._loop
+        opening = loop.create_connection(lambda: _Connection(self._parser_class), host, port,
+                                         ssl=self._tls_context() if scheme == "https" else None)
+        try:
+            _, connection = await asyncio.wait_for(opening, max(0.0, deadline - loop.time()))
+        except asyncio.TimeoutError:  # an OSError too since Python 3.11: it stays a timeout
+            raise
+        except (OSError, ValueError) as error:  # ValueError: a port out of range, an odd host
+            raise HttpError(f"cannot connect to {host}:{port} ({getattr(error, 'strerror', None) or error})") \
+                from None
+        return connection
+
+    async def request(self, method: str, url: str, cookie: str | None, form: dict | None,
+                      timeout: float) -> Reply:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        loop = self._loop
+        deadline = loop.time() + timeout
+        parts = urlsplit(url)
+        scheme, host = parts.scheme, parts.hostname
+        if scheme not in ("http", "https") or not host:
+            raise HttpError(f"cannot fetch {url!r}: not an http(s) URL")
+        try:
+            port = parts.port or (443 if scheme == "https" else 80)
+        except ValueError:
+            raise HttpError(f"cannot fetch {url!r}: bad port") from None
+        target = (parts.path or "/") + ("?" + parts.query if parts.query else "")
+        if not target.isascii():
+            target = quote(target, safe="/?&=%:@!$'()*+,;~-._")
+        head = (f"{method} {target} HTTP/1.1\r\nHost: {parts.netloc.rpartition('@')[2]}\r\n"
+                f"User-Agent: {self._user_agent}\r\nAccept: */*\r\nAccept-Encoding: gzip, deflate\r\n")
+        if cookie:
+            head += f"Cookie: {cookie}\r\n"
+        payload = b""
+        if form is not None:
+            payload = urlencode(form).encode()
+            head += f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(payload)}\r\n"
+        request = (head + "\r\n").encode("latin-1") + payload
+        key = (scheme, host, port)
+        idle = self._idle.setdefault(key, [])
+        retried = False
+        while True:
+            connection = None
+            while idle and connection is None:
+                candidate = idle.pop()
+                if not candidate.closed:
+                    connection = candidate
+            reused = connection is not None
+            if connection is None:
+                connection = await self._connect(scheme, host, port, deadline)
+            try:
+                reply = await connection.exchange(request, deadline, loop)
+            except HttpError:
+                # A kept-alive connection the server had closed meanwhile (its keep-alive
+                # timeout) fails before any answer: try once more on a new one, as browsers do.
+                if reused and not connection.received and not retried and method == "GET":
+                    retried = True
+                    continue
+                raise
+            if not connection.closed:
+                idle.append(connection)
+            return reply
+
+    async def close(self) -> None:
+        for connections in self._idle.values():
+            for connection in connections:
+                connection.close()
+        self._idle.clear()
+
+
+class AiohttpClient:
+    """``HttpClient``'s interface on aiohttp: one ClientSession and pool, no cookie jar
+    (cookies are per user, kept by each Session)."""
+
+    def __init__(self, *, insecure: bool, user_agent: str):
+        import aiohttp
+
+        self._aiohttp = aiohttp
+        connector = aiohttp.TCPConnector(limit=0, ssl=False if insecure else None, ttl_dns_cache=300)
+        self._session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
+                                              headers={"User-Agent": user_agent})
+        self._timeouts: dict = {}
+
+    async def request(self, method: str, url: str, cookie: str | None, form: dict | None,
+                      timeout: float) -> Reply:
+        aiohttp = self._aiohttp
+        if timeout not in self._timeouts:
+            self._timeouts[timeout] = aiohttp.ClientTimeout(total=timeout)
+        try:
+            async with self._session.request(method, url, data=form, headers={"Cookie": cookie} if cookie else None,
+                                             allow_redirects=False, timeout=self._timeouts[timeout]) as response:
+                body = await response.read()
+                return Reply(response.status, response.headers.get("Location", ""),
+                             response.headers.getall("Set-Cookie", []), body)
+        except asyncio.TimeoutError:
+            raise
+        except aiohttp.ClientError as error:
+            raise HttpError(str(error) or type(error).__name__) from None
+        except (OSError, ValueError) as error:
+            raise HttpError(getattr(error, "strerror", None) or str(error)) from None
+
+    async def close(self) -> None:
+        await self._session.close()
+
+
+def resolve_http_client(name: str) -> str:
+    """Which client ``name`` means here: "auto" is httptools where installed, else aiohttp."""
+    try:
+        import httptools  # noqa: F401
+    except ImportError:
+        if name == "httptools":
+            raise UsageError("--http-client httptools: httptools is not installed (pip install httptools), "
+                             "or use --http-client aiohttp") from None
+        return "aiohttp"
+    return "httptools" if name == "auto" else name
+
+
+def http_client(name: str, *, insecure: bool):
+    """A new client: "httptools" (HttpClient) or "aiohttp" (AiohttpClient)."""
+    client_class = HttpClient if name == "httptools" else AiohttpClient
+    return client_class(insecure=insecure, user_agent=f"moodle_load/{__version__}")

@@ -1,0 +1,151 @@
+"""moodle_load.py's options: the parser, every number checked before the first request,
+and the settings, gates and thresholds built from them."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+from . import __version__
+from .compare import Thresholds
+from .exits import UsageError
+from .verdict import Gates
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse would exit 2, which git bisect takes for "bad"
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="moodle_load.py", allow_abbrev=False, description="Open-loop load generator for Moodle, "
+                     "with verdicts for git bisect run.",
+                     epilog="Exit status: 0 good, 1 bad, 125 cannot judge (bisect skips), "
+                     "128 usage or config mistake, 130/143 interrupted.")
+    parser.add_argument("--config", help="path to config.json")
+    parser.add_argument("--rpm", type=float, help="target requests per minute")
+    parser.add_argument("--duration", type=float, help="measured duration in seconds")
+    parser.add_argument("--concurrency", type=int, default=20,
+                        help="parallel workers, each holding one user session (default 20)")
+    parser.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
+    parser.add_argument("--login-timeout", type=float, default=20, help="seconds per login HTTP step (default 20)")
+    parser.add_argument("--request-timeout", type=float, default=60, help="seconds per request (default 60)")
+    parser.add_argument("--drain", type=float, default=30,
+                        help="seconds a backlog may still be worked off after the schedule ends (default 30)")
+    parser.add_argument("--http-client", choices=("auto", "httptools", "aiohttp"), default="auto",
+                        help="HTTP client: httptools (lean, the default where installed) or aiohttp")
+    parser.add_argument("--progress", type=float, default=30,
+                        help="progress interval in seconds; 0 = none (default 30)")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the request sequence (default 1)")
+    parser.add_argument("--warmup", type=float, default=0, help="seconds of load before measuring (default 0)")
+    parser.add_argument("--blocks", type=int, default=20,
+                        help="time blocks per run for the baseline comparison (default 20)")
+    parser.add_argument("--output", help="write the results JSON document here")
+    parser.add_argument("--baseline", help="results JSON of a good run to compare this one with")
+    parser.add_argument("--max-regression", type=float, default=10.0, metavar="PCT",
+                        help="slowdown tolerated against the baseline, percent (default 10)")
+    parser.add_argument("--max-db-reads-increase", type=float, default=2.0, metavar="N",
+                        help="extra DB reads per page tolerated against the baseline (default 2)")
+    parser.add_argument("--alpha", type=float, default=0.05,
+                        help="false-alarm rate of the baseline comparison, over all URLs (default 0.05)")
+    parser.add_argument("--max-p95-ms", type=float, help="gate: latency p95 above this is bad")
+    parser.add_argument("--max-p99-ms", type=float, help="gate: latency p99 above this is bad")
+    parser.add_argument("--max-error-rate", type=float, help="gate: failed/all above this is bad (0..1)")
+    parser.add_argument("--min-rpm-ratio", type=float, help="gate: observed/target RPM below this is bad")
+    parser.add_argument("--cannot-judge-error-rate", type=float, default=0.5,
+                        help="error rate from which the run cannot judge the commit: exit 125 (default 0.5)")
+    parser.add_argument("--shard", default="1/1", metavar="K/N",
+                        help="run shard K of N: its users and 1/N of the rate (merge with --merge)")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="run N generator processes on this machine and merge their results")
+    parser.add_argument("--compare", nargs=2, metavar=("BASE", "NEW"),
+                        help="compare two saved results and exit with the verdict; no load")
+    parser.add_argument("--merge", nargs="+", metavar="RESULTS", help="merge saved results into --output")
+    parser.add_argument("--report", metavar="HTML",
+                        help="write a self-contained HTML report (needs matplotlib): of this run, of a saved "
+                             "RESULTS file, or with --compare of the comparison")
+    parser.add_argument("results", nargs="?", metavar="RESULTS",
+                        help="a saved results file to make the --report of, without load")
+    parser.add_argument("--quiet", action="store_true", help="print only errors, warnings and the verdict")
+    parser.add_argument("--shard-process", action="store_true", help=argparse.SUPPRESS)  # --processes child
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return parser
+
+
+# Every number an option takes, with its range: checked before the first login, so no
+# infinity, NaN or absurd value reaches the run and changes a verdict later.
+#   dest: (lowest, lowest is allowed, highest)
+NUMBER_RANGES = {
+    "rpm": (0, False, 10_000_000),
+    "duration": (0, False, 7 * 86400),
+    "concurrency": (1, True, 100_000),
+    "login_timeout": (0, False, 3600),
+    "request_timeout": (0, False, 3600),
+    "drain": (0, True, 86400),
+    "progress": (0, True, 86400),
+    "warmup": (0, True, 86400),
+    "blocks": (1, True, 1000),
+    "max_regression": (0, True, 1000),
+    "max_db_reads_increase": (0, True, 1_000_000),
+    "alpha": (0, False, 0.5),
+    "max_p95_ms": (0, True, 1e9),
+    "max_p99_ms": (0, True, 1e9),
+    "max_error_rate": (0, True, 1),
+    "min_rpm_ratio": (0, True, 100),
+    "cannot_judge_error_rate": (0, False, 1),
+    "processes": (1, True, 256),
+}
+
+
+def check_numbers(args) -> None:
+    """Each numeric option finite and in its range; one line naming the option otherwise."""
+    for dest, (lowest, lowest_allowed, highest) in NUMBER_RANGES.items():
+        value = getattr(args, dest, None)
+        if value is None:
+            continue
+        option = "--" + dest.replace("_", "-")
+        if not math.isfinite(value):
+            raise UsageError(f"{option} must be a finite number, got {value}")
+        if value < lowest or (value == lowest and not lowest_allowed) or value > highest:
+            low = f"at least {lowest:g}" if lowest_allowed else f"above {lowest:g}"
+            raise UsageError(f"{option} must be {low} and at most {highest:g}, got {value:g}")
+    if 0 < args.progress < 0.1:
+        raise UsageError(f"--progress must be 0 (none) or at least 0.1 seconds, got {args.progress:g}")
+
+
+def check_load_options(args) -> None:
+    if args.rpm is None or args.duration is None or args.config is None:
+        raise UsageError("--config, --rpm and --duration are required for a load run")
+    if args.processes > 1 and args.shard != "1/1":
+        raise UsageError("--processes and --shard do not go together: each process is a shard")
+
+
+def thresholds_from(args) -> Thresholds:
+    return Thresholds(max_regression_pct=args.max_regression, alpha=args.alpha,
+                      max_db_reads_increase=args.max_db_reads_increase)
+
+
+def gates_from(args) -> Gates:
+    return Gates(max_p95_ms=args.max_p95_ms, max_p99_ms=args.max_p99_ms,
+                 max_error_rate=args.max_error_rate, min_rpm_ratio=args.min_rpm_ratio,
+                 cannot_judge_error_rate=args.cannot_judge_error_rate)
+
+
+def argv_for(parser: argparse.ArgumentParser, args, leave_out: set) -> list:
+    """The command line that gives ``args`` again (less the options in ``leave_out``), built
+    from the parsed values: what a --processes child runs."""
+    argv = []
+    for action in parser._actions:
+        if action.dest in leave_out or not action.option_strings or action.help == argparse.SUPPRESS:
+            continue
+        value = getattr(args, action.dest, None)
+        if value is None or value == action.default or isinstance(action, argparse._VersionAction):
+            continue
+        option = action.option_strings[-1]
+        if isinstance(action, argparse._StoreTrueAction):
+            argv.append(option)
+        elif isinstance(value, list):
+            argv += [option, *map(str, value)]
+        else:
+            argv += [option, repr(value) if isinstance(value, float) else str(value)]
+    return argv

@@ -1,0 +1,53 @@
+"""--processes N: the same load as N shard processes on this machine, results merged."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+
+from .exits import EXIT_CANNOT_JUDGE, EXIT_SIGINT, EXIT_SIGTERM, EXIT_USAGE
+from .results import load_document, merge_documents
+
+# Where the package is imported from: the repository, or the one-file build (a zip on sys.path).
+_IMPORT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_CHILD = ("import sys; sys.path.insert(0, sys.argv[1]); from moodleload.cli import main; "
+          "sys.exit(main(sys.argv[2:]))")
+
+# The parent alone judges, saves and reports the merged results; each child is one shard.
+PARENT_ONLY = {"processes", "output", "baseline", "report", "shard", "progress", "quiet", "shard_process"}
+
+
+def run_processes(count: int, child_argv: list) -> tuple[dict | None, int | None, int | None]:
+    """Run ``count`` shards of ``child_argv``; returns (merged results, early exit status,
+    the status of the signal that interrupted them)."""
+    with tempfile.TemporaryDirectory(prefix="moodle-load-") as tmp:
+        outputs = [os.path.join(tmp, f"shard-{k}.json") for k in range(1, count + 1)]
+        children = [subprocess.Popen([sys.executable, "-c", _CHILD, _IMPORT_ROOT, *child_argv,
+                                      "--shard", f"{k}/{count}", "--output", outputs[k - 1],
+                                      "--progress", "0", "--quiet", "--shard-process"])
+                    for k in range(1, count + 1)]
+        interrupted = []
+
+        def forward(signum, _frame):
+            interrupted.append(signum)
+            for child in children:
+                if child.poll() is None:
+                    child.send_signal(signum)
+
+        previous = {signum: signal.signal(signum, forward) for signum in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            codes = [child.wait() for child in children]
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+        if any(code == EXIT_USAGE for code in codes):
+            return None, EXIT_USAGE, None
+        documents = [load_document(path) for path in outputs if os.path.exists(path)]
+        if not documents:
+            return None, EXIT_CANNOT_JUDGE, None
+        stopped = {signal.SIGINT: EXIT_SIGINT, signal.SIGTERM: EXIT_SIGTERM}.get(interrupted[0]) \
+            if interrupted else None
+        return merge_documents(documents), None, stopped

@@ -1,0 +1,410 @@
+"""The results document: one owner defines it, builds it from a run, validates it when it
+is read, saves it, merges it and summarises it.  The text and HTML reports, the comparison
+and the verdict only read it (pyperf's lesson: the data model owns its JSON)."""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import socket
+from collections import Counter
+from typing import TYPE_CHECKING
+
+from . import __version__
+from .console import round_or_none
+from .exits import UsageError
+from .files import read_json, write_json_atomically
+from .histogram import Histogram, counter_median
+
+if TYPE_CHECKING:
+    from .scheduler import LoadRun
+
+# Format history (a reader refuses formats it does not know):
+#   1  moodle_load.py 0.2-0.4: metadata, logins, generator, per-URL counts, histograms of
+#      response and service time, per-block service histograms, footer tallies, timeline.
+#      0.3 added metadata.http_client; 0.4 dropped metadata.moodle_release (it was
+#      always null).  Readers take both.
+RESULTS_FORMAT = 1
+
+
+def build_document(run: LoadRun, argv: list, config_sha256: str) -> dict:
+    settings = run.settings
+    recorder = run.recorder
+    return {
+        "format": RESULTS_FORMAT,
+        "tool": "moodle_load.py",
+        "metadata": {
+            "version": __version__,
+            "argv": argv,
+            "started_at": run.started_at.isoformat(timespec="seconds") if run.started_at else None,
+            "target": run.config.base_url,
+            "config_sha256": config_sha256,
+            "seed": settings.seed,
+            "rpm": settings.rpm / settings.shard[1],
+            "duration_s": settings.duration,
+            "warmup_s": settings.warmup,
+            "measured_seconds": round(run.measured_seconds, 3),
+            "blocks": settings.blocks,
+            "block_seconds": run.block_seconds,
+            "concurrency": run.effective_concurrency,
+            "http_client": settings.http_client,
+            "shards": [f"{settings.shard[0]}/{settings.shard[1]}"],
+            "interrupted": run.interrupted_by is not None,
+            "host": socket.gethostname(),
+            "python": platform.python_version(),
+        },
+        "logins": {"ok": run.logins_ok, "failed": dict(run.login_failures),
+                   "relogins": sum(s.relogins for s in run.sessions)},
+        "generator": {
+            "cpu_seconds": round(run.cpu_seconds, 3),
+            "run_seconds": round(run.run_seconds, 3),
+            "lateness_ms": recorder.lateness.to_dict(),
+            "loop_lag_ms": recorder.loop_lag.to_dict(),
+            "tokens_waited_for_worker": recorder.tokens_waited,
+            "tokens_dropped": recorder.tokens_dropped,
+            "tokens_unsent": recorder.tokens_unsent,
+            "sent_in_window": recorder.sent_in_window,
+            "request_errors_suppressed": recorder.request_errors_suppressed,
+        },
+        "urls": {name: stats.to_dict() for name, stats in recorder.urls.items()},
+        "timeline": {"seconds": run.timeline_seconds,
+                     "points": [point.to_dict(index, run.timeline_seconds)
+                                for index, point in sorted(recorder.timeline.items())]},
+    }
+
+
+def _added(histogram: dict, other: dict) -> dict:
+    """Two saved histograms added together, saved again."""
+    return Histogram.from_dict(histogram).merge(Histogram.from_dict(other)).to_dict()
+
+
+def _merge_tallies(into: dict, other: dict) -> None:
+    for key, count in other.items():
+        into[key] = into.get(key, 0) + count
+
+
+def merge_documents(documents: list) -> dict:
+    """Add the shards of one run together (--shard K/N on several machines, --processes):
+    counts and histograms add up, the rate targets add up, the measured time is the longest."""
+    if not documents:
+        raise UsageError("merge: no results to merge")
+    # Runs add up only when they ran the same load on the same clock: the same config, seed,
+    # duration, warm-up and blocks (so block k of each run covers the same seconds).
+    for key, label in (("config_sha256", "configs"), ("seed", "seeds"), ("duration_s", "durations"),
+                       ("warmup_s", "warm-ups"), ("blocks", "--blocks")):
+        values = {json.dumps(document["metadata"].get(key)) for document in documents}
+        if len(values) > 1:
+            raise UsageError(f"merge: the results have different {label} ({', '.join(sorted(values))}); "
+                             f"merge shards of one run only")
+    seen = Counter(shard for document in documents for shard in document["metadata"]["shards"])
+    twice = sorted(shard for shard, times in seen.items() if times > 1)
+    if twice:
+        raise UsageError(f"merge: shard {', '.join(twice)} is given more than once; each shard counts once")
+    first = documents[0]
+    merged = json.loads(json.dumps(first))
+    meta = merged["metadata"]
+    for other in documents[1:]:
+        om = other["metadata"]
+        meta["rpm"] += om["rpm"]
+        meta["measured_seconds"] = max(meta["measured_seconds"], om["measured_seconds"])
+        meta["concurrency"] += om["concurrency"]
+        meta["shards"] = meta["shards"] + om["shards"]
+        meta["interrupted"] = meta["interrupted"] or om["interrupted"]
+        merged["logins"]["ok"] += other["logins"]["ok"]
+        merged["logins"]["relogins"] += other["logins"]["relogins"]
+        _merge_tallies(merged["logins"]["failed"], other["logins"]["failed"])
+        generator, og = merged["generator"], other["generator"]
+        generator["cpu_seconds"] = round(generator["cpu_seconds"] + og["cpu_seconds"], 3)
+        generator["run_seconds"] = max(generator["run_seconds"], og["run_seconds"])
+        for key in ("lateness_ms", "loop_lag_ms"):
+            generator[key] = _added(generator[key], og[key])
+        merged["timeline"]["points"] = merge_timelines(merged["timeline"]["points"], other["timeline"]["points"])
+        for key in ("tokens_waited_for_worker", "tokens_dropped", "tokens_unsent", "sent_in_window",
+                    "request_errors_suppressed"):
+            generator[key] += og[key]
+        for name, raw in other["urls"].items():
+            if name not in merged["urls"]:
+                merged["urls"][name] = json.loads(json.dumps(raw))
+                continue
+            target = merged["urls"][name]
+            for key in ("requests", "success", "failure"):
+                target[key] += raw[key]
+            _merge_tallies(target["failures"], raw["failures"])
+            _merge_tallies(target["redirects"], raw["redirects"])
+            for key in ("response_ms", "service_ms"):
+                target[key] = _added(target[key], raw[key])
+            target["blocks_service_ms"] = [
+                _added(a, b) for a, b in zip(target["blocks_service_ms"], raw["blocks_service_ms"], strict=True)]
+            for key, value in raw["footer"].items():
+                if key not in target["footer"]:
+                    target["footer"][key] = value
+                elif key.endswith("_ms"):
+                    target["footer"][key] = _added(target["footer"][key], value)
+                else:
+                    _merge_tallies(target["footer"][key], value)
+    merged["summary"] = summarize(merged)
+    return merged
+
+
+def merge_timelines(points: list, others: list) -> list:
+    by_time = {point["t"]: point for point in points}
+    for point in others:
+        mine = by_time.get(point["t"])
+        if mine is None:
+            by_time[point["t"]] = point
+            continue
+        for key in ("sent", "ok", "cpu_seconds"):
+            mine[key] += point[key]
+        _merge_tallies(mine["failures"], point["failures"])
+        for key in ("response_ms", "service_ms"):
+            mine[key] = _added(mine[key], point[key])
+    return [by_time[t] for t in sorted(by_time)]
+
+
+def load_document(path: str) -> dict:
+    """A saved results document, checked whole: every key a comparison, merge or report
+    reads is there with its type, so a bad file is one line now, not a crash later."""
+    try:
+        document = read_json(path, "results")
+    except FileNotFoundError:
+        raise UsageError(f"results: {path} not found") from None
+    if not isinstance(document, dict) or document.get("tool", "moodle_load.py") != "moodle_load.py" \
+            or "urls" not in document:
+        raise UsageError(f"results: {path} is not a moodle_load.py results file (format {RESULTS_FORMAT})")
+    if document.get("format") != RESULTS_FORMAT:
+        raise UsageError(f"results: {path} has format {document.get('format')!r}; this moodle_load.py "
+                         f"reads format {RESULTS_FORMAT}")
+    problem = document_problem(document)
+    if problem:
+        raise UsageError(f"results: {path} is damaged: {problem}")
+    return document
+
+
+def save_document(path: str, document: dict) -> None:
+    write_json_atomically(path, document, indent=1)
+
+
+# ---- what a valid document holds
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _tally_problem(tally, where: str) -> str | None:
+    if not isinstance(tally, dict):
+        return f"{where} is not an object"
+    for key, count in tally.items():
+        if not _count(count):
+            return f"{where}.{key} is not a count"
+    return None
+
+
+def _histogram_problem(raw, where: str) -> str | None:
+    if not isinstance(raw, dict):
+        return f"{where} is not a histogram"
+    if not raw:
+        return None
+    if raw.get("base") != Histogram.BASE:
+        return f"{where}.base is {raw.get('base')!r}, not {Histogram.BASE}"
+    if not _count(raw.get("count")) or not _number(raw.get("sum", 0)) or not _number(raw.get("max", 0)):
+        return f"{where} has a bad count, sum or max"
+    if raw.get("min") is not None and not _number(raw["min"]):
+        return f"{where}.min is not a number"
+    buckets = raw.get("buckets", {})
+    if not isinstance(buckets, dict):
+        return f"{where}.buckets is not an object"
+    for key, count in buckets.items():
+        if not isinstance(key, str) or not key.lstrip("-").isdigit() or not _count(count):
+            return f"{where}.buckets has a bad entry {key!r}"
+    if sum(buckets.values()) != raw["count"]:
+        return f"{where}: its buckets do not add up to its count"
+    return None
+
+
+_META_NUMBERS = ("rpm", "duration_s", "warmup_s", "measured_seconds")
+_GENERATOR_COUNTS = ("tokens_waited_for_worker", "tokens_dropped", "tokens_unsent", "sent_in_window",
+                     "request_errors_suppressed")
+_URL_COUNTS = ("requests", "success", "failure")
+
+
+def document_problem(document: dict) -> str | None:
+    """What is wrong with a results document, or None: the keys and types every reader relies on."""
+    meta = document.get("metadata")
+    if not isinstance(meta, dict):
+        return "metadata is missing"
+    for key in _META_NUMBERS:
+        if not _number(meta.get(key)) or meta[key] < 0:
+            return f"metadata.{key} is not a number of at least 0"
+    if not _count(meta.get("blocks")) or meta["blocks"] < 1:
+        return "metadata.blocks is not a positive count"
+    if not _count(meta.get("concurrency")):
+        return "metadata.concurrency is not a count"
+    if not isinstance(meta.get("seed"), int) or isinstance(meta.get("seed"), bool):
+        return "metadata.seed is not an integer"
+    if not isinstance(meta.get("config_sha256"), str):
+        return "metadata.config_sha256 is not a string"
+    if not isinstance(meta.get("interrupted"), bool):
+        return "metadata.interrupted is not true or false"
+    shards = meta.get("shards")
+    if not isinstance(shards, list) or not shards or not all(isinstance(s, str) for s in shards):
+        return "metadata.shards is not a list of K/N strings"
+    logins = document.get("logins")
+    if not isinstance(logins, dict) or not _count(logins.get("ok")) or not _count(logins.get("relogins")):
+        return "logins is missing its ok and relogins counts"
+    problem = _tally_problem(logins.get("failed"), "logins.failed")
+    if problem:
+        return problem
+    generator = document.get("generator")
+    if not isinstance(generator, dict):
+        return "generator is missing"
+    for key in _GENERATOR_COUNTS:
+        if not _count(generator.get(key)):
+            return f"generator.{key} is not a count"
+    for key in ("cpu_seconds", "run_seconds"):
+        if not _number(generator.get(key)):
+            return f"generator.{key} is not a number"
+    for key in ("lateness_ms", "loop_lag_ms"):
+        problem = _histogram_problem(generator.get(key, {}), f"generator.{key}")
+        if problem:
+            return problem
+    urls = document.get("urls")
+    if not isinstance(urls, dict):
+        return "urls is not an object"
+    for name, raw in urls.items():
+        problem = _url_problem(raw, f"urls[{name!r}]", meta["blocks"])
+        if problem:
+            return problem
+    timeline = document.get("timeline", {"seconds": 1.0, "points": []})
+    if not isinstance(timeline, dict) or not _number(timeline.get("seconds")) or timeline["seconds"] <= 0 \
+            or not isinstance(timeline.get("points"), list):
+        return "timeline needs seconds and points"
+    for position, point in enumerate(timeline["points"]):
+        where = f"timeline.points[{position}]"
+        if not isinstance(point, dict) or not _number(point.get("t")) or not _count(point.get("sent")) \
+                or not _count(point.get("ok")) or not _number(point.get("cpu_seconds", 0)):
+            return f"{where} needs t, sent, ok and cpu_seconds"
+        problem = _tally_problem(point.get("failures"), f"{where}.failures") \
+            or _histogram_problem(point.get("response_ms"), f"{where}.response_ms") \
+            or _histogram_problem(point.get("service_ms"), f"{where}.service_ms")
+        if problem:
+            return problem
+    return None
+
+
+def _url_problem(raw, where: str, blocks: int) -> str | None:
+    if not isinstance(raw, dict):
+        return f"{where} is not an object"
+    for key in _URL_COUNTS:
+        if not _count(raw.get(key)):
+            return f"{where}.{key} is not a count"
+    if raw["success"] + raw["failure"] != raw["requests"]:
+        return f"{where}: success and failure do not add up to requests"
+    for key in ("failures", "redirects"):
+        problem = _tally_problem(raw.get(key), f"{where}.{key}")
+        if problem:
+            return problem
+    for key in ("response_ms", "service_ms"):
+        problem = _histogram_problem(raw.get(key), f"{where}.{key}")
+        if problem:
+            return problem
+    block_list = raw.get("blocks_service_ms")
+    if not isinstance(block_list, list) or len(block_list) != blocks:
+        return f"{where}.blocks_service_ms does not hold metadata.blocks ({blocks}) histograms"
+    for position, block in enumerate(block_list):
+        problem = _histogram_problem(block, f"{where}.blocks_service_ms[{position}]")
+        if problem:
+            return problem
+    footer = raw.get("footer")
+    if not isinstance(footer, dict):
+        return f"{where}.footer is not an object"
+    for key, value in footer.items():
+        problem = _histogram_problem(value, f"{where}.footer.{key}") if key.endswith("_ms") \
+            else _tally_problem(value, f"{where}.footer.{key}")
+        if problem:
+            return problem
+        if not key.endswith("_ms") and not all(_is_numeric_text(k) for k in value):
+            return f"{where}.footer.{key} has a value that is not a number"
+    return None
+
+
+def _is_numeric_text(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
+# ---- the summary: headline numbers recomputed from the histograms
+
+PERCENTILES = (50, 90, 95, 99, 99.9)
+
+
+def percentile_keys(prefix: str, histogram: Histogram) -> dict:
+    keys = {}
+    for q in PERCENTILES:
+        label = str(q).replace(".", "_") if q != int(q) else str(int(q))
+        keys[f"{prefix}_p{label}"] = round_or_none(histogram.percentile(q))
+    keys[f"{prefix}_max"] = round_or_none(histogram.maximum if histogram.count else None)
+    return keys
+
+
+def url_summary(raw: dict) -> dict:
+    """Headline numbers of one URL's recorded results."""
+    response = Histogram.from_dict(raw.get("response_ms"))
+    service = Histogram.from_dict(raw.get("service_ms"))
+    summary = {"requests": raw["requests"], "success": raw["success"], "failure": raw["failure"]}
+    summary.update(percentile_keys("latency_ms", response))
+    summary.update(percentile_keys("service_ms", service))
+    footer = raw.get("footer", {})
+    for name in ("db_reads", "db_writes", "included_files", "memory_peak_mb"):
+        if footer.get(name):
+            summary[f"{name}_median"] = counter_median(footer[name])
+            summary[f"{name}_max"] = max(float(k) for k in footer[name])
+    for name in ("server_time_ms", "session_wait_ms"):
+        if footer.get(name):
+            histogram = Histogram.from_dict(footer[name])
+            summary[f"{name}_median"] = round_or_none(histogram.percentile(50))
+            summary[f"{name}_max"] = round_or_none(histogram.maximum)
+    return summary
+
+
+def summarize(document: dict) -> dict:
+    """The run's summary: the product's keys first, then the rest.  Pure: recomputed from
+    the recorded histograms, so merged documents summarise the same way."""
+    meta = document["metadata"]
+    response, service = Histogram(), Histogram()
+    failures: Counter = Counter()
+    requests = success = 0
+    for raw in document["urls"].values():
+        response.merge(Histogram.from_dict(raw["response_ms"]))
+        service.merge(Histogram.from_dict(raw["service_ms"]))
+        requests += raw["requests"]
+        success += raw["success"]
+        for kind, count in raw["failures"].items():
+            failures[kind] += count
+    # The observed rate counts requests actually sent inside the measured window: a generator
+    # that fell behind and worked off its backlog later did not reach the target.
+    seconds = meta.get("measured_seconds") or 0.0
+    sent = document["generator"]["sent_in_window"]
+    observed = sent / seconds * 60.0 if seconds > 0 else 0.0
+    summary = {
+        "req_per_min_target": meta["rpm"],
+        "req_per_min_observed": round(observed, 1),
+        "requests": requests,
+        "success": success,
+        "failure": requests - success,
+        "latency_ms_p50": round_or_none(response.percentile(50)),
+        "latency_ms_p95": round_or_none(response.percentile(95)),
+        "latency_ms_p99": round_or_none(response.percentile(99)),
+    }
+    summary.update(percentile_keys("latency_ms", response))
+    summary.update(percentile_keys("service_ms", service))
+    summary["error_rate"] = round((requests - success) / requests, 4) if requests else None
+    summary["failures"] = dict(sorted(failures.items()))
+    summary["urls"] = {name: url_summary(raw) for name, raw in document["urls"].items()}
+    return summary

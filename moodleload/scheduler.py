@@ -1,0 +1,348 @@
+"""Running the load: log users in, then release requests on the timeline to workers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import signal
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from urllib.parse import urlsplit
+
+from .clock import RealClock, wait_all, wake
+from .config import Config, User
+from .console import Printer, clock_text, fmt, round_or_none
+from .histogram import Histogram
+from .httpclient import HttpError, http_client
+from .moodle import LoginFailed, RedirectLoop, Session, fetch, login, parse_footer
+from .plan import Timeline, plan_requests, user_order
+from .recording import Recorder
+
+
+@dataclass
+class RunSettings:
+    rpm: float
+    duration: float
+    concurrency: int = 20
+    warmup: float = 0.0
+    seed: int = 1
+    insecure: bool = False
+    login_timeout: float = 20.0
+    request_timeout: float = 60.0
+    progress: float = 30.0
+    blocks: int = 20
+    shard: tuple = (1, 1)
+    grace: float = 5.0  # how long requests in flight may finish after a stop
+    drain: float = 30.0  # how long a backlog may still be worked off after the schedule ends
+    http_client: str = "httptools"  # or "aiohttp"
+
+
+class PauseDetector:
+    """Notices when this process stopped running (SIGSTOP, a long GC, a blocked event loop):
+    a 50 ms sleep that took far longer.  Like HdrHistogram's pause detector."""
+
+    def __init__(self, clock, tick: float = 0.05, threshold: float = 0.5):
+        self.clock = clock
+        self.tick = tick
+        self.threshold = threshold
+        self.intervals: list = []  # (from, to) of each pause
+
+    async def watch(self) -> None:
+        while True:
+            before = self.clock.now()
+            await self.clock.sleep(self.tick)
+            after = self.clock.now()
+            if after - before - self.tick > self.threshold:
+                self.intervals.append((before + self.tick, after))
+
+    def covers(self, moment: float) -> bool:
+        return any(start <= moment < end for start, end in reversed(self.intervals[-16:]))
+
+
+class LoadRun:
+    """Logs users in, then runs the schedule.  ``stop()`` ends it early (signals)."""
+
+    def __init__(self, config: Config, settings: RunSettings, say: Printer, *, clock=None, http=None):
+        self.config = config
+        self.settings = settings
+        self.say = say
+        self.stopping = asyncio.Event()
+        self.interrupted_by: int | None = None
+        self.login_failures: Counter = Counter()
+        self.logins_ok = 0
+        self.sessions: list[Session] = []
+        shard, shards = settings.shard
+        self.shard_users = [u for i, u in enumerate(user_order(config.users, settings.seed))
+                            if i % shards == shard - 1]
+        self.block_seconds = settings.duration / settings.blocks
+        # At most ~600 points on the timeline, whatever the duration: the report stays small.
+        self.timeline_seconds = max(1.0, settings.duration / 600.0)
+        self.recorder = Recorder(config, settings.blocks, self.block_seconds, self.timeline_seconds)
+        self.started_at = None
+        self.measured_seconds = 0.0
+        self.cpu_seconds = 0.0
+        self.effective_concurrency = settings.concurrency
+        self.run_seconds = 0.0
+        self.window_end = math.inf
+        self.login_url_path = urlsplit(config.base_url + config.login_path).path
+        self.clock = clock or RealClock()
+        self.http = http  # None: a client of settings.http_client is made, and closed at the end
+        self._sleepers: set = set()  # workers waiting for their due time
+        self.timeline: Timeline | None = None
+        self.measure_from = math.inf
+        self.give_up_at = math.inf
+        self.taken = 0  # positions taken by workers (sent, dropped, or being sent)
+        self.pauses = PauseDetector(self.clock)
+
+    def stop(self, signum: int | None = None) -> None:
+        self.window_end = min(self.window_end, self.clock.now())
+        if self.interrupted_by is None and signum is not None:
+            self.interrupted_by = signum
+            self.say(f"[INFO] {signal.Signals(signum).name}: stopping the schedule, finishing requests in flight")
+        self.stopping.set()
+        for waiter in self._sleepers:  # workers waiting for their next due time
+            wake(waiter)
+
+    async def run(self) -> None:
+        # One client and pool for all users; each Session carries its own cookies.
+        own_client = self.http is None
+        if own_client:
+            self.http = http_client(self.settings.http_client, insecure=self.settings.insecure)
+        try:
+            await self._login_all()
+            if self.sessions and not self.stopping.is_set():
+                await self._run_schedule()
+        finally:
+            if own_client:
+                await self.http.close()
+
+    async def _login_all(self) -> None:
+        users = self.shard_users
+        self.say(f"[INFO] Logging in {len(users)} users...")
+        gate = asyncio.Semaphore(max(1, self.settings.concurrency))
+
+        async def one(user: User):
+            session = Session(user)
+            async with gate:
+                if self.stopping.is_set():
+                    return
+                try:
+                    await login(self.http, session, self.config, self.settings.login_timeout, self.say)
+                except LoginFailed as failure:
+                    self.login_failures[failure.reason] += 1
+                    self.say(f"[ERROR] Login failed for user {user.username}: {failure}")
+                    return
+            self.logins_ok += 1
+            self.sessions.append(session)
+
+        await asyncio.gather(*(one(user) for user in users))
+        # Keep the seeded order whatever order the logins finished in.
+        rank = {user.username: i for i, user in enumerate(users)}
+        self.sessions.sort(key=lambda s: rank[s.user.username])
+        self.say(f"[INFO] {self.logins_ok} of {len(users)} users logged in")
+
+    async def _run_schedule(self) -> None:
+        """The token bucket, lazily: each free worker takes the next position of the plan and
+        waits for its due time; a token already due when taken waited for a free worker.
+        Nothing queues up, so memory stays flat however far the site falls behind."""
+        settings, clock = self.settings, self.clock
+        concurrency = min(settings.concurrency, len(self.sessions))
+        if concurrency < settings.concurrency:
+            self.say(f"[WARN] --concurrency {settings.concurrency} capped at {concurrency}: one request "
+                     f"in flight per user session (Moodle locks the session), {len(self.sessions)} users "
+                     f"logged in")
+        self.effective_concurrency = concurrency
+        total_seconds = settings.warmup + settings.duration
+        cpu_start = clock.cpu()
+        timeline = self.timeline = Timeline.of_run(clock.now() + 0.05, settings.rpm, total_seconds, settings.shard)
+        self.started_at = datetime.now(timezone.utc)
+        self.measure_from = timeline.start + settings.warmup
+        self.window_end = min(self.window_end, self.measure_from + settings.duration)
+        # After the schedule, a backlog (too few workers, a saturated site) gets a bounded time.
+        self.give_up_at = timeline.start + total_seconds + settings.drain
+        plan = enumerate(plan_requests(self.config, settings.seed, timeline.count, start=settings.shard[0] - 1,
+                                       step=settings.shard[1]))
+        helpers = [asyncio.create_task(self.pauses.watch()), asyncio.create_task(self._sample_cpu()),
+                   asyncio.create_task(self._progress())]
+        workers = {asyncio.create_task(self._worker(plan)) for _ in range(concurrency)}
+        await self._shut_down(workers, helpers, total_seconds + settings.drain + 1.0)
+        self.recorder.tokens_unsent += max(0, timeline.due_by(min(clock.now(), timeline.start + total_seconds))
+                                           - self.taken)
+        self.measured_seconds = max(0.0, min(self.window_end, self.measure_from + settings.duration)
+                                    - self.measure_from)
+        self.cpu_seconds = clock.cpu() - cpu_start
+        self.run_seconds = clock.now() - timeline.start
+
+    def _offset(self, due: float) -> float | None:
+        """Seconds into the measured window, or None for the warm-up (executed, not counted)."""
+        return due - self.measure_from if due >= self.measure_from else None
+
+    async def _worker(self, plan) -> None:
+        """Take the next position of the shared plan, wait for its due time, send it; again."""
+        clock, recorder, sessions, timeline = self.clock, self.recorder, self.sessions, self.timeline
+        for local, planned in plan:
+            self.taken += 1
+            due = timeline.due(planned.index)
+            measured = due >= self.measure_from
+            if clock.now() >= due:
+                if measured:
+                    recorder.tokens_waited += 1
+            else:
+                # Sleep to an absolute time, never "interval after the last one": no drift.
+                # One wake-up per request (uvloop's timers have 1 ms resolution, and
+                # re-checking sub-millisecond remainders would spin); stop() wakes it early.
+                if not self.stopping.is_set():
+                    await self._sleep_until(due)
+                if measured and not self.stopping.is_set():
+                    recorder.loop_lag.record((clock.now() - due) * 1000.0)
+            if self.stopping.is_set() or clock.now() > self.give_up_at:
+                self.taken -= 1
+                return
+            if self.pauses.covers(due):
+                # The generator itself was stopped (SIGSTOP, a long GC, a blocked loop):
+                # firing what fell due meanwhile would be a burst no real user makes.
+                if measured:
+                    recorder.tokens_dropped += 1
+                continue
+            await self._perform(planned, due, sessions[local % len(sessions)])
+
+    async def _sleep_until(self, moment: float) -> None:
+        waiter = asyncio.get_running_loop().create_future()
+        timer = self.clock.call_at(moment, wake, waiter)
+        self._sleepers.add(waiter)
+        try:
+            await waiter
+        finally:
+            self._sleepers.discard(waiter)
+            timer.cancel()
+
+    async def _sample_cpu(self) -> None:
+        """The generator's own CPU use per timeline point: a trust signal for the report."""
+        clock, recorder = self.clock, self.recorder
+        last_cpu, index = clock.cpu(), 0
+        while True:
+            moment = self.measure_from + (index + 1) * self.timeline_seconds
+            await clock.sleep(moment - clock.now())
+            cpu = clock.cpu()
+            recorder.point(index * self.timeline_seconds).cpu_seconds += cpu - last_cpu
+            last_cpu, index = cpu, index + 1
+
+    async def _shut_down(self, workers: set, helpers: list, timeout: float) -> None:
+        """Wait for the workers to finish the plan; after a stop (or past the time a backlog
+        gets), requests in flight may finish within the grace, the rest are cut off."""
+        pending = await wait_all(self.clock, workers, timeout)
+        if self.stopping.is_set() or pending:
+            pending = await wait_all(self.clock, pending, self.settings.grace) if pending else set()
+            for task in pending:
+                task.cancel()
+            self.taken -= len(pending)
+        for helper in helpers:
+            helper.cancel()
+        if hasattr(self.say, "end_status"):
+            self.say.end_status()
+
+    async def _perform(self, planned, due: float, session: Session) -> None:
+        clock = self.clock.now
+        spec = self.config.urls[planned.url_index]
+        recorder = self.recorder
+        measured = self._offset(due)
+        async with session.lock:
+            if session.needs_login:
+                try:
+                    await login(self.http, session, self.config, self.settings.login_timeout, self.say)
+                    session.needs_login = False
+                    session.relogins += 1
+                except LoginFailed as failure:
+                    self._request_error(f"re-login of {session.user.username} failed: {failure}")
+                    recorder.record(spec.name, measured, failure="login")
+                    return
+            sent = clock()
+            sent_offset = sent - due + measured if measured is not None else None
+            if measured is not None:
+                recorder.sent += 1
+                if sent <= self.window_end:
+                    recorder.sent_in_window += 1
+                recorder.lateness.record((sent - due) * 1000.0)
+            try:
+                fetched = await fetch(self.http, session, self.config.base_url + planned.path,
+                                      timeout=self.settings.request_timeout)
+            except asyncio.TimeoutError:
+                self._request_error(f"timeout after {self.settings.request_timeout:g} s: {planned.path}")
+                recorder.record(spec.name, measured, failure="timeout", sent_offset=sent_offset)
+                return
+            except (HttpError, RedirectLoop) as error:
+                self._request_error(f"{type(error).__name__}: {error} ({planned.path})")
+                recorder.record(spec.name, measured, failure="connection", sent_offset=sent_offset)
+                return
+            finished = clock()
+        status = fetched.status
+        redirected_to = urlsplit(fetched.url).path if fetched.redirected else None
+        if redirected_to is not None and redirected_to == self.login_url_path:
+            # The session is gone (expired, or killed): not a success, and log in again.
+            session.needs_login = True
+            recorder.record(spec.name, measured, failure="session_lost", redirected_to=redirected_to,
+                            sent_offset=sent_offset)
+        elif 200 <= status < 300:
+            recorder.record(spec.name, measured, response_ms=(finished - due) * 1000.0,
+                            service_ms=(finished - sent) * 1000.0, redirected_to=redirected_to,
+                            footer=parse_footer(fetched.body), sent_offset=sent_offset)
+        else:
+            recorder.record(spec.name, measured, failure=f"http_{status}", redirected_to=redirected_to,
+                            sent_offset=sent_offset)
+
+    def _request_error(self, message: str) -> None:
+        recorder = self.recorder
+        if recorder.request_errors_printed < 20:
+            recorder.request_errors_printed += 1
+            self.say(f"[Request error: {message}]")
+        else:
+            recorder.request_errors_suppressed += 1
+
+    async def _progress(self) -> None:
+        """[PROGRESS] lines every --progress seconds, and on a terminal a live status line."""
+        every = self.settings.progress
+        live = getattr(self.say, "live", False)
+        if every <= 0 and not live:
+            return
+        tick = 1.0 if live else every
+        total = self.settings.warmup + self.settings.duration
+        recorder = self.recorder
+        overall, since_report = Histogram(), Histogram()
+        done_total = failed_total = done_since = 0
+        clock, start, measure_from = self.clock.now, self.timeline.start, self.measure_from
+        last_report = clock()
+        while True:
+            await self.clock.sleep(tick)
+            now = clock()
+            chunk, recorder.interval = recorder.interval, Histogram()
+            done, recorder.interval_done = recorder.interval_done, 0
+            failed, recorder.interval_failed = recorder.interval_failed, 0
+            overall.merge(chunk)
+            since_report.merge(chunk)
+            done_total += done
+            failed_total += failed
+            done_since += done
+            measured = max(now - measure_from, 1e-9)
+            rpm_overall = round(done_total / measured * 60.0, 1) if now > measure_from else 0.0
+            if live:
+                elapsed = min(now - start, total)
+                phase = "warm-up" if now < measure_from else "measuring"
+                self.say.status(f"[{phase}] {clock_text(elapsed)} / {clock_text(total)} "
+                                f"({clock_text(total - elapsed)} left) | "
+                                f"{rpm_overall:.0f} of {self.settings.rpm:g} RPM | p95 "
+                                f"{fmt(overall.percentile(95), '.0f')} ms | failed {failed_total}")
+            if every > 0 and now - last_report >= every - tick / 2:  # timers may fire a little early
+                snapshot = {
+                    "elapsed_s": round(now - start, 1),
+                    "phase": "warmup" if now < measure_from else "measure",
+                    "sent": recorder.sent, "ok": done_total - failed_total, "failed": failed_total,
+                    "rpm_interval": round(done_since / (now - last_report) * 60.0, 1),
+                    "rpm_overall": rpm_overall,
+                    "latency_ms_p50_interval": round_or_none(since_report.percentile(50)),
+                    "latency_ms_p95_interval": round_or_none(since_report.percentile(95)),
+                    "latency_ms_p95_overall": round_or_none(overall.percentile(95)),
+                }
+                self.say(f"[PROGRESS] {json.dumps(snapshot)}")
+                since_report, done_since, last_report = Histogram(), 0, now

@@ -1,0 +1,103 @@
+"""The text views of a results document."""
+
+from __future__ import annotations
+
+import json
+
+from .console import fmt
+from .histogram import Histogram
+from .views import bottleneck_warning, comparison_rows, shorten, url_rows
+
+
+def format_report(document: dict) -> str:
+    """The human view of a results document: a table per URL, then the summary JSON."""
+    summary = document["summary"]
+    lines = ["", "Per URL (latency = response time from the intended start; svc = service time; ms):"]
+    header = f"{'url':<38} {'req':>6} {'ok':>6} {'fail':>5} {'p50':>7} {'p95':>7} {'p99':>7} " \
+             f"{'max':>7} {'svc p50':>7} {'svc p95':>7} {'DB r/w':>8}"
+    lines.append(header)
+    lines.append("-" * len(header))
+    cell = fmt
+    for row in url_rows(document):
+        footer = f"{row.db_reads:g}/{row.db_writes:g}" if row.db_reads is not None and row.db_writes is not None \
+            else "-"
+        lines.append(f"{shorten(row.name, 38):<38} {row.requests:>6} {row.success:>6} {row.failure:>5} "
+                     f"{cell(row.latency_p50):>7} {cell(row.latency_p95):>7} {cell(row.latency_p99):>7} "
+                     f"{cell(row.latency_max):>7} {cell(row.service_p50):>7} {cell(row.service_p95):>7} {footer:>8}")
+        if row.failures:
+            lines.append(f"    failures: {', '.join(f'{k} {v}' for k, v in row.failures.items())}")
+        if row.redirects:
+            lines.append(f"    redirected to: {', '.join(f'{k} {v}' for k, v in row.redirects.items())}")
+    generator = document["generator"]
+    lateness = Histogram.from_dict(generator["lateness_ms"])
+    lines.append("")
+    lines.append(f"Generator: {generator['cpu_seconds']:.1f} s CPU; "
+                 f"{generator['tokens_waited_for_worker']} tokens waited for a free worker (worst lateness "
+                 f"{cell(lateness.maximum if lateness.count else None)} ms); "
+                 f"{generator['tokens_dropped']} dropped after a pause of the generator, "
+                 f"{generator['tokens_unsent']} never sent")
+    logins = document["logins"]
+    lines.append(f"Logins: {logins['ok']} ok, {sum(logins['failed'].values())} failed, "
+                 f"{logins['relogins']} re-logins after a lost session")
+    lines.append("")
+    lines.append("[SUMMARY] " + summary_json(summary))
+    return "\n".join(lines)
+
+
+def summary_json(summary: dict) -> str:
+    """The summary as JSON, one line per key and one line per URL: readable and greppable."""
+    head = {key: value for key, value in summary.items() if key != "urls"}
+    lines = [f" {json.dumps(key)}: {json.dumps(value)}," for key, value in head.items()]
+    urls = [f"  {json.dumps(name)}: {json.dumps(row)}" for name, row in summary["urls"].items()]
+    return "{\n" + "\n".join(lines) + '\n "urls": {\n' + ",\n".join(urls) + "\n }\n}"
+
+
+def rate_hints(document: dict) -> list:
+    """Why the observed rate fell short of the target, when it did."""
+    summary, meta, generator = document["summary"], document["metadata"], document["generator"]
+    target = summary["req_per_min_target"]
+    if not target or summary["req_per_min_observed"] >= 0.95 * target or meta["interrupted"]:
+        return []
+    hints = [f"[WARN] observed {summary['req_per_min_observed']:.0f} RPM is below the target {target:g}"]
+    if generator["tokens_waited_for_worker"]:
+        hints.append(f"[HINT] {generator['tokens_waited_for_worker']} requests waited for a free worker: "
+                     f"raise --concurrency (now {meta['concurrency']})")
+    if meta["concurrency"] >= document["logins"]["ok"]:
+        hints.append("[HINT] every logged-in user was busy: give the run more users "
+                     "(set_moodle_passwords.py --count)")
+    if generator["tokens_unsent"]:
+        hints.append(f"[HINT] {generator['tokens_unsent']} scheduled requests were never sent: the backlog "
+                     f"outgrew the run (raise --concurrency, or the site is saturated)")
+    if generator["tokens_dropped"]:
+        hints.append(f"[HINT] {generator['tokens_dropped']} tokens were dropped after the generator "
+                     f"stalled: it is short of CPU (use --processes)")
+    return hints
+
+
+def format_comparison(comparison: dict) -> str:
+    lines = ["", f"Against the baseline (tolerance {comparison['max_regression_pct']:g} %, "
+                 f"alpha per URL {comparison['alpha_per_url']:.3g}; service-time medians of time blocks):"]
+    header = (f"{'url':<38} {'base ms':>8} {'new ms':>8} {'ratio':>7} {'95% interval':>13} {'p':>8} "
+              f"{'DB reads':>11}  verdict")
+    lines += [header, "-" * len(header)]
+    for row in comparison_rows(comparison):
+        reads = "-" if row.db_reads[0] is None else f"{row.db_reads[0]:g}->{row.db_reads[1]:g}"
+        interval = "-" if row.interval is None else "{:.3f}-{:.3f}".format(*row.interval)
+        lines.append(f"{shorten(row.name, 38):<38} {fmt(row.base_ms):>8} {fmt(row.new_ms):>8} "
+                     f"{fmt(row.ratio, '.3f'):>7} {interval:>13} {fmt(row.p_value, '.2g'):>8} {reads:>11}  "
+                     f"{row.verdict}")
+    lines += [f"note: {note}" for note in comparison["notes"]]
+    return "\n".join(lines)
+
+
+def format_trust(signals: dict) -> list:
+    lines = []
+    if signals["cpu_cores_used"] is not None:
+        lines.append(f"Trust: generator CPU {signals['cpu_cores_used']:.0%} of a core; requests waited inside it "
+                     f"p50 {fmt(signals['lateness_ms_p50'])} ms, p99 {fmt(signals['lateness_ms_p99'])} ms; "
+                     f"event loop lag p99 {fmt(signals['loop_lag_ms_p99'])} ms; warm-up excluded "
+                     f"{signals['warmup_excluded_s']:g} s")
+    warning = bottleneck_warning(signals)
+    if warning:
+        lines.append(f"[WARN] {warning}")
+    return lines

@@ -1,0 +1,114 @@
+"""What the reports show, computed once from a results document: the per-URL rows, the
+comparison rows and the trust signals.  The text and HTML reports only render these."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .console import round_or_none
+from .histogram import Histogram
+
+
+def shorten(name: str, width: int) -> str:
+    """A name cut to ``width`` characters, with "..." where it was cut."""
+    return name if len(name) <= width else name[:width - 3] + "..."
+
+
+@dataclass(frozen=True)
+class UrlRow:
+    """One URL's line in the per-URL tables (times in ms of successful requests)."""
+
+    name: str
+    requests: int
+    success: int
+    failure: int
+    latency_p50: float | None
+    latency_p95: float | None
+    latency_p99: float | None
+    latency_max: float | None
+    service_p50: float | None
+    service_p95: float | None
+    db_reads: float | None
+    db_writes: float | None
+    failures: dict
+    redirects: dict
+
+
+def url_rows(document: dict) -> list:
+    rows = []
+    for name, row in document["summary"]["urls"].items():
+        raw = document["urls"][name]
+        rows.append(UrlRow(name, row["requests"], row["success"], row["failure"], row["latency_ms_p50"],
+                           row["latency_ms_p95"], row["latency_ms_p99"], row["latency_ms_max"],
+                           row["service_ms_p50"], row["service_ms_p95"], row.get("db_reads_median"),
+                           row.get("db_writes_median"), dict(raw["failures"]), dict(raw["redirects"])))
+    return rows
+
+
+@dataclass(frozen=True)
+class ComparisonRow:
+    """One URL's line in the comparison with the baseline."""
+
+    name: str
+    base_ms: float | None
+    new_ms: float | None
+    ratio: float | None
+    interval: tuple | None  # 95 % interval of the ratio
+    p_value: float | None
+    db_reads: tuple  # (baseline, this run), None where a page had no footer
+    verdict: str
+    reasons: tuple
+
+
+def comparison_rows(comparison: dict) -> list:
+    rows = []
+    for name, row in comparison["urls"].items():
+        reads = row.get("db_reads") or [None, None]
+        interval = tuple(row["ratio_ci95"]) if row.get("ratio_ci95") else None
+        rows.append(ComparisonRow(name, row.get("base_ms"), row.get("new_ms"), row.get("ratio"), interval,
+                                  row.get("p_value"), tuple(reads), row["verdict"], tuple(row["reasons"])))
+    return rows
+
+
+def trust_signals(document: dict) -> dict:
+    """Can these numbers be trusted to describe the site?  The generator's own CPU use, how
+    late it ran, how long requests waited inside it, and a warning when it, not Moodle, was
+    the bottleneck."""
+    generator, summary, meta = document["generator"], document["summary"], document["metadata"]
+    lateness = Histogram.from_dict(generator["lateness_ms"])
+    loop_lag = Histogram.from_dict(generator.get("loop_lag_ms"))
+    run_seconds = generator.get("run_seconds") or 0.0
+    cores = generator["cpu_seconds"] / run_seconds if run_seconds else None
+    processes = len(meta.get("shards", ["1/1"]))
+    requests = summary["requests"] or 0
+    signals = {
+        "cpu_cores_used": None if cores is None else round(cores, 3),
+        "lateness_ms_p50": round_or_none(lateness.percentile(50), 2),
+        "lateness_ms_p99": round_or_none(lateness.percentile(99), 2),
+        "loop_lag_ms_p99": round_or_none(loop_lag.percentile(99), 2),
+        "tokens_waited_for_worker": generator["tokens_waited_for_worker"],
+        "tokens_dropped": generator["tokens_dropped"],
+        "tokens_unsent": generator["tokens_unsent"],
+        "warmup_excluded_s": meta.get("warmup_s", 0),
+        "error_rate": summary["error_rate"],
+        "bottleneck": [],
+    }
+    reasons = signals["bottleneck"]
+    if cores is not None and cores >= 0.9 * processes:
+        reasons.append(f"its CPU use was {cores / processes:.0%} of a core per process")
+    if signals["loop_lag_ms_p99"] is not None and signals["loop_lag_ms_p99"] > 50:
+        reasons.append(f"its event loop woke up to {signals['loop_lag_ms_p99']:.0f} ms late (p99)")
+    service_p50 = summary["service_ms_p50"] or 0.0
+    if requests and signals["lateness_ms_p50"] is not None \
+            and signals["lateness_ms_p50"] > max(service_p50, 10.0):
+        reasons.append(f"half the requests waited over {signals['lateness_ms_p50']:.0f} ms inside the generator, "
+                       f"longer than the site took to answer ({service_p50:.0f} ms)")
+    return signals
+
+
+def bottleneck_warning(signals: dict) -> str | None:
+    if not signals["bottleneck"]:
+        return None
+    return ("The generator was the bottleneck (" + "; ".join(signals["bottleneck"]) + "): these numbers describe "
+            "the generator, not Moodle. Raise --concurrency if its workers were busy, or spread the load with "
+            "--processes N (or --shard K/N on more machines) if it was short of CPU.")

@@ -1,0 +1,9 @@
+"""A loopback port nothing listens on (just now): for the throwaway servers of tests, demo and bench."""
+
+import socket
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -1,0 +1,121 @@
+"""What the tests share: paths, the simulated site's quick settings, configs and runs of
+moodle_load.py, and a tiny browser for specifying the simulated site hop by hop."""
+
+from __future__ import annotations
+
+import http.client
+import itertools
+import json
+import os
+import re
+import sys
+from urllib.parse import urlencode, urlsplit
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+import moodle_load  # noqa: E402
+from sim.ports import free_port  # noqa: E402,F401  (one copy, shared with sim and bench)
+from sim.site import SiteSettings  # noqa: E402
+
+TEMPLATE = "moodle_template"  # the seeded database each test's database is copied from
+_database_numbers = itertools.count(1)
+
+PASSWORD = "Passw0rd!"
+
+
+def write_config(path, base_url: str, users: int = 5, urls=None, parameters=None, password: str = PASSWORD,
+                 first_user: int = 1) -> str:
+    config = {
+        "base_url": base_url,
+        "login_path": "/login/index.php",
+        "users": [{"username": f"tool_generator_{n:06d}", "password": password}
+                  for n in range(first_user, first_user + users)],
+        "parameters": parameters if parameters is not None else {
+            "courseid": {"values": [10, 11, 12, 13]}, "cmid": {"values": [104, 168, 232, 296]},
+            "userid": {"min": 3, "max": 22}},
+        "urls": urls if urls is not None else [
+            {"path": "/my/", "name": "dashboard"},
+            {"path": "/course/view.php?id={courseid}", "name": "course"},
+            {"path": "/mod/forum/view.php?id={cmid}", "name": "forum"},
+            {"path": "/user/profile.php?id={userid}", "name": "profile"}],
+    }
+    with open(path, "w") as handle:
+        json.dump(config, handle)
+    return str(path)
+
+
+def run_load(config_path: str, *extra, rpm: float = 600, duration: float = 2, output=None) -> int:
+    args = ["--config", config_path, "--rpm", str(rpm), "--duration", str(duration), "--progress", "0", *extra]
+    if output is not None:
+        args += ["--output", str(output)]
+    return moodle_load.main(args)
+
+
+def read(path) -> dict:
+    with open(path) as handle:
+        return json.load(handle)
+
+
+def fast_settings(**overrides) -> SiteSettings:
+    """The site's behaviour with page times cut to a few milliseconds, for quick tests."""
+    settings = SiteSettings().scaled(0.02)
+    for key, value in overrides.items():
+        setattr(settings, key, value)
+    return settings
+
+
+class Browser:
+    def __init__(self, base_url: str):
+        parts = urlsplit(base_url)
+        self.host, self.port = parts.hostname, parts.port
+        self.cookies: dict[str, str] = {}
+
+    def request(self, method: str, path: str, form: dict | None = None):
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
+        headers = {}
+        if self.cookies:
+            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        body = None
+        if form is not None:
+            body = urlencode(form)
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        conn.request(method, path, body=body, headers=headers)
+        response = conn.getresponse()
+        content = response.read().decode("utf-8", "replace")
+        for header in response.headers.get_all("Set-Cookie") or []:
+            name, _, rest = header.partition("=")
+            self.cookies[name.strip()] = rest.split(";", 1)[0]
+        conn.close()
+        location = response.getheader("Location") or ""
+        return response.status, urlsplit(location).path + ("?" + urlsplit(location).query
+                                                           if urlsplit(location).query else ""), content
+
+    def get(self, path: str):
+        return self.request("GET", path)
+
+    def post(self, path: str, form: dict):
+        return self.request("POST", path, form)
+
+    def login_token(self) -> str:
+        status, _, page = self.get("/login/index.php")
+        assert status == 200
+        return re.search(r'name="logintoken" value="([^"]+)"', page).group(1)
+
+    def login(self, username: str, password: str):
+        token = self.login_token()
+        return self.post("/login/index.php", {"username": username, "password": password,
+                                              "logintoken": token, "anchor": ""})
+
+
+def new_database(pg, template: str = TEMPLATE) -> str:
+    name = f"moodle_{next(_database_numbers)}"
+    import psycopg2
+
+    conn = psycopg2.connect(**pg.dsn())
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    conn.close()
+    return name
