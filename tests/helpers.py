@@ -12,6 +12,7 @@ import sys
 from urllib.parse import urlencode, urlsplit
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DATA = os.path.join(ROOT, "tests", "data")  # real captured pages and a recorded run
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 

@@ -1,4 +1,4 @@
-"""The HTML report: one self-contained file a person can open and trust."""
+"""The HTML report: one self-contained file with the verdict first, trust signals, charts and tables."""
 
 import copy
 import json
@@ -23,6 +23,8 @@ from sim.server import SimServer
 from sim.site import MemoryUsers, MoodleSite
 
 CHARTS = ("rate", "latency", "failures", "distribution", "generator-cpu")
+
+
 URLS = [{"path": "/my/", "name": "dashboard"}, {"path": "/course/view.php?id={courseid}", "name": "course"},
         {"path": "/course/view.php?id=999999", "name": "missing course", "weight": 0.3},
         {"path": "/course/view.php?id=3", "name": "not enrolled", "weight": 0.3}]
@@ -50,6 +52,27 @@ def recorded(tmp_path_factory):
 def external_urls(html: str, allowed: str) -> list:
     return [url for url in re.findall(r"(?:https?:)?//[^\s\"'<>)]+", html) if not url.startswith(allowed)
             and not url.startswith("//" + allowed.split("//")[1])]
+
+
+def chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+@pytest.fixture
+def browser():
+    path = chromium()
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI is set and no Chromium is installed (apt-get install chromium)")
+        pytest.skip("no Chromium: apt-get install chromium")
+    return path
+
+
+def headless(browser: str, tmp_path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                           f"--user-data-dir={tmp_path / 'profile'}", *args], capture_output=True, text=True,
+                          timeout=120)
 
 
 def test_the_report_shows_the_verdict_first(recorded):
@@ -147,61 +170,6 @@ def test_without_matplotlib_report_says_what_to_install_in_one_line(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == EXIT_USAGE
     assert result.stderr == "[ERROR] --report needs matplotlib: pip install matplotlib\n"
-
-
-def test_on_a_terminal_a_live_status_line_rewrites_itself(sim_factory, tmp_path):
-    import pty
-
-    server = sim_factory()
-    config = write_config(tmp_path / "c.json", server.url)
-    main, child = pty.openpty()
-    process = subprocess.Popen([sys.executable, os.path.join(ROOT, "moodle_load.py"), "--config", config,
-                                "--rpm", "600", "--duration", "3", "--progress", "2"], stdout=child, stderr=child)
-    os.close(child)
-    output = b""
-    while True:
-        try:
-            chunk = os.read(main, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        output += chunk
-    process.wait(timeout=30)
-    text = output.decode()
-    assert "\r\x1b[K[measuring] 0:01 / 0:03" in text
-    assert "[PROGRESS] {" in text
-
-
-def test_in_logs_there_is_no_live_line_only_progress(sim_factory, tmp_path):
-    server = sim_factory()
-    config = write_config(tmp_path / "c.json", server.url)
-    result = subprocess.run([sys.executable, os.path.join(ROOT, "moodle_load.py"), "--config", config,
-                             "--rpm", "600", "--duration", "2.5", "--progress", "1"], capture_output=True, text=True)
-    assert "\x1b[K" not in result.stdout and result.stdout.count("[PROGRESS] {") == 2
-
-
-# ---- a real browser
-
-def chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-
-
-@pytest.fixture
-def browser():
-    path = chromium()
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI is set and no Chromium is installed (apt-get install chromium)")
-        pytest.skip("no Chromium: apt-get install chromium")
-    return path
-
-
-def headless(browser: str, tmp_path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                           f"--user-data-dir={tmp_path / 'profile'}", *args], capture_output=True, text=True,
-                          timeout=120)
 
 
 def test_the_report_renders_in_a_real_browser(recorded, browser, tmp_path):

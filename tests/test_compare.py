@@ -1,0 +1,154 @@
+"""Comparing a run with its baseline: the statistics, calibrated on a recorded real run."""
+
+import copy
+import json
+import math
+import os
+import random
+
+import pytest
+
+import moodle_load
+from helpers import DATA, fast_settings, read, run_load, write_config
+from moodleload.compare import Thresholds, compare_documents, mann_whitney_p, ratio_interval
+from moodleload.exits import EXIT_BAD, EXIT_CANNOT_JUDGE, EXIT_GOOD, EXIT_USAGE
+from moodleload.histogram import Histogram
+
+
+def steady_settings(course_ms: float = 30.0, course_reads: int = 128):
+    """Pages slow enough that loopback noise is small against them."""
+    settings = fast_settings()
+    for kind in ("my", "course", "forum", "profile"):
+        settings.pages[kind].latency_ms = 30.0
+        settings.pages[kind].jitter = 0.05
+    settings.pages["course"].latency_ms = course_ms
+    settings.pages["course"].db_reads = course_reads
+    return settings
+
+
+TWO_URLS = [{"path": "/my/", "name": "dashboard"}, {"path": "/course/view.php?id={courseid}", "name": "course"}]
+
+
+def _sampler(histogram: Histogram, rng: random.Random):
+    buckets = sorted(histogram.counts)
+    weights = [histogram.counts[b] for b in buckets]
+
+    def draw() -> float:
+        bucket = rng.choices(buckets, weights)[0]
+        return Histogram.BASE ** (bucket + rng.random()) / 1000.0
+    return draw
+
+
+def resampled_run(recorded: dict, rng: random.Random, slowdown: dict | None = None) -> dict:
+    """A run drawn from the recorded per-URL service-time distributions, with the recorded
+    number of requests per block and a per-block drift (runs are autocorrelated)."""
+    run = copy.deepcopy(recorded)
+    for name, raw in run["urls"].items():
+        draw = _sampler(Histogram.from_dict(recorded["urls"][name]["service_ms"]), rng)
+        factor = (slowdown or {}).get(name, 1.0)
+        blocks = []
+        for block in recorded["urls"][name]["blocks_service_ms"]:
+            drift = rng.lognormvariate(0.0, 0.03)
+            histogram = Histogram()
+            for _ in range(block["count"]):
+                histogram.record(draw() * drift * factor)
+            blocks.append(histogram.to_dict())
+        raw["blocks_service_ms"] = blocks
+    return run
+
+
+@pytest.fixture(scope="module")
+def recorded():
+    with open(os.path.join(DATA, "recorded-run.json")) as handle:
+        return json.load(handle)
+
+
+def test_footer_counters_are_reported_per_url(sim_factory, tmp_path, capsys):
+    server = sim_factory(steady_settings(course_reads=73))
+    assert run_load(write_config(tmp_path / "c.json", server.url, urls=TWO_URLS), output=tmp_path / "r.json") == 0
+    urls = read(tmp_path / "r.json")["summary"]["urls"]
+    assert urls["course"]["db_reads_median"] == 73 and urls["dashboard"]["db_reads_median"] == 43
+    assert urls["course"]["server_time_ms_median"] > 20
+    assert "73/1" in capsys.readouterr().out
+
+
+def test_more_db_reads_on_a_page_is_a_regression(sim_factory, tmp_path, capsys):
+    config_path = tmp_path / "c.json"
+    server = sim_factory(steady_settings())
+    assert run_load(write_config(config_path, server.url, urls=TWO_URLS), output=tmp_path / "base.json") == 0
+    server = sim_factory(steady_settings(course_reads=168))
+    assert run_load(write_config(config_path, server.url, urls=TWO_URLS), "--baseline", str(tmp_path / "base.json"),
+                    output=tmp_path / "new.json") == EXIT_BAD
+    out = capsys.readouterr().out
+    assert "course: DB reads 128 -> 168 per page" in out
+    assert read(tmp_path / "new.json")["comparison"]["urls"]["course"]["verdict"] == "regression"
+
+
+def test_compare_mode_judges_two_saved_runs_without_load(sim_factory, tmp_path, capsys):
+    config_path = tmp_path / "c.json"
+    enough_blocks = ("--blocks", "10", "--concurrency", "4")
+    server = sim_factory(steady_settings())
+    assert run_load(write_config(config_path, server.url, urls=TWO_URLS), *enough_blocks, rpm=2400, duration=4,
+                    output=tmp_path / "base.json") == 0
+    server = sim_factory(steady_settings(course_reads=140))
+    assert run_load(write_config(config_path, server.url, urls=TWO_URLS), *enough_blocks, rpm=2400, duration=4,
+                    output=tmp_path / "new.json") == 0
+    assert moodle_load.main(["--compare", str(tmp_path / "base.json"), str(tmp_path / "new.json")]) == EXIT_BAD
+    assert moodle_load.main(["--compare", str(tmp_path / "base.json"), str(tmp_path / "base.json")]) == EXIT_GOOD
+    assert "ratio" in capsys.readouterr().out
+
+
+def test_too_little_data_cannot_judge(sim_factory, tmp_path, capsys):
+    server = sim_factory(steady_settings())
+    config = write_config(tmp_path / "c.json", server.url, urls=TWO_URLS)
+    assert run_load(config, rpm=120, duration=2, output=tmp_path / "base.json") == 0
+    base = str(tmp_path / "base.json")
+    assert moodle_load.main(["--compare", base, base]) == EXIT_CANNOT_JUDGE
+    assert "too few blocks with data" in capsys.readouterr().out
+
+
+def test_compare_refuses_a_file_that_is_not_results(tmp_path, capsys):
+    (tmp_path / "x.json").write_text('{"hello": 1}')
+    assert moodle_load.main(["--compare", str(tmp_path / "x.json"), str(tmp_path / "x.json")]) == EXIT_USAGE
+    assert "is not a moodle_load.py results file" in capsys.readouterr().err
+
+
+def test_mann_whitney_separates_shifted_samples_and_not_equal_ones():
+    assert mann_whitney_p(list(range(1, 11)), list(range(11, 21))) < 0.001
+    assert mann_whitney_p([5.0] * 10, [5.0] * 10) == 1.0
+    assert mann_whitney_p([1, 3, 5, 7, 9], [2, 4, 6, 8, 10]) > 0.5
+
+
+def test_an_unchanged_site_is_not_flagged_in_at_least_19_of_20_comparisons(recorded):
+    rng = random.Random(2024)
+    verdicts = [compare_documents(resampled_run(recorded, rng), resampled_run(recorded, rng),
+                                     Thresholds())["verdict"] for _ in range(20)]
+    assert verdicts.count("same") >= 19, verdicts
+
+
+def test_one_page_20_percent_slower_is_flagged(recorded):
+    rng = random.Random(7)
+    name = "course"
+    flagged = 0
+    for _ in range(20):
+        comparison = compare_documents(resampled_run(recorded, rng),
+                                          resampled_run(recorded, rng, {name: 1.2}), Thresholds())
+        flagged += comparison["urls"][name]["verdict"] == "regression"
+        assert all(row["verdict"] != "regression" for other, row in comparison["urls"].items() if other != name)
+    assert flagged >= 19
+
+
+def test_the_recorded_run_is_a_real_run(recorded):
+    assert recorded["summary"]["requests"] >= 1000 and recorded["metadata"]["blocks"] == 20
+    assert math.isclose(recorded["summary"]["req_per_min_observed"], 600, rel_tol=0.02)
+
+
+def test_the_ratio_comes_with_a_95_percent_interval_that_holds_the_truth(recorded):
+    rng = random.Random(11)
+    comparison = compare_documents(resampled_run(recorded, rng), resampled_run(recorded, rng, {"course": 1.2}),
+                                      Thresholds())
+    low, high = comparison["urls"]["course"]["ratio_ci95"]
+    assert low < 1.2 < high and high - low < 0.2
+    low, high = comparison["urls"]["dashboard"]["ratio_ci95"]
+    assert low < 1.0 < high
+    assert ratio_interval([10.0] * 10, [12.0] * 10) == (1.2, 1.2)

@@ -1,0 +1,67 @@
+"""config.json: what it may hold, checked whole, one line per mistake."""
+
+
+import pytest
+
+from moodleload.config import fill_url, validate_config
+from moodleload.exits import UsageError
+
+
+def valid(**changes):
+    config = {"base_url": "https://moodle.test", "users": [{"username": "u1", "password": "p"}],
+              "parameters": {"courseid": {"min": 2, "max": 5}, "cmid": {"values": [7, 9]}},
+              "urls": [{"path": "/course/view.php?id={courseid}"}, {"path": "/mod/forum/view.php?id={cmid}"}]}
+    config.update(changes)
+    return config
+
+
+def error_of(raw) -> str:
+    with pytest.raises(UsageError) as caught:
+        validate_config(raw)
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+def test_a_valid_config_loads_with_defaults():
+    config = validate_config(valid())
+    assert config.login_path == "/login/index.php"
+    assert [u.name for u in config.urls] == ["/course/view.php?id={courseid}", "/mod/forum/view.php?id={cmid}"]
+    assert [u.weight for u in config.urls] == [1.0, 1.0]
+    assert config.warnings == []
+
+
+@pytest.mark.parametrize("changes, complaint", [
+    ({"users": []}, "users must be a non-empty list"),
+    ({"users": [{"username": "x"}]}, "users[0] needs a 'username' and a 'password'"),
+    ({"urls": []}, "urls must be a non-empty list"),
+    ({"urls": [{"path": "/x?id={nope}"}]}, "urls[0].path uses {nope} but parameters has no 'nope'"),
+    ({"parameters": {"courseid": {"min": 9, "max": 2}}}, "parameters.courseid: min 9 is greater than max 2"),
+    ({"parameters": {"courseid": {"min": 1.5, "max": 2}}}, "parameters.courseid.min must be an integer"),
+    ({"parameters": {"courseid": {"min": "1", "max": 2}}}, "parameters.courseid.min must be an integer"),
+    ({"parameters": {"courseid": {"values": []}}}, "parameters.courseid.values must be a non-empty list"),
+    ({"base_url": "ftp://moodle.test"}, "base_url must be an http:// or https:// URL"),
+    ({"base_url": "moodle.test"}, "base_url must be an http:// or https:// URL"),
+    ({"urls": [{"path": "/my/", "weight": 0}]}, "urls[0].weight must be a positive number"),
+    ({"urls": [{"path": "my/"}]}, "urls[0] needs a 'path' starting with '/'"),
+    ({"urls": [{"path": "/a", "name": "x"}, {"path": "/b", "name": "x"}]}, "is used twice"),
+], ids=lambda v: str(v)[:40])
+def test_each_config_mistake_is_one_line_naming_the_key(changes, complaint):
+    raw = valid(**changes)
+    if "parameters" in changes and "urls" not in changes:
+        raw["urls"] = [{"path": "/course/view.php?id={courseid}"}]
+    assert complaint in error_of(raw)
+
+
+def test_unknown_top_level_keys_only_warn():
+    config = validate_config(valid(colour="blue"))
+    assert config.warnings == ["config: unknown key 'colour' ignored"]
+
+
+def test_placeholders_are_filled_from_ranges_and_value_lists():
+    config = validate_config(valid())
+    units = [0.0, 0.2499, 0.25, 0.5, 0.75, 0.9999]
+    courses = [fill_url(config.urls[0], config.parameters, iter([u])) for u in units]
+    assert courses == [f"/course/view.php?id={n}" for n in (2, 2, 3, 4, 5, 5)]
+    forums = [fill_url(config.urls[1], config.parameters, iter([u])) for u in units]
+    assert forums == [f"/mod/forum/view.php?id={n}" for n in (7, 7, 7, 9, 9, 9)]

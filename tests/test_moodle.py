@@ -1,0 +1,39 @@
+"""What Moodle answers: the login form's token and the performance footer, on real captured pages."""
+
+import os
+
+import pytest
+
+from helpers import DATA
+from moodleload.moodle import find_logintoken, parse_footer
+
+
+@pytest.mark.parametrize("html", [
+    '<input type="hidden" name="logintoken" value="abcDEF0123456789abcDEF0123456789">',
+    "<input value='abcDEF0123456789abcDEF0123456789' name='logintoken' type='hidden'/>",
+    '<INPUT name=logintoken type=hidden value=abcDEF0123456789abcDEF0123456789>',
+    '<input\n  type="hidden"\n  value="abcDEF0123456789abcDEF0123456789"\n  name="logintoken"\n>',
+])
+def test_logintoken_is_found_whatever_the_attribute_order_and_quoting(html):
+    page = f'<form id="login"><input name="username" value="">{html}</form>'
+    assert find_logintoken(page) == "abcDEF0123456789abcDEF0123456789"
+
+
+def test_a_page_without_logintoken_gives_none():
+    assert find_logintoken('<form><input name="username"></form>') is None
+
+
+def test_real_moodle_login_page_token_is_found():
+    with open(os.path.join(DATA, "login-page.html"), encoding="utf-8") as handle:
+        assert find_logintoken(handle.read()) == "lNKlqWkGszD7K8sRb1ucA29MtvMvGCtV"
+
+
+def test_the_footer_of_a_real_moodle_page_is_parsed():
+    with open(os.path.join(DATA, "footer-my.html"), "rb") as handle:
+        footer = parse_footer(b"<html>" + b"x" * 200000 + handle.read())
+    assert footer == {"db_reads": 43, "db_writes": 1, "server_time_ms": pytest.approx(78.92),
+                      "memory_peak_mb": 8.2, "included_files": 566, "session_wait_ms": 0.0}
+
+
+def test_a_page_without_footer_has_no_counters():
+    assert parse_footer(b"<html><body>no footer</body></html>") is None

@@ -1,0 +1,47 @@
+"""moodle_load.py's options: every number finite and in range before anything runs, no
+abbreviations, and a --processes child's command line rebuilt from the parsed values."""
+
+from __future__ import annotations
+
+import pytest
+
+import moodle_load
+from moodleload.exits import EXIT_USAGE
+from moodleload.options import argv_for, build_parser, check_numbers
+from moodleload.processes import PARENT_ONLY
+
+LOAD = ["--config", "c.json", "--rpm", "600", "--duration", "10"]
+
+
+@pytest.mark.parametrize("flag, value", [
+    ("--rpm", "inf"), ("--rpm", "nan"), ("--rpm", "0"), ("--duration", "-1"), ("--warmup", "nan"),
+    ("--blocks", "100000000"), ("--alpha", "0"), ("--alpha", "1"), ("--max-regression", "nan"),
+    ("--cannot-judge-error-rate", "0"), ("--progress", "1e-4"), ("--concurrency", "0"),
+    ("--request-timeout", "inf"), ("--max-error-rate", "2"), ("--processes", "0"),
+])
+def test_a_number_out_of_its_range_is_one_line_naming_the_option(flag, value, capsys):
+    assert moodle_load.main([*LOAD, flag, value]) == EXIT_USAGE
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"[ERROR] {flag} ") and "\n" not in err
+
+
+def test_numbers_in_range_pass():
+    args = build_parser().parse_args([*LOAD, "--alpha", "0.01", "--warmup", "0", "--progress", "0"])
+    check_numbers(args)
+
+
+@pytest.mark.parametrize("abbreviated", [["--proc", "2"], ["--dur", "5"], ["--max-reg", "5"]])
+def test_abbreviated_options_are_refused(abbreviated, capsys):
+    assert moodle_load.main([*LOAD, *abbreviated]) == EXIT_USAGE
+    assert "unrecognized arguments" in capsys.readouterr().err
+
+
+def test_a_child_command_line_is_rebuilt_from_the_parsed_values():
+    parser = build_parser()
+    args = parser.parse_args([*LOAD, "--processes", "3", "--output", "o.json", "--insecure", "--max-p95-ms",
+                              "800", "--seed", "7", "--report", "r.html", "--baseline", "b.json"])
+    child = argv_for(parser, args, PARENT_ONLY)
+    again = parser.parse_args(child)
+    for dest in ("config", "rpm", "duration", "insecure", "max_p95_ms", "seed"):
+        assert getattr(again, dest) == getattr(args, dest)
+    assert again.processes == 1 and again.output is None and again.report is None and again.baseline is None

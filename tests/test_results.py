@@ -1,0 +1,151 @@
+"""The results document: what a run records, how shards and processes merge, what a merge refuses."""
+
+import copy
+import json
+
+import pytest
+
+import moodle_load
+from helpers import DATA, read, run_load, write_config
+from moodleload.exits import EXIT_USAGE, UsageError
+from moodleload.histogram import Histogram
+from moodleload.results import load_document, merge_documents
+
+TWO_URLS = [{"path": "/my/", "name": "dashboard"}, {"path": "/course/view.php?id={courseid}", "name": "course"}]
+
+
+def test_two_runs_with_the_same_seed_send_the_identical_request_sequence(sim_factory, tmp_path):
+    logs = []
+    for seed in ("5", "5", "6"):
+        server = sim_factory()
+        config = write_config(tmp_path / "c.json", server.url, users=3)
+        assert run_load(config, "--concurrency", "1", "--seed", seed, rpm=1200, duration=2) == 0
+        logs.append(list(server.site.stats.log))
+    assert len(logs[0]) == 3 + 40  # each login lands on /my/ once, then 40 scheduled requests
+    assert logs[0] == logs[1]
+    assert logs[0] != logs[2]
+
+
+def test_the_default_seed_is_fixed_and_printed(sim_factory, tmp_path, capsys):
+    server = sim_factory()
+    assert run_load(write_config(tmp_path / "c.json", server.url), output=tmp_path / "r.json") == 0
+    assert ", seed 1" in capsys.readouterr().out
+    assert read(tmp_path / "r.json")["metadata"]["seed"] == 1
+
+
+def test_warmup_load_runs_but_is_not_counted(sim_factory, tmp_path):
+    server = sim_factory()
+    config = write_config(tmp_path / "c.json", server.url)
+    assert run_load(config, "--warmup", "1", rpm=600, duration=2, output=tmp_path / "r.json") == 0
+    result = read(tmp_path / "r.json")
+    assert result["summary"]["requests"] == 20
+    assert len(server.site.stats.log) == 5 + 30  # 5 logins landing on /my/, 10 warm-up requests, 20 measured
+    assert result["metadata"]["warmup_s"] == 1
+
+
+def test_the_results_document_carries_what_a_later_comparison_needs(sim_factory, tmp_path):
+    server = sim_factory()
+    assert run_load(write_config(tmp_path / "c.json", server.url), "--blocks", "4", output=tmp_path / "r.json") == 0
+    result = read(tmp_path / "r.json")
+    meta = result["metadata"]
+    for key in ("version", "argv", "seed", "config_sha256", "started_at", "duration_s", "target", "rpm"):
+        assert meta[key] is not None, key
+    dashboard = result["urls"]["dashboard"]
+    assert len(dashboard["blocks_service_ms"]) == 4
+    assert sum(block["count"] for block in dashboard["blocks_service_ms"]) == dashboard["success"]
+    assert Histogram.from_dict(dashboard["service_ms"]).count == dashboard["success"]
+
+
+def test_shards_merged_give_the_same_requests_per_url_as_one_run(sim_factory, tmp_path):
+    server = sim_factory()
+    config = write_config(tmp_path / "c.json", server.url, users=6)
+    assert run_load(config, rpm=1200, duration=2, output=tmp_path / "whole.json") == 0
+    for k in (1, 2):
+        assert run_load(config, "--shard", f"{k}/2", rpm=1200, duration=2, output=tmp_path / f"s{k}.json") == 0
+        assert read(tmp_path / f"s{k}.json")["logins"]["ok"] == 3
+    assert moodle_load.main(["--merge", str(tmp_path / "s1.json"), str(tmp_path / "s2.json"),
+                    "--output", str(tmp_path / "merged.json")]) == 0
+    whole, merged = read(tmp_path / "whole.json"), read(tmp_path / "merged.json")
+    assert {n: u["requests"] for n, u in merged["urls"].items()} == {n: u["requests"] for n, u in whole["urls"].items()}
+    assert merged["metadata"]["rpm"] == 1200 and merged["summary"]["requests"] == 40
+    response = Histogram.from_dict(merged["urls"]["course"]["response_ms"])
+    assert response.count == merged["urls"]["course"]["success"]
+    # Percentiles come from the added histograms, not from averaging: the merged median lies
+    # between the shards' medians, and the summary has the same shape as a single run's.
+    shard_medians = [read(tmp_path / f"s{k}.json")["summary"]["urls"]["course"]["service_ms_p50"] for k in (1, 2)]
+    assert min(shard_medians) <= merged["summary"]["urls"]["course"]["service_ms_p50"] <= max(shard_medians)
+    assert merged["summary"].keys() == whole["summary"].keys()
+    assert merged["summary"]["urls"]["course"].keys() == whole["summary"]["urls"]["course"].keys()
+
+
+def test_processes_run_shards_and_merge_them(sim_factory, tmp_path):
+    server = sim_factory()
+    config = write_config(tmp_path / "c.json", server.url, users=6)
+    assert run_load(config, rpm=1200, duration=2, output=tmp_path / "whole.json") == 0
+    assert run_load(config, "--processes", "2", rpm=1200, duration=2, output=tmp_path / "two.json") == 0
+    whole, two = read(tmp_path / "whole.json"), read(tmp_path / "two.json")
+    assert {n: u["requests"] for n, u in two["urls"].items()} == {n: u["requests"] for n, u in whole["urls"].items()}
+    assert two["metadata"]["shards"] == ["1/2", "2/2"] and two["logins"]["ok"] == 6
+
+
+def test_merging_results_of_different_configs_is_refused(sim_factory, tmp_path, capsys):
+    server = sim_factory()
+    assert run_load(write_config(tmp_path / "a.json", server.url), output=tmp_path / "a-r.json") == 0
+    assert run_load(write_config(tmp_path / "b.json", server.url, urls=TWO_URLS), output=tmp_path / "b-r.json") == 0
+    assert moodle_load.main(["--merge", str(tmp_path / "a-r.json"), str(tmp_path / "b-r.json"),
+                    "--output", str(tmp_path / "m.json")]) == EXIT_USAGE
+    assert "different configs" in capsys.readouterr().err
+
+
+def recorded_run() -> dict:
+    with open(f"{DATA}/recorded-run.json", encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def test_merging_the_same_shard_twice_is_refused():
+    run = recorded_run()
+    with pytest.raises(UsageError, match="shard 1/1 is given more than once"):
+        merge_documents([run, copy.deepcopy(run)])
+
+
+@pytest.mark.parametrize("key, value, word", [("seed", 2, "seeds"), ("duration_s", 60.0, "durations"),
+                                              ("blocks", 10, "--blocks"), ("warmup_s", 0.0, "warm-ups")])
+def test_merging_runs_that_ran_a_different_load_is_refused(key, value, word):
+    first, second = recorded_run(), recorded_run()
+    first["metadata"]["shards"], second["metadata"]["shards"] = ["1/2"], ["2/2"]
+    second["metadata"][key] = value
+    with pytest.raises(UsageError, match=f"different {word}"):
+        merge_documents([first, second])
+
+
+@pytest.mark.parametrize("damage, complaint", [
+    (lambda d: d["metadata"].pop("seed"), "metadata.seed"),
+    (lambda d: d["metadata"].update(rpm=float("inf")) or d, "metadata.rpm"),
+    (lambda d: d["urls"]["dashboard"].update(success="12"), "success is not a count"),
+    (lambda d: d["urls"]["dashboard"]["blocks_service_ms"].pop(), "blocks_service_ms"),
+    (lambda d: d["urls"]["dashboard"]["response_ms"].update(base=1.1), "base is 1.1"),
+    (lambda d: d["generator"].pop("tokens_unsent"), "generator.tokens_unsent"),
+    (lambda d: d["urls"]["dashboard"]["footer"]["db_reads"].update(many=3), "not a number"),
+])
+def test_a_damaged_results_file_is_one_line_naming_what_is_wrong(tmp_path, damage, complaint):
+    document = recorded_run()
+    damage(document)
+    (tmp_path / "r.json").write_text(json.dumps(document))
+    with pytest.raises(UsageError, match="is damaged") as raised:
+        load_document(str(tmp_path / "r.json"))
+    assert complaint in str(raised.value)
+
+
+def test_a_results_file_of_another_format_or_not_utf8_is_refused(tmp_path):
+    document = recorded_run()
+    document["format"] = 99
+    (tmp_path / "r.json").write_text(json.dumps(document))
+    with pytest.raises(UsageError, match="format 99"):
+        load_document(str(tmp_path / "r.json"))
+    (tmp_path / "latin1.json").write_bytes(b'{"format": 1, "caf\xe9": 1}')
+    with pytest.raises(UsageError, match="not UTF-8"):
+        load_document(str(tmp_path / "latin1.json"))
+
+
+def test_the_recorded_run_is_valid():
+    assert load_document(f"{DATA}/recorded-run.json")["format"] == 1
