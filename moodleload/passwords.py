@@ -1,18 +1,38 @@
-"""set_moodle_passwords.py's work: pick safe test users in a Moodle database, give them one
-known password in one transaction, and list them in config.json."""
+"""set_moodle_passwords.py's work: pick plainly-test accounts in a Moodle database, give
+them one known password in one transaction, and list them in config.json.
+
+Nothing is lost or leaked: the password never needs to be on the command line; the hash
+never appears in a statement's text; config.json is written whole (0600) and only after
+the database's commit, with SIGINT, SIGTERM and SIGHUP held back between the two, so
+both hold the new password or both the old one; a run killed outright (SIGKILL) leaves
+at most a private temporary file, which the next run removes and reports; two runs on one
+config.json cannot interleave (a lock)."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
+import fcntl
+import getpass
+import glob
 import json
 import os
 import re
+import signal
 import sys
-import time
-from dataclasses import dataclass
+import threading
 
 from . import __version__
+from .accounts import (
+    BLOCKING_PREFERENCES,  # noqa: F401  (tests and the README name them from here)
+    DatabaseError,
+    Guards,
+    apply_changes,
+    check_where,
+    discover_parameters,
+    select_users,
+)
 from .exits import UsageError  # here a mistake the operator can fix is exit 2
 from .files import json_text, prepare_file, read_json
 
@@ -22,16 +42,14 @@ EXIT_USAGE = 2
 EXIT_NO_USERS = 3
 
 PASSWORD_ENV = "MOODLE_TEST_PASSWORD"
-DEFAULT_BCRYPT_COST = 10
+DEFAULT_BCRYPT_COST = 10  # Moodle's own (PHP's PASSWORD_DEFAULT cost)
+MAX_BCRYPT_COST = 14  # every login pays it until Moodle rehashes: ~1 s a login at 14 on a fast core
+MAX_COUNT = 1_000_000
 MOODLE_MAX_PASSWORD_CHARS = 128  # longer passwords never validate in Moodle
 BCRYPT_MAX_PASSWORD_BYTES = 72  # bcrypt ignores (or refuses) what lies beyond
 PREFIX_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,30}$")
-
-# Preferences that keep a user from logging in: lockout state and forced password change.
-BLOCKING_PREFERENCES = (
-    "login_lockout", "login_lockout_secret", "login_lockout_ignored", "login_failed_count",
-    "login_failed_last", "login_failed_count_since_success", "auth_forcepasswordchange",
-)
+AUTH_PATTERN = re.compile(r"^[a-z0-9_]{1,20}$")
+HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 DEFAULT_CONFIG = {
     "base_url": "https://moodle.example.test",
@@ -51,29 +69,20 @@ DEFAULT_CONFIG = {
 }
 
 
-class DatabaseError(Exception):
-    """A database problem explained in one line: exit 1."""
+class Stopped(Exception):
+    """SIGTERM or SIGHUP arrived: end the way Ctrl-C does, rolling back what is not committed."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
 
 
-# =========================================================================== data model
+# =========================================================================== config.json
 
-@dataclass(frozen=True)
-class SelectedUser:
-    id: int
-    username: str
+def config_target(path: str) -> str:
+    """The file to write: a symlinked config.json is written through to its target."""
+    return os.path.realpath(path) if os.path.islink(path) else path
 
-
-@dataclass
-class Plan:
-    """What a run changes: the users, the hash they get, the config to write."""
-
-    users: list
-    password_hash: str
-    config: dict
-    parameters: dict | None = None
-
-
-# =========================================================================== config
 
 def read_config(path: str) -> tuple[dict, bool]:
     """The config to update and whether it exists; checked before the database is touched."""
@@ -87,22 +96,33 @@ def read_config(path: str) -> tuple[dict, bool]:
         raise UsageError(f"{path}: 'users' must be a list")
     if "parameters" in raw and not isinstance(raw["parameters"], dict):
         raise UsageError(f"{path}: 'parameters' must be an object")
+    for position, user in enumerate(raw.get("users", [])):
+        if isinstance(user, dict) and "password" in user and not isinstance(user["password"], str):
+            raise UsageError(f"{path}: users[{position}].password is not a string; fix or remove it")
     return raw, True
+
+
+def check_writable(path: str, existed: bool) -> None:
+    """Refuse now, before the database, what could not be written at the end."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise UsageError(f"cannot write {path}: its folder {directory} does not exist")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write {path}: its folder {directory} is not writable")
+    if existed and (not os.access(path, os.W_OK) or not os.stat(path).st_mode & 0o200):
+        raise UsageError(f"{path} is read-only: make it writable (chmod u+w) or pass another --config")
 
 
 def stored_password(config: dict) -> str | None:
     """The password the config's users already share, if they share one."""
-    passwords = {u.get("password") for u in config.get("users", []) if isinstance(u, dict)}
-    passwords.discard(None)
+    passwords = {u["password"] for u in config.get("users", []) if isinstance(u, dict) and "password" in u}
     return passwords.pop() if len(passwords) == 1 else None
 
 
 def updated_config(config: dict, users: list, password: str, parameters: dict | None = None) -> dict:
     """The config with ``users`` replaced (and ``parameters`` merged in); every other key
     and the order of keys kept."""
-    result = {}
-    for key, value in config.items():
-        result[key] = value
+    result = dict(config)
     result["users"] = [{"username": user.username, "password": password} for user in users]
     if parameters:
         merged = dict(result.get("parameters", {}))
@@ -111,10 +131,42 @@ def updated_config(config: dict, users: list, password: str, parameters: dict | 
     return result
 
 
-def prepare_config_file(path: str, config: dict) -> str:
-    """Write the config to a private (0600: it holds a password) temp file beside ``path``
-    and return its name; the caller renames it into place or removes it."""
-    return prepare_file(path, json_text(config), mode=0o600)
+def leftovers_of(path: str) -> list:
+    """Temporary configs an earlier run left beside ``path`` when it was killed outright."""
+    directory, name = os.path.split(os.path.abspath(path))
+    return sorted(glob.glob(os.path.join(glob.escape(directory), f".{glob.escape(name)}-*.tmp")))
+
+
+@contextlib.contextmanager
+def config_lock(path: str):
+    """One run at a time per folder of config.json (a lock on the folder itself, so no lock
+    file is left behind): a second run refuses in one line instead of losing the first
+    run's users or parameters."""
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        handle = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as error:
+        raise UsageError(f"cannot write {path}: {error.strerror} ({directory})") from None
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UsageError(f"another set_moodle_passwords.py is writing a config in {directory} right now: "
+                             f"wait for it to finish, then run again") from None
+        yield
+    finally:
+        os.close(handle)  # closing releases the lock
+
+
+@contextlib.contextmanager
+def signals_held():
+    """SIGINT, SIGTERM and SIGHUP wait until the block is done: between the commit and the
+    rename nothing may stop this process but SIGKILL."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, HELD_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD_SIGNALS)
 
 
 # =========================================================================== password
@@ -122,11 +174,15 @@ def prepare_config_file(path: str, config: dict) -> str:
 def check_password(password: str) -> None:
     if not password:
         raise UsageError("the password is empty")
+    try:
+        encoded = password.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageError("the password is not valid UTF-8: give it as UTF-8 text") from None
     if len(password) > MOODLE_MAX_PASSWORD_CHARS:
         raise UsageError(f"the password has {len(password)} characters; Moodle never accepts more "
                          f"than {MOODLE_MAX_PASSWORD_CHARS}")
-    if len(password.encode("utf-8")) > BCRYPT_MAX_PASSWORD_BYTES:
-        raise UsageError(f"the password is {len(password.encode('utf-8'))} bytes in UTF-8; bcrypt "
+    if len(encoded) > BCRYPT_MAX_PASSWORD_BYTES:
+        raise UsageError(f"the password is {len(encoded)} bytes in UTF-8; bcrypt "
                          f"uses at most {BCRYPT_MAX_PASSWORD_BYTES}: choose a shorter one")
 
 
@@ -141,84 +197,68 @@ def moodle_bcrypt_hash(password: str, cost: int = DEFAULT_BCRYPT_COST) -> str:
     return "$2y$" + hashed[4:]  # $2b$ and $2y$ are the same algorithm
 
 
-# =========================================================================== users
-
-def table(prefix: str, name: str):
-    from psycopg2 import sql
-
-    return sql.Identifier(prefix + name)
-
-
-def selection_query(prefix: str, where: str | None, count: int):
-    """Most recent users first (highest id), never deleted, suspended, guest, site admins
-    or users of another MNet host; ``where`` is the operator's own SQL condition."""
-    from psycopg2 import sql
-
-    config = table(prefix, "config")
-    query = sql.SQL(
-        "SELECT u.id, u.username FROM {user} u"
-        " WHERE u.deleted = 0 AND u.suspended = 0 AND u.username <> 'guest'"
-        " AND u.id <> COALESCE((SELECT NULLIF(value, '')::bigint FROM {config} WHERE name = 'siteguest'), 0)"
-        " AND u.mnethostid = COALESCE("
-        "   (SELECT NULLIF(value, '')::bigint FROM {config} WHERE name = 'mnet_localhost_id'), 1)"
-        " AND NOT u.id = ANY(COALESCE(string_to_array("
-        "   (SELECT regexp_replace(value, '\\s', '', 'g') FROM {config} WHERE name = 'siteadmins'), ',')"
-        "   ::bigint[], '{{}}'))"
-    ).format(user=table(prefix, "user"), config=config)
-    if where:
-        query = query + sql.SQL(" AND (") + sql.SQL(where) + sql.SQL(")")
-    return query + sql.SQL(" ORDER BY u.id DESC LIMIT {}").format(sql.Literal(count))
+def hash_interruptibly(password: str, cost: int) -> str:
+    """The hash, computed in a thread: the main thread stays free to take Ctrl-C at once,
+    however high the cost (a signal handler runs only in the main thread, between calls)."""
+    result: list = []
+    worker = threading.Thread(target=lambda: result.append(moodle_bcrypt_hash(password, cost)), daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(0.05)
+    if not result:
+        raise UsageError("bcrypt could not hash the password")
+    return result[0]
 
 
-def select_users(cur, prefix: str, where: str | None, count: int) -> list:
-    cur.execute(selection_query(prefix, where, count))
-    return [SelectedUser(row[0], row[1]) for row in cur.fetchall()]
+def read_secret_file(path: str, what: str) -> str:
+    """The first line of a file ("-": standard input), without its line ending."""
+    try:
+        if path == "-":
+            line = sys.stdin.readline()
+        else:
+            with open(path, encoding="utf-8") as handle:
+                line = handle.readline()
+    except UnicodeDecodeError:
+        raise UsageError(f"{what} {path} is not UTF-8 text") from None
+    except OSError as error:
+        raise UsageError(f"cannot read {what} {path}: {error.strerror}") from None
+    return line.rstrip("\r\n")
 
 
-def discover_parameters(cur, prefix: str, users: list) -> dict:
-    """Value lists of real ids for the example URLs: the courses the selected users are
-    enrolled in, the forums of those courses, and the users themselves."""
-    from psycopg2 import sql
-
-    ids = [user.id for user in users]
-    cur.execute(sql.SQL(
-        "SELECT DISTINCT e.courseid FROM {ue} ue JOIN {enrol} e ON e.id = ue.enrolid"
-        " WHERE ue.userid = ANY(%s) AND ue.status = 0 AND e.status = 0 AND e.courseid > 1"
-        " ORDER BY e.courseid").format(ue=table(prefix, "user_enrolments"), enrol=table(prefix, "enrol")),
-        (ids,))
-    courses = [row[0] for row in cur.fetchall()]
-    cur.execute(sql.SQL(
-        "SELECT cm.id FROM {cm} cm JOIN {modules} m ON m.id = cm.module"
-        " WHERE m.name = 'forum' AND cm.course = ANY(%s) AND cm.deletioninprogress = 0"
-        " ORDER BY cm.id").format(cm=table(prefix, "course_modules"), modules=table(prefix, "modules")),
-        (courses,))
-    forums = [row[0] for row in cur.fetchall()]
-    found = {"courseid": courses, "cmid": forums, "userid": sorted(ids)}
-    return {name: {"values": values} for name, values in found.items() if values}
-
-
-# =========================================================================== changes
-
-def apply_changes(cur, prefix: str, users: list, password_hash: str) -> tuple[int, int]:
-    """Set-based updates inside the caller's transaction; returns (users, preferences)."""
-    from psycopg2 import sql
-
-    ids = [user.id for user in users]
-    cur.execute(sql.SQL(
-        "UPDATE {user} SET password = %s, auth = 'manual', confirmed = 1, timemodified = %s"
-        " WHERE id = ANY(%s)").format(user=table(prefix, "user")),
-        (password_hash, int(time.time()), ids))
-    updated = cur.rowcount
-    cur.execute(sql.SQL("DELETE FROM {prefs} WHERE userid = ANY(%s) AND name = ANY(%s)").format(
-        prefs=table(prefix, "user_preferences")), (ids, list(BLOCKING_PREFERENCES)))
-    return updated, cur.rowcount
+def resolve_password(args, config: dict) -> str:
+    """--password-file, then $MOODLE_TEST_PASSWORD, then --password (seen by every user in
+    ps: it warns), then a prompt on a terminal, then the password already in config.json."""
+    password = None
+    if args.password_file:
+        password = read_secret_file(args.password_file, "--password-file")
+    elif os.environ.get(PASSWORD_ENV):
+        password = os.environ[PASSWORD_ENV]
+    elif args.password is not None:
+        print(f"[WARN] --password is visible to every user of this machine (ps): prefer --password-file "
+              f"or ${PASSWORD_ENV}")
+        password = args.password
+    elif stored_password(config):
+        password = stored_password(config)
+    elif sys.stdin is not None and sys.stdin.isatty() and not args.dry_run:
+        password = getpass.getpass("New password for the test users: ")
+        if getpass.getpass("The same again: ") != password:
+            raise UsageError("the two passwords differ: nothing was changed")
+    if not password:
+        raise UsageError(f"no password given: use --password-file FILE, set {PASSWORD_ENV}, or keep one in "
+                         f"{args.config} (--password works too, but shows in ps)")
+    check_password(password)
+    return password
 
 
-# =========================================================================== database I/O
+def db_password(args) -> str | None:
+    if args.db_pass_file:
+        return read_secret_file(args.db_pass_file, "--db-pass-file")
+    return args.db_pass  # else None: libpq takes PGPASSWORD or ~/.pgpass
+
 
 def connection_arguments(args) -> dict:
     """Only what was given: libpq fills in the rest from PG* variables and ~/.pgpass."""
-    given = {"dbname": args.db_name, "user": args.db_user, "password": args.db_pass,
+    given = {"dbname": args.db_name, "user": args.db_user, "password": db_password(args),
              "host": args.db_host, "port": args.db_port}
     arguments = {key: value for key, value in given.items() if value is not None}
     arguments["connect_timeout"] = 10
@@ -235,7 +275,7 @@ def explain_connect_error(error, arguments: dict) -> str:
     if "password authentication failed" in lowered or "no password supplied" in lowered \
             or "authentication failed" in lowered:
         return (f"authentication failed for database user {arguments.get('user', os.environ.get('PGUSER', '?'))}:"
-                f" check --db-user and --db-pass (or PGUSER, PGPASSWORD, ~/.pgpass)")
+                f" check --db-user and --db-pass-file (or PGUSER, PGPASSWORD, ~/.pgpass)")
     if "does not exist" in lowered and "database" in lowered:
         return f"{first}: check --db-name"
     if "connection refused" in lowered or "could not connect" in lowered \
@@ -274,37 +314,67 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="set_moodle_passwords.py", allow_abbrev=False,
                      description="Give Moodle test users a known password and write them into config.json.",
                      epilog="Exit status: 0 done, 1 database problem, 2 usage or input mistake, "
-                            "3 no user matched.")
+                            "3 no user matched, 130/143/129 interrupted (nothing changed unless it says so).")
     parser.add_argument("--db-name", required=True, help="database name")
     parser.add_argument("--db-user", help="database user (default: libpq's, PGUSER)")
-    parser.add_argument("--db-pass", help="database password (default: PGPASSWORD or ~/.pgpass)")
+    parser.add_argument("--db-pass-file", metavar="FILE",
+                        help="read the database password from FILE's first line ('-': standard input)")
+    parser.add_argument("--db-pass", help="database password: shows in ps, prefer --db-pass-file, PGPASSWORD "
+                                          "or ~/.pgpass")
     parser.add_argument("--db-host", help="host name or unix socket directory (default: libpq's, PGHOST)")
     parser.add_argument("--db-port", type=int, help="port (default: libpq's, PGPORT or 5432)")
     parser.add_argument("--prefix", default="mdl_", help="Moodle table prefix (default mdl_)")
     parser.add_argument("--count", type=int, default=100, help="how many users to update (default 100)")
-    parser.add_argument("--password", help=f"the new password (default: ${PASSWORD_ENV}, then the "
-                                           f"password already in --config)")
+    parser.add_argument("--password-file", metavar="FILE",
+                        help=f"read the new password from FILE's first line ('-': standard input); or set "
+                             f"${PASSWORD_ENV}; else the password already in --config, else a prompt")
+    parser.add_argument("--password", help="the new password: shows in ps, prefer --password-file")
     parser.add_argument("--config", default="config.json", help="config.json to update (default config.json)")
-    parser.add_argument("--where", help="extra SQL condition on the user table u (no leading WHERE)")
+    parser.add_argument("--where", help="pick these accounts instead of maketestsite's tool_generator_* "
+                                        "users: one SQL condition on the user table u (no leading WHERE)")
+    parser.add_argument("--allow-auth", metavar="NAME[,NAME]",
+                        help="also pick accounts of these auth methods (default: manual only), e.g. email")
+    parser.add_argument("--allow-unconfirmed", action="store_true",
+                        help="also pick accounts that never confirmed their email")
     parser.add_argument("--dry-run", action="store_true", help="show what would change; change nothing")
     parser.add_argument("--params-from-db", action="store_true",
                         help="fill the config's courseid, cmid and userid parameters with real ids")
     parser.add_argument("--bcrypt-cost", type=int, default=DEFAULT_BCRYPT_COST,
-                        help=f"bcrypt cost factor, 4..31 (default {DEFAULT_BCRYPT_COST})")
+                        help=f"bcrypt cost factor, 4..{MAX_BCRYPT_COST} (default {DEFAULT_BCRYPT_COST})")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
 
 
-def resolve_password(args, config: dict) -> str:
-    password = args.password or os.environ.get(PASSWORD_ENV) or stored_password(config)
-    if not password:
-        raise UsageError(f"no password given: pass --password, set {PASSWORD_ENV}, or keep one in "
-                         f"{args.config}")
-    check_password(password)
-    return password
+def guards_from(args) -> Guards:
+    auths = ["manual"]
+    for name in (args.allow_auth or "").split(","):
+        name = name.strip()
+        if not name:
+            continue
+        if not AUTH_PATTERN.match(name):
+            raise UsageError(f"--allow-auth {name!r} is not an auth plugin name (letters, digits, _)")
+        if name not in auths:
+            auths.append(name)
+    return Guards(args.prefix, tuple(auths), args.allow_unconfirmed)
 
 
-def run(args, config: dict, existed: bool, password: str) -> int:
+def check_arguments(args) -> Guards:
+    if not PREFIX_PATTERN.match(args.prefix):
+        raise UsageError(f"--prefix {args.prefix!r} is not a plain table prefix (letters, digits, _)")
+    if not 1 <= args.count <= MAX_COUNT:
+        raise UsageError(f"--count must be between 1 and {MAX_COUNT}, got {args.count}")
+    if not 4 <= args.bcrypt_cost <= MAX_BCRYPT_COST:
+        raise UsageError(f"--bcrypt-cost must be between 4 and {MAX_BCRYPT_COST} (every login pays it until "
+                         f"Moodle rehashes), got {args.bcrypt_cost}")
+    if args.where is not None:
+        check_where(args.where)
+    if args.db_pass is not None and not args.db_pass_file:
+        print("[WARN] --db-pass is visible to every user of this machine (ps): prefer --db-pass-file, "
+              "PGPASSWORD or ~/.pgpass")
+    return guards_from(args)
+
+
+def run(args, guards: Guards, config: dict, existed: bool, password: str, password_hash: str | None) -> int:
     import psycopg2
 
     arguments = connection_arguments(args)
@@ -318,48 +388,56 @@ def run(args, config: dict, existed: bool, password: str) -> int:
             conn.set_session(readonly=True)
         with conn.cursor() as cur:
             try:
-                users = select_users(cur, args.prefix, args.where, args.count)
+                # check_where read string literals as the standard says: make the server read them so too.
+                cur.execute("SET LOCAL standard_conforming_strings = on")
+                users = select_users(cur, guards, args.where, args.count, lock=not args.dry_run)
                 parameters = discover_parameters(cur, args.prefix, users) \
                     if args.params_from_db and users else None
             except psycopg2.Error as error:
                 raise DatabaseError(explain_query_error(error, args.prefix, args.where)) from None
             if not users:
-                print("[ERROR] no user matches: nothing changed (check --where, and that the site has "
-                      "users who are not admins, guests, deleted or suspended)", file=sys.stderr)
+                print("[ERROR] no user matches: nothing changed (without --where only maketestsite's "
+                      "tool_generator_* users are picked; active, confirmed, auth manual, not admin or guest)",
+                      file=sys.stderr)
                 return EXIT_NO_USERS
             if len(users) < args.count:
                 print(f"[WARN] only {len(users)} users match, fewer than --count {args.count}")
             ids = [user.id for user in users]
             print(f"[INFO] {len(users)} users selected (ids {min(ids)}..{max(ids)})")
-            new_config = updated_config(config, users, password, parameters)
             if args.dry_run:
-                show_dry_run(args, users, config, new_config, existed)
+                show_dry_run(args, users, config, updated_config(config, users, password, parameters), existed)
                 conn.rollback()
                 return EXIT_OK
-            password_hash = moodle_bcrypt_hash(password, args.bcrypt_cost)
             try:
-                updated, preferences = apply_changes(cur, args.prefix, users, password_hash)
+                changed, preferences = apply_changes(cur, guards, users, password_hash)
             except psycopg2.Error as error:
                 raise DatabaseError(explain_query_error(error, args.prefix, args.where)) from None
-            # Config first to a temp file, then the commit, then the rename: a failure at any
-            # step leaves both the database and the config as they were.
+            if len(changed) < len(users):
+                print(f"[WARN] {len(users) - len(changed)} selected users changed meanwhile (suspended, made "
+                      f"admin, ...) and were left alone")
+            new_config = updated_config(config, changed, password, parameters)
+            # The config goes to a private temp file first; then the commit and the rename, with
+            # signals held back between them, so the two cannot disagree.
+            target = config_target(args.config)
             try:
-                temporary = prepare_config_file(args.config, new_config)
+                temporary = prepare_file(target, json_text(new_config), mode=0o600)
             except OSError as error:
                 raise UsageError(f"cannot write {args.config}: {error.strerror}") from None
-            try:
-                conn.commit()
-            except psycopg2.Error as error:
-                raise DatabaseError(f"commit failed, nothing changed: {str(error).strip().splitlines()[0]}") \
-                    from None
-            os.replace(temporary, args.config)
-            temporary = None
-        print(f"[INFO] updated {updated} users (bcrypt cost {args.bcrypt_cost}, auth=manual, confirmed=1), "
+            with signals_held():
+                try:
+                    conn.commit()
+                except psycopg2.Error as error:
+                    raise DatabaseError(f"commit failed, nothing changed: "
+                                        f"{str(error).strip().splitlines()[0]}") from None
+                os.replace(temporary, target)
+                temporary = None
+                args.committed = True  # a signal held back until here finds the work done
+        print(f"[INFO] updated {len(changed)} users (bcrypt cost {args.bcrypt_cost}, auth=manual, confirmed=1), "
               f"cleared {preferences} lockout/password-change preferences, in one transaction")
         if parameters:
             print("[INFO] parameters from the database: "
                   + ", ".join(f"{name} {len(spec['values'])} values" for name, spec in parameters.items()))
-        print(f"[INFO] wrote {args.config} ({len(users)} users, mode 0600)")
+        print(f"[INFO] wrote {args.config} ({len(changed)} users, mode 0600)")
         return EXIT_OK
     finally:
         if temporary is not None and os.path.exists(temporary):
@@ -380,25 +458,57 @@ def show_dry_run(args, users: list, old: dict, new: dict, existed: bool) -> None
             print(f"[INFO]   parameters.{name} -> {json.dumps(spec)[:120]}")
 
 
+def prepare(args) -> int:
+    """Everything up to the database: checks, the lock, leftovers, the config, the hash."""
+    guards = check_arguments(args)
+    if args.where is None:
+        print("[INFO] picking maketestsite's test users (tool_generator_*); give --where to pick others")
+    with config_lock(args.config):
+        for leftover in leftovers_of(config_target(args.config)):
+            os.unlink(leftover)
+            print(f"[WARN] removed {os.path.basename(leftover)}, left by an earlier run that was killed; if it "
+                  f"was killed while committing, the database may hold that run's password: this run sets "
+                  f"the database and {args.config} again, so they agree")
+        config, existed = read_config(args.config)
+        if not args.dry_run:
+            check_writable(config_target(args.config), existed)
+        password = resolve_password(args, config)
+        # Hashed before the transaction opens: a high cost never leaves the database idle in it.
+        password_hash = None if args.dry_run else hash_interruptibly(password, args.bcrypt_cost)
+        return run(args, guards, config, existed, password, password_hash)
+
+
 def main(argv=None) -> int:
+    def stop(signum, _frame):
+        raise Stopped(signum)
+
+    previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGTERM, signal.SIGHUP)}
+    args = None
     try:
         args = build_parser().parse_args(argv)
-        if not PREFIX_PATTERN.match(args.prefix):
-            raise UsageError(f"--prefix {args.prefix!r} is not a plain table prefix (letters, digits, _)")
-        if args.count < 1:
-            raise UsageError(f"--count must be at least 1, got {args.count}")
-        if not 4 <= args.bcrypt_cost <= 31:
-            raise UsageError(f"--bcrypt-cost must be between 4 and 31, got {args.bcrypt_cost}")
-        config, existed = read_config(args.config)
-        password = resolve_password(args, config)
-        return run(args, config, existed, password)
+        args.committed = False
+        return prepare(args)
     except UsageError as error:
         print(f"[ERROR] {error}", file=sys.stderr)
         return EXIT_USAGE
     except DatabaseError as error:
         print(f"[ERROR] {error}", file=sys.stderr)
         return EXIT_DATABASE
-    except KeyboardInterrupt:
-        print("[ERROR] interrupted: nothing was changed", file=sys.stderr)
-        return 130
-
+    except (KeyboardInterrupt, Stopped) as interruption:
+        signum = interruption.signum if isinstance(interruption, Stopped) else signal.SIGINT
+        name = signal.Signals(signum).name
+        if args is not None and getattr(args, "committed", False):
+            print(f"[WARN] {name} arrived while committing: the change was completed first, the database "
+                  f"and {args.config} both hold the new password", file=sys.stderr)
+        else:
+            print(f"[ERROR] interrupted ({name}): nothing was changed", file=sys.stderr)
+        return 128 + signum
+    except BrokenPipeError:
+        # The reader went away (| head): say so where it can still be read, and end quietly.
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (no flush error at exit)
+            print("[ERROR] standard output was closed before the end", file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

@@ -29,9 +29,11 @@ OUTPUT = os.path.join(ROOT, "demo-output")
 PASSWORD = "Passw0rd!"
 
 
-def run(command: list) -> int:
-    print(f"\n$ {' '.join(command[1:])}", flush=True)
-    return subprocess.call([sys.executable, *command[1:]], cwd=ROOT)
+def run(command: list, env: dict | None = None) -> int:
+    shown = " ".join(f"{key}=... " for key in env or {})
+    print(f"\n$ {shown}{' '.join(command[1:])}", flush=True)
+    return subprocess.call([sys.executable, *command[1:]], cwd=ROOT,
+                           env={**os.environ, **env} if env else None)
 
 
 def load_step(base_url: str, config_path: str) -> int:
@@ -77,8 +79,9 @@ def main() -> int:
         conn.close()
         status = run([sys.executable, "set_moodle_passwords.py", "--db-name", "moodle",
                       "--db-host", cluster.socketdir, "--db-port", str(cluster.port),
-                      "--db-user", cluster.superuser, "--count", "30", "--password", PASSWORD,
-                      "--params-from-db", "--config", os.path.relpath(config_path, ROOT)])
+                      "--db-user", cluster.superuser, "--count", "30",
+                      "--params-from-db", "--config", os.path.relpath(config_path, ROOT)],
+                     env={"MOODLE_TEST_PASSWORD": PASSWORD})  # never on the command line: ps shows it
         if status != 0:
             return status
         conn = psycopg2.connect(**cluster.dsn("moodle"))

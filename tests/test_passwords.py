@@ -1,11 +1,14 @@
 """set_moodle_passwords.py against a real PostgreSQL database."""
 
+import fcntl
 import json
 import os
 import re
+import signal
 import stat
 import subprocess
 import sys
+import time
 
 import bcrypt
 import pytest
@@ -99,7 +102,7 @@ def test_hash_is_moodles_legacy_bcrypt_form_and_validates(moodle_db, tmp_path):
 
 def test_auth_and_confirmed_are_reset(moodle_db, tmp_path):
     moodle_db.query("UPDATE mdl_user SET auth = 'ldap', confirmed = 0 WHERE id = 102")
-    assert run_tool(moodle_db, tmp_path, "--count", "1") == 0
+    assert run_tool(moodle_db, tmp_path, "--count", "1", "--allow-auth", "ldap", "--allow-unconfirmed") == 0
     assert moodle_db.query("SELECT auth, confirmed FROM mdl_user WHERE id = 102") == [("manual", 1)]
 
 
@@ -301,3 +304,308 @@ def test_the_simulated_site_accepts_every_selected_user_afterwards(moodle_db, tm
     for username in usernames(tmp_path / "config.json"):
         status, location, _ = Browser(db_site.url).login(username, "S3lected!")
         assert (status, location.split("=")[0]) == (303, "/login/index.php?testsession")
+
+
+# ---- whose account it may touch
+
+def add_person(moodle_db, user_id: int, username: str, auth: str = "manual", confirmed: int = 1):
+    moodle_db.query("INSERT INTO mdl_user (id, auth, confirmed, mnethostid, username, password, firstname,"
+                    " lastname, email) VALUES (%s, %s, %s, 1, %s, 'old-hash', 'A', 'Person', 'a@example.test')",
+                    (user_id, auth, confirmed, username))
+
+
+def test_by_default_only_maketestsite_users_are_picked_and_it_says_so(moodle_db, tmp_path, capsys):
+    add_person(moodle_db, 500, "jane.student")  # a real person, newer than every test user
+    assert run_tool(moodle_db, tmp_path, "--count", "3") == 0
+    assert "jane.student" not in usernames(tmp_path / "config.json")
+    assert moodle_db.query("SELECT password FROM mdl_user WHERE id = 500") == [("old-hash",)]
+    assert "tool_generator_*" in capsys.readouterr().out
+
+
+def test_where_picks_other_accounts_when_asked_for(moodle_db, tmp_path):
+    add_person(moodle_db, 500, "loadtest01")
+    assert run_tool(moodle_db, tmp_path, "--where", "u.username LIKE 'loadtest%'") == 0
+    assert usernames(tmp_path / "config.json") == ["loadtest01"]
+
+
+@pytest.mark.parametrize("auth, confirmed", [("nologin", 1), ("ldap", 1), ("oauth2", 1), ("cas", 1),
+                                             ("shibboleth", 1), ("manual", 0)])
+def test_accounts_without_a_site_password_or_unconfirmed_are_never_picked(moodle_db, tmp_path, auth, confirmed):
+    moodle_db.query("UPDATE mdl_user SET auth = %s, confirmed = %s WHERE id = 102", (auth, confirmed))
+    assert run_tool(moodle_db, tmp_path, "--count", "1000") == 0
+    assert "tool_generator_000100" not in usernames(tmp_path / "config.json")
+    assert moodle_db.query("SELECT auth, confirmed, password FROM mdl_user WHERE id = 102")[0][:2] == (auth, confirmed)
+
+
+def test_a_disabled_account_stays_disabled_unless_its_auth_is_named(moodle_db, tmp_path):
+    moodle_db.query("UPDATE mdl_user SET auth = 'nologin' WHERE id = 102")
+    assert run_tool(moodle_db, tmp_path, "--count", "1") == 0
+    assert moodle_db.query("SELECT auth FROM mdl_user WHERE id = 102") == [("nologin",)]
+    assert run_tool(moodle_db, tmp_path, "--count", "1", "--allow-auth", "nologin") == 0
+    assert moodle_db.query("SELECT auth FROM mdl_user WHERE id = 102") == [("manual",)]
+
+
+@pytest.mark.parametrize("where", [
+    "1=0) OR (u.username IN ('admin','guest')",
+    "1=1) OR true --",
+    "u.username = 'x'; DROP TABLE mdl_user_preferences",
+    "u.username = 'x' /* comment */",
+    "u.username = $$x$$",
+    "(u.username = 'x'",
+    "u.username = 'x",
+], ids=["breakout", "comment-drops-limit", "second-statement", "block-comment", "dollar-quote", "open-paren",
+        "open-string"])
+def test_where_cannot_escape_its_guards(moodle_db, tmp_path, capsys, where):
+    before = snapshot(moodle_db)
+    assert run_tool(moodle_db, tmp_path, "--where", where) == smp.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--where" in err
+    assert snapshot(moodle_db) == before
+    assert moodle_db.query("SELECT count(*) FROM mdl_user_preferences") is not None  # the table is still there
+
+
+@pytest.mark.parametrize("where, expected", [
+    ("u.username LIKE '%)%' OR u.username = 'tool_generator_000005'", ["tool_generator_000005"]),
+    ("u.username = E'tool_generator_00000\\'' OR u.id = 7", ["tool_generator_000005"]),
+    ("(u.id BETWEEN 5 AND 6) AND \"u\".\"username\" <> ';--'", ["tool_generator_000004", "tool_generator_000003"]),
+], ids=["paren-in-string", "escaped-quote", "quoted-names"])
+def test_where_with_quotes_and_parentheses_inside_strings_still_works(moodle_db, tmp_path, where, expected):
+    assert run_tool(moodle_db, tmp_path, "--where", where) == 0
+    assert usernames(tmp_path / "config.json") == expected
+
+
+def test_the_update_applies_the_guards_again(moodle_db):
+    from moodleload.accounts import Guards, SelectedUser, apply_changes
+
+    moodle_db.query("UPDATE mdl_config SET value = '2,100' WHERE name = 'siteadmins'")  # made admin meanwhile
+    moodle_db.query("UPDATE mdl_user SET suspended = 1 WHERE id = 99")  # suspended meanwhile
+    conn = moodle_db.connect()
+    with conn.cursor() as cur:
+        changed, _ = apply_changes(cur, Guards("mdl_"), [SelectedUser(n, "") for n in (2, 98, 99, 100)], "$2y$x")
+    conn.commit()
+    conn.close()
+    assert [user.id for user in changed] == [98]
+    assert moodle_db.query("SELECT id FROM mdl_user WHERE password = '$2y$x'") == [(98,)]
+
+
+def test_a_malformed_siteadmins_value_still_keeps_admins_out(moodle_db, tmp_path):
+    moodle_db.query("UPDATE mdl_config SET value = ' 2 , x, 102,' WHERE name = 'siteadmins'")  # 102: user 100
+    assert run_tool(moodle_db, tmp_path, "--count", "2") == 0
+    assert usernames(tmp_path / "config.json") == ["tool_generator_000099", "tool_generator_000098"]
+
+
+# ---- secrets
+
+def test_the_password_can_come_from_a_file(moodle_db, tmp_path, capsys):
+    (tmp_path / "pw").write_text("FromFile1!\n")
+    assert run_tool(moodle_db, tmp_path, "--count", "1", "--password-file", str(tmp_path / "pw"), password=None) == 0
+    assert json.loads((tmp_path / "config.json").read_text())["users"][0]["password"] == "FromFile1!"
+    assert "[WARN]" not in capsys.readouterr().out
+
+
+def test_a_password_on_the_command_line_works_with_a_warning(moodle_db, tmp_path, capsys):
+    assert run_tool(moodle_db, tmp_path, "--count", "1") == 0
+    assert "--password is visible to every user" in capsys.readouterr().out
+
+
+def test_the_database_password_can_come_from_a_file(moodle_db, tmp_path):
+    moodle_db.query("CREATE ROLE filereader LOGIN SUPERUSER PASSWORD 'secret'")
+    (tmp_path / "dbpw").write_text("secret\n")
+    arguments = ["--db-name", moodle_db.name, "--db-host", moodle_db.pg.socketdir, "--db-port",
+                 str(moodle_db.pg.port), "--db-user", "filereader", "--count", "1", "--password", "pw",
+                 "--config", str(tmp_path / "config.json")]
+    assert smp.main([*arguments, "--db-pass-file", str(tmp_path / "dbpw")]) == 0
+    assert usernames(tmp_path / "config.json") == ["tool_generator_000100"]
+    (tmp_path / "dbpw").write_text("wrong\n")  # the file is what authenticates
+    assert smp.main([*arguments, "--db-pass-file", str(tmp_path / "dbpw")]) == smp.EXIT_DATABASE
+
+
+def test_the_hash_never_appears_in_a_statements_text(moodle_db, tmp_path):
+    moodle_db.query("""
+        CREATE TABLE seen (query text);
+        CREATE FUNCTION remember() RETURNS trigger AS $$
+        BEGIN INSERT INTO seen VALUES (current_query()); RETURN NEW; END $$ LANGUAGE plpgsql;
+        CREATE TRIGGER remember BEFORE UPDATE ON mdl_user FOR EACH ROW EXECUTE FUNCTION remember();
+    """)
+    assert run_tool(moodle_db, tmp_path, "--count", "2") == 0
+    queries = [row[0] for row in moodle_db.query("SELECT query FROM seen")]
+    assert queries and not [query for query in queries if "$2y$" in query]
+    assert moodle_db.query("SELECT count(*) FROM mdl_user WHERE password LIKE '$2y$%'") == [(2,)]
+
+
+# ---- config.json, whatever happens
+
+def script(moodle_db, tmp_path, *extra) -> list:
+    (tmp_path / "pw").write_text("Killed1!\n")
+    return [sys.executable, os.path.join(ROOT, "set_moodle_passwords.py"), *moodle_db.cli_args(),
+            "--config", str(tmp_path / "config.json"), "--password-file", str(tmp_path / "pw"), *extra]
+
+
+def slow_commit(moodle_db, seconds: float) -> None:
+    """A deferred trigger: COMMIT itself takes ``seconds``."""
+    moodle_db.query(f"""
+        CREATE FUNCTION slow() RETURNS trigger AS $$
+        BEGIN PERFORM pg_sleep({seconds}); RETURN NULL; END $$ LANGUAGE plpgsql;
+        CREATE CONSTRAINT TRIGGER slow AFTER UPDATE ON mdl_user DEFERRABLE INITIALLY DEFERRED
+            FOR EACH ROW WHEN (NEW.id = 100) EXECUTE FUNCTION slow();
+    """)
+
+
+def wait_for_commit(moodle_db, process) -> None:
+    for _ in range(400):
+        if moodle_db.query("SELECT 1 FROM pg_stat_activity WHERE application_name = 'set_moodle_passwords'"
+                           " AND state = 'active' AND query = 'COMMIT'"):
+            return
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.025)
+    raise AssertionError("the COMMIT never started")
+
+
+def hashes_agree_with_config(moodle_db, tmp_path) -> bool:
+    config = json.loads((tmp_path / "config.json").read_text())
+    rows = dict(moodle_db.query("SELECT username, password FROM mdl_user"))
+    return all(bcrypt.checkpw(user["password"].encode(), rows[user["username"]].encode())
+               for user in config["users"])
+
+
+def write_old_config(moodle_db, tmp_path) -> None:
+    assert run_tool(moodle_db, tmp_path, "--count", "3", password="Before1!") == 0
+
+
+def test_sigterm_during_commit_completes_both_the_database_and_the_config(moodle_db, tmp_path):
+    write_old_config(moodle_db, tmp_path)
+    slow_commit(moodle_db, 1.5)
+    process = subprocess.Popen(script(moodle_db, tmp_path, "--count", "3"), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    wait_for_commit(moodle_db, process)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 143
+    assert "completed first" in err and "Traceback" not in err
+    assert json.loads((tmp_path / "config.json").read_text())["users"][0]["password"] == "Killed1!"
+    assert hashes_agree_with_config(moodle_db, tmp_path)
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_sigkill_during_commit_is_made_whole_by_running_again(moodle_db, tmp_path):
+    write_old_config(moodle_db, tmp_path)
+    slow_commit(moodle_db, 1.0)
+    process = subprocess.Popen(script(moodle_db, tmp_path, "--count", "3"), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    wait_for_commit(moodle_db, process)
+    process.kill()
+    process.wait()
+    time.sleep(1.5)  # the server finishes the COMMIT it had received
+    assert not hashes_agree_with_config(moodle_db, tmp_path)  # the database moved on, config.json did not
+    leftovers = [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    assert len(leftovers) == 1 and stat.S_IMODE(leftovers[0].stat().st_mode) == 0o600
+    again = subprocess.run(script(moodle_db, tmp_path, "--count", "3"), capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0, again.stderr
+    assert "left by an earlier run that was killed" in again.stdout
+    assert hashes_agree_with_config(moodle_db, tmp_path)
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_a_signal_while_hashing_at_a_high_cost_stops_within_a_second_changing_nothing(moodle_db, tmp_path, signum,
+                                                                                      status):
+    write_old_config(moodle_db, tmp_path)
+    before, config_before = snapshot(moodle_db), (tmp_path / "config.json").read_text()
+    process = subprocess.Popen(script(moodle_db, tmp_path, "--count", "3", "--bcrypt-cost", "14"),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    sent = time.monotonic()
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=30)
+    assert time.monotonic() - sent < 1.0
+    assert process.returncode == status
+    assert "nothing was changed" in err and "Traceback" not in err
+    assert snapshot(moodle_db) == before and (tmp_path / "config.json").read_text() == config_before
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_a_second_run_on_the_same_config_refuses_while_the_first_holds_it(moodle_db, tmp_path, capsys):
+    folder = os.open(tmp_path, os.O_RDONLY)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
+        before = snapshot(moodle_db)
+        assert run_tool(moodle_db, tmp_path, "--count", "1") == smp.EXIT_USAGE
+        assert "another set_moodle_passwords.py" in capsys.readouterr().err
+        assert snapshot(moodle_db) == before
+    finally:
+        os.close(folder)
+
+
+def test_two_runs_at_once_never_mix_their_results(moodle_db, tmp_path):
+    slow_commit(moodle_db, 1.0)
+    first = subprocess.Popen(script(moodle_db, tmp_path, "--count", "3"), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    wait_for_commit(moodle_db, first)
+    second = subprocess.run(script(moodle_db, tmp_path, "--count", "5"), capture_output=True, text=True, timeout=60)
+    first.communicate(timeout=30)
+    assert first.returncode == 0 and second.returncode == smp.EXIT_USAGE
+    assert "another set_moodle_passwords.py" in second.stderr
+    assert len(usernames(tmp_path / "config.json")) == 3
+
+
+def test_a_read_only_config_is_not_replaced(moodle_db, tmp_path, capsys):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"base_url": "https://x.test", "users": []}))
+    path.chmod(0o400)
+    before = snapshot(moodle_db)
+    assert run_tool(moodle_db, tmp_path, "--count", "1") == smp.EXIT_USAGE
+    assert "read-only" in capsys.readouterr().err
+    assert snapshot(moodle_db) == before
+    assert json.loads(path.read_text()) == {"base_url": "https://x.test", "users": []}
+
+
+def test_a_symlinked_config_is_written_through_to_its_target(moodle_db, tmp_path):
+    (tmp_path / "real").mkdir()
+    target = tmp_path / "real" / "config.json"
+    target.write_text(json.dumps({"base_url": "https://x.test", "users": []}))
+    (tmp_path / "config.json").symlink_to(target)
+    assert run_tool(moodle_db, tmp_path, "--count", "1") == 0
+    assert (tmp_path / "config.json").is_symlink()
+    assert usernames(target) == ["tool_generator_000100"]
+
+
+# ---- every other mistake: one line, the documented exit
+
+@pytest.mark.parametrize("content, complaint", [
+    (b'{"users": [], "caf\xe9": 1}', "not UTF-8"),
+    (b"[" * 100000 + b"]" * 100000, "nested too deeply"),
+    (b'{"users": [{"username": "a", "password": 12345}]}', "password is not a string"),
+], ids=["latin-1", "deep", "password-not-a-string"])
+def test_a_bad_config_is_one_line(moodle_db, tmp_path, capsys, content, complaint):
+    (tmp_path / "config.json").write_bytes(content)
+    before = snapshot(moodle_db)
+    assert run_tool(moodle_db, tmp_path, password=None) == smp.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and complaint in err
+    assert snapshot(moodle_db) == before
+
+
+@pytest.mark.parametrize("flag, value, complaint", [
+    ("--count", str(2 ** 63), "--count"), ("--count", "0", "--count"), ("--bcrypt-cost", "20", "--bcrypt-cost"),
+    ("--allow-auth", "ldap;x", "--allow-auth"),
+])
+def test_numbers_and_names_out_of_range_are_one_line(moodle_db, tmp_path, capsys, flag, value, complaint):
+    assert run_tool(moodle_db, tmp_path, flag, value) == smp.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and complaint in err
+
+
+def test_a_password_that_is_not_utf8_is_one_line(moodle_db, tmp_path):
+    command = [os.fsencode(part) for part in script(moodle_db, tmp_path, "--count", "1")]
+    command += [b"--password", b"caf\xe9"]
+    command = [part for part in command if part not in (b"--password-file", os.fsencode(tmp_path / "pw"))]
+    result = subprocess.run(command, capture_output=True, timeout=60)
+    assert result.returncode == smp.EXIT_USAGE
+    assert b"not valid UTF-8" in result.stderr and b"Traceback" not in result.stderr
+
+
+def test_dry_run_into_a_closed_pipe_has_no_traceback(moodle_db, tmp_path):
+    shell = " ".join(f"'{part}'" for part in script(moodle_db, tmp_path, "--count", "200", "--dry-run",
+                                                     "--where", "true"))
+    result = subprocess.run(["bash", "-c", f"{shell} | head -1"], capture_output=True, text=True, timeout=60)
+    assert "Traceback" not in result.stderr
