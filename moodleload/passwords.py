@@ -487,7 +487,9 @@ def main(argv=None) -> int:
     try:
         args = build_parser().parse_args(argv)
         args.committed = False
-        return prepare(args)
+        status = prepare(args)
+        sys.stdout.flush()  # here, where a closed pipe is still caught below
+        return status
     except UsageError as error:
         print(f"[ERROR] {error}", file=sys.stderr)
         return EXIT_USAGE
@@ -504,10 +506,14 @@ def main(argv=None) -> int:
             print(f"[ERROR] interrupted ({name}): nothing was changed", file=sys.stderr)
         return 128 + signum
     except BrokenPipeError:
-        # The reader went away (| head): say so where it can still be read, and end quietly.
+        # The reader went away (| head): say so where it can still be read, and end quietly
+        # (standard output pointed at /dev/null, so the flush at exit cannot fail again).
         with contextlib.suppress(OSError):
-            sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (no flush error at exit)
-            print("[ERROR] standard output was closed before the end", file=sys.stderr)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        done = args is not None and getattr(args, "committed", False)
+        print("[ERROR] standard output was closed before the end"
+              + (f" (the change itself was completed: the database and {args.config} agree)" if done else ""),
+              file=sys.stderr)
         return EXIT_USAGE
     finally:
         for signum, handler in previous.items():

@@ -607,5 +607,7 @@ def test_a_password_that_is_not_utf8_is_one_line(moodle_db, tmp_path):
 def test_dry_run_into_a_closed_pipe_has_no_traceback(moodle_db, tmp_path):
     shell = " ".join(f"'{part}'" for part in script(moodle_db, tmp_path, "--count", "200", "--dry-run",
                                                      "--where", "true"))
-    result = subprocess.run(["bash", "-c", f"{shell} | head -1"], capture_output=True, text=True, timeout=60)
-    assert "Traceback" not in result.stderr
+    result = subprocess.run(["bash", "-c", f"{shell} | true; exit ${{PIPESTATUS[0]}}"], capture_output=True,
+                            text=True, timeout=60)
+    assert result.stderr == "[ERROR] standard output was closed before the end\n"
+    assert result.returncode == smp.EXIT_USAGE
