@@ -4,15 +4,28 @@ the verdict, return its exit status.  Every mode ends in ``conclude``."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import signal
 import sys
+import tempfile
+import time
 
 from . import __version__
 from .charts import load_pyplot
 from .compare import compare_documents
 from .config import load_config
 from .console import Printer
-from .exits import EXIT_CANNOT_JUDGE, EXIT_GOOD, EXIT_SIGINT, EXIT_SIGTERM, EXIT_USAGE, UsageError
+from .exits import (
+    EXIT_FAULT,
+    EXIT_GOOD,
+    EXIT_SIGHUP,
+    EXIT_SIGINT,
+    EXIT_SIGTERM,
+    EXIT_USAGE,
+    UsageError,
+)
+from .files import check_output_path
 from .htmlreport import render_report, write_report
 from .httpclient import resolve_http_client
 from .options import argv_for, build_parser, check_load_options, check_numbers, gates_from, thresholds_from
@@ -26,25 +39,87 @@ from .views import trust_signals
 
 
 def main(argv=None) -> int:
+    """Every way out is an exit status git bisect can trust: a verdict (0, 1, 125), a usage
+    mistake (128), an interruption (129, 130, 143), or a fault of the tool itself (200),
+    which stops the bisect instead of marking the commit."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
+    measured: dict = {}  # what a load run measured, saved by the last-resort guard
     try:
         args = parser.parse_args(argv)
         check_numbers(args)
         say = Printer(quiet=args.quiet)
+        check_outputs(args)
         if args.report:
             load_pyplot()  # say now, before any load, when matplotlib is missing
         if args.compare:
-            return run_compare(args, say)
-        if args.merge:
-            return run_merge(args, say)
-        if args.results:
-            return run_saved_report(args, say)
-        check_load_options(args)
-        return run_load(args, argv, parser, say)
+            status = run_compare(args, say)
+        elif args.merge:
+            status = run_merge(args, say)
+        elif args.results:
+            status = run_saved_report(args, say)
+        else:
+            check_load_options(args)
+            status = run_load(args, argv, parser, say, measured)
+        sys.stdout.flush()  # here, where a closed pipe is still caught below
+        return status
     except UsageError as error:
         print(f"[ERROR] {error}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:
+        # The reader went away (| head): one line where it can still be read, and no
+        # second failure when Python flushes standard output at exit.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print("[ERROR] standard output was closed before the end (| head?): run again without it, or "
+              "with --quiet", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as error:  # noqa: BLE001  the last resort: a fault of the tool is never a verdict
+        where = save_fallback(measured["document"]) if measured.get("document") else None
+        print(f"[ERROR] moodle_load.py failed ({type(error).__name__}: {error}); this is a fault of the tool, "
+              f"not of the commit: exit {EXIT_FAULT} stops a bisect"
+              + (f"; what was measured is in {where}" if where else ""), file=sys.stderr)
+        return EXIT_FAULT
+
+
+def check_outputs(args) -> None:
+    """Every file this run will write can be written, and none is one of its inputs."""
+    inputs = {"--config": args.config, "--baseline": args.baseline}
+    for position, path in enumerate(args.compare or []):
+        inputs[f"--compare file {position + 1}"] = path
+    for position, path in enumerate(args.merge or []):
+        inputs[f"--merge file {position + 1}"] = path
+    if args.results:
+        inputs["RESULTS"] = args.results
+    if args.output:
+        check_output_path(args.output, "--output", inputs)
+    if args.report:
+        check_output_path(args.report, "--report", {**inputs, "--output": args.output})
+
+
+def save_results(path: str, document: dict, say) -> Verdict | None:
+    """Save the results; if that fails (disk full, folder gone), save them elsewhere and
+    return the verdict that says the run could not be recorded where asked."""
+    try:
+        save_document(path, document)
+        return None
+    except OSError as error:
+        where = save_fallback(document)
+        saved = f"they were saved to {where} instead" if where else "and could not be saved anywhere"
+        say(f"[ERROR] cannot write the results to {path} ({error.strerror or error}): {saved}")
+        return Verdict(EXIT_FAULT, "not recorded", (f"the results could not be written to {path}: {saved}",))
+
+
+def save_fallback(document: dict) -> str | None:
+    """Where the results went when they could not go where asked, or None."""
+    for folder in (os.getcwd(), tempfile.gettempdir()):
+        path = os.path.join(folder, f"moodle-load-results-{os.getpid()}-{int(time.time())}.json")
+        try:
+            save_document(path, document)
+            return path
+        except OSError:
+            continue
+    return None
 
 
 def run_compare(args, say) -> int:
@@ -52,7 +127,7 @@ def run_compare(args, say) -> int:
     comparison = compare_documents(base, new, thresholds_from(args))
     new["summary"] = summarize(new)
     say(format_comparison(comparison))
-    verdict = decide(new["summary"], gates_from(args), comparison)
+    verdict = decide(new["summary"], gates_from(args), comparison, new.get("logins"))
     return conclude(args, say, new, verdict, baseline=base, comparison=comparison)
 
 
@@ -63,7 +138,10 @@ def run_saved_report(args, say) -> int:
     document = load_document(args.results)
     document["summary"] = summarize(document)
     comparison = document.get("comparison")
-    verdict = decide(document["summary"], gates_from(args), comparison)
+    if document["metadata"]["interrupted"]:
+        verdict = Verdict.cannot_judge(["the run was interrupted before its end: what was measured is shown"])
+    else:
+        verdict = decide(document["summary"], gates_from(args), comparison, document.get("logins"))
     return conclude(args, say, document, verdict, comparison=comparison)
 
 
@@ -72,14 +150,20 @@ def run_merge(args, say) -> int:
         raise UsageError("--merge needs --output for the merged results")
     merged = merge_documents([load_document(path) for path in args.merge])
     merged["summary"] = summarize(merged)
-    save_document(args.output, merged)
+    failed = save_results(args.output, merged, say)
     say(format_report(merged))
+    if failed is not None:
+        announce(print, failed)
+        return failed.status
     say(f"[INFO] merged {len(args.merge)} results into {args.output}")
     return EXIT_GOOD
 
 
-def run_load(args, argv: list, parser, say) -> int:
+def run_load(args, argv: list, parser, say, measured: dict) -> int:
     config, digest = load_config(args.config)
+    if args.processes > len(config.users):
+        raise UsageError(f"--processes {args.processes} is more than the {len(config.users)} users in "
+                         f"{args.config}: each process needs users of its own")
     for warning in config.warnings:
         say(f"[WARN] {warning}")
     baseline = load_document(args.baseline) if args.baseline else None
@@ -88,36 +172,45 @@ def run_load(args, argv: list, parser, say) -> int:
                            warmup=args.warmup, seed=args.seed, insecure=args.insecure,
                            login_timeout=args.login_timeout, request_timeout=args.request_timeout,
                            progress=args.progress, blocks=args.blocks, shard=shard, drain=args.drain,
-                           http_client=resolve_http_client(args.http_client))
+                           http_client=resolve_http_client(args.http_client),
+                           max_body=int(args.max_body_mb * 1024 * 1024))
     say(f"[INFO] moodle_load.py {__version__}: {config.base_url}, {settings.rpm:g} RPM for "
         f"{settings.duration:g} s (+{settings.warmup:g} s warm-up), seed {settings.seed}"
         + (f", shard {shard[0]}/{shard[1]}" if shard[1] > 1 else ""))
     judge = None if args.shard_process else print  # a --processes child: the parent judges
+    dead_shards = []
     if args.processes > 1:
-        document, early_status, interrupted = run_processes(args.processes, argv_for(parser, args, PARENT_ONLY))
+        document, early_status, interrupted, dead_shards = run_processes(args.processes,
+                                                                         argv_for(parser, args, PARENT_ONLY))
+        for line in dead_shards:
+            say(f"[ERROR] {line}")
         if early_status is not None:
             say("[ERROR] the generator processes produced no results")
             return early_status
     else:
         run = LoadRun(config, settings, say)
         interrupted = run_with_signals(run)
-        document = build_document(run, argv, digest)
+        document = measured["document"] = build_document(run, argv, digest)
+        if run.fault is not None:
+            raise run.fault
         if run.logins_ok == 0:
             document["summary"] = summarize(document)
-            if args.output:
-                save_document(args.output, document)
+            if args.output and save_results(args.output, document, say) is not None:
+                return EXIT_FAULT
             reasons = ", ".join(f"{k} {v}" for k, v in run.login_failures.items()) or "interrupted"
             print(f"[ERROR] No user could log in ({reasons}): check base_url, the users' passwords "
                   f"(set_moodle_passwords.py) and that the site is up", file=sys.stderr)
-            announce(judge, Verdict.cannot_judge(["no user could log in"]))
-            return interrupted or EXIT_CANNOT_JUDGE
+            verdict = Verdict(interrupted, "interrupted", ("stopped while logging in",)) if interrupted \
+                else Verdict.cannot_judge(["no user could log in"])
+            announce(judge, verdict)
+            return verdict.status
     document["summary"] = summarize(document)
 
+    measured["document"] = document
     comparison = None
     if baseline is not None:
         comparison = document["comparison"] = compare_documents(baseline, document, thresholds_from(args))
-    if args.output:
-        save_document(args.output, document)
+    not_recorded = save_results(args.output, document, say) if args.output else None
     say(format_report(document))
     for line in format_trust(trust_signals(document)):
         say(line)
@@ -125,13 +218,17 @@ def run_load(args, argv: list, parser, say) -> int:
         say(hint)
     if comparison is not None:
         say(format_comparison(comparison))
-    if args.output:
+    if args.output and not_recorded is None:
         say(f"[INFO] results written to {args.output}")
-    if interrupted:
+    if not_recorded is not None:
+        verdict = not_recorded
+    elif dead_shards and not interrupted:
+        verdict = Verdict.cannot_judge([*dead_shards, "the surviving shards sent less than the target rate"])
+    elif interrupted:
         verdict = Verdict(interrupted, "interrupted",
                           ("the run was stopped before its end: what was measured is shown",))
     else:
-        verdict = decide(document["summary"], gates_from(args), comparison)
+        verdict = decide(document["summary"], gates_from(args), comparison, document.get("logins"))
     return conclude(args, say, document, verdict, baseline=baseline, comparison=comparison, judge=judge)
 
 
@@ -140,7 +237,7 @@ def run_with_signals(run: LoadRun) -> int | None:
 
     async def runner():
         loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             try:
                 loop.add_signal_handler(signum, run.stop, signum)
             except (NotImplementedError, RuntimeError):
@@ -153,7 +250,8 @@ def run_with_signals(run: LoadRun) -> int | None:
     except ImportError:
         run_loop = asyncio.run
     run_loop(runner())
-    return {signal.SIGINT: EXIT_SIGINT, signal.SIGTERM: EXIT_SIGTERM}.get(run.interrupted_by)
+    statuses = {signal.SIGINT: EXIT_SIGINT, signal.SIGTERM: EXIT_SIGTERM, signal.SIGHUP: EXIT_SIGHUP}
+    return statuses.get(run.interrupted_by)
 
 
 def conclude(args, say, document: dict, verdict: Verdict, *, baseline: dict | None = None,

@@ -73,9 +73,34 @@ def ratio_interval(base_blocks: list, new_blocks: list, resamples: int = 400, se
     return ratios[int(0.025 * resamples)], ratios[int(0.975 * resamples) - 1]
 
 
+def failure_increase_p(base_failed: int, base_total: int, new_failed: int, new_total: int) -> float:
+    """One-sided p-value that the new failure rate is above the baseline's: the two-proportion
+    z-test with a pooled rate (and 1.0 where there is nothing to test)."""
+    if not base_total or not new_total:
+        return 1.0
+    pooled = (base_failed + new_failed) / (base_total + new_total)
+    spread = math.sqrt(pooled * (1 - pooled) * (1 / base_total + 1 / new_total))
+    difference = new_failed / new_total - base_failed / base_total
+    if spread == 0:
+        return 1.0 if difference <= 0 else 0.0
+    return 0.5 * math.erfc(difference / spread / math.sqrt(2.0))
+
+
+MIN_FAILURE_INCREASE = 0.01  # a rise of under one percentage point is not called, however certain
+
+
 def compare_url(base: dict, new: dict, thresholds: Thresholds, alpha: float) -> dict:
     """Verdict for one URL: 'regression', 'improvement', 'same' or 'unsure' (plus why)."""
     row = {"verdict": "same", "reasons": []}
+    base_rate = base["failure"] / base["requests"] if base["requests"] else 0.0
+    new_rate = new["failure"] / new["requests"] if new["requests"] else 0.0
+    failures_p = failure_increase_p(base["failure"], base["requests"], new["failure"], new["requests"])
+    row["failure_rate"] = [round(base_rate, 4), round(new_rate, 4)]
+    if new_rate - base_rate >= MIN_FAILURE_INCREASE and failures_p <= alpha:
+        row["verdict"] = "regression"
+        kinds = ", ".join(f"{kind} {count}" for kind, count in sorted(new.get("failures", {}).items()))
+        row["reasons"].append(f"failures {base_rate:.1%} -> {new_rate:.1%} of requests (p={failures_p:.2g}"
+                              f"{'; ' + kinds if kinds else ''})")
     base_blocks, new_blocks = block_medians(base), block_medians(new)
     tolerance = thresholds.max_regression_pct / 100.0
     row["blocks"] = [len(base_blocks), len(new_blocks)]
@@ -129,11 +154,30 @@ def compare_documents(base: dict, new: dict, thresholds: Thresholds) -> dict:
     else:
         overall = "same"
     notes = []
-    if base["metadata"].get("config_sha256") != new["metadata"].get("config_sha256"):
-        notes.append("the two runs used different configs: compare with care")
-    if base["metadata"].get("seed") != new["metadata"].get("seed"):
-        notes.append("the two runs used different seeds")
     if missing:
         notes.append(f"URLs in only one run, not compared: {', '.join(missing)}")
+    differences = incomparable(base, new)
+    if differences:
+        overall = "not comparable"
     return {"verdict": overall, "alpha_per_url": alpha, "urls": rows, "notes": notes,
-            "max_regression_pct": thresholds.max_regression_pct}
+            "max_regression_pct": thresholds.max_regression_pct, "not_comparable": differences}
+
+
+# What must be the same for two runs to say anything about two commits: the load itself.
+COMPARABLE = (("config_sha256", "config"), ("rpm", "target rate (--rpm)"), ("concurrency", "concurrency"),
+              ("http_client", "HTTP client"), ("block_seconds", "block length (--duration / --blocks)"),
+              ("seed", "seed"), ("warmup_s", "warm-up"))
+
+
+def incomparable(base: dict, new: dict) -> list:
+    """Why two runs cannot be compared, or []: a different load, or a run cut short."""
+    reasons = []
+    for key, label in COMPARABLE:
+        before, after = base["metadata"].get(key), new["metadata"].get(key)
+        if before is not None and after is not None and before != after:
+            shown = (before[:12], after[:12]) if isinstance(before, str) and len(before) > 20 else (before, after)
+            reasons.append(f"the runs differ in {label}: {shown[0]} and {shown[1]}")
+    for document, which in ((base, "the baseline"), (new, "this run")):
+        if document["metadata"].get("interrupted"):
+            reasons.append(f"{which} was interrupted before its end")
+    return reasons

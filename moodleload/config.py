@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import math
 import re
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from .exits import UsageError
+from .files import read_json
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class Config:
     parameters: dict
     urls: list
     warnings: list = field(default_factory=list)
+    basic_auth: str | None = None  # "Basic ..." from user:password@ in base_url, sent to the site only
 
 
 # =========================================================================== config
@@ -69,11 +72,7 @@ def validate_config(raw) -> Config:
         raise UsageError("config: the top level must be a JSON object")
     warnings = [f"config: unknown key '{key}' ignored" for key in raw if key not in KNOWN_KEYS]
 
-    base_url = raw.get("base_url")
-    if not isinstance(base_url, str) or urlsplit(base_url).scheme not in ("http", "https") \
-            or not urlsplit(base_url).netloc:
-        raise UsageError(f"config: base_url must be an http:// or https:// URL, got {base_url!r}")
-    base_url = base_url.rstrip("/")
+    base_url, basic_auth = check_base_url(raw.get("base_url"))
     login_path = raw.get("login_path", "/login/index.php")
     if not isinstance(login_path, str) or not login_path.startswith("/"):
         raise UsageError(f"config: login_path must be a path starting with '/', got {login_path!r}")
@@ -141,30 +140,60 @@ def validate_config(raw) -> Config:
             raise UsageError(f"config: {key}.name {name!r} is used twice; give each URL its own name")
         names.add(name)
         urls.append(UrlSpec(path=path, name=name, weight=float(weight), placeholders=placeholders))
-    return Config(base_url, login_path, users, parameters, urls, warnings)
+    total_weight = sum(spec.weight for spec in urls)
+    if not math.isfinite(total_weight):
+        raise UsageError("config: the urls' weights add up to more than a number can hold; use smaller weights")
+    return Config(base_url, login_path, users, parameters, urls, warnings, basic_auth)
+
+
+def check_base_url(base_url) -> tuple[str, str | None]:
+    """The site's URL without credentials, and the HTTP basic auth they stand for (staging
+    sites often sit behind it).  Credentials are never printed or stored: only the URL
+    without them goes into messages, results and reports."""
+    shown = base_url if not isinstance(base_url, str) else _without_credentials(base_url)
+    if not isinstance(base_url, str):
+        raise UsageError(f"config: base_url must be an http:// or https:// URL, got {shown!r}")
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"config: base_url must be an http:// or https:// URL, got {shown!r}")
+    try:
+        parts.port  # noqa: B018  (raises on a port out of range or not a number)
+    except ValueError:
+        raise UsageError(f"config: base_url {shown!r} has a port that is not a number from 1 to 65535") from None
+    if parts.port == 0:
+        raise UsageError(f"config: base_url {shown!r} has port 0")
+    if parts.query or parts.fragment:
+        raise UsageError(f"config: base_url {shown!r} must not have a query or fragment: give the site's wwwroot")
+    basic_auth = None
+    if parts.username is not None or parts.password is not None:
+        credentials = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+        basic_auth = "Basic " + base64.b64encode(credentials.encode("utf-8")).decode("ascii")
+    return _without_credentials(base_url).rstrip("/"), basic_auth
+
+
+def _without_credentials(url: str) -> str:
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def load_config(path: str) -> tuple[Config, str]:
     """Read and validate config.json; returns the config and the SHA-256 of its load
     (users' passwords excluded, so a password reset does not break comparisons)."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            raw = json.load(handle)
+        raw = read_json(path, "config")
     except FileNotFoundError:
         raise UsageError(f"config: {path} not found (copy config.example.json or run "
                          f"set_moodle_passwords.py)") from None
-    except json.JSONDecodeError as error:
-        raise UsageError(f"config: {path} is not valid JSON: {error.msg} at line {error.lineno} "
-                         f"column {error.colno}") from None
-    except OSError as error:
-        raise UsageError(f"config: cannot read {path}: {error.strerror}") from None
     config = validate_config(raw)
     return config, config_digest(raw)
 
 
 def config_digest(raw: dict) -> str:
     """Hash of what shapes the load: URLs, parameters, base URL and the user names."""
-    shape = {key: raw.get(key) for key in ("base_url", "login_path", "parameters", "urls")}
+    shape = {key: raw.get(key) for key in ("login_path", "parameters", "urls")}
+    shape["base_url"] = check_base_url(raw.get("base_url"))[0]  # never the credentials
     shape["users"] = sorted(u.get("username", "") for u in raw.get("users", []) if isinstance(u, dict))
     return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()
 

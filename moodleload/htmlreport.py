@@ -102,6 +102,8 @@ def render_report(document: dict, verdict: Verdict | None = None, baseline: dict
         parts.append(_table(["URL", "baseline ms", "this run ms", "ratio", "95 % interval", "p", "DB reads", "verdict",
                              "why"], rows))
         parts += [f"<p><small>note: {_e(note)}</small></p>" for note in comparison["notes"]]
+        parts += [f"<p><small>not comparable: {_e(reason)}</small></p>"
+                  for reason in comparison.get("not_comparable", [])]
     if comparison is not None and baseline is not None:
         parts += compare_charts(baseline, document)
         base_urls = summarize(baseline)["urls"] if "summary" not in baseline else baseline["summary"]["urls"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import zlib
 from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import quote, urlencode, urlsplit
 
 from . import __version__
@@ -23,13 +24,22 @@ class Reply:
     status: int
     location: str  # the Location header, "" if none
     set_cookies: list  # the raw Set-Cookie headers
-    body: bytes  # decoded from gzip/deflate
+    body: bytes  # decoded from gzip/deflate by the client's request()
+    encoding: bytes = b""  # the Content-Encoding still to decode, inside the client only
 
 
-def parse_set_cookie(header: str) -> tuple[str, str, bool] | None:
-    """``(name, value, deleted)`` of one Set-Cookie header, or None if it names no cookie.
-    A cookie is deleted the ways PHP deletes one: ``Max-Age=0`` (or less), or its
-    placeholder value ``deleted``."""
+class SetCookie(NamedTuple):
+    name: str
+    value: str
+    deleted: bool
+    path: str | None  # None: the default path of the URL that set it
+    domain: str | None  # None: host-only
+    secure: bool
+
+
+def parse_set_cookie(header: str) -> SetCookie | None:
+    """One Set-Cookie header, or None if it names no cookie.  A cookie is deleted the ways
+    PHP deletes one: ``Max-Age=0`` (or less), or its placeholder value ``deleted``."""
     pair, _, attributes = header.partition(";")
     name, equals, value = pair.partition("=")
     name = name.strip()
@@ -39,34 +49,61 @@ def parse_set_cookie(header: str) -> tuple[str, str, bool] | None:
     if len(value) > 1 and value[0] == value[-1] == '"':
         value = value[1:-1]
     deleted = value == "deleted"
+    path = domain = None
+    secure = False
     for attribute in attributes.split(";"):
         key, _, setting = attribute.partition("=")
-        if key.strip().lower() == "max-age":
+        key = key.strip().lower()
+        if key == "max-age":
             try:
                 deleted = deleted or int(setting.strip()) <= 0
             except ValueError:
                 pass
-    return name, value, deleted
+        elif key == "path" and setting.strip().startswith("/"):
+            path = setting.strip()
+        elif key == "domain" and setting.strip().strip("."):
+            domain = setting.strip().lstrip(".").lower()
+        elif key == "secure":
+            secure = True
+    return SetCookie(name, value, deleted, path, domain, secure)
 
 
-def decode_body(body: bytes, encoding: bytes) -> bytes:
-    """The body without its Content-Encoding (gzip or deflate, the two we ask for)."""
+DEFAULT_MAX_BODY = 64 * 1024 * 1024  # bytes of an answer's body, as sent and as decoded
+DECODE_INLINE_UP_TO = 256 * 1024  # larger compressed bodies are decoded off the event loop
+
+
+class BodyTooLarge(HttpError):
+    """An answer's body, as sent or decoded, over the limit (--max-body-mb): its own failure kind."""
+
+
+def decode_body(body: bytes, encoding: bytes, limit: int = DEFAULT_MAX_BODY) -> bytes:
+    """The body without its Content-Encoding (gzip or deflate, the two we ask for), never
+    more than ``limit`` bytes of it: a compression bomb is stopped, not inflated."""
     if encoding == b"gzip":
-        return zlib.decompress(body, 16 + zlib.MAX_WBITS)
+        return _inflate(body, 16 + zlib.MAX_WBITS, limit)
     if encoding == b"deflate":
         try:  # what the RFC calls deflate is zlib-wrapped; some servers send it raw
-            return zlib.decompress(body)
+            return _inflate(body, zlib.MAX_WBITS, limit)
         except zlib.error:
-            return zlib.decompress(body, -zlib.MAX_WBITS)
+            return _inflate(body, -zlib.MAX_WBITS, limit)
     return body
+
+
+def _inflate(body: bytes, wbits: int, limit: int) -> bytes:
+    inflater = zlib.decompressobj(wbits)
+    data = inflater.decompress(body, limit + 1)
+    if len(data) > limit or inflater.unconsumed_tail:
+        raise BodyTooLarge(f"the decoded body is over {limit // 1048576} MB")
+    return data
 
 
 class _Connection(asyncio.Protocol):
     """One keep-alive HTTP/1.1 connection carrying one request at a time.  The answer
     is parsed by httptools (llhttp, Node.js's parser in C), called back as bytes arrive."""
 
-    def __init__(self, parser_class):
+    def __init__(self, parser_class, max_body: int = DEFAULT_MAX_BODY):
         self.parser = parser_class(self)
+        self.max_body = max_body
         self.transport = None
         self.waiter: asyncio.Future | None = None
         self.closed = False
@@ -81,6 +118,7 @@ class _Connection(asyncio.Protocol):
         self.delimited = False  # Content-Length or chunked: else the body ends when the server closes
         self.headers_done = False
         self.chunks = []
+        self.body_bytes = 0
 
     # -- asyncio.Protocol
     def connection_made(self, transport) -> None:
@@ -121,6 +159,10 @@ class _Connection(asyncio.Protocol):
         self.headers_done = True
 
     def on_body(self, body: bytes) -> None:
+        self.body_bytes += len(body)
+        if self.body_bytes > self.max_body:
+            self._fail(BodyTooLarge(f"the body is over {self.max_body // 1048576} MB"))
+            return
         self.chunks.append(body)
 
     def on_message_complete(self) -> None:
@@ -144,10 +186,7 @@ class _Connection(asyncio.Protocol):
             self.close()
         if waiter is None or waiter.done():
             return
-        try:
-            waiter.set_result(Reply(status, location, cookies, decode_body(body, encoding)))
-        except zlib.error as error:
-            waiter.set_exception(HttpError(f"bad {encoding.decode('latin-1')} body ({error})"))
+        waiter.set_result(Reply(status, location, cookies, body, encoding))
 
     def _fail(self, error: Exception) -> None:
         self.close()
@@ -182,10 +221,14 @@ class HttpClient:
     ``AiohttpClient`` is the same interface on aiohttp, for comparison or where httptools
     is missing."""
 
-    def __init__(self, *, insecure: bool, user_agent: str):
+    def __init__(self, *, insecure: bool, user_agent: str, max_body: int = DEFAULT_MAX_BODY,
+                 authorization: tuple | None = None):
         import httptools
 
         self._parser_class = httptools.HttpResponseParser
+        self._max_body = max_body
+        # ((scheme, host, port), "Basic ...") of base_url's user:password@: sent to that origin only.
+        self._authorization = authorization
         self._idle: dict = {}  # (scheme, host, port) -> idle connections, the most recent last
         self._user_agent = user_agent
         self._insecure = insecure
@@ -204,7 +247,7 @@ class HttpClient:
 
     async def _connect(self, scheme: str, host: str, port: int, deadline: float) -> _Connection:
         loop = self._loop
-        opening = loop.create_connection(lambda: _Connection(self._parser_class), host, port,
+        opening = loop.create_connection(lambda: _Connection(self._parser_class, self._max_body), host, port,
                                          ssl=self._tls_context() if scheme == "https" else None)
         try:
             _, connection = await asyncio.wait_for(opening, max(0.0, deadline - loop.time()))
@@ -236,12 +279,14 @@ class HttpClient:
                 f"User-Agent: {self._user_agent}\r\nAccept: */*\r\nAccept-Encoding: gzip, deflate\r\n")
         if cookie:
             head += f"Cookie: {cookie}\r\n"
+        key = (scheme, host, port)
+        if self._authorization is not None and self._authorization[0] == key:
+            head += f"Authorization: {self._authorization[1]}\r\n"
         payload = b""
         if form is not None:
             payload = urlencode(form).encode()
             head += f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(payload)}\r\n"
         request = (head + "\r\n").encode("latin-1") + payload
-        key = (scheme, host, port)
         idle = self._idle.setdefault(key, [])
         retried = False
         while True:
@@ -264,7 +309,20 @@ class HttpClient:
                 raise
             if not connection.closed:
                 idle.append(connection)
+            if reply.encoding:
+                reply.body = await self._decoded(reply.body, reply.encoding)
+                reply.encoding = b""
             return reply
+
+    async def _decoded(self, body: bytes, encoding: bytes) -> bytes:
+        """Decoded within the limit; a large body off the event loop, so inflating it never
+        stalls the schedule of every other request."""
+        try:
+            if len(body) <= DECODE_INLINE_UP_TO:
+                return decode_body(body, encoding, self._max_body)
+            return await self._loop.run_in_executor(None, decode_body, body, encoding, self._max_body)
+        except zlib.error as error:
+            raise HttpError(f"bad {encoding.decode('latin-1')} body ({error})") from None
 
     async def close(self) -> None:
         for connections in self._idle.values():
@@ -277,10 +335,13 @@ class AiohttpClient:
     """``HttpClient``'s interface on aiohttp: one ClientSession and pool, no cookie jar
     (cookies are per user, kept by each Session)."""
 
-    def __init__(self, *, insecure: bool, user_agent: str):
+    def __init__(self, *, insecure: bool, user_agent: str, max_body: int = DEFAULT_MAX_BODY,
+                 authorization: tuple | None = None):
         import aiohttp
 
         self._aiohttp = aiohttp
+        self._max_body = max_body
+        self._authorization = authorization
         connector = aiohttp.TCPConnector(limit=0, ssl=False if insecure else None, ttl_dns_cache=300)
         self._session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
                                               headers={"User-Agent": user_agent})
@@ -291,13 +352,29 @@ class AiohttpClient:
         aiohttp = self._aiohttp
         if timeout not in self._timeouts:
             self._timeouts[timeout] = aiohttp.ClientTimeout(total=timeout)
+        headers = {"Cookie": cookie} if cookie else {}
+        if self._authorization is not None:
+            parts = urlsplit(url)
+            if (parts.scheme, parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)) \
+                    == self._authorization[0]:
+                headers["Authorization"] = self._authorization[1]
         try:
-            async with self._session.request(method, url, data=form, headers={"Cookie": cookie} if cookie else None,
+            async with self._session.request(method, url, data=form, headers=headers or None,
                                              allow_redirects=False, timeout=self._timeouts[timeout]) as response:
-                body = await response.read()
+                # Read as it is decoded, chunk by chunk, so a compression bomb stops at the limit.
+                chunks, size = [], 0
+                while True:
+                    chunk = await response.content.readany()
+                    if not chunk:
+                        break
+                    size += len(chunk)
+                    if size > self._max_body:
+                        response.close()
+                        raise BodyTooLarge(f"the body is over {self._max_body // 1048576} MB")
+                    chunks.append(chunk)
                 return Reply(response.status, response.headers.get("Location", ""),
-                             response.headers.getall("Set-Cookie", []), body)
-        except asyncio.TimeoutError:
+                             response.headers.getall("Set-Cookie", []), b"".join(chunks))
+        except (asyncio.TimeoutError, HttpError):
             raise
         except aiohttp.ClientError as error:
             raise HttpError(str(error) or type(error).__name__) from None
@@ -320,7 +397,8 @@ def resolve_http_client(name: str) -> str:
     return "httptools" if name == "auto" else name
 
 
-def http_client(name: str, *, insecure: bool):
+def http_client(name: str, *, insecure: bool, max_body: int = DEFAULT_MAX_BODY, authorization: tuple | None = None):
     """A new client: "httptools" (HttpClient) or "aiohttp" (AiohttpClient)."""
     client_class = HttpClient if name == "httptools" else AiohttpClient
-    return client_class(insecure=insecure, user_agent=f"moodle_load/{__version__}")
+    return client_class(insecure=insecure, user_agent=f"moodle_load/{__version__}", max_body=max_body,
+                        authorization=authorization)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 
 from .config import Config, User
-from .httpclient import HttpError, parse_set_cookie
+from .httpclient import BodyTooLarge, HttpError, parse_set_cookie
 
 # =========================================================================== login
 
@@ -28,37 +28,86 @@ def find_logintoken(page: str) -> str | None:
 
 
 class LoginFailed(Exception):
-    """A login that did not give a session; ``reason`` says which way it failed."""
+    """A login that did not give a session; ``reason`` says which way it failed, and
+    ``retryable`` whether trying again after a pause may help (a server error, a reset)."""
 
-    def __init__(self, reason: str, detail: str = ""):
+    def __init__(self, reason: str, detail: str = "", retryable: bool = False):
         super().__init__(f"{reason}{': ' + detail if detail else ''}")
         self.reason = reason
+        self.retryable = retryable
+
+
+class BadRedirect(HttpError):
+    """A redirect whose Location cannot be a URL (e.g. ``http://[::1/oops``): its own failure kind."""
+
+
+def origin_of(url: str) -> tuple:
+    """(scheme, host, port) of an absolute URL; ValueError where it has none."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"not an http(s) URL: {url!r}")
+    return parts.scheme, parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def _default_path(path: str) -> str:
+    """RFC 6265's default cookie path: the request path up to its last slash."""
+    if not path.startswith("/") or path.count("/") == 1:
+        return "/"
+    return path[:path.rindex("/")]
+
+
+def _path_matches(request_path: str, cookie_path: str) -> bool:
+    if request_path == cookie_path:
+        return True
+    return request_path.startswith(cookie_path) and (cookie_path.endswith("/")
+                                                     or request_path[len(cookie_path)] == "/")
 
 
 @dataclass
 class Session:
-    """One user's session: its own cookies, sent over the one shared connection pool.
-    Cookies are kept by hand, per user: cheaper than a cookie jar per user, and IP-address
-    hosts such as 127.0.0.1 work (aiohttp's default jar refuses their cookies)."""
+    """One user's session on one site: its own cookies, sent over the one shared connection
+    pool.  Cookies are scoped as a browser scopes them: a cookie another host tries to set
+    (Domain) is refused, ``Path`` is honoured, and ``Secure`` ones never travel over http.
+    Requests never leave the site (``fetch`` does not follow a redirect off it), so no
+    cookie of the site reaches another host."""
 
     user: User
-    cookies: dict = field(default_factory=dict)
+    origin: tuple  # (scheme, host, port) of the site
+    jar: dict = field(default_factory=dict)  # (name, path) -> (value, secure)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     needs_login: bool = False
     relogins: int = 0
-    cookie_header: str | None = None  # rebuilt only when a cookie changes
+    _headers: dict = field(default_factory=dict)  # (https, path) -> Cookie header, until a cookie changes
 
-    def keep(self, set_cookie_headers: list) -> None:
+    def keep(self, set_cookie_headers: list, url: str) -> None:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
         for header in set_cookie_headers:
             cookie = parse_set_cookie(header)
             if cookie is None:
                 continue
-            name, value, deleted = cookie
-            if deleted:
-                self.cookies.pop(name, None)
+            if cookie.domain and not (host == cookie.domain or host.endswith("." + cookie.domain)):
+                continue  # a cookie for another host: a browser refuses it
+            key = (cookie.name, cookie.path or _default_path(parts.path or "/"))
+            if cookie.deleted:
+                self.jar.pop(key, None)
             else:
-                self.cookies[name] = value
-        self.cookie_header = "; ".join(f"{name}={value}" for name, value in self.cookies.items()) or None
+                self.jar[key] = (cookie.value, cookie.secure)
+        self._headers.clear()
+
+    def cookie_header(self, https: bool, path: str) -> str | None:
+        key = (https, path)
+        header = self._headers.get(key, False)
+        if header is False:
+            header = self._headers[key] = "; ".join(
+                f"{name}={value}" for (name, cookie_path), (value, secure) in self.jar.items()
+                if (https or not secure) and _path_matches(path, cookie_path)) or None
+        return header
+
+    @property
+    def cookies(self) -> dict:
+        """Name -> value of every cookie held (for messages and tests)."""
+        return {name: value for (name, _), (value, _) in self.jar.items()}
 
 
 @dataclass
@@ -68,6 +117,7 @@ class Fetched:
     body: bytes
     location: str  # the Location header of an unfollowed redirect
     redirected: bool
+    offsite: str | None = None  # where a redirect off the site pointed (not followed)
 
 
 class RedirectLoop(Exception):
@@ -81,17 +131,28 @@ MAX_REDIRECTS = 10
 async def fetch(http, session: Session, url: str, *, timeout: float, form: dict | None = None,
                 follow: bool = True) -> Fetched:
     """One request as a browser makes it: the user's cookies, redirects followed hop by
-    hop (keeping cookies set on the way), the whole body read.  ``timeout`` is per hop."""
+    hop (keeping cookies set on the way), the whole body read.  ``timeout`` is per hop.
+    A redirect off the site is not followed: the load stays on the site, and the answer says
+    where it pointed."""
     method = "GET" if form is None else "POST"
     redirected = False
     for _ in range(MAX_REDIRECTS + 1):
-        reply = await http.request(method, url, session.cookie_header, form, timeout)
+        parts = urlsplit(url)
+        reply = await http.request(method, url, session.cookie_header(parts.scheme == "https", parts.path or "/"),
+                                   form, timeout)
         if reply.set_cookies:
-            session.keep(reply.set_cookies)
+            session.keep(reply.set_cookies, url)
         status, location = reply.status, reply.location
         if not (follow and status in REDIRECT_STATUSES and location):
             return Fetched(status, url, reply.body, location, redirected)
-        url = urljoin(url, location)
+        try:
+            target = urljoin(url, location)
+            target_origin = origin_of(target)
+        except ValueError:
+            raise BadRedirect(f"a redirect to {location[:200]!r}, which is not a usable URL") from None
+        if target_origin != session.origin:
+            return Fetched(status, url, reply.body, location, redirected, offsite=target)
+        url = target
         redirected = True
         if status in (301, 302, 303):
             method, form = "GET", None
@@ -105,8 +166,10 @@ async def login(http, session: Session, config: Config, timeout: float, warn) ->
     login_url = config.base_url + config.login_path
     try:
         page = await fetch(http, session, login_url, timeout=timeout)
+        if page.offsite:
+            raise LoginFailed("redirected off the site", f"the login page sent to {urlsplit(page.offsite).netloc}")
         if page.status != 200:
-            raise LoginFailed("HTTP status", f"login page answered {page.status}")
+            raise LoginFailed("HTTP status", f"login page answered {page.status}", retryable=page.status >= 500)
         token = find_logintoken(page.body.decode("utf-8", "replace"))
         form = {"username": user.username, "password": user.password, "anchor": ""}
         if token is None:
@@ -117,25 +180,40 @@ async def login(http, session: Session, config: Config, timeout: float, warn) ->
         if answer.status == 200 and b"account is locked" in answer.body.lower():
             raise LoginFailed("locked out")
         if answer.status not in REDIRECT_STATUSES:
-            raise LoginFailed("HTTP status", f"login POST answered {answer.status}")
+            raise LoginFailed("HTTP status", f"login POST answered {answer.status}",
+                              retryable=answer.status >= 500 or answer.status == 404)
         if "change_password.php" in answer.location:
             raise LoginFailed("forced password change")
         if "testsession=" not in answer.location:
             raise LoginFailed("invalid login")
-        landing = await fetch(http, session, urljoin(login_url, answer.location), timeout=timeout)
+        try:
+            landing_url = urljoin(login_url, answer.location)
+            landing_origin = origin_of(landing_url)
+        except ValueError:
+            raise BadRedirect(f"a redirect to {answer.location[:200]!r}, which is not a usable URL") from None
+        if landing_origin != session.origin:
+            raise LoginFailed("redirected off the site", f"the login sent to {urlsplit(landing_url).netloc}")
+        landing = await fetch(http, session, landing_url, timeout=timeout)
         final_path = urlsplit(landing.url).path
+        if landing.offsite:
+            raise LoginFailed("redirected off the site", f"after login, sent to {urlsplit(landing.offsite).netloc}")
         if final_path.endswith("/login/change_password.php"):
             raise LoginFailed("forced password change")
         if final_path == urlsplit(login_url).path:
             raise LoginFailed("session not kept", "the site did not keep the session cookie")
         if landing.status >= 400:
-            raise LoginFailed("HTTP status", f"page after login answered {landing.status}")
+            raise LoginFailed("HTTP status", f"page after login answered {landing.status}",
+                              retryable=landing.status >= 500)
     except asyncio.TimeoutError:
         raise LoginFailed("timeout", f"no answer within {timeout:g} s") from None
+    except BadRedirect as error:
+        raise LoginFailed("bad redirect", str(error)) from None
+    except BodyTooLarge as error:
+        raise LoginFailed("answer too large", str(error)) from None
     except (HttpError, RedirectLoop) as error:
-        raise LoginFailed("connection error", str(error) or type(error).__name__) from None
+        raise LoginFailed("connection error", str(error) or type(error).__name__, retryable=True) from None
     except OSError as error:
-        raise LoginFailed("connection error", error.strerror or str(error)) from None
+        raise LoginFailed("connection error", error.strerror or str(error), retryable=True) from None
 
 
 # =========================================================================== footer

@@ -54,6 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--min-rpm-ratio", type=float, help="gate: observed/target RPM below this is bad")
     parser.add_argument("--cannot-judge-error-rate", type=float, default=0.5,
                         help="error rate from which the run cannot judge the commit: exit 125 (default 0.5)")
+    parser.add_argument("--max-login-failures", type=float, default=0.1, metavar="SHARE",
+                        help="share of users that may fail to log in before the run cannot judge: exit 125 "
+                             "(default 0.1)")
+    parser.add_argument("--max-body-mb", type=float, default=64, metavar="MB",
+                        help="largest answer body, as sent and as decoded; larger ones fail as too_large "
+                             "(default 64)")
     parser.add_argument("--shard", default="1/1", metavar="K/N",
                         help="run shard K of N: its users and 1/N of the rate (merge with --merge)")
     parser.add_argument("--processes", type=int, default=1,
@@ -94,6 +100,8 @@ NUMBER_RANGES = {
     "min_rpm_ratio": (0, True, 100),
     "cannot_judge_error_rate": (0, False, 1),
     "processes": (1, True, 256),
+    "max_login_failures": (0, True, 1),
+    "max_body_mb": (0, False, 4096),
 }
 
 
@@ -128,7 +136,8 @@ def thresholds_from(args) -> Thresholds:
 def gates_from(args) -> Gates:
     return Gates(max_p95_ms=args.max_p95_ms, max_p99_ms=args.max_p99_ms,
                  max_error_rate=args.max_error_rate, min_rpm_ratio=args.min_rpm_ratio,
-                 cannot_judge_error_rate=args.cannot_judge_error_rate)
+                 cannot_judge_error_rate=args.cannot_judge_error_rate,
+                 max_login_failures=args.max_login_failures)
 
 
 def argv_for(parser: argparse.ArgumentParser, args, leave_out: set) -> list:

@@ -8,7 +8,16 @@ import subprocess
 import sys
 import tempfile
 
-from .exits import EXIT_CANNOT_JUDGE, EXIT_SIGINT, EXIT_SIGTERM, EXIT_USAGE
+from .exits import (
+    EXIT_BAD,
+    EXIT_CANNOT_JUDGE,
+    EXIT_FAULT,
+    EXIT_GOOD,
+    EXIT_SIGHUP,
+    EXIT_SIGINT,
+    EXIT_SIGTERM,
+    EXIT_USAGE,
+)
 from .results import load_document, merge_documents
 
 # Where the package is imported from: the repository, or the one-file build (a zip on sys.path).
@@ -20,9 +29,10 @@ _CHILD = ("import sys; sys.path.insert(0, sys.argv[1]); from moodleload.cli impo
 PARENT_ONLY = {"processes", "output", "baseline", "report", "shard", "progress", "quiet", "shard_process"}
 
 
-def run_processes(count: int, child_argv: list) -> tuple[dict | None, int | None, int | None]:
+def run_processes(count: int, child_argv: list) -> tuple[dict | None, int | None, int | None, list]:
     """Run ``count`` shards of ``child_argv``; returns (merged results, early exit status,
-    the status of the signal that interrupted them)."""
+    the status of the signal that interrupted them, what went wrong with shards that died:
+    a dead shard silently lowers the rate, so the run cannot judge)."""
     with tempfile.TemporaryDirectory(prefix="moodle-load-") as tmp:
         outputs = [os.path.join(tmp, f"shard-{k}.json") for k in range(1, count + 1)]
         children = [subprocess.Popen([sys.executable, "-c", _CHILD, _IMPORT_ROOT, *child_argv,
@@ -37,17 +47,31 @@ def run_processes(count: int, child_argv: list) -> tuple[dict | None, int | None
                 if child.poll() is None:
                     child.send_signal(signum)
 
-        previous = {signum: signal.signal(signum, forward) for signum in (signal.SIGINT, signal.SIGTERM)}
+        previous = {signum: signal.signal(signum, forward)
+                    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
         try:
             codes = [child.wait() for child in children]
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
         if any(code == EXIT_USAGE for code in codes):
-            return None, EXIT_USAGE, None
-        documents = [load_document(path) for path in outputs if os.path.exists(path)]
+            return None, EXIT_USAGE, None, []
+        if any(code == EXIT_FAULT for code in codes):
+            return None, EXIT_FAULT, None, []
+        stopped = {signal.SIGINT: EXIT_SIGINT, signal.SIGTERM: EXIT_SIGTERM, signal.SIGHUP: EXIT_SIGHUP}.get(
+            interrupted[0]) if interrupted else None
+        expected = {EXIT_GOOD, EXIT_BAD, EXIT_CANNOT_JUDGE} | ({stopped} if stopped else set())
+        dead = []
+        documents = []
+        for shard, (code, path) in enumerate(zip(codes, outputs, strict=True), 1):
+            if code < 0:
+                dead.append(f"shard {shard}/{count} was killed by {signal.Signals(-code).name}")
+            elif code not in expected:
+                dead.append(f"shard {shard}/{count} ended with exit status {code}")
+            elif not os.path.exists(path):
+                dead.append(f"shard {shard}/{count} saved no results")
+            else:
+                documents.append(load_document(path))
         if not documents:
-            return None, EXIT_CANNOT_JUDGE, None
-        stopped = {signal.SIGINT: EXIT_SIGINT, signal.SIGTERM: EXIT_SIGTERM}.get(interrupted[0]) \
-            if interrupted else None
-        return merge_documents(documents), None, stopped
+            return None, EXIT_CANNOT_JUDGE, stopped, dead
+        return merge_documents(documents), None, stopped, dead

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 #   1  moodle_load.py 0.2-0.4: metadata, logins, generator, per-URL counts, histograms of
 #      response and service time, per-block service histograms, footer tallies, timeline.
 #      0.3 added metadata.http_client; 0.4 dropped metadata.moodle_release (it was
-#      always null).  Readers take both.
+#      always null) and added logins.retried.  Readers take all of them.
 RESULTS_FORMAT = 1
 
 
@@ -55,7 +55,7 @@ def build_document(run: LoadRun, argv: list, config_sha256: str) -> dict:
             "python": platform.python_version(),
         },
         "logins": {"ok": run.logins_ok, "failed": dict(run.login_failures),
-                   "relogins": sum(s.relogins for s in run.sessions)},
+                   "relogins": sum(s.relogins for s in run.sessions), "retried": run.login_retries},
         "generator": {
             "cpu_seconds": round(run.cpu_seconds, 3),
             "run_seconds": round(run.run_seconds, 3),
@@ -113,6 +113,7 @@ def merge_documents(documents: list) -> dict:
         meta["interrupted"] = meta["interrupted"] or om["interrupted"]
         merged["logins"]["ok"] += other["logins"]["ok"]
         merged["logins"]["relogins"] += other["logins"]["relogins"]
+        merged["logins"]["retried"] = merged["logins"].get("retried", 0) + other["logins"].get("retried", 0)
         _merge_tallies(merged["logins"]["failed"], other["logins"]["failed"])
         generator, og = merged["generator"], other["generator"]
         generator["cpu_seconds"] = round(generator["cpu_seconds"] + og["cpu_seconds"], 3)
@@ -256,6 +257,8 @@ def document_problem(document: dict) -> str | None:
     logins = document.get("logins")
     if not isinstance(logins, dict) or not _count(logins.get("ok")) or not _count(logins.get("relogins")):
         return "logins is missing its ok and relogins counts"
+    if not _count(logins.get("retried", 0)):
+        return "logins.retried is not a count"
     problem = _tally_problem(logins.get("failed"), "logins.failed")
     if problem:
         return problem

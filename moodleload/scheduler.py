@@ -15,8 +15,8 @@ from .clock import RealClock, wait_all, wake
 from .config import Config, User
 from .console import Printer, clock_text, fmt, round_or_none
 from .histogram import Histogram
-from .httpclient import HttpError, http_client
-from .moodle import LoginFailed, RedirectLoop, Session, fetch, login, parse_footer
+from .httpclient import DEFAULT_MAX_BODY, BodyTooLarge, HttpError, http_client
+from .moodle import BadRedirect, LoginFailed, RedirectLoop, Session, fetch, login, origin_of, parse_footer
 from .plan import Timeline, plan_requests, user_order
 from .recording import Recorder
 
@@ -37,6 +37,8 @@ class RunSettings:
     grace: float = 5.0  # how long requests in flight may finish after a stop
     drain: float = 30.0  # how long a backlog may still be worked off after the schedule ends
     http_client: str = "httptools"  # or "aiohttp"
+    max_body: int = DEFAULT_MAX_BODY  # bytes of an answer, as sent and as decoded
+    login_retry_pause: float = 2.0  # before the one retry of a login that met a server error
 
 
 class PauseDetector:
@@ -89,6 +91,9 @@ class LoadRun:
         self.login_url_path = urlsplit(config.base_url + config.login_path).path
         self.clock = clock or RealClock()
         self.http = http  # None: a client of settings.http_client is made, and closed at the end
+        self.site_origin = origin_of(config.base_url)
+        self.login_retries = 0
+        self.fault: BaseException | None = None  # an error of the tool itself: the run stops, nothing is judged
         self._sleepers: set = set()  # workers waiting for their due time
         self.timeline: Timeline | None = None
         self.measure_from = math.inf
@@ -109,7 +114,9 @@ class LoadRun:
         # One client and pool for all users; each Session carries its own cookies.
         own_client = self.http is None
         if own_client:
-            self.http = http_client(self.settings.http_client, insecure=self.settings.insecure)
+            authorization = (self.site_origin, self.config.basic_auth) if self.config.basic_auth else None
+            self.http = http_client(self.settings.http_client, insecure=self.settings.insecure,
+                                    max_body=self.settings.max_body, authorization=authorization)
         try:
             await self._login_all()
             if self.sessions and not self.stopping.is_set():
@@ -122,26 +129,53 @@ class LoadRun:
         users = self.shard_users
         self.say(f"[INFO] Logging in {len(users)} users...")
         gate = asyncio.Semaphore(max(1, self.settings.concurrency))
-
-        async def one(user: User):
-            session = Session(user)
-            async with gate:
-                if self.stopping.is_set():
-                    return
-                try:
-                    await login(self.http, session, self.config, self.settings.login_timeout, self.say)
-                except LoginFailed as failure:
-                    self.login_failures[failure.reason] += 1
-                    self.say(f"[ERROR] Login failed for user {user.username}: {failure}")
-                    return
-            self.logins_ok += 1
-            self.sessions.append(session)
-
-        await asyncio.gather(*(one(user) for user in users))
+        logins = {asyncio.ensure_future(self._login_one(user, gate)) for user in users}
+        stop = asyncio.ensure_future(self.stopping.wait())
+        try:
+            pending = set(logins)
+            while pending and not stop.done():
+                _, pending = await asyncio.wait(pending | {stop}, return_when=asyncio.FIRST_COMPLETED)
+                pending.discard(stop)
+            if pending:  # stopped while logging in: what is in flight gets the grace, no more
+                pending = await wait_all(self.clock, pending, self.settings.grace)
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+        finally:
+            stop.cancel()
+        for task in logins:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                raise task.exception()
         # Keep the seeded order whatever order the logins finished in.
         rank = {user.username: i for i, user in enumerate(users)}
         self.sessions.sort(key=lambda s: rank[s.user.username])
-        self.say(f"[INFO] {self.logins_ok} of {len(users)} users logged in")
+        self.say(f"[INFO] {self.logins_ok} of {len(users)} users logged in"
+                 + (f" ({self.login_retries} after a retry)" if self.login_retries else ""))
+
+    async def _login_one(self, user: User, gate: asyncio.Semaphore) -> None:
+        """Log one user in; a server error or a reset is tried once more after a pause (a
+        site just restarted by the bisect step may answer 500 or 404 to a few logins)."""
+        async with gate:
+            for attempt in (1, 2):
+                if self.stopping.is_set():
+                    return
+                session = Session(user, self.site_origin)
+                try:
+                    await login(self.http, session, self.config, self.settings.login_timeout, self.say)
+                except LoginFailed as failure:
+                    if failure.retryable and attempt == 1:
+                        self.say(f"[WARN] Login of {user.username} failed ({failure}): trying again in "
+                                 f"{self.settings.login_retry_pause:g} s")
+                        await self.clock.sleep(self.settings.login_retry_pause)
+                        continue
+                    self.login_failures[failure.reason] += 1
+                    self.say(f"[ERROR] Login failed for user {user.username}: {failure}")
+                    return
+                if attempt == 2:
+                    self.login_retries += 1
+                self.logins_ok += 1
+                self.sessions.append(session)
+                return
 
     async def _run_schedule(self) -> None:
         """The token bucket, lazily: each free worker takes the next position of the plan and
@@ -180,7 +214,16 @@ class LoadRun:
         return due - self.measure_from if due >= self.measure_from else None
 
     async def _worker(self, plan) -> None:
-        """Take the next position of the shared plan, wait for its due time, send it; again."""
+        """Take the next position of the shared plan, wait for its due time, send it; again.
+        An error of the tool itself stops the whole run: it must never pass for the site's."""
+        try:
+            await self._work(plan)
+        except Exception as error:  # noqa: BLE001  kept, and raised again by the command
+            if self.fault is None:
+                self.fault = error
+            self.stop()
+
+    async def _work(self, plan) -> None:
         clock, recorder, sessions, timeline = self.clock, self.recorder, self.sessions, self.timeline
         for local, planned in plan:
             self.taken += 1
@@ -232,7 +275,7 @@ class LoadRun:
     async def _shut_down(self, workers: set, helpers: list, timeout: float) -> None:
         """Wait for the workers to finish the plan; after a stop (or past the time a backlog
         gets), requests in flight may finish within the grace, the rest are cut off."""
-        pending = await wait_all(self.clock, workers, timeout)
+        pending = await wait_all(self.clock, workers, timeout, until=self.stopping)
         if self.stopping.is_set() or pending:
             pending = await wait_all(self.clock, pending, self.settings.grace) if pending else set()
             for task in pending:
@@ -273,13 +316,20 @@ class LoadRun:
                 recorder.record(spec.name, measured, failure="timeout", sent_offset=sent_offset)
                 return
             except (HttpError, RedirectLoop) as error:
+                kind = "bad_redirect" if isinstance(error, BadRedirect) else \
+                    "too_large" if isinstance(error, BodyTooLarge) else "connection"
                 self._request_error(f"{type(error).__name__}: {error} ({planned.path})")
-                recorder.record(spec.name, measured, failure="connection", sent_offset=sent_offset)
+                recorder.record(spec.name, measured, failure=kind, sent_offset=sent_offset)
                 return
             finished = clock()
         status = fetched.status
         redirected_to = urlsplit(fetched.url).path if fetched.redirected else None
-        if redirected_to is not None and redirected_to == self.login_url_path:
+        if fetched.offsite is not None:
+            # Not the site's answer: counted as its own outcome, never as a success of the URL.
+            recorder.record(spec.name, measured, failure="offsite_redirect",
+                            redirected_to=urlsplit(fetched.offsite).netloc or fetched.offsite[:100],
+                            sent_offset=sent_offset)
+        elif redirected_to is not None and redirected_to == self.login_url_path:
             # The session is gone (expired, or killed): not a success, and log in again.
             session.needs_login = True
             recorder.record(spec.name, measured, failure="session_lost", redirected_to=redirected_to,

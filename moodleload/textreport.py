@@ -81,12 +81,13 @@ def format_comparison(comparison: dict) -> str:
               f"{'DB reads':>11}  verdict")
     lines += [header, "-" * len(header)]
     for row in comparison_rows(comparison):
-        reads = "-" if row.db_reads[0] is None else f"{row.db_reads[0]:g}->{row.db_reads[1]:g}"
+        reads = "-" if row.db_reads == (None, None) else "->".join(fmt(value, "g") for value in row.db_reads)
         interval = "-" if row.interval is None else "{:.3f}-{:.3f}".format(*row.interval)
         lines.append(f"{shorten(row.name, 38):<38} {fmt(row.base_ms):>8} {fmt(row.new_ms):>8} "
                      f"{fmt(row.ratio, '.3f'):>7} {interval:>13} {fmt(row.p_value, '.2g'):>8} {reads:>11}  "
                      f"{row.verdict}")
     lines += [f"note: {note}" for note in comparison["notes"]]
+    lines += [f"not comparable: {reason}" for reason in comparison.get("not_comparable", [])]
     return "\n".join(lines)
 
 

@@ -39,6 +39,7 @@ class Gates:
     max_error_rate: float | None = None
     min_rpm_ratio: float | None = None
     cannot_judge_error_rate: float = 0.5
+    max_login_failures: float = 0.1  # share of users that may fail to log in before the run cannot judge
 
 
 def check_gates(summary: dict, gates: Gates) -> list:
@@ -57,21 +58,46 @@ def check_gates(summary: dict, gates: Gates) -> list:
     return breaches
 
 
-def decide(summary: dict, gates: Gates, comparison: dict | None) -> Verdict:
-    """The verdict of one run from its summary, the gates and the comparison with a baseline."""
+def login_reasons(logins: dict | None) -> tuple[list, float]:
+    """Lines naming the failed logins, and the share of users they were."""
+    if not logins:
+        return [], 0.0
+    failed = sum(logins.get("failed", {}).values())
+    if not failed:
+        return [], 0.0
+    users = failed + logins.get("ok", 0)
+    kinds = ", ".join(f"{reason} {count}" for reason, count in sorted(logins["failed"].items()))
+    return [f"{failed} of {users} users could not log in ({kinds})"], failed / users
+
+
+def decide(summary: dict, gates: Gates, comparison: dict | None, logins: dict | None = None) -> Verdict:
+    """The verdict of one run from its summary, the gates, the comparison with a baseline
+    and the logins.  Anything that makes the numbers meaningless is "cannot judge" (125),
+    never "good": no requests, most of them failing, a page that never once succeeded,
+    too many users unable to log in, a baseline run under another load."""
+    notes, login_share = login_reasons(logins)
     if not summary["requests"]:
-        return Verdict.cannot_judge(["no request was measured"])
+        return Verdict.cannot_judge(["no request was measured", *notes])
     if summary["error_rate"] is not None and summary["error_rate"] >= gates.cannot_judge_error_rate:
         return Verdict.cannot_judge([
             f"error rate {summary['error_rate']:.2%} >= {gates.cannot_judge_error_rate:.0%}: "
-            f"the numbers mean nothing ({summary['failures']})"])
+            f"the numbers mean nothing ({summary['failures']})", *notes])
+    if login_share > gates.max_login_failures:
+        return Verdict.cannot_judge([*notes, f"more than --max-login-failures {gates.max_login_failures:.0%} of "
+                                             f"the users: the load was not the one asked for"])
+    if comparison is not None and comparison.get("not_comparable"):
+        return Verdict.cannot_judge(["not compared with the baseline: " + "; ".join(comparison["not_comparable"])])
     reasons = check_gates(summary, gates)
     if comparison is not None and comparison["verdict"] == "regression":
         reasons += [f"{name}: {'; '.join(row['reasons'])}" for name, row in comparison["urls"].items()
                     if row["verdict"] == "regression"]
     if reasons:
-        return Verdict.bad(reasons)
+        return Verdict.bad([*reasons, *notes])
+    never = [f"{name}: none of its {row['requests']} requests succeeded" for name, row in summary["urls"].items()
+             if row["requests"] and not row["success"]]
+    if never:
+        return Verdict.cannot_judge([*never, *notes])
     if comparison is not None and comparison["verdict"] == "unsure":
         return Verdict.cannot_judge([f"{name}: {'; '.join(row['reasons'])}" for name, row in comparison["urls"].items()
-                                     if row["verdict"] == "unsure"])
-    return Verdict.good()
+                                     if row["verdict"] == "unsure"] + notes)
+    return Verdict(EXIT_GOOD, "good", tuple(notes))

@@ -10,10 +10,11 @@ from aiohttp import web
 
 
 class SimServer:
-    def __init__(self, site, host: str = "127.0.0.1"):
+    def __init__(self, site, host: str = "127.0.0.1", port: int = 0):
         self.site = site
         self.host = host
-        self.port = None
+        self.port = port or None
+        self._wanted_port = port  # the same site again at another commit keeps its base_url
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="sim-server", daemon=True)
@@ -29,7 +30,7 @@ class SimServer:
         try:
             self._runner = web.AppRunner(self.site.app(), access_log=None)
             self._loop.run_until_complete(self._runner.setup())
-            tcp = web.TCPSite(self._runner, self.host, 0)
+            tcp = web.TCPSite(self._runner, self.host, self._wanted_port)
             self._loop.run_until_complete(tcp.start())
             self.port = tcp._server.sockets[0].getsockname()[1]
         except Exception as error:  # reported to start()

@@ -40,6 +40,7 @@ class PageProfile:
     db_writes: int = 1
     included_files: int = 566
     memory_peak_mb: float = 8.4
+    status: int = 200  # e.g. 500: the page throws on this commit (Moodle's error page, that status)
 
 
 def default_pages() -> dict[str, PageProfile]:
@@ -454,6 +455,8 @@ class MoodleSite:
 
         async def page(kind: str, title: str, body_id: str, content: str = "", status: int = 200):
             seconds = await self._work(kind)
+            if status == 200:
+                status = self.settings.pages[kind].status
             return self._page(request, kind, status=status, title=title, body_id=body_id,
                               content=content, session=session, server_seconds=seconds,
                               session_wait=session_wait)

@@ -120,3 +120,41 @@ def new_database(pg, template: str = TEMPLATE) -> str:
         cur.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
     conn.close()
     return name
+
+
+class FixedApp:
+    """A site that is not Moodle at all: answers every request with one handler."""
+
+    def __init__(self, handler):
+        self.handler = handler
+
+    def app(self):
+        from aiohttp import web
+
+        application = web.Application()
+        application.router.add_route("*", "/{tail:.*}", self.handler)
+        return application
+
+
+TOKEN = "abcdefabcdefabcdefabcdefabcdefab"
+
+
+def mini_moodle(pages):
+    """A handler that logs users in the way Moodle does (token, 303 to testsession, then
+    /my/) and hands every other request to ``pages(request)``: for hostile sites."""
+    from aiohttp import web
+
+    async def handler(request):
+        if request.path == "/login/index.php":
+            if "testsession" in request.query:
+                return web.Response(status=303, headers={"Location": "/my/"})
+            if request.method == "POST":
+                return web.Response(status=303, headers={"Location": "/login/index.php?testsession=7",
+                                                         "Set-Cookie": "MoodleSession=user; path=/"})
+            return web.Response(text=f'<input type="hidden" name="logintoken" value="{TOKEN}">',
+                                content_type="text/html", headers={"Set-Cookie": "MoodleSession=anon; path=/"})
+        if request.path == "/my/":
+            return web.Response(text="<html>dashboard</html>", content_type="text/html")
+        return await pages(request)
+
+    return handler

@@ -76,7 +76,7 @@ def test_more_db_reads_on_a_page_is_a_regression(sim_factory, tmp_path, capsys):
     config_path = tmp_path / "c.json"
     server = sim_factory(steady_settings())
     assert run_load(write_config(config_path, server.url, urls=TWO_URLS), output=tmp_path / "base.json") == 0
-    server = sim_factory(steady_settings(course_reads=168))
+    server.site.settings = steady_settings(course_reads=168)  # the same site at the next commit
     assert run_load(write_config(config_path, server.url, urls=TWO_URLS), "--baseline", str(tmp_path / "base.json"),
                     output=tmp_path / "new.json") == EXIT_BAD
     out = capsys.readouterr().out
@@ -90,7 +90,7 @@ def test_compare_mode_judges_two_saved_runs_without_load(sim_factory, tmp_path, 
     server = sim_factory(steady_settings())
     assert run_load(write_config(config_path, server.url, urls=TWO_URLS), *enough_blocks, rpm=2400, duration=4,
                     output=tmp_path / "base.json") == 0
-    server = sim_factory(steady_settings(course_reads=140))
+    server.site.settings = steady_settings(course_reads=140)  # the same site at the next commit
     assert run_load(write_config(config_path, server.url, urls=TWO_URLS), *enough_blocks, rpm=2400, duration=4,
                     output=tmp_path / "new.json") == 0
     assert moodle_load.main(["--compare", str(tmp_path / "base.json"), str(tmp_path / "new.json")]) == EXIT_BAD

@@ -16,7 +16,7 @@ import pytest
 from aiohttp import web
 
 from helpers import free_port
-from moodleload.httpclient import HttpError, Reply, decode_body, http_client, parse_set_cookie
+from moodleload.httpclient import BodyTooLarge, HttpError, Reply, decode_body, http_client, parse_set_cookie
 
 CLIENTS = ("httptools", "aiohttp")
 OK_KEEP_ALIVE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
@@ -148,17 +148,17 @@ def one_answer_per_connection(arrived: list):
 # ---- pure parts
 
 def test_set_cookie_gives_name_and_value():
-    assert parse_set_cookie("MoodleSession=abc123; path=/; HttpOnly") == ("MoodleSession", "abc123", False)
+    assert parse_set_cookie("MoodleSession=abc123; path=/; HttpOnly")[:3] == ("MoodleSession", "abc123", False)
 
 
 def test_set_cookie_with_max_age_zero_deletes_the_cookie():
     header = "MoodleSession=deleted; expires=Thu, 01 Jan 1970 00:00:01 GMT; Max-Age=0; path=/"
-    assert parse_set_cookie(header) == ("MoodleSession", "deleted", True)
+    assert parse_set_cookie(header)[:3] == ("MoodleSession", "deleted", True)
     assert parse_set_cookie("a=b; max-age=-1")[2] is True
 
 
 def test_set_cookie_with_quoted_value_is_unquoted():
-    assert parse_set_cookie('theme="boost"; Path=/') == ("theme", "boost", False)
+    assert parse_set_cookie('theme="boost"; Path=/')[:3] == ("theme", "boost", False)
 
 
 def test_set_cookie_without_a_pair_is_ignored():
@@ -316,3 +316,16 @@ def test_https_with_insecure_accepts_a_self_signed_certificate(name, self_signed
 def test_https_refuses_an_unverified_certificate(name, self_signed):
     [failed] = exchanges(name, moodle_like_app()[0], ("GET", "/my/"), tls=self_signed)
     assert isinstance(failed, HttpError)
+
+
+def test_set_cookie_attributes_that_scope_it_are_read():
+    cookie = parse_set_cookie("MoodleSession=x; Path=/moodle/; Domain=.Example.TEST; Secure; HttpOnly")
+    assert (cookie.path, cookie.domain, cookie.secure) == ("/moodle/", "example.test", True)
+    assert parse_set_cookie("a=b").path is None and parse_set_cookie("a=b").domain is None
+
+
+def test_a_compressed_body_is_never_inflated_past_the_limit():
+    bomb = gzip.compress(b"\0" * (8 * 1024 * 1024))
+    with pytest.raises(BodyTooLarge):
+        decode_body(bomb, b"gzip", limit=1024 * 1024)
+    assert len(decode_body(bomb, b"gzip", limit=8 * 1024 * 1024)) == 8 * 1024 * 1024

@@ -5,7 +5,8 @@ import os
 import pytest
 
 from helpers import DATA
-from moodleload.moodle import find_logintoken, parse_footer
+from moodleload.config import User
+from moodleload.moodle import Session, find_logintoken, parse_footer
 
 
 @pytest.mark.parametrize("html", [
@@ -37,3 +38,39 @@ def test_the_footer_of_a_real_moodle_page_is_parsed():
 
 def test_a_page_without_footer_has_no_counters():
     assert parse_footer(b"<html><body>no footer</body></html>") is None
+
+
+SITE = ("https", "moodle.test", 443)
+
+
+def session() -> Session:
+    return Session(User("u", "p"), SITE)
+
+
+def test_cookies_another_host_tries_to_set_are_refused():
+    jar = session()
+    jar.keep(["MoodleSession=mine; path=/", "tracker=x; Domain=evil.test; path=/", "ok=1; Domain=moodle.test"],
+             "https://moodle.test/login/index.php")
+    assert jar.cookies == {"MoodleSession": "mine", "ok": "1"}
+
+
+def test_secure_cookies_never_travel_over_http():
+    jar = session()
+    jar.keep(["MoodleSession=s; path=/; Secure", "plain=p; path=/"], "https://moodle.test/")
+    assert jar.cookie_header(True, "/my/") == "MoodleSession=s; plain=p"
+    assert jar.cookie_header(False, "/my/") == "plain=p"
+
+
+def test_a_cookie_goes_only_under_its_path():
+    jar = session()
+    jar.keep(["MoodleSession=s; path=/moodle/", "MOODLEID1_=i; path=/moodle"], "https://moodle.test/moodle/login/")
+    assert jar.cookie_header(True, "/moodle/my/") == "MoodleSession=s; MOODLEID1_=i"
+    assert jar.cookie_header(True, "/moodles/") is None
+    assert jar.cookie_header(True, "/other/") is None
+
+
+def test_a_deleted_cookie_is_no_longer_sent():
+    jar = session()
+    jar.keep(["MoodleSession=s; path=/"], "https://moodle.test/")
+    jar.keep(["MoodleSession=deleted; path=/; Max-Age=0"], "https://moodle.test/")
+    assert jar.cookie_header(True, "/") is None
