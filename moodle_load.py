@@ -21,8 +21,10 @@ Exit status:
     125  cannot judge this commit (site unreachable, no login succeeded, most requests
          failed, or the comparison is inconclusive): git bisect skips it
     128  usage or config mistake: git bisect stops instead of marking a commit bad
-    130  interrupted (Ctrl-C), 143 terminated (SIGTERM); the report of what was measured
-         is still printed and saved
+    129  hung up (SIGHUP), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM); the report
+         of what was measured is still printed and saved
+    200  a fault of the tool itself, or results that could not be saved where asked:
+         git bisect stops (what was measured is saved to a file the message names)
 
 Latency, in milliseconds, is measured two ways.  *Response time* runs from the moment
 the schedule intended the request to start (so time spent waiting for a free worker

@@ -226,17 +226,18 @@ def read_secret_file(path: str, what: str) -> str:
 
 
 def resolve_password(args, config: dict) -> str:
-    """--password-file, then $MOODLE_TEST_PASSWORD, then --password (seen by every user in
-    ps: it warns), then a prompt on a terminal, then the password already in config.json."""
+    """--password-file, then --password (seen by every user in ps: it warns), then
+    $MOODLE_TEST_PASSWORD, then the password already in config.json, then a prompt on a
+    terminal."""
     password = None
     if args.password_file:
         password = read_secret_file(args.password_file, "--password-file")
-    elif os.environ.get(PASSWORD_ENV):
-        password = os.environ[PASSWORD_ENV]
     elif args.password is not None:
         print(f"[WARN] --password is visible to every user of this machine (ps): prefer --password-file "
               f"or ${PASSWORD_ENV}")
         password = args.password
+    elif os.environ.get(PASSWORD_ENV):
+        password = os.environ[PASSWORD_ENV]
     elif stored_password(config):
         password = stored_password(config)
     elif sys.stdin is not None and sys.stdin.isatty() and not args.dry_run:

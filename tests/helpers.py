@@ -158,3 +158,12 @@ def mini_moodle(pages):
         return await pages(request)
 
     return handler
+
+
+def valid_config(**changes) -> dict:
+    """A small valid config.json as parsed JSON, with ``changes`` to its top-level keys."""
+    config = {"base_url": "https://moodle.test", "users": [{"username": "u1", "password": "p"}],
+              "parameters": {"courseid": {"min": 2, "max": 5}, "cmid": {"values": [7, 9]}},
+              "urls": [{"path": "/course/view.php?id={courseid}"}, {"path": "/mod/forum/view.php?id={cmid}"}]}
+    config.update(changes)
+    return config

@@ -3,16 +3,9 @@
 
 import pytest
 
+from helpers import valid_config
 from moodleload.config import fill_url, validate_config
 from moodleload.exits import UsageError
-
-
-def valid(**changes):
-    config = {"base_url": "https://moodle.test", "users": [{"username": "u1", "password": "p"}],
-              "parameters": {"courseid": {"min": 2, "max": 5}, "cmid": {"values": [7, 9]}},
-              "urls": [{"path": "/course/view.php?id={courseid}"}, {"path": "/mod/forum/view.php?id={cmid}"}]}
-    config.update(changes)
-    return config
 
 
 def error_of(raw) -> str:
@@ -24,7 +17,7 @@ def error_of(raw) -> str:
 
 
 def test_a_valid_config_loads_with_defaults():
-    config = validate_config(valid())
+    config = validate_config(valid_config())
     assert config.login_path == "/login/index.php"
     assert [u.name for u in config.urls] == ["/course/view.php?id={courseid}", "/mod/forum/view.php?id={cmid}"]
     assert [u.weight for u in config.urls] == [1.0, 1.0]
@@ -47,19 +40,19 @@ def test_a_valid_config_loads_with_defaults():
     ({"urls": [{"path": "/a", "name": "x"}, {"path": "/b", "name": "x"}]}, "is used twice"),
 ], ids=lambda v: str(v)[:40])
 def test_each_config_mistake_is_one_line_naming_the_key(changes, complaint):
-    raw = valid(**changes)
+    raw = valid_config(**changes)
     if "parameters" in changes and "urls" not in changes:
         raw["urls"] = [{"path": "/course/view.php?id={courseid}"}]
     assert complaint in error_of(raw)
 
 
 def test_unknown_top_level_keys_only_warn():
-    config = validate_config(valid(colour="blue"))
+    config = validate_config(valid_config(colour="blue"))
     assert config.warnings == ["config: unknown key 'colour' ignored"]
 
 
 def test_placeholders_are_filled_from_ranges_and_value_lists():
-    config = validate_config(valid())
+    config = validate_config(valid_config())
     units = [0.0, 0.2499, 0.25, 0.5, 0.75, 0.9999]
     courses = [fill_url(config.urls[0], config.parameters, iter([u])) for u in units]
     assert courses == [f"/course/view.php?id={n}" for n in (2, 2, 3, 4, 5, 5)]
