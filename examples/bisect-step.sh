@@ -9,8 +9,13 @@
 #
 # Everything is set through the environment (defaults in brackets):
 #   LOAD_CONFIG      config.json of the load                       [$TOOLKIT/config.json]
-#   BASELINE         results of the good commit                    [$TOOLKIT/bisect/baseline.json]
 #   RESULTS_DIR      where each commit's results go                [$TOOLKIT/bisect]
+#   BASELINE_RUNS    runs recorded by --baseline, each on a freshly prepared site: the
+#                    verdict judges against their run-to-run spread [3]
+#   BASELINE         a single older baseline file, used when RESULTS_DIR has no
+#                    baseline-N.json                                [$RESULTS_DIR/baseline.json]
+#   MAX_RERUNS       runs added to a step whose answer was unsure, pooled, before it says
+#                    125 (skip)                                     [2]
 #   LOAD_RPM LOAD_DURATION LOAD_WARMUP LOAD_CONCURRENCY LOAD_SEED  [600 120 30 20 1]
 #   LOAD_ARGS        more moodle_load.py flags, e.g. "--max-regression 5 --insecure"
 #   PRETEST_DUMP     pg_dump -Fc file restored before every step (PG* variables say where)
@@ -33,45 +38,75 @@ COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 say() { echo "[bisect-step $COMMIT] $*" >&2; }
 skip() { say "cannot test this commit: $*"; exit 125; }
 
-if [ -n "${CLEANUP_CMD:-}" ]; then
-    trap 'bash -c "$CLEANUP_CMD" || say "cleanup failed"' EXIT
-fi
+cleanup() { if [ -n "${CLEANUP_CMD:-}" ]; then bash -c "$CLEANUP_CMD" || say "cleanup failed"; fi; }
+trap cleanup EXIT
 
 mkdir -p "$RESULTS_DIR" || { say "cannot create $RESULTS_DIR"; exit 128; }
 
-# 1. The same database state for every commit.
-if [ -n "${RESTORE_CMD:-}" ]; then
-    bash -c "$RESTORE_CMD" || skip "RESTORE_CMD failed"
-elif [ -n "${PRETEST_DUMP:-}" ]; then
-    pg_restore --clean --if-exists --no-owner -d "${PGDATABASE:-moodle}" "$PRETEST_DUMP" \
-        || skip "pg_restore of $PRETEST_DUMP failed"
-fi
+# The same database state and the checked-out code live, before every run.
+prepare_site() {
+    if [ -n "${RESTORE_CMD:-}" ]; then
+        bash -c "$RESTORE_CMD" || skip "RESTORE_CMD failed"
+    elif [ -n "${PRETEST_DUMP:-}" ]; then
+        pg_restore --clean --if-exists --no-owner -d "${PGDATABASE:-moodle}" "$PRETEST_DUMP" \
+            || skip "pg_restore of $PRETEST_DUMP failed"
+    fi
+    if [ -n "${PREPARE_CMD:-}" ]; then
+        bash -c "$PREPARE_CMD" || skip "PREPARE_CMD failed"
+    elif [ -f admin/cli/upgrade.php ]; then
+        php admin/cli/upgrade.php --non-interactive >/dev/null || skip "upgrade failed"
+        php admin/cli/purge_caches.php || skip "purge_caches failed"
+        if [ -n "${RELOAD_CMD:-}" ]; then bash -c "$RELOAD_CMD" || skip "RELOAD_CMD failed"; fi
+    fi
+}
 
-# 2. The checked-out code live: upgrade, caches purged, PHP reloaded.
-if [ -n "${PREPARE_CMD:-}" ]; then
-    bash -c "$PREPARE_CMD" || skip "PREPARE_CMD failed"
-elif [ -f admin/cli/upgrade.php ]; then
-    php admin/cli/upgrade.php --non-interactive >/dev/null || skip "upgrade failed"
-    php admin/cli/purge_caches.php || skip "purge_caches failed"
-    if [ -n "${RELOAD_CMD:-}" ]; then bash -c "$RELOAD_CMD" || skip "RELOAD_CMD failed"; fi
-fi
-
-# 3. The same load, judged against the good commit.
+# The same load every time; its output is kept to see why a run could not judge.
 args=(--config "$LOAD_CONFIG" --rpm "${LOAD_RPM:-600}" --duration "${LOAD_DURATION:-120}"
       --warmup "${LOAD_WARMUP:-30}" --concurrency "${LOAD_CONCURRENCY:-20}" --seed "${LOAD_SEED:-1}"
       --progress 0)
+load() {  # load OUTPUT [more moodle_load.py arguments]
+    local output=$1; shift
+    # shellcheck disable=SC2086
+    "$PYTHON" "$TOOLKIT/moodle_load.py" "${args[@]}" --output "$output" "$@" ${LOAD_ARGS:-} \
+        | tee "$output.log"
+    return "${PIPESTATUS[0]}"
+}
+
 if [ "${1:-}" = "--baseline" ]; then
-    "$PYTHON" "$TOOLKIT/moodle_load.py" "${args[@]}" --output "$BASELINE" ${LOAD_ARGS:-}
-    status=$?
-    say "baseline written to $BASELINE (exit $status)"
-    exit "$status"
+    rm -f "$RESULTS_DIR"/baseline-*.json
+    for run in $(seq "${BASELINE_RUNS:-3}"); do
+        [ "$run" -gt 1 ] && cleanup
+        prepare_site
+        load "$RESULTS_DIR/baseline-$run.json"
+        status=$?
+        say "baseline run $run written to $RESULTS_DIR/baseline-$run.json (exit $status)"
+        [ "$status" -eq 0 ] || exit "$status"
+    done
+    exit 0
 fi
-if [ ! -f "$BASELINE" ]; then
-    say "no baseline at $BASELINE: run this script with --baseline on the good commit first"
+
+baselines=()
+for file in "$RESULTS_DIR"/baseline-*.json; do [ -f "$file" ] && baselines+=("$file"); done
+if [ ${#baselines[@]} -eq 0 ] && [ -f "$BASELINE" ]; then baselines=("$BASELINE"); fi
+if [ ${#baselines[@]} -eq 0 ]; then
+    say "no baseline in $RESULTS_DIR: run this script with --baseline on the good commit first"
     exit 128
 fi
-"$PYTHON" "$TOOLKIT/moodle_load.py" "${args[@]}" --baseline "$BASELINE" \
-    --output "$RESULTS_DIR/$COMMIT.json" ${LOAD_ARGS:-}
+
+prepare_site
+load "$RESULTS_DIR/$COMMIT.json" --baseline "${baselines[@]}"
 status=$?
+runs=("$RESULTS_DIR/$COMMIT.json")
+# Pinpoint's "need more data", made automatic: an unsure answer gets more runs, pooled.
+while [ "$status" -eq 125 ] && grep -q "more runs may decide" "${runs[-1]}.log" \
+        && [ ${#runs[@]} -le "${MAX_RERUNS:-2}" ]; do
+    say "unsure: one more run of this commit ($(( ${#runs[@]} + 1 )) in all)"
+    cleanup
+    prepare_site
+    output="$RESULTS_DIR/$COMMIT-$(( ${#runs[@]} + 1 )).json"
+    load "$output" --baseline "${baselines[@]}" --rerun "${runs[@]}"
+    status=$?
+    runs+=("$output")
+done
 say "verdict exit $status"
 exit "$status"

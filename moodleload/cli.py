@@ -32,6 +32,7 @@ from .options import argv_for, build_parser, check_load_options, check_numbers, 
 from .plan import parse_shard
 from .processes import PARENT_ONLY, run_processes
 from .results import build_document, load_document, merge_documents, save_document, summarize
+from .runs import compare_runs
 from .scheduler import LoadRun, RunSettings
 from .textreport import format_comparison, format_report, format_trust, rate_hints
 from .verdict import Verdict, decide
@@ -84,7 +85,10 @@ def main(argv=None) -> int:
 
 def check_outputs(args) -> None:
     """Every file this run will write can be written, and none is one of its inputs."""
-    inputs = {"--config": args.config, "--baseline": args.baseline}
+    inputs = {"--config": args.config}
+    for option in ("baseline", "rerun"):
+        for position, path in enumerate(getattr(args, option) or []):
+            inputs[f"--{option} file {position + 1}"] = path
     for position, path in enumerate(args.compare or []):
         inputs[f"--compare file {position + 1}"] = path
     for position, path in enumerate(args.merge or []):
@@ -122,9 +126,28 @@ def save_fallback(document: dict) -> str | None:
     return None
 
 
+def judge_against(bases: list, news: list, thresholds, say) -> dict:
+    """The comparison: against the run-to-run spread where there are several runs, else
+    block by block within the two runs (and it says that the spread is unknown)."""
+    if len(bases) + len(news) > 2:
+        comparison = compare_runs(bases, news, thresholds)
+        for line in comparison["advice"]:
+            say(line)
+        return comparison
+    comparison = compare_documents(bases[0], news[0], thresholds)
+    comparison["notes"].append("run-to-run noise unknown with one baseline run: record three (--baseline "
+                               "run1.json run2.json run3.json; examples/bisect-step.sh --baseline does)")
+    return comparison
+
+
 def run_compare(args, say) -> int:
-    base, new = load_document(args.compare[0]), load_document(args.compare[1])
-    comparison = compare_documents(base, new, thresholds_from(args))
+    if len(args.compare) < 2:
+        raise UsageError("--compare needs BASE ... NEW: at least two results files")
+    bases = [load_document(path) for path in args.compare[:-1]]
+    new = load_document(args.compare[-1])
+    reruns = [load_document(path) for path in args.rerun or []]
+    comparison = judge_against(bases, [new, *reruns], thresholds_from(args), say)
+    base = bases[0]
     new["summary"] = summarize(new)
     say(format_comparison(comparison))
     verdict = decide(new["summary"], gates_from(args), comparison, new.get("logins"))
@@ -166,7 +189,11 @@ def run_load(args, argv: list, parser, say, measured: dict) -> int:
                          f"{args.config}: each process needs users of its own")
     for warning in config.warnings:
         say(f"[WARN] {warning}")
-    baseline = load_document(args.baseline) if args.baseline else None
+    bases = [load_document(path) for path in args.baseline or []]
+    reruns = [load_document(path) for path in args.rerun or []]
+    if reruns and not bases:
+        raise UsageError("--rerun needs --baseline: earlier runs of this commit are judged against a baseline")
+    baseline = bases[0] if bases else None
     shard = parse_shard(args.shard)
     settings = RunSettings(rpm=args.rpm, duration=args.duration, concurrency=args.concurrency,
                            warmup=args.warmup, seed=args.seed, insecure=args.insecure,
@@ -209,7 +236,7 @@ def run_load(args, argv: list, parser, say, measured: dict) -> int:
     measured["document"] = document
     comparison = None
     if baseline is not None:
-        comparison = document["comparison"] = compare_documents(baseline, document, thresholds_from(args))
+        comparison = document["comparison"] = judge_against(bases, [document, *reruns], thresholds_from(args), say)
     not_recorded = save_results(args.output, document, say) if args.output else None
     say(format_report(document))
     for line in format_trust(trust_signals(document)):

@@ -41,7 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--blocks", type=int, default=20,
                         help="time blocks per run for the baseline comparison (default 20)")
     parser.add_argument("--output", help="write the results JSON document here")
-    parser.add_argument("--baseline", help="results JSON of a good run to compare this one with")
+    parser.add_argument("--baseline", nargs="+", metavar="RESULTS",
+                        help="results of the good commit to compare this run with; give 3 or more runs, each "
+                             "from a freshly prepared site, so the verdict knows the run-to-run spread")
+    parser.add_argument("--rerun", nargs="+", metavar="RESULTS",
+                        help="earlier runs of this same commit, judged together with this one (or with NEW of "
+                             "--compare): what a bisect step adds when the answer was unsure")
     parser.add_argument("--max-regression", type=float, default=10.0, metavar="PCT",
                         help="slowdown tolerated against the baseline, percent (default 10)")
     parser.add_argument("--max-db-reads-increase", type=float, default=2.0, metavar="N",
@@ -64,8 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="run shard K of N: its users and 1/N of the rate (merge with --merge)")
     parser.add_argument("--processes", type=int, default=1,
                         help="run N generator processes on this machine and merge their results")
-    parser.add_argument("--compare", nargs=2, metavar=("BASE", "NEW"),
-                        help="compare two saved results and exit with the verdict; no load")
+    parser.add_argument("--compare", nargs="+", metavar="RESULTS",
+                        help="BASE [BASE ...] NEW: judge saved results, the last one against the others; no load")
     parser.add_argument("--merge", nargs="+", metavar="RESULTS", help="merge saved results into --output")
     parser.add_argument("--report", metavar="HTML",
                         help="write a self-contained HTML report (needs matplotlib): of this run, of a saved "

@@ -24,7 +24,9 @@ if TYPE_CHECKING:
 #   1  moodle_load.py 0.2-0.4: metadata, logins, generator, per-URL counts, histograms of
 #      response and service time, per-block service histograms, footer tallies, timeline.
 #      0.3 added metadata.http_client; 0.4 dropped metadata.moodle_release (it was
-#      always null) and added logins.retried.  Readers take all of them.
+#      always null), added logins.retried and the urls' blocks_service_median_ms (each
+#      block's exact median service time; a merge of shards drops it, as medians do not
+#      add up).  Readers take all of them.
 RESULTS_FORMAT = 1
 
 
@@ -137,6 +139,7 @@ def merge_documents(documents: list) -> dict:
                 target[key] = _added(target[key], raw[key])
             target["blocks_service_ms"] = [
                 _added(a, b) for a, b in zip(target["blocks_service_ms"], raw["blocks_service_ms"], strict=True)]
+            target.pop("blocks_service_median_ms", None)  # medians of shards do not add up to one
             for key, value in raw["footer"].items():
                 if key not in target["footer"]:
                     target["footer"][key] = value
@@ -322,6 +325,10 @@ def _url_problem(raw, where: str, blocks: int) -> str | None:
         problem = _histogram_problem(block, f"{where}.blocks_service_ms[{position}]")
         if problem:
             return problem
+    exact = raw.get("blocks_service_median_ms")
+    if exact is not None and (not isinstance(exact, list) or len(exact) != blocks
+                              or not all(value is None or (_number(value) and value >= 0) for value in exact)):
+        return f"{where}.blocks_service_median_ms does not hold metadata.blocks ({blocks}) medians"
     footer = raw.get("footer")
     if not isinstance(footer, dict):
         return f"{where}.footer is not an object"

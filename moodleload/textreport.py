@@ -75,8 +75,10 @@ def rate_hints(document: dict) -> list:
 
 
 def format_comparison(comparison: dict) -> str:
+    evidence = "per-run medians against the run-to-run spread" if comparison.get("method") == "runs" \
+        else "service-time medians of time blocks"
     lines = ["", f"Against the baseline (tolerance {comparison['max_regression_pct']:g} %, "
-                 f"alpha per URL {comparison['alpha_per_url']:.3g}; service-time medians of time blocks):"]
+                 f"alpha per URL {comparison['alpha_per_url']:.3g}; {evidence}):"]
     header = (f"{'url':<38} {'base ms':>8} {'new ms':>8} {'ratio':>7} {'95% interval':>13} {'p':>8} "
               f"{'DB reads':>11}  verdict")
     lines += [header, "-" * len(header)]
@@ -86,6 +88,10 @@ def format_comparison(comparison: dict) -> str:
         lines.append(f"{shorten(row.name, 38):<38} {fmt(row.base_ms):>8} {fmt(row.new_ms):>8} "
                      f"{fmt(row.ratio, '.3f'):>7} {interval:>13} {fmt(row.p_value, '.2g'):>8} {reads:>11}  "
                      f"{row.verdict}")
+    detectable = [f"{shorten(name, 38)} {row['detectable_pct']:.1f} %" for name, row in comparison["urls"].items()
+                  if row.get("detectable_pct") is not None]
+    if detectable:
+        lines.append("smallest slowdown these runs can call: " + ", ".join(detectable))
     lines += [f"note: {note}" for note in comparison["notes"]]
     lines += [f"not comparable: {reason}" for reason in comparison.get("not_comparable", [])]
     return "\n".join(lines)
