@@ -7,6 +7,7 @@ import re
 
 from .exits import UsageError
 from .histogram import Histogram
+from .views import shorten
 
 
 class ReportUnavailable(UsageError):
@@ -126,7 +127,7 @@ def run_charts(document: dict) -> list:
     for name, raw in document["urls"].items():
         xs, ys = percentile_curve(Histogram.from_dict(raw["response_ms"]))
         if xs:
-            axes.plot(xs, ys, marker=".", label=name[:40])
+            axes.plot(xs, ys, marker=".", label=shorten(name, 40))
     _percentile_axes(axes)
     if axes.get_legend_handles_labels()[0]:
         axes.legend(loc="upper left", fontsize=7)
@@ -160,7 +161,7 @@ def compare_charts(base: dict, new: dict) -> list:
             if xs:
                 axes.plot(xs, ys, linestyle=style, marker=".", label=label)
         _percentile_axes(axes)
-        axes.set_title(name[:50], fontsize=8)
+        axes.set_title(shorten(name, 50), fontsize=8)
         if axes.get_legend_handles_labels()[0]:
             axes.legend(fontsize=7, loc="upper left")
         else:

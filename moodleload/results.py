@@ -15,7 +15,7 @@ from . import __version__
 from .console import round_or_none
 from .exits import UsageError
 from .files import read_json, write_json_atomically
-from .histogram import Histogram, counter_median
+from .histogram import FineHistogram, Histogram, counter_median
 
 if TYPE_CHECKING:
     from .scheduler import LoadRun
@@ -24,9 +24,8 @@ if TYPE_CHECKING:
 #   1  moodle_load.py 0.2-0.4: metadata, logins, generator, per-URL counts, histograms of
 #      response and service time, per-block service histograms, footer tallies, timeline.
 #      0.3 added metadata.http_client; 0.4 dropped metadata.moodle_release (it was
-#      always null), added logins.retried and the urls' blocks_service_median_ms (each
-#      block's exact median service time; a merge of shards drops it, as medians do not
-#      add up).  Readers take all of them.
+#      always null), added logins.retried and the urls' blocks_service_fine_ms (each
+#      block's service times again in 0.2 % buckets).  Readers take all of them.
 RESULTS_FORMAT = 1
 
 
@@ -76,9 +75,9 @@ def build_document(run: LoadRun, argv: list, config_sha256: str) -> dict:
     }
 
 
-def _added(histogram: dict, other: dict) -> dict:
+def _added(histogram: dict, other: dict, kind: type = Histogram) -> dict:
     """Two saved histograms added together, saved again."""
-    return Histogram.from_dict(histogram).merge(Histogram.from_dict(other)).to_dict()
+    return kind.from_dict(histogram).merge(kind.from_dict(other)).to_dict()
 
 
 def _merge_tallies(into: dict, other: dict) -> None:
@@ -139,7 +138,12 @@ def merge_documents(documents: list) -> dict:
                 target[key] = _added(target[key], raw[key])
             target["blocks_service_ms"] = [
                 _added(a, b) for a, b in zip(target["blocks_service_ms"], raw["blocks_service_ms"], strict=True)]
-            target.pop("blocks_service_median_ms", None)  # medians of shards do not add up to one
+            if "blocks_service_fine_ms" in target and "blocks_service_fine_ms" in raw:
+                target["blocks_service_fine_ms"] = [
+                    _added(a, b, FineHistogram)
+                    for a, b in zip(target["blocks_service_fine_ms"], raw["blocks_service_fine_ms"], strict=True)]
+            else:  # an older shard without them: the coarse blocks serve for all
+                target.pop("blocks_service_fine_ms", None)
             for key, value in raw["footer"].items():
                 if key not in target["footer"]:
                     target["footer"][key] = value
@@ -208,13 +212,13 @@ def _tally_problem(tally, where: str) -> str | None:
     return None
 
 
-def _histogram_problem(raw, where: str) -> str | None:
+def _histogram_problem(raw, where: str, base: float = Histogram.BASE) -> str | None:
     if not isinstance(raw, dict):
         return f"{where} is not a histogram"
     if not raw:
         return None
-    if raw.get("base") != Histogram.BASE:
-        return f"{where}.base is {raw.get('base')!r}, not {Histogram.BASE}"
+    if raw.get("base") != base:
+        return f"{where}.base is {raw.get('base')!r}, not {base}"
     if not _count(raw.get("count")) or not _number(raw.get("sum", 0)) or not _number(raw.get("max", 0)):
         return f"{where} has a bad count, sum or max"
     if raw.get("min") is not None and not _number(raw["min"]):
@@ -325,10 +329,14 @@ def _url_problem(raw, where: str, blocks: int) -> str | None:
         problem = _histogram_problem(block, f"{where}.blocks_service_ms[{position}]")
         if problem:
             return problem
-    exact = raw.get("blocks_service_median_ms")
-    if exact is not None and (not isinstance(exact, list) or len(exact) != blocks
-                              or not all(value is None or (_number(value) and value >= 0) for value in exact)):
-        return f"{where}.blocks_service_median_ms does not hold metadata.blocks ({blocks}) medians"
+    fine = raw.get("blocks_service_fine_ms")
+    if fine is not None:
+        if not isinstance(fine, list) or len(fine) != blocks:
+            return f"{where}.blocks_service_fine_ms does not hold metadata.blocks ({blocks}) histograms"
+        for position, block in enumerate(fine):
+            problem = _histogram_problem(block, f"{where}.blocks_service_fine_ms[{position}]", FineHistogram.BASE)
+            if problem:
+                return problem
     footer = raw.get("footer")
     if not isinstance(footer, dict):
         return f"{where}.footer is not an object"

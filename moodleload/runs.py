@@ -4,7 +4,7 @@ A whole run can shift, not only its requests: on a real Moodle 5.0, identical co
 every page by 4-7 % from one run to the next (the machine, the database after a restore,
 caches), and block-level statistics, which see one run a side, took that shift for a
 change.  So with two or more runs the unit of evidence becomes the run: each run gives
-each page one value (the median of its block medians, exact where the run kept them), the
+each page one value (the median of its block medians, read from 0.2 % buckets), the
 run-to-run spread is estimated from the runs' deviations around their own commit's mean
 (pooled over pages and both commits, on a log scale), and the candidate is judged by
 Student's t against it, as pyperf and Pinpoint judge per-run values.  The 95 % interval

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import copy
 import random
-import statistics
 
-from moodleload.histogram import Histogram
+from moodleload.histogram import FineHistogram, Histogram
 
 
 def _sampler(histogram: Histogram, rng: random.Random):
@@ -38,15 +37,16 @@ def synthetic_run(recorded: dict, rng: random.Random, slowdown: dict | None = No
     for name, raw in run["urls"].items():
         draw = _sampler(Histogram.from_dict(recorded["urls"][name]["service_ms"]), rng)
         factor = (slowdown or {}).get(name, 1.0) * shift
-        blocks, medians = [], []
+        blocks, fine_blocks = [], []
         for block in recorded["urls"][name]["blocks_service_ms"]:
             drift = rng.lognormvariate(0.0, block_drift_sd)
-            values = [draw() * drift * factor for _ in range(block["count"])]
-            histogram = Histogram()
-            for value in values:
+            histogram, fine = Histogram(), FineHistogram()
+            for _ in range(block["count"]):
+                value = draw() * drift * factor
                 histogram.record(value)
+                fine.record(value)
             blocks.append(histogram.to_dict())
-            medians.append(round(statistics.median(values), 4) if values else None)
+            fine_blocks.append(fine.to_dict())
         raw["blocks_service_ms"] = blocks
-        raw["blocks_service_median_ms"] = medians
+        raw["blocks_service_fine_ms"] = fine_blocks
     return run

@@ -15,6 +15,7 @@ import moodle_load
 from helpers import DATA, run_load, write_config
 from moodleload.compare import Thresholds, compare_documents
 from moodleload.exits import EXIT_BAD, EXIT_GOOD
+from moodleload.histogram import FineHistogram, Histogram
 from moodleload.results import load_document
 from moodleload.runs import compare_runs
 from moodleload.stats import student_t_cdf, student_t_quantile
@@ -142,16 +143,25 @@ def test_a_tolerance_far_above_what_the_runs_can_see_gets_a_hint(recorded):
 
 # ---- the load run keeps exact block medians, and says when the spread is unknown
 
-def test_a_run_keeps_each_blocks_exact_median_beside_its_histogram(sim_factory, tmp_path):
+def test_a_run_keeps_each_block_in_fine_buckets_beside_its_histogram(sim_factory, tmp_path):
     server = sim_factory()
     config = write_config(tmp_path / "c.json", server.url, urls=[{"path": "/my/", "name": "dashboard"}])
     assert run_load(config, "--blocks", "4", rpm=1200, duration=2, output=tmp_path / "r.json") == EXIT_GOOD
     dashboard = load_document(str(tmp_path / "r.json"))["urls"]["dashboard"]
-    assert len(dashboard["blocks_service_median_ms"]) == 4
-    from moodleload.histogram import Histogram
+    assert len(dashboard["blocks_service_fine_ms"]) == 4
+    for fine, coarse in zip(dashboard["blocks_service_fine_ms"], dashboard["blocks_service_ms"], strict=True):
+        fine, coarse = FineHistogram.from_dict(fine), Histogram.from_dict(coarse)
+        assert fine.count == coarse.count
+        assert fine.percentile(50) == pytest.approx(coarse.percentile(50), rel=0.011)
 
-    for exact, block in zip(dashboard["blocks_service_median_ms"], dashboard["blocks_service_ms"], strict=True):
-        assert exact == pytest.approx(Histogram.from_dict(block).percentile(50), rel=0.02)
+
+def test_fine_buckets_give_medians_within_a_tenth_of_a_percent():
+    rng = random.Random(3)
+    values = [rng.lognormvariate(4.0, 0.4) for _ in range(2001)]
+    fine = FineHistogram()
+    for value in values:
+        fine.record(value)
+    assert fine.percentile(50) == pytest.approx(sorted(values)[1000], rel=0.001)
 
 
 def test_one_baseline_run_says_the_run_to_run_noise_is_unknown(sim_factory, tmp_path, capsys):
