@@ -91,7 +91,9 @@ def format_comparison(comparison: dict) -> str:
     detectable = [f"{shorten(name, 38)} {row['detectable_pct']:.1f} %" for name, row in comparison["urls"].items()
                   if row.get("detectable_pct") is not None]
     if detectable:
-        lines.append("smallest slowdown these runs can call: " + ", ".join(detectable))
+        lines.append("smallest slowdown of one page these runs can call: " + ", ".join(detectable)
+                     + (f"; of every page at once: {comparison['site_detectable_pct']:.1f} %"
+                        if comparison.get("site_detectable_pct") is not None else ""))
     lines += [f"note: {note}" for note in comparison["notes"]]
     lines += [f"not comparable: {reason}" for reason in comparison.get("not_comparable", [])]
     return "\n".join(lines)
