@@ -78,6 +78,7 @@ class Session:
     needs_login: bool = False
     relogins: int = 0
     _headers: dict = field(default_factory=dict)  # (https, path) -> Cookie header, until a cookie changes
+    _everywhere: object = ""  # see keep()
 
     def keep(self, set_cookie_headers: list, url: str) -> None:
         parts = urlsplit(url)
@@ -94,6 +95,25 @@ class Session:
             else:
                 self.jar[key] = (cookie.value, cookie.secure)
         self._headers.clear()
+        # False: cookies differ by path or scheme, parse every URL; None: all for "/", some
+        # Secure (one header over https); else the one header for every URL of the site.
+        if any(path != "/" for _, path in self.jar):
+            self._everywhere = False
+        elif any(secure for _, secure in self.jar.values()):
+            self._everywhere = None
+        else:
+            self._everywhere = self.cookie_header(False, "/") or ""
+
+    def cookie_header_for(self, url: str) -> str | None:
+        """The Cookie header for ``url``; when every cookie is for the whole site and none is
+        Secure (Moodle's own cookies on an http site, or any site over https), one header
+        serves every URL without parsing it."""
+        if self._everywhere is not False and (self._everywhere is not None or url.startswith("https:")):
+            if self._everywhere is None:
+                return self.cookie_header(True, "/")
+            return self._everywhere
+        parts = urlsplit(url)
+        return self.cookie_header(parts.scheme == "https", parts.path or "/")
 
     def cookie_header(self, https: bool, path: str) -> str | None:
         key = (https, path)
@@ -137,9 +157,7 @@ async def fetch(http, session: Session, url: str, *, timeout: float, form: dict 
     method = "GET" if form is None else "POST"
     redirected = False
     for _ in range(MAX_REDIRECTS + 1):
-        parts = urlsplit(url)
-        reply = await http.request(method, url, session.cookie_header(parts.scheme == "https", parts.path or "/"),
-                                   form, timeout)
+        reply = await http.request(method, url, session.cookie_header_for(url) or None, form, timeout)
         if reply.set_cookies:
             session.keep(reply.set_cookies, url)
         status, location = reply.status, reply.location

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections import Counter
+from math import log
 
 from .config import Config
 from .histogram import FineHistogram, Histogram
+
+_COARSE, _FINE = Histogram._LOG_BASE, FineHistogram._LOG_BASE
 
 # =========================================================================== recording
 
@@ -122,7 +125,8 @@ class Recorder:
         stats.success += 1
         point.ok += 1
         response_bucket = Histogram.bucket_of(response_ms)
-        service_bucket = Histogram.bucket_of(service_ms)
+        service_log = log(max(service_ms, 0.001) * 1000.0)  # one logarithm for both bucket widths
+        service_bucket = int(service_log / _COARSE)
         stats.response.record(response_ms, response_bucket)
         stats.service.record(service_ms, service_bucket)
         # The timeline only draws charts: five buckets in one (values within 5 %) keep its up to
@@ -132,6 +136,6 @@ class Recorder:
         self.interval.record(response_ms, response_bucket)
         block = max(min(int(measured_offset / self.block_seconds), len(stats.blocks) - 1), 0)
         stats.blocks[block].record(service_ms, service_bucket)
-        stats.blocks_fine[block].record(service_ms)
+        stats.blocks_fine[block].record(service_ms, int(service_log / _FINE))
         if footer:
             stats.record_footer(footer)

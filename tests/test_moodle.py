@@ -74,3 +74,15 @@ def test_a_deleted_cookie_is_no_longer_sent():
     jar.keep(["MoodleSession=s; path=/"], "https://moodle.test/")
     jar.keep(["MoodleSession=deleted; path=/; Max-Age=0"], "https://moodle.test/")
     assert jar.cookie_header(True, "/") is None
+
+
+def test_the_header_for_a_url_follows_the_same_rules_as_for_a_path():
+    jar = session()
+    jar.keep(["MoodleSession=s; path=/"], "https://moodle.test/")
+    assert jar.cookie_header_for("http://moodle.test/my/") == "MoodleSession=s"
+    jar.keep(["MoodleSession=s; path=/; Secure"], "https://moodle.test/")
+    assert jar.cookie_header_for("https://moodle.test/my/") == "MoodleSession=s"
+    assert jar.cookie_header_for("http://moodle.test/my/") is None
+    jar.keep(["deep=d; path=/moodle/"], "https://moodle.test/moodle/")
+    assert jar.cookie_header_for("https://moodle.test/moodle/my/") == "MoodleSession=s; deep=d"
+    assert jar.cookie_header_for("https://moodle.test/other/") == "MoodleSession=s"
