@@ -4,9 +4,7 @@ the verdict, return its exit status.  Every mode ends in ``conclude``."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import signal
 import sys
 import tempfile
 import time
@@ -15,15 +13,14 @@ from . import __version__
 from .charts import load_pyplot
 from .compare import compare_documents
 from .config import load_config
-from .console import Printer
+from .console import Printer, silence_closed_stdout
 from .exits import (
     EXIT_FAULT,
     EXIT_GOOD,
-    EXIT_SIGHUP,
-    EXIT_SIGINT,
-    EXIT_SIGTERM,
     EXIT_USAGE,
+    STOPPING_SIGNALS,
     UsageError,
+    exit_for_signal,
 )
 from .files import check_output_path
 from .htmlreport import render_report, write_report
@@ -70,8 +67,7 @@ def main(argv=None) -> int:
     except BrokenPipeError:
         # The reader went away (| head): one line where it can still be read, and no
         # second failure when Python flushes standard output at exit.
-        with contextlib.suppress(OSError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        silence_closed_stdout()
         print("[ERROR] standard output was closed before the end (| head?): run again without it, or "
               "with --quiet", file=sys.stderr)
         return EXIT_USAGE
@@ -171,8 +167,7 @@ def run_saved_report(args, say) -> int:
 def run_merge(args, say) -> int:
     if not args.output:
         raise UsageError("--merge needs --output for the merged results")
-    merged = merge_documents([load_document(path) for path in args.merge])
-    merged["summary"] = summarize(merged)
+    merged = merge_documents([load_document(path) for path in args.merge])  # summarised by the merge
     failed = save_results(args.output, merged, say)
     say(format_report(merged))
     if failed is not None:
@@ -220,8 +215,8 @@ def run_load(args, argv: list, parser, say, measured: dict) -> int:
         document = measured["document"] = build_document(run, argv, digest)
         if run.fault is not None:
             raise run.fault
+        document["summary"] = summarize(document)  # a merge of --processes shards comes summarised
         if run.logins_ok == 0:
-            document["summary"] = summarize(document)
             if args.output and save_results(args.output, document, say) is not None:
                 return EXIT_FAULT
             reasons = ", ".join(f"{k} {v}" for k, v in run.login_failures.items()) or "interrupted"
@@ -231,8 +226,6 @@ def run_load(args, argv: list, parser, say, measured: dict) -> int:
                 else Verdict.cannot_judge(["no user could log in"])
             announce(judge, verdict)
             return verdict.status
-    document["summary"] = summarize(document)
-
     measured["document"] = document
     comparison = None
     if baseline is not None:
@@ -264,7 +257,7 @@ def run_with_signals(run: LoadRun) -> int | None:
 
     async def runner():
         loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        for signum in STOPPING_SIGNALS:
             try:
                 loop.add_signal_handler(signum, run.stop, signum)
             except (NotImplementedError, RuntimeError):
@@ -277,8 +270,7 @@ def run_with_signals(run: LoadRun) -> int | None:
     except ImportError:
         run_loop = asyncio.run
     run_loop(runner())
-    statuses = {signal.SIGINT: EXIT_SIGINT, signal.SIGTERM: EXIT_SIGTERM, signal.SIGHUP: EXIT_SIGHUP}
-    return statuses.get(run.interrupted_by)
+    return None if run.interrupted_by is None else exit_for_signal(run.interrupted_by)
 
 
 def conclude(args, say, document: dict, verdict: Verdict, *, baseline: dict | None = None,

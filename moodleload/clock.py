@@ -98,13 +98,15 @@ class VirtualClock:
             timer.callback(*timer.args)
 
 
-async def wait_all(clock, tasks: set, timeout: float, until: asyncio.Event | None = None) -> set:
-    """Wait for ``tasks`` until ``timeout`` on ``clock`` (or until the event ``until`` is
-    set); returns those still pending."""
+async def wait_all(clock, tasks: set, timeout: float | None, until: asyncio.Event | None = None) -> set:
+    """Wait for ``tasks`` until ``timeout`` on ``clock`` (None: no limit) or until the event
+    ``until`` is set; returns those still pending."""
     pending = set(tasks)
-    deadline = asyncio.ensure_future(clock.sleep(timeout))
-    stop = asyncio.ensure_future(until.wait()) if until is not None else None
-    ends = {deadline} | ({stop} if stop is not None else set())
+    ends = set()
+    if timeout is not None:
+        ends.add(asyncio.ensure_future(clock.sleep(timeout)))
+    if until is not None:
+        ends.add(asyncio.ensure_future(until.wait()))
     try:
         while pending and not any(end.done() for end in ends):
             _, pending = await asyncio.wait(pending | ends, return_when=asyncio.FIRST_COMPLETED)

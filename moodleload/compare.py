@@ -91,28 +91,37 @@ def failure_increase_p(base_failed: int, base_total: int, new_failed: int, new_t
 MIN_FAILURE_INCREASE = 0.01  # a rise of under one percentage point is not called, however certain
 
 
-def compare_url(base: dict, new: dict, thresholds: Thresholds, alpha: float) -> dict:
-    """Verdict for one URL: 'regression', 'improvement', 'same' or 'unsure' (plus why)."""
+def judge_counts(base_failed: int, base_total: int, new_failed: int, new_total: int, base_reads: float | None,
+                 new_reads: float | None, thresholds: Thresholds, alpha: float, failure_kinds: dict) -> dict:
+    """The start of a URL's row: what needs no clock.  More failures (a proportions test, and
+    a rise of at least a point) or more DB reads per page is a regression on its own."""
     row = {"verdict": "same", "reasons": []}
-    base_rate = base["failure"] / base["requests"] if base["requests"] else 0.0
-    new_rate = new["failure"] / new["requests"] if new["requests"] else 0.0
-    failures_p = failure_increase_p(base["failure"], base["requests"], new["failure"], new["requests"])
+    base_rate = base_failed / base_total if base_total else 0.0
+    new_rate = new_failed / new_total if new_total else 0.0
+    failures_p = failure_increase_p(base_failed, base_total, new_failed, new_total)
     row["failure_rate"] = [round(base_rate, 4), round(new_rate, 4)]
     if new_rate - base_rate >= MIN_FAILURE_INCREASE and failures_p <= alpha:
         row["verdict"] = "regression"
-        kinds = ", ".join(f"{kind} {count}" for kind, count in sorted(new.get("failures", {}).items()))
+        kinds = ", ".join(f"{kind} {count}" for kind, count in sorted(failure_kinds.items()))
         row["reasons"].append(f"failures {base_rate:.1%} -> {new_rate:.1%} of requests (p={failures_p:.2g}"
                               f"{'; ' + kinds if kinds else ''})")
-    base_blocks, new_blocks = block_medians(base), block_medians(new)
-    tolerance = thresholds.max_regression_pct / 100.0
-    row["blocks"] = [len(base_blocks), len(new_blocks)]
-    base_reads = counter_median(base.get("footer", {}).get("db_reads", {}))
-    new_reads = counter_median(new.get("footer", {}).get("db_reads", {}))
     row["db_reads"] = [base_reads, new_reads]
     if base_reads is not None and new_reads is not None \
             and new_reads - base_reads > thresholds.max_db_reads_increase:
         row["verdict"] = "regression"
         row["reasons"].append(f"DB reads {base_reads:g} -> {new_reads:g} per page")
+    return row
+
+
+def compare_url(base: dict, new: dict, thresholds: Thresholds, alpha: float) -> dict:
+    """Verdict for one URL: 'regression', 'improvement', 'same' or 'unsure' (plus why)."""
+    row = judge_counts(base["failure"], base["requests"], new["failure"], new["requests"],
+                       counter_median(base.get("footer", {}).get("db_reads", {})),
+                       counter_median(new.get("footer", {}).get("db_reads", {})), thresholds, alpha,
+                       new.get("failures", {}))
+    base_blocks, new_blocks = block_medians(base), block_medians(new)
+    tolerance = thresholds.max_regression_pct / 100.0
+    row["blocks"] = [len(base_blocks), len(new_blocks)]
     if len(base_blocks) < thresholds.min_blocks or len(new_blocks) < thresholds.min_blocks:
         row["ratio"] = None
         row["p_value"] = None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 
 
@@ -50,3 +52,10 @@ def round_or_none(value: float | None, digits: int = 1) -> float | None:
 
 def fmt(value, pattern: str = ".1f") -> str:
     return "-" if value is None else format(value, pattern)
+
+
+def silence_closed_stdout() -> None:
+    """After a BrokenPipeError (| head): point standard output at /dev/null, so the flush
+    Python makes at exit cannot fail a second time with a traceback."""
+    with contextlib.suppress(OSError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -70,21 +70,26 @@ def read_json(path: str, what: str):
         raise UsageError(f"{what}: {path} is nested too deeply to be a {what} file") from None
 
 
-def check_output_path(path: str, option: str, others: dict) -> None:
-    """Refuse now, before any load, an output that could not be written at the end: a missing
-    or unwritable folder, a folder in its place, or the same file as an input (``others``:
-    option -> path) that writing it would destroy."""
+def check_writable(path: str, option: str) -> None:
+    """Refuse now, before any load or database change, a file that could not be written at
+    the end: a missing or unwritable folder, a folder in its place, a read-only file (also
+    for root, whom the permission bits do not stop: read-only was meant)."""
     directory = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
         raise UsageError(f"{option} {path} is a folder: give a file name")
     if not os.path.isdir(directory):
-        raise UsageError(f"{option} {path}: the folder {directory} does not exist")
+        raise UsageError(f"cannot write {option} {path}: the folder {directory} does not exist")
     if not os.access(directory, os.W_OK | os.X_OK):
-        raise UsageError(f"{option} {path}: the folder {directory} is not writable")
-    if os.path.exists(path) and not os.access(path, os.W_OK):
-        raise UsageError(f"{option} {path} is read-only")
+        raise UsageError(f"cannot write {option} {path}: the folder {directory} is not writable")
+    if os.path.exists(path) and (not os.access(path, os.W_OK) or not os.stat(path).st_mode & 0o200):
+        raise UsageError(f"{option} {path} is read-only: make it writable (chmod u+w) or give another file")
+
+
+def check_output_path(path: str, option: str, others: dict) -> None:
+    """``check_writable``, and not the same file as an input (``others``: option -> path)
+    that writing it would destroy."""
+    check_writable(path, option)
     for other_option, other in others.items():
-        if other and os.path.exists(other) and os.path.exists(path) and os.path.samefile(path, other):
-            raise UsageError(f"{option} {path} is the same file as {other_option}: writing it would destroy it")
-        if other and os.path.abspath(other) == os.path.abspath(path):
+        if other and (os.path.abspath(other) == os.path.abspath(path)
+                      or (os.path.exists(other) and os.path.exists(path) and os.path.samefile(path, other))):
             raise UsageError(f"{option} {path} is the same file as {other_option}: writing it would destroy it")

@@ -33,8 +33,9 @@ from .accounts import (
     discover_parameters,
     select_users,
 )
-from .exits import UsageError  # here a mistake the operator can fix is exit 2
-from .files import json_text, prepare_file, read_json
+from .console import silence_closed_stdout
+from .exits import STOPPING_SIGNALS, UsageError, exit_for_signal  # here a UsageError is exit 2
+from .files import check_writable, json_text, prepare_file, read_json
 
 EXIT_OK = 0
 EXIT_DATABASE = 1
@@ -49,7 +50,6 @@ MOODLE_MAX_PASSWORD_CHARS = 128  # longer passwords never validate in Moodle
 BCRYPT_MAX_PASSWORD_BYTES = 72  # bcrypt ignores (or refuses) what lies beyond
 PREFIX_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,30}$")
 AUTH_PATTERN = re.compile(r"^[a-z0-9_]{1,20}$")
-HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 DEFAULT_CONFIG = {
     "base_url": "https://moodle.example.test",
@@ -102,17 +102,6 @@ def read_config(path: str) -> tuple[dict, bool]:
     return raw, True
 
 
-def check_writable(path: str, existed: bool) -> None:
-    """Refuse now, before the database, what could not be written at the end."""
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise UsageError(f"cannot write {path}: its folder {directory} does not exist")
-    if not os.access(directory, os.W_OK | os.X_OK):
-        raise UsageError(f"cannot write {path}: its folder {directory} is not writable")
-    if existed and (not os.access(path, os.W_OK) or not os.stat(path).st_mode & 0o200):
-        raise UsageError(f"{path} is read-only: make it writable (chmod u+w) or pass another --config")
-
-
 def stored_password(config: dict) -> str | None:
     """The password the config's users already share, if they share one."""
     passwords = {u["password"] for u in config.get("users", []) if isinstance(u, dict) and "password" in u}
@@ -162,11 +151,11 @@ def config_lock(path: str):
 def signals_held():
     """SIGINT, SIGTERM and SIGHUP wait until the block is done: between the commit and the
     rename nothing may stop this process but SIGKILL."""
-    signal.pthread_sigmask(signal.SIG_BLOCK, HELD_SIGNALS)
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOPPING_SIGNALS)
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD_SIGNALS)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOPPING_SIGNALS)
 
 
 # =========================================================================== password
@@ -472,7 +461,7 @@ def prepare(args) -> int:
                   f"the database and {args.config} again, so they agree")
         config, existed = read_config(args.config)
         if not args.dry_run:
-            check_writable(config_target(args.config), existed)
+            check_writable(config_target(args.config), "--config")
         password = resolve_password(args, config)
         # Hashed before the transaction opens: a high cost never leaves the database idle in it.
         password_hash = None if args.dry_run else hash_interruptibly(password, args.bcrypt_cost)
@@ -505,12 +494,11 @@ def main(argv=None) -> int:
                   f"and {args.config} both hold the new password", file=sys.stderr)
         else:
             print(f"[ERROR] interrupted ({name}): nothing was changed", file=sys.stderr)
-        return 128 + signum
+        return exit_for_signal(signum)
     except BrokenPipeError:
         # The reader went away (| head): say so where it can still be read, and end quietly
         # (standard output pointed at /dev/null, so the flush at exit cannot fail again).
-        with contextlib.suppress(OSError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        silence_closed_stdout()
         done = args is not None and getattr(args, "committed", False)
         print("[ERROR] standard output was closed before the end"
               + (f" (the change itself was completed: the database and {args.config} agree)" if done else ""),

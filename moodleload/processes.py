@@ -13,10 +13,9 @@ from .exits import (
     EXIT_CANNOT_JUDGE,
     EXIT_FAULT,
     EXIT_GOOD,
-    EXIT_SIGHUP,
-    EXIT_SIGINT,
-    EXIT_SIGTERM,
     EXIT_USAGE,
+    STOPPING_SIGNALS,
+    exit_for_signal,
 )
 from .results import load_document, merge_documents
 
@@ -47,8 +46,7 @@ def run_processes(count: int, child_argv: list) -> tuple[dict | None, int | None
                 if child.poll() is None:
                     child.send_signal(signum)
 
-        previous = {signum: signal.signal(signum, forward)
-                    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+        previous = {signum: signal.signal(signum, forward) for signum in STOPPING_SIGNALS}
         try:
             codes = [child.wait() for child in children]
         finally:
@@ -58,8 +56,7 @@ def run_processes(count: int, child_argv: list) -> tuple[dict | None, int | None
             return None, EXIT_USAGE, None, []
         if any(code == EXIT_FAULT for code in codes):
             return None, EXIT_FAULT, None, []
-        stopped = {signal.SIGINT: EXIT_SIGINT, signal.SIGTERM: EXIT_SIGTERM, signal.SIGHUP: EXIT_SIGHUP}.get(
-            interrupted[0]) if interrupted else None
+        stopped = exit_for_signal(interrupted[0]) if interrupted else None
         expected = {EXIT_GOOD, EXIT_BAD, EXIT_CANNOT_JUDGE} | ({stopped} if stopped else set())
         dead = []
         documents = []

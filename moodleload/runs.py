@@ -24,7 +24,7 @@ import math
 import statistics
 from dataclasses import dataclass
 
-from .compare import MIN_FAILURE_INCREASE, Thresholds, block_medians, failure_increase_p, incomparable
+from .compare import Thresholds, block_medians, incomparable, judge_counts
 from .histogram import counter_median
 from .stats import student_t_cdf, student_t_quantile
 
@@ -226,25 +226,12 @@ def _site_change(changes: dict, spread: Spread | None, base_runs: int, new_runs:
 
 def _judge_url(name: str, bases: list, news: list, groups: list, change: float | None, page: dict | None,
                spread: Spread | None, site, thresholds: Thresholds, page_alpha: float) -> dict:
-    row = {"verdict": "same", "reasons": []}
-    base_failed = sum(document["urls"][name]["failure"] for document in bases)
-    base_total = sum(document["urls"][name]["requests"] for document in bases)
-    new_failed = sum(document["urls"][name]["failure"] for document in news)
-    new_total = sum(document["urls"][name]["requests"] for document in news)
-    base_rate = base_failed / base_total if base_total else 0.0
-    new_rate = new_failed / new_total if new_total else 0.0
-    row["failure_rate"] = [round(base_rate, 4), round(new_rate, 4)]
-    failures_p = failure_increase_p(base_failed, base_total, new_failed, new_total)
-    if new_rate - base_rate >= MIN_FAILURE_INCREASE and failures_p <= page_alpha:
-        row["verdict"] = "regression"
-        row["reasons"].append(f"failures {base_rate:.1%} -> {new_rate:.1%} of requests (p={failures_p:.2g})")
-    base_reads = counter_median(_pooled_tally(bases, name, "db_reads"))
-    new_reads = counter_median(_pooled_tally(news, name, "db_reads"))
-    row["db_reads"] = [base_reads, new_reads]
-    if base_reads is not None and new_reads is not None \
-            and new_reads - base_reads > thresholds.max_db_reads_increase:
-        row["verdict"] = "regression"
-        row["reasons"].append(f"DB reads {base_reads:g} -> {new_reads:g} per page")
+    row = judge_counts(sum(document["urls"][name]["failure"] for document in bases),
+                       sum(document["urls"][name]["requests"] for document in bases),
+                       sum(document["urls"][name]["failure"] for document in news),
+                       sum(document["urls"][name]["requests"] for document in news),
+                       counter_median(_pooled_tally(bases, name, "db_reads")),
+                       counter_median(_pooled_tally(news, name, "db_reads")), thresholds, page_alpha, {})
     base_logs, new_logs = groups
     row["runs"] = [len(base_logs), len(new_logs)]
     if change is None or spread is None:

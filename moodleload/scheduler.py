@@ -130,19 +130,12 @@ class LoadRun:
         self.say(f"[INFO] Logging in {len(users)} users...")
         gate = asyncio.Semaphore(max(1, self.settings.concurrency))
         logins = {asyncio.ensure_future(self._login_one(user, gate)) for user in users}
-        stop = asyncio.ensure_future(self.stopping.wait())
-        try:
-            pending = set(logins)
-            while pending and not stop.done():
-                _, pending = await asyncio.wait(pending | {stop}, return_when=asyncio.FIRST_COMPLETED)
-                pending.discard(stop)
-            if pending:  # stopped while logging in: what is in flight gets the grace, no more
-                pending = await wait_all(self.clock, pending, self.settings.grace)
-                for task in pending:
-                    task.cancel()
-                await asyncio.gather(*pending, return_exceptions=True)
-        finally:
-            stop.cancel()
+        pending = await wait_all(self.clock, logins, None, until=self.stopping)
+        if pending:  # stopped while logging in: what is in flight gets the grace, no more
+            pending = await wait_all(self.clock, pending, self.settings.grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
         for task in logins:
             if task.done() and not task.cancelled() and task.exception() is not None:
                 raise task.exception()
