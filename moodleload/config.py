@@ -55,8 +55,6 @@ class Config:
     basic_auth: str | None = None  # "Basic ..." from user:password@ in base_url, sent to the site only
 
 
-# =========================================================================== config
-
 KNOWN_KEYS = {"base_url", "login_path", "users", "parameters", "urls"}
 PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

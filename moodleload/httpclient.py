@@ -11,7 +11,6 @@ from urllib.parse import quote, urlencode, urlsplit
 from . import __version__
 from .exits import UsageError
 
-# =========================================================================== HTTP
 
 class HttpError(Exception):
     """The connection failed, or what came back was not HTTP: a "connection" failure."""

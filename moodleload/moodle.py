@@ -41,6 +41,16 @@ class BadRedirect(HttpError):
     """A redirect whose Location cannot be a URL (e.g. ``http://[::1/oops``): its own failure kind."""
 
 
+def redirect_target(url: str, location: str) -> tuple[str, tuple]:
+    """Where a redirect from ``url`` to ``location`` leads, and that URL's origin; a
+    Location that cannot be a URL is a BadRedirect."""
+    try:
+        target = urljoin(url, location)
+        return target, origin_of(target)
+    except ValueError:
+        raise BadRedirect(f"a redirect to {location[:200]!r}, which is not a usable URL") from None
+
+
 def origin_of(url: str) -> tuple:
     """(scheme, host, port) of an absolute URL; ValueError where it has none."""
     parts = urlsplit(url)
@@ -163,11 +173,7 @@ async def fetch(http, session: Session, url: str, *, timeout: float, form: dict 
         status, location = reply.status, reply.location
         if not (follow and status in REDIRECT_STATUSES and location):
             return Fetched(status, url, reply.body, location, redirected)
-        try:
-            target = urljoin(url, location)
-            target_origin = origin_of(target)
-        except ValueError:
-            raise BadRedirect(f"a redirect to {location[:200]!r}, which is not a usable URL") from None
+        target, target_origin = redirect_target(url, location)
         if target_origin != session.origin:
             return Fetched(status, url, reply.body, location, redirected, offsite=target)
         url = target
@@ -204,11 +210,7 @@ async def login(http, session: Session, config: Config, timeout: float, warn) ->
             raise LoginFailed("forced password change")
         if "testsession=" not in answer.location:
             raise LoginFailed("invalid login")
-        try:
-            landing_url = urljoin(login_url, answer.location)
-            landing_origin = origin_of(landing_url)
-        except ValueError:
-            raise BadRedirect(f"a redirect to {answer.location[:200]!r}, which is not a usable URL") from None
+        landing_url, landing_origin = redirect_target(login_url, answer.location)
         if landing_origin != session.origin:
             raise LoginFailed("redirected off the site", f"the login sent to {urlsplit(landing_url).netloc}")
         landing = await fetch(http, session, landing_url, timeout=timeout)

@@ -364,7 +364,8 @@ def check_arguments(args) -> Guards:
     return guards_from(args)
 
 
-def run(args, guards: Guards, config: dict, existed: bool, password: str, password_hash: str | None) -> int:
+def run(args, target: str, guards: Guards, config: dict, existed: bool, password: str,
+        password_hash: str | None) -> int:
     import psycopg2
 
     arguments = connection_arguments(args)
@@ -408,7 +409,6 @@ def run(args, guards: Guards, config: dict, existed: bool, password: str, passwo
             new_config = updated_config(config, changed, password, parameters)
             # The config goes to a private temp file first; then the commit and the rename, with
             # signals held back between them, so the two cannot disagree.
-            target = config_target(args.config)
             try:
                 temporary = prepare_file(target, json_text(new_config), mode=0o600)
             except OSError as error:
@@ -453,19 +453,20 @@ def prepare(args) -> int:
     guards = check_arguments(args)
     if args.where is None:
         print("[INFO] picking maketestsite's test users (tool_generator_*); give --where to pick others")
-    with config_lock(args.config):
-        for leftover in leftovers_of(config_target(args.config)):
+    target = config_target(args.config)  # a symlinked config.json: where it is really written
+    with config_lock(target):
+        for leftover in leftovers_of(target):
             os.unlink(leftover)
             print(f"[WARN] removed {os.path.basename(leftover)}, left by an earlier run that was killed; if it "
                   f"was killed while committing, the database may hold that run's password: this run sets "
                   f"the database and {args.config} again, so they agree")
         config, existed = read_config(args.config)
         if not args.dry_run:
-            check_writable(config_target(args.config), "--config")
+            check_writable(target, "--config")
         password = resolve_password(args, config)
         # Hashed before the transaction opens: a high cost never leaves the database idle in it.
         password_hash = None if args.dry_run else hash_interruptibly(password, args.bcrypt_cost)
-        return run(args, guards, config, existed, password, password_hash)
+        return run(args, target, guards, config, existed, password, password_hash)
 
 
 def main(argv=None) -> int:

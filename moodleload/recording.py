@@ -10,8 +10,6 @@ from .histogram import FineHistogram, Histogram
 
 _COARSE, _FINE = Histogram._LOG_BASE, FineHistogram._LOG_BASE
 
-# =========================================================================== recording
-
 class UrlStats:
     """Everything measured for one URL of the config."""
 

@@ -3,6 +3,7 @@ trust.  Hostile servers on loopback, real processes and real signals."""
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import os
@@ -317,16 +318,10 @@ def test_basic_auth_in_base_url_is_used_and_never_shown(tmp_path, capsys):
     assert read(tmp_path / "r.json")["metadata"]["target"] == server.url
 
 
-async def asyncio_sleep(seconds):
-    import asyncio
-
-    await asyncio.sleep(seconds)
-
-
 @pytest.mark.parametrize("phase", ["logging in", "requests hanging"])
 def test_sigterm_ends_the_run_within_the_grace_in_every_phase(tmp_path, phase):
     async def hang(request):
-        await asyncio_sleep(60)
+        await asyncio.sleep(12)  # longer than the test waits, short enough for the server to stop soon
         return web.Response(text="late")
 
     handler = hang if phase == "logging in" else mini_moodle(hang)

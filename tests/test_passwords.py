@@ -611,3 +611,17 @@ def test_dry_run_into_a_closed_pipe_has_no_traceback(moodle_db, tmp_path):
                             text=True, timeout=60)
     assert result.stderr == "[ERROR] standard output was closed before the end\n"
     assert result.returncode == smp.EXIT_USAGE
+
+
+def test_the_lock_is_on_the_folder_a_symlinked_config_is_really_written_in(moodle_db, tmp_path, capsys):
+    (tmp_path / "real").mkdir()
+    target = tmp_path / "real" / "config.json"
+    target.write_text(json.dumps({"base_url": "https://x.test", "users": []}))
+    (tmp_path / "config.json").symlink_to(target)
+    folder = os.open(tmp_path / "real", os.O_RDONLY)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
+        assert run_tool(moodle_db, tmp_path, "--count", "1") == smp.EXIT_USAGE
+        assert "another set_moodle_passwords.py" in capsys.readouterr().err
+    finally:
+        os.close(folder)
