@@ -54,19 +54,21 @@ class Spread:
     pages: int
 
     @property
+    def _parts(self) -> tuple[float, float]:
+        """One page's variance across runs: the part every page shares, and its own."""
+        return self.shared_mean_square / self.pages, (1.0 - 1.0 / self.pages) * self.own_mean_square
+
+    @property
     def total(self) -> float:
         """One page's standard deviation across runs."""
-        if not self.own_freedom:
-            return max(math.sqrt(self.shared_mean_square), SPREAD_FLOOR)
-        shared = self.shared_mean_square / self.pages
-        return max(math.sqrt(shared + (1.0 - 1.0 / self.pages) * self.own_mean_square), SPREAD_FLOOR)
+        return max(math.sqrt(sum(self._parts)), SPREAD_FLOOR)
 
     @property
     def total_freedom(self) -> float:
         """Welch-Satterthwaite: few when the shared shift dominates, many when not."""
-        if not self.own_freedom:
+        shared, own = self._parts
+        if not self.own_freedom:  # one page: all of it is the shared part
             return float(self.shared_freedom)
-        shared, own = self.shared_mean_square / self.pages, (1.0 - 1.0 / self.pages) * self.own_mean_square
         if shared + own <= 0:
             return float(self.shared_freedom + self.own_freedom)
         return (shared + own) ** 2 / (shared ** 2 / self.shared_freedom + own ** 2 / self.own_freedom)
