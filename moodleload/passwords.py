@@ -26,7 +26,6 @@ import threading
 from . import __version__
 from .accounts import (
     BLOCKING_PREFERENCES,  # noqa: F401  (tests and the README name them from here)
-    DatabaseError,
     Guards,
     apply_changes,
     check_where,
@@ -34,8 +33,10 @@ from .accounts import (
     select_users,
 )
 from .console import silence_closed_stdout
+from .databases import DatabaseError, Settings, database_for, family_of, fill_defaults
 from .exits import STOPPING_SIGNALS, UsageError, exit_for_signal  # here a UsageError is exit 2
 from .files import check_writable, json_text, prepare_file, read_json
+from .moodleconfig import read_moodle_config
 
 EXIT_OK = 0
 EXIT_DATABASE = 1
@@ -43,6 +44,7 @@ EXIT_USAGE = 2
 EXIT_NO_USERS = 3
 
 PASSWORD_ENV = "MOODLE_TEST_PASSWORD"
+DEFAULT_PREFIX = "mdl_"
 DEFAULT_BCRYPT_COST = 10  # Moodle's own (PHP's PASSWORD_DEFAULT cost)
 MAX_BCRYPT_COST = 14  # every login pays it until Moodle rehashes: ~1 s a login at 14 on a fast core
 MAX_COUNT = 1_000_000
@@ -108,10 +110,14 @@ def stored_password(config: dict) -> str | None:
     return passwords.pop() if len(passwords) == 1 else None
 
 
-def updated_config(config: dict, users: list, password: str, parameters: dict | None = None) -> dict:
-    """The config with ``users`` replaced (and ``parameters`` merged in); every other key
+def updated_config(config: dict, users: list, password: str, parameters: dict | None = None,
+                   wwwroot: str | None = None) -> dict:
+    """The config with ``users`` replaced (and ``parameters`` merged in, and ``base_url`` set
+    to config.php's wwwroot where it was missing or still the example's); every other key
     and the order of keys kept."""
     result = dict(config)
+    if wwwroot and result.get("base_url") in (None, "", DEFAULT_CONFIG["base_url"]):
+        result["base_url"] = wwwroot.rstrip("/")
     result["users"] = [{"username": user.username, "password": password} for user in users]
     if parameters:
         merged = dict(result.get("parameters", {}))
@@ -243,54 +249,49 @@ def resolve_password(args, config: dict) -> str:
 def db_password(args) -> str | None:
     if args.db_pass_file:
         return read_secret_file(args.db_pass_file, "--db-pass-file")
-    return args.db_pass  # else None: libpq takes PGPASSWORD or ~/.pgpass
+    return args.db_pass  # else None: libpq, ~/.my.cnf or config.php give it
 
 
-def connection_arguments(args) -> dict:
-    """Only what was given: libpq fills in the rest from PG* variables and ~/.pgpass."""
-    given = {"dbname": args.db_name, "user": args.db_user, "password": db_password(args),
-             "host": args.db_host, "port": args.db_port}
-    arguments = {key: value for key, value in given.items() if value is not None}
-    arguments["connect_timeout"] = 10
-    arguments["application_name"] = "set_moodle_passwords"
-    return arguments
-
-
-def explain_connect_error(error, arguments: dict) -> str:
-    message = str(error).strip()
-    first = message.splitlines()[0] if message else type(error).__name__
-    where = f"{arguments.get('host', os.environ.get('PGHOST', 'localhost'))}:" \
-            f"{arguments.get('port', os.environ.get('PGPORT', 5432))}"
-    lowered = message.lower()
-    if "password authentication failed" in lowered or "no password supplied" in lowered \
-            or "authentication failed" in lowered:
-        return (f"authentication failed for database user {arguments.get('user', os.environ.get('PGUSER', '?'))}:"
-                f" check --db-user and --db-pass-file (or PGUSER, PGPASSWORD, ~/.pgpass)")
-    if "does not exist" in lowered and "database" in lowered:
-        return f"{first}: check --db-name"
-    if "connection refused" in lowered or "could not connect" in lowered \
-            or "no such file or directory" in lowered or "timeout expired" in lowered \
-            or "could not translate host name" in lowered:
-        return f"cannot reach PostgreSQL at {where} ({first}): is it running? check --db-host and --db-port"
-    return f"cannot connect to PostgreSQL at {where}: {first}"
-
-
-def explain_query_error(error, prefix: str, where: str | None) -> str:
-    import psycopg2.errors as pgerrors
-
-    first = (getattr(error, "pgerror", None) or str(error)).strip().splitlines()[0]
-    if isinstance(error, pgerrors.UndefinedTable):
-        return f"{first}: is --prefix '{prefix}' right for this Moodle database?"
-    if isinstance(error, pgerrors.InsufficientPrivilege):
-        return (f"{first}: the database user needs SELECT, UPDATE and DELETE on the {prefix}user, "
-                f"{prefix}user_preferences and {prefix}config tables")
-    if where and isinstance(error, (pgerrors.SyntaxError, pgerrors.UndefinedColumn,
-                                    pgerrors.UndefinedFunction, pgerrors.DatatypeMismatch,
-                                    pgerrors.InvalidTextRepresentation)):
-        return f"--where {where!r} is not valid SQL here: {first}"
-    if where and error.pgcode and error.pgcode.startswith("42"):
-        return f"--where {where!r} is not valid SQL here: {first}"
-    return first
+def connection_settings(args) -> tuple[str, Settings]:
+    """(family, settings): flags first, then the site's config.php, then the family's own
+    defaults (PG* variables and ~/.pgpass through libpq; ~/.my.cnf, port 3306, the socket).
+    Also settles args.prefix and args.wwwroot."""
+    moodle = read_moodle_config(args.moodle_config) if args.moodle_config else None
+    args.moodle = moodle
+    from_file = f"config.php, {moodle.how}" if moodle else ""
+    dbtype, dbtype_origin = (args.db_type, "--db-type") if args.db_type else \
+        ((moodle.get("dbtype"), "config.php") if moodle and moodle.get("dbtype") else ("pgsql", "default"))
+    family = family_of(dbtype)
+    settings = Settings()
+    settings.offer("type", dbtype, dbtype_origin)
+    for name, value in (("name", args.db_name), ("user", args.db_user), ("password", db_password(args)),
+                        ("host", args.db_host), ("port", args.db_port), ("socket", args.db_socket)):
+        settings.offer(name, value, "--db-" + {"name": "name", "password": "pass-file" if args.db_pass_file
+                                               else "pass"}.get(name, name))
+    if moodle:
+        for name, key in (("name", "dbname"), ("user", "dbuser"), ("password", "dbpass"), ("port", "dbport")):
+            settings.offer(name, moodle.get(key), "config.php")
+        host, socket = moodle.get("dbhost"), moodle.get("dbsocket")
+        if socket and host in (None, "localhost", "127.0.0.1"):
+            # Moodle's drivers: a dbsocket with a local host means the unix socket (for
+            # PostgreSQL a '/' names its directory, anything else libpq's default one).
+            if "/" in socket:
+                settings.offer("socket" if family == "mysql" else "host", socket, "config.php")
+        else:
+            settings.offer("host", host, "config.php")
+    if settings.get("socket") and family == "pgsql":
+        settings.offer("host", settings.get("socket"), settings.origins["socket"])  # libpq: a directory
+    fill_defaults(family, settings)
+    if "name" not in settings.values:
+        raise UsageError("give --db-name (or --moodle-config with the site's config.php)")
+    if args.prefix is None:
+        args.prefix = (moodle.get("prefix") if moodle else None) or DEFAULT_PREFIX
+        args.prefix_origin = "config.php" if moodle and moodle.get("prefix") else "default"
+    else:
+        args.prefix_origin = "--prefix"
+    args.wwwroot = moodle.get("wwwroot") if moodle else None
+    args.moodle_how = from_file
+    return family, settings
 
 
 # =========================================================================== command line
@@ -305,15 +306,22 @@ def build_parser() -> argparse.ArgumentParser:
                      description="Give Moodle test users a known password and write them into config.json.",
                      epilog="Exit status: 0 done, 1 database problem, 2 usage or input mistake, "
                             "3 no user matched, 130/143/129 interrupted (nothing changed unless it says so).")
-    parser.add_argument("--db-name", required=True, help="database name")
-    parser.add_argument("--db-user", help="database user (default: libpq's, PGUSER)")
+    parser.add_argument("--moodle-config", metavar="PATH",
+                        help="the site's config.php: database type, host, port, socket, name, user, password, "
+                             "prefix and wwwroot (base_url) from it; the flags below override it")
+    parser.add_argument("--db-type", help="pgsql (default), mariadb, mysqli or auroramysql (Moodle's dbtype)")
+    parser.add_argument("--db-name", help="database name")
+    parser.add_argument("--db-user", help="database user (default: PGUSER or ~/.my.cnf, else the client's)")
     parser.add_argument("--db-pass-file", metavar="FILE",
                         help="read the database password from FILE's first line ('-': standard input)")
-    parser.add_argument("--db-pass", help="database password: shows in ps, prefer --db-pass-file, PGPASSWORD "
-                                          "or ~/.pgpass")
-    parser.add_argument("--db-host", help="host name or unix socket directory (default: libpq's, PGHOST)")
-    parser.add_argument("--db-port", type=int, help="port (default: libpq's, PGPORT or 5432)")
-    parser.add_argument("--prefix", default="mdl_", help="Moodle table prefix (default mdl_)")
+    parser.add_argument("--db-pass", help="database password: shows in ps, prefer --db-pass-file, "
+                                          "--moodle-config, PGPASSWORD, ~/.pgpass or ~/.my.cnf")
+    parser.add_argument("--db-host", help="host name or address (PostgreSQL: or a socket directory; "
+                                          "MariaDB/MySQL: localhost means the unix socket)")
+    parser.add_argument("--db-port", type=int, help="port (default 5432 or 3306, or PGPORT / ~/.my.cnf)")
+    parser.add_argument("--db-socket", metavar="PATH",
+                        help="unix socket: MariaDB/MySQL its file, PostgreSQL its directory")
+    parser.add_argument("--prefix", help=f"Moodle table prefix (default: config.php's, else {DEFAULT_PREFIX})")
     parser.add_argument("--count", type=int, default=100, help="how many users to update (default 100)")
     parser.add_argument("--password-file", metavar="FILE",
                         help=f"read the new password from FILE's first line ('-': standard input); or set "
@@ -348,44 +356,44 @@ def guards_from(args) -> Guards:
     return Guards(args.prefix, tuple(auths), args.allow_unconfirmed)
 
 
-def check_arguments(args) -> Guards:
+def check_arguments(args):
+    """(guards, database): everything checkable before the database is touched."""
+    family, settings = connection_settings(args)
     if not PREFIX_PATTERN.match(args.prefix):
-        raise UsageError(f"--prefix {args.prefix!r} is not a plain table prefix (letters, digits, _)")
+        raise UsageError(f"prefix {args.prefix!r} ({args.prefix_origin}) is not a plain table prefix "
+                         f"(letters, digits, _)")
+    port = settings.get("port")
+    if port is not None:
+        if not str(port).isdigit() or not 1 <= int(port) <= 65535:
+            raise UsageError(f"database port {port!r} ({settings.origins['port']}) is not a port number 1..65535")
+        settings.values["port"] = int(port)
     if not 1 <= args.count <= MAX_COUNT:
         raise UsageError(f"--count must be between 1 and {MAX_COUNT}, got {args.count}")
     if not 4 <= args.bcrypt_cost <= MAX_BCRYPT_COST:
         raise UsageError(f"--bcrypt-cost must be between 4 and {MAX_BCRYPT_COST} (every login pays it until "
                          f"Moodle rehashes), got {args.bcrypt_cost}")
+    database = database_for(family, settings)
     if args.where is not None:
-        check_where(args.where)
+        check_where(args.where, database)
     if args.db_pass is not None and not args.db_pass_file:
         print("[WARN] --db-pass is visible to every user of this machine (ps): prefer --db-pass-file, "
-              "PGPASSWORD or ~/.pgpass")
-    return guards_from(args)
+              "--moodle-config, PGPASSWORD, ~/.pgpass or ~/.my.cnf")
+    return guards_from(args), database
 
 
-def run(args, target: str, guards: Guards, config: dict, existed: bool, password: str,
+def run(args, database, target: str, guards: Guards, config: dict, existed: bool, password: str,
         password_hash: str | None) -> int:
-    import psycopg2
-
-    arguments = connection_arguments(args)
-    try:
-        conn = psycopg2.connect(**arguments)
-    except psycopg2.Error as error:
-        raise DatabaseError(explain_connect_error(error, arguments)) from None
+    conn = database.connect()
     temporary = None
     try:
-        if args.dry_run:
-            conn.set_session(readonly=True)
+        database.begin(conn, read_only=args.dry_run)
         with conn.cursor() as cur:
             try:
-                # check_where read string literals as the standard says: make the server read them so too.
-                cur.execute("SET LOCAL standard_conforming_strings = on")
-                users = select_users(cur, guards, args.where, args.count, lock=not args.dry_run)
-                parameters = discover_parameters(cur, args.prefix, users) \
+                users = select_users(cur, database, guards, args.where, args.count, lock=not args.dry_run)
+                parameters = discover_parameters(cur, database, args.prefix, users) \
                     if args.params_from_db and users else None
-            except psycopg2.Error as error:
-                raise DatabaseError(explain_query_error(error, args.prefix, args.where)) from None
+            except database.errors as error:
+                raise DatabaseError(database.explain_query_error(error, args.prefix, args.where)) from None
             if not users:
                 print("[ERROR] no user matches: nothing changed (without --where only maketestsite's "
                       "tool_generator_* users are picked; active, confirmed, auth manual, not admin or guest)",
@@ -395,18 +403,19 @@ def run(args, target: str, guards: Guards, config: dict, existed: bool, password
                 print(f"[WARN] only {len(users)} users match, fewer than --count {args.count}")
             ids = [user.id for user in users]
             print(f"[INFO] {len(users)} users selected (ids {min(ids)}..{max(ids)})")
+            new_config = updated_config(config, users, password, parameters, args.wwwroot)
             if args.dry_run:
-                show_dry_run(args, users, config, updated_config(config, users, password, parameters), existed)
+                show_dry_run(args, database, users, config, new_config, existed)
                 conn.rollback()
                 return EXIT_OK
             try:
-                changed, preferences = apply_changes(cur, guards, users, password_hash)
-            except psycopg2.Error as error:
-                raise DatabaseError(explain_query_error(error, args.prefix, args.where)) from None
+                changed, preferences = apply_changes(cur, database, guards, users, password_hash)
+            except database.errors as error:
+                raise DatabaseError(database.explain_query_error(error, args.prefix, args.where)) from None
             if len(changed) < len(users):
                 print(f"[WARN] {len(users) - len(changed)} selected users changed meanwhile (suspended, made "
                       f"admin, ...) and were left alone")
-            new_config = updated_config(config, changed, password, parameters)
+            new_config = updated_config(config, changed, password, parameters, args.wwwroot)
             # The config goes to a private temp file first; then the commit and the rename, with
             # signals held back between them, so the two cannot disagree.
             try:
@@ -416,7 +425,7 @@ def run(args, target: str, guards: Guards, config: dict, existed: bool, password
             with signals_held():
                 try:
                     conn.commit()
-                except psycopg2.Error as error:
+                except database.errors as error:
                     raise DatabaseError(f"commit failed, nothing changed: "
                                         f"{str(error).strip().splitlines()[0]}") from None
                 os.replace(temporary, target)
@@ -427,6 +436,7 @@ def run(args, target: str, guards: Guards, config: dict, existed: bool, password
         if parameters:
             print("[INFO] parameters from the database: "
                   + ", ".join(f"{name} {len(spec['values'])} values" for name, spec in parameters.items()))
+        report_base_url(config, new_config, args.wwwroot)
         print(f"[INFO] wrote {args.config} ({len(changed)} users, mode 0600)")
         return EXIT_OK
     finally:
@@ -435,7 +445,25 @@ def run(args, target: str, guards: Guards, config: dict, existed: bool, password
         conn.close()  # closing without a commit rolls back whatever was not committed
 
 
-def show_dry_run(args, users: list, old: dict, new: dict, existed: bool) -> None:
+def report_base_url(old: dict, new: dict, wwwroot: str | None) -> None:
+    """A base_url the user chose (another host, a load balancer, credentials) is kept, and said so."""
+    if wwwroot is None:
+        return
+    if old.get("base_url") != new.get("base_url"):
+        print(f"[INFO] base_url {new['base_url']} (config.php's wwwroot)")
+    elif new.get("base_url") != wwwroot.rstrip("/"):
+        print(f"[WARN] base_url kept as {new.get('base_url')} although config.php's wwwroot is {wwwroot}: "
+              f"delete base_url from the config to take wwwroot")
+
+
+def show_dry_run(args, database, users: list, old: dict, new: dict, existed: bool) -> None:
+    settings = database.settings
+    print(f"[INFO] dry run: {database.name}, "
+          + settings.describe(("type", "host", "port", "socket", "name", "user", "password"))
+          + f", prefix {args.prefix} ({args.prefix_origin})")
+    if args.moodle_config:
+        print(f"[INFO] {args.moodle_config}: {args.moodle_how.split(', ', 1)[1]}")
+    report_base_url(old, new, args.wwwroot)
     print(f"[INFO] dry run: nothing is written; these {len(users)} users would get the new password:")
     for user in users:
         print(f"  {user.id:>8}  {user.username}")
@@ -450,7 +478,7 @@ def show_dry_run(args, users: list, old: dict, new: dict, existed: bool) -> None
 
 def prepare(args) -> int:
     """Everything up to the database: checks, the lock, leftovers, the config, the hash."""
-    guards = check_arguments(args)
+    guards, database = check_arguments(args)
     if args.where is None:
         print("[INFO] picking maketestsite's test users (tool_generator_*); give --where to pick others")
     target = config_target(args.config)  # a symlinked config.json: where it is really written
@@ -466,7 +494,7 @@ def prepare(args) -> int:
         password = resolve_password(args, config)
         # Hashed before the transaction opens: a high cost never leaves the database idle in it.
         password_hash = None if args.dry_run else hash_interruptibly(password, args.bcrypt_cost)
-        return run(args, target, guards, config, existed, password, password_hash)
+        return run(args, database, target, guards, config, existed, password, password_hash)
 
 
 def main(argv=None) -> int:

@@ -1,5 +1,5 @@
-"""A Moodle-shaped PostgreSQL database: the tables this toolkit touches, seeded the
-way ``admin/tool/generator/cli/maketestsite.php --size=S`` seeds a site.
+"""A Moodle-shaped database (PostgreSQL, or MariaDB/MySQL): the tables this toolkit touches,
+seeded the way ``admin/tool/generator/cli/maketestsite.php --size=S`` seeds a site.
 
 Column names, types, defaults and unique indexes follow Moodle's ``lib/db/install.xml``
 (only the columns that matter here; the rest of a real table is irrelevant to us).
@@ -11,11 +11,9 @@ import re
 import time
 from dataclasses import dataclass, field
 
-from psycopg2 import sql
-
 SCHEMA = """
 CREATE TABLE {p}user (
-    id bigserial PRIMARY KEY,
+    id {serial},
     auth varchar(20) NOT NULL DEFAULT 'manual',
     confirmed smallint NOT NULL DEFAULT 0,
     policyagreed smallint NOT NULL DEFAULT 0,
@@ -45,7 +43,7 @@ CREATE INDEX {p}user_con_ix ON {p}user (confirmed);
 CREATE INDEX {p}user_aut_ix ON {p}user (auth);
 
 CREATE TABLE {p}user_preferences (
-    id bigserial PRIMARY KEY,
+    id {serial},
     userid bigint NOT NULL DEFAULT 0,
     name varchar(255) NOT NULL DEFAULT '',
     value text NOT NULL
@@ -53,14 +51,14 @@ CREATE TABLE {p}user_preferences (
 CREATE UNIQUE INDEX {p}userpref_usenam_uix ON {p}user_preferences (userid, name);
 
 CREATE TABLE {p}config (
-    id bigserial PRIMARY KEY,
+    id {serial},
     name varchar(255) NOT NULL,
     value text NOT NULL
 );
 CREATE UNIQUE INDEX {p}conf_nam_uix ON {p}config (name);
 
 CREATE TABLE {p}course (
-    id bigserial PRIMARY KEY,
+    id {serial},
     category bigint NOT NULL DEFAULT 0,
     sortorder bigint NOT NULL DEFAULT 0,
     fullname varchar(1333) NOT NULL DEFAULT '',
@@ -76,7 +74,7 @@ CREATE TABLE {p}course (
 CREATE INDEX {p}cour_cat_ix ON {p}course (category);
 
 CREATE TABLE {p}enrol (
-    id bigserial PRIMARY KEY,
+    id {serial},
     enrol varchar(20) NOT NULL DEFAULT '',
     status bigint NOT NULL DEFAULT 0,
     courseid bigint NOT NULL,
@@ -88,7 +86,7 @@ CREATE TABLE {p}enrol (
 CREATE INDEX {p}enro_cou_ix ON {p}enrol (courseid);
 
 CREATE TABLE {p}user_enrolments (
-    id bigserial PRIMARY KEY,
+    id {serial},
     status bigint NOT NULL DEFAULT 0,
     enrolid bigint NOT NULL,
     userid bigint NOT NULL,
@@ -101,7 +99,7 @@ CREATE TABLE {p}user_enrolments (
 CREATE UNIQUE INDEX {p}userenro_enruse_uix ON {p}user_enrolments (enrolid, userid);
 
 CREATE TABLE {p}modules (
-    id bigserial PRIMARY KEY,
+    id {serial},
     name varchar(20) NOT NULL DEFAULT '',
     cron bigint NOT NULL DEFAULT 0,
     lastcron bigint NOT NULL DEFAULT 0,
@@ -111,7 +109,7 @@ CREATE TABLE {p}modules (
 CREATE INDEX {p}modu_nam_ix ON {p}modules (name);
 
 CREATE TABLE {p}course_modules (
-    id bigserial PRIMARY KEY,
+    id {serial},
     course bigint NOT NULL DEFAULT 0,
     module bigint NOT NULL DEFAULT 0,
     instance bigint NOT NULL DEFAULT 0,
@@ -139,74 +137,71 @@ def generated_username(n: int) -> str:
     return f"tool_generator_{n:06d}"
 
 
+SERIAL = {"pgsql": "bigserial PRIMARY KEY", "mysql": "bigint NOT NULL AUTO_INCREMENT PRIMARY KEY"}
+
+
+def family_of_connection(conn) -> str:
+    return "pgsql" if type(conn).__module__.startswith("psycopg2") else "mysql"
+
+
 def create_schema(conn, prefix: str = "mdl_") -> None:
-    """Create the Moodle tables with ``prefix``; commits."""
+    """Create the Moodle tables with ``prefix`` (in either family); commits."""
     if not PREFIX_PATTERN.match(prefix):
         raise ValueError(f"bad table prefix {prefix!r}")
+    text = SCHEMA.format(p=prefix, serial=SERIAL[family_of_connection(conn)])
     with conn.cursor() as cur:
-        cur.execute(SCHEMA.format(p=prefix))
+        for statement in text.split(";"):
+            if statement.strip():
+                cur.execute(statement)
     conn.commit()
+
+
+def testsite_rows(users: int, password_hash: str, now: int) -> dict:
+    """Every row seed_testsite() writes, by table (column names first)."""
+    rows = {
+        "user": [("id", "auth", "confirmed", "mnethostid", "username", "password", "firstname", "lastname",
+                  "email", "timecreated", "timemodified"),
+                 (1, "manual", 1, 1, "guest", password_hash, "Guest user", " ", "root@localhost", 0, now),
+                 (2, "manual", 1, 1, "admin", password_hash, "Admin", "User", "admin@example.com", 0, now)]
+        + [(2 + n, "manual", 1, 1, generated_username(n), password_hash, "Test", f"User {n}",
+            f"tool_generator_{n}@example.com", now, now) for n in range(1, users + 1)],
+        "config": [("name", "value"), ("siteadmins", "2"), ("lockoutthreshold", "0"), ("mnet_localhost_id", "1"),
+                   ("release", "5.0.6+ (Build: 20251120)")],
+        "course": [("id", "category", "fullname", "shortname", "format", "timecreated"),
+                   (1, 0, "Site", "site", "site", 0)],
+        "enrol": [("id", "enrol", "status", "courseid", "roleid")],
+        "user_enrolments": [("enrolid", "userid", "timecreated")],
+        "modules": [("id", "name"), (1, "forum"), (2, "page"), (3, "resource")],
+        "course_modules": [("id", "course", "module", "instance", "section", "added")],
+    }
+    for courseid in [*SMALL_COURSES, *LARGE_COURSES]:
+        rows["course"].append((courseid, 1, f"Test course {courseid}", f"testcourse_{courseid}", "topics", now))
+        rows["enrol"].append((courseid, "manual", 0, courseid, 5))
+        enrolled = range(3, 4) if courseid in SMALL_COURSES else range(3, 3 + users)
+        rows["user_enrolments"] += [(courseid, userid, now) for userid in enrolled]
+    rows["user_enrolments"] += [(courseid, 2, 0) for courseid in SMALL_COURSES]
+    cmid = 0
+    for courseid, per_course in ([(c, MODULES_PER_SMALL_COURSE) for c in SMALL_COURSES]
+                                 + [(c, MODULES_PER_LARGE_COURSE) for c in LARGE_COURSES]):
+        for position in range(1, per_course + 1):
+            cmid += 1
+            module = 1 if position == per_course else (2 if position % 2 else 3)
+            rows["course_modules"].append((cmid, courseid, module, cmid, 1, now))
+    return rows
 
 
 def seed_testsite(conn, prefix: str = "mdl_", users: int = 100, password_hash: str = "") -> None:
     """Seed like maketestsite --size=S: guest (1), admin (2), then ``users`` generated users
     (ids 3..), courses 2..13 with enrolments, and course modules 1..296 with forums at
     cmids 5, 10, ..., 40 and 104, 168, 232, 296.  Commits."""
-    now = int(time.time())
-
-    def table(name: str) -> sql.Identifier:
-        return sql.Identifier(prefix + name)
-
+    family = family_of_connection(conn)
     with conn.cursor() as cur:
-        cur.execute(sql.SQL(
-            "INSERT INTO {} (id, auth, confirmed, mnethostid, username, password, firstname, lastname,"
-            " email, timecreated, timemodified) VALUES"
-            " (1, 'manual', 1, 1, 'guest', %s, 'Guest user', ' ', 'root@localhost', 0, %s),"
-            " (2, 'manual', 1, 1, 'admin', %s, 'Admin', 'User', 'admin@example.com', 0, %s)"
-        ).format(table("user")), (password_hash, now, password_hash, now))
-        cur.execute(sql.SQL(
-            "INSERT INTO {} (id, auth, confirmed, mnethostid, username, password, firstname, lastname,"
-            " email, timecreated, timemodified)"
-            " SELECT 2 + n, 'manual', 1, 1, 'tool_generator_' || lpad(n::text, 6, '0'), %s,"
-            " 'Test', 'User ' || n, 'tool_generator_' || n || '@example.com', %s, %s"
-            " FROM generate_series(1, %s) AS n"
-        ).format(table("user")), (password_hash, now, now, users))
-        cur.execute(sql.SQL("SELECT setval(pg_get_serial_sequence(%s, 'id'), %s)"),
-                    (prefix + "user", users + 2))
-        cur.execute(sql.SQL("INSERT INTO {} (name, value) VALUES"
-                            " ('siteadmins', '2'), ('lockoutthreshold', '0'),"
-                            " ('mnet_localhost_id', '1'), ('release', '5.0.6+ (Build: 20251120)')"
-                            ).format(table("config")))
-        cur.execute(sql.SQL("INSERT INTO {} (id, category, fullname, shortname, format) VALUES"
-                            " (1, 0, 'Site', 'site', 'site')").format(table("course")))
-        for courseid in [*SMALL_COURSES, *LARGE_COURSES]:
-            cur.execute(sql.SQL("INSERT INTO {} (id, category, fullname, shortname, timecreated)"
-                                " VALUES (%s, 1, %s, %s, %s)").format(table("course")),
-                        (courseid, f"Test course {courseid}", f"testcourse_{courseid}", now))
-            cur.execute(sql.SQL("INSERT INTO {} (id, enrol, status, courseid, roleid) VALUES"
-                                " (%s, 'manual', 0, %s, 5)").format(table("enrol")),
-                        (courseid, courseid))
-            enrolled = range(3, 4) if courseid in SMALL_COURSES else range(3, 3 + users)
-            cur.execute(sql.SQL("INSERT INTO {} (enrolid, userid, timecreated)"
-                                " SELECT %s, u, %s FROM unnest(%s) AS u").format(table("user_enrolments")),
-                        (courseid, now, list(enrolled)))
-        for courseid in SMALL_COURSES:
-            cur.execute(sql.SQL("INSERT INTO {} (enrolid, userid) VALUES (%s, 2)").format(table("user_enrolments")),
-                        (courseid,))
-        cur.execute(sql.SQL("INSERT INTO {} (id, name) VALUES (1, 'forum'), (2, 'page'), (3, 'resource')"
-                            ).format(table("modules")))
-        cmid = 0
-        for courseid, per_course in ([(c, MODULES_PER_SMALL_COURSE) for c in SMALL_COURSES]
-                                     + [(c, MODULES_PER_LARGE_COURSE) for c in LARGE_COURSES]):
-            for position in range(1, per_course + 1):
-                cmid += 1
-                module = 1 if position == per_course else (2 if position % 2 else 3)
-                cur.execute(sql.SQL("INSERT INTO {} (id, course, module, instance, section, added)"
-                                    " VALUES (%s, %s, %s, %s, 1, %s)").format(table("course_modules")),
-                            (cmid, courseid, module, cmid, now))
-        for name in ("config", "course", "enrol", "modules", "course_modules"):
-            cur.execute("SELECT setval(pg_get_serial_sequence(%s, 'id'), (SELECT max(id) FROM "
-                        + prefix + name + "))", (prefix + name,))
+        for name, (columns, *values) in testsite_rows(users, password_hash, int(time.time())).items():
+            cur.executemany(f"INSERT INTO {prefix}{name} ({', '.join(columns)})"
+                            f" VALUES ({', '.join(['%s'] * len(columns))})", values)
+            if family == "pgsql" and "id" in columns:  # explicit ids leave the sequence behind
+                cur.execute(f"SELECT setval(pg_get_serial_sequence(%s, 'id'), (SELECT max(id) FROM {prefix}{name}))",
+                            (prefix + name,))
     conn.commit()
 
 

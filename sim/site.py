@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import queue
 import random
 import secrets
 import string
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field, replace
@@ -123,31 +125,40 @@ class MemoryUsers:
         return self.users.get(username)
 
 
-class PostgresUsers:
-    """Users read from a Moodle database's ``<prefix>user`` table at each login."""
+class DatabaseUsers:
+    """Users read from a Moodle database's ``<prefix>user`` table at each login, through a
+    small pool of connections made by ``connect`` (either family's driver)."""
 
-    def __init__(self, dsn: dict, prefix: str = "mdl_"):
-        import psycopg2.pool
-
+    def __init__(self, connect, prefix: str = "mdl_", size: int = 8):
         self.prefix = prefix
-        self.pool = psycopg2.pool.ThreadedConnectionPool(1, 8, **dsn)
+        self.connect = connect
+        self.idle: queue.LifoQueue = queue.LifoQueue()
+        self.slots = threading.BoundedSemaphore(size)
+        self.opened: list = []
 
     def _lookup(self, username: str) -> UserRecord | None:
         p = self.prefix
-        conn = self.pool.getconn()
-        try:
-            with conn.cursor() as cur:
-                cur.execute(f"SELECT id, username, password, auth, confirmed, suspended FROM {p}user"
-                            f" WHERE username = %s AND deleted = 0 AND mnethostid = 1", (username,))
-                row = cur.fetchone()
-                if row is None:
-                    return None
-                cur.execute(f"SELECT name, value FROM {p}user_preferences WHERE userid = %s"
-                            f" AND name IN ('login_lockout', 'auth_forcepasswordchange')", (row[0],))
-                prefs = dict(cur.fetchall())
-            conn.rollback()
-        finally:
-            self.pool.putconn(conn)
+        with self.slots:
+            try:
+                conn = self.idle.get_nowait()
+            except queue.Empty:
+                conn = self.connect()
+                self.opened.append(conn)
+            try:
+                with conn.cursor() as cur:
+                    cur.execute(f"SELECT id, username, password, auth, confirmed, suspended FROM {p}user"
+                                f" WHERE username = %s AND deleted = 0 AND mnethostid = 1", (username,))
+                    row = cur.fetchone()
+                    prefs = {}
+                    if row is not None:
+                        cur.execute(f"SELECT name, value FROM {p}user_preferences WHERE userid = %s"
+                                    f" AND name IN ('login_lockout', 'auth_forcepasswordchange')", (row[0],))
+                        prefs = dict(cur.fetchall())
+                conn.rollback()
+            finally:
+                self.idle.put(conn)
+        if row is None:
+            return None
         return UserRecord(id=row[0], username=row[1], password_hash=row[2], auth=row[3],
                           confirmed=row[4], suspended=row[5], locked="login_lockout" in prefs,
                           force_password_change=prefs.get("auth_forcepasswordchange") == "1")
@@ -156,7 +167,20 @@ class PostgresUsers:
         return await asyncio.to_thread(self._lookup, username)
 
     def close(self) -> None:
-        self.pool.closeall()
+        for conn in self.opened:
+            conn.close()
+
+
+def PostgresUsers(dsn: dict, prefix: str = "mdl_") -> DatabaseUsers:  # noqa: N802 - reads like the class it was
+    import psycopg2
+
+    return DatabaseUsers(lambda: psycopg2.connect(**dsn), prefix)
+
+
+def MySQLUsers(dsn: dict, prefix: str = "mdl_") -> DatabaseUsers:  # noqa: N802
+    import pymysql
+
+    return DatabaseUsers(lambda: pymysql.connect(**dsn), prefix)
 
 
 def password_matches(password: str, stored_hash: str) -> bool:

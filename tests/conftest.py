@@ -1,5 +1,5 @@
-"""Real parts for the tests: a throwaway PostgreSQL server with a Moodle-shaped
-database, and the simulated Moodle site served over loopback."""
+"""Real parts for the tests: throwaway PostgreSQL and MariaDB servers with a Moodle-shaped
+database each, and the simulated Moodle site served over loopback."""
 
 from __future__ import annotations
 
@@ -14,9 +14,13 @@ sys.path.insert(0, ROOT)
 
 from helpers import TEMPLATE, fast_settings, new_database  # noqa: E402
 from sim.moodledb import SiteData, create_schema, seed_testsite  # noqa: E402
+from sim.mycluster import MyCluster, MyUnavailable  # noqa: E402
 from sim.pgcluster import PgCluster, PgUnavailable  # noqa: E402
 from sim.server import SimServer  # noqa: E402
-from sim.site import MemoryUsers, MoodleSite, PostgresUsers, SiteSettings  # noqa: E402
+from sim.site import MemoryUsers, MoodleSite, MySQLUsers, PostgresUsers, SiteSettings  # noqa: E402
+
+MOODLE_TABLES = ("user", "user_preferences", "config", "course", "enrol", "user_enrolments", "modules",
+                 "course_modules")
 
 
 @pytest.fixture(scope="session")
@@ -40,14 +44,50 @@ def pg():
         cluster.stop()
 
 
+def unavailable(missing: Exception):
+    if os.environ.get("CI"):
+        pytest.fail(f"CI is set and a database server cannot run: {missing}")
+    pytest.skip(str(missing))
+
+
+@pytest.fixture(scope="session")
+def mariadb():
+    """One MariaDB server for the whole run, with a seeded Moodle template database."""
+    import pymysql
+
+    try:
+        cluster = MyCluster()
+    except MyUnavailable as missing:
+        unavailable(missing)
+    cluster.start()
+    try:
+        cluster.create_database(TEMPLATE)
+        conn = pymysql.connect(**cluster.dsn(TEMPLATE))
+        create_schema(conn, "mdl_")
+        seed_testsite(conn, "mdl_", users=100)
+        conn.close()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
 class MoodleDb:
-    """A fresh copy of the seeded site for one test."""
+    """A fresh copy of the seeded site for one test, on PostgreSQL."""
+
+    family = "pgsql"
 
     def __init__(self, pg: PgCluster, name: str, prefix: str = "mdl_"):
         self.pg = pg
         self.name = name
         self.prefix = prefix
         self.dsn = pg.dsn(name)
+
+    @property
+    def database(self):
+        """The password script's view of this family (for calling its SQL directly)."""
+        from moodleload.databases import Postgres, Settings
+
+        return Postgres(Settings())
 
     def connect(self):
         return psycopg2.connect(**self.dsn)
@@ -67,10 +107,68 @@ class MoodleDb:
         return ["--db-name", self.name, "--db-host", self.pg.socketdir, "--db-port", str(self.pg.port),
                 "--db-user", self.pg.superuser]
 
+    def users(self):
+        return PostgresUsers(self.dsn)
+
+
+class MariaMoodleDb(MoodleDb):
+    """A fresh copy of the seeded site for one test, on MariaDB."""
+
+    family = "mysql"
+    numbers = iter(range(1, 1_000_000))
+
+    def __init__(self, cluster: MyCluster):
+        import pymysql
+
+        self.cluster = cluster
+        self.name = f"moodle_{next(self.numbers)}"
+        self.prefix = "mdl_"
+        self.dsn = cluster.dsn(self.name)
+        cluster.create_database(self.name)
+        conn = pymysql.connect(**cluster.dsn(None), autocommit=True)
+        with conn.cursor() as cur:
+            for table in MOODLE_TABLES:
+                cur.execute(f"CREATE TABLE `{self.name}`.mdl_{table} LIKE `{TEMPLATE}`.mdl_{table}")
+                cur.execute(f"INSERT INTO `{self.name}`.mdl_{table} SELECT * FROM `{TEMPLATE}`.mdl_{table}")
+        conn.close()
+
+    @property
+    def database(self):
+        from moodleload.databases import MySQL, Settings
+
+        return MySQL(Settings())
+
+    def connect(self):
+        import pymysql
+
+        return pymysql.connect(**self.dsn)
+
+    def query(self, sql: str, params=None):
+        return [tuple(row) for row in super().query(sql, params)]
+
+    def cli_args(self) -> list:
+        return ["--db-type", "mariadb", "--db-name", self.name, "--db-socket", self.cluster.socket,
+                "--db-user", self.cluster.superuser]
+
+    def users(self):
+        return MySQLUsers(self.dsn)
+
 
 @pytest.fixture
-def moodle_db(pg):
+def pg_db(pg):
+    """A Moodle database on PostgreSQL, for what only PostgreSQL has (or needs no second family)."""
     return MoodleDb(pg, new_database(pg))
+
+
+@pytest.fixture
+def maria_db(mariadb):
+    return MariaMoodleDb(mariadb)
+
+
+@pytest.fixture(params=["pgsql", "mariadb"])
+def moodle_db(request):
+    """The same behaviour on both database families Moodle runs on."""
+    return request.getfixturevalue("pg_db" if request.param == "pgsql" else "maria_db")
 
 
 @pytest.fixture
@@ -97,7 +195,7 @@ def db_site(moodle_db, sim_factory):
     conn = moodle_db.connect()
     data = SiteData.from_database(conn)
     conn.close()
-    users = PostgresUsers(moodle_db.dsn)
+    users = moodle_db.users()
     server = sim_factory(users=users, data=data)
     yield server
     users.close()

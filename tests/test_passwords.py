@@ -116,33 +116,33 @@ def test_lockout_and_forced_change_preferences_are_removed(moodle_db, tmp_path):
         (3, "login_lockout"), (102, "email_bounce_count")]
 
 
-def test_a_failure_midway_leaves_every_row_as_it_was(moodle_db, tmp_path):
-    moodle_db.query("INSERT INTO mdl_user_preferences (userid, name, value) VALUES (102, 'login_lockout', '1')")
-    moodle_db.query("""
+def test_a_failure_midway_leaves_every_row_as_it_was(pg_db, tmp_path):
+    pg_db.query("INSERT INTO mdl_user_preferences (userid, name, value) VALUES (102, 'login_lockout', '1')")
+    pg_db.query("""
         CREATE FUNCTION refuse() RETURNS trigger AS $$
         BEGIN RAISE EXCEPTION 'preferences are read-only today'; END $$ LANGUAGE plpgsql;
         CREATE TRIGGER refuse BEFORE DELETE ON mdl_user_preferences FOR EACH ROW EXECUTE FUNCTION refuse();
     """)
-    before = snapshot(moodle_db)
-    assert run_tool(moodle_db, tmp_path, "--count", "3") == smp.EXIT_DATABASE
-    assert snapshot(moodle_db) == before  # the UPDATE that ran before the DELETE is rolled back
+    before = snapshot(pg_db)
+    assert run_tool(pg_db, tmp_path, "--count", "3") == smp.EXIT_DATABASE
+    assert snapshot(pg_db) == before  # the UPDATE that ran before the DELETE is rolled back
     assert not (tmp_path / "config.json").exists()
     assert not [name for name in os.listdir(tmp_path) if name.endswith(".tmp")]
 
 
-def test_every_selected_row_is_written_by_one_transaction(moodle_db, tmp_path):
-    assert run_tool(moodle_db, tmp_path, "--count", "50") == 0
-    xmins = moodle_db.query("SELECT DISTINCT xmin::text FROM mdl_user WHERE id > 52")
+def test_every_selected_row_is_written_by_one_transaction(pg_db, tmp_path):
+    assert run_tool(pg_db, tmp_path, "--count", "50") == 0
+    xmins = pg_db.query("SELECT DISTINCT xmin::text FROM mdl_user WHERE id > 52")
     assert len(xmins) == 1  # every updated row was written by the same transaction
 
 
 # ---- config.json
 
-def test_config_keys_and_their_order_are_kept(moodle_db, tmp_path):
+def test_config_keys_and_their_order_are_kept(pg_db, tmp_path):
     original = {"base_url": "https://moodle.test", "custom": {"keep": True}, "users": [],
                 "parameters": {"courseid": {"min": 2, "max": 9}}, "urls": [{"path": "/my/"}]}
     (tmp_path / "config.json").write_text(json.dumps(original))
-    assert run_tool(moodle_db, tmp_path, "--count", "2") == 0
+    assert run_tool(pg_db, tmp_path, "--count", "2") == 0
     written = json.loads((tmp_path / "config.json").read_text())
     assert list(written) == list(original)
     assert written["custom"] == {"keep": True} and written["urls"] == [{"path": "/my/"}]
@@ -150,39 +150,39 @@ def test_config_keys_and_their_order_are_kept(moodle_db, tmp_path):
                                 {"username": "tool_generator_000099", "password": "Passw0rd!"}]
 
 
-def test_missing_config_is_created_from_defaults_with_mode_0600(moodle_db, tmp_path):
-    assert run_tool(moodle_db, tmp_path, "--count", "2") == 0
+def test_missing_config_is_created_from_defaults_with_mode_0600(pg_db, tmp_path):
+    assert run_tool(pg_db, tmp_path, "--count", "2") == 0
     path = tmp_path / "config.json"
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     written = json.loads(path.read_text())
     assert written["login_path"] == "/login/index.php" and len(written["urls"]) == 4
 
 
-def test_invalid_config_is_refused_before_the_database_is_touched(moodle_db, tmp_path, capsys):
+def test_invalid_config_is_refused_before_the_database_is_touched(pg_db, tmp_path, capsys):
     (tmp_path / "config.json").write_text("{ not json")
-    before = snapshot(moodle_db)
-    assert run_tool(moodle_db, tmp_path) == smp.EXIT_USAGE
+    before = snapshot(pg_db)
+    assert run_tool(pg_db, tmp_path) == smp.EXIT_USAGE
     assert "is not valid JSON" in capsys.readouterr().err
-    assert snapshot(moodle_db) == before
+    assert snapshot(pg_db) == before
     assert (tmp_path / "config.json").read_text() == "{ not json"
 
 
-def test_config_is_replaced_by_rename_never_rewritten_in_place(moodle_db, tmp_path):
+def test_config_is_replaced_by_rename_never_rewritten_in_place(pg_db, tmp_path):
     path = tmp_path / "config.json"
     path.write_text(json.dumps({"base_url": "https://x.test", "users": []}))
     inode = os.stat(path).st_ino
-    assert run_tool(moodle_db, tmp_path, "--count", "1") == 0
+    assert run_tool(pg_db, tmp_path, "--count", "1") == 0
     assert os.stat(path).st_ino != inode  # a new file renamed over the old one
     assert [p.name for p in tmp_path.iterdir()] == ["config.json"]
 
 
-def test_unwritable_config_directory_changes_nothing_in_the_database(moodle_db, tmp_path, capsys):
+def test_unwritable_config_directory_changes_nothing_in_the_database(pg_db, tmp_path, capsys):
     target = tmp_path / "missing-dir" / "config.json"
-    before = snapshot(moodle_db)
-    code = smp.main([*moodle_db.cli_args(), "--config", str(target), "--password", "pw"])
+    before = snapshot(pg_db)
+    code = smp.main([*pg_db.cli_args(), "--config", str(target), "--password", "pw"])
     assert code == smp.EXIT_USAGE
     assert "cannot write" in capsys.readouterr().err
-    assert snapshot(moodle_db) == before
+    assert snapshot(pg_db) == before
 
 
 def test_params_from_db_fills_value_lists_of_real_ids(moodle_db, tmp_path):
@@ -207,28 +207,28 @@ def test_dry_run_changes_nothing_anywhere(moodle_db, tmp_path, capsys):
 
 # ---- passwords
 
-def test_password_falls_back_to_the_environment_then_the_config(moodle_db, tmp_path, monkeypatch):
+def test_password_falls_back_to_the_environment_then_the_config(pg_db, tmp_path, monkeypatch):
     monkeypatch.setenv(smp.PASSWORD_ENV, "FromEnv1!")
-    assert run_tool(moodle_db, tmp_path, "--count", "1", password=None) == 0
+    assert run_tool(pg_db, tmp_path, "--count", "1", password=None) == 0
     assert json.loads((tmp_path / "config.json").read_text())["users"][0]["password"] == "FromEnv1!"
     monkeypatch.delenv(smp.PASSWORD_ENV)
-    assert run_tool(moodle_db, tmp_path, "--count", "2", password=None) == 0
+    assert run_tool(pg_db, tmp_path, "--count", "2", password=None) == 0
     users = json.loads((tmp_path / "config.json").read_text())["users"]
     assert {u["password"] for u in users} == {"FromEnv1!"}
 
 
-def test_no_password_anywhere_says_how_to_give_one(moodle_db, tmp_path, capsys, monkeypatch):
+def test_no_password_anywhere_says_how_to_give_one(pg_db, tmp_path, capsys, monkeypatch):
     monkeypatch.delenv(smp.PASSWORD_ENV, raising=False)
-    assert run_tool(moodle_db, tmp_path, password=None) == smp.EXIT_USAGE
+    assert run_tool(pg_db, tmp_path, password=None) == smp.EXIT_USAGE
     assert "--password" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("password, complaint", [("x" * 129, "128"), ("é" * 40, "at most 72"),
                                                  ("", "no password")], ids=["129-chars", "80-bytes", "empty"])
-def test_passwords_moodle_or_bcrypt_cannot_take_are_refused_up_front(moodle_db, tmp_path, capsys, password,
+def test_passwords_moodle_or_bcrypt_cannot_take_are_refused_up_front(pg_db, tmp_path, capsys, password,
                                                                       complaint, monkeypatch):
     monkeypatch.delenv(smp.PASSWORD_ENV, raising=False)
-    assert run_tool(moodle_db, tmp_path, password=password) == smp.EXIT_USAGE
+    assert run_tool(pg_db, tmp_path, password=password) == smp.EXIT_USAGE
     assert complaint in capsys.readouterr().err
 
 
@@ -239,8 +239,8 @@ def test_bcrypt_cost_flag_sets_the_cost(moodle_db, tmp_path):
 
 # ---- database errors, one line each
 
-def test_bad_prefix_is_refused_before_connecting(moodle_db, tmp_path, capsys):
-    assert run_tool(moodle_db, tmp_path, "--prefix", "mdl_; DROP TABLE x") == smp.EXIT_USAGE
+def test_bad_prefix_is_refused_before_connecting(pg_db, tmp_path, capsys):
+    assert run_tool(pg_db, tmp_path, "--prefix", "mdl_; DROP TABLE x") == smp.EXIT_USAGE
     assert "--prefix" in capsys.readouterr().err
 
 
@@ -258,39 +258,39 @@ def test_nothing_listening_says_to_check_host_and_port(tmp_path, capsys):
     assert err.count("\n") == 1 and "cannot reach PostgreSQL at 127.0.0.1:1" in err
 
 
-def test_authentication_failure_says_to_check_user_and_password(moodle_db, tmp_path, capsys):
-    moodle_db.query("CREATE ROLE loadtester LOGIN PASSWORD 'right'")
-    code = smp.main(["--db-name", moodle_db.name, "--db-host", moodle_db.pg.socketdir,
-                     "--db-port", str(moodle_db.pg.port), "--db-user", "loadtester", "--db-pass", "wrong",
+def test_authentication_failure_says_to_check_user_and_password(pg_db, tmp_path, capsys):
+    pg_db.query("CREATE ROLE loadtester LOGIN PASSWORD 'right'")
+    code = smp.main(["--db-name", pg_db.name, "--db-host", pg_db.pg.socketdir,
+                     "--db-port", str(pg_db.pg.port), "--db-user", "loadtester", "--db-pass", "wrong",
                      "--password", "pw", "--config", str(tmp_path / "c.json")])
     assert code == smp.EXIT_DATABASE
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "authentication failed" in err and "--db-pass" in err
 
 
-def test_missing_privileges_say_which_tables_need_them(moodle_db, tmp_path, capsys):
-    moodle_db.query("CREATE ROLE reader LOGIN PASSWORD 'pw'")
-    moodle_db.query("GRANT SELECT ON ALL TABLES IN SCHEMA public TO reader")
-    before = snapshot(moodle_db)
-    code = smp.main(["--db-name", moodle_db.name, "--db-host", moodle_db.pg.socketdir,
-                     "--db-port", str(moodle_db.pg.port), "--db-user", "reader", "--db-pass", "pw",
+def test_missing_privileges_say_which_tables_need_them(pg_db, tmp_path, capsys):
+    pg_db.query("CREATE ROLE reader LOGIN PASSWORD 'pw'")
+    pg_db.query("GRANT SELECT ON ALL TABLES IN SCHEMA public TO reader")
+    before = snapshot(pg_db)
+    code = smp.main(["--db-name", pg_db.name, "--db-host", pg_db.pg.socketdir,
+                     "--db-port", str(pg_db.pg.port), "--db-user", "reader", "--db-pass", "pw",
                      "--password", "pw", "--config", str(tmp_path / "c.json")])
     assert code == smp.EXIT_DATABASE
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "needs SELECT, UPDATE and DELETE" in err
-    assert snapshot(moodle_db) == before
+    assert snapshot(pg_db) == before
 
 
-def test_libpq_environment_is_used_when_flags_are_missing(moodle_db, tmp_path, monkeypatch):
-    monkeypatch.setenv("PGHOST", moodle_db.pg.socketdir)
-    monkeypatch.setenv("PGPORT", str(moodle_db.pg.port))
-    monkeypatch.setenv("PGUSER", moodle_db.pg.superuser)
-    assert smp.main(["--db-name", moodle_db.name, "--count", "1", "--password", "pw",
+def test_libpq_environment_is_used_when_flags_are_missing(pg_db, tmp_path, monkeypatch):
+    monkeypatch.setenv("PGHOST", pg_db.pg.socketdir)
+    monkeypatch.setenv("PGPORT", str(pg_db.pg.port))
+    monkeypatch.setenv("PGUSER", pg_db.pg.superuser)
+    assert smp.main(["--db-name", pg_db.name, "--count", "1", "--password", "pw",
                      "--config", str(tmp_path / "config.json")]) == 0
 
 
-def test_the_script_never_prints_a_hash(moodle_db, tmp_path):
-    result = subprocess.run([sys.executable, os.path.join(ROOT, "set_moodle_passwords.py"), *moodle_db.cli_args(),
+def test_the_script_never_prints_a_hash(pg_db, tmp_path):
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "set_moodle_passwords.py"), *pg_db.cli_args(),
                              "--count", "3", "--password", "pw", "--config", str(tmp_path / "config.json")],
                             capture_output=True, text=True)
     assert result.returncode == 0
@@ -366,10 +366,12 @@ def test_where_cannot_escape_its_guards(moodle_db, tmp_path, capsys, where):
 
 @pytest.mark.parametrize("where, expected", [
     ("u.username LIKE '%)%' OR u.username = 'tool_generator_000005'", ["tool_generator_000005"]),
-    ("u.username = E'tool_generator_00000\\'' OR u.id = 7", ["tool_generator_000005"]),
+    ({"pgsql": "u.username = E'tool_generator_00000\\'' OR u.id = 7",  # MySQL has no E'' strings:
+      "mysql": "u.username = 'tool_generator_00000''' OR u.id = 7"}, ["tool_generator_000005"]),
     ("(u.id BETWEEN 5 AND 6) AND \"u\".\"username\" <> ';--'", ["tool_generator_000004", "tool_generator_000003"]),
 ], ids=["paren-in-string", "escaped-quote", "quoted-names"])
 def test_where_with_quotes_and_parentheses_inside_strings_still_works(moodle_db, tmp_path, where, expected):
+    where = where[moodle_db.family] if isinstance(where, dict) else where
     assert run_tool(moodle_db, tmp_path, "--where", where) == 0
     assert usernames(tmp_path / "config.json") == expected
 
@@ -381,7 +383,8 @@ def test_the_update_applies_the_guards_again(moodle_db):
     moodle_db.query("UPDATE mdl_user SET suspended = 1 WHERE id = 99")  # suspended meanwhile
     conn = moodle_db.connect()
     with conn.cursor() as cur:
-        changed, _ = apply_changes(cur, Guards("mdl_"), [SelectedUser(n, "") for n in (2, 98, 99, 100)], "$2y$x")
+        chosen = [SelectedUser(n, "") for n in (2, 98, 99, 100)]
+        changed, _ = apply_changes(cur, moodle_db.database, Guards("mdl_"), chosen, "$2y$x")
     conn.commit()
     conn.close()
     assert [user.id for user in changed] == [98]
@@ -396,23 +399,23 @@ def test_a_malformed_siteadmins_value_still_keeps_admins_out(moodle_db, tmp_path
 
 # ---- secrets
 
-def test_the_password_can_come_from_a_file(moodle_db, tmp_path, capsys):
+def test_the_password_can_come_from_a_file(pg_db, tmp_path, capsys):
     (tmp_path / "pw").write_text("FromFile1!\n")
-    assert run_tool(moodle_db, tmp_path, "--count", "1", "--password-file", str(tmp_path / "pw"), password=None) == 0
+    assert run_tool(pg_db, tmp_path, "--count", "1", "--password-file", str(tmp_path / "pw"), password=None) == 0
     assert json.loads((tmp_path / "config.json").read_text())["users"][0]["password"] == "FromFile1!"
     assert "[WARN]" not in capsys.readouterr().out
 
 
-def test_a_password_on_the_command_line_works_with_a_warning(moodle_db, tmp_path, capsys):
-    assert run_tool(moodle_db, tmp_path, "--count", "1") == 0
+def test_a_password_on_the_command_line_works_with_a_warning(pg_db, tmp_path, capsys):
+    assert run_tool(pg_db, tmp_path, "--count", "1") == 0
     assert "--password is visible to every user" in capsys.readouterr().out
 
 
-def test_the_database_password_can_come_from_a_file(moodle_db, tmp_path):
-    moodle_db.query("CREATE ROLE filereader LOGIN SUPERUSER PASSWORD 'secret'")
+def test_the_database_password_can_come_from_a_file(pg_db, tmp_path):
+    pg_db.query("CREATE ROLE filereader LOGIN SUPERUSER PASSWORD 'secret'")
     (tmp_path / "dbpw").write_text("secret\n")
-    arguments = ["--db-name", moodle_db.name, "--db-host", moodle_db.pg.socketdir, "--db-port",
-                 str(moodle_db.pg.port), "--db-user", "filereader", "--count", "1", "--password", "pw",
+    arguments = ["--db-name", pg_db.name, "--db-host", pg_db.pg.socketdir, "--db-port",
+                 str(pg_db.pg.port), "--db-user", "filereader", "--count", "1", "--password", "pw",
                  "--config", str(tmp_path / "config.json")]
     assert smp.main([*arguments, "--db-pass-file", str(tmp_path / "dbpw")]) == 0
     assert usernames(tmp_path / "config.json") == ["tool_generator_000100"]
@@ -420,17 +423,17 @@ def test_the_database_password_can_come_from_a_file(moodle_db, tmp_path):
     assert smp.main([*arguments, "--db-pass-file", str(tmp_path / "dbpw")]) == smp.EXIT_DATABASE
 
 
-def test_the_hash_never_appears_in_a_statements_text(moodle_db, tmp_path):
-    moodle_db.query("""
+def test_the_hash_never_appears_in_a_statements_text(pg_db, tmp_path):
+    pg_db.query("""
         CREATE TABLE seen (query text);
         CREATE FUNCTION remember() RETURNS trigger AS $$
         BEGIN INSERT INTO seen VALUES (current_query()); RETURN NEW; END $$ LANGUAGE plpgsql;
         CREATE TRIGGER remember BEFORE UPDATE ON mdl_user FOR EACH ROW EXECUTE FUNCTION remember();
     """)
-    assert run_tool(moodle_db, tmp_path, "--count", "2") == 0
-    queries = [row[0] for row in moodle_db.query("SELECT query FROM seen")]
+    assert run_tool(pg_db, tmp_path, "--count", "2") == 0
+    queries = [row[0] for row in pg_db.query("SELECT query FROM seen")]
     assert queries and not [query for query in queries if "$2y$" in query]
-    assert moodle_db.query("SELECT count(*) FROM mdl_user WHERE password LIKE '$2y$%'") == [(2,)]
+    assert pg_db.query("SELECT count(*) FROM mdl_user WHERE password LIKE '$2y$%'") == [(2,)]
 
 
 # ---- config.json, whatever happens
@@ -472,46 +475,46 @@ def write_old_config(moodle_db, tmp_path) -> None:
     assert run_tool(moodle_db, tmp_path, "--count", "3", password="Before1!") == 0
 
 
-def test_sigterm_during_commit_completes_both_the_database_and_the_config(moodle_db, tmp_path):
-    write_old_config(moodle_db, tmp_path)
-    slow_commit(moodle_db, 1.5)
-    process = subprocess.Popen(script(moodle_db, tmp_path, "--count", "3"), stdout=subprocess.PIPE,
+def test_sigterm_during_commit_completes_both_the_database_and_the_config(pg_db, tmp_path):
+    write_old_config(pg_db, tmp_path)
+    slow_commit(pg_db, 1.5)
+    process = subprocess.Popen(script(pg_db, tmp_path, "--count", "3"), stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
-    wait_for_commit(moodle_db, process)
+    wait_for_commit(pg_db, process)
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=30)
     assert process.returncode == 143
     assert "completed first" in err and "Traceback" not in err
     assert json.loads((tmp_path / "config.json").read_text())["users"][0]["password"] == "Killed1!"
-    assert hashes_agree_with_config(moodle_db, tmp_path)
+    assert hashes_agree_with_config(pg_db, tmp_path)
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
 
 
-def test_sigkill_during_commit_is_made_whole_by_running_again(moodle_db, tmp_path):
-    write_old_config(moodle_db, tmp_path)
-    slow_commit(moodle_db, 1.0)
-    process = subprocess.Popen(script(moodle_db, tmp_path, "--count", "3"), stdout=subprocess.DEVNULL,
+def test_sigkill_during_commit_is_made_whole_by_running_again(pg_db, tmp_path):
+    write_old_config(pg_db, tmp_path)
+    slow_commit(pg_db, 1.0)
+    process = subprocess.Popen(script(pg_db, tmp_path, "--count", "3"), stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
-    wait_for_commit(moodle_db, process)
+    wait_for_commit(pg_db, process)
     process.kill()
     process.wait()
     time.sleep(1.5)  # the server finishes the COMMIT it had received
-    assert not hashes_agree_with_config(moodle_db, tmp_path)  # the database moved on, config.json did not
+    assert not hashes_agree_with_config(pg_db, tmp_path)  # the database moved on, config.json did not
     leftovers = [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
     assert len(leftovers) == 1 and stat.S_IMODE(leftovers[0].stat().st_mode) == 0o600
-    again = subprocess.run(script(moodle_db, tmp_path, "--count", "3"), capture_output=True, text=True, timeout=60)
+    again = subprocess.run(script(pg_db, tmp_path, "--count", "3"), capture_output=True, text=True, timeout=60)
     assert again.returncode == 0, again.stderr
     assert "left by an earlier run that was killed" in again.stdout
-    assert hashes_agree_with_config(moodle_db, tmp_path)
+    assert hashes_agree_with_config(pg_db, tmp_path)
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
 
 
 @pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)])
-def test_a_signal_while_hashing_at_a_high_cost_stops_within_a_second_changing_nothing(moodle_db, tmp_path, signum,
+def test_a_signal_while_hashing_at_a_high_cost_stops_within_a_second_changing_nothing(pg_db, tmp_path, signum,
                                                                                       status):
-    write_old_config(moodle_db, tmp_path)
-    before, config_before = snapshot(moodle_db), (tmp_path / "config.json").read_text()
-    process = subprocess.Popen(script(moodle_db, tmp_path, "--count", "3", "--bcrypt-cost", "14"),
+    write_old_config(pg_db, tmp_path)
+    before, config_before = snapshot(pg_db), (tmp_path / "config.json").read_text()
+    process = subprocess.Popen(script(pg_db, tmp_path, "--count", "3", "--bcrypt-cost", "14"),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(0.5)
     sent = time.monotonic()
@@ -520,51 +523,51 @@ def test_a_signal_while_hashing_at_a_high_cost_stops_within_a_second_changing_no
     assert time.monotonic() - sent < 1.0
     assert process.returncode == status
     assert "nothing was changed" in err and "Traceback" not in err
-    assert snapshot(moodle_db) == before and (tmp_path / "config.json").read_text() == config_before
+    assert snapshot(pg_db) == before and (tmp_path / "config.json").read_text() == config_before
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
 
 
-def test_a_second_run_on_the_same_config_refuses_while_the_first_holds_it(moodle_db, tmp_path, capsys):
+def test_a_second_run_on_the_same_config_refuses_while_the_first_holds_it(pg_db, tmp_path, capsys):
     folder = os.open(tmp_path, os.O_RDONLY)
     try:
         fcntl.flock(folder, fcntl.LOCK_EX)
-        before = snapshot(moodle_db)
-        assert run_tool(moodle_db, tmp_path, "--count", "1") == smp.EXIT_USAGE
+        before = snapshot(pg_db)
+        assert run_tool(pg_db, tmp_path, "--count", "1") == smp.EXIT_USAGE
         assert "another set_moodle_passwords.py" in capsys.readouterr().err
-        assert snapshot(moodle_db) == before
+        assert snapshot(pg_db) == before
     finally:
         os.close(folder)
 
 
-def test_two_runs_at_once_never_mix_their_results(moodle_db, tmp_path):
-    slow_commit(moodle_db, 1.0)
-    first = subprocess.Popen(script(moodle_db, tmp_path, "--count", "3"), stdout=subprocess.PIPE,
+def test_two_runs_at_once_never_mix_their_results(pg_db, tmp_path):
+    slow_commit(pg_db, 1.0)
+    first = subprocess.Popen(script(pg_db, tmp_path, "--count", "3"), stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
-    wait_for_commit(moodle_db, first)
-    second = subprocess.run(script(moodle_db, tmp_path, "--count", "5"), capture_output=True, text=True, timeout=60)
+    wait_for_commit(pg_db, first)
+    second = subprocess.run(script(pg_db, tmp_path, "--count", "5"), capture_output=True, text=True, timeout=60)
     first.communicate(timeout=30)
     assert first.returncode == 0 and second.returncode == smp.EXIT_USAGE
     assert "another set_moodle_passwords.py" in second.stderr
     assert len(usernames(tmp_path / "config.json")) == 3
 
 
-def test_a_read_only_config_is_not_replaced(moodle_db, tmp_path, capsys):
+def test_a_read_only_config_is_not_replaced(pg_db, tmp_path, capsys):
     path = tmp_path / "config.json"
     path.write_text(json.dumps({"base_url": "https://x.test", "users": []}))
     path.chmod(0o400)
-    before = snapshot(moodle_db)
-    assert run_tool(moodle_db, tmp_path, "--count", "1") == smp.EXIT_USAGE
+    before = snapshot(pg_db)
+    assert run_tool(pg_db, tmp_path, "--count", "1") == smp.EXIT_USAGE
     assert "read-only" in capsys.readouterr().err
-    assert snapshot(moodle_db) == before
+    assert snapshot(pg_db) == before
     assert json.loads(path.read_text()) == {"base_url": "https://x.test", "users": []}
 
 
-def test_a_symlinked_config_is_written_through_to_its_target(moodle_db, tmp_path):
+def test_a_symlinked_config_is_written_through_to_its_target(pg_db, tmp_path):
     (tmp_path / "real").mkdir()
     target = tmp_path / "real" / "config.json"
     target.write_text(json.dumps({"base_url": "https://x.test", "users": []}))
     (tmp_path / "config.json").symlink_to(target)
-    assert run_tool(moodle_db, tmp_path, "--count", "1") == 0
+    assert run_tool(pg_db, tmp_path, "--count", "1") == 0
     assert (tmp_path / "config.json").is_symlink()
     assert usernames(target) == ["tool_generator_000100"]
 
@@ -576,27 +579,27 @@ def test_a_symlinked_config_is_written_through_to_its_target(moodle_db, tmp_path
     (b"[" * 100000 + b"]" * 100000, "nested too deeply"),
     (b'{"users": [{"username": "a", "password": 12345}]}', "password is not a string"),
 ], ids=["latin-1", "deep", "password-not-a-string"])
-def test_a_bad_config_is_one_line(moodle_db, tmp_path, capsys, content, complaint):
+def test_a_bad_config_is_one_line(pg_db, tmp_path, capsys, content, complaint):
     (tmp_path / "config.json").write_bytes(content)
-    before = snapshot(moodle_db)
-    assert run_tool(moodle_db, tmp_path, password=None) == smp.EXIT_USAGE
+    before = snapshot(pg_db)
+    assert run_tool(pg_db, tmp_path, password=None) == smp.EXIT_USAGE
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and complaint in err
-    assert snapshot(moodle_db) == before
+    assert snapshot(pg_db) == before
 
 
 @pytest.mark.parametrize("flag, value, complaint", [
     ("--count", str(2 ** 63), "--count"), ("--count", "0", "--count"), ("--bcrypt-cost", "20", "--bcrypt-cost"),
     ("--allow-auth", "ldap;x", "--allow-auth"),
 ])
-def test_numbers_and_names_out_of_range_are_one_line(moodle_db, tmp_path, capsys, flag, value, complaint):
-    assert run_tool(moodle_db, tmp_path, flag, value) == smp.EXIT_USAGE
+def test_numbers_and_names_out_of_range_are_one_line(pg_db, tmp_path, capsys, flag, value, complaint):
+    assert run_tool(pg_db, tmp_path, flag, value) == smp.EXIT_USAGE
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and complaint in err
 
 
-def test_a_password_that_is_not_utf8_is_one_line(moodle_db, tmp_path):
-    command = [os.fsencode(part) for part in script(moodle_db, tmp_path, "--count", "1")]
+def test_a_password_that_is_not_utf8_is_one_line(pg_db, tmp_path):
+    command = [os.fsencode(part) for part in script(pg_db, tmp_path, "--count", "1")]
     command += [b"--password", b"caf\xe9"]
     command = [part for part in command if part not in (b"--password-file", os.fsencode(tmp_path / "pw"))]
     result = subprocess.run(command, capture_output=True, timeout=60)
@@ -604,8 +607,8 @@ def test_a_password_that_is_not_utf8_is_one_line(moodle_db, tmp_path):
     assert b"not valid UTF-8" in result.stderr and b"Traceback" not in result.stderr
 
 
-def test_dry_run_into_a_closed_pipe_has_no_traceback(moodle_db, tmp_path):
-    shell = " ".join(f"'{part}'" for part in script(moodle_db, tmp_path, "--count", "200", "--dry-run",
+def test_dry_run_into_a_closed_pipe_has_no_traceback(pg_db, tmp_path):
+    shell = " ".join(f"'{part}'" for part in script(pg_db, tmp_path, "--count", "200", "--dry-run",
                                                      "--where", "true"))
     result = subprocess.run(["bash", "-c", f"{shell} | true; exit ${{PIPESTATUS[0]}}"], capture_output=True,
                             text=True, timeout=60)
@@ -613,7 +616,7 @@ def test_dry_run_into_a_closed_pipe_has_no_traceback(moodle_db, tmp_path):
     assert result.returncode == smp.EXIT_USAGE
 
 
-def test_the_lock_is_on_the_folder_a_symlinked_config_is_really_written_in(moodle_db, tmp_path, capsys):
+def test_the_lock_is_on_the_folder_a_symlinked_config_is_really_written_in(pg_db, tmp_path, capsys):
     (tmp_path / "real").mkdir()
     target = tmp_path / "real" / "config.json"
     target.write_text(json.dumps({"base_url": "https://x.test", "users": []}))
@@ -621,7 +624,7 @@ def test_the_lock_is_on_the_folder_a_symlinked_config_is_really_written_in(moodl
     folder = os.open(tmp_path / "real", os.O_RDONLY)
     try:
         fcntl.flock(folder, fcntl.LOCK_EX)
-        assert run_tool(moodle_db, tmp_path, "--count", "1") == smp.EXIT_USAGE
+        assert run_tool(pg_db, tmp_path, "--count", "1") == smp.EXIT_USAGE
         assert "another set_moodle_passwords.py" in capsys.readouterr().err
     finally:
         os.close(folder)

@@ -181,13 +181,13 @@ def test_forced_password_change_redirects_every_page_to_change_password(moodle_d
     assert browser.get("/my/")[:2] == (303, "/login/change_password.php")
 
 
-def test_schema_has_the_unique_index_on_mnethostid_and_username(moodle_db):
-    rows = moodle_db.query("SELECT indexdef FROM pg_indexes WHERE tablename = 'mdl_user' AND indexdef LIKE "
+def test_schema_has_the_unique_index_on_mnethostid_and_username(pg_db):
+    rows = pg_db.query("SELECT indexdef FROM pg_indexes WHERE tablename = 'mdl_user' AND indexdef LIKE "
                            "'%UNIQUE%'")
     assert any("(mnethostid, username)" in row[0] for row in rows)
     with pytest.raises(psycopg2.errors.UniqueViolation):
-        moodle_db.query("INSERT INTO mdl_user (mnethostid, username) VALUES (1, 'admin')")
-    moodle_db.query("INSERT INTO mdl_user (mnethostid, username) VALUES (2, 'admin')")
+        pg_db.query("INSERT INTO mdl_user (mnethostid, username) VALUES (1, 'admin')")
+    pg_db.query("INSERT INTO mdl_user (mnethostid, username) VALUES (2, 'admin')")
 
 
 def test_seed_is_like_maketestsite(moodle_db):
