@@ -11,9 +11,11 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt
 	touch $@
 
 test: $(BIN)/.installed
+	tools/system-packages.sh test
 	$(BIN)/python -m pytest -q tests
 
 demo: $(BIN)/.installed
+	tools/system-packages.sh demo
 	$(BIN)/python -m sim.demo
 
 lint: $(BIN)/.installed

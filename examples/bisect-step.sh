@@ -6,6 +6,7 @@
 #   git bisect start BAD_COMMIT GOOD_COMMIT
 #   git checkout GOOD_COMMIT && /path/to/toolkit/examples/bisect-step.sh --baseline
 #   git bisect run /path/to/toolkit/examples/bisect-step.sh
+#   /path/to/toolkit/examples/bisect-step.sh --restore   # only put the snapshot back
 #
 # Everything is set through the environment (defaults in brackets):
 #   LOAD_CONFIG      config.json of the load                       [$TOOLKIT/config.json]
@@ -18,8 +19,14 @@
 #                    125 (skip)                                     [2]
 #   LOAD_RPM LOAD_DURATION LOAD_WARMUP LOAD_CONCURRENCY LOAD_SEED  [600 120 30 20 1]
 #   LOAD_ARGS        more moodle_load.py flags, e.g. "--max-regression 5 --insecure"
-#   PRETEST_DUMP     pg_dump -Fc file restored before every step (PG* variables say where)
-#   RESTORE_CMD      how to restore instead                        [pg_restore of PRETEST_DUMP]
+#   PRETEST_DUMP     the snapshot restored before every step: PostgreSQL a pg_dump -Fc file,
+#                    MariaDB/MySQL an SQL file from mariadb-dump or mysqldump
+#   MOODLE_CONFIG    the site's config.php: the database's type, name, host, port, socket,
+#                    user and password for the restore come from it (never shown in ps)
+#   DB_TYPE          without MOODLE_CONFIG: pgsql, mariadb, mysqli or auroramysql [pgsql]
+#   DB_NAME          without MOODLE_CONFIG: MariaDB/MySQL's database [moodle]; the client
+#                    tools' own settings (PG* variables, ~/.pgpass, ~/.my.cnf) say the rest
+#   RESTORE_CMD      how to restore instead                        [as PRETEST_DUMP says]
 #   PREPARE_CMD      bring the code live: upgrade, purge caches, reload PHP (opcache keeps
 #                    old code until php-fpm reloads, FACTS.md)     [upgrade + purge if admin/cli
 #                    exists, then RELOAD_CMD]
@@ -43,13 +50,43 @@ trap cleanup EXIT
 
 mkdir -p "$RESULTS_DIR" || { say "cannot create $RESULTS_DIR"; exit 128; }
 
+# The snapshot back, with the same settings set_moodle_passwords.py reads (config.php).
+restore_snapshot() {
+    local family
+    if [ -n "${MOODLE_CONFIG:-}" ]; then
+        local assignments
+        assignments=$(PYTHONPATH="$TOOLKIT" "$PYTHON" -m moodleload.moodleconfig --shell "$MOODLE_CONFIG") \
+            || return 1
+        eval "$assignments"  # DB_FAMILY, DB_NAME and, for PostgreSQL, PG* exports
+        family=$DB_FAMILY
+    else
+        case "${DB_TYPE:-pgsql}" in
+            pgsql) family=pgsql ;;
+            mariadb|mysqli|auroramysql|mysql) family=mysql ;;
+            *) say "DB_TYPE ${DB_TYPE} is not pgsql, mariadb, mysqli or auroramysql"; return 1 ;;
+        esac
+    fi
+    if [ "$family" = pgsql ]; then
+        pg_restore --clean --if-exists --no-owner -d "${PGDATABASE:-moodle}" "$PRETEST_DUMP"
+        return
+    fi
+    local client
+    client=$(command -v mariadb || command -v mysql) || { say "no mariadb or mysql client on PATH"; return 1; }
+    if [ -n "${MOODLE_CONFIG:-}" ]; then
+        # The password reaches the client through a pipe, as an option file: never in argv.
+        "$client" --defaults-extra-file=<(PYTHONPATH="$TOOLKIT" "$PYTHON" -m moodleload.moodleconfig --my-cnf \
+            "$MOODLE_CONFIG") "$DB_NAME" < "$PRETEST_DUMP"
+    else
+        "$client" "${DB_NAME:-moodle}" < "$PRETEST_DUMP"
+    fi
+}
+
 # The same database state and the checked-out code live, before every run.
 prepare_site() {
     if [ -n "${RESTORE_CMD:-}" ]; then
         bash -c "$RESTORE_CMD" || skip "RESTORE_CMD failed"
     elif [ -n "${PRETEST_DUMP:-}" ]; then
-        pg_restore --clean --if-exists --no-owner -d "${PGDATABASE:-moodle}" "$PRETEST_DUMP" \
-            || skip "pg_restore of $PRETEST_DUMP failed"
+        restore_snapshot || skip "restoring $PRETEST_DUMP failed"
     fi
     if [ -n "${PREPARE_CMD:-}" ]; then
         bash -c "$PREPARE_CMD" || skip "PREPARE_CMD failed"
@@ -71,6 +108,13 @@ load() {  # load OUTPUT [more moodle_load.py arguments]
         | tee "$output.log"
     return "${PIPESTATUS[0]}"
 }
+
+if [ "${1:-}" = "--restore" ]; then
+    [ -n "${PRETEST_DUMP:-}" ] || { say "set PRETEST_DUMP to the snapshot to restore"; exit 128; }
+    restore_snapshot || { say "restoring $PRETEST_DUMP failed"; exit 128; }
+    say "restored $PRETEST_DUMP"
+    exit 0
+fi
 
 if [ "${1:-}" = "--baseline" ]; then
     rm -f "$RESULTS_DIR"/baseline-*.json

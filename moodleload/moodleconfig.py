@@ -10,13 +10,17 @@ is named so the user can give it by flag instead."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass, field
 
+from .databases import Settings, family_of
 from .exits import UsageError
 
 SETTINGS = ("dbtype", "dbhost", "dbname", "dbuser", "dbpass", "prefix", "wwwroot")
@@ -237,3 +241,78 @@ def read_moodle_config(path: str, php: str | None = "auto") -> MoodleConfig:
     if not config.values and not config.unreadable:
         raise UsageError(f"--moodle-config {path} sets no $CFG->db* settings: is it Moodle's config.php?")
     return config
+
+
+def offer_moodle_settings(moodle: MoodleConfig, family: str, settings: Settings) -> None:
+    """Offer config.php's connection settings the way Moodle's own drivers read them: a
+    dbsocket with a local dbhost means the unix socket (for PostgreSQL a value with '/' is
+    the socket's directory, any other libpq's default one; for MariaDB/MySQL the socket
+    file), else dbhost and dbport over TCP."""
+    for name, key in (("name", "dbname"), ("user", "dbuser"), ("password", "dbpass"), ("port", "dbport")):
+        settings.offer(name, moodle.get(key), "config.php")
+    host, socket = moodle.get("dbhost"), moodle.get("dbsocket")
+    if socket and host in (None, "localhost", "127.0.0.1"):
+        if "/" in socket:
+            settings.offer("socket" if family == "mysql" else "host", socket, "config.php")
+    else:
+        settings.offer("host", host, "config.php")
+
+
+# ----------------------------------------------------------------------------- for shell scripts
+
+def client_settings(path: str) -> tuple[str, Settings]:
+    moodle = read_moodle_config(path)
+    dbtype = moodle.get("dbtype")
+    if dbtype is None:
+        raise UsageError(f"{path} does not set $CFG->dbtype")
+    family = family_of(dbtype)
+    settings = Settings()
+    offer_moodle_settings(moodle, family, settings)
+    return family, settings
+
+
+def shell_assignments(family: str, settings: Settings) -> str:
+    """``DB_FAMILY`` and ``DB_NAME``, and for PostgreSQL the PG* variables libpq's tools read;
+    every value shell-quoted.  MariaDB/MySQL's password goes by --my-cnf instead."""
+    lines = [f"DB_FAMILY={family}", f"DB_NAME={shlex.quote(str(settings.get('name', '')))}"]
+    if family == "pgsql":
+        for name, variable in (("host", "PGHOST"), ("port", "PGPORT"), ("name", "PGDATABASE"), ("user", "PGUSER"),
+                               ("password", "PGPASSWORD")):
+            if settings.get(name) is not None:
+                lines.append(f"export {variable}={shlex.quote(str(settings.get(name)))}")
+    return "\n".join(lines) + "\n"
+
+
+def client_option_file(settings: Settings) -> str:
+    """A ``[client]`` option file for the mysql/mariadb tools (read through a pipe: the
+    password is never in argv or on disk)."""
+    lines = ["[client]"]
+    for name, key in (("user", "user"), ("password", "password"), ("host", "host"), ("port", "port"),
+                      ("socket", "socket")):
+        value = settings.get(name)
+        if value is not None:
+            escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
+            lines.append(f'{key}="{escaped}"')
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python3 -m moodleload.moodleconfig", allow_abbrev=False,
+                                     description="A site's database settings from its config.php, for scripts "
+                                                 "(examples/bisect-step.sh restores snapshots with them).")
+    form = parser.add_mutually_exclusive_group(required=True)
+    form.add_argument("--shell", action="store_true", help="DB_FAMILY, DB_NAME (and PG* exports) for eval")
+    form.add_argument("--my-cnf", action="store_true", help="a [client] option file for mysql/mariadb tools")
+    parser.add_argument("config_php")
+    args = parser.parse_args(argv)
+    try:
+        family, settings = client_settings(args.config_php)
+    except UsageError as error:
+        print(f"[ERROR] {error}", file=sys.stderr)
+        return 2
+    sys.stdout.write(shell_assignments(family, settings) if args.shell else client_option_file(settings))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

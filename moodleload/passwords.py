@@ -36,7 +36,7 @@ from .console import silence_closed_stdout
 from .databases import DatabaseError, Settings, database_for, family_of, fill_defaults
 from .exits import STOPPING_SIGNALS, UsageError, exit_for_signal  # here a UsageError is exit 2
 from .files import check_writable, json_text, prepare_file, read_json
-from .moodleconfig import read_moodle_config
+from .moodleconfig import offer_moodle_settings, read_moodle_config
 
 EXIT_OK = 0
 EXIT_DATABASE = 1
@@ -269,16 +269,7 @@ def connection_settings(args) -> tuple[str, Settings]:
         settings.offer(name, value, "--db-" + {"name": "name", "password": "pass-file" if args.db_pass_file
                                                else "pass"}.get(name, name))
     if moodle:
-        for name, key in (("name", "dbname"), ("user", "dbuser"), ("password", "dbpass"), ("port", "dbport")):
-            settings.offer(name, moodle.get(key), "config.php")
-        host, socket = moodle.get("dbhost"), moodle.get("dbsocket")
-        if socket and host in (None, "localhost", "127.0.0.1"):
-            # Moodle's drivers: a dbsocket with a local host means the unix socket (for
-            # PostgreSQL a '/' names its directory, anything else libpq's default one).
-            if "/" in socket:
-                settings.offer("socket" if family == "mysql" else "host", socket, "config.php")
-        else:
-            settings.offer("host", host, "config.php")
+        offer_moodle_settings(moodle, family, settings)
     if settings.get("socket") and family == "pgsql":
         settings.offer("host", settings.get("socket"), settings.origins["socket"])  # libpq: a directory
     fill_defaults(family, settings)

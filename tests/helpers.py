@@ -167,3 +167,27 @@ def valid_config(**changes) -> dict:
               "urls": [{"path": "/course/view.php?id={courseid}"}, {"path": "/mod/forum/view.php?id={cmid}"}]}
     config.update(changes)
     return config
+
+
+def installer_config(dbtype: str, dbhost: str, dbname: str, dbuser: str, dbpass: str, dboptions,
+                     wwwroot: str = "https://school.example.test/moodle", prefix: str = "mdl_") -> str:
+    """config.php as admin/cli/install.php writes it (install_generate_configphp: var_export)."""
+    def export(value):
+        if isinstance(value, int):
+            return str(value)
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+    lines = ["<?php  // Moodle configuration file", "", "unset($CFG);", "global $CFG;", "$CFG = new stdClass();", ""]
+    for key, value in (("dbtype", dbtype), ("dblibrary", "native"), ("dbhost", dbhost), ("dbname", dbname),
+                       ("dbuser", dbuser), ("dbpass", dbpass), ("prefix", prefix)):
+        lines.append(f"$CFG->{key.ljust(9)} = {export(value)};")
+    if dboptions is not None:
+        lines.append("$CFG->dboptions = array (")
+        lines += [f"  {export(key)} => {export(value)}," for key, value in dboptions.items()]
+        lines.append(");")
+    lines += ["", f"$CFG->wwwroot   = {export(wwwroot)};", "$CFG->dataroot  = '/var/moodledata';",
+              "$CFG->admin     = 'admin';", "", "$CFG->directorypermissions = 02777;", "",
+              "require_once(__DIR__ . '/lib/setup.php');", "",
+              "// There is no php closing tag in this file,",
+              "// it is intentional because it prevents trailing whitespace problems!", ""]
+    return "\n".join(lines)

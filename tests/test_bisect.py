@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from helpers import ROOT, free_port, write_config
+from helpers import ROOT, free_port, installer_config, write_config
 
 STEP = os.path.join(ROOT, "examples", "bisect-step.sh")
 GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t",
@@ -103,3 +103,53 @@ def test_a_commit_whose_site_cannot_start_is_skipped(tmp_path):
     result = subprocess.run([STEP], cwd=repo, env=env, capture_output=True, text=True)
     assert result.returncode == 125
     assert "PREPARE_CMD failed" in result.stderr
+
+
+# ---- the snapshot put back before every step, on either database family
+
+def site_config_php(db, tmp_path) -> str:
+    if db.family == "pgsql":
+        text = installer_config("pgsql", "localhost", db.name, db.pg.superuser, "",
+                                {"dbpersist": 0, "dbport": db.pg.port, "dbsocket": db.pg.socketdir})
+    else:
+        text = installer_config("mariadb", "localhost", db.name, db.cluster.superuser, "",
+                                {"dbpersist": 0, "dbport": "", "dbsocket": db.cluster.socket})
+    (tmp_path / "config.php").write_text(text)
+    return str(tmp_path / "config.php")
+
+
+def dump(db, path) -> None:
+    if db.family == "pgsql":
+        command = ["pg_dump", "-Fc", "-f", str(path), "-h", db.pg.socketdir, "-p", str(db.pg.port),
+                   "-U", db.pg.superuser, db.name]
+        result = subprocess.run(command, capture_output=True, text=True)
+    else:
+        with open(path, "w") as out:
+            result = subprocess.run(["mariadb-dump", "--no-defaults", f"--socket={db.cluster.socket}", "-u", "root",
+                                     "--single-transaction", db.name], stdout=out, stderr=subprocess.PIPE, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_step_restores_the_snapshot_with_the_settings_of_config_php(moodle_db, tmp_path):
+    snapshot = tmp_path / "pretest.dump"
+    dump(moodle_db, snapshot)
+    before = moodle_db.query("SELECT id, password FROM mdl_user ORDER BY id")
+    moodle_db.query("UPDATE mdl_user SET password = 'changed by a step' WHERE id > 50")
+    moodle_db.query("DELETE FROM mdl_user_preferences")
+    env = {**os.environ, "PYTHON": sys.executable, "PRETEST_DUMP": str(snapshot),
+           "MOODLE_CONFIG": site_config_php(moodle_db, tmp_path), "RESULTS_DIR": str(tmp_path / "results")}
+    for variable in ("PGHOST", "PGPORT", "PGUSER", "PGDATABASE", "DB_TYPE", "DB_NAME"):
+        env.pop(variable, None)
+    result = subprocess.run([STEP, "--restore"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert moodle_db.query("SELECT id, password FROM mdl_user ORDER BY id") == before
+    assert "restored" in result.stderr
+
+
+def test_a_snapshot_that_cannot_be_restored_stops_the_bisect(maria_db, tmp_path):
+    (tmp_path / "broken.sql").write_text("THIS IS NOT SQL;\n")
+    env = {**os.environ, "PYTHON": sys.executable, "PRETEST_DUMP": str(tmp_path / "broken.sql"),
+           "MOODLE_CONFIG": site_config_php(maria_db, tmp_path), "RESULTS_DIR": str(tmp_path / "results")}
+    result = subprocess.run([STEP, "--restore"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 128
+    assert "restoring" in result.stderr and "failed" in result.stderr
