@@ -44,6 +44,45 @@ class User:
     password: str
 
 
+@dataclass(frozen=True)
+class Call:
+    """One web-service call as Moodle's JavaScript makes it (lib/ajax/service.php)."""
+
+    methodname: str
+    args: dict  # string values may hold {placeholders}
+    name: str  # its row in the reports
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a journey: a page, a form submitted from the page before it, a
+    web-service call, or the logout (``kind``); ``login`` is the step a journey after a
+    logout begins with."""
+
+    name: str
+    kind: str  # "page", "submit", "call", "logout", "login"
+    path: str = ""  # page: the URL path template
+    calls: object = ()  # page: tuple of Call, or "browser" (what the page's JavaScript calls)
+    form: str | None = None  # submit: the form's id on the page before
+    fields: tuple = ()  # submit: (name, template) pairs that replace the form's values
+    button: str | None = None  # submit: the submit button pressed (default the first)
+    expect: str | None = None  # submit: the path a good submission redirects to
+    takes: tuple = ()  # (variable, compiled pattern): values read from this step's answer
+    counts: str | None = None  # what each success of this step counts as (work done)
+    call: Call | None = None  # call: the call
+
+
+@dataclass(frozen=True)
+class Journey:
+    name: str
+    weight: float
+    steps: tuple
+    draws: tuple  # the parameters drawn when the journey starts, in order of first use
+
+
+LOGIN_STEP = Step(name="login", kind="login")
+
+
 @dataclass
 class Config:
     base_url: str
@@ -53,9 +92,24 @@ class Config:
     urls: list
     warnings: list = field(default_factory=list)
     basic_auth: str | None = None  # "Basic ..." from user:password@ in base_url, sent to the site only
+    journeys: list = field(default_factory=list)
+
+    def row_names(self) -> list:
+        """Every row the reports have: the URLs, the journeys' steps and calls, in order."""
+        names = [spec.name for spec in self.urls]
+        for journey in self.journeys:
+            for step in journey.steps:
+                names.append(step.name)
+                if step.kind == "page" and step.calls != "browser":
+                    names += [call.name for call in step.calls]
+        if any(step.kind == "logout" for journey in self.journeys for step in journey.steps):
+            names.append(LOGIN_STEP.name)
+        return list(dict.fromkeys(names))
 
 
-KNOWN_KEYS = {"base_url", "login_path", "users", "parameters", "urls"}
+KNOWN_KEYS = {"base_url", "login_path", "users", "parameters", "urls", "journeys"}
+BUILT_IN_PLACEHOLDERS = ("sesskey", "username", "position")
+METHODNAME = re.compile(r"^[a-z][a-z0-9_]{2,165}$")
 PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -110,9 +164,9 @@ def validate_config(raw) -> Config:
             raise UsageError(f"config: {key}: min {spec['min']} is greater than max {spec['max']}")
         parameters[name] = Parameter(name, minimum=spec["min"], maximum=spec["max"])
 
-    urls_raw = raw.get("urls")
-    if not isinstance(urls_raw, list) or not urls_raw:
-        raise UsageError("config: urls must be a non-empty list of {\"path\": ...}")
+    urls_raw = raw.get("urls", [])
+    if not isinstance(urls_raw, list) or (not urls_raw and not raw.get("journeys")):
+        raise UsageError("config: urls must be a non-empty list of {\"path\": ...} (or give journeys)")
     urls, names = [], set()
     for position, entry in enumerate(urls_raw):
         key = f"urls[{position}]"
@@ -138,10 +192,155 @@ def validate_config(raw) -> Config:
             raise UsageError(f"config: {key}.name {name!r} is used twice; give each URL its own name")
         names.add(name)
         urls.append(UrlSpec(path=path, name=name, weight=float(weight), placeholders=placeholders))
-    total_weight = sum(spec.weight for spec in urls)
+    journeys = check_journeys(raw.get("journeys", []), parameters, names)
+    total_weight = sum(spec.weight for spec in urls) + sum(journey.weight for journey in journeys)
     if not math.isfinite(total_weight):
-        raise UsageError("config: the urls' weights add up to more than a number can hold; use smaller weights")
-    return Config(base_url, login_path, users, parameters, urls, warnings, basic_auth)
+        raise UsageError("config: the weights add up to more than a number can hold; use smaller weights")
+    return Config(base_url, login_path, users, parameters, urls, warnings, basic_auth, journeys)
+
+
+def _weight(entry: dict, key: str) -> float:
+    weight = entry.get("weight", 1)
+    if not isinstance(weight, (int, float)) or isinstance(weight, bool) or weight <= 0 or not math.isfinite(weight):
+        raise UsageError(f"config: {key}.weight must be a positive number, got {weight!r}")
+    return float(weight)
+
+
+def _name(entry: dict, key: str, default: str | None = None) -> str:
+    name = entry.get("name", default)
+    if not isinstance(name, str) or not name:
+        raise UsageError(f"config: {key}.name must be a non-empty string")
+    return name
+
+
+def _check_placeholders(text: str, key: str, known: set) -> list:
+    found = PLACEHOLDER.findall(text)
+    for placeholder in found:
+        if not IDENTIFIER.match(placeholder):
+            raise UsageError(f"config: {key} has a bad placeholder {{{placeholder}}}")
+        if placeholder not in known:
+            raise UsageError(f"config: {key} uses {{{placeholder}}}, which is no parameter, no value taken by an "
+                             f"earlier step and none of {', '.join(BUILT_IN_PLACEHOLDERS)}")
+    return found
+
+
+def _strings_of(value):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings_of(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings_of(item)
+
+
+def _call(raw, key: str, known: set, draws: list) -> Call:
+    if not isinstance(raw, dict) or not isinstance(raw.get("methodname"), str) \
+            or not METHODNAME.match(raw["methodname"]):
+        raise UsageError(f"config: {key} needs a 'methodname' (a web-service function, e.g. "
+                         f"core_message_get_unsent_message)")
+    args = raw.get("args", {})
+    if not isinstance(args, dict):
+        raise UsageError(f"config: {key}.args must be an object")
+    for text in _strings_of(args):
+        draws += _check_placeholders(text, f"{key}.args", known)
+    return Call(raw["methodname"], args, _name(raw, key, raw["methodname"]))
+
+
+def check_journeys(raw, parameters: dict, names: set) -> list:
+    """Journeys: ordered steps one user walks through.  Every placeholder must be a
+    parameter (drawn once when the journey starts), a value an earlier step takes from its
+    page, or a built-in; a form is submitted from the page step right before it."""
+    if not isinstance(raw, list):
+        raise UsageError("config: journeys must be a list of {\"name\", \"steps\": [...]}")
+    journeys = []
+    for number, entry in enumerate(raw):
+        key = f"journeys[{number}]"
+        if not isinstance(entry, dict) or not isinstance(entry.get("steps"), list) or not entry["steps"]:
+            raise UsageError(f"config: {key} needs a non-empty 'steps' list")
+        journey_name = _name(entry, key, f"journey {number + 1}")
+        known = set(parameters) | set(BUILT_IN_PLACEHOLDERS)
+        draws: list = []
+        steps = []
+        for position, raw_step in enumerate(entry["steps"]):
+            step_key = f"{key}.steps[{position}]"
+            if not isinstance(raw_step, dict):
+                raise UsageError(f"config: {step_key} must be an object")
+            kinds = [kind for kind in ("path", "submit", "call", "logout") if kind in raw_step]
+            if len(kinds) != 1:
+                raise UsageError(f"config: {step_key} needs exactly one of 'path', 'submit', 'call' or 'logout'")
+            kind = kinds[0]
+            step = _step(raw_step, kind, step_key, known, draws, steps)
+            if step.name in names:
+                raise UsageError(f"config: {step_key}.name {step.name!r} is used twice; give each step its own name")
+            if step.name == LOGIN_STEP.name:
+                raise UsageError(f"config: {step_key}.name 'login' is the row of the logins after a logout; "
+                                 f"choose another")
+            names.add(step.name)
+            for variable, _ in step.takes:
+                known.add(variable)
+            steps.append(step)
+        draws = [name for name in dict.fromkeys(draws) if name in parameters]
+        journeys.append(Journey(journey_name, _weight(entry, key), tuple(steps), tuple(draws)))
+    return journeys
+
+
+def _step(raw: dict, kind: str, key: str, known: set, draws: list, before: list) -> Step:
+    takes = raw.get("take", {})
+    if not isinstance(takes, dict) or not all(isinstance(v, str) for v in takes.values()):
+        raise UsageError(f"config: {key}.take must map names to regular expressions with one group")
+    compiled = []
+    for variable, pattern in takes.items():
+        if not IDENTIFIER.match(variable):
+            raise UsageError(f"config: {key}.take: {variable!r} is not a plain name")
+        try:
+            regex = re.compile(pattern.encode())
+        except (re.error, UnicodeEncodeError) as error:
+            raise UsageError(f"config: {key}.take.{variable} is not a regular expression: {error}") from None
+        if regex.groups != 1:
+            raise UsageError(f"config: {key}.take.{variable} needs exactly one (group): the value to take")
+        compiled.append((variable, regex))
+    counts = raw.get("counts")
+    if counts is not None and (not isinstance(counts, str) or not counts):
+        raise UsageError(f"config: {key}.counts must name what a success counts as, e.g. \"replies posted\"")
+    common = {"takes": tuple(compiled), "counts": counts}
+    if kind == "path":
+        path = raw["path"]
+        if not isinstance(path, str) or not path.startswith("/"):
+            raise UsageError(f"config: {key}.path must start with '/'")
+        draws += _check_placeholders(path, f"{key}.path", known)
+        calls = raw.get("calls", [])
+        if calls != "browser":
+            if not isinstance(calls, list):
+                raise UsageError(f"config: {key}.calls must be \"browser\" or a list of {{\"methodname\", \"args\"}}")
+            calls = tuple(_call(call, f"{key}.calls[{n}]", known, draws) for n, call in enumerate(calls))
+        return Step(name=_name(raw, key, path), kind="page", path=path, calls=calls, **common)
+    if kind == "submit":
+        if not before or before[-1].kind != "page":
+            raise UsageError(f"config: {key} submits a form, so the step before it must be the page holding it")
+        form = raw["submit"]
+        if not isinstance(form, str) or not form:
+            raise UsageError(f"config: {key}.submit must be the form's id, e.g. \"mformforum\"")
+        fields = raw.get("fields", {})
+        if not isinstance(fields, dict) or not all(isinstance(v, str) for v in fields.values()):
+            raise UsageError(f"config: {key}.fields must map field names to strings")
+        for value in fields.values():
+            draws += _check_placeholders(value, f"{key}.fields", known)
+        expect = raw.get("expect")
+        if expect is not None and (not isinstance(expect, str) or not expect.startswith("/")):
+            raise UsageError(f"config: {key}.expect must be the path a good submission redirects to")
+        button = raw.get("button")
+        if button is not None and not isinstance(button, str):
+            raise UsageError(f"config: {key}.button must be the name of a submit button")
+        return Step(name=_name(raw, key, f"{before[-1].name}: submit"), kind="submit", form=form,
+                    fields=tuple(fields.items()), button=button, expect=expect, **common)
+    if kind == "call":
+        call = _call(raw["call"], f"{key}.call", known, draws)
+        return Step(name=_name(raw, key, call.name), kind="call", call=call, **common)
+    if raw["logout"] is not True:
+        raise UsageError(f"config: {key}.logout must be true")
+    return Step(name=_name(raw, key, "logout"), kind="logout", **common)
 
 
 def check_base_url(base_url) -> tuple[str, str | None]:
@@ -191,9 +390,33 @@ def load_config(path: str) -> tuple[Config, str]:
 def config_digest(raw: dict) -> str:
     """Hash of what shapes the load: URLs, parameters, base URL and the user names."""
     shape = {key: raw.get(key) for key in ("login_path", "parameters", "urls")}
+    if raw.get("journeys"):
+        shape["journeys"] = raw["journeys"]  # only when present: digests of older configs stay as they were
     shape["base_url"] = check_base_url(raw.get("base_url"))[0]  # never the credentials
     shape["users"] = sorted(u.get("username", "") for u in raw.get("users", []) if isinstance(u, dict))
     return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()
+
+
+def fill(template: str, values: dict) -> str:
+    """``template`` with each {placeholder} replaced by its value in ``values``."""
+    if "{" not in template:
+        return template
+    return PLACEHOLDER.sub(lambda m: str(values[m.group(1)]), template)
+
+
+def fill_args(args, values: dict):
+    """Web-service arguments with the placeholders in their strings filled; a string that
+    is one placeholder of a number becomes that number."""
+    if isinstance(args, str):
+        whole = PLACEHOLDER.fullmatch(args)
+        if whole and isinstance(values[whole.group(1)], int):
+            return values[whole.group(1)]
+        return fill(args, values)
+    if isinstance(args, dict):
+        return {key: fill_args(value, values) for key, value in args.items()}
+    if isinstance(args, list):
+        return [fill_args(value, values) for value in args]
+    return args
 
 
 def fill_url(spec: UrlSpec, parameters: dict, units) -> str:

@@ -27,6 +27,23 @@ class Reply:
     encoding: bytes = b""  # the Content-Encoding still to decode, inside the client only
 
 
+@dataclass(frozen=True)
+class Body:
+    """A request body other than a plain form: a JSON web-service call, say, with the
+    headers the page's JavaScript sends along."""
+
+    content_type: str
+    data: bytes
+    headers: tuple = ()  # more (name, value) pairs
+
+
+def encode_body(form) -> tuple:
+    """(bytes, Content-Type, extra headers) of a form (a dict or (name, value) pairs) or a Body."""
+    if isinstance(form, Body):
+        return form.data, form.content_type, form.headers
+    return urlencode(form).encode(), "application/x-www-form-urlencoded", ()
+
+
 class SetCookie(NamedTuple):
     name: str
     value: str
@@ -283,8 +300,10 @@ class HttpClient:
             head += f"Authorization: {self._authorization[1]}\r\n"
         payload = b""
         if form is not None:
-            payload = urlencode(form).encode()
-            head += f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(payload)}\r\n"
+            payload, content_type, extra = encode_body(form)
+            head += f"Content-Type: {content_type}\r\nContent-Length: {len(payload)}\r\n"
+            for name, value in extra:
+                head += f"{name}: {value}\r\n"
         request = (head + "\r\n").encode("latin-1") + payload
         idle = self._idle.setdefault(key, [])
         retried = False
@@ -352,13 +371,18 @@ class AiohttpClient:
         if timeout not in self._timeouts:
             self._timeouts[timeout] = aiohttp.ClientTimeout(total=timeout)
         headers = {"Cookie": cookie} if cookie else {}
+        data = None
+        if form is not None:
+            data, content_type, extra = encode_body(form)
+            headers["Content-Type"] = content_type
+            headers.update(extra)
         if self._authorization is not None:
             parts = urlsplit(url)
             if (parts.scheme, parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)) \
                     == self._authorization[0]:
                 headers["Authorization"] = self._authorization[1]
         try:
-            async with self._session.request(method, url, data=form, headers=headers or None,
+            async with self._session.request(method, url, data=data, headers=headers or None,
                                              allow_redirects=False, timeout=self._timeouts[timeout]) as response:
                 # Read as it is decoded, chunk by chunk, so a compression bomb stops at the limit.
                 chunks, size = [], 0

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 
 from .config import Config, User
+from .forms import find_sesskey
 from .httpclient import BodyTooLarge, HttpError, parse_set_cookie
 
 # =========================================================================== login
@@ -87,6 +88,8 @@ class Session:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     needs_login: bool = False
     relogins: int = 0
+    sesskey: str | None = None  # from the last page that had one; it changes at each login
+    walk: object = None  # journeys.Walk: where the user is in a journey
     _headers: dict = field(default_factory=dict)  # (https, path) -> Cookie header, until a cookie changes
     _everywhere: object = ""  # see keep()
 
@@ -224,6 +227,7 @@ async def login(http, session: Session, config: Config, timeout: float, warn) ->
         if landing.status >= 400:
             raise LoginFailed("HTTP status", f"page after login answered {landing.status}",
                               retryable=landing.status >= 500)
+        session.sesskey = find_sesskey(landing.body)
     except asyncio.TimeoutError:
         raise LoginFailed("timeout", f"no answer within {timeout:g} s") from None
     except BadRedirect as error:

@@ -48,6 +48,32 @@ def plan_requests(config: Config, seed: int, count: int, start: int = 0, step: i
         yield PlannedRequest(index, url_index, fill_url(spec, config.parameters, units))
 
 
+def entry_weights(config: Config) -> tuple[list, float]:
+    """Cumulative weights of the URLs, then the journeys, and their total."""
+    cumulative, total = [], 0.0
+    for entry in (*config.urls, *config.journeys):
+        total += entry.weight
+        cumulative.append(total)
+    return cumulative, total
+
+
+def pick_entry(config: Config, seed: int, index: int, weights: tuple) -> tuple:
+    """What an idle user starts at timeline position ``index``: ("url", i, path) with the
+    path filled as plan_requests() fills it, or ("journey", j, values) with the journey's
+    parameters drawn once for all its steps.  Seeded by position, like the plan."""
+    cumulative, total = weights
+    pick = unit_interval(seed, index, 0) * total
+    chosen = next((i for i, edge in enumerate(cumulative) if pick < edge), len(cumulative) - 1)
+    if chosen < len(config.urls):
+        spec = config.urls[chosen]
+        units = (unit_interval(seed, index, draw) for draw in range(1, len(spec.placeholders) + 1))
+        return "url", chosen, fill_url(spec, config.parameters, units)
+    journey = config.journeys[chosen - len(config.urls)]
+    values = {name: config.parameters[name].pick(unit_interval(seed, index, draw))
+              for draw, name in enumerate(journey.draws, start=1)}
+    return "journey", chosen - len(config.urls), values
+
+
 def user_order(users: list, seed: int) -> list:
     """Users in a seeded order: requests take them round-robin."""
     order = list(users)

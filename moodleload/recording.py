@@ -81,7 +81,9 @@ class Recorder:
         self.block_seconds = block_seconds
         self.timeline_seconds = timeline_seconds
         self.timeline: dict[int, TimelinePoint] = {}
-        self.urls = {spec.name: UrlStats(blocks) for spec in config.urls}
+        self.blocks = blocks
+        self.urls = {name: UrlStats(blocks) for name in config.row_names()}
+        self.work_done: Counter = Counter()  # what the journeys' writes did (e.g. replies posted)
         self.lateness = Histogram()  # actual send minus intended start
         self.loop_lag = Histogram()  # how late a sleeping worker woke: the generator's own delay
         self.tokens_waited = 0  # already due when a worker became free
@@ -108,7 +110,9 @@ class Recorder:
                sent_offset: float | None = None) -> None:
         if measured_offset is None:  # warm-up: executed, not counted
             return
-        stats = self.urls[url_name]
+        stats = self.urls.get(url_name)
+        if stats is None:  # a browser call first seen on a page
+            stats = self.urls[url_name] = UrlStats(self.blocks)
         stats.requests += 1
         self.interval_done += 1
         point = self.point(measured_offset if sent_offset is None else sent_offset)

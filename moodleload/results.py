@@ -25,7 +25,9 @@ if TYPE_CHECKING:
 #      response and service time, per-block service histograms, footer tallies, timeline.
 #      0.3 added metadata.http_client; 0.4 dropped metadata.moodle_release (it was
 #      always null), added logins.retried and the urls' blocks_service_fine_ms (each
-#      block's service times again in 0.2 % buckets).  Readers take all of them.
+#      block's service times again in 0.2 % buckets).  0.5 added work_done (what the
+#      journeys' successful writes counted; absent or {} without journeys) and rows for
+#      journey steps and web-service calls among the urls.  Readers take all of them.
 RESULTS_FORMAT = 1
 
 
@@ -69,6 +71,9 @@ def build_document(run: LoadRun, argv: list, config_sha256: str) -> dict:
             "request_errors_suppressed": recorder.request_errors_suppressed,
         },
         "urls": {name: stats.to_dict() for name, stats in recorder.urls.items()},
+        # What the journeys wrote (e.g. replies posted) in the measured window: two runs that
+        # did different work are not the same load.
+        "work_done": dict(sorted(recorder.work_done.items())),
         "timeline": {"seconds": run.timeline_seconds,
                      "points": [point.to_dict(index, run.timeline_seconds)
                                 for index, point in sorted(recorder.timeline.items())]},
@@ -116,6 +121,8 @@ def merge_documents(documents: list) -> dict:
         merged["logins"]["relogins"] += other["logins"]["relogins"]
         merged["logins"]["retried"] = merged["logins"].get("retried", 0) + other["logins"].get("retried", 0)
         _merge_tallies(merged["logins"]["failed"], other["logins"]["failed"])
+        merged["work_done"] = merged.get("work_done", {})
+        _merge_tallies(merged["work_done"], other.get("work_done", {}))
         generator, og = merged["generator"], other["generator"]
         generator["cpu_seconds"] = round(generator["cpu_seconds"] + og["cpu_seconds"], 3)
         generator["run_seconds"] = max(generator["run_seconds"], og["run_seconds"])
@@ -266,7 +273,8 @@ def document_problem(document: dict) -> str | None:
         return "logins is missing its ok and relogins counts"
     if not _count(logins.get("retried", 0)):
         return "logins.retried is not a count"
-    problem = _tally_problem(logins.get("failed"), "logins.failed")
+    problem = _tally_problem(logins.get("failed"), "logins.failed") \
+        or _tally_problem(document.get("work_done", {}), "work_done")
     if problem:
         return problem
     generator = document.get("generator")
@@ -425,4 +433,6 @@ def summarize(document: dict) -> dict:
     summary["error_rate"] = round((requests - success) / requests, 4) if requests else None
     summary["failures"] = dict(sorted(failures.items()))
     summary["urls"] = {name: url_summary(raw) for name, raw in document["urls"].items()}
+    if document.get("work_done"):
+        summary["work_done"] = dict(document["work_done"])
     return summary

@@ -16,8 +16,9 @@ from .config import Config, User
 from .console import Printer, clock_text, fmt, round_or_none
 from .histogram import Histogram
 from .httpclient import DEFAULT_MAX_BODY, BodyTooLarge, HttpError, http_client
+from .journeys import JourneyRunner
 from .moodle import BadRedirect, LoginFailed, RedirectLoop, Session, fetch, login, origin_of, parse_footer
-from .plan import Timeline, plan_requests, user_order
+from .plan import PlannedRequest, Timeline, plan_requests, user_order
 from .recording import Recorder
 
 
@@ -189,8 +190,13 @@ class LoadRun:
         self.window_end = min(self.window_end, self.measure_from + settings.duration)
         # After the schedule, a backlog (too few workers, a saturated site) gets a bounded time.
         self.give_up_at = timeline.start + total_seconds + settings.drain
-        plan = enumerate(plan_requests(self.config, settings.seed, timeline.count, start=settings.shard[0] - 1,
-                                       step=settings.shard[1]))
+        if self.config.journeys:
+            # What a position holds depends on where its user is in a journey: decided when it is sent.
+            self.journeys = JourneyRunner(self)
+            plan = enumerate(PlannedRequest(index, -1, "") for index in timeline.positions())
+        else:
+            plan = enumerate(plan_requests(self.config, settings.seed, timeline.count, start=settings.shard[0] - 1,
+                                           step=settings.shard[1]))
         helpers = [asyncio.create_task(self.pauses.watch()), asyncio.create_task(self._sample_cpu()),
                    asyncio.create_task(self._progress())]
         workers = {asyncio.create_task(self._worker(plan)) for _ in range(concurrency)}
@@ -280,6 +286,9 @@ class LoadRun:
             self.say.end_status()
 
     async def _perform(self, planned, due: float, session: Session) -> None:
+        if planned.url_index < 0:
+            await self._perform_step(planned.index, due, session)
+            return
         clock = self.clock.now
         spec = self.config.urls[planned.url_index]
         recorder = self.recorder
@@ -334,6 +343,40 @@ class LoadRun:
         else:
             recorder.record(spec.name, measured, failure=f"http_{status}", redirected_to=redirected_to,
                             sent_offset=sent_offset)
+
+    async def _perform_step(self, index: int, due: float, session: Session) -> None:
+        """One step of the user's journey (journeys.py), recorded request by request."""
+        recorder = self.recorder
+        measured = self._offset(due)
+        async with session.lock:
+            if session.needs_login:
+                try:
+                    await login(self.http, session, self.config, self.settings.login_timeout, self.say)
+                    session.needs_login = False
+                    session.relogins += 1
+                except LoginFailed as failure:
+                    self._request_error(f"re-login of {session.user.username} failed: {failure}")
+                    recorder.record("login", measured, failure="login")
+                    return
+            sent = self.clock.now()
+            if measured is not None:
+                recorder.sent += 1
+                if sent <= self.window_end:
+                    recorder.sent_in_window += 1
+                recorder.lateness.record((sent - due) * 1000.0)
+            outcomes = await self.journeys.step(session, index)
+        for outcome in outcomes:
+            sent_offset = outcome.sent - due + measured if measured is not None else None
+            if outcome.failure is not None:
+                recorder.record(outcome.name, measured, failure=outcome.failure, redirected_to=outcome.redirected_to,
+                                sent_offset=sent_offset)
+                continue
+            start = outcome.sent if outcome.own_start else due
+            recorder.record(outcome.name, measured, response_ms=(outcome.finished - start) * 1000.0,
+                            service_ms=(outcome.finished - outcome.sent) * 1000.0,
+                            redirected_to=outcome.redirected_to, footer=outcome.footer, sent_offset=sent_offset)
+            if outcome.counts and measured is not None:
+                recorder.work_done[outcome.counts] += 1
 
     def _request_error(self, message: str) -> None:
         recorder = self.recorder

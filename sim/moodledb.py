@@ -212,8 +212,33 @@ class SiteData:
     course_enrolments: dict[int, set[int]] = field(default_factory=dict)  # courseid -> userids
     forum_courses: dict[int, int] = field(default_factory=dict)  # forum cmid -> courseid
     module_courses: dict[int, int] = field(default_factory=dict)  # any cmid -> courseid
+    page_courses: dict[int, int] = field(default_factory=dict)  # page resource cmid -> courseid
     user_ids: set[int] = field(default_factory=set)
     release: str = "5.0.6+ (Build: 20251120)"
+    # Forum content lives in the site only (the bisect step restores the database anyway):
+    # discussion id -> forum cmid, and post id -> (discussion id, subject, author).
+    discussions: dict[int, int] = field(default_factory=dict)
+    posts: dict[int, tuple] = field(default_factory=dict)
+
+    DISCUSSIONS_PER_FORUM = 2
+
+    def add_forum_content(self) -> SiteData:
+        """Two discussions in every forum, each opened by a post of the admin, as the
+        generator's forums have; ids in cmid order."""
+        for cmid in sorted(self.forum_courses):
+            for _ in range(self.DISCUSSIONS_PER_FORUM):
+                discussion = len(self.discussions) + 1
+                self.discussions[discussion] = cmid
+                self.posts[len(self.posts) + 1] = (discussion, f"Discussion {discussion}", 2)
+        return self
+
+    def add_post(self, discussion: int, subject: str, author: int) -> int:
+        post = max(self.posts, default=0) + 1
+        self.posts[post] = (discussion, subject, author)
+        return post
+
+    def posts_of(self, discussion: int) -> list:
+        return [post for post, (d, _, _) in self.posts.items() if d == discussion]
 
     @classmethod
     def testsite(cls, users: int = 100) -> SiteData:
@@ -231,7 +256,9 @@ class SiteData:
                 data.module_courses[cmid] = courseid
                 if position == per_course:
                     data.forum_courses[cmid] = courseid
-        return data
+                elif position % 2:
+                    data.page_courses[cmid] = courseid
+        return data.add_forum_content()
 
     @classmethod
     def from_database(cls, conn, prefix: str = "mdl_") -> SiteData:
@@ -251,6 +278,8 @@ class SiteData:
                 data.module_courses[cmid] = courseid
                 if modname == "forum":
                     data.forum_courses[cmid] = courseid
+                elif modname == "page":
+                    data.page_courses[cmid] = courseid
             cur.execute(f"SELECT id FROM {p}user WHERE deleted = 0")
             data.user_ids = {row[0] for row in cur.fetchall()}
             cur.execute(f"SELECT value FROM {p}config WHERE name = 'release'")
@@ -258,4 +287,4 @@ class SiteData:
             if row:
                 data.release = row[0]
         conn.rollback()
-        return data
+        return data.add_forum_content()

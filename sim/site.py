@@ -11,6 +11,7 @@ succeed), or an in-memory list when no database is at hand.
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import queue
 import random
@@ -57,6 +58,14 @@ def default_pages() -> dict[str, PageProfile]:
         "enrol": PageProfile(latency_ms=100, body_kb=150, db_reads=90, db_writes=0),
         "notfound": PageProfile(latency_ms=60, body_kb=140, db_reads=20, db_writes=0),
         "redirect": PageProfile(latency_ms=15, body_kb=1.5, db_reads=0, db_writes=0),
+        "frontpage": PageProfile(latency_ms=90, body_kb=94, db_reads=30, db_writes=0),
+        "page": PageProfile(latency_ms=108, body_kb=153, db_reads=45, db_writes=1),
+        "discussion": PageProfile(latency_ms=123, body_kb=172, db_reads=60, db_writes=1),
+        "postform": PageProfile(latency_ms=140, body_kb=282, db_reads=70, db_writes=2),
+        "post": PageProfile(latency_ms=150, body_kb=1.5, db_reads=40, db_writes=12),
+        "participants": PageProfile(latency_ms=170, body_kb=208, db_reads=80, db_writes=1),
+        "service": PageProfile(latency_ms=25, body_kb=0, db_reads=8, db_writes=0),
+        "logout": PageProfile(latency_ms=30, body_kb=1.5, db_reads=5, db_writes=2),
     }
 
 
@@ -196,6 +205,11 @@ def password_matches(password: str, stored_hash: str) -> bool:
 
 # --------------------------------------------------------------------------- sessions
 
+def new_sesskey() -> str:
+    """Moodle's sesskey: random_string(10), letters and digits."""
+    return "".join(secrets.choice(TOKEN_ALPHABET) for _ in range(10))
+
+
 @dataclass
 class Session:
     sid: str
@@ -205,9 +219,10 @@ class Session:
     timed_out: bool = False
     error: str | None = None
     force_password_change: bool = False
-    sesskey: str = field(default_factory=lambda: secrets.token_urlsafe(8)[:10])
+    sesskey: str = field(default_factory=lambda: new_sesskey())
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     in_flight: int = 0
+    drafts: set = field(default_factory=set)  # (message, attachments) draft item ids handed out by forms
 
 
 @dataclass
@@ -219,6 +234,9 @@ class SiteStats:
     logins_failed: int = 0
     overlaps: int = 0  # a request arrived while its session already had one in flight
     by_page: dict[str, int] = field(default_factory=dict)
+    posts_added: int = 0
+    service_calls: dict[str, int] = field(default_factory=dict)  # methodname -> calls answered
+    bad_sesskeys: int = 0
     # (userid, path_qs) of the latest logged-in page views: enough for tests, bounded for long runs.
     log: deque = field(default_factory=lambda: deque(maxlen=200_000))
 
@@ -251,18 +269,18 @@ def footer_html(profile: PageProfile, server_seconds: float, session_wait: float
 
 
 def page_html(*, title: str, body_id: str, wwwroot: str, content: str, profile: PageProfile,
-              sesskey: str | None, footer: str | None) -> bytes:
-    config = {"wwwroot": wwwroot, "sesskey": sesskey or "", "sessiontimeout": "28800"}
+              sesskey: str | None, footer: str | None, page_config: dict | None = None, scripts: str = "") -> bytes:
+    config = {"wwwroot": wwwroot, "sesskey": sesskey or "", "sessiontimeout": "28800", **(page_config or {})}
     head = (
         '<!DOCTYPE html>\n<html  dir="ltr" lang="en" xml:lang="en">\n<head>\n'
         f"    <title>{title} | rig</title>\n"
         '    <meta http-equiv="Content-Type" content="text/html; charset=utf-8" />\n'
-        f"<script>M.cfg = {json.dumps(config)};</script>\n</head>\n"
+        f"<script>M.cfg = {json.dumps(config, separators=(',', ':'))};</script>\n</head>\n"
         f'<body  id="{body_id}" class="format-site dir-ltr lang-en">\n'
         f'<div id="page"><div role="main">{content}</div>\n'
     )
     logout = (f'<a href="{wwwroot}/login/logout.php?sesskey={sesskey}">Log out</a>\n' if sesskey else "")
-    tail = f"{footer or ''}</div>\n{logout}</body>\n</html>\n"
+    tail = f"{footer or ''}</div>\n{logout}{scripts}</body>\n</html>\n"
     encoded_head, encoded_tail = head.encode(), tail.encode()
     padding = max(0, int(profile.body_kb * 1024) - len(encoded_head) - len(encoded_tail))
     return b"".join((encoded_head, PADDING[:padding], encoded_tail))
@@ -285,6 +303,72 @@ def login_form(wwwroot: str, token: str | None, error: str | None) -> str:
         '<input type="hidden" name="username" value="guest" />\n'
         '<input type="hidden" name="password" value="guest" />\n'
         '<button class="btn btn-secondary" type="submit">Access as a guest</button></form>\n'
+    )
+
+
+DASHBOARD_BLOCKS = ('<section class="block_timeline block"><div data-region="timeline"></div></section>'
+                    '<section class="block_recentlyaccesseditems block"><div data-region="recent"></div></section>')
+INVALID_SESSKEY_PAGE = ('<p class="errormessage">Your session has most likely timed out. Please log in again.</p>'
+                        '<a href="https://docs.moodle.org/500/en/error/moodle/invalidsesskey?errorcode=invalidsesskey">'
+                        'More information about this error</a>')
+# What service.php answers the calls a browser was seen making (shared/moodle browser recording).
+SERVICE_ANSWERS = {
+    "core_message_get_unsent_message": [],
+    "block_recentlyaccesseditems_get_recent_items": [],
+    "core_calendar_get_action_events_by_timesort": {"events": [], "firstid": 0, "lastid": 0},
+    "tool_usertours_fetch_and_start_tour": {"startTour": False},
+    "tool_usertours_complete_tour": [],
+    "core_courseformat_get_state": "{}",
+    "tiny_autosave_resume_session": {"drafttext": ""},
+    "tiny_autosave_update_session": [],
+    "tiny_autosave_reset_session": [],
+    "core_fetch_notifications": [],
+}
+
+
+def tour_script(tour: int) -> str:
+    return ("<script>require(['tool_usertours/usertours'], function(amd) {amd.init([{\"tourId\":\""
+            f"{tour}\",\"startTour\":true,\"filtervalues\":{{\"cssselector\":{{}}}}}}], [])}});</script>\n")
+
+
+def editor_script() -> str:
+    page_hash, instance = secrets.token_hex(20), secrets.token_hex(16)
+    return ('<script>M.util.js_pending("editor_tiny/editor"); var config = {"tiny_autosave\\/plugin":{"config":'
+            f'{{"pagehash":"{page_hash}","pageinstance":"{instance}","backoffTime":500}}}}}};</script>\n')
+
+
+def reply_form(sesskey: str, courseid: int, discussion: int, reply: int, subject: str, drafts: tuple,
+               errors: dict | None = None, typed_subject: str | None = None) -> str:
+    """mod_forum's reply form, with the fields and markup a real Moodle 5.0 renders."""
+    errors = errors or {}
+
+    def error(name: str) -> str:
+        return (f'<div class="form-control-feedback invalid-feedback" id="id_error_{name}" >'
+                f' {html.escape(errors.get(name, ""))}</div>')
+
+    hidden = [("timestart", "0"), ("timeend", "0"), ("course", str(courseid)), ("forum", "0"),
+              ("discussion", str(discussion)), ("parent", str(reply)), ("groupid", "0"), ("edit", "0"),
+              ("reply", str(reply)), ("sesskey", sesskey), ("_qf__mod_forum_post_form", "1"),
+              ("mform_isexpanded_id_general", "1"), ("mform_isexpanded_id_tagshdr", "1")]
+    inputs = "".join(f'<input name="{name}" type="hidden" value="{value}" />\n' for name, value in hidden)
+    shown_subject = subject if typed_subject is None else typed_subject
+    return (
+        '<form id="mformforum" autocomplete="off" action="/mod/forum/post.php" method="post" '
+        'accept-charset="utf-8" class="mform">\n<div style="display: none;">' + inputs + '</div>\n'
+        f'<input type="text" class="form-control " name="subject" id="id_subject" value="{html.escape(shown_subject)}"'
+        ' size="48" maxlength="255">\n' + error("subject") +
+        '<textarea id="id_message" name="message[text]" class="form-control" rows="15" cols="80" '
+        'spellcheck="true" ></textarea>\n' + error("message") +
+        '<input name="message[format]" id="menumessageformat" type="hidden" value="1"/>\n'
+        f'<input type="hidden" name="message[itemid]" value="{drafts[0]}" />\n'
+        '<input type="checkbox" name="discussionsubscribe" class="form-check-input " value="1"'
+        ' id="id_discussionsubscribe" checked>\n'
+        f'<input type="hidden" name="attachments" value="{drafts[1]}" />\n'
+        '<input type="hidden" name="tags" value="_qf__force_multiselect_submission">\n'
+        '<select class="form-select" multiple name="tags[]" id="id_tags"></select>\n'
+        '<input type="submit" class="btn btn-primary" name="submitbutton" id="id_submitbutton" value="Post to forum">\n'
+        '<input type="submit" class="btn btn-secondary" name="cancel" id="id_cancel" value="Cancel">\n'
+        '</form>\n'
     )
 
 
@@ -339,12 +423,12 @@ class MoodleSite:
 
     def _page(self, request: web.Request, kind: str, *, status: int = 200, title: str, body_id: str,
               content: str, session: Session | None, server_seconds: float, session_wait: float,
-              set_cookie: bool = False) -> web.Response:
+              set_cookie: bool = False, page_config: dict | None = None, scripts: str = "") -> web.Response:
         profile = self.settings.pages[kind]
         footer = footer_html(profile, server_seconds, session_wait) if self.settings.perfdebug else None
         sesskey = session.sesskey if session is not None and session.userid else None
         body = page_html(title=title, body_id=body_id, wwwroot=self._wwwroot(request), content=content,
-                         profile=profile, sesskey=sesskey, footer=footer)
+                         profile=profile, sesskey=sesskey, footer=footer, page_config=page_config, scripts=scripts)
         response = web.Response(status=status, body=body, content_type="text/html", charset="utf-8")
         if set_cookie and session is not None:
             response.set_cookie("MoodleSession", session.sid, path="/", httponly=True)
@@ -394,15 +478,77 @@ class MoodleSite:
             if request.method == "POST":
                 return await self.login_post(request, session)
             return await self.login_get(request, session, session_wait)
-        if path == "/login/logout.php" and session is not None:
-            session.userid = None
-            return self._redirect(request, "/")
+        if path == "/login/logout.php" and session is not None and session.userid:
+            return await self.logout(request, session, session_wait)
+        if path in ("/", "/index.php"):
+            return await self.front_page(request, session, session_wait)
+        if path == "/lib/ajax/service.php":
+            return await self.service(request, session)
         if session is None or session.userid is None:
             return self._redirect(request, "/login/index.php")
         if session.force_password_change and path != "/login/change_password.php":
             return self._redirect(request, "/login/change_password.php")
         self.stats.log.append((session.userid, request.path_qs))
         return await self.logged_in_page(request, session, session_wait)
+
+    async def front_page(self, request: web.Request, session: Session | None, session_wait: float):
+        seconds = await self._work("frontpage")
+        visitor = session is None or not session.userid
+        content = ('<div class="logininfo">You are not logged in. (<a href="/login/index.php">Log in</a>)</div>'
+                   if visitor else '<div class="logininfo">You are logged in.</div>')
+        return self._page(request, "frontpage", title="Acceptance test site", body_id="page-site-index",
+                          content=content, session=session, server_seconds=seconds, session_wait=session_wait)
+
+    async def logout(self, request: web.Request, session: Session, session_wait: float):
+        """Moodle's logout.php: with the session key, the session ends and the browser goes to
+        the front page; without it (a stale link), a page asks to confirm."""
+        seconds = await self._work("logout")
+        if request.query.get("sesskey") != session.sesskey:
+            self.stats.bad_sesskeys += 1
+            content = ('<div class="modal-body">Do you really want to log out?</div>'
+                       f'<form method="post" action="/login/logout.php"><input type="hidden" name="sesskey" '
+                       f'value="{session.sesskey}"><button type="submit">Continue</button></form>')
+            return self._page(request, "logout", title="Log out", body_id="page-login-logout", content=content,
+                              session=session, server_seconds=seconds, session_wait=session_wait)
+        session.userid = None
+        session.sesskey = new_sesskey()
+        return self._redirect(request, "/")
+
+    async def service(self, request: web.Request, session: Session | None):
+        """lib/ajax/service.php: a JSON list of calls; every answer is HTTP 200 and says in
+        its JSON whether each call failed (the exception's errorcode), as Moodle does."""
+        raw = await request.read()
+        await self._work("service")
+        try:
+            calls = json.loads(raw)
+            if not isinstance(calls, list):
+                raise ValueError
+        except ValueError:
+            return web.json_response({"error": "Invalid json in request: Syntax error", "errorcode": "codingerror"},
+                                     headers={"Cache-Control": "no-store"})
+        answers = []
+        for call in calls:
+            methodname = str(call.get("methodname", "")) if isinstance(call, dict) else ""
+            if session is None or not session.userid:
+                answers.append(self._service_error("requireloginerror", "You are not logged in"))
+                break
+            if request.query.get("sesskey") != session.sesskey:
+                self.stats.bad_sesskeys += 1
+                answers.append(self._service_error("invalidsesskey", "Your session has most likely timed out. "
+                                                                     "Please log in again."))
+                break
+            data = SERVICE_ANSWERS.get(methodname)
+            if data is None:
+                answers.append(self._service_error("invalidrecord", "Can't find data record in database table "
+                                                                    "external_functions."))
+                break
+            self.stats.service_calls[methodname] = self.stats.service_calls.get(methodname, 0) + 1
+            answers.append({"error": False, "data": data})
+        return web.json_response(answers, headers={"Cache-Control": "no-store"})
+
+    @staticmethod
+    def _service_error(code: str, message: str) -> dict:
+        return {"error": True, "exception": {"message": message, "errorcode": code, "link": "", "moreinfourl": ""}}
 
     async def login_get(self, request: web.Request, session: Session | None, session_wait: float):
         query = request.query
@@ -477,20 +623,29 @@ class MoodleSite:
             except ValueError:
                 return None
 
-        async def page(kind: str, title: str, body_id: str, content: str = "", status: int = 200):
+        async def page(kind: str, title: str, body_id: str, content: str = "", status: int = 200,
+                       page_config: dict | None = None, scripts: str = ""):
             seconds = await self._work(kind)
             if status == 200:
                 status = self.settings.pages[kind].status
             return self._page(request, kind, status=status, title=title, body_id=body_id,
                               content=content, session=session, server_seconds=seconds,
-                              session_wait=session_wait)
+                              session_wait=session_wait, page_config=page_config, scripts=scripts)
+
+        def enrolled(courseid) -> bool:
+            return userid in self.data.course_enrolments.get(courseid, set())
+
+        async def to_enrol(courseid):
+            await self._work("redirect")
+            return self._redirect(request, f"/enrol/index.php?id={courseid}")
 
         async def not_found():
             return await page("notfound", "Error", "page-site-index", status=404,
                               content="<p class=\"errormessage\">Can&#039;t find data record in database.</p>")
 
         if path in ("/my/", "/my/index.php"):
-            return await page("my", "Dashboard", "page-my-index")
+            return await page("my", "Dashboard", "page-my-index", DASHBOARD_BLOCKS,
+                              page_config={"courseId": 1, "contextid": 100 + userid}, scripts=tour_script(5))
         if path == "/login/change_password.php":
             return await page("login", "Change password", "page-login-change_password")
         if path == "/course/view.php":
@@ -500,7 +655,9 @@ class MoodleSite:
             if userid not in self.data.course_enrolments[courseid]:
                 await self._work("redirect")
                 return self._redirect(request, f"/enrol/index.php?id={courseid}")
-            return await page("course", f"Course: Test course {courseid}", "page-course-view-topics")
+            return await page("course", f"Course: Test course {courseid}", "page-course-view-topics",
+                              self.course_content(courseid),
+                              page_config={"courseId": courseid, "contextid": 10 + courseid}, scripts=tour_script(2))
         if path == "/mod/forum/view.php":
             cmid = integer("id")
             courseid = self.data.forum_courses.get(cmid)
@@ -509,7 +666,44 @@ class MoodleSite:
             if userid not in self.data.course_enrolments.get(courseid, set()):
                 await self._work("redirect")
                 return self._redirect(request, f"/enrol/index.php?id={courseid}")
-            return await page("forum", "Forum", "page-mod-forum-view")
+            links = "".join(f'<a href="/mod/forum/discuss.php?d={d}">Discussion {d}</a>\n'
+                            for d, forum in self.data.discussions.items() if forum == cmid)
+            return await page("forum", "Forum", "page-mod-forum-view", links,
+                              page_config={"courseId": courseid, "contextid": 200 + cmid}, scripts=editor_script())
+        if path == "/mod/forum/discuss.php":
+            discussion = integer("d")
+            cmid = self.data.discussions.get(discussion)
+            if cmid is None:
+                return await not_found()
+            courseid = self.data.forum_courses[cmid]
+            if not enrolled(courseid):
+                return await to_enrol(courseid)
+            posts = "".join(f'<article id="p{post}"><h3>{html.escape(self.data.posts[post][1])}</h3>'
+                            f'<a href="/mod/forum/post.php?reply={post}">Reply</a></article>\n'
+                            for post in self.data.posts_of(discussion))
+            return await page("discussion", "Discussion", "page-mod-forum-discuss", posts,
+                              page_config={"courseId": courseid, "contextid": 200 + cmid})
+        if path == "/mod/forum/post.php":
+            return await self.forum_post(request, session, session_wait, page, not_found, enrolled, to_enrol)
+        if path == "/mod/page/view.php":
+            cmid = integer("id")
+            courseid = self.data.page_courses.get(cmid)
+            if courseid is None:
+                return await not_found()
+            if not enrolled(courseid):
+                return await to_enrol(courseid)
+            return await page("page", "Page", "page-mod-page-view", "<p>Page content.</p>",
+                              page_config={"courseId": courseid, "contextid": 200 + cmid})
+        if path == "/user/index.php":
+            courseid = integer("id")
+            if courseid not in self.data.course_enrolments:
+                return await not_found()
+            if not enrolled(courseid):
+                return await to_enrol(courseid)
+            rows = "".join(f'<tr><td><a href="/user/view.php?id={u}&course={courseid}">User {u}</a></td></tr>'
+                           for u in sorted(self.data.course_enrolments[courseid])[:20])
+            return await page("participants", "Participants", "page-user-index", f"<table>{rows}</table>",
+                              page_config={"courseId": courseid, "contextid": 10 + courseid})
         if path == "/user/profile.php":
             return await page("profile", "Public profile", "page-user-profile")
         if path == "/enrol/index.php":
@@ -518,11 +712,69 @@ class MoodleSite:
             return await page("enrol", f"testcourse_{integer('id')}", "page-enrol-index")
         return await not_found()
 
+    def course_content(self, courseid: int) -> str:
+        """Links to the course's activities, as a course page lists them."""
+        links = []
+        for cmid, course in sorted(self.data.module_courses.items()):
+            if course != courseid:
+                continue
+            if cmid in self.data.forum_courses:
+                links.append(f'<li class="activity forum"><a href="/mod/forum/view.php?id={cmid}">Forum</a></li>')
+            elif cmid in self.data.page_courses:
+                links.append(f'<li class="activity page"><a href="/mod/page/view.php?id={cmid}">Page</a></li>')
+        return f'<ul class="section">{"".join(links)}</ul>'
+
+    async def forum_post(self, request, session: Session, session_wait: float, page, not_found, enrolled, to_enrol):
+        """post.php: the reply form (GET ?reply=) and its submission (POST), checked as
+        moodleform checks it: the session key, the draft areas this page view handed out,
+        and a subject and a message."""
+        if request.method == "POST":
+            form = await request.post()
+            reply = int(form.get("reply", "0") or 0) if str(form.get("reply", "0")).isdigit() else 0
+        else:
+            form, reply = None, int(request.query.get("reply", "0")) if request.query.get("reply", "").isdigit() else 0
+        if reply not in self.data.posts:
+            return await not_found()
+        discussion, subject, _ = self.data.posts[reply]
+        cmid = self.data.discussions[discussion]
+        courseid = self.data.forum_courses[cmid]
+        if not enrolled(courseid):
+            return await to_enrol(courseid)
+        if form is None:
+            drafts = (self.random.randrange(10**8, 10**9), self.random.randrange(10**8, 10**9))
+            session.drafts.add(drafts)
+            return await page("postform", "Reply", "page-mod-forum-post",
+                              reply_form(session.sesskey, courseid, discussion, reply, subject, drafts),
+                              page_config={"courseId": courseid, "contextid": 200 + cmid},
+                              scripts=editor_script())
+        if form.get("_qf__mod_forum_post_form") == "1" and form.get("sesskey") != session.sesskey:
+            self.stats.bad_sesskeys += 1
+            return await page("notfound", "Error", "page-mod-forum-post", INVALID_SESSKEY_PAGE)
+        drafts = (int(form.get("message[itemid]", "0") or 0) if str(form.get("message[itemid]", "")).isdigit() else 0,
+                  int(form.get("attachments", "0") or 0) if str(form.get("attachments", "")).isdigit() else 0)
+        errors = {}
+        if not str(form.get("subject", "")).strip():
+            errors["subject"] = "Required"
+        if not str(form.get("message[text]", "")).strip():
+            errors["message"] = "Required"
+        if drafts not in session.drafts:
+            errors["message"] = "The draft area of this form has expired; open the form again"
+        if errors:
+            return await page("postform", "Reply", "page-mod-forum-post",
+                              reply_form(session.sesskey, courseid, discussion, reply, subject, drafts, errors,
+                                         str(form.get("subject", ""))))
+        session.drafts.discard(drafts)
+        await self._work("post")
+        post = self.data.add_post(discussion, str(form["subject"]), session.userid)
+        self.stats.posts_added += 1
+        return self._redirect(request, f"/mod/forum/discuss.php?d={discussion}#p{post}")
+
     async def handle_control(self, request: web.Request) -> web.Response:
         """/__sim/stats: what the site saw, for tests and people poking at it."""
         if request.path == "/__sim/stats":
             stats = {name: getattr(self.stats, name) for name in
-                     ("requests", "logins_ok", "logins_failed", "overlaps", "by_page")}
+                     ("requests", "logins_ok", "logins_failed", "overlaps", "by_page", "posts_added",
+                      "service_calls", "bad_sesskeys")}
             stats["log"] = len(self.stats.log)
             stats["sessions"] = len(self.sessions)
             return web.json_response(stats)

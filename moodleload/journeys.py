@@ -1,0 +1,275 @@
+"""Journeys: what one user does step by step (a page, a form submitted from it, a
+web-service call, the logout), walked one timeline position at a time.
+
+Each position of the timeline is one step of some user's journey; the user's next
+position is their next step, so a journey keeps the open-loop schedule, the seed and the
+one-request-per-session rule.  A page's browser calls (the service.php requests its
+JavaScript makes) follow the page at once, as a browser sends them, and are recorded in
+rows of their own."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from urllib.parse import urlencode, urljoin, urlsplit
+
+from .config import LOGIN_STEP, Call, Config, Step, fill, fill_args
+from .forms import (
+    browser_calls,
+    error_page,
+    find_form,
+    find_sesskey,
+    form_errors,
+    service_failure,
+    service_request,
+    take,
+)
+from .httpclient import Body, BodyTooLarge, HttpError
+from .moodle import REDIRECT_STATUSES, BadRedirect, LoginFailed, RedirectLoop, Session, fetch, login, parse_footer
+from .plan import pick_entry, unit_interval
+
+SERVICE_PATH = "/lib/ajax/service.php"
+SERVICE_HEADERS = (("X-Requested-With", "XMLHttpRequest"), ("Accept", "application/json, text/javascript, */*; q=0.01"))
+TAKE_DRAWS = 1000  # draw numbers for take: far from the parameters' draws at a journey's start
+
+
+@dataclass
+class Outcome:
+    """One request's result, for the recorder: its row, and either a failure kind or its times."""
+
+    name: str
+    failure: str | None = None
+    sent: float = 0.0
+    finished: float = 0.0
+    redirected_to: str | None = None
+    footer: dict | None = None
+    counts: str | None = None
+    own_start: bool = False  # a browser call: measured from its own send, not from the step's due time
+
+
+@dataclass
+class Walk:
+    """Where a user is: the journey and its next step, the values drawn and taken, the last
+    page (a form is submitted from it), and the course states a browser would keep."""
+
+    journey: object = None
+    step: int = 0
+    values: dict = field(default_factory=dict)
+    page: bytes = b""
+    page_url: str = ""
+    seen_courses: set = field(default_factory=set)
+    logged_out: bool = False
+
+    def end(self) -> None:
+        self.journey, self.step, self.values, self.page, self.page_url = None, 0, {}, b"", ""
+
+
+def midnight_utc(now: float) -> int:
+    return int(now // 86400 * 86400)
+
+
+class JourneyRunner:
+    """Runs steps for a LoadRun: ``run`` gives the HTTP client, config, settings and clock."""
+
+    def __init__(self, run):
+        self.run = run
+        self.config: Config = run.config
+        self.seed = run.settings.seed
+        self.timeout = run.settings.request_timeout
+        self.weights = None
+
+    async def step(self, session: Session, index: int) -> list:
+        """The user's next step at timeline position ``index``: a list of Outcomes."""
+        walk = session.walk
+        if walk is None:
+            walk = session.walk = Walk()
+        if walk.logged_out:
+            return [await self._login(session, walk)]
+        if walk.journey is None:
+            from .plan import entry_weights
+
+            if self.weights is None:
+                self.weights = entry_weights(self.config)
+            kind, number, chosen = pick_entry(self.config, self.seed, index, self.weights)
+            if kind == "url":
+                spec = self.config.urls[number]
+                return [await self._page(session, walk, Step(spec.name, "page", path=chosen), chosen, index, False)]
+            walk.journey, walk.step, walk.values = self.config.journeys[number], 0, dict(chosen)
+        journey = walk.journey
+        step = journey.steps[walk.step]
+        walk.step += 1
+        values = {**walk.values, "sesskey": session.sesskey or "", "username": session.user.username,
+                  "position": index}
+        if step.kind == "page":
+            outcomes = [await self._page(session, walk, step, fill(step.path, values), index, True)]
+            if outcomes[0].failure is None and step.calls:
+                outcomes += await self._calls(session, walk, step, values)
+        elif step.kind == "submit":
+            outcomes = [await self._submit(session, walk, step, values, index)]
+        elif step.kind == "call":
+            outcomes = [await self._call(session, step.call, values, step.name, own_start=False)]
+        else:
+            outcomes = [await self._logout(session, walk, step)]
+        if outcomes[0].failure is not None or walk.step >= len(journey.steps):
+            walk.end()  # a failed step leaves the rest of the journey nothing to stand on
+        return outcomes
+
+    # ---- the kinds of step
+
+    async def _get(self, session: Session, url: str, name: str, *, form=None, follow: bool = True):
+        """(fetched, outcome): the outcome holds a failure when the request itself failed."""
+        sent = self.run.clock.now()
+        try:
+            fetched = await fetch(self.run.http, session, url, timeout=self.timeout, form=form, follow=follow)
+        except asyncio.TimeoutError:
+            self.run._request_error(f"timeout after {self.timeout:g} s: {url}")
+            return None, Outcome(name, "timeout", sent)
+        except (HttpError, RedirectLoop) as error:
+            kind = "bad_redirect" if isinstance(error, BadRedirect) else \
+                "too_large" if isinstance(error, BodyTooLarge) else "connection"
+            self.run._request_error(f"{type(error).__name__}: {error} ({url})")
+            return None, Outcome(name, kind, sent)
+        return fetched, Outcome(name, None, sent, self.run.clock.now())
+
+    def _judge_page(self, session: Session, fetched, outcome: Outcome) -> Outcome:
+        redirected_to = urlsplit(fetched.url).path if fetched.redirected else None
+        outcome.redirected_to = redirected_to
+        if fetched.offsite is not None:
+            outcome.failure, outcome.redirected_to = "offsite_redirect", urlsplit(fetched.offsite).netloc
+        elif redirected_to is not None and redirected_to == self.run.login_url_path:
+            session.needs_login = True
+            outcome.failure = "session_lost"
+        elif not 200 <= fetched.status < 300:
+            outcome.failure = f"http_{fetched.status}"
+        else:
+            outcome.footer = parse_footer(fetched.body)
+        return outcome
+
+    async def _page(self, session: Session, walk: Walk, step: Step, path: str, index: int,
+                    in_journey: bool) -> Outcome:
+        fetched, outcome = await self._get(session, self.config.base_url + path, step.name)
+        if fetched is None:
+            return outcome
+        outcome = self._judge_page(session, fetched, outcome)
+        if outcome.failure is None and in_journey:
+            sesskey = find_sesskey(fetched.body)
+            if sesskey:
+                session.sesskey = sesskey
+            walk.page, walk.page_url = fetched.body, fetched.url
+            for number, (variable, pattern) in enumerate(step.takes):
+                value = take(fetched.body, pattern, unit_interval(self.seed, index, TAKE_DRAWS + number))
+                if value is None:
+                    outcome.failure = f"no_{variable}"  # the page has nothing the next steps could use
+                    return outcome
+                walk.values[variable] = int(value) if value.isdigit() else value
+            outcome.counts = step.counts
+        return outcome
+
+    async def _calls(self, session: Session, walk: Walk, step: Step, values: dict) -> list:
+        if step.calls == "browser":
+            calls = [Call(name, args, name) for name, args in
+                     browser_calls(walk.page, walk.page_url, midnight_utc(time.time()), walk.seen_courses)]
+        else:
+            calls = step.calls
+        outcomes = []
+        for call in calls:
+            outcome = await self._call(session, call, values, call.name, own_start=True)
+            outcomes.append(outcome)
+            if outcome.failure == "session_lost":
+                break
+        return outcomes
+
+    async def _call(self, session: Session, call: Call, values: dict, name: str, own_start: bool) -> Outcome:
+        """A web-service call the way core/ajax makes it: a JSON POST to service.php with the
+        session key in the URL.  Moodle answers errors with HTTP 200: the JSON says."""
+        if not session.sesskey:
+            return Outcome(name, "no_sesskey", self.run.clock.now(), own_start=own_start)
+        query = urlencode({"sesskey": session.sesskey, "info": call.methodname})
+        body = Body("application/json", service_request(call.methodname, fill_args(call.args, values)),
+                    SERVICE_HEADERS)
+        fetched, outcome = await self._get(session, f"{self.config.base_url}{SERVICE_PATH}?{query}", name,
+                                           form=body, follow=False)
+        outcome.own_start = own_start
+        if fetched is None:
+            return outcome
+        if fetched.status in REDIRECT_STATUSES and "/login/" in fetched.location:
+            session.needs_login = True
+            outcome.failure = "session_lost"
+        elif fetched.status != 200:
+            outcome.failure = f"http_{fetched.status}"
+        else:
+            failure = service_failure(fetched.body)
+            if failure is not None:
+                outcome.failure = f"ws_{failure}"
+                if failure in ("servicerequireslogin", "requireloginerror"):
+                    session.needs_login = True
+        return outcome
+
+    async def _submit(self, session: Session, walk: Walk, step: Step, values: dict, index: int) -> Outcome:
+        """The form of the page before, as a browser submits it: every field (hidden ones,
+        the session key, draft item ids) with the config's values over them.  A good
+        submission is a redirect (to ``expect`` when given); a form shown again with errors is
+        a failure named after the form."""
+        form = find_form(walk.page, step.form)
+        if form is None:
+            return Outcome(step.name, f"no_form_{step.form}", self.run.clock.now())
+        pairs = form.submission({name: fill(template, values) for name, template in step.fields}, step.button)
+        action = urljoin(walk.page_url, form.action or walk.page_url)
+        fetched, outcome = await self._get(session, action, step.name, form=pairs, follow=False)
+        if fetched is None:
+            return outcome
+        location = urlsplit(urljoin(action, fetched.location)).path if fetched.location else ""
+        if fetched.status in REDIRECT_STATUSES:
+            if location == self.run.login_url_path:
+                session.needs_login = True
+                outcome.failure = "session_lost"
+            elif step.expect and location != step.expect:
+                outcome.failure, outcome.redirected_to = "unexpected_redirect", location
+            else:
+                # The browser follows to the page it was sent to: part of the step, as it is for the user.
+                landing, landed = await self._get(session, urljoin(action, fetched.location), step.name)
+                if landing is None:
+                    return landed
+                outcome.finished, outcome.redirected_to = landed.finished, location
+                judged = self._judge_page(session, landing, Outcome(step.name))
+                outcome.failure, outcome.footer = judged.failure, judged.footer
+                if outcome.failure is None:
+                    outcome.counts = step.counts
+                    walk.page, walk.page_url = landing.body, landing.url
+        elif fetched.status == 200:
+            code = error_page(fetched.body)
+            if code:
+                outcome.failure = f"error_{code}"
+            elif form_errors(fetched.body):
+                outcome.failure = f"invalid_{step.form}"
+            else:
+                outcome.failure = "not_accepted"
+        else:
+            outcome.failure = f"http_{fetched.status}"
+        return outcome
+
+    async def _logout(self, session: Session, walk: Walk, step: Step) -> Outcome:
+        """Moodle's logout link (with the session key); the next journey logs in again."""
+        if not session.sesskey:
+            return Outcome(step.name, "no_sesskey", self.run.clock.now())
+        url = f"{self.config.base_url}/login/logout.php?sesskey={session.sesskey}"
+        fetched, outcome = await self._get(session, url, step.name, follow=False)
+        if fetched is None:
+            return outcome
+        if fetched.status in REDIRECT_STATUSES:
+            walk.logged_out = True
+            session.sesskey = None
+        else:
+            outcome.failure = "not_logged_out" if fetched.status == 200 else f"http_{fetched.status}"
+        return outcome
+
+    async def _login(self, session: Session, walk: Walk) -> Outcome:
+        sent = self.run.clock.now()
+        try:
+            await login(self.run.http, session, self.config, self.run.settings.login_timeout, self.run.say)
+        except LoginFailed as failure:
+            self.run._request_error(f"login of {session.user.username} failed: {failure}")
+            return Outcome(LOGIN_STEP.name, "login", sent)
+        walk.logged_out = False
+        return Outcome(LOGIN_STEP.name, None, sent, self.run.clock.now())
