@@ -167,6 +167,7 @@ def compare_documents(base: dict, new: dict, thresholds: Thresholds) -> dict:
     notes = []
     if missing:
         notes.append(f"URLs in only one run, not compared: {', '.join(missing)}")
+    notes += work_notes([base], [new])
     differences = incomparable(base, new)
     if differences:
         overall = "not comparable"
@@ -178,6 +179,30 @@ def compare_documents(base: dict, new: dict, thresholds: Thresholds) -> dict:
 COMPARABLE = (("config_sha256", "config"), ("rpm", "target rate (--rpm)"), ("concurrency", "concurrency"),
               ("http_client", "HTTP client"), ("block_seconds", "block length (--duration / --blocks)"),
               ("seed", "seed"), ("warmup_s", "warm-up"))
+
+
+WORK_TOLERANCE = 0.05  # open-loop runs of one load do the same work within a few percent
+
+
+def work_notes(bases: list, news: list) -> list:
+    """What the journeys wrote (work_done), per measured minute, when the two sides differ by
+    more than a few percent: a commit that stops some writes also changes what the pages
+    read afterwards.  The writes that failed are already judged as failures of their step."""
+    def per_minute(documents: list) -> dict:
+        totals: dict = {}
+        minutes = sum(document["metadata"].get("measured_seconds") or 0.0 for document in documents) / 60.0
+        for document in documents:
+            for name, count in (document.get("work_done") or {}).items():
+                totals[name] = totals.get(name, 0) + count
+        return {name: count / minutes for name, count in totals.items()} if minutes > 0 else {}
+
+    before, after = per_minute(bases), per_minute(news)
+    notes = []
+    for name in sorted(set(before) | set(after)):
+        old, new = before.get(name, 0.0), after.get(name, 0.0)
+        if abs(new - old) > WORK_TOLERANCE * max(old, new):
+            notes.append(f"the runs did different work: {name} {old:.1f} and {new:.1f} a minute")
+    return notes
 
 
 def incomparable(base: dict, new: dict) -> list:

@@ -69,6 +69,8 @@ def render_report(document: dict, verdict: Verdict | None = None, baseline: dict
                 ("measured", f"{meta.get('measured_seconds')} s after {meta.get('warmup_s', 0):g} s warm-up"),
                 ("shards", ", ".join(meta.get("shards", []))), ("config", (meta.get("config_sha256") or "")[:16]),
                 ("arguments", " ".join(meta.get("argv", [])))]
+    if document.get("work_done"):
+        identity.append(("work done", ", ".join(f"{name} {count}" for name, count in document["work_done"].items())))
     parts.append(_table(["", ""], [[_e(k), _e(v)] for k, v in identity], left=2))
 
     parts.append("<h2>Can these numbers be trusted?</h2>")

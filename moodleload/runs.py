@@ -24,7 +24,7 @@ import math
 import statistics
 from dataclasses import dataclass
 
-from .compare import Thresholds, block_medians, incomparable, judge_counts
+from .compare import Thresholds, block_medians, incomparable, judge_counts, work_notes
 from .histogram import counter_median
 from .stats import student_t_cdf, student_t_quantile
 
@@ -179,6 +179,7 @@ def compare_runs(bases: list, news: list, thresholds: Thresholds) -> dict:
     missing = sorted({name for document in bases + news for name in document["urls"]} - set(names))
     if missing:
         notes.append(f"URLs not in every run, not compared: {', '.join(missing)}")
+    notes += work_notes(bases, news)
     differences = []
     for document in bases + news[1:]:
         differences += [reason for reason in incomparable(document, news[0]) if reason not in differences]

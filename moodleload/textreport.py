@@ -39,6 +39,9 @@ def format_report(document: dict) -> str:
     logins = document["logins"]
     lines.append(f"Logins: {logins['ok']} ok, {sum(logins['failed'].values())} failed, "
                  f"{logins['relogins']} re-logins after a lost session")
+    if document.get("work_done"):
+        lines.append("Work done (journeys' successful writes, measured time): "
+                     + ", ".join(f"{name} {count}" for name, count in document["work_done"].items()))
     lines.append("")
     lines.append("[SUMMARY] " + summary_json(summary))
     return "\n".join(lines)
