@@ -58,3 +58,52 @@ def test_placeholders_are_filled_from_ranges_and_value_lists():
     assert courses == [f"/course/view.php?id={n}" for n in (2, 2, 3, 4, 5, 5)]
     forums = [fill_url(config.urls[1], config.parameters, iter([u])) for u in units]
     assert forums == [f"/mod/forum/view.php?id={n}" for n in (7, 7, 7, 9, 9, 9)]
+
+
+# ---- journeys
+
+def journey(*steps, name="j") -> dict:
+    return {"name": name, "steps": list(steps)}
+
+
+@pytest.mark.parametrize("steps, complaint", [
+    ([{"path": "/mod/forum/discuss.php?d={discussion}"}], "uses {discussion}, which is no parameter"),
+    ([{"submit": "mformforum"}], "the step before it must be the page holding it"),
+    ([{"path": "/x", "take": {"id": "no group"}}], "needs exactly one (group)"),
+    ([{"path": "/x", "take": {"id": "(unclosed"}}], "is not a regular expression"),
+    ([{"path": "/a", "name": "same"}, {"path": "/b", "name": "same"}], "'same' is used twice"),
+    ([{"path": "/a", "logout": True}], "exactly one of 'path', 'submit', 'call' or 'logout'"),
+    ([{"call": {"methodname": "Bad Name!"}}], "needs a 'methodname'"),
+    ([{"path": "/a", "name": "login"}], "'login' is the row of the logins after a logout"),
+    ([{"path": "/a", "calls": "all"}], "calls must be \"browser\" or a list"),
+])
+def test_each_journey_mistake_is_one_line_naming_the_step(steps, complaint):
+    with pytest.raises(UsageError) as error:
+        validate_config(valid_config(journeys=[journey(*steps)]))
+    assert complaint in str(error.value) and "journeys[0].steps" in str(error.value)
+
+
+def test_values_taken_by_a_step_fill_the_steps_after_it():
+    config = validate_config(valid_config(journeys=[journey(
+        {"name": "forum", "path": "/mod/forum/view.php?id={cmid}", "take": {"discussion": r"d=(\d+)"}},
+        {"name": "discussion", "path": "/mod/forum/discuss.php?d={discussion}&k={sesskey}"},
+        {"name": "reply", "submit": "mformforum", "fields": {"message[text]": "by {username} at {position}"}},
+        {"name": "unsent", "call": {"methodname": "core_message_get_unsent_message", "args": {"d": "{discussion}"}}},
+        {"logout": True})]))
+    (walk,) = config.journeys
+    assert [step.kind for step in walk.steps] == ["page", "page", "submit", "call", "logout"]
+    assert walk.draws == ("cmid",)  # parameters are drawn once, when the journey starts
+    assert config.row_names()[-6:] == ["forum", "discussion", "reply", "unsent", "logout", "login"]
+
+
+def test_a_config_of_journeys_alone_needs_no_urls():
+    raw = valid_config(journeys=[journey({"path": "/my/"})])
+    del raw["urls"]
+    assert validate_config(raw).urls == []
+
+
+def test_web_service_arguments_keep_numbers_numbers():
+    from moodleload.config import fill_args
+
+    assert fill_args({"d": "{discussion}", "text": "reply to {discussion}", "ids": ["{discussion}", 3], "on": True},
+                     {"discussion": 9}) == {"d": 9, "text": "reply to 9", "ids": [9, 3], "on": True}

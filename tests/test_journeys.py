@@ -1,0 +1,126 @@
+"""Journeys against the simulated site: forms with their session key and draft areas,
+web-service calls judged by their JSON, logout and login again, at a fixed rate."""
+
+import json
+import os
+import urllib.request
+
+from helpers import PASSWORD, ROOT, read, run_load
+
+HQ_PLAN = os.path.join(ROOT, "examples", "moodle-hq-plan.json")
+
+
+def site_stats(server) -> dict:
+    with urllib.request.urlopen(server.url + "/__sim/stats") as answer:
+        return json.load(answer)
+
+
+def journey_config(path, base_url: str, steps: list, users: int = 6, parameters=None) -> str:
+    config = {"base_url": base_url,
+              "users": [{"username": f"tool_generator_{n:06d}", "password": PASSWORD} for n in range(1, users + 1)],
+              "parameters": parameters or {"courseid": {"values": [10, 11, 12, 13]}},
+              "journeys": [{"name": "test", "steps": steps}]}
+    path.write_text(json.dumps(config))
+    return str(path)
+
+
+def to_the_reply_form() -> list:
+    return [
+        {"name": "course", "path": "/course/view.php?id={courseid}",
+         "take": {"forum": r"/mod/forum/view\.php\?id=(\d+)"}},
+        {"name": "forum", "path": "/mod/forum/view.php?id={forum}", "take": {"discussion": r"discuss\.php\?d=(\d+)"}},
+        {"name": "discussion", "path": "/mod/forum/discuss.php?d={discussion}", "take": {"post": r"reply=(\d+)"}},
+        {"name": "reply form", "path": "/mod/forum/post.php?reply={post}"},
+    ]
+
+
+def test_the_hq_plan_walks_every_step_and_posts_replies_at_the_target_rate(sim_factory, tmp_path):
+    server = sim_factory()
+    with open(HQ_PLAN) as handle:
+        config = json.load(handle)
+    config["base_url"] = server.url
+    config["users"] = [{"username": f"tool_generator_{n:06d}", "password": PASSWORD} for n in range(1, 11)]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    assert run_load(str(tmp_path / "config.json"), rpm=1200, duration=8, output=tmp_path / "run.json") == 0
+    document = read(tmp_path / "run.json")
+    steps = [step["name"] for step in config["journeys"][0]["steps"]]
+    for name in [*steps, "login", "core_message_get_unsent_message", "tool_usertours_fetch_and_start_tour",
+                 "core_courseformat_get_state", "tiny_autosave_resume_session"]:
+        row = document["urls"][name]
+        assert row["requests"] > 0 and row["success"] == row["requests"], (name, row["failures"])
+    posted = document["urls"]["reply posted"]["success"]
+    assert document["work_done"] == {"replies posted": posted}
+    assert site_stats(server)["posts_added"] == posted
+    assert document["urls"]["reply posted"]["redirects"] == {"/mod/forum/discuss.php": posted}
+    assert abs(document["summary"]["req_per_min_observed"] - 1200) <= 1200 * 0.02  # the rate counts steps
+    assert document["urls"]["course view"]["footer"]["db_reads"]  # each step keeps its footer counters
+
+
+def test_a_logout_ends_the_journey_and_the_next_journey_logs_in_again(sim_factory, tmp_path):
+    server = sim_factory()
+    steps = [{"name": "dashboard", "path": "/my/"}, {"name": "logout", "logout": True}]
+    config = journey_config(tmp_path / "config.json", server.url, steps, users=4)
+    assert run_load(config, rpm=1200, duration=4, output=tmp_path / "run.json") == 0
+    urls = read(tmp_path / "run.json")["urls"]
+    assert urls["logout"]["success"] == urls["logout"]["requests"] > 2
+    assert abs(urls["login"]["success"] - urls["logout"]["success"]) <= 4  # each user's next journey logs in
+    assert site_stats(server)["bad_sesskeys"] == 0  # every logout carried the user's own session key
+
+
+def test_a_form_sent_with_a_wrong_sesskey_is_refused_as_moodle_refuses_it(sim_factory, tmp_path):
+    server = sim_factory()
+    steps = [*to_the_reply_form(), {"name": "reply posted", "submit": "mformforum", "counts": "replies posted",
+                                    "fields": {"message[text]": "<p>x</p>", "sesskey": "WRONGKEY00"}}]
+    config = journey_config(tmp_path / "config.json", server.url, steps)
+    run_load(config, rpm=1200, duration=3, output=tmp_path / "run.json")
+    document = read(tmp_path / "run.json")
+    row = document["urls"]["reply posted"]
+    assert row["requests"] > 0 and row["failures"] == {"error_invalidsesskey": row["requests"]}
+    assert document["work_done"] == {} and site_stats(server)["posts_added"] == 0
+
+
+def test_a_form_shown_again_with_errors_is_a_failure_named_after_the_form(sim_factory, tmp_path):
+    server = sim_factory()
+    steps = [*to_the_reply_form(), {"name": "reply posted", "submit": "mformforum",
+                                    "fields": {"subject": "", "message[text]": "<p>x</p>"}}]
+    config = journey_config(tmp_path / "config.json", server.url, steps)
+    run_load(config, rpm=1200, duration=3, output=tmp_path / "run.json")
+    row = read(tmp_path / "run.json")["urls"]["reply posted"]
+    assert row["requests"] > 0 and row["failures"] == {"invalid_mformforum": row["requests"]}
+
+
+def test_a_web_service_exception_is_a_failure_that_names_it_although_http_said_200(sim_factory, tmp_path):
+    server = sim_factory()
+    steps = [{"name": "dashboard", "path": "/my/"},
+             {"name": "missing function", "call": {"methodname": "core_no_such_function", "args": {"id": 1}}},
+             {"name": "unsent", "call": {"methodname": "core_message_get_unsent_message"}}]
+    config = journey_config(tmp_path / "config.json", server.url, steps)
+    run_load(config, rpm=1200, duration=3, output=tmp_path / "run.json")
+    urls = read(tmp_path / "run.json")["urls"]
+    assert urls["missing function"]["failures"] == {"ws_invalidrecord": urls["missing function"]["requests"]}
+    assert urls["unsent"]["requests"] == 0  # the journey stops at a failed step; the next one starts afresh
+    assert urls["dashboard"]["success"] == urls["dashboard"]["requests"] > 0
+
+
+def test_the_sesskey_placeholder_is_the_users_own(sim_factory, tmp_path):
+    server = sim_factory()
+    steps = [{"name": "dashboard", "path": "/my/"},
+             {"name": "logout link", "path": "/login/logout.php?sesskey={sesskey}"}]
+    config = journey_config(tmp_path / "config.json", server.url, steps, users=3)
+    run_load(config, rpm=600, duration=3, output=tmp_path / "run.json")
+    row = read(tmp_path / "run.json")["urls"]["logout link"]
+    assert row["requests"] > 0 and row["redirects"] == {"/": row["requests"]}  # logged out: sent to the front page
+    assert site_stats(server)["bad_sesskeys"] == 0
+
+
+def test_the_same_seed_does_the_same_work(sim_factory, tmp_path):
+    counts = []
+    for run in (1, 2):
+        server = sim_factory()
+        steps = [*to_the_reply_form(), {"name": "reply posted", "submit": "mformforum", "counts": "replies posted",
+                                        "fields": {"message[text]": "<p>run {position}</p>"}}]
+        config = journey_config(tmp_path / f"config{run}.json", server.url, steps)
+        assert run_load(config, rpm=1200, duration=4, output=tmp_path / f"run{run}.json") == 0
+        document = read(tmp_path / f"run{run}.json")
+        counts.append(({name: row["requests"] for name, row in document["urls"].items()}, document["work_done"]))
+    assert counts[0] == counts[1] and counts[0][1]["replies posted"] > 0
