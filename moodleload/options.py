@@ -23,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
                      epilog="Exit status: 0 good, 1 bad, 125 cannot judge (bisect skips), "
                      "128 usage or config mistake, 130/143 interrupted.")
     parser.add_argument("--config", help="path to config.json")
-    parser.add_argument("--rpm", type=float, help="target requests per minute")
+    parser.add_argument("--rpm", type=float, help="target requests per minute (with journeys: steps a minute)")
     parser.add_argument("--duration", type=float, help="measured duration in seconds")
     parser.add_argument("--concurrency", type=int, default=20,
                         help="parallel workers, each holding one user session (default 20)")

@@ -3,8 +3,11 @@
 1. a throwaway PostgreSQL with a Moodle-shaped database (maketestsite --size=S users);
 2. set_moodle_passwords.py gives 30 users a known password and writes config.json;
 3. the simulated Moodle site, reading those users from the database, on a loopback port;
-4. moodle_load.py runs a short load against it and reports; the results JSON and an HTML
-   report (open demo-output/report.html in a browser) go to demo-output/.
+4. moodle_load.py runs a short load against it: single page views beside Moodle HQ's test
+   plan as a journey (course, page, forum, discussion, reply form, a reply posted,
+   participants, logout, login again; each page with the web-service calls its JavaScript
+   makes), and reports; the results JSON and an HTML report (open
+   demo-output/report.html in a browser) go to demo-output/.
 
 Without PostgreSQL binaries the demo still runs steps 3 and 4 (the site then holds its
 users itself) and says what it skipped.
@@ -40,6 +43,8 @@ def load_step(base_url: str, config_path: str) -> int:
     with open(config_path, encoding="utf-8") as handle:
         config = json.load(handle)
     config["base_url"] = base_url
+    with open(os.path.join(ROOT, "examples", "moodle-hq-plan.json"), encoding="utf-8") as handle:
+        config["journeys"] = json.load(handle)["journeys"]  # its courseid comes from --params-from-db
     with open(config_path, "w", encoding="utf-8") as handle:
         json.dump(config, handle, indent=2)
     return run([sys.executable, "moodle_load.py", "--config", os.path.relpath(config_path, ROOT),
