@@ -107,12 +107,17 @@ class Recorder:
     def record(self, url_name: str, measured_offset: float | None, *, response_ms: float | None = None,
                service_ms: float | None = None, failure: str | None = None,
                redirected_to: str | None = None, footer: dict | None = None,
-               sent_offset: float | None = None) -> None:
+               sent_offset: float | None = None, extra: bool = False) -> None:
+        """``extra``: a request that rides along with a step (a page's browser calls): it
+        has its own row, but the rate, the progress lines and the timeline count steps."""
         if measured_offset is None:  # warm-up: executed, not counted
             return
         stats = self.urls.get(url_name)
         if stats is None:  # a browser call first seen on a page
             stats = self.urls[url_name] = UrlStats(self.blocks)
+        if extra:
+            self._record_extra(stats, measured_offset, response_ms, service_ms, failure, redirected_to)
+            return
         stats.requests += 1
         self.interval_done += 1
         point = self.point(measured_offset if sent_offset is None else sent_offset)
@@ -141,3 +146,18 @@ class Recorder:
         stats.blocks_fine[block].record(service_ms, int(service_log / _FINE))
         if footer:
             stats.record_footer(footer)
+
+    def _record_extra(self, stats: UrlStats, measured_offset: float, response_ms, service_ms, failure,
+                      redirected_to) -> None:
+        stats.requests += 1
+        if redirected_to is not None:
+            stats.redirects[redirected_to] += 1
+        if failure is not None:
+            stats.failures[failure] += 1
+            return
+        stats.success += 1
+        stats.response.record(response_ms)
+        stats.service.record(service_ms)
+        block = max(min(int(measured_offset / self.block_seconds), len(stats.blocks) - 1), 0)
+        stats.blocks[block].record(service_ms)
+        stats.blocks_fine[block].record(service_ms)

@@ -369,12 +369,13 @@ class LoadRun:
             sent_offset = outcome.sent - due + measured if measured is not None else None
             if outcome.failure is not None:
                 recorder.record(outcome.name, measured, failure=outcome.failure, redirected_to=outcome.redirected_to,
-                                sent_offset=sent_offset)
+                                sent_offset=sent_offset, extra=outcome.own_start)
                 continue
             start = outcome.sent if outcome.own_start else due
             recorder.record(outcome.name, measured, response_ms=(outcome.finished - start) * 1000.0,
                             service_ms=(outcome.finished - outcome.sent) * 1000.0,
-                            redirected_to=outcome.redirected_to, footer=outcome.footer, sent_offset=sent_offset)
+                            redirected_to=outcome.redirected_to, footer=outcome.footer, sent_offset=sent_offset,
+                            extra=outcome.own_start)
             if outcome.counts and measured is not None:
                 recorder.work_done[outcome.counts] += 1
 

@@ -1,7 +1,7 @@
 """The whole workflow in under a minute, on this machine only (``make demo``):
 
 1. a throwaway PostgreSQL with a Moodle-shaped database (maketestsite --size=S users);
-2. set_moodle_passwords.py gives 30 users a known password and writes config.json;
+2. set_moodle_passwords.py gives 12 users a known password and writes config.json;
 3. the simulated Moodle site, reading those users from the database, on a loopback port;
 4. moodle_load.py runs a short load against it: single page views beside Moodle HQ's test
    plan as a journey (course, page, forum, discussion, reply form, a reply posted,
@@ -64,7 +64,7 @@ def main() -> int:
         print(f"[DEMO] skipping the database steps: {missing}")
         with open(os.path.join(ROOT, "config.example.json"), encoding="utf-8") as handle:
             config = json.load(handle)
-        config["users"] = [{"username": f"tool_generator_{n:06d}", "password": PASSWORD} for n in range(1, 31)]
+        config["users"] = [{"username": f"tool_generator_{n:06d}", "password": PASSWORD} for n in range(1, 13)]
         config["parameters"] = {"courseid": {"values": list(range(10, 14))},
                                 "cmid": {"values": [104, 168, 232, 296]},
                                 "userid": {"min": 3, "max": 102}}
@@ -84,7 +84,7 @@ def main() -> int:
         conn.close()
         status = run([sys.executable, "set_moodle_passwords.py", "--db-name", "moodle",
                       "--db-host", cluster.socketdir, "--db-port", str(cluster.port),
-                      "--db-user", cluster.superuser, "--count", "30",
+                      "--db-user", cluster.superuser, "--count", "12",
                       "--params-from-db", "--config", os.path.relpath(config_path, ROOT)],
                      env={"MOODLE_TEST_PASSWORD": PASSWORD})  # never on the command line: ps shows it
         if status != 0:
