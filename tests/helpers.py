@@ -73,7 +73,7 @@ class Browser:
         self.host, self.port = parts.hostname, parts.port
         self.cookies: dict[str, str] = {}
 
-    def request(self, method: str, path: str, form: dict | None = None):
+    def request(self, method: str, path: str, form=None, json_body=None):
         conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
         headers = {}
         if self.cookies:
@@ -82,6 +82,9 @@ class Browser:
         if form is not None:
             body = urlencode(form)
             headers["Content-Type"] = "application/x-www-form-urlencoded"
+        elif json_body is not None:
+            body = json.dumps(json_body)
+            headers["Content-Type"] = "application/json"
         conn.request(method, path, body=body, headers=headers)
         response = conn.getresponse()
         content = response.read().decode("utf-8", "replace")

@@ -1,5 +1,7 @@
 """The simulated site behaves like the real Moodle of shared/moodle/FACTS.md."""
 
+import json
+import os
 import re
 import threading
 import time
@@ -8,7 +10,7 @@ import bcrypt
 import psycopg2
 import pytest
 
-from helpers import Browser, fast_settings
+from helpers import DATA, Browser, fast_settings
 from sim.site import PageProfile, password_matches
 
 USER, PASSWORD = "tool_generator_000002", "Passw0rd!"
@@ -215,3 +217,105 @@ def test_a_second_table_prefix_works(pg):
         cur.execute("SELECT to_regclass('mdl_user')")
         assert cur.fetchone()[0] is None
     conn.close()
+
+
+# ---- forms, session keys and web services, as the real pages have them (tests/data, docs/browser-calls.md)
+
+def sesskey_of(page: str) -> str:
+    return re.search(r'"sesskey":"([A-Za-z0-9]{10})"', page).group(1)
+
+
+def reply_form_page(browser) -> str:
+    status, _, page = browser.get("/mod/forum/post.php?reply=17")  # the first post of forum 104 (course 10)
+    assert status == 200
+    return page
+
+
+# The reply form's fields in the order a real browser sent them (docs/browser-calls.md).
+REAL_REPLY_FIELDS = ["timestart", "timeend", "course", "forum", "discussion", "parent", "groupid", "edit", "reply",
+                     "sesskey", "_qf__mod_forum_post_form", "mform_isexpanded_id_general",
+                     "mform_isexpanded_id_tagshdr", "subject", "message[text]", "message[format]", "message[itemid]",
+                     "discussionsubscribe", "attachments", "tags"]
+
+
+def test_the_reply_form_has_the_fields_of_the_real_one(sim_factory):
+    from moodleload.forms import find_form
+
+    browser = Browser(sim_factory().url)
+    browser.login(USER, PASSWORD)
+    form = find_form(reply_form_page(browser).encode(), "mformforum")
+    assert [name for name, _ in form.fields] == REAL_REPLY_FIELDS
+    assert form.buttons[0] == ("submitbutton", "Post to forum")
+
+
+def test_a_reply_is_stored_and_shown_in_its_discussion(sim_factory):
+    from moodleload.forms import find_form
+
+    server = sim_factory()
+    browser = Browser(server.url)
+    browser.login(USER, PASSWORD)
+    form = find_form(reply_form_page(browser).encode(), "mformforum")
+    status, location, _ = browser.post("/mod/forum/post.php", dict(form.submission(
+        {"subject": "Re: stored", "message[text]": "<p>hello</p>"})))
+    assert status == 303 and location.startswith("/mod/forum/discuss.php?d=17")
+    assert "Re: stored" in browser.get("/mod/forum/discuss.php?d=17")[2]
+
+
+def test_a_reply_with_a_wrong_sesskey_gets_moodles_invalidsesskey_page(sim_factory):
+    from moodleload.forms import error_page, find_form
+
+    browser = Browser(sim_factory().url)
+    browser.login(USER, PASSWORD)
+    form = find_form(reply_form_page(browser).encode(), "mformforum")
+    status, _, page = browser.post("/mod/forum/post.php", dict(form.submission(
+        {"subject": "x", "message[text]": "y", "sesskey": "WRONGKEY00"})))
+    assert error_page(page.encode()) == "invalidsesskey"
+
+
+def test_an_empty_subject_shows_the_form_again_with_its_error(sim_factory):
+    from moodleload.forms import find_form, form_errors
+
+    browser = Browser(sim_factory().url)
+    browser.login(USER, PASSWORD)
+    form = find_form(reply_form_page(browser).encode(), "mformforum")
+    status, _, page = browser.post("/mod/forum/post.php", dict(form.submission({"subject": "", "message[text]": "y"})))
+    assert status == 200 and form_errors(page.encode()) == [("subject", "Required")]
+
+
+def test_the_pages_make_the_calls_the_real_pages_make(sim_factory):
+    from moodleload.forms import browser_calls
+
+    browser = Browser(sim_factory().url)
+    browser.login(USER, PASSWORD)
+    with open(os.path.join(DATA, "my-page.html"), "rb") as handle:
+        real_dashboard = [name for name, _ in browser_calls(handle.read(), "u", 0, set())]
+    with open(os.path.join(DATA, "course-page.html"), "rb") as handle:
+        real_course = [name for name, _ in browser_calls(handle.read(), "u", 0, set())]
+    simulated = {path: [name for name, _ in browser_calls(browser.get(path)[2].encode(), "u", 0, set())]
+                 for path in ("/my/", "/course/view.php?id=10")}
+    assert simulated["/my/"] == real_dashboard
+    assert simulated["/course/view.php?id=10"] == real_course
+
+
+def test_service_php_answers_200_with_the_error_in_its_json(sim_factory):
+    browser = Browser(sim_factory().url)
+    browser.login(USER, PASSWORD)
+    sesskey = sesskey_of(browser.get("/my/")[2])
+    call = [{"index": 0, "methodname": "core_message_get_unsent_message", "args": {}}]
+    status, _, answer = browser.request("POST", f"/lib/ajax/service.php?sesskey={sesskey}&info=x", json_body=call)
+    assert status == 200 and json.loads(answer) == [{"error": False, "data": []}]
+    status, _, answer = browser.request("POST", "/lib/ajax/service.php?sesskey=WRONGKEY00&info=x", json_body=call)
+    assert status == 200 and json.loads(answer)[0]["exception"]["errorcode"] == "invalidsesskey"
+    unknown = [{"index": 0, "methodname": "core_nothing", "args": {}}]
+    status, _, answer = browser.request("POST", f"/lib/ajax/service.php?sesskey={sesskey}&info=x", json_body=unknown)
+    assert json.loads(answer)[0]["error"] is True
+
+
+def test_logout_needs_the_sesskey(sim_factory):
+    browser = Browser(sim_factory().url)
+    browser.login(USER, PASSWORD)
+    sesskey = sesskey_of(browser.get("/my/")[2])
+    status, _, page = browser.get("/login/logout.php?sesskey=WRONGKEY00")
+    assert status == 200 and "Do you really want to log out?" in page
+    assert browser.get(f"/login/logout.php?sesskey={sesskey}")[:2] == (303, "/")
+    assert browser.get("/my/")[:2] == (303, "/login/index.php")
