@@ -129,22 +129,32 @@ def select_users(cur, database, guards: Guards, where: str | None, count: int, l
 
 
 def discover_parameters(cur, database, prefix: str, users: list) -> dict:
-    """Value lists of real ids for the example URLs: the courses the selected users are
-    enrolled in, the forums of those courses, and the users themselves."""
+    """Value lists of real ids for URLs and journeys: the courses the selected users are
+    enrolled in, the forums and page resources of those courses, the discussions of those
+    forums that students may reply in (not news or Q and A forums) and their first posts
+    (the posts a reply form answers), and the users themselves."""
+    def t(name: str) -> str:
+        return table(database, prefix, name)
+
     ids = tuple(user.id for user in users)
-    cur.execute(f"SELECT DISTINCT e.courseid FROM {table(database, prefix, 'user_enrolments')} ue"
-                f" JOIN {table(database, prefix, 'enrol')} e ON e.id = ue.enrolid"
+    cur.execute(f"SELECT DISTINCT e.courseid FROM {t('user_enrolments')} ue JOIN {t('enrol')} e ON e.id = ue.enrolid"
                 " WHERE ue.userid IN %s AND ue.status = 0 AND e.status = 0 AND e.courseid > 1"
                 " ORDER BY e.courseid", (ids,))
-    courses = [row[0] for row in cur.fetchall()]
-    forums = []
-    if courses:
-        cur.execute(f"SELECT cm.id FROM {table(database, prefix, 'course_modules')} cm"
-                    f" JOIN {table(database, prefix, 'modules')} m ON m.id = cm.module"
-                    " WHERE m.name = 'forum' AND cm.course IN %s AND cm.deletioninprogress = 0"
-                    " ORDER BY cm.id", (tuple(courses),))
-        forums = [row[0] for row in cur.fetchall()]
-    found = {"courseid": courses, "cmid": forums, "userid": sorted(ids)}
+    found = {"courseid": [row[0] for row in cur.fetchall()]}
+    if found["courseid"]:
+        courses = tuple(found["courseid"])
+        cur.execute(f"SELECT m.name, cm.id FROM {t('course_modules')} cm JOIN {t('modules')} m ON m.id = cm.module"
+                    " WHERE m.name IN ('forum', 'page') AND cm.course IN %s AND cm.deletioninprogress = 0"
+                    " ORDER BY cm.id", (courses,))
+        modules = cur.fetchall()
+        found["cmid"] = [cmid for name, cmid in modules if name == "forum"]
+        found["pagecmid"] = [cmid for name, cmid in modules if name == "page"]
+        cur.execute(f"SELECT d.id, d.firstpost FROM {t('forum_discussions')} d JOIN {t('forum')} f ON f.id = d.forum"
+                    " WHERE d.course IN %s AND f.type NOT IN ('news', 'qanda') ORDER BY d.id", (courses,))
+        discussions = cur.fetchall()
+        found["discussionid"] = [row[0] for row in discussions]
+        found["postid"] = [row[1] for row in discussions]
+    found["userid"] = sorted(ids)
     return {name: {"values": [int(value) for value in values]} for name, values in found.items() if values}
 
 

@@ -327,7 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also pick accounts that never confirmed their email")
     parser.add_argument("--dry-run", action="store_true", help="show what would change; change nothing")
     parser.add_argument("--params-from-db", action="store_true",
-                        help="fill the config's courseid, cmid and userid parameters with real ids")
+                        help="fill the config's parameters with real ids: courseid, cmid (forums), pagecmid, "
+                             "discussionid, postid (posts one may reply to) and userid")
     parser.add_argument("--bcrypt-cost", type=int, default=DEFAULT_BCRYPT_COST,
                         help=f"bcrypt cost factor, 4..{MAX_BCRYPT_COST} (default {DEFAULT_BCRYPT_COST})")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")

@@ -121,6 +121,38 @@ CREATE TABLE {p}course_modules (
 );
 CREATE INDEX {p}courmodu_cou_ix ON {p}course_modules (course);
 CREATE INDEX {p}courmodu_mod_ix ON {p}course_modules (module);
+
+CREATE TABLE {p}forum (
+    id {serial},
+    course bigint NOT NULL DEFAULT 0,
+    type varchar(20) NOT NULL DEFAULT 'general',
+    name varchar(255) NOT NULL DEFAULT ''
+);
+CREATE INDEX {p}foru_cou_ix ON {p}forum (course);
+
+CREATE TABLE {p}forum_discussions (
+    id {serial},
+    course bigint NOT NULL DEFAULT 0,
+    forum bigint NOT NULL DEFAULT 0,
+    name varchar(255) NOT NULL DEFAULT '',
+    firstpost bigint NOT NULL DEFAULT 0,
+    userid bigint NOT NULL DEFAULT 0,
+    groupid bigint NOT NULL DEFAULT -1,
+    timemodified bigint NOT NULL DEFAULT 0
+);
+CREATE INDEX {p}forudisc_for_ix ON {p}forum_discussions (forum);
+
+CREATE TABLE {p}forum_posts (
+    id {serial},
+    discussion bigint NOT NULL DEFAULT 0,
+    parent bigint NOT NULL DEFAULT 0,
+    userid bigint NOT NULL DEFAULT 0,
+    created bigint NOT NULL DEFAULT 0,
+    subject varchar(255) NOT NULL DEFAULT '',
+    message text NOT NULL,
+    deleted smallint NOT NULL DEFAULT 0
+);
+CREATE INDEX {p}forupost_dis_ix ON {p}forum_posts (discussion);
 """
 
 PREFIX_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,20}$")
@@ -173,6 +205,9 @@ def testsite_rows(users: int, password_hash: str, now: int) -> dict:
         "user_enrolments": [("enrolid", "userid", "timecreated")],
         "modules": [("id", "name"), (1, "forum"), (2, "page"), (3, "resource")],
         "course_modules": [("id", "course", "module", "instance", "section", "added")],
+        "forum": [("id", "course", "type", "name")],
+        "forum_discussions": [("id", "course", "forum", "name", "firstpost", "userid", "timemodified")],
+        "forum_posts": [("id", "discussion", "parent", "userid", "created", "subject", "message")],
     }
     for courseid in [*SMALL_COURSES, *LARGE_COURSES]:
         rows["course"].append((courseid, 1, f"Test course {courseid}", f"testcourse_{courseid}", "topics", now))
@@ -187,6 +222,14 @@ def testsite_rows(users: int, password_hash: str, now: int) -> dict:
             cmid += 1
             module = 1 if position == per_course else (2 if position % 2 else 3)
             rows["course_modules"].append((cmid, courseid, module, cmid, 1, now))
+            if module == 1:  # a forum: its instance id is its cmid here
+                rows["forum"].append((cmid, courseid, "general", f"Forum {cmid}"))
+    # The same discussions and first posts the simulated site makes (SiteData.add_forum_content).
+    content = SiteData(forum_courses={forum[0]: forum[1] for forum in rows["forum"][1:]}).add_forum_content()
+    for post, (discussion, subject, author) in content.posts.items():
+        forum = content.discussions[discussion]
+        rows["forum_discussions"].append((discussion, content.forum_courses[forum], forum, subject, post, author, now))
+        rows["forum_posts"].append((post, discussion, 0, author, now, subject, "<p>The first post.</p>"))
     return rows
 
 
@@ -286,5 +329,10 @@ class SiteData:
             row = cur.fetchone()
             if row:
                 data.release = row[0]
+            cur.execute(f"SELECT d.id, cm.id FROM {p}forum_discussions d JOIN {p}course_modules cm"
+                        f" ON cm.instance = d.forum JOIN {p}modules m ON m.id = cm.module AND m.name = 'forum'")
+            data.discussions = {discussion: cmid for discussion, cmid in cur.fetchall()}
+            cur.execute(f"SELECT id, discussion, subject, userid FROM {p}forum_posts WHERE deleted = 0")
+            data.posts = {post: (discussion, subject, author) for post, discussion, subject, author in cur.fetchall()}
         conn.rollback()
-        return data.add_forum_content()
+        return data

@@ -20,7 +20,7 @@ from sim.server import SimServer  # noqa: E402
 from sim.site import MemoryUsers, MoodleSite, MySQLUsers, PostgresUsers, SiteSettings  # noqa: E402
 
 MOODLE_TABLES = ("user", "user_preferences", "config", "course", "enrol", "user_enrolments", "modules",
-                 "course_modules")
+                 "course_modules", "forum", "forum_discussions", "forum_posts")
 
 
 @pytest.fixture(scope="session")

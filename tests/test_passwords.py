@@ -191,6 +191,16 @@ def test_params_from_db_fills_value_lists_of_real_ids(moodle_db, tmp_path):
     assert parameters["courseid"] == {"values": [10, 11, 12, 13]}
     assert parameters["cmid"] == {"values": [104, 168, 232, 296]}
     assert parameters["userid"] == {"values": [98, 99, 100, 101, 102]}
+    assert parameters["pagecmid"]["values"][:3] == [41, 43, 45]  # the page resources of course 10 onwards
+    assert parameters["discussionid"] == {"values": [17, 18, 19, 20, 21, 22, 23, 24]}
+    assert parameters["postid"] == parameters["discussionid"]  # each discussion's first post, as seeded
+
+
+def test_params_from_db_leaves_out_forums_students_cannot_reply_in(moodle_db, tmp_path):
+    moodle_db.query("UPDATE mdl_forum SET type = 'news' WHERE id = 104")
+    assert run_tool(moodle_db, tmp_path, "--count", "5", "--params-from-db") == 0
+    parameters = json.loads((tmp_path / "config.json").read_text())["parameters"]
+    assert parameters["discussionid"] == {"values": [19, 20, 21, 22, 23, 24]}
 
 
 # ---- dry run
