@@ -26,7 +26,17 @@ from .forms import (
     take,
 )
 from .httpclient import Body, BodyTooLarge, HttpError
-from .moodle import REDIRECT_STATUSES, BadRedirect, LoginFailed, RedirectLoop, Session, fetch, login, parse_footer
+from .moodle import (
+    REDIRECT_STATUSES,
+    BadRedirect,
+    LoginFailed,
+    RedirectLoop,
+    Session,
+    fetch,
+    login,
+    origin_of,
+    parse_footer,
+)
 from .plan import pick_entry, unit_interval
 
 SERVICE_PATH = "/lib/ajax/service.php"
@@ -216,6 +226,12 @@ class JourneyRunner:
             return Outcome(step.name, f"no_form_{step.form}", self.run.clock.now())
         pairs = form.submission({name: fill(template, values) for name, template in step.fields}, step.button)
         action = urljoin(walk.page_url, form.action or walk.page_url)
+        try:
+            offsite = origin_of(action) != session.origin
+        except ValueError:
+            offsite = True
+        if offsite:  # the user's cookies never go to another host
+            return Outcome(step.name, "offsite_form", self.run.clock.now(), redirected_to=urlsplit(action).netloc)
         fetched, outcome = await self._get(session, action, step.name, form=pairs, follow=False)
         if fetched is None:
             return outcome

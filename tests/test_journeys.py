@@ -5,7 +5,10 @@ import json
 import os
 import urllib.request
 
-from helpers import PASSWORD, ROOT, read, run_load
+from aiohttp import web
+
+from helpers import PASSWORD, ROOT, FixedApp, mini_moodle, read, run_load
+from sim.server import SimServer
 
 HQ_PLAN = os.path.join(ROOT, "examples", "moodle-hq-plan.json")
 
@@ -124,3 +127,25 @@ def test_the_same_seed_does_the_same_work(sim_factory, tmp_path):
         document = read(tmp_path / f"run{run}.json")
         counts.append(({name: row["requests"] for name, row in document["urls"].items()}, document["work_done"]))
     assert counts[0] == counts[1] and counts[0][1]["replies posted"] > 0
+
+
+def test_a_form_that_posts_to_another_host_is_never_sent(tmp_path):
+    elsewhere_requests = []
+
+    async def elsewhere(request):
+        elsewhere_requests.append(request.path)
+        return web.Response(text="phished")
+
+    with SimServer(FixedApp(elsewhere)) as other:
+        async def pages(request):
+            form = (f'<form id="f" method="post" action="http://localhost:{other.port}/steal">'
+                    '<input type="hidden" name="sesskey" value="abc"></form>')
+            return web.Response(text=form, content_type="text/html")
+
+        with SimServer(FixedApp(mini_moodle(pages))) as server:
+            steps = [{"name": "page", "path": "/page"}, {"name": "send", "submit": "f"}]
+            config = journey_config(tmp_path / "config.json", server.url, steps, users=2)
+            run_load(config, rpm=1200, duration=2, output=tmp_path / "run.json")
+    row = read(tmp_path / "run.json")["urls"]["send"]
+    assert row["requests"] > 0 and row["failures"] == {"offsite_form": row["requests"]}
+    assert elsewhere_requests == []  # neither the form nor the user's cookies reached the other host
