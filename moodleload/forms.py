@@ -143,6 +143,17 @@ def _read_controls(inner: str, form: Form) -> None:
                 form.fields.append((name, attributes.get("value", "")))
 
 
+def multipart(pairs: list, boundary: str) -> tuple[bytes, str]:
+    """(body, Content-Type) of the pairs as ``multipart/form-data``, as a browser encodes a
+    form that says so (no files: a load test uploads none)."""
+    parts = []
+    for name, value in pairs:
+        quoted = name.replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")  # as browsers escape names
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{quoted}"\r\n\r\n'.encode()
+                     + str(value).encode("utf-8") + b"\r\n")
+    return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
 def form_errors(body: bytes) -> list:
     """The fields Moodle's form validation complained about, with its words."""
     return [(name.decode("utf-8", "replace"), html.unescape(text.decode("utf-8", "replace")).strip())

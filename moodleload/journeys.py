@@ -21,6 +21,7 @@ from .forms import (
     find_form,
     find_sesskey,
     form_errors,
+    multipart,
     service_failure,
     service_request,
     take,
@@ -232,6 +233,9 @@ class JourneyRunner:
             offsite = True
         if offsite:  # the user's cookies never go to another host
             return Outcome(step.name, "offsite_form", self.run.clock.now(), redirected_to=urlsplit(action).netloc)
+        if form.enctype.startswith("multipart/form-data"):
+            data, content_type = multipart(pairs, f"----moodleload{index:016x}")
+            pairs = Body(content_type, data)
         fetched, outcome = await self._get(session, action, step.name, form=pairs, follow=False)
         if fetched is None:
             return outcome

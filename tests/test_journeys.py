@@ -149,3 +149,27 @@ def test_a_form_that_posts_to_another_host_is_never_sent(tmp_path):
     row = read(tmp_path / "run.json")["urls"]["send"]
     assert row["requests"] > 0 and row["failures"] == {"offsite_form": row["requests"]}
     assert elsewhere_requests == []  # neither the form nor the user's cookies reached the other host
+
+
+def test_a_multipart_form_is_sent_as_multipart(tmp_path):
+    received = []
+
+    async def pages(request):
+        if request.method == "POST":
+            received.append((request.content_type, dict(await request.post())))
+            return web.Response(status=303, headers={"Location": "/done"})
+        if request.path == "/done":
+            return web.Response(text="saved", content_type="text/html")
+        form = ('<form id="upload" method="post" action="/save" enctype="multipart/form-data">'
+                '<input type="hidden" name="sesskey" value="abc"><input type="text" name="title" value="">'
+                '<input type="file" name="attachment"><input type="submit" name="save" value="Save"></form>')
+        return web.Response(text=form, content_type="text/html")
+
+    with SimServer(FixedApp(mini_moodle(pages))) as server:
+        steps = [{"name": "form page", "path": "/edit"},
+                 {"name": "saved", "submit": "upload", "fields": {"title": "Caf\u00e9 \"quoted\""}}]
+        config = journey_config(tmp_path / "config.json", server.url, steps, users=2)
+        run_load(config, rpm=600, duration=2, output=tmp_path / "run.json")
+    row = read(tmp_path / "run.json")["urls"]["saved"]
+    assert row["requests"] > 0 and row["success"] == row["requests"]
+    assert received[0] == ("multipart/form-data", {"sesskey": "abc", "title": "Caf\u00e9 \"quoted\"", "save": "Save"})
