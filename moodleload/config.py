@@ -174,24 +174,14 @@ def validate_config(raw) -> Config:
                 or not entry["path"].startswith("/"):
             raise UsageError(f"config: {key} needs a 'path' starting with '/'")
         path = entry["path"]
-        placeholders = tuple(PLACEHOLDER.findall(path))
-        for placeholder in placeholders:
-            if not IDENTIFIER.match(placeholder):
-                raise UsageError(f"config: {key}.path has a bad placeholder {{{placeholder}}}")
-            if placeholder not in parameters:
-                raise UsageError(f"config: {key}.path uses {{{placeholder}}} but parameters has no "
-                                 f"'{placeholder}'")
-        weight = entry.get("weight", 1)
-        if not isinstance(weight, (int, float)) or isinstance(weight, bool) or weight <= 0 \
-                or not math.isfinite(weight):
-            raise UsageError(f"config: {key}.weight must be a positive number, got {weight!r}")
-        name = entry.get("name", path)
-        if not isinstance(name, str) or not name:
-            raise UsageError(f"config: {key}.name must be a non-empty string")
+        placeholders = tuple(_check_placeholders(path, f"{key}.path", set(parameters),
+                                                 " but parameters has no '{name}'"))
+        weight = _weight(entry, key)
+        name = _name(entry, key, path)
         if name in names:
             raise UsageError(f"config: {key}.name {name!r} is used twice; give each URL its own name")
         names.add(name)
-        urls.append(UrlSpec(path=path, name=name, weight=float(weight), placeholders=placeholders))
+        urls.append(UrlSpec(path=path, name=name, weight=weight, placeholders=placeholders))
     journeys = check_journeys(raw.get("journeys", []), parameters, names)
     total_weight = sum(spec.weight for spec in urls) + sum(journey.weight for journey in journeys)
     if not math.isfinite(total_weight):
@@ -213,14 +203,19 @@ def _name(entry: dict, key: str, default: str | None = None) -> str:
     return name
 
 
-def _check_placeholders(text: str, key: str, known: set) -> list:
+UNKNOWN_IN_JOURNEY = (", which is no parameter, no value taken by an earlier step and none of "
+                      + ", ".join(BUILT_IN_PLACEHOLDERS))
+
+
+def _check_placeholders(text: str, key: str, known: set, unknown: str = UNKNOWN_IN_JOURNEY) -> list:
+    """The {placeholders} of ``text``; each must be a plain name in ``known`` (``unknown``
+    says why not, with {name} standing for it)."""
     found = PLACEHOLDER.findall(text)
     for placeholder in found:
         if not IDENTIFIER.match(placeholder):
             raise UsageError(f"config: {key} has a bad placeholder {{{placeholder}}}")
         if placeholder not in known:
-            raise UsageError(f"config: {key} uses {{{placeholder}}}, which is no parameter, no value taken by an "
-                             f"earlier step and none of {', '.join(BUILT_IN_PLACEHOLDERS)}")
+            raise UsageError(f"config: {key} uses {{{placeholder}}}" + unknown.replace("{name}", placeholder))
     return found
 
 

@@ -294,15 +294,8 @@ class LoadRun:
         recorder = self.recorder
         measured = self._offset(due)
         async with session.lock:
-            if session.needs_login:
-                try:
-                    await login(self.http, session, self.config, self.settings.login_timeout, self.say)
-                    session.needs_login = False
-                    session.relogins += 1
-                except LoginFailed as failure:
-                    self._request_error(f"re-login of {session.user.username} failed: {failure}")
-                    recorder.record(spec.name, measured, failure="login")
-                    return
+            if session.needs_login and not await self._relogin(session, spec.name, measured):
+                return
             sent = clock()
             sent_offset = sent - due + measured if measured is not None else None
             if measured is not None:
@@ -344,20 +337,26 @@ class LoadRun:
             recorder.record(spec.name, measured, failure=f"http_{status}", redirected_to=redirected_to,
                             sent_offset=sent_offset)
 
+    async def _relogin(self, session: Session, row: str, measured) -> bool:
+        """Log a user whose session was lost in again (under its lock); a failure is counted
+        in ``row`` and the request is not sent."""
+        try:
+            await login(self.http, session, self.config, self.settings.login_timeout, self.say)
+        except LoginFailed as failure:
+            self._request_error(f"re-login of {session.user.username} failed: {failure}")
+            self.recorder.record(row, measured, failure="login")
+            return False
+        session.needs_login = False
+        session.relogins += 1
+        return True
+
     async def _perform_step(self, index: int, due: float, session: Session) -> None:
         """One step of the user's journey (journeys.py), recorded request by request."""
         recorder = self.recorder
         measured = self._offset(due)
         async with session.lock:
-            if session.needs_login:
-                try:
-                    await login(self.http, session, self.config, self.settings.login_timeout, self.say)
-                    session.needs_login = False
-                    session.relogins += 1
-                except LoginFailed as failure:
-                    self._request_error(f"re-login of {session.user.username} failed: {failure}")
-                    recorder.record("login", measured, failure="login")
-                    return
+            if session.needs_login and not await self._relogin(session, "login", measured):
+                return
             sent = self.clock.now()
             if measured is not None:
                 recorder.sent += 1
