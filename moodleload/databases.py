@@ -242,9 +242,12 @@ class MySQL(Postgres):
 
     @staticmethod
     def _code_and_message(error) -> tuple:
+        """PyMySQL's (errno, message), the message's first line; errno 0 where it has none."""
         if len(error.args) >= 2 and isinstance(error.args[0], int):
-            return error.args[0], str(error.args[1]).strip().splitlines()[0] if str(error.args[1]).strip() else ""
-        return 0, (str(error).strip().splitlines() or [type(error).__name__])[0]
+            code, message = error.args[0], str(error.args[1])
+        else:
+            code, message = 0, str(error)
+        return code, (message.strip().splitlines() or [type(error).__name__])[0]
 
     def explain_connect_error(self, error) -> str:
         code, message = self._code_and_message(error)
@@ -309,11 +312,11 @@ def database_for(family: str, settings: Settings):
 def fill_defaults(family: str, settings: Settings) -> None:
     """What no flag and no config.php gave, from each family's own conventions."""
     if family == "pgsql":
+        if settings.get("socket"):  # libpq takes a socket directory as the host
+            settings.offer("host", settings.get("socket"), settings.origins["socket"])
         for name, variable in (("host", "PGHOST"), ("port", "PGPORT"), ("user", "PGUSER"), ("name", "PGDATABASE")):
             settings.offer(name, os.environ.get(variable), variable)
-        if "password" not in settings.values and os.environ.get("PGPASSWORD"):
-            settings.origins["password"] = "PGPASSWORD"  # libpq reads it itself
-        return
+        return  # the password: libpq reads PGPASSWORD and ~/.pgpass itself
     options = read_my_cnf()
     for name, key in (("host", "host"), ("port", "port"), ("socket", "socket"), ("user", "user"),
                       ("password", "password"), ("name", "database")):

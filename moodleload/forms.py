@@ -176,8 +176,7 @@ def take(body: bytes, pattern: re.Pattern, unit: float) -> str | None:
     if not found:
         return None
     distinct = list(dict.fromkeys(found))
-    value = distinct[min(int(unit * len(distinct)), len(distinct) - 1)]
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+    return distinct[min(int(unit * len(distinct)), len(distinct) - 1)].decode("utf-8", "replace")
 
 
 # ----------------------------------------------------------------------------- web services

@@ -161,6 +161,31 @@ REDIRECT_STATUSES = (301, 302, 303, 307, 308)
 MAX_REDIRECTS = 10
 
 
+def failure_of(error: BaseException) -> str:
+    """The failure kind of a request that got no usable answer."""
+    if isinstance(error, asyncio.TimeoutError):
+        return "timeout"
+    if isinstance(error, BadRedirect):
+        return "bad_redirect"
+    if isinstance(error, BodyTooLarge):
+        return "too_large"
+    return "connection"
+
+
+def judge(fetched: Fetched, login_path: str) -> tuple:
+    """(failure kind or None, where it was redirected) of a page the site answered: a
+    redirect off the site is not the site's answer, landing on the login page means the
+    session is gone, and only a 2xx is a success."""
+    redirected_to = urlsplit(fetched.url).path if fetched.redirected else None
+    if fetched.offsite is not None:
+        return "offsite_redirect", urlsplit(fetched.offsite).netloc or fetched.offsite[:100]
+    if redirected_to is not None and redirected_to == login_path:
+        return "session_lost", redirected_to
+    if not 200 <= fetched.status < 300:
+        return f"http_{fetched.status}", redirected_to
+    return None, redirected_to
+
+
 async def fetch(http, session: Session, url: str, *, timeout: float, form: dict | None = None,
                 follow: bool = True) -> Fetched:
     """One request as a browser makes it: the user's cookies, redirects followed hop by

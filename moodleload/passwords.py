@@ -257,8 +257,6 @@ def connection_settings(args) -> tuple[str, Settings]:
     defaults (PG* variables and ~/.pgpass through libpq; ~/.my.cnf, port 3306, the socket).
     Also settles args.prefix and args.wwwroot."""
     moodle = read_moodle_config(args.moodle_config) if args.moodle_config else None
-    args.moodle = moodle
-    from_file = f"config.php, {moodle.how}" if moodle else ""
     dbtype, dbtype_origin = (args.db_type, "--db-type") if args.db_type else \
         ((moodle.get("dbtype"), "config.php") if moodle and moodle.get("dbtype") else ("pgsql", "default"))
     family = family_of(dbtype)
@@ -270,8 +268,6 @@ def connection_settings(args) -> tuple[str, Settings]:
                                                else "pass"}.get(name, name))
     if moodle:
         offer_moodle_settings(moodle, family, settings)
-    if settings.get("socket") and family == "pgsql":
-        settings.offer("host", settings.get("socket"), settings.origins["socket"])  # libpq: a directory
     fill_defaults(family, settings)
     if "name" not in settings.values:
         raise UsageError("give --db-name (or --moodle-config with the site's config.php)")
@@ -281,7 +277,7 @@ def connection_settings(args) -> tuple[str, Settings]:
     else:
         args.prefix_origin = "--prefix"
     args.wwwroot = moodle.get("wwwroot") if moodle else None
-    args.moodle_how = from_file
+    args.moodle_how = moodle.how if moodle else None
     return family, settings
 
 
@@ -395,9 +391,9 @@ def run(args, database, target: str, guards: Guards, config: dict, existed: bool
                 print(f"[WARN] only {len(users)} users match, fewer than --count {args.count}")
             ids = [user.id for user in users]
             print(f"[INFO] {len(users)} users selected (ids {min(ids)}..{max(ids)})")
-            new_config = updated_config(config, users, password, parameters, args.wwwroot)
             if args.dry_run:
-                show_dry_run(args, database, users, config, new_config, existed)
+                show_dry_run(args, database, users, config,
+                             updated_config(config, users, password, parameters, args.wwwroot), existed)
                 conn.rollback()
                 return EXIT_OK
             try:
@@ -454,7 +450,7 @@ def show_dry_run(args, database, users: list, old: dict, new: dict, existed: boo
           + settings.describe(("type", "host", "port", "socket", "name", "user", "password"))
           + f", prefix {args.prefix} ({args.prefix_origin})")
     if args.moodle_config:
-        print(f"[INFO] {args.moodle_config}: {args.moodle_how.split(', ', 1)[1]}")
+        print(f"[INFO] {args.moodle_config}: {args.moodle_how}")
     report_base_url(old, new, args.wwwroot)
     print(f"[INFO] dry run: nothing is written; these {len(users)} users would get the new password:")
     for user in users:

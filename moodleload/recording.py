@@ -115,49 +115,34 @@ class Recorder:
         stats = self.urls.get(url_name)
         if stats is None:  # a browser call first seen on a page
             stats = self.urls[url_name] = UrlStats(self.blocks)
-        if extra:
-            self._record_extra(stats, measured_offset, response_ms, service_ms, failure, redirected_to)
-            return
         stats.requests += 1
-        self.interval_done += 1
-        point = self.point(measured_offset if sent_offset is None else sent_offset)
-        point.sent += 1
+        if not extra:
+            self.interval_done += 1
+            point = self.point(measured_offset if sent_offset is None else sent_offset)
+            point.sent += 1
         if redirected_to is not None:
             stats.redirects[redirected_to] += 1
         if failure is not None:
             stats.failures[failure] += 1
-            point.failures[failure] += 1
-            self.interval_failed += 1
+            if not extra:
+                point.failures[failure] += 1
+                self.interval_failed += 1
             return
         stats.success += 1
-        point.ok += 1
         response_bucket = Histogram.bucket_of(response_ms)
         service_log = log(max(service_ms, 0.001) * 1000.0)  # one logarithm for both bucket widths
         service_bucket = int(service_log / _COARSE)
         stats.response.record(response_ms, response_bucket)
         stats.service.record(service_ms, service_bucket)
-        # The timeline only draws charts: five buckets in one (values within 5 %) keep its up to
-        # 600 points small, so memory stays flat over a long run.
-        point.response.record(response_ms, response_bucket - response_bucket % 5 + 2)
-        point.service.record(service_ms, service_bucket - service_bucket % 5 + 2)
-        self.interval.record(response_ms, response_bucket)
+        if not extra:
+            point.ok += 1
+            # The timeline only draws charts: five buckets in one (values within 5 %) keep its up to
+            # 600 points small, so memory stays flat over a long run.
+            point.response.record(response_ms, response_bucket - response_bucket % 5 + 2)
+            point.service.record(service_ms, service_bucket - service_bucket % 5 + 2)
+            self.interval.record(response_ms, response_bucket)
         block = max(min(int(measured_offset / self.block_seconds), len(stats.blocks) - 1), 0)
         stats.blocks[block].record(service_ms, service_bucket)
         stats.blocks_fine[block].record(service_ms, int(service_log / _FINE))
         if footer:
             stats.record_footer(footer)
-
-    def _record_extra(self, stats: UrlStats, measured_offset: float, response_ms, service_ms, failure,
-                      redirected_to) -> None:
-        stats.requests += 1
-        if redirected_to is not None:
-            stats.redirects[redirected_to] += 1
-        if failure is not None:
-            stats.failures[failure] += 1
-            return
-        stats.success += 1
-        stats.response.record(response_ms)
-        stats.service.record(service_ms)
-        block = max(min(int(measured_offset / self.block_seconds), len(stats.blocks) - 1), 0)
-        stats.blocks[block].record(service_ms)
-        stats.blocks_fine[block].record(service_ms)

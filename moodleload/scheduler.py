@@ -15,9 +15,9 @@ from .clock import RealClock, wait_all, wake
 from .config import Config, User
 from .console import Printer, clock_text, fmt, round_or_none
 from .histogram import Histogram
-from .httpclient import DEFAULT_MAX_BODY, BodyTooLarge, HttpError, http_client
+from .httpclient import DEFAULT_MAX_BODY, HttpError, http_client
 from .journeys import JourneyRunner
-from .moodle import BadRedirect, LoginFailed, RedirectLoop, Session, fetch, login, origin_of, parse_footer
+from .moodle import LoginFailed, RedirectLoop, Session, failure_of, fetch, judge, login, origin_of, parse_footer
 from .plan import PlannedRequest, Timeline, plan_requests, user_order
 from .recording import Recorder
 
@@ -296,46 +296,44 @@ class LoadRun:
         async with session.lock:
             if session.needs_login and not await self._relogin(session, spec.name, measured):
                 return
-            sent = clock()
+            sent = self._count_sent(due, measured)
             sent_offset = sent - due + measured if measured is not None else None
-            if measured is not None:
-                recorder.sent += 1
-                if sent <= self.window_end:
-                    recorder.sent_in_window += 1
-                recorder.lateness.record((sent - due) * 1000.0)
             try:
                 fetched = await fetch(self.http, session, self.config.base_url + planned.path,
                                       timeout=self.settings.request_timeout)
-            except asyncio.TimeoutError:
-                self._request_error(f"timeout after {self.settings.request_timeout:g} s: {planned.path}")
-                recorder.record(spec.name, measured, failure="timeout", sent_offset=sent_offset)
-                return
-            except (HttpError, RedirectLoop) as error:
-                kind = "bad_redirect" if isinstance(error, BadRedirect) else \
-                    "too_large" if isinstance(error, BodyTooLarge) else "connection"
-                self._request_error(f"{type(error).__name__}: {error} ({planned.path})")
-                recorder.record(spec.name, measured, failure=kind, sent_offset=sent_offset)
+            except (asyncio.TimeoutError, HttpError, RedirectLoop) as error:
+                recorder.record(spec.name, measured, failure=self._request_failed(error, planned.path),
+                                sent_offset=sent_offset)
                 return
             finished = clock()
-        status = fetched.status
-        redirected_to = urlsplit(fetched.url).path if fetched.redirected else None
-        if fetched.offsite is not None:
-            # Not the site's answer: counted as its own outcome, never as a success of the URL.
-            recorder.record(spec.name, measured, failure="offsite_redirect",
-                            redirected_to=urlsplit(fetched.offsite).netloc or fetched.offsite[:100],
-                            sent_offset=sent_offset)
-        elif redirected_to is not None and redirected_to == self.login_url_path:
-            # The session is gone (expired, or killed): not a success, and log in again.
-            session.needs_login = True
-            recorder.record(spec.name, measured, failure="session_lost", redirected_to=redirected_to,
-                            sent_offset=sent_offset)
-        elif 200 <= status < 300:
+        failure, redirected_to = judge(fetched, self.login_url_path)
+        if failure is None:
             recorder.record(spec.name, measured, response_ms=(finished - due) * 1000.0,
                             service_ms=(finished - sent) * 1000.0, redirected_to=redirected_to,
                             footer=parse_footer(fetched.body), sent_offset=sent_offset)
+            return
+        if failure == "session_lost":  # expired or killed: not a success, and log in again
+            session.needs_login = True
+        recorder.record(spec.name, measured, failure=failure, redirected_to=redirected_to, sent_offset=sent_offset)
+
+    def _count_sent(self, due: float, measured) -> float:
+        """The moment a position is sent, counted for the rate and its lateness."""
+        sent = self.clock.now()
+        if measured is not None:
+            recorder = self.recorder
+            recorder.sent += 1
+            if sent <= self.window_end:
+                recorder.sent_in_window += 1
+            recorder.lateness.record((sent - due) * 1000.0)
+        return sent
+
+    def _request_failed(self, error: BaseException, what: str) -> str:
+        """Say (within the limit) why a request got no answer; its failure kind."""
+        if isinstance(error, asyncio.TimeoutError):
+            self._request_error(f"timeout after {self.settings.request_timeout:g} s: {what}")
         else:
-            recorder.record(spec.name, measured, failure=f"http_{status}", redirected_to=redirected_to,
-                            sent_offset=sent_offset)
+            self._request_error(f"{type(error).__name__}: {error} ({what})")
+        return failure_of(error)
 
     async def _relogin(self, session: Session, row: str, measured) -> bool:
         """Log a user whose session was lost in again (under its lock); a failure is counted
@@ -357,12 +355,7 @@ class LoadRun:
         async with session.lock:
             if session.needs_login and not await self._relogin(session, "login", measured):
                 return
-            sent = self.clock.now()
-            if measured is not None:
-                recorder.sent += 1
-                if sent <= self.window_end:
-                    recorder.sent_in_window += 1
-                recorder.lateness.record((sent - due) * 1000.0)
+            self._count_sent(due, measured)
             outcomes = await self.journeys.step(session, index)
         for outcome in outcomes:
             sent_offset = outcome.sent - due + measured if measured is not None else None
