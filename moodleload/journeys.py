@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from urllib.parse import urlencode, urljoin, urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from .config import LOGIN_STEP, Call, Config, Step, fill, fill_args
 from .forms import (
@@ -26,7 +26,7 @@ from .forms import (
     service_request,
     take,
 )
-from .httpclient import Body, BodyTooLarge, HttpError
+from .httpclient import Body, HttpError
 from .moodle import (
     REDIRECT_STATUSES,
     BadRedirect,
@@ -34,11 +34,12 @@ from .moodle import (
     RedirectLoop,
     Session,
     fetch,
+    judge,
     login,
-    origin_of,
     parse_footer,
+    redirect_target,
 )
-from .plan import pick_entry, unit_interval
+from .plan import entry_weights, pick_entry, unit_interval
 
 SERVICE_PATH = "/lib/ajax/service.php"
 SERVICE_HEADERS = (("X-Requested-With", "XMLHttpRequest"), ("Accept", "application/json, text/javascript, */*; q=0.01"))
@@ -88,7 +89,7 @@ class JourneyRunner:
         self.config: Config = run.config
         self.seed = run.settings.seed
         self.timeout = run.settings.request_timeout
-        self.weights = None
+        self.weights = entry_weights(self.config)
 
     async def step(self, session: Session, index: int) -> list:
         """The user's next step at timeline position ``index``: a list of Outcomes."""
@@ -98,10 +99,6 @@ class JourneyRunner:
         if walk.logged_out:
             return [await self._login(session, walk)]
         if walk.journey is None:
-            from .plan import entry_weights
-
-            if self.weights is None:
-                self.weights = entry_weights(self.config)
             kind, number, chosen = pick_entry(self.config, self.seed, index, self.weights)
             if kind == "url":
                 spec = self.config.urls[number]
@@ -133,27 +130,15 @@ class JourneyRunner:
         sent = self.run.clock.now()
         try:
             fetched = await fetch(self.run.http, session, url, timeout=self.timeout, form=form, follow=follow)
-        except asyncio.TimeoutError:
-            self.run._request_error(f"timeout after {self.timeout:g} s: {url}")
-            return None, Outcome(name, "timeout", sent)
-        except (HttpError, RedirectLoop) as error:
-            kind = "bad_redirect" if isinstance(error, BadRedirect) else \
-                "too_large" if isinstance(error, BodyTooLarge) else "connection"
-            self.run._request_error(f"{type(error).__name__}: {error} ({url})")
-            return None, Outcome(name, kind, sent)
+        except (asyncio.TimeoutError, HttpError, RedirectLoop) as error:
+            return None, Outcome(name, self.run._request_failed(error, url), sent)
         return fetched, Outcome(name, None, sent, self.run.clock.now())
 
     def _judge_page(self, session: Session, fetched, outcome: Outcome) -> Outcome:
-        redirected_to = urlsplit(fetched.url).path if fetched.redirected else None
-        outcome.redirected_to = redirected_to
-        if fetched.offsite is not None:
-            outcome.failure, outcome.redirected_to = "offsite_redirect", urlsplit(fetched.offsite).netloc
-        elif redirected_to is not None and redirected_to == self.run.login_url_path:
+        outcome.failure, outcome.redirected_to = judge(fetched, self.run.login_url_path)
+        if outcome.failure == "session_lost":
             session.needs_login = True
-            outcome.failure = "session_lost"
-        elif not 200 <= fetched.status < 300:
-            outcome.failure = f"http_{fetched.status}"
-        else:
+        elif outcome.failure is None:
             outcome.footer = parse_footer(fetched.body)
         return outcome
 
@@ -226,12 +211,11 @@ class JourneyRunner:
         if form is None:
             return Outcome(step.name, f"no_form_{step.form}", self.run.clock.now())
         pairs = form.submission({name: fill(template, values) for name, template in step.fields}, step.button)
-        action = urljoin(walk.page_url, form.action or walk.page_url)
         try:
-            offsite = origin_of(action) != session.origin
-        except ValueError:
-            offsite = True
-        if offsite:  # the user's cookies never go to another host
+            action, action_origin = redirect_target(walk.page_url, form.action or walk.page_url)
+        except BadRedirect:
+            return Outcome(step.name, "bad_form_action", self.run.clock.now())
+        if action_origin != session.origin:  # the user's cookies never go to another host
             return Outcome(step.name, "offsite_form", self.run.clock.now(), redirected_to=urlsplit(action).netloc)
         if form.enctype.startswith("multipart/form-data"):
             data, content_type = multipart(pairs, f"----moodleload{index:016x}")
@@ -239,19 +223,27 @@ class JourneyRunner:
         fetched, outcome = await self._get(session, action, step.name, form=pairs, follow=False)
         if fetched is None:
             return outcome
-        location = urlsplit(urljoin(action, fetched.location)).path if fetched.location else ""
-        if fetched.status in REDIRECT_STATUSES:
-            if location == self.run.login_url_path:
+        if fetched.status in REDIRECT_STATUSES and fetched.location:
+            try:
+                target, target_origin = redirect_target(action, fetched.location)
+            except BadRedirect:
+                outcome.failure = "bad_redirect"
+                return outcome
+            location = urlsplit(target).path
+            if target_origin != session.origin:  # not followed: the user's cookies stay on the site
+                outcome.failure, outcome.redirected_to = "offsite_redirect", urlsplit(target).netloc
+            elif location == self.run.login_url_path:
                 session.needs_login = True
                 outcome.failure = "session_lost"
             elif step.expect and location != step.expect:
                 outcome.failure, outcome.redirected_to = "unexpected_redirect", location
             else:
                 # The browser follows to the page it was sent to: part of the step, as it is for the user.
-                landing, landed = await self._get(session, urljoin(action, fetched.location), step.name)
-                if landing is None:
-                    return landed
+                landing, landed = await self._get(session, target, step.name)
                 outcome.finished, outcome.redirected_to = landed.finished, location
+                if landing is None:
+                    outcome.failure = landed.failure
+                    return outcome
                 judged = self._judge_page(session, landing, Outcome(step.name))
                 outcome.failure, outcome.footer = judged.failure, judged.footer
                 if outcome.failure is None:

@@ -173,3 +173,43 @@ def test_a_multipart_form_is_sent_as_multipart(tmp_path):
     row = read(tmp_path / "run.json")["urls"]["saved"]
     assert row["requests"] > 0 and row["success"] == row["requests"]
     assert received[0] == ("multipart/form-data", {"sesskey": "abc", "title": "Caf\u00e9 \"quoted\"", "save": "Save"})
+
+
+def hostile_submission(tmp_path, action: str, answer) -> tuple:
+    """A journey posting a form of a hostile page; (the submit row, the requests another host saw)."""
+    elsewhere_requests = []
+
+    async def elsewhere(request):
+        elsewhere_requests.append(request.path)
+        return web.Response(text="phished")
+
+    with SimServer(FixedApp(elsewhere)) as other:
+        async def pages(request):
+            if request.method == "POST":
+                return answer(other.port)
+            form = f'<form id="f" method="post" action="{action}"><input type="hidden" name="a" value="1"></form>'
+            return web.Response(text=form, content_type="text/html")
+
+        with SimServer(FixedApp(mini_moodle(pages))) as server:
+            steps = [{"name": "page", "path": "/page"}, {"name": "send", "submit": "f"}]
+            config = journey_config(tmp_path / "config.json", server.url, steps, users=2)
+            assert run_load(config, rpm=1200, duration=2, output=tmp_path / "run.json") != 200  # never a tool fault
+    return read(tmp_path / "run.json")["urls"]["send"], elsewhere_requests
+
+
+def test_a_submission_redirected_to_another_host_is_not_followed(tmp_path):
+    row, elsewhere = hostile_submission(
+        tmp_path, "/save", lambda port: web.Response(status=303, headers={"Location": f"http://localhost:{port}/x"}))
+    assert row["requests"] > 0 and row["failures"] == {"offsite_redirect": row["requests"]}
+    assert elsewhere == []
+
+
+def test_a_submission_answered_with_a_malformed_location_is_a_failure_not_a_crash(tmp_path):
+    row, _ = hostile_submission(tmp_path, "/save",
+                                lambda port: web.Response(status=303, headers={"Location": "http://[::1/oops"}))
+    assert row["requests"] > 0 and row["failures"] == {"bad_redirect": row["requests"]}
+
+
+def test_a_form_whose_action_is_not_a_url_is_a_failure_not_a_crash(tmp_path):
+    row, _ = hostile_submission(tmp_path, "http://[::1/oops", lambda port: web.Response(text="never"))
+    assert row["requests"] > 0 and row["failures"] == {"bad_form_action": row["requests"]}
