@@ -326,6 +326,11 @@ SERVICE_ANSWERS = {
 }
 
 
+def whole_number(value) -> int:
+    """A form or query value read as PARAM_INT would read a missing or non-numeric one: 0."""
+    return int(value) if isinstance(value, str) and value.isascii() and value.isdigit() else 0
+
+
 def tour_script(tour: int) -> str:
     return ("<script>require(['tool_usertours/usertours'], function(amd) {amd.init([{\"tourId\":\""
             f"{tour}\",\"startTour\":true,\"filtervalues\":{{\"cssselector\":{{}}}}}}], [])}});</script>\n")
@@ -730,9 +735,9 @@ class MoodleSite:
         and a subject and a message."""
         if request.method == "POST":
             form = await request.post()
-            reply = int(form.get("reply", "0") or 0) if str(form.get("reply", "0")).isdigit() else 0
+            reply = whole_number(form.get("reply"))
         else:
-            form, reply = None, int(request.query.get("reply", "0")) if request.query.get("reply", "").isdigit() else 0
+            form, reply = None, whole_number(request.query.get("reply"))
         if reply not in self.data.posts:
             return await not_found()
         discussion, subject, _ = self.data.posts[reply]
@@ -750,8 +755,7 @@ class MoodleSite:
         if form.get("_qf__mod_forum_post_form") == "1" and form.get("sesskey") != session.sesskey:
             self.stats.bad_sesskeys += 1
             return await page("notfound", "Error", "page-mod-forum-post", INVALID_SESSKEY_PAGE)
-        drafts = (int(form.get("message[itemid]", "0") or 0) if str(form.get("message[itemid]", "")).isdigit() else 0,
-                  int(form.get("attachments", "0") or 0) if str(form.get("attachments", "")).isdigit() else 0)
+        drafts = (whole_number(form.get("message[itemid]")), whole_number(form.get("attachments")))
         errors = {}
         if not str(form.get("subject", "")).strip():
             errors["subject"] = "Required"
