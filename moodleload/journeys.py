@@ -158,7 +158,7 @@ class JourneyRunner:
                 if value is None:
                     outcome.failure = f"no_{variable}"  # the page has nothing the next steps could use
                     return outcome
-                walk.values[variable] = int(value) if value.isdigit() else value
+                walk.values[variable] = int(value) if value.isascii() and value.isdigit() else value
             outcome.counts = step.counts
         return outcome
 

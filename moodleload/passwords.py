@@ -352,7 +352,8 @@ def check_arguments(args):
                          f"(letters, digits, _)")
     port = settings.get("port")
     if port is not None:
-        if not str(port).isdigit() or not 1 <= int(port) <= 65535:
+        digits = str(port)
+        if not (digits.isascii() and digits.isdigit()) or not 1 <= int(digits) <= 65535:
             raise UsageError(f"database port {port!r} ({settings.origins['port']}) is not a port number 1..65535")
         settings.values["port"] = int(port)
     if not 1 <= args.count <= MAX_COUNT:

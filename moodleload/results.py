@@ -234,7 +234,8 @@ def _histogram_problem(raw, where: str, base: float = Histogram.BASE) -> str | N
     if not isinstance(buckets, dict):
         return f"{where}.buckets is not an object"
     for key, count in buckets.items():
-        if not isinstance(key, str) or not key.lstrip("-").isdigit() or not _count(count):
+        digits = key.lstrip("-") if isinstance(key, str) else ""
+        if not (digits.isascii() and digits.isdigit()) or not _count(count):
             return f"{where}.buckets has a bad entry {key!r}"
     if sum(buckets.values()) != raw["count"]:
         return f"{where}: its buckets do not add up to its count"

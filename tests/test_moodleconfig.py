@@ -198,3 +198,13 @@ def test_a_base_url_the_user_chose_is_kept_with_a_warning(moodle_db, tmp_path, c
                      "--config", str(tmp_path / "config.json")]) == 0
     assert json.loads((tmp_path / "config.json").read_text())["base_url"] == "http://10.0.0.5:8080"
     assert "[WARN] base_url kept as http://10.0.0.5:8080" in capsys.readouterr().out
+
+
+def test_a_port_that_is_no_number_is_one_line_naming_where_it_came_from(tmp_path, monkeypatch, capsys):
+    no_php_on_path(monkeypatch, tmp_path)
+    path = tmp_path / "config.php"
+    path.write_text(installer_config("mariadb", "127.0.0.1", "moodle", "u", "p", {"dbport": "\u00b2"}))
+    assert smp.main(["--moodle-config", str(path), "--password", "pw",
+                     "--config", str(tmp_path / "config.json")]) == smp.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "(config.php) is not a port number" in err

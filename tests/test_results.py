@@ -126,6 +126,7 @@ def test_merging_runs_that_ran_a_different_load_is_refused(key, value, word):
     (lambda d: d["urls"]["dashboard"]["response_ms"].update(base=1.1), "base is 1.1"),
     (lambda d: d["generator"].pop("tokens_unsent"), "generator.tokens_unsent"),
     (lambda d: d["urls"]["dashboard"]["footer"]["db_reads"].update(many=3), "not a number"),
+    (lambda d: d["urls"]["dashboard"]["response_ms"]["buckets"].update({"\u00b2": 0}), "bad entry"),
 ])
 def test_a_damaged_results_file_is_one_line_naming_what_is_wrong(tmp_path, damage, complaint):
     document = recorded_run()
