@@ -59,3 +59,8 @@ def silence_closed_stdout() -> None:
     Python makes at exit cannot fail a second time with a traceback."""
     with contextlib.suppress(OSError):
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def ruled(pct: float | None) -> str:
+    """A "rules out" cell: slowdowns above this many percent are ruled out."""
+    return "-" if pct is None else f">{pct:.1f}%"

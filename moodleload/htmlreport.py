@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from . import __version__
 from .charts import compare_charts, run_charts
-from .console import fmt
+from .console import fmt, ruled
 from .exits import EXIT_BAD, EXIT_CANNOT_JUDGE, EXIT_GOOD
 from .files import write_atomically
 from .results import summarize
@@ -92,16 +92,20 @@ def render_report(document: dict, verdict: Verdict | None = None, baseline: dict
 
     if comparison is not None:
         parts.append("<h2>Against the baseline</h2>")
-        parts.append(f"<p><small>Per URL: the median of per-block median service times, Mann-Whitney U on the "
-                     f"blocks at alpha {comparison['alpha_per_url']:.3g} per URL, tolerance "
-                     f"{comparison['max_regression_pct']:g} %; DB reads from Moodle's footer.</small></p>")
+        method = "per-run medians against the run-to-run spread" if comparison.get("method") == "runs" else \
+            "the median of per-block median service times, Mann-Whitney U on the blocks"
+        parts.append(f"<p><small>Per URL: {method}, at alpha {comparison['alpha_per_url']:.3g} per URL, tolerance "
+                     f"{comparison['max_regression_pct']:g} %; good needs slowdowns above the tolerance ruled out "
+                     f"(column &lsquo;rules out&rsquo;); DB reads from Moodle's footer.</small></p>")
         rows = []
         for row in comparison_rows(comparison):
             interval = "-" if row.interval is None else "{:.3f} &ndash; {:.3f}".format(*row.interval)
             rows.append([_e(row.name), _e(fmt(row.base_ms)), _e(fmt(row.new_ms)), _e(fmt(row.ratio, ".3f")),
-                         interval, _e(fmt(row.p_value, ".2g")), f"{_e(row.db_reads[0])} &rarr; {_e(row.db_reads[1])}",
+                         interval, _e(fmt(row.p_value, ".2g")), _e(ruled(row.rules_out_pct)),
+                         f"{_e(row.db_reads[0])} &rarr; {_e(row.db_reads[1])}",
                          f'<span class="{_e(row.verdict)}">{_e(row.verdict)}</span>', _e("; ".join(row.reasons))])
-        parts.append(_table(["URL", "baseline ms", "this run ms", "ratio", "95 % interval", "p", "DB reads", "verdict",
+        parts.append(_table(["URL", "baseline ms", "this run ms", "ratio", "95 % interval", "p", "rules out",
+                             "DB reads", "verdict",
                              "why"], rows))
         parts += [f"<p><small>note: {_e(note)}</small></p>" for note in comparison["notes"]]
         parts += [f"<p><small>not comparable: {_e(reason)}</small></p>"

@@ -14,19 +14,37 @@ hierarchical model would have it:
 - every page together (a change under every page, or the environment): the mean change
   against the shared shift, with the few degrees of freedom only runs give.
 
-Each runs at half the false-alarm rate.  The 95 % interval of a page's ratio is a
-prediction interval that holds the whole run-to-run spread (Welch-Satterthwaite degrees
-of freedom): for identical code it holds 1.0 about 95 times in 100."""
+A page is bad when it is slower than the tolerance and one of them shows it: the false
+alarms share alpha, half to the site test and half split over the pages (Bonferroni).
+A page that rose against steady other pages is judged by that rise, so a slowdown hidden
+under a shared shift of the run is still called.
+
+Good must be shown, not assumed: every page's one-sided upper bound (its interval holds the
+whole run-to-run spread, Welch-Satterthwaite degrees of freedom) and the site's must lie
+below the tolerance.  That is an intersection-union test: calling good when any page is in
+truth slower than the tolerance happens at most alpha of the time, with no correction for
+the number of pages.  Anything between is "unsure", with how many more runs would decide."""
 
 from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from .compare import Thresholds, block_medians, incomparable, judge_counts, work_notes
+from .compare import (
+    FAILURE_MARGIN,
+    Thresholds,
+    block_medians,
+    failure_rise_upper,
+    incomparable,
+    judge_counts,
+    unshown,
+    work_notes,
+)
 from .histogram import counter_median
-from .stats import student_t_cdf, student_t_quantile
+from .stats import f_cdf, student_t_cdf, student_t_quantile
+
+MAX_EXTRA_RUNS = 30  # projections stop here: beyond it the noise, not the run count, needs fixing
 
 # Below this a spread is measurement resolution, not knowledge: identical files would
 # otherwise make every difference "certain".
@@ -76,6 +94,12 @@ class Spread:
     @property
     def own(self) -> float:
         return max(math.sqrt(self.own_mean_square), SPREAD_FLOOR)
+
+    def grown(self, runs: int) -> Spread:
+        """The same mean squares with ``runs`` more runs of one commit: what more runs buy
+        is degrees of freedom (and, in the caller, a smaller runs factor)."""
+        return replace(self, shared_freedom=self.shared_freedom + runs,
+                       own_freedom=self.own_freedom + runs * (self.pages - 1))
 
     @property
     def site(self) -> float:
@@ -131,46 +155,189 @@ def common_mode(ratios: dict) -> str | None:
             f"database state, caches) or a site-wide change, more likely than one page's")
 
 
-def compare_runs(bases: list, news: list, thresholds: Thresholds) -> dict:
-    """Compare one or more candidate runs with two or more baseline runs (or one baseline
-    with two or more candidates), URL by URL, against the run-to-run spread."""
-    names = [name for name in news[0]["urls"]
-             if all(name in document["urls"] for document in bases + news)]
-    alpha = thresholds.alpha / max(1, len(names))
-    # runs x pages of log values, for each commit (None: too few blocks on that page in that run)
+@dataclass(frozen=True)
+class Evidence:
+    """What a comparison of runs rests on, in the form that projections can grow: the log
+    change of every page, the spread, the run counts and the pooled failure counts."""
+
+    changes: dict  # page -> mean log value of this commit's runs minus the baseline's
+    spread: Spread
+    base_runs: int
+    new_runs: int
+    failures: dict  # page -> (base failed, base requests, new failed, new requests)
+
+    @property
+    def runs_factor(self) -> float:
+        return math.sqrt(1 / self.base_runs + 1 / self.new_runs)
+
+    def with_more_runs(self, new: int = 0, base: int = 0) -> Evidence:
+        def scaled(counts):
+            bf, bt, nf, nt = counts
+            grow_base, grow_new = (self.base_runs + base) / self.base_runs, (self.new_runs + new) / self.new_runs
+            return bf * grow_base, bt * grow_base, nf * grow_new, nt * grow_new
+        return replace(self, spread=self.spread.grown(new + base), base_runs=self.base_runs + base,
+                       new_runs=self.new_runs + new, failures={k: scaled(v) for k, v in self.failures.items()})
+
+
+def page_tests(evidence: Evidence, alpha: float) -> dict:
+    """Each page against the others: the shift a run shares with every page cancels out, so
+    one page's slowdown is seen against its own scatter only, with many degrees of freedom.
+    The others serve as a control only when they agree among themselves and did not, all
+    together, get faster beyond the shared spread (an improvement elsewhere must not make an
+    unchanged page look slower)."""
+    spread, changes = evidence.spread, evidence.changes
+    if spread.own_freedom <= 0 or len(changes) < 2:
+        return {}
+    tests = {}
+    for name, change in changes.items():
+        others = [other for key, other in changes.items() if key != name]
+        centre = _mean(others)
+        error = spread.own * evidence.runs_factor * math.sqrt(1 + 1 / len(others))
+        t = (change - centre) / error
+        agree = True
+        if len(others) >= 2:
+            scatter = sum((other - centre) ** 2 for other in others) / (len(others) - 1)
+            ratio = scatter / (spread.own * evidence.runs_factor) ** 2
+            agree = 1.0 - f_cdf(ratio, len(others) - 1, spread.own_freedom) > alpha
+        others_error = spread.site * evidence.runs_factor
+        others_faster = student_t_cdf(centre / others_error, spread.shared_freedom) <= alpha
+        tests[name] = {"contrast": change - centre, "error": error, "p": 1.0 - student_t_cdf(t, spread.own_freedom),
+                       "p_faster": student_t_cdf(t, spread.own_freedom), "control": agree and not others_faster}
+        tests[name]["significant"] = tests[name]["p"] <= alpha
+    return tests
+
+
+def site_test(evidence: Evidence, alpha: float, changes: dict | None = None) -> dict:
+    """Every page moving together (a change under every page, or the environment): the mean
+    change over pages against the shift runs share, with the few degrees of freedom only
+    runs give; and its one-sided upper bound, which good needs below the tolerance."""
+    spread = evidence.spread
+    values = list((changes or evidence.changes).values())
+    change = _mean(values)
+    error = spread.site * evidence.runs_factor
+    t = change / error
+    return {"change": change, "alpha": alpha, "p": 1.0 - student_t_cdf(t, spread.shared_freedom),
+            "p_faster": student_t_cdf(t, spread.shared_freedom),
+            "upper": change + student_t_quantile(1 - alpha, spread.shared_freedom) * error,
+            "detectable": student_t_quantile(1 - alpha, spread.shared_freedom) * error}
+
+
+def assess(evidence: Evidence, thresholds: Thresholds, pages_alpha: float) -> dict:
+    """The clock's side of every page's verdict, pure: bad when slower than the tolerance and
+    shown so; good only when the one-sided upper bound of its change is below it."""
+    tolerance = math.log1p(thresholds.max_regression_pct / 100.0)
+    spread = evidence.spread
+    pages = page_tests(evidence, pages_alpha / 2)
+    split = bool(pages)
+    steady = {name: change for name, change in evidence.changes.items()
+              if not pages.get(name, {}).get("significant")}
+    site_alpha = thresholds.alpha / (2 if split else 1)
+    site = site_test(evidence, site_alpha, steady or None)
+    whole = site_test(evidence, thresholds.alpha)
+    page_alpha = pages_alpha / 2 if split else pages_alpha
+    freedom = spread.total_freedom
+    upper_quantile = student_t_quantile(1 - thresholds.alpha, freedom)
+    half95 = student_t_quantile(0.975, freedom) * spread.total * evidence.runs_factor
+    result = {"site": site, "whole": whole, "pages": {}, "page_alpha": page_alpha}
+    for name, change in evidence.changes.items():
+        page = pages.get(name)
+        significant = (page is not None and page["significant"]) or site["p"] <= site["alpha"]
+        raw_bad = change > tolerance and significant
+        relative_bad = page is not None and page["significant"] and page["control"] and page["contrast"] > tolerance
+        upper = change + upper_quantile * spread.total * evidence.runs_factor
+        p_slower = min(p for p in (page["p"] if page else None, site["p"]) if p is not None)
+        if page is not None:
+            detectable = student_t_quantile(1 - page_alpha, spread.own_freedom) * page["error"]
+        else:
+            detectable = site["detectable"]
+        failures = evidence.failures.get(name)
+        result["pages"][name] = {
+            "change": change, "interval": (change - half95, change + half95), "upper": upper,
+            "p": p_slower, "significant": significant, "bad": raw_bad or relative_bad,
+            "relative": None if page is None else page["contrast"], "relative_bad": relative_bad and not raw_bad,
+            "shown_within": upper < tolerance, "detectable": detectable,
+            "faster": change < -tolerance and ((page is not None and page["p_faster"] <= page_alpha)
+                                               or site["p_faster"] <= site["alpha"]),
+            "failures": failures}
+    return result
+
+
+def decided(evidence: Evidence, thresholds: Thresholds, pages_alpha: float) -> bool:
+    """Would these runs answer good or bad?  Bad on one page decides; good needs every page
+    and the site shown within the tolerance and no rise of failures beyond the margin."""
+    outcome = assess(evidence, thresholds, pages_alpha)
+    if any(page["bad"] for page in outcome["pages"].values()):
+        return True
+    if outcome["whole"]["upper"] >= math.log1p(thresholds.max_regression_pct / 100.0):
+        return False
+    for page in outcome["pages"].values():
+        if not page["shown_within"]:
+            return False
+        if page["failures"] and failure_rise_upper(*page["failures"], outcome["page_alpha"]) >= FAILURE_MARGIN:
+            return False
+    return True
+
+
+def more_runs(evidence: Evidence, thresholds: Thresholds, pages_alpha: float) -> dict:
+    """How many more runs of this commit, and separately of the baseline, would decide if
+    the changes and the spread stayed as measured (None: not within MAX_EXTRA_RUNS)."""
+    def first(grow) -> int | None:
+        for extra in range(1, MAX_EXTRA_RUNS + 1):
+            if decided(grow(extra), thresholds, pages_alpha):
+                return extra
+        return None
+    return {"candidate": first(lambda extra: evidence.with_more_runs(new=extra)),
+            "baseline": first(lambda extra: evidence.with_more_runs(base=extra)),
+            "each": first(lambda extra: evidence.with_more_runs(new=extra, base=extra))}
+
+
+def log_grids(bases: list, news: list, names: list, minimum_blocks: int) -> list:
+    """For each commit, runs x pages of log values (None: too few blocks on that page in that run)."""
     grids = []
     for documents in (bases, news):
         grid = []
         for document in documents:
             row = []
             for name in names:
-                value = run_value(document["urls"][name], thresholds.min_blocks)
+                value = run_value(document["urls"][name], minimum_blocks)
                 row.append(math.log(value) if value is not None and value > 0 else None)
             grid.append(row)
         grids.append(grid)
+    return grids
+
+
+def compare_runs(bases: list, news: list, thresholds: Thresholds) -> dict:
+    """Compare one or more candidate runs with two or more baseline runs (or one baseline
+    with two or more candidates), URL by URL, against the run-to-run spread."""
+    names = [name for name in news[0]["urls"]
+             if all(name in document["urls"] for document in bases + news)]
+    alpha = thresholds.alpha / max(1, len(names))
+    grids = log_grids(bases, news, names, thresholds.min_blocks)
     values = {name: [[run[position] for run in grid if run[position] is not None] for grid in grids]
               for position, name in enumerate(names)}
     spread = analyse_spread(grids)
     changes = {name: _mean(groups[1]) - _mean(groups[0]) for name, groups in values.items()
                if groups[0] and groups[1]}
-    split = spread is not None and spread.own_freedom > 0 and len(changes) > 1
-    pages = _page_tests(changes, spread, len(bases), len(news), alpha / 2) if split else {}
-    # The site as a whole, from the pages that did not move on their own: one page's
-    # regression must not pass for a shift of every page.
-    steady = {name: change for name, change in changes.items() if not pages.get(name, {}).get("significant")}
-    site = _site_change(steady or changes, spread, len(bases), len(news), thresholds, split)
-    rows = {name: _judge_url(name, bases, news, values[name], changes.get(name), pages.get(name), spread, site,
-                             thresholds, alpha / 2 if split else alpha)
-            for name in names}
+    failures = {name: tuple(sum(document["urls"][name][key] for document in side)
+                            for side in (bases, news) for key in ("failure", "requests")) for name in names}
+    evidence = outcome = None
+    if spread is not None and changes:
+        evidence = Evidence(changes, spread, len(bases), len(news), {k: failures[k] for k in changes})
+        outcome = assess(evidence, thresholds, alpha)
+    rows = {name: _judge_url(name, bases, news, values[name], outcome, thresholds, alpha, spread) for name in names}
     verdicts = [row["verdict"] for row in rows.values()]
     overall = "regression" if "regression" in verdicts else \
         "unsure" if not rows or "unsure" in verdicts else "same"
+    tolerance = thresholds.max_regression_pct / 100.0
+    whole = outcome["whole"] if outcome else None
+    if overall == "same" and whole is not None and whole["upper"] >= math.log1p(tolerance):
+        overall = "unsure"
     notes = [f"judged against {len(bases)} baseline run{'s' * (len(bases) > 1)} and {len(news)} run"
              f"{'s' * (len(news) > 1)} of this commit: run-to-run spread "
              + (f"{math.exp(spread.total) - 1:.1%} a page ({spread.total_freedom:.1f} degrees of freedom), "
                 f"{math.exp(spread.site) - 1:.1%} for the site as a whole" if spread else "unknown")]
-    if site is not None and site["p"] <= site["alpha"] and not any(row["verdict"] == "regression"
-                                                                    for row in rows.values()):
+    site = outcome["site"] if outcome else None
+    if site is not None and site["p"] <= site["alpha"] and overall != "regression":
         notes.append(f"every page together moved x{math.exp(site['change']):.3f} (p={site['p']:.2g}), within "
                      f"the tolerance")
     shift = common_mode({name: row.get("ratio") for name, row in rows.items()})
@@ -183,52 +350,62 @@ def compare_runs(bases: list, news: list, thresholds: Thresholds) -> dict:
     differences = []
     for document in bases + news[1:]:
         differences += [reason for reason in incomparable(document, news[0]) if reason not in differences]
-    return {"verdict": "not comparable" if differences else overall, "method": "runs", "alpha_per_url": alpha,
-            "urls": rows, "notes": notes, "max_regression_pct": thresholds.max_regression_pct,
-            "not_comparable": differences, "baseline_runs": len(bases), "candidate_runs": len(news),
-            "spread_pct": None if spread is None else round((math.exp(spread.total) - 1) * 100, 3),
-            "site_detectable_pct": None if site is None else site["detectable_pct"],
-            "advice": advice(rows, thresholds)}
+    needed = more_runs(evidence, thresholds, alpha) if evidence is not None and overall == "unsure" \
+        else {"candidate": None, "baseline": None, "each": None}
+    rules_out = [row["rules_out_pct"] for row in rows.values() if row.get("rules_out_pct") is not None]
+    if whole is not None:
+        rules_out.append(round(math.expm1(whole["upper"]) * 100, 2))
+    comparison = {"verdict": "not comparable" if differences else overall, "method": "runs", "alpha_per_url": alpha,
+                  "urls": rows, "notes": notes, "max_regression_pct": thresholds.max_regression_pct,
+                  "not_comparable": differences, "baseline_runs": len(bases), "candidate_runs": len(news),
+                  "spread_pct": None if spread is None else round((math.exp(spread.total) - 1) * 100, 3),
+                  "site_detectable_pct": None if site is None else round(math.expm1(site["detectable"]) * 100, 2),
+                  "site_rules_out_pct": None if whole is None else round(math.expm1(whole["upper"]) * 100, 2),
+                  "rules_out_pct": max(rules_out) if rules_out else None, "more_runs": needed,
+                  "advice": advice(rows, thresholds)}
+    comparison["undecided"] = undecided_line(comparison) if overall == "unsure" else None
+    return comparison
+
+
+def undecided_line(comparison: dict) -> str:
+    """The one line that says why these runs cannot call the commit good, and what would."""
+    tolerance = comparison["max_regression_pct"]
+    rules_out = comparison.get("rules_out_pct")
+    if rules_out is None:
+        head = "these runs cannot bound the slowdown"
+    elif rules_out >= tolerance:
+        head = f"these runs rule out only slowdowns above {rules_out:.1f} %"
+    else:
+        head = (f"these runs rule out slowdowns above {rules_out:.1f} % but not a rise of failures above "
+                f"{FAILURE_MARGIN:.0%} of requests")
+    needed = comparison.get("more_runs") or {}
+    candidate, baseline, each = needed.get("candidate"), needed.get("baseline"), needed.get("each")
+    if comparison.get("method") != "runs":
+        tail = "one run a side cannot know the run-to-run spread: record three baseline runs (--baseline)"
+    elif candidate is not None:
+        tail = f"about {candidate} more run{'s' * (candidate > 1)} of this commit would decide {tolerance:g} % " \
+               f"at this spread"
+        if baseline is not None and baseline < candidate:
+            tail += f" (or {baseline} more baseline run{'s' * (baseline > 1)})"
+    elif baseline is not None:
+        tail = f"runs of this commit alone cannot decide {tolerance:g} %: about {baseline} more baseline " \
+               f"run{'s' * (baseline > 1)} would"
+    elif each is not None:
+        tail = f"about {each} more run{'s' * (each > 1)} of this commit and {each} more of the baseline would " \
+               f"decide {tolerance:g} % at this spread (the baseline's own runs limit it)"
+    else:
+        tail = f"not even {MAX_EXTRA_RUNS} more runs would decide {tolerance:g} % at this spread: lower the noise " \
+               f"(a quieter machine, longer runs) or raise --max-regression"
+    return f"{head}; {tail}"
 
 
 def _mean(values: list) -> float:
     return sum(values) / len(values)
 
 
-def _page_tests(changes: dict, spread: Spread, base_runs: int, new_runs: int, alpha: float) -> dict:
-    """Each page against the others: the shift a run shares with every page cancels out, so
-    one page's slowdown is seen against its own scatter only, with many degrees of freedom."""
-    tests = {}
-    runs_factor = math.sqrt(1 / base_runs + 1 / new_runs)
-    for name, change in changes.items():
-        others = [other for key, other in changes.items() if key != name]
-        error = spread.own * runs_factor * math.sqrt(1 + 1 / len(others))
-        t = (change - _mean(others)) / error
-        p = 1.0 - student_t_cdf(t, spread.own_freedom)
-        tests[name] = {"p": p, "p_faster": student_t_cdf(t, spread.own_freedom), "error": error,
-                       "significant": p <= alpha}
-    return tests
-
-
-def _site_change(changes: dict, spread: Spread | None, base_runs: int, new_runs: int, thresholds: Thresholds,
-                 split: bool):
-    """The test of every page moving together (a change under every page, or the
-    environment): the mean change over pages against the shift runs share, with the few
-    degrees of freedom that only runs give."""
-    if spread is None or not changes:
-        return None
-    change = _mean(list(changes.values()))
-    error = spread.site * math.sqrt(1 / base_runs + 1 / new_runs)
-    alpha = thresholds.alpha / (2 if split else 1)
-    t = change / error
-    return {"change": change, "alpha": alpha, "p": 1.0 - student_t_cdf(t, spread.shared_freedom),
-            "p_faster": student_t_cdf(t, spread.shared_freedom),
-            "detectable_pct": round((math.exp(student_t_quantile(1 - alpha, spread.shared_freedom) * error) - 1) * 100,
-                                    2)}
-
-
-def _judge_url(name: str, bases: list, news: list, groups: list, change: float | None, page: dict | None,
-               spread: Spread | None, site, thresholds: Thresholds, page_alpha: float) -> dict:
+def _judge_url(name: str, bases: list, news: list, groups: list, outcome: dict | None, thresholds: Thresholds,
+               alpha: float, spread: Spread | None) -> dict:
+    page_alpha = outcome["page_alpha"] if outcome else alpha
     row = judge_counts(sum(document["urls"][name]["failure"] for document in bases),
                        sum(document["urls"][name]["requests"] for document in bases),
                        sum(document["urls"][name]["failure"] for document in news),
@@ -237,44 +414,34 @@ def _judge_url(name: str, bases: list, news: list, groups: list, change: float |
                        counter_median(_pooled_tally(news, name, "db_reads")), thresholds, page_alpha, {})
     base_logs, new_logs = groups
     row["runs"] = [len(base_logs), len(new_logs)]
-    if change is None or spread is None:
+    page = None if outcome is None else outcome["pages"].get(name)
+    if page is None:
         row.update(ratio=None, p_value=None)
         if row["verdict"] == "same":
             row["verdict"] = "unsure"
             row["reasons"].append(f"too few runs with {thresholds.min_blocks} blocks of data "
                                   f"({len(base_logs)} baseline, {len(new_logs)} this commit): more runs may decide")
         return row
-    runs_factor = math.sqrt(1 / len(new_logs) + 1 / len(base_logs))
-    # The interval of the page's ratio holds everything a run can do: its shared shift and its own scatter.
-    half = student_t_quantile(0.975, spread.total_freedom) * spread.total * runs_factor
-    ratio = math.exp(change)
-    p_slower = min(p for p in (page["p"] if page else None, site["p"] if site else None) if p is not None)
-    significant = (page is not None and page["significant"]) or (site is not None and site["p"] <= site["alpha"])
-    if page is not None:
-        detectable_error, detectable_freedom = page["error"], spread.own_freedom
-    else:
-        detectable_error, detectable_freedom = spread.site * runs_factor, spread.shared_freedom
-    tolerance = thresholds.max_regression_pct / 100.0
+    ratio = math.exp(page["change"])
+    low, high = (math.exp(bound) for bound in page["interval"])
     row.update(base_ms=round(math.exp(_mean(base_logs)), 2), new_ms=round(math.exp(_mean(new_logs)), 2),
-               ratio=round(ratio, 4),
-               ratio_ci95=[round(math.exp(change - half), 4), round(math.exp(change + half), 4)],
-               p_value=float(f"{p_slower:.3g}"), alpha=round(page_alpha, 6),
+               ratio=round(ratio, 4), ratio_ci95=[round(low, 4), round(high, 4)],
+               p_value=float(f"{page['p']:.3g}"), alpha=round(page_alpha, 6),
                noise_pct=round((math.exp(spread.total) - 1) * 100, 2),
-               detectable_pct=round((math.exp(student_t_quantile(1 - page_alpha, detectable_freedom)
-                                              * detectable_error) - 1) * 100, 2))
-    if ratio > 1 + tolerance:
-        if significant:
-            row["verdict"] = "regression"
-            row["reasons"].append(f"median service time x{ratio:.3f}, {row['ratio_ci95'][0]:.3f}-"
-                                  f"{row['ratio_ci95'][1]:.3f} with the run-to-run spread (p={p_slower:.2g})")
-        elif p_slower <= max(0.1, 2 * page_alpha) and row["verdict"] == "same":
-            row["verdict"] = "unsure"
-            row["reasons"].append(f"median service time x{ratio:.3f} but p={p_slower:.2g} against the run-to-run "
-                                  f"spread: more runs may decide")
-    elif ratio < 1 - tolerance and row["verdict"] == "same" and (
-            (page is not None and page["p_faster"] <= page_alpha)
-            or (site is not None and site["p_faster"] <= site["alpha"])):
+               detectable_pct=round(math.expm1(page["detectable"]) * 100, 2),
+               rules_out_pct=round(math.expm1(page["upper"]) * 100, 2),
+               relative_ratio=None if page["relative"] is None else round(math.exp(page["relative"]), 4))
+    if page["bad"]:
+        row["verdict"] = "regression"
+        if page["relative_bad"]:
+            row["reasons"].append(f"median service time x{math.exp(page['relative']):.3f} against the other pages "
+                                  f"(x{ratio:.3f} in all, the rest moved with the run; p={page['p']:.2g})")
+        else:
+            row["reasons"].append(f"median service time x{ratio:.3f}, {low:.3f}-{high:.3f} with the run-to-run "
+                                  f"spread (p={page['p']:.2g})")
+    elif page["faster"] and row["verdict"] == "same":
         row["verdict"] = "improvement"
+    unshown(row, math.exp(page["upper"]), thresholds.max_regression_pct / 100.0)
     return row
 
 
@@ -289,9 +456,9 @@ def advice(rows: dict, thresholds: Thresholds) -> list:
     worst = detectable[worst_name]
     if tolerance < worst:
         return [f"[WARN] --max-regression {tolerance:g} is below the smallest slowdown of one page these runs can "
-                f"call on "
-                f"{worst_name} ({worst:.1f} %): a smaller one reads as noise. Add baseline runs, run longer, or "
-                f"set --max-regression {math.ceil(worst):g}"]
+                f"call on {worst_name} ({worst:.1f} %): a smaller one reads as noise, so the answer will be "
+                f"unsure (125) unless more runs are added. Add baseline runs, run longer, or set --max-regression "
+                f"{math.ceil(worst):g}"]
     if tolerance > 3 * worst and tolerance > 5:
         return [f"[HINT] these runs can call slowdowns from {worst:.1f} % (worst page {worst_name}); "
                 f"--max-regression {tolerance:g} lets smaller real ones pass: consider --max-regression "

@@ -69,3 +69,24 @@ def student_t_quantile(p: float, df: float) -> float:
         if high - low < 1e-10:
             break
     return (low + high) / 2.0
+
+
+def f_cdf(x: float, d1: float, d2: float) -> float:
+    """P(F <= x) for Fisher's F with (d1, d2) degrees of freedom."""
+    if x <= 0.0:
+        return 0.0
+    return regularized_beta(d1 / 2.0, d2 / 2.0, d1 * x / (d1 * x + d2))
+
+
+def normal_quantile(p: float) -> float:
+    """The z with P(Z <= z) = p (bisection on erfc, as exact as the report needs)."""
+    if not 0.0 < p < 1.0:
+        raise ValueError("p must be in (0, 1)")
+    low, high = -40.0, 40.0
+    for _ in range(200):
+        middle = (low + high) / 2.0
+        if 0.5 * math.erfc(-middle / math.sqrt(2.0)) < p:
+            low = middle
+        else:
+            high = middle
+    return (low + high) / 2.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from .console import fmt
+from .console import fmt, ruled
 from .histogram import Histogram
 from .views import bottleneck_warning, comparison_rows, shorten, url_rows
 
@@ -83,13 +83,14 @@ def format_comparison(comparison: dict) -> str:
     lines = ["", f"Against the baseline (tolerance {comparison['max_regression_pct']:g} %, "
                  f"alpha per URL {comparison['alpha_per_url']:.3g}; {evidence}):"]
     header = (f"{'url':<38} {'base ms':>8} {'new ms':>8} {'ratio':>7} {'95% interval':>13} {'p':>8} "
-              f"{'DB reads':>11}  verdict")
+              f"{'rules out':>9} {'DB reads':>11}  verdict")
     lines += [header, "-" * len(header)]
     for row in comparison_rows(comparison):
         reads = "-" if row.db_reads == (None, None) else "->".join(fmt(value, "g") for value in row.db_reads)
         interval = "-" if row.interval is None else "{:.3f}-{:.3f}".format(*row.interval)
         lines.append(f"{shorten(row.name, 38):<38} {fmt(row.base_ms):>8} {fmt(row.new_ms):>8} "
-                     f"{fmt(row.ratio, '.3f'):>7} {interval:>13} {fmt(row.p_value, '.2g'):>8} {reads:>11}  "
+                     f"{fmt(row.ratio, '.3f'):>7} {interval:>13} {fmt(row.p_value, '.2g'):>8} "
+                     f"{ruled(row.rules_out_pct):>9} {reads:>11}  "
                      f"{row.verdict}")
     detectable = [f"{shorten(name, 38)} {row['detectable_pct']:.1f} %" for name, row in comparison["urls"].items()
                   if row.get("detectable_pct") is not None]
@@ -97,6 +98,9 @@ def format_comparison(comparison: dict) -> str:
         lines.append("smallest slowdown of one page these runs can call: " + ", ".join(detectable)
                      + (f"; of every page at once: {comparison['site_detectable_pct']:.1f} %"
                         if comparison.get("site_detectable_pct") is not None else ""))
+    if comparison.get("rules_out_pct") is not None:
+        lines.append(f"good needs every slowdown above {comparison['max_regression_pct']:g} % ruled out: these runs "
+                     f"rule out those above {comparison['rules_out_pct']:.1f} % (pages and the site as a whole)")
     lines += [f"note: {note}" for note in comparison["notes"]]
     lines += [f"not comparable: {reason}" for reason in comparison.get("not_comparable", [])]
     return "\n".join(lines)

@@ -98,6 +98,8 @@ def decide(summary: dict, gates: Gates, comparison: dict | None, logins: dict | 
     if never:
         return Verdict.cannot_judge([*never, *notes])
     if comparison is not None and comparison["verdict"] == "unsure":
-        return Verdict.cannot_judge([f"{name}: {'; '.join(row['reasons'])}" for name, row in comparison["urls"].items()
-                                     if row["verdict"] == "unsure"] + notes)
+        headline = [comparison["undecided"]] if comparison.get("undecided") else []
+        return Verdict.cannot_judge(headline + [f"{name}: {'; '.join(row['reasons'])}"
+                                                for name, row in comparison["urls"].items()
+                                                if row["verdict"] == "unsure"] + notes)
     return Verdict(EXIT_GOOD, "good", tuple(notes))

@@ -58,6 +58,7 @@ class ComparisonRow:
     db_reads: tuple  # (baseline, this run), None where a page had no footer
     verdict: str
     reasons: tuple
+    rules_out_pct: float | None = None  # the slowdown above which the data rule it out (good needs < tolerance)
 
 
 def comparison_rows(comparison: dict) -> list:
@@ -66,7 +67,8 @@ def comparison_rows(comparison: dict) -> list:
         reads = row.get("db_reads") or [None, None]
         interval = tuple(row["ratio_ci95"]) if row.get("ratio_ci95") else None
         rows.append(ComparisonRow(name, row.get("base_ms"), row.get("new_ms"), row.get("ratio"), interval,
-                                  row.get("p_value"), tuple(reads), row["verdict"], tuple(row["reasons"])))
+                                  row.get("p_value"), tuple(reads), row["verdict"], tuple(row["reasons"]),
+                                  row.get("rules_out_pct")))
     return rows
 
 

@@ -10,7 +10,15 @@ import pytest
 
 import moodle_load
 from helpers import DATA, fast_settings, read, run_load, write_config
-from moodleload.compare import Thresholds, compare_documents, mann_whitney_p, ratio_interval
+from moodleload.compare import (
+    FAILURE_MARGIN,
+    Thresholds,
+    compare_documents,
+    failure_rise_upper,
+    judge_counts,
+    mann_whitney_p,
+    ratio_interval,
+)
 from moodleload.exits import EXIT_BAD, EXIT_CANNOT_JUDGE, EXIT_GOOD, EXIT_USAGE
 from moodleload.histogram import Histogram
 
@@ -88,10 +96,10 @@ def test_compare_mode_judges_two_saved_runs_without_load(sim_factory, tmp_path, 
     config_path = tmp_path / "c.json"
     enough_blocks = ("--blocks", "10", "--concurrency", "4")
     server = sim_factory(steady_settings())
-    assert run_load(write_config(config_path, server.url, urls=TWO_URLS), *enough_blocks, rpm=2400, duration=4,
+    assert run_load(write_config(config_path, server.url, urls=TWO_URLS), *enough_blocks, rpm=6000, duration=4,
                     output=tmp_path / "base.json") == 0
     server.site.settings = steady_settings(course_reads=140)  # the same site at the next commit
-    assert run_load(write_config(config_path, server.url, urls=TWO_URLS), *enough_blocks, rpm=2400, duration=4,
+    assert run_load(write_config(config_path, server.url, urls=TWO_URLS), *enough_blocks, rpm=6000, duration=4,
                     output=tmp_path / "new.json") == 0
     assert moodle_load.main(["--compare", str(tmp_path / "base.json"), str(tmp_path / "new.json")]) == EXIT_BAD
     assert moodle_load.main(["--compare", str(tmp_path / "base.json"), str(tmp_path / "base.json")]) == EXIT_GOOD
@@ -152,3 +160,15 @@ def test_the_ratio_comes_with_a_95_percent_interval_that_holds_the_truth(recorde
     low, high = comparison["urls"]["dashboard"]["ratio_ci95"]
     assert low < 1.0 < high
     assert ratio_interval([10.0] * 10, [12.0] * 10) == (1.2, 1.2)
+
+
+def test_no_failure_in_a_few_requests_does_not_rule_out_a_rise_of_failures():
+    """0 failures in 80 requests leave room for a 3 % failure rate: good is not shown."""
+    few = judge_counts(0, 80, 0, 80, None, None, Thresholds(), 0.025, {})
+    many = judge_counts(0, 400, 0, 400, None, None, Thresholds(), 0.025, {})
+    assert not few["failures_ruled_out"] and few["failure_rise_upper"] > FAILURE_MARGIN
+    assert many["failures_ruled_out"]
+
+
+def test_the_rise_of_failures_bound_grows_with_the_failures_seen():
+    assert failure_rise_upper(0, 1000, 30, 1000, 0.05) > failure_rise_upper(0, 1000, 0, 1000, 0.05) + 0.02
