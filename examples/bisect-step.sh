@@ -6,6 +6,7 @@
 #   git bisect start BAD_COMMIT GOOD_COMMIT
 #   git checkout GOOD_COMMIT && /path/to/toolkit/examples/bisect-step.sh --baseline
 #   git bisect run /path/to/toolkit/examples/bisect-step.sh
+#   /path/to/toolkit/examples/bisect-step.sh --confirm   # culprit against its parent, in pairs
 #   /path/to/toolkit/examples/bisect-step.sh --restore   # only put the snapshot back
 #
 # Everything is set through the environment (defaults in brackets):
@@ -15,8 +16,13 @@
 #                    verdict judges against their run-to-run spread [3]
 #   BASELINE         a single older baseline file, used when RESULTS_DIR has no
 #                    baseline-N.json                                [$RESULTS_DIR/baseline.json]
-#   MAX_RERUNS       runs added to a step whose answer was unsure, pooled, before it says
-#                    125 (skip)                                     [2]
+#   MAX_RUNS         runs of one commit a step may spend: an unsure answer (125) gets
+#                    another freshly prepared run, pooled, while the results say more
+#                    runs would decide                              [6]
+#   MAX_STEP_MINUTES no further run of a step once this much time has gone [90]
+#   MAX_BASELINE_RUNS --baseline records more than BASELINE_RUNS when the baseline's own
+#                    spread cannot support the tolerance within MAX_RUNS a step [12]
+#   PAIRS            --confirm: parent/culprit pairs run              [4]
 #   LOAD_RPM LOAD_DURATION LOAD_WARMUP LOAD_CONCURRENCY LOAD_SEED  [600 120 30 20 1]
 #   LOAD_ARGS        more moodle_load.py flags, e.g. "--max-regression 5 --insecure"
 #   PRETEST_DUMP     the snapshot restored before every step: PostgreSQL a pg_dump -Fc file,
@@ -28,8 +34,11 @@
 #                    tools' own settings (PG* variables, ~/.pgpass, ~/.my.cnf) say the rest
 #   RESTORE_CMD      how to restore instead                        [as PRETEST_DUMP says]
 #   PREPARE_CMD      bring the code live: upgrade, purge caches, reload PHP (opcache keeps
-#                    old code until php-fpm reloads, FACTS.md)     [upgrade + purge if admin/cli
-#                    exists, then RELOAD_CMD]
+#                    old code until php-fpm reloads)   [found per commit from its own files:
+#                    Moodle 5.1+ (public/admin/cli/upgrade.php, caches purged with
+#                    public/admin/cli/purge_caches.php or bin/moodle admin:purge-caches) or
+#                    up to 5.0 (admin/cli/upgrade.php, admin/cli/purge_caches.php); then
+#                    RELOAD_CMD. A commit with neither layout stops the bisect]
 #   RELOAD_CMD       e.g. "sudo systemctl reload php8.2-fpm"
 #   CLEANUP_CMD      run when the step ends, whatever happened
 #   PYTHON           the interpreter with the toolkit's requirements [python3]
@@ -90,17 +99,33 @@ prepare_site() {
     fi
     if [ -n "${PREPARE_CMD:-}" ]; then
         bash -c "$PREPARE_CMD" || skip "PREPARE_CMD failed"
-    elif [ -f admin/cli/upgrade.php ]; then
-        php admin/cli/upgrade.php --non-interactive >/dev/null || skip "upgrade failed"
-        php admin/cli/purge_caches.php || skip "purge_caches failed"
-        if [ -n "${RELOAD_CMD:-}" ]; then bash -c "$RELOAD_CMD" || skip "RELOAD_CMD failed"; fi
+        return
     fi
+    # Moodle 5.1 moved its code into public/ (config.php stays at the top); a bisect may
+    # cross that commit, so the layout is read from each checked-out commit's own files.
+    local code purge
+    if [ -f public/admin/cli/upgrade.php ]; then code=public
+    elif [ -f admin/cli/upgrade.php ]; then code=.
+    else
+        say "neither public/admin/cli/upgrade.php (Moodle 5.1+) nor admin/cli/upgrade.php (up to 5.0) is in" \
+            "$(pwd): cannot prepare this commit; run from the Moodle checkout or set PREPARE_CMD"
+        exit 128
+    fi
+    if [ -f "$code/admin/cli/purge_caches.php" ]; then purge=("$code/admin/cli/purge_caches.php")
+    elif [ -f bin/moodle ]; then purge=(bin/moodle admin:purge-caches)
+    else say "no purge_caches.php in $code/admin/cli and no bin/moodle: set PREPARE_CMD"; exit 128
+    fi
+    php "$code/admin/cli/upgrade.php" --non-interactive >/dev/null || skip "upgrade failed"
+    php "${purge[@]}" >/dev/null || skip "purging the caches failed"
+    if [ -n "${RELOAD_CMD:-}" ]; then bash -c "$RELOAD_CMD" || skip "RELOAD_CMD failed"; fi
 }
 
 # The same load every time; its output is kept to see why a run could not judge.
 args=(--config "$LOAD_CONFIG" --rpm "${LOAD_RPM:-600}" --duration "${LOAD_DURATION:-120}"
       --warmup "${LOAD_WARMUP:-30}" --concurrency "${LOAD_CONCURRENCY:-20}" --seed "${LOAD_SEED:-1}"
       --progress 0)
+# The Moodle under test named in every result (release, version, commit), in either layout.
+if [ -f public/version.php ] || [ -f version.php ]; then args+=(--moodle-dir "$(pwd)"); fi
 load() {  # load OUTPUT [more moodle_load.py arguments]
     local output=$1; shift
     # shellcheck disable=SC2086
@@ -116,15 +141,54 @@ if [ "${1:-}" = "--restore" ]; then
     exit 0
 fi
 
+# The tolerance and alpha the load is judged with, for the sizing (read from LOAD_ARGS).
+sizing_args=()
+# shellcheck disable=SC2206
+load_args=(${LOAD_ARGS:-})
+for position in "${!load_args[@]}"; do
+    case "${load_args[$position]}" in
+        --max-regression|--alpha) sizing_args+=("${load_args[$position]}" "${load_args[$((position + 1))]:-}") ;;
+    esac
+done
+sizing() { PYTHONPATH="$TOOLKIT" "$PYTHON" -m moodleload.sizing "$@" "${sizing_args[@]}"; }
+MAX_RUNS=${MAX_RUNS:-6}
+MAX_STEP_SECONDS=$(( ${MAX_STEP_MINUTES:-90} * 60 ))
+
+record_baseline() {  # record_baseline NUMBER
+    local output="$RESULTS_DIR/baseline-$1.json" status
+    [ "$1" -gt 1 ] && cleanup
+    prepare_site
+    load "$output"
+    status=$?
+    if [ "$status" -ne 0 ] || [ ! -f "$output" ]; then
+        say "baseline run $1 exited $status$([ -f "$output" ] || echo ' and wrote no results'): fix that first"
+        rm -f "$output"
+        exit $(( status > 127 ? status : 128 ))
+    fi
+    say "baseline run $1 written to $output"
+}
+
 if [ "${1:-}" = "--baseline" ]; then
     rm -f "$RESULTS_DIR"/baseline-*.json
-    for run in $(seq "${BASELINE_RUNS:-3}"); do
-        [ "$run" -gt 1 ] && cleanup
-        prepare_site
-        load "$RESULTS_DIR/baseline-$run.json"
-        status=$?
-        say "baseline run $run written to $RESULTS_DIR/baseline-$run.json (exit $status)"
-        [ "$status" -eq 0 ] || exit "$status"
+    started=$SECONDS
+    recorded=0
+    for run in $(seq "${BASELINE_RUNS:-3}"); do record_baseline "$run"; recorded=$run; done
+    commits=$(git rev-list --count refs/bisect/bad --not $(git for-each-ref --format='%(refname)' \
+        'refs/bisect/good-*') 2>/dev/null || true)
+    # Baseline runs serve every step of the bisect: where their own spread cannot support
+    # the tolerance within MAX_RUNS a step, more of them are recorded now.
+    while :; do
+        per_run=$(( (SECONDS - started) / recorded ))
+        assignments=$(sizing baseline --max-runs "$MAX_RUNS" --seconds-per-run "$per_run" \
+            ${commits:+--commits "$commits"} "$RESULTS_DIR"/baseline-*.json) || exit 128
+        eval "$assignments"  # extra_baseline_runs, runs_per_step
+        [ -n "${extra_baseline_runs:-}" ] && [ "$extra_baseline_runs" -gt 0 ] || break
+        if [ "$recorded" -ge "${MAX_BASELINE_RUNS:-12}" ]; then
+            say "MAX_BASELINE_RUNS ${MAX_BASELINE_RUNS:-12} reached: steps will often answer 125 (skip)"
+            break
+        fi
+        recorded=$(( recorded + 1 ))
+        record_baseline "$recorded"
     done
     exit 0
 fi
@@ -137,14 +201,52 @@ if [ ${#baselines[@]} -eq 0 ]; then
     exit 128
 fi
 
+if [ "${1:-}" = "--confirm" ]; then
+    # The culprit against its parent, alternately on freshly prepared sites: per-pair
+    # ratios cancel slow drift of the machine; the order swaps every pair (A B, B A, ...)
+    # so that a steady drift does not favour either side.
+    culprit=$(git rev-parse --verify "${2:-refs/bisect/bad}^{commit}" 2>/dev/null) \
+        || { say "no culprit to confirm: give a commit, or run after git bisect run"; exit 128; }
+    parent=$(git rev-parse --verify "$culprit^" 2>/dev/null) || { say "$culprit has no parent"; exit 128; }
+    back=$(git symbolic-ref -q --short HEAD || git rev-parse HEAD)
+    trap 'cleanup; git checkout -q "$back"' EXIT
+    runs=()
+    for pair in $(seq "${PAIRS:-4}"); do
+        order=(parent culprit); [ $(( pair % 2 )) -eq 0 ] && order=(culprit parent)
+        for side in "${order[@]}"; do
+            commit=$parent; [ "$side" = culprit ] && commit=$culprit
+            git checkout -q "$commit" || { say "cannot check out $commit"; exit 128; }
+            COMMIT=$(git rev-parse --short HEAD)
+            [ ${#runs[@]} -gt 0 ] && cleanup
+            prepare_site
+            output="$RESULTS_DIR/confirm-$pair-$side.json"
+            load "$output" >/dev/null
+            status=$?
+            [ -f "$output" ] || { say "the $side run of pair $pair wrote no results (exit $status)"; exit 128; }
+        done
+        runs+=("$RESULTS_DIR/confirm-$pair-parent.json" "$RESULTS_DIR/confirm-$pair-culprit.json")
+    done
+    # shellcheck disable=SC2086
+    "$PYTHON" "$TOOLKIT/moodle_load.py" --pairs "${runs[@]}" ${LOAD_ARGS:-}
+    exit $?
+fi
+
+started=$SECONDS
 prepare_site
 load "$RESULTS_DIR/$COMMIT.json" --baseline "${baselines[@]}"
 status=$?
 runs=("$RESULTS_DIR/$COMMIT.json")
-# Pinpoint's "need more data", made automatic: an unsure answer gets more runs, pooled.
-while [ "$status" -eq 125 ] && grep -q "more runs may decide" "${runs[-1]}.log" \
-        && [ ${#runs[@]} -le "${MAX_RERUNS:-2}" ]; do
-    say "unsure: one more run of this commit ($(( ${#runs[@]} + 1 )) in all)"
+# Pinpoint's "need more data", sized from the noise: while the answer is unsure and the
+# results say how many more runs would decide, another run, pooled with the earlier ones.
+while [ "$status" -eq 125 ] && [ ${#runs[@]} -lt "$MAX_RUNS" ]; do
+    eval "$(sizing next "${runs[-1]}")"  # more_runs
+    [ -n "${more_runs:-}" ] || { say "more runs of this commit would not decide: 125 (skip)"; break; }
+    per_run=$(( (SECONDS - started) / ${#runs[@]} ))
+    if [ $(( SECONDS - started + per_run )) -gt "$MAX_STEP_SECONDS" ]; then
+        say "MAX_STEP_MINUTES ${MAX_STEP_MINUTES:-90} reached: 125 (skip)"
+        break
+    fi
+    say "unsure: about $more_runs more run(s) would decide; run $(( ${#runs[@]} + 1 )) of at most $MAX_RUNS"
     cleanup
     prepare_site
     output="$RESULTS_DIR/$COMMIT-$(( ${#runs[@]} + 1 )).json"

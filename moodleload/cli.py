@@ -25,7 +25,9 @@ from .exits import (
 from .files import check_output_path
 from .htmlreport import render_report, write_report
 from .httpclient import resolve_http_client
+from .moodletree import describe
 from .options import argv_for, build_parser, check_load_options, check_numbers, gates_from, thresholds_from
+from .pairs import confirm
 from .plan import parse_shard
 from .processes import PARENT_ONLY, run_processes
 from .results import build_document, load_document, merge_documents, save_document, summarize
@@ -50,7 +52,9 @@ def main(argv=None) -> int:
         check_outputs(args)
         if args.report:
             load_pyplot()  # say now, before any load, when matplotlib is missing
-        if args.compare:
+        if args.pairs:
+            status = run_pairs(args, say)
+        elif args.compare:
             status = run_compare(args, say)
         elif args.merge:
             status = run_merge(args, say)
@@ -150,6 +154,18 @@ def run_compare(args, say) -> int:
     return conclude(args, say, new, verdict, baseline=base, comparison=comparison)
 
 
+def run_pairs(args, say) -> int:
+    """--pairs PARENT CULPRIT ...: confirm (0), clear (1) or cannot tell (125) a culprit."""
+    documents = [load_document(path) for path in args.pairs]
+    if len(documents) % 2:
+        raise UsageError("--pairs needs PARENT CULPRIT PARENT CULPRIT ...: an even number of results files")
+    parents, culprits = documents[0::2], documents[1::2]
+    verdict, _ = confirm(parents, culprits, thresholds_from(args))
+    for line in verdict.lines():
+        print(line)
+    return verdict.status
+
+
 def run_saved_report(args, say) -> int:
     """--report HTML RESULTS: the report of a saved run, no load."""
     if not args.report:
@@ -184,6 +200,7 @@ def run_load(args, argv: list, parser, say, measured: dict) -> int:
                          f"{args.config}: each process needs users of its own")
     for warning in config.warnings:
         say(f"[WARN] {warning}")
+    moodle = describe(args.moodle_dir) if args.moodle_dir else None  # checked before the first login
     bases = [load_document(path) for path in args.baseline or []]
     reruns = [load_document(path) for path in args.rerun or []]
     if reruns and not bases:
@@ -206,6 +223,8 @@ def run_load(args, argv: list, parser, say, measured: dict) -> int:
                                                                          argv_for(parser, args, PARENT_ONLY))
         for line in dead_shards:
             say(f"[ERROR] {line}")
+        if document is not None and moodle is not None:
+            document["metadata"]["moodle"] = moodle
         if early_status is not None:
             say("[ERROR] the generator processes produced no results")
             return early_status
@@ -213,6 +232,8 @@ def run_load(args, argv: list, parser, say, measured: dict) -> int:
         run = LoadRun(config, settings, say)
         interrupted = run_with_signals(run)
         document = measured["document"] = build_document(run, argv, digest)
+        if moodle is not None:
+            document["metadata"]["moodle"] = moodle
         if run.fault is not None:
             raise run.fault
         document["summary"] = summarize(document)  # a merge of --processes shards comes summarised

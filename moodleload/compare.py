@@ -8,6 +8,7 @@ import statistics
 from dataclasses import dataclass
 
 from .histogram import FineHistogram, Histogram, counter_median
+from .machine import contended
 from .stats import normal_quantile
 
 # ---- comparing two runs
@@ -61,6 +62,7 @@ class Thresholds:
     alpha: float = 0.05
     max_db_reads_increase: float = 2.0
     min_blocks: int = 6
+    max_other_cpu: float | None = None  # share of the load machine other processes may use (None: no limit)
 
 
 def ratio_interval(base_blocks: list, new_blocks: list, resamples: int = 400, seed: int = 0) -> tuple:
@@ -205,8 +207,8 @@ def compare_documents(base: dict, new: dict, thresholds: Thresholds) -> dict:
     notes = []
     if missing:
         notes.append(f"URLs in only one run, not compared: {', '.join(missing)}")
-    notes += work_notes([base], [new])
-    differences = incomparable(base, new)
+    notes += work_notes([base], [new]) + release_notes([base], [new])
+    differences = incomparable(base, new) + contended([base], [new], thresholds.max_other_cpu)
     if differences:
         overall = "not comparable"
     rules_out = [row["rules_out_pct"] for row in rows.values() if row.get("rules_out_pct") is not None]
@@ -249,6 +251,17 @@ def work_notes(bases: list, news: list) -> list:
         if abs(new - old) > WORK_TOLERANCE * max(old, new):
             notes.append(f"the runs did different work: {name} {old:.1f} and {new:.1f} a minute")
     return notes
+
+
+def release_notes(bases: list, news: list) -> list:
+    """A note when the two sides ran different Moodle releases (as --moodle-dir recorded)."""
+    def releases(documents):
+        return {(document["metadata"].get("moodle") or {}).get("release") for document in documents} - {None}
+    before, after = releases(bases), releases(news)
+    if before and after and before != after:
+        return [f"the two sides ran different Moodle releases: {', '.join(sorted(before))} and "
+                f"{', '.join(sorted(after))}"]
+    return []
 
 
 def incomparable(base: dict, new: dict) -> list:

@@ -7,6 +7,7 @@ from .charts import compare_charts, run_charts
 from .console import fmt, ruled
 from .exits import EXIT_BAD, EXIT_CANNOT_JUDGE, EXIT_GOOD
 from .files import write_atomically
+from .moodletree import label
 from .results import summarize
 from .verdict import Verdict
 from .views import bottleneck_warning, comparison_rows, trust_signals, url_rows
@@ -62,8 +63,10 @@ def render_report(document: dict, verdict: Verdict | None = None, baseline: dict
     parts = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>moodle_load report: "
              f"{_e(meta.get('target'))}</title><style>{REPORT_STYLE}</style></head><body><main>",
              "<h1>Moodle load report</h1>", _verdict_block(verdict)]
-    identity = [("target", meta.get("target")), ("Moodle release", meta.get("moodle_release") or "not shown"),
-                ("tool", f"moodle_load.py {meta.get('version')}"), ("seed", meta.get("seed")),
+    identity = [("target", meta.get("target"))]
+    if label(meta.get("moodle")):  # only what the run recorded (--moodle-dir): never a placeholder
+        identity += [("Moodle under test", label(meta["moodle"])), ("Moodle layout", meta["moodle"].get("layout"))]
+    identity += [("tool", f"moodle_load.py {meta.get('version')}"), ("seed", meta.get("seed")),
                 ("started", meta.get("started_at")),
                 ("rate", f"{summary['req_per_min_target']:g} RPM target, {summary['req_per_min_observed']:g} observed"),
                 ("measured", f"{meta.get('measured_seconds')} s after {meta.get('warmup_s', 0):g} s warm-up"),

@@ -21,7 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="moodle_load.py", allow_abbrev=False, description="Open-loop load generator for Moodle, "
                      "with verdicts for git bisect run.",
                      epilog="Exit status: 0 good, 1 bad, 125 cannot judge (bisect skips), "
-                     "128 usage or config mistake, 130/143 interrupted.")
+                     "128 usage or config mistake, 129/130/143 interrupted (SIGHUP, Ctrl-C, SIGTERM), 200 a fault "
+                     "of the tool (stops a bisect). With --pairs: 0 confirmed, 1 not confirmed, 125 cannot tell.")
     parser.add_argument("--config", help="path to config.json")
     parser.add_argument("--rpm", type=float, help="target requests per minute (with journeys: steps a minute)")
     parser.add_argument("--duration", type=float, help="measured duration in seconds")
@@ -53,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="extra DB reads per page tolerated against the baseline (default 2)")
     parser.add_argument("--alpha", type=float, default=0.05,
                         help="false-alarm rate of the baseline comparison, over all URLs (default 0.05)")
+    parser.add_argument("--max-other-cpu", type=float, metavar="SHARE",
+                        help="a run taken while other processes kept more than this share of the load machine's "
+                             "CPUs busy is not comparable: 125 (default: no limit, the contention is only named)")
     parser.add_argument("--max-p95-ms", type=float, help="gate: latency p95 above this is bad")
     parser.add_argument("--max-p99-ms", type=float, help="gate: latency p99 above this is bad")
     parser.add_argument("--max-error-rate", type=float, help="gate: failed/all above this is bad (0..1)")
@@ -77,6 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
                              "RESULTS file, or with --compare of the comparison")
     parser.add_argument("results", nargs="?", metavar="RESULTS",
                         help="a saved results file to make the --report of, without load")
+    parser.add_argument("--moodle-dir", metavar="DIR",
+                        help="the Moodle checkout under test (where config.php is; 5.0 or 5.1+ layout): its "
+                             "release, version and git commit are recorded in the results and reports")
+    parser.add_argument("--pairs", nargs="+", metavar="RESULTS",
+                        help="PARENT CULPRIT [PARENT CULPRIT ...]: runs of a commit's parent and the commit made "
+                             "in alternation; confirms the culprit (exit 0), clears it (1) or cannot tell (125)")
     parser.add_argument("--quiet", action="store_true", help="print only errors, warnings and the verdict")
     parser.add_argument("--shard-process", action="store_true", help=argparse.SUPPRESS)  # --processes child
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -106,6 +116,7 @@ NUMBER_RANGES = {
     "cannot_judge_error_rate": (0, False, 1),
     "processes": (1, True, 256),
     "max_login_failures": (0, True, 1),
+    "max_other_cpu": (0, True, 1),
     "max_body_mb": (0, False, 4096),
 }
 
@@ -135,7 +146,7 @@ def check_load_options(args) -> None:
 
 def thresholds_from(args) -> Thresholds:
     return Thresholds(max_regression_pct=args.max_regression, alpha=args.alpha,
-                      max_db_reads_increase=args.max_db_reads_increase)
+                      max_db_reads_increase=args.max_db_reads_increase, max_other_cpu=args.max_other_cpu)
 
 
 def gates_from(args) -> Gates:

@@ -57,6 +57,7 @@ def build_document(run: LoadRun, argv: list, config_sha256: str) -> dict:
             "host": socket.gethostname(),
             "python": platform.python_version(),
         },
+        "machine": run.machine,
         "logins": {"ok": run.logins_ok, "failed": dict(run.login_failures),
                    "relogins": sum(s.relogins for s in run.sessions), "retried": run.login_retries},
         "generator": {
@@ -269,6 +270,14 @@ def document_problem(document: dict) -> str | None:
     shards = meta.get("shards")
     if not isinstance(shards, list) or not shards or not all(isinstance(s, str) for s in shards):
         return "metadata.shards is not a list of K/N strings"
+    moodle = meta.get("moodle")
+    if moodle is not None and (not isinstance(moodle, dict) or not all(
+            value is None or isinstance(value, (str, bool)) for value in moodle.values())):
+        return "metadata.moodle is not a table of release, version, layout and commit"
+    machine = document.get("machine")
+    if machine is not None and (not isinstance(machine, dict) or not all(
+            value is None or _number(value) for value in machine.values())):
+        return "machine is not a table of numbers"
     logins = document.get("logins")
     if not isinstance(logins, dict) or not _count(logins.get("ok")) or not _count(logins.get("relogins")):
         return "logins is missing its ok and relogins counts"

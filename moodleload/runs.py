@@ -38,12 +38,15 @@ from .compare import (
     failure_rise_upper,
     incomparable,
     judge_counts,
+    release_notes,
     unshown,
     work_notes,
 )
-from .histogram import counter_median
+from .histogram import Histogram, counter_median
+from .machine import contended, noise_notes
 from .stats import f_cdf, student_t_cdf, student_t_quantile
 
+NOISY_SPREAD = 0.03  # a page's run-to-run spread above which the report looks for where it came from
 MAX_EXTRA_RUNS = 30  # projections stop here: beyond it the noise, not the run count, needs fixing
 
 # Below this a spread is measurement resolution, not knowledge: identical files would
@@ -139,6 +142,16 @@ def _pooled_tally(documents: list, name: str, key: str) -> dict:
         for value, count in document["urls"][name].get("footer", {}).get(key, {}).items():
             tally[value] = tally.get(value, 0) + count
     return tally
+
+
+def _server_median(documents: list, name: str) -> float | None:
+    """The median over runs of each run's median server time from Moodle's footer."""
+    medians = []
+    for document in documents:
+        histogram = Histogram.from_dict(document["urls"][name].get("footer", {}).get("server_time_ms"))
+        if histogram.count:
+            medians.append(histogram.percentile(50))
+    return round(statistics.median(medians), 2) if medians else None
 
 
 def common_mode(ratios: dict) -> str | None:
@@ -346,10 +359,13 @@ def compare_runs(bases: list, news: list, thresholds: Thresholds) -> dict:
     missing = sorted({name for document in bases + news for name in document["urls"]} - set(names))
     if missing:
         notes.append(f"URLs not in every run, not compared: {', '.join(missing)}")
-    notes += work_notes(bases, news)
+    notes += work_notes(bases, news) + release_notes(bases, news)
+    if spread is not None and math.exp(spread.total) - 1 > NOISY_SPREAD:
+        notes += noise_notes(bases, news)
     differences = []
     for document in bases + news[1:]:
         differences += [reason for reason in incomparable(document, news[0]) if reason not in differences]
+    differences += contended(bases, news, thresholds.max_other_cpu)
     needed = more_runs(evidence, thresholds, alpha) if evidence is not None and overall == "unsure" \
         else {"candidate": None, "baseline": None, "each": None}
     rules_out = [row["rules_out_pct"] for row in rows.values() if row.get("rules_out_pct") is not None]
@@ -414,6 +430,9 @@ def _judge_url(name: str, bases: list, news: list, groups: list, outcome: dict |
                        counter_median(_pooled_tally(news, name, "db_reads")), thresholds, page_alpha, {})
     base_logs, new_logs = groups
     row["runs"] = [len(base_logs), len(new_logs)]
+    # Moodle's own server time (footer) beside the client's: a shift in one but not the
+    # other points at the network or the generator, not the code
+    row["server_ms"] = [_server_median(side, name) for side in (bases, news)]
     page = None if outcome is None else outcome["pages"].get(name)
     if page is None:
         row.update(ratio=None, p_value=None)

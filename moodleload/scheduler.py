@@ -17,6 +17,7 @@ from .console import Printer, clock_text, fmt, round_or_none
 from .histogram import Histogram
 from .httpclient import DEFAULT_MAX_BODY, HttpError, http_client
 from .journeys import JourneyRunner
+from .machine import cpu_counters, summarise
 from .moodle import LoginFailed, RedirectLoop, Session, failure_of, fetch, judge, login, origin_of, parse_footer
 from .plan import PlannedRequest, Timeline, plan_requests, user_order
 from .recording import Recorder
@@ -86,6 +87,7 @@ class LoadRun:
         self.started_at = None
         self.measured_seconds = 0.0
         self.cpu_seconds = 0.0
+        self.machine: dict | None = None  # the machine beside the run (machine.py)
         self.effective_concurrency = settings.concurrency
         self.run_seconds = 0.0
         self.window_end = math.inf
@@ -184,6 +186,7 @@ class LoadRun:
         self.effective_concurrency = concurrency
         total_seconds = settings.warmup + settings.duration
         cpu_start = clock.cpu()
+        machine_start = cpu_counters()
         timeline = self.timeline = Timeline.of_run(clock.now() + 0.05, settings.rpm, total_seconds, settings.shard)
         self.started_at = datetime.now(timezone.utc)
         self.measure_from = timeline.start + settings.warmup
@@ -207,6 +210,7 @@ class LoadRun:
                                     - self.measure_from)
         self.cpu_seconds = clock.cpu() - cpu_start
         self.run_seconds = clock.now() - timeline.start
+        self.machine = summarise(machine_start, cpu_counters(), self.run_seconds, self.cpu_seconds)
 
     def _offset(self, due: float) -> float | None:
         """Seconds into the measured window, or None for the warm-up (executed, not counted)."""

@@ -6,13 +6,18 @@ import json
 
 from .console import fmt, ruled
 from .histogram import Histogram
+from .moodletree import label
 from .views import bottleneck_warning, comparison_rows, shorten, url_rows
 
 
 def format_report(document: dict) -> str:
     """The human view of a results document: a table per URL, then the summary JSON."""
     summary = document["summary"]
-    lines = ["", "Per URL (latency = response time from the intended start; svc = service time; ms):"]
+    lines = [""]
+    moodle = label(document["metadata"].get("moodle"))
+    if moodle:
+        lines.append(f"Moodle under test: {moodle} ({document['metadata']['moodle'].get('layout')})")
+    lines.append("Per URL (latency = response time from the intended start; svc = service time; ms):")
     header = f"{'url':<38} {'req':>6} {'ok':>6} {'fail':>5} {'p50':>7} {'p95':>7} {'p99':>7} " \
              f"{'max':>7} {'svc p50':>7} {'svc p95':>7} {'DB r/w':>8}"
     lines.append(header)
@@ -98,6 +103,10 @@ def format_comparison(comparison: dict) -> str:
         lines.append("smallest slowdown of one page these runs can call: " + ", ".join(detectable)
                      + (f"; of every page at once: {comparison['site_detectable_pct']:.1f} %"
                         if comparison.get("site_detectable_pct") is not None else ""))
+    server = [f"{shorten(name, 38)} {fmt(row['server_ms'][0])} -> {fmt(row['server_ms'][1])}"
+              for name, row in comparison["urls"].items() if row.get("server_ms") and None not in row["server_ms"]]
+    if server:
+        lines.append("Moodle's own server time (footer, median ms): " + ", ".join(server))
     if comparison.get("rules_out_pct") is not None:
         lines.append(f"good needs every slowdown above {comparison['max_regression_pct']:g} % ruled out: these runs "
                      f"rule out those above {comparison['rules_out_pct']:.1f} % (pages and the site as a whole)")

@@ -77,6 +77,11 @@ class SiteSettings:
     perfdebug: bool = True  # show the performance footer
     logintoken: bool = True  # Moodle before 3.x has no logintoken in its login form
     seed: int = 1
+    # A prepared real site differs from run to run (the machine, the database after a
+    # restore): each start of the site draws a factor every page shares (lognormal sigma
+    # run_noise) and one per page (page_noise), from the system's entropy, not the seed.
+    run_noise: float = 0.0
+    page_noise: float = 0.0
 
     @classmethod
     def from_dict(cls, raw: dict) -> SiteSettings:
@@ -389,6 +394,10 @@ class MoodleSite:
         self.sessions: dict[str, Session] = {}
         self.stats = SiteStats()
         self.random = random.Random(self.settings.seed)
+        entropy = random.SystemRandom()
+        shared = entropy.lognormvariate(0.0, self.settings.run_noise) if self.settings.run_noise else 1.0
+        self.run_factor = {kind: shared * (entropy.lognormvariate(0.0, self.settings.page_noise)
+                                           if self.settings.page_noise else 1.0) for kind in self.settings.pages}
         self.stall_until = 0.0
         self._capacity: asyncio.Semaphore | None = None
 
@@ -442,7 +451,7 @@ class MoodleSite:
     async def _work(self, kind: str) -> float:
         """Spend the page's server time (queueing for a worker when capacity is set)."""
         profile = self.settings.pages[kind]
-        seconds = profile.latency_ms / 1000.0
+        seconds = profile.latency_ms / 1000.0 * self.run_factor.get(kind, 1.0)
         if profile.jitter:
             seconds *= self.random.lognormvariate(0.0, profile.jitter)
         if self._capacity is None and self.settings.workers:

@@ -1,0 +1,86 @@
+"""What the machine running the load was doing beside it, from /proc: the CPU time every
+process used (less the generator's own), steal time, the load average.  Run-to-run spread
+often comes from there; a comparison names the run that ran beside the most other work."""
+
+from __future__ import annotations
+
+import os
+
+
+def cpu_counters(path: str = "/proc/stat") -> tuple[float, float, float] | None:
+    """(busy seconds, steal seconds, all seconds) of every CPU since boot, or None off Linux."""
+    try:
+        with open(path, encoding="ascii") as handle:
+            fields = handle.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu" or len(fields) < 5:
+        return None
+    ticks = [int(value) for value in fields[1:] if value.isascii() and value.isdigit()]
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle and iowait
+    steal = ticks[7] if len(ticks) > 7 else 0
+    everything = sum(ticks[:8])  # guest time is already inside user time
+    return (everything - idle - steal) / tick, steal / tick, everything / tick
+
+
+def load_average() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except (OSError, AttributeError):
+        return None
+
+
+def summarise(before, after, wall_seconds: float, own_cpu_seconds: float) -> dict | None:
+    """The machine beside the run: cores kept busy by other processes, steal share."""
+    if before is None or after is None or wall_seconds <= 0:
+        return None
+    busy, steal, everything = (end - start for start, end in zip(before, after, strict=True))
+    return {"cpus": float(os.cpu_count() or 1), "busy_cores": round(busy / wall_seconds, 3),
+            "other_busy_cores": round(max(0.0, busy - own_cpu_seconds) / wall_seconds, 3),
+            "steal_share": round(steal / everything, 4) if everything > 0 else 0.0,
+            "load_average": load_average()}
+
+
+BUSY_DIFFERENCE = 0.25  # of the machine's cores: less is ordinary scatter of a shared box
+
+
+def noise_notes(bases: list, news: list) -> list:
+    """Where a large spread likely came from, where it is measurable: the run whose machine
+    was busiest with other processes, when it stands out from the rest."""
+    labelled = [(f"baseline run {position}", document) for position, document in enumerate(bases, 1)]
+    labelled += [(f"run {position} of this commit", document) for position, document in enumerate(news, 1)]
+    measured = [(label, document["machine"]) for label, document in labelled if document.get("machine")]
+    if len(measured) < 2:
+        return []
+    label, busiest = max(measured, key=lambda item: item[1]["other_busy_cores"])
+    others = [machine["other_busy_cores"] for name, machine in measured if name != label]
+    cpus = busiest.get("cpus") or 1.0
+    notes = []
+    if busiest["other_busy_cores"] - max(others) > BUSY_DIFFERENCE * cpus:
+        notes.append(f"the load machine was {busiest['other_busy_cores'] / cpus:.0%} busy with other processes "
+                     f"during {label} (the other runs {min(others) / cpus:.0%}-{max(others) / cpus:.0%}): the "
+                     f"likeliest source of the spread")
+    stolen = [(name, machine["steal_share"]) for name, machine in measured if machine.get("steal_share", 0) > 0.05]
+    if stolen:
+        notes.append("the hypervisor took CPU from the load machine: " + ", ".join(
+            f"{share:.0%} during {name}" for name, share in stolen))
+    return notes
+
+
+def contended(bases: list, news: list, max_other_cpu: float | None) -> list:
+    """Runs taken beside more other work than --max-other-cpu allows: not comparable."""
+    if max_other_cpu is None:
+        return []
+    reasons = []
+    for position, document in enumerate(bases + news):
+        machine = document.get("machine")
+        if not machine:
+            continue
+        share = machine["other_busy_cores"] / (machine.get("cpus") or 1.0)
+        if share > max_other_cpu:
+            which = f"baseline run {position + 1}" if position < len(bases) else f"run {position - len(bases) + 1} " \
+                                                                                  f"of this commit"
+            reasons.append(f"{which} ran beside other processes using {share:.0%} of the machine "
+                           f"(--max-other-cpu {max_other_cpu:.0%})")
+    return reasons
