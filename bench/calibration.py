@@ -1,11 +1,20 @@
-"""How often the verdict calls identical code bad, and how often it calls a real slowdown,
-when whole runs shift as real ones do: the table in the README's verdict section.
+"""How often the verdict calls identical code bad, how often it calls a real slowdown good,
+and how many runs a step the re-run policy spends, when whole runs shift as real ones do:
+the table in the README's verdict section.
 
 Synthetic runs (sim/synthetic.py) are drawn from a recorded run of the simulated site
 (tests/data/recorded-run.json, 120 s at 600 RPM, 20 blocks), each block drifting a little
-and each run shifted as a whole by a lognormal factor shared by every page.  For each
-spread and tolerance it judges 3 baseline runs against one candidate run (several-runs
-verdict) and one baseline run against one candidate (the block verdict, one run a side).
+and each run shifted as a whole by a lognormal factor shared by every page (the run-to-run
+spread of the table).  A step is what examples/bisect-step.sh does: one run of the commit
+judged against the baseline runs, then, while the answer is unsure and the comparison says
+more runs would decide, one more run pooled with the earlier ones, up to MAX_RUNS.  For each
+spread, tolerance and number of baseline runs it counts, over the trials:
+
+- identical code called bad (must stay at most alpha, 5 %);
+- one page slower by 1.5 times the tolerance called good (must stay at most 5 %);
+- the same slowdown called bad, and steps left unsure (125, a bisect skips them);
+- the mean runs a step spent.
+
 Seeded: the same table every time.  Writes bench/results/calibration.md.
 
     .venv/bin/python bench/calibration.py [--trials 100]
@@ -26,24 +35,42 @@ from moodleload.compare import Thresholds, compare_documents  # noqa: E402
 from moodleload.runs import compare_runs  # noqa: E402
 from sim.synthetic import synthetic_run  # noqa: E402
 
-SLOWDOWNS = (1.0, 1.05, 1.10, 1.15, 1.20)
 PAGE = "course"
+MAX_RUNS = 6
 
 
-def rate(recorded, spread: float, tolerance: float, slowdown: float, trials: int, runs: bool, seed: int) -> float:
-    rng = random.Random(seed)
-    called = 0
-    for _ in range(trials):
-        bases = [synthetic_run(recorded, rng, run_shift_sd=spread) for _ in range(3 if runs else 1)]
-        candidate = synthetic_run(recorded, rng, {PAGE: slowdown} if slowdown != 1.0 else None, run_shift_sd=spread)
-        thresholds = Thresholds(max_regression_pct=tolerance)
-        comparison = compare_runs(bases, [candidate], thresholds) if runs \
-            else compare_documents(bases[0], candidate, thresholds)
-        if slowdown == 1.0:
-            called += comparison["verdict"] == "regression"
+def step(recorded, rng, bases: list, tolerance: float, slowdown: float, spread: float) -> tuple[str, int]:
+    """One bisect step with the re-run policy: (overall verdict, runs spent)."""
+    thresholds = Thresholds(max_regression_pct=tolerance)
+    news = []
+    while True:
+        news.append(synthetic_run(recorded, rng, {PAGE: slowdown} if slowdown != 1.0 else None, run_shift_sd=spread))
+        if len(bases) + len(news) > 2:
+            comparison = compare_runs(bases, news, thresholds)
         else:
-            called += comparison["urls"][PAGE]["verdict"] == "regression"
-    return called / trials
+            comparison = compare_documents(bases[0], news[0], thresholds)
+        if comparison["verdict"] != "unsure" or len(news) >= MAX_RUNS:
+            return comparison["verdict"], len(news)
+        if (comparison.get("more_runs") or {}).get("candidate") is None and comparison.get("method") == "runs":
+            return comparison["verdict"], len(news)
+
+
+def cell(recorded, spread: float, tolerance: float, base_runs: int, trials: int, seed: int) -> dict:
+    rng = random.Random(seed)
+    counts = {"identical bad": 0, "identical good": 0, "slow good": 0, "slow bad": 0, "slow unsure": 0}
+    runs = []
+    for _ in range(trials):
+        bases = [synthetic_run(recorded, rng, run_shift_sd=spread) for _ in range(base_runs)]
+        verdict, spent = step(recorded, rng, bases, tolerance, 1.0, spread)
+        counts["identical bad"] += verdict == "regression"
+        counts["identical good"] += verdict == "same"
+        runs.append(spent)
+        verdict, spent = step(recorded, rng, bases, tolerance, 1 + 1.5 * tolerance / 100, spread)
+        counts["slow good"] += verdict in ("same", "improvement")
+        counts["slow bad"] += verdict == "regression"
+        counts["slow unsure"] += verdict == "unsure"
+        runs.append(spent)
+    return {key: value / trials for key, value in counts.items()} | {"runs": sum(runs) / len(runs)}
 
 
 def main() -> int:
@@ -52,17 +79,18 @@ def main() -> int:
     args = parser.parse_args()
     with open(os.path.join(ROOT, "tests", "data", "recorded-run.json"), encoding="utf-8") as handle:
         recorded = json.load(handle)
-    header = "| run-to-run spread | verdict | tolerance | identical code called bad | " + \
-        " | ".join(f"{PAGE} {round((s - 1) * 100)} % slower: called" for s in SLOWDOWNS[1:]) + " |"
-    lines = [f"# Verdict calibration ({args.trials} trials per cell, seeded)", "", header,
-             "|" + "---|" * (4 + len(SLOWDOWNS) - 1)]
-    for spread in (0.0, 0.01, 0.02):
-        for runs, label in ((False, "1 baseline run, blocks"), (True, "3 baseline runs")):
-            for tolerance in (5, 10):
-                cells = [rate(recorded, spread, tolerance, slowdown, args.trials, runs, seed=int(spread * 1000) + 7)
-                         for slowdown in SLOWDOWNS]
-                lines.append(f"| {spread:.0%} | {label} | {tolerance} % | "
-                             + " | ".join(f"{cell:.0%}" for cell in cells) + " |")
+    lines = [f"# Verdict calibration ({args.trials} trials per cell, seeded; a step re-runs up to {MAX_RUNS} runs)",
+             "", "| run-to-run spread | tolerance | baseline runs | identical code called bad | identical code "
+             "called good | 1.5x tolerance slower called good | called bad | left unsure | mean runs a step |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for spread in (0.01, 0.02, 0.04, 0.08):
+        for tolerance in (5, 10):
+            for base_runs in (1, 3):
+                rates = cell(recorded, spread, tolerance, base_runs, args.trials,
+                             seed=int(spread * 1000) * 100 + tolerance * 10 + base_runs)
+                lines.append(f"| {spread:.0%} | {tolerance} % | {base_runs} | {rates['identical bad']:.0%} | "
+                             f"{rates['identical good']:.0%} | {rates['slow good']:.0%} | {rates['slow bad']:.0%} | "
+                             f"{rates['slow unsure']:.0%} | {rates['runs']:.1f} |")
                 print(lines[-1], flush=True)
     os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
     with open(os.path.join(ROOT, "bench", "results", "calibration.md"), "w", encoding="utf-8") as handle:

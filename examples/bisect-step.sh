@@ -211,13 +211,15 @@ if [ "${1:-}" = "--confirm" ]; then
     back=$(git symbolic-ref -q --short HEAD || git rev-parse HEAD)
     trap 'cleanup; git checkout -q "$back"' EXIT
     runs=()
+    started_runs=0
     for pair in $(seq "${PAIRS:-4}"); do
         order=(parent culprit); [ $(( pair % 2 )) -eq 0 ] && order=(culprit parent)
         for side in "${order[@]}"; do
             commit=$parent; [ "$side" = culprit ] && commit=$culprit
+            [ "$started_runs" -gt 0 ] && cleanup  # the last run's site goes before the next is prepared
+            started_runs=$(( started_runs + 1 ))
             git checkout -q "$commit" || { say "cannot check out $commit"; exit 128; }
             COMMIT=$(git rev-parse --short HEAD)
-            [ ${#runs[@]} -gt 0 ] && cleanup
             prepare_site
             output="$RESULTS_DIR/confirm-$pair-$side.json"
             load "$output" >/dev/null

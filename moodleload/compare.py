@@ -214,9 +214,11 @@ def compare_documents(base: dict, new: dict, thresholds: Thresholds) -> dict:
     rules_out = [row["rules_out_pct"] for row in rows.values() if row.get("rules_out_pct") is not None]
     comparison = {"verdict": overall, "method": "blocks", "alpha_per_url": alpha, "urls": rows, "notes": notes,
                   "max_regression_pct": thresholds.max_regression_pct, "not_comparable": differences,
-                  "baseline_runs": 1, "candidate_runs": 1, "rules_out_pct": max(rules_out) if rules_out else None,
+                  "baseline_runs": 1, "candidate_runs": 1,
+                  "rules_out_pct": max(rules_out) if rules_out else None,
                   # one run a side says nothing of the run-to-run spread: the remedy is baseline runs
-                  "more_runs": {"candidate": None, "baseline": 2 if overall == "unsure" else None, "each": None}}
+                  "more_runs": {"candidate": 1 if overall == "unsure" else None,
+                                "baseline": 2 if overall == "unsure" else None, "each": None}}
     if overall == "unsure":
         from .runs import undecided_line
         comparison["undecided"] = undecided_line(comparison)

@@ -2,7 +2,8 @@
 
 With ``php`` on the PATH the file is run by PHP the way Moodle's light scripts load it
 (CLI_SCRIPT and ABORT_AFTER_CONFIG defined), stopping before its ``require_once`` of
-lib/setup.php: what config.php computes (getenv(), concatenations, includes) is honoured,
+lib/setup.php (public/lib/setup.php since Moodle 5.1, config.php staying at the
+top): what config.php computes (getenv(), concatenations, includes) is honoured,
 and nothing of Moodle beyond config.php runs.  Without PHP, plain assignments
 (``$CFG->dbname = 'moodle';`` and the ``dboptions`` array as Moodle's installer writes
 them with var_export) are read as text and nothing is executed; a setting given by code
@@ -36,7 +37,7 @@ $moodleload_file = $argv[1];
 $moodleload_code = file_get_contents($moodleload_file);
 if ($moodleload_code === false) { fwrite(STDERR, "cannot read the file\n"); exit(3); }
 $moodleload_code = preg_replace(
-    '~(require|include)(_once)?\s*\(?\s*(__DIR__|dirname\s*\(\s*__FILE__\s*\))\s*\.\s*[\'"]/lib/setup\.php[\'"]\s*\)?\s*;~',
+    '~(require|include)(_once)?\s*\(?\s*(__DIR__|dirname\s*\(\s*__FILE__\s*\))\s*\.\s*[\'"]/(public/)?lib/setup\.php[\'"]\s*\)?\s*;~',
     '', $moodleload_code, -1, $moodleload_found);
 $moodleload_dir = dirname(realpath($moodleload_file));
 $moodleload_code = str_replace(array('__DIR__', 'dirname(__FILE__)'), var_export($moodleload_dir, true),

@@ -110,6 +110,7 @@ def merge_documents(documents: list) -> dict:
         raise UsageError(f"merge: shard {', '.join(twice)} is given more than once; each shard counts once")
     first = documents[0]
     merged = json.loads(json.dumps(first))
+    merged["machine"] = _merged_machine(documents)
     meta = merged["metadata"]
     for other in documents[1:]:
         om = other["metadata"]
@@ -247,6 +248,18 @@ _META_NUMBERS = ("rpm", "duration_s", "warmup_s", "measured_seconds")
 _GENERATOR_COUNTS = ("tokens_waited_for_worker", "tokens_dropped", "tokens_unsent", "sent_in_window",
                      "request_errors_suppressed")
 _URL_COUNTS = ("requests", "success", "failure")
+
+
+def _merged_machine(documents: list) -> dict | None:
+    """Shards on one host see the same machine; the other shards are not "other work".
+    Shards on several hosts have no one machine to describe."""
+    machines = [document.get("machine") for document in documents]
+    if any(machine is None for machine in machines) or len({d["metadata"].get("host") for d in documents}) > 1:
+        return None
+    own = sum(d["generator"]["cpu_seconds"] / d["generator"]["run_seconds"] for d in documents
+              if d["generator"].get("run_seconds"))
+    busiest = max(machines, key=lambda machine: machine["busy_cores"])
+    return {**busiest, "other_busy_cores": round(max(0.0, busiest["busy_cores"] - own), 3)}
 
 
 def document_problem(document: dict) -> str | None:

@@ -235,19 +235,28 @@ def site_test(evidence: Evidence, alpha: float, changes: dict | None = None) -> 
             "detectable": student_t_quantile(1 - alpha, spread.shared_freedom) * error}
 
 
+def look_share(runs: int) -> float:
+    """The share of alpha the bad call may spend when this commit has ``runs`` runs: a step
+    that is unsure runs again and looks again, and every look is another chance of a false
+    alarm, so the k-th look spends 6 / (pi^2 k^2) of alpha (the shares add up to alpha over
+    any number of looks: 61 %, 15 %, 7 %, ...)."""
+    return 6.0 / (math.pi ** 2 * max(1, runs) ** 2)
+
+
 def assess(evidence: Evidence, thresholds: Thresholds, pages_alpha: float) -> dict:
     """The clock's side of every page's verdict, pure: bad when slower than the tolerance and
     shown so; good only when the one-sided upper bound of its change is below it."""
     tolerance = math.log1p(thresholds.max_regression_pct / 100.0)
     spread = evidence.spread
-    pages = page_tests(evidence, pages_alpha / 2)
+    share = look_share(evidence.new_runs)
+    pages = page_tests(evidence, pages_alpha * share / 2)
     split = bool(pages)
     steady = {name: change for name, change in evidence.changes.items()
               if not pages.get(name, {}).get("significant")}
-    site_alpha = thresholds.alpha / (2 if split else 1)
+    site_alpha = thresholds.alpha * share / (2 if split else 1)
     site = site_test(evidence, site_alpha, steady or None)
     whole = site_test(evidence, thresholds.alpha)
-    page_alpha = pages_alpha / 2 if split else pages_alpha
+    page_alpha = pages_alpha * share / (2 if split else 1)
     freedom = spread.total_freedom
     upper_quantile = student_t_quantile(1 - thresholds.alpha, freedom)
     half95 = student_t_quantile(0.975, freedom) * spread.total * evidence.runs_factor

@@ -4,6 +4,7 @@ fraction) and the median."""
 
 from __future__ import annotations
 
+import functools
 import math
 
 
@@ -51,6 +52,7 @@ def student_t_cdf(t: float, df: float) -> float:
     return 1.0 - tail if t > 0 else tail
 
 
+@functools.lru_cache(maxsize=4096)  # projections ask for the same few quantiles many times
 def student_t_quantile(p: float, df: float) -> float:
     """The t with P(T <= t) = p (bisection: exact to 1e-10, fast enough for a report)."""
     if not 0.0 < p < 1.0:

@@ -82,6 +82,20 @@ def test_lib_setup_php_never_runs(tmp_path):
     assert not marker.exists()
 
 
+def test_the_5_1_layouts_public_lib_setup_php_never_runs_either(tmp_path):
+    """Since Moodle 5.1 config.php stays at the top and ends in public/lib/setup.php."""
+    need_php()
+    (tmp_path / "public" / "lib").mkdir(parents=True)
+    marker = tmp_path / "setup-ran"
+    (tmp_path / "public" / "lib" / "setup.php").write_text(f"<?php file_put_contents('{marker}', 'ran'); exit(9);\n")
+    path = tmp_path / "config.php"
+    path.write_text(installer_config("mariadb", "localhost", "moodle51", "u", "p", None)
+                    .replace("__DIR__ . '/lib/setup.php'", "__DIR__ . '/public/lib/setup.php'"))
+    assert read(path, "php").get("dbname") == "moodle51"
+    assert read(path, "text").get("dbname") == "moodle51"
+    assert not marker.exists()
+
+
 def test_php_honours_what_config_php_computes(tmp_path, monkeypatch):
     need_php()
     monkeypatch.setenv("MOODLE_DB_PASS", "from-the-environment")

@@ -118,7 +118,7 @@ def test_the_command_line_answers_125_with_the_bound_and_the_runs_that_would_dec
     assert moodle_load.main(["--compare", *files, "--max-regression", "5"]) == EXIT_CANNOT_JUDGE
     out = capsys.readouterr().out
     assert re.search(r"\[VERDICT\]   these runs rule out only slowdowns above 2\d\.\d %; about \d+ more runs of "
-                     r"this commit would decide 5 % at this spread", out), out
+                     r"this commit (and \d+ more of the baseline )?would decide 5 % at this spread", out), out
 
 
 def test_a_page_slower_against_steady_other_pages_is_called_though_the_run_shifted(recorded):
@@ -263,3 +263,26 @@ def test_earlier_runs_of_the_same_commit_are_pooled(sim_factory, tmp_path, capsy
     run_load(config, "--blocks", "6", "--baseline", str(tmp_path / "b1.json"), str(tmp_path / "b2.json"),
              "--rerun", str(tmp_path / "n1.json"), rpm=1200, duration=3)
     assert "judged against 2 baseline runs and 2 runs of this commit" in capsys.readouterr().out
+
+
+def test_each_further_look_at_a_step_spends_less_of_alpha_and_all_looks_add_up_to_alpha():
+    from moodleload.runs import look_share
+    shares = [look_share(runs) for runs in range(1, 10_000)]
+    assert shares[0] > shares[1] > shares[2]
+    assert sum(shares) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_identical_code_rerun_until_decided_is_called_bad_in_at_most_alpha_of_steps(recorded):
+    """The re-run policy looks again and again: the false alarms over all looks stay at most alpha."""
+    rng = random.Random(31)
+    false_alarms = 0
+    for _ in range(40):
+        bases = [synthetic_run(recorded, rng, run_shift_sd=0.03) for _ in range(3)]
+        news = []
+        for _ in range(4):
+            news.append(synthetic_run(recorded, rng, run_shift_sd=0.03))
+            comparison = compare_runs(bases, news, Thresholds(max_regression_pct=5))
+            if comparison["verdict"] != "unsure" or comparison["more_runs"]["candidate"] is None:
+                break
+        false_alarms += comparison["verdict"] == "regression"
+    assert false_alarms <= 0.05 * 40
