@@ -7,7 +7,8 @@ Synthetic runs (sim/synthetic.py) are drawn from a recorded run of the simulated
 and each run shifted as a whole by a lognormal factor shared by every page (the run-to-run
 spread of the table).  A step is what examples/bisect-step.sh does: one run of the commit
 judged against the baseline runs, then, while the answer is unsure and the comparison says
-more runs would decide, one more run pooled with the earlier ones, up to MAX_RUNS.  For each
+more runs would decide, one more run pooled with the earlier ones, up to MAX_RUNS; with one
+baseline run, always a second run (one run a side cannot see the run-to-run spread).  For each
 spread, tolerance and number of baseline runs it counts, over the trials:
 
 - identical code called bad (must stay at most alpha, 5 %);
@@ -49,6 +50,8 @@ def step(recorded, rng, bases: list, tolerance: float, slowdown: float, spread: 
             comparison = compare_runs(bases, news, thresholds)
         else:
             comparison = compare_documents(bases[0], news[0], thresholds)
+        if len(bases) == 1 and len(news) == 1:
+            continue  # bisect-step.sh's policy: one baseline run's block verdict is never the last word
         if comparison["verdict"] != "unsure" or len(news) >= MAX_RUNS:
             return comparison["verdict"], len(news)
         if (comparison.get("more_runs") or {}).get("candidate") is None and comparison.get("method") == "runs":
@@ -76,6 +79,7 @@ def cell(recorded, spread: float, tolerance: float, base_runs: int, trials: int,
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=100)
+    parser.add_argument("--baseline-runs", type=int, nargs="+", default=[1, 3])
     args = parser.parse_args()
     with open(os.path.join(ROOT, "tests", "data", "recorded-run.json"), encoding="utf-8") as handle:
         recorded = json.load(handle)
@@ -85,7 +89,7 @@ def main() -> int:
              "|---|---|---|---|---|---|---|---|---|"]
     for spread in (0.01, 0.02, 0.04, 0.08):
         for tolerance in (5, 10):
-            for base_runs in (1, 3):
+            for base_runs in args.baseline_runs:
                 rates = cell(recorded, spread, tolerance, base_runs, args.trials,
                              seed=int(spread * 1000) * 100 + tolerance * 10 + base_runs)
                 lines.append(f"| {spread:.0%} | {tolerance} % | {base_runs} | {rates['identical bad']:.0%} | "

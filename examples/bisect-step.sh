@@ -240,9 +240,16 @@ status=$?
 runs=("$RESULTS_DIR/$COMMIT.json")
 # Pinpoint's "need more data", sized from the noise: while the answer is unsure and the
 # results say how many more runs would decide, another run, pooled with the earlier ones.
-while [ "$status" -eq 125 ] && [ ${#runs[@]} -lt "$MAX_RUNS" ]; do
-    eval "$(sizing next "${runs[-1]}")"  # more_runs
-    [ -n "${more_runs:-}" ] || { say "more runs of this commit would not decide: 125 (skip)"; break; }
+# One baseline run cannot show the run-to-run spread, so its block verdict is never the
+# last word: a second run of this commit is always made, and the two show the spread.
+first_look_only() { [ ${#baselines[@]} -eq 1 ] && [ ${#runs[@]} -eq 1 ] && [ "$status" -lt 128 ]; }
+while { [ "$status" -eq 125 ] || first_look_only; } && [ ${#runs[@]} -lt "$MAX_RUNS" ]; do
+    if [ "$status" -eq 125 ]; then
+        eval "$(sizing next "${runs[-1]}")"  # more_runs
+        [ -n "${more_runs:-}" ] || { say "more runs of this commit would not decide: 125 (skip)"; break; }
+    else
+        more_runs=1
+    fi
     per_run=$(( (SECONDS - started) / ${#runs[@]} ))
     if [ $(( SECONDS - started + per_run )) -gt "$MAX_STEP_SECONDS" ]; then
         say "MAX_STEP_MINUTES ${MAX_STEP_MINUTES:-90} reached: 125 (skip)"
