@@ -346,7 +346,8 @@ def compare_runs(bases: list, news: list, thresholds: Thresholds) -> dict:
     if spread is not None and changes:
         evidence = Evidence(changes, spread, len(bases), len(news), {k: failures[k] for k in changes})
         outcome = assess(evidence, thresholds, alpha)
-    rows = {name: _judge_url(name, bases, news, values[name], outcome, thresholds, alpha, spread) for name in names}
+    rows = {name: _judge_url(name, bases, news, values[name], outcome, thresholds, alpha, spread, failures[name])
+            for name in names}
     verdicts = [row["verdict"] for row in rows.values()]
     overall = "regression" if "regression" in verdicts else \
         "unsure" if not rows or "unsure" in verdicts else "same"
@@ -429,13 +430,9 @@ def _mean(values: list) -> float:
 
 
 def _judge_url(name: str, bases: list, news: list, groups: list, outcome: dict | None, thresholds: Thresholds,
-               alpha: float, spread: Spread | None) -> dict:
+               alpha: float, spread: Spread | None, counts: tuple) -> dict:
     page_alpha = outcome["page_alpha"] if outcome else alpha
-    row = judge_counts(sum(document["urls"][name]["failure"] for document in bases),
-                       sum(document["urls"][name]["requests"] for document in bases),
-                       sum(document["urls"][name]["failure"] for document in news),
-                       sum(document["urls"][name]["requests"] for document in news),
-                       counter_median(_pooled_tally(bases, name, "db_reads")),
+    row = judge_counts(*counts, counter_median(_pooled_tally(bases, name, "db_reads")),
                        counter_median(_pooled_tally(news, name, "db_reads")), thresholds, page_alpha, {})
     base_logs, new_logs = groups
     row["runs"] = [len(base_logs), len(new_logs)]
