@@ -34,6 +34,7 @@ from .moodle import (
     RedirectLoop,
     Session,
     fetch,
+    is_login_page,
     judge,
     login,
     parse_footer,
@@ -251,7 +252,10 @@ class JourneyRunner:
                     walk.page, walk.page_url = landing.body, landing.url
         elif fetched.status == 200:
             code = error_page(fetched.body)
-            if code:
+            if is_login_page(fetched.body, self.run.login_url_path):
+                session.needs_login = True
+                outcome.failure = "session_lost"
+            elif code:
                 outcome.failure = f"error_{code}"
             elif form_errors(fetched.body):
                 outcome.failure = f"invalid_{step.form}"

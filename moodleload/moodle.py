@@ -172,10 +172,31 @@ def failure_of(error: BaseException) -> str:
     return "connection"
 
 
+FORM_TAG = re.compile(rb"<form\b[^>]*>", re.IGNORECASE)
+PASSWORD_INPUT = re.compile(rb"""<input\b[^>]*\bname\s*=\s*["']?password["'\s/>]""", re.IGNORECASE)
+
+
+def is_login_page(body: bytes, login_path: str) -> bool:
+    """Whether a page is Moodle's login form (a form posting to the login path, with a
+    password field): what a site that lost the session shows, whatever the URL and status.
+    A logged-in page never holds it; a guest's page with the login block does, and a guest
+    is not the user."""
+    if b"password" not in body or login_path.encode() not in body:  # the quick no, for nearly every page
+        return False
+    if PASSWORD_INPUT.search(body) is None:
+        return False
+    for tag in FORM_TAG.findall(body):
+        attributes = {name.lower(): double or single or bare
+                      for name, double, single, bare in ATTRIBUTE.findall(tag.decode("latin-1"))}
+        if urlsplit(attributes.get("action", "")).path == login_path:
+            return True
+    return False
+
+
 def judge(fetched: Fetched, login_path: str) -> tuple:
     """(failure kind or None, where it was redirected) of a page the site answered: a
-    redirect off the site is not the site's answer, landing on the login page means the
-    session is gone, and only a 2xx is a success."""
+    redirect off the site is not the site's answer, landing on the login page (by a redirect,
+    or served in place with a 200) means the session is gone, and only a 2xx is a success."""
     redirected_to = urlsplit(fetched.url).path if fetched.redirected else None
     if fetched.offsite is not None:
         return "offsite_redirect", urlsplit(fetched.offsite).netloc or fetched.offsite[:100]
@@ -183,6 +204,8 @@ def judge(fetched: Fetched, login_path: str) -> tuple:
         return "session_lost", redirected_to
     if not 200 <= fetched.status < 300:
         return f"http_{fetched.status}", redirected_to
+    if is_login_page(fetched.body, login_path):
+        return "session_lost", redirected_to
     return None, redirected_to
 
 

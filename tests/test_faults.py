@@ -151,6 +151,22 @@ def test_without_a_baseline_a_page_that_never_succeeded_is_never_good(sim_factor
     assert "course: none of its" in capsys.readouterr().out
 
 
+def test_a_site_that_serves_the_login_form_in_place_of_its_pages_is_never_good(tmp_path, capsys):
+    with open(os.path.join(ROOT, "tests", "data", "login-session-expired.html"), "rb") as handle:
+        login_form = handle.read()
+
+    async def pages(request):  # every session lost, the form answered with a 200 and no redirect
+        return web.Response(body=login_form, content_type="text/html")
+
+    with SimServer(FixedApp(mini_moodle(pages))) as server:
+        config = write_config(tmp_path / "c.json", server.url, users=2, urls=ONE_URL)
+        status = run_load(config, rpm=1200, duration=2, output=tmp_path / "r.json")
+    assert status == EXIT_CANNOT_JUDGE
+    page = read(tmp_path / "r.json")["urls"]["page"]
+    assert page["requests"] > 10 and page["success"] == 0
+    assert set(page["failures"]) <= {"session_lost", "login"} and page["failures"]["session_lost"]
+
+
 def test_a_malformed_redirect_is_a_failure_of_its_url_not_a_crash(tmp_path):
     async def pages(request):
         return web.Response(status=302, headers={"Location": "http://[::1/oops"})

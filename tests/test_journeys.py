@@ -213,3 +213,11 @@ def test_a_submission_answered_with_a_malformed_location_is_a_failure_not_a_cras
 def test_a_form_whose_action_is_not_a_url_is_a_failure_not_a_crash(tmp_path):
     row, _ = hostile_submission(tmp_path, "http://[::1/oops", lambda port: web.Response(text="never"))
     assert row["requests"] > 0 and row["failures"] == {"bad_form_action": row["requests"]}
+
+
+def test_a_submission_that_lands_on_the_login_form_is_a_lost_session(tmp_path):
+    with open(os.path.join(ROOT, "tests", "data", "login-session-expired.html"), "rb") as handle:
+        login_form = handle.read()
+    row, _ = hostile_submission(tmp_path, "/save",
+                                lambda port: web.Response(body=login_form, content_type="text/html"))
+    assert row["requests"] > 0 and row["failures"] == {"session_lost": row["requests"]}
