@@ -34,7 +34,7 @@ from .results import build_document, load_document, merge_documents, save_docume
 from .runs import compare_runs
 from .scheduler import LoadRun, RunSettings
 from .textreport import format_comparison, format_report, format_trust, rate_hints
-from .verdict import Verdict, decide
+from .verdict import Verdict, decide, delivery_problems
 from .views import trust_signals
 
 
@@ -140,6 +140,21 @@ def judge_against(bases: list, news: list, thresholds, say) -> dict:
     return comparison
 
 
+def undelivered(document: dict, others: dict) -> list:
+    """What makes these runs unable to speak for the commit by their own trust signals: this
+    run's (delivery_problems), then each other run's (``others``: label -> document), named."""
+    problems = delivery_problems(document, trust_signals(document)["bottleneck"])
+    for label, other in others.items():
+        if "summary" not in other:
+            other["summary"] = summarize(other)
+        problems += [f"{label}: {line}" for line in delivery_problems(other, trust_signals(other)["bottleneck"])]
+    return problems
+
+
+def labelled(option: str, paths: list, documents: list) -> dict:
+    return {f"{option} {path}": document for path, document in zip(paths, documents, strict=True)}
+
+
 def run_compare(args, say) -> int:
     if len(args.compare) < 2:
         raise UsageError("--compare needs BASE ... NEW: at least two results files")
@@ -150,7 +165,8 @@ def run_compare(args, say) -> int:
     base = bases[0]
     new["summary"] = summarize(new)
     say(format_comparison(comparison))
-    verdict = decide(new["summary"], gates_from(args), comparison, new.get("logins"))
+    others = {**labelled("baseline", args.compare[:-1], bases), **labelled("--rerun", args.rerun or [], reruns)}
+    verdict = decide(new["summary"], gates_from(args), comparison, new.get("logins"), undelivered(new, others))
     return conclude(args, say, new, verdict, baseline=base, comparison=comparison)
 
 
@@ -176,7 +192,8 @@ def run_saved_report(args, say) -> int:
     if document["metadata"]["interrupted"]:
         verdict = Verdict.cannot_judge(["the run was interrupted before its end: what was measured is shown"])
     else:
-        verdict = decide(document["summary"], gates_from(args), comparison, document.get("logins"))
+        verdict = decide(document["summary"], gates_from(args), comparison, document.get("logins"),
+                         undelivered(document, {}))
     return conclude(args, say, document, verdict, comparison=comparison)
 
 
@@ -269,7 +286,9 @@ def run_load(args, argv: list, parser, say, measured: dict) -> int:
         verdict = Verdict(interrupted, "interrupted",
                           ("the run was stopped before its end: what was measured is shown",))
     else:
-        verdict = decide(document["summary"], gates_from(args), comparison, document.get("logins"))
+        others = {**labelled("--baseline", args.baseline or [], bases), **labelled("--rerun", args.rerun or [], reruns)}
+        verdict = decide(document["summary"], gates_from(args), comparison, document.get("logins"),
+                         undelivered(document, others))
     return conclude(args, say, document, verdict, baseline=baseline, comparison=comparison, judge=judge)
 
 

@@ -90,6 +90,8 @@ class Recorder:
         self.tokens_dropped = 0
         self.tokens_unsent = 0  # never sent: the backlog's time ran out, or the run was stopped
         self.sent = 0
+        self.due_in_window = 0  # positions that fell due in the measured window: what was asked
+        self.paused_seconds = 0.0  # the generator stood still in the window (PauseDetector)
         self.sent_in_window = 0  # sent before the measured window closed: the observed rate
         self.interval = Histogram()
         self.interval_done = 0

@@ -27,7 +27,9 @@ if TYPE_CHECKING:
 #      always null), added logins.retried and the urls' blocks_service_fine_ms (each
 #      block's service times again in 0.2 % buckets).  0.5 added work_done (what the
 #      journeys' successful writes counted; absent or {} without journeys) and rows for
-#      journey steps and web-service calls among the urls.  Readers take all of them.
+#      journey steps and web-service calls among the urls.  0.7 added generator.due_in_window
+#      and generator.paused_s (what was asked, and how long the generator stood still).
+#      Readers take all of them.
 RESULTS_FORMAT = 1
 
 
@@ -69,6 +71,8 @@ def build_document(run: LoadRun, argv: list, config_sha256: str) -> dict:
             "tokens_dropped": recorder.tokens_dropped,
             "tokens_unsent": recorder.tokens_unsent,
             "sent_in_window": recorder.sent_in_window,
+            "due_in_window": recorder.due_in_window,
+            "paused_s": round(recorder.paused_seconds, 3),
             "request_errors_suppressed": recorder.request_errors_suppressed,
         },
         "urls": {name: stats.to_dict() for name, stats in recorder.urls.items()},
@@ -134,6 +138,11 @@ def merge_documents(documents: list) -> dict:
         for key in ("tokens_waited_for_worker", "tokens_dropped", "tokens_unsent", "sent_in_window",
                     "request_errors_suppressed"):
             generator[key] += og[key]
+        if "due_in_window" in generator and "due_in_window" in og:
+            generator["due_in_window"] += og["due_in_window"]
+        else:  # an older shard: what was due is not known for the whole run
+            generator.pop("due_in_window", None)
+        generator["paused_s"] = max(generator.get("paused_s", 0.0), og.get("paused_s", 0.0))
         for name, raw in other["urls"].items():
             if name not in merged["urls"]:
                 merged["urls"][name] = json.loads(json.dumps(raw))
@@ -306,8 +315,10 @@ def document_problem(document: dict) -> str | None:
     for key in _GENERATOR_COUNTS:
         if not _count(generator.get(key)):
             return f"generator.{key} is not a count"
-    for key in ("cpu_seconds", "run_seconds"):
-        if not _number(generator.get(key)):
+    if "due_in_window" in generator and not _count(generator["due_in_window"]):
+        return "generator.due_in_window is not a count"
+    for key in ("cpu_seconds", "run_seconds", "paused_s"):
+        if (key != "paused_s" or key in generator) and not _number(generator.get(key)):
             return f"generator.{key} is not a number"
     for key in ("lateness_ms", "loop_lag_ms"):
         problem = _histogram_problem(generator.get(key, {}), f"generator.{key}")

@@ -61,6 +61,10 @@ class PauseDetector:
             if after - before - self.tick > self.threshold:
                 self.intervals.append((before + self.tick, after))
 
+    def seconds_within(self, start: float, end: float) -> float:
+        """How long the process stood still between ``start`` and ``end``."""
+        return sum(max(0.0, min(to, end) - max(since, start)) for since, to in self.intervals)
+
     def covers(self, moment: float) -> bool:
         return any(start <= moment < end for start, end in reversed(self.intervals[-16:]))
 
@@ -208,6 +212,12 @@ class LoadRun:
                                            - self.taken)
         self.measured_seconds = max(0.0, min(self.window_end, self.measure_from + settings.duration)
                                     - self.measure_from)
+        window_end = self.measure_from + self.measured_seconds
+        # What the run was asked to send in its window, and how long the generator itself
+        # stood still there: the verdict's own trust signals (verdict.delivery_problems).
+        self.recorder.due_in_window = max(0, timeline.due_by(window_end - 1e-9)
+                                          - timeline.due_by(self.measure_from - 1e-9))
+        self.recorder.paused_seconds = self.pauses.seconds_within(self.measure_from, window_end)
         self.cpu_seconds = clock.cpu() - cpu_start
         self.run_seconds = clock.now() - timeline.start
         self.machine = summarise(machine_start, cpu_counters(), self.run_seconds, self.cpu_seconds)

@@ -70,14 +70,49 @@ def login_reasons(logins: dict | None) -> tuple[list, float]:
     return [f"{failed} of {users} users could not log in ({kinds})"], failed / users
 
 
-def decide(summary: dict, gates: Gates, comparison: dict | None, logins: dict | None = None) -> Verdict:
+MIN_DELIVERED = 0.95  # of the positions due in the measured window, sent in it
+
+
+def delivery_problems(document: dict, bottleneck: list) -> list:
+    """Why the run did not do what was asked, by its own trust signals: the generator stood
+    still (a suspended machine, SIGSTOP, a blocked event loop), the generator was the
+    bottleneck (``bottleneck``, from views.trust_signals), or the requests due in the
+    measured window were not sent in it.  Numbers from such a run describe the generator
+    (or a load other than the one asked for), so they are never a verdict on the commit."""
+    generator, meta = document["generator"], document["metadata"]
+    problems = []
+    paused, dropped = generator.get("paused_s", 0.0), generator["tokens_dropped"]
+    if paused > 0 or dropped:
+        problems.append(f"the generator stood still for {paused:.1f} s of the measured window (a suspended "
+                        f"machine or VM, SIGSTOP, an event loop blocked): {dropped} requests due then were "
+                        f"never sent; run again on a machine that keeps running")
+    if bottleneck:
+        problems.append("the generator was the bottleneck (" + "; ".join(bottleneck) + "): raise --concurrency "
+                        "if its workers were all busy, or spread the load with --processes N")
+    due = generator.get("due_in_window")
+    if due is None:  # results before 0.7: what was due, from the rate and the measured time
+        due = int(meta["rpm"] * (meta.get("measured_seconds") or 0.0) / 60.0)
+    sent = generator["sent_in_window"]
+    # What a stopped generator dropped is said above: this line is for the rest of the shortfall.
+    if due and sent + dropped < MIN_DELIVERED * due and due - sent - dropped >= 2:
+        problems.append(f"only {sent} of the {due} requests due in the measured window were sent in it "
+                        f"({sent / due:.0%}, under {MIN_DELIVERED:.0%}): the load asked for was not delivered; "
+                        f"raise --concurrency (one request in flight per user) or lower --rpm")
+    return problems
+
+
+def decide(summary: dict, gates: Gates, comparison: dict | None, logins: dict | None = None,
+           undelivered: list = ()) -> Verdict:
     """The verdict of one run from its summary, the gates, the comparison with a baseline
     and the logins.  Anything that makes the numbers meaningless is "cannot judge" (125),
-    never "good": no requests, most of them failing, a page that never once succeeded,
-    too many users unable to log in, a baseline run under another load."""
+    never "good" nor "bad": no requests, a load not delivered or a stalled generator
+    (``undelivered``, from delivery_problems), most requests failing, a page that never
+    once succeeded, too many users unable to log in, a baseline run under another load."""
     notes, login_share = login_reasons(logins)
     if not summary["requests"]:
         return Verdict.cannot_judge(["no request was measured", *notes])
+    if undelivered:
+        return Verdict.cannot_judge([*undelivered, *notes])
     if summary["error_rate"] is not None and summary["error_rate"] >= gates.cannot_judge_error_rate:
         return Verdict.cannot_judge([
             f"error rate {summary['error_rate']:.2%} >= {gates.cannot_judge_error_rate:.0%}: "

@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 
+import pytest
 from aiohttp import web
 
 import moodle_load
@@ -132,35 +133,45 @@ def test_no_user_ever_has_two_requests_in_flight(sim_factory, tmp_path, capsys):
 
 # ---- the schedule (its arithmetic on the virtual clock: test_scheduler.py)
 
-def test_a_generator_short_of_workers_reports_the_rate_it_really_reached(sim_factory, tmp_path, capsys):
+def test_a_generator_short_of_workers_reports_the_rate_it_really_reached_and_cannot_judge(sim_factory, tmp_path,
+                                                                                           capsys):
     settings = fast_settings()
     settings.pages["my"] = PageProfile(latency_ms=100, jitter=0, body_kb=10)
     server = sim_factory(settings)
     config = write_config(tmp_path / "c.json", server.url, users=1, urls=[{"path": "/my/"}])
     # One worker can serve about 10 pages/s; the target is 20/s.
-    assert run_load(config, "--concurrency", "1", rpm=1200, duration=3, output=tmp_path / "r.json") == 0
+    assert run_load(config, "--concurrency", "1", rpm=1200, duration=3, output=tmp_path / "r.json") == 125
     result = read(tmp_path / "r.json")
     assert 450 <= result["summary"]["req_per_min_observed"] <= 650
     assert result["summary"]["requests"] == 60  # the backlog was still worked off and measured
     assert result["summary"]["latency_ms_p99"] > 2000  # and its waiting shows in the response time
     out = capsys.readouterr().out
     assert "[HINT]" in out and "raise --concurrency" in out
+    assert "[VERDICT]   only 30 of the 60 requests due in the measured window were sent in it" in out
 
 
-def test_a_stopped_generator_drops_what_fell_due_instead_of_bursting(sim_factory, tmp_path):
+@pytest.mark.parametrize("with_baseline", [False, True], ids=["alone", "against-a-baseline"])
+def test_a_stopped_generator_drops_what_fell_due_and_the_run_cannot_judge(sim_factory, tmp_path, with_baseline):
     server = sim_factory()
     config = write_config(tmp_path / "c.json", server.url)
+    baseline = []
+    if with_baseline:
+        assert run_load(config, rpm=600, duration=6, output=tmp_path / "base.json") == 0
+        baseline = ["--baseline", str(tmp_path / "base.json")]
     process = subprocess.Popen([sys.executable, os.path.join(ROOT, "moodle_load.py"), "--config", config,
-                                "--rpm", "600", "--duration", "6", "--progress", "0",
-                                "--output", str(tmp_path / "r.json")], stdout=subprocess.DEVNULL)
+                                "--rpm", "600", "--duration", "6", "--progress", "0", *baseline,
+                                "--output", str(tmp_path / "r.json")], stdout=subprocess.PIPE, text=True)
     time.sleep(2.5)
     process.send_signal(signal.SIGSTOP)
     time.sleep(2)
     process.send_signal(signal.SIGCONT)
-    assert process.wait(timeout=30) == 0
+    out, _ = process.communicate(timeout=30)
+    assert process.returncode == EXIT_CANNOT_JUDGE  # never good, never bad: the generator stood still
     generator = read(tmp_path / "r.json")["generator"]
-    assert 15 <= generator["tokens_dropped"] <= 25  # ~2 s at 10 requests/s
+    assert 15 <= generator["tokens_dropped"] <= 25  # ~2 s at 10 requests/s, none fired in a burst
+    assert 1.5 <= generator["paused_s"] <= 2.5
     assert read(tmp_path / "r.json")["summary"]["requests"] == 60 - generator["tokens_dropped"]
+    assert "[VERDICT]   the generator stood still for " in out
 
 
 # ---- failures

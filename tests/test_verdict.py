@@ -5,6 +5,7 @@ import pytest
 
 from helpers import run_load, write_config
 from moodleload.exits import EXIT_BAD, EXIT_CANNOT_JUDGE, EXIT_GOOD
+from moodleload.verdict import Gates, decide, delivery_problems
 
 
 def test_a_gate_breach_is_bad_and_says_which_number_breached(sim_factory, tmp_path, capsys):
@@ -34,3 +35,62 @@ def test_gates_that_hold_are_good(sim_factory, tmp_path):
     server = sim_factory()
     assert run_load(write_config(tmp_path / "c.json", server.url), "--max-p95-ms", "5000",
                     "--min-rpm-ratio", "0.9", "--max-error-rate", "0") == EXIT_GOOD
+
+
+# ---- the run's own trust signals gate every verdict (pure: no load)
+
+def summary(**changes) -> dict:
+    base = {"requests": 100, "success": 100, "failure": 0, "error_rate": 0.0, "failures": {},
+            "latency_ms_p95": 50.0, "latency_ms_p99": 80.0, "req_per_min_target": 600, "req_per_min_observed": 600,
+            "urls": {"page": {"requests": 100, "success": 100}}}
+    return {**base, **changes}
+
+
+def document(**generator) -> dict:
+    counts = {"tokens_dropped": 0, "sent_in_window": 100, "due_in_window": 100, "paused_s": 0.0}
+    return {"generator": {**counts, **generator}, "metadata": {"rpm": 600, "measured_seconds": 10}}
+
+
+REGRESSION = {"verdict": "regression", "not_comparable": [],
+              "urls": {"page": {"verdict": "regression", "reasons": ["x1.50"]}}}
+
+
+def test_a_run_that_did_all_it_was_asked_has_no_delivery_problem():
+    assert delivery_problems(document(), []) == []
+
+
+def test_a_generator_that_stood_still_is_a_delivery_problem():
+    [problem] = delivery_problems(document(paused_s=2.0, tokens_dropped=20, sent_in_window=80), [])
+    assert problem.startswith("the generator stood still for 2.0 s of the measured window")
+
+
+def test_requests_due_but_not_sent_in_the_window_are_a_delivery_problem():
+    [problem] = delivery_problems(document(sent_in_window=50), [])
+    assert problem.startswith("only 50 of the 100 requests due in the measured window were sent in it (50%")
+
+
+def test_a_generator_that_was_the_bottleneck_is_a_delivery_problem():
+    [problem] = delivery_problems(document(), ["its event loop woke up to 900 ms late (p99)"])
+    assert "the generator was the bottleneck (its event loop woke up to 900 ms late (p99))" in problem
+
+
+def test_results_before_0_7_take_what_was_due_from_the_rate():
+    older = document(sent_in_window=50)
+    del older["generator"]["due_in_window"], older["generator"]["paused_s"]
+    assert delivery_problems(older, [])[0].startswith("only 50 of the 100 requests due")
+
+
+@pytest.mark.parametrize("comparison", [None, REGRESSION], ids=["would-be-good", "would-be-bad"])
+def test_a_run_with_a_delivery_problem_is_neither_good_nor_bad(comparison):
+    verdict = decide(summary(), Gates(), comparison, None, ["the generator stood still for 2.0 s"])
+    assert verdict.status == EXIT_CANNOT_JUDGE and verdict.reasons == ("the generator stood still for 2.0 s",)
+
+
+def test_a_gate_breach_with_a_delivery_problem_is_not_bad_either():
+    verdict = decide(summary(), Gates(max_p95_ms=1), None, None, ["only 50 of the 100 requests"])
+    assert verdict.status == EXIT_CANNOT_JUDGE
+
+
+def test_without_problems_the_same_run_is_good_or_bad():
+    assert decide(summary(), Gates(), None).status == EXIT_GOOD
+    assert decide(summary(), Gates(), REGRESSION).status == EXIT_BAD
