@@ -30,7 +30,7 @@ from .options import argv_for, build_parser, check_load_options, check_numbers, 
 from .pairs import confirm
 from .plan import parse_shard
 from .processes import PARENT_ONLY, run_processes
-from .results import build_document, load_document, merge_documents, save_document, summarize
+from .results import build_document, check_distinct, load_document, merge_documents, save_document, summarize
 from .runs import compare_runs
 from .scheduler import LoadRun, RunSettings
 from .textreport import format_comparison, format_report, format_trust, rate_hints
@@ -152,7 +152,11 @@ def undelivered(document: dict, others: dict) -> list:
 
 
 def labelled(option: str, paths: list, documents: list) -> dict:
-    return {f"{option} {path}": document for path, document in zip(paths, documents, strict=True)}
+    """label -> document of the files of one option, each named by its place and path."""
+    if len(paths) == 1:
+        return {f"{option} {paths[0]}": documents[0]}
+    return {f"{option} file {place} ({path})": document
+            for place, (path, document) in enumerate(zip(paths, documents, strict=True), 1)}
 
 
 def run_compare(args, say) -> int:
@@ -161,11 +165,13 @@ def run_compare(args, say) -> int:
     bases = [load_document(path) for path in args.compare[:-1]]
     new = load_document(args.compare[-1])
     reruns = [load_document(path) for path in args.rerun or []]
+    check_distinct({**labelled("--compare", args.compare, [*bases, new]),
+                    **labelled("--rerun", args.rerun or [], reruns)})
     comparison = judge_against(bases, [new, *reruns], thresholds_from(args), say)
     base = bases[0]
     new["summary"] = summarize(new)
     say(format_comparison(comparison))
-    others = {**labelled("baseline", args.compare[:-1], bases), **labelled("--rerun", args.rerun or [], reruns)}
+    others = {**labelled("--compare", args.compare[:-1], bases), **labelled("--rerun", args.rerun or [], reruns)}
     verdict = decide(new["summary"], gates_from(args), comparison, new.get("logins"), undelivered(new, others))
     return conclude(args, say, new, verdict, baseline=base, comparison=comparison)
 
@@ -175,6 +181,7 @@ def run_pairs(args, say) -> int:
     documents = [load_document(path) for path in args.pairs]
     if len(documents) % 2:
         raise UsageError("--pairs needs PARENT CULPRIT PARENT CULPRIT ...: an even number of results files")
+    check_distinct(labelled("--pairs", args.pairs, documents))
     parents, culprits = documents[0::2], documents[1::2]
     verdict, _ = confirm(parents, culprits, thresholds_from(args))
     for line in verdict.lines():
@@ -222,6 +229,8 @@ def run_load(args, argv: list, parser, say, measured: dict) -> int:
     reruns = [load_document(path) for path in args.rerun or []]
     if reruns and not bases:
         raise UsageError("--rerun needs --baseline: earlier runs of this commit are judged against a baseline")
+    check_distinct({**labelled("--baseline", args.baseline or [], bases),
+                    **labelled("--rerun", args.rerun or [], reruns)})
     baseline = bases[0] if bases else None
     shard = parse_shard(args.shard)
     settings = RunSettings(rpm=args.rpm, duration=args.duration, concurrency=args.concurrency,

@@ -46,13 +46,23 @@ def write_json_atomically(path: str, document, mode: int | None = None, indent: 
     write_atomically(path, json_text(document, indent), mode)
 
 
-def read_json(path: str, what: str):
-    """The parsed JSON of ``path``; a file that is not UTF-8 JSON, or is nested beyond
-    reason, is a UsageError naming ``what`` it should have been.  FileNotFoundError is left
-    to the caller, which knows what a missing file means."""
+MAX_JSON_BYTES = 64 * 1024 * 1024  # a day-long run's results are a few MB; a config with 100,000 users ~10 MB
+
+
+def read_json(path: str, what: str, limit: int = MAX_JSON_BYTES):
+    """The parsed JSON of ``path``; a file that is not UTF-8 JSON, is over ``limit`` bytes
+    (checked before it is read), or is nested beyond reason, is a UsageError naming ``what``
+    it should have been.  FileNotFoundError is left to the caller, which knows what a missing
+    file means."""
     try:
         with open(path, "rb") as handle:
-            data = handle.read()
+            size = os.fstat(handle.fileno()).st_size
+            if size > limit:
+                raise UsageError(f"{what}: {path} is {size / 1048576:.0f} MB, over the {limit // 1048576} MB a "
+                                 f"{what} file can be: is it the right file?")
+            data = handle.read(limit + 1)
+            if len(data) > limit:  # a file that grew, or a pipe: never more than the limit in memory
+                raise UsageError(f"{what}: {path} is over the {limit // 1048576} MB a {what} file can be")
     except FileNotFoundError:
         raise
     except IsADirectoryError:

@@ -4,6 +4,7 @@ and the verdict only read it (pyperf's lesson: the data model owns its JSON)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import platform
@@ -169,6 +170,9 @@ def merge_documents(documents: list) -> dict:
                     target["footer"][key] = _added(target["footer"][key], value)
                 else:
                     _merge_tallies(target["footer"][key], value)
+    problem = document_problem(merged)
+    if problem:  # what no reader would take back (a sum beyond reason): never written
+        raise UsageError(f"merge: the merged results would be damaged ({problem}): merge shards of one run only")
     merged["summary"] = summarize(merged)
     return merged
 
@@ -207,18 +211,48 @@ def load_document(path: str) -> dict:
     return document
 
 
+DERIVED_KEYS = ("summary", "comparison")  # recomputed by readers: not part of what a run measured
+
+
+def run_identity(document: dict) -> str:
+    """What makes a run that run: a digest of all it measured.  Two files with one identity
+    are one run (a copy, or one file named twice), and count once."""
+    measured = {key: value for key, value in document.items() if key not in DERIVED_KEYS}
+    return hashlib.sha256(json.dumps(measured, sort_keys=True).encode()).hexdigest()
+
+
+def check_distinct(documents: dict) -> None:
+    """Refuse runs given twice (``documents``: label -> document): each run is one
+    observation of the run-to-run spread, and a copy would shrink it to nothing."""
+    seen: dict = {}
+    for label, document in documents.items():
+        identity = run_identity(document)
+        if identity in seen:
+            started = document["metadata"].get("started_at") or "at an unknown time"
+            raise UsageError(f"{seen[identity]} and {label} are the same run (started {started}): each run "
+                             f"counts once; give each results file once, or record another run")
+        seen[identity] = label
+
+
 def save_document(path: str, document: dict) -> None:
     write_json_atomically(path, document, indent=1)
 
 
 # ---- what a valid document holds
 
+# No real run comes near these; a file beyond them is damaged, and sums of such values (a
+# merge) could overflow to Infinity, which no JSON reader takes back.
+MAX_MAGNITUDE = 1e15
+MAX_FOOTER_VALUE = 1e9  # DB reads, included files, MB of memory of one page
+
+
 def _number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+        and abs(value) <= MAX_MAGNITUDE
 
 
 def _count(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_MAGNITUDE
 
 
 def _tally_problem(tally, where: str) -> str | None:
@@ -387,14 +421,14 @@ def _url_problem(raw, where: str, blocks: int) -> str | None:
             else _tally_problem(value, f"{where}.footer.{key}")
         if problem:
             return problem
-        if not key.endswith("_ms") and not all(_is_numeric_text(k) for k in value):
-            return f"{where}.footer.{key} has a value that is not a number"
+        if not key.endswith("_ms") and not all(_is_footer_value(k) for k in value):
+            return f"{where}.footer.{key} has a value that is not a number from 0 to {MAX_FOOTER_VALUE:g}"
     return None
 
 
-def _is_numeric_text(text: str) -> bool:
+def _is_footer_value(text: str) -> bool:
     try:
-        return math.isfinite(float(text))
+        return 0 <= float(text) <= MAX_FOOTER_VALUE
     except ValueError:
         return False
 

@@ -368,3 +368,24 @@ def test_sighup_saves_the_results_like_sigterm(sim_factory, tmp_path):
     assert process.returncode == EXIT_SIGHUP
     assert f"[VERDICT] interrupted (exit {EXIT_SIGHUP})" in out
     assert read(tmp_path / "r.json")["metadata"]["interrupted"] is True
+
+
+# ---- each run counts once
+
+REAL = os.path.join(ROOT, "tests", "data", "real-site")
+
+
+def test_copies_of_one_baseline_run_are_refused_not_counted_as_more_runs(tmp_path, capsys):
+    for copy in ("a", "b"):
+        shutil.copy(os.path.join(REAL, "base.json"), tmp_path / f"{copy}.json")
+    status = moodle_load.main(["--compare", str(tmp_path / "a.json"), str(tmp_path / "b.json"),
+                               os.path.join(REAL, "base.json"), os.path.join(REAL, "same-1.json")])
+    assert status == EXIT_USAGE
+    assert "are the same run" in one_line_error(capsys)
+
+
+def test_one_file_named_twice_as_a_rerun_is_refused(capsys):
+    same = os.path.join(REAL, "same-1.json")
+    status = moodle_load.main(["--compare", os.path.join(REAL, "base.json"), same, "--rerun", same])
+    assert status == EXIT_USAGE
+    assert f"--compare file 2 ({same}) and --rerun {same} are the same run" in one_line_error(capsys)

@@ -127,6 +127,10 @@ def test_merging_runs_that_ran_a_different_load_is_refused(key, value, word):
     (lambda d: d["generator"].pop("tokens_unsent"), "generator.tokens_unsent"),
     (lambda d: d["urls"]["dashboard"]["footer"]["db_reads"].update(many=3), "not a number"),
     (lambda d: d["urls"]["dashboard"]["response_ms"]["buckets"].update({"\u00b2": 0}), "bad entry"),
+    (lambda d: d["urls"]["dashboard"]["footer"]["db_reads"].update({"-5": 3}), "not a number from 0"),
+    (lambda d: d["urls"]["dashboard"]["footer"]["db_reads"].update({"1e308": 3}), "not a number from 0"),
+    (lambda d: d["generator"].update(cpu_seconds=1e308), "generator.cpu_seconds"),
+    (lambda d: d["generator"].update(due_in_window=-1), "generator.due_in_window"),
 ])
 def test_a_damaged_results_file_is_one_line_naming_what_is_wrong(tmp_path, damage, complaint):
     document = recorded_run()
@@ -146,6 +150,21 @@ def test_a_results_file_of_another_format_or_not_utf8_is_refused(tmp_path):
     (tmp_path / "latin1.json").write_bytes(b'{"format": 1, "caf\xe9": 1}')
     with pytest.raises(UsageError, match="not UTF-8"):
         load_document(str(tmp_path / "latin1.json"))
+
+
+def test_merged_sums_that_no_reader_would_take_back_are_never_written():
+    first, second = recorded_run(), recorded_run()
+    first["metadata"]["shards"], second["metadata"]["shards"] = ["1/2"], ["2/2"]
+    first["generator"]["cpu_seconds"] = second["generator"]["cpu_seconds"] = 0.9e15
+    with pytest.raises(UsageError, match="merged results would be damaged"):
+        merge_documents([first, second])
+
+
+def test_a_results_file_over_the_size_limit_is_refused_before_it_is_read(tmp_path):
+    with open(tmp_path / "r.json", "wb") as handle:  # 300 MB of nothing (sparse: no disk used)
+        handle.truncate(300 * 1024 * 1024)
+    with pytest.raises(UsageError, match="r.json is 300 MB, over the 64 MB a results file can be"):
+        load_document(str(tmp_path / "r.json"))
 
 
 def test_the_recorded_run_is_valid():
