@@ -25,6 +25,7 @@ from .exits import (
 from .files import check_output_path
 from .htmlreport import render_report, write_report
 from .httpclient import resolve_http_client
+from .machine import ensure_open_files
 from .moodletree import describe
 from .options import argv_for, build_parser, check_load_options, check_numbers, gates_from, thresholds_from
 from .pairs import confirm
@@ -34,7 +35,7 @@ from .results import build_document, check_distinct, load_document, merge_docume
 from .runs import compare_runs
 from .scheduler import LoadRun, RunSettings
 from .textreport import format_comparison, format_report, format_trust, rate_hints
-from .verdict import Verdict, decide, delivery_problems
+from .verdict import Verdict, decide, delivery_problems, not_reached
 from .views import trust_signals
 
 
@@ -225,6 +226,7 @@ def run_load(args, argv: list, parser, say, measured: dict) -> int:
     for warning in config.warnings:
         say(f"[WARN] {warning}")
     moodle = describe(args.moodle_dir) if args.moodle_dir else None  # checked before the first login
+    ensure_open_files(min(args.concurrency, len(config.users)))
     bases = [load_document(path) for path in args.baseline or []]
     reruns = [load_document(path) for path in args.rerun or []]
     if reruns and not bases:
@@ -269,8 +271,13 @@ def run_load(args, argv: list, parser, say, measured: dict) -> int:
             reasons = ", ".join(f"{k} {v}" for k, v in run.login_failures.items()) or "interrupted"
             print(f"[ERROR] No user could log in ({reasons}): check base_url, the users' passwords "
                   f"(set_moodle_passwords.py) and that the site is up", file=sys.stderr)
-            verdict = Verdict(interrupted, "interrupted", ("stopped while logging in",)) if interrupted \
-                else Verdict.cannot_judge(["no user could log in"])
+            unreached = not_reached(None, gates_from(args), document.get("logins"))
+            if interrupted:
+                verdict = Verdict(interrupted, "interrupted", ("stopped while logging in",))
+            elif unreached:
+                verdict = Verdict.unreachable(unreached)
+            else:
+                verdict = Verdict.cannot_judge(["no user could log in"])
             announce(judge, verdict)
             return verdict.status
     measured["document"] = document

@@ -342,7 +342,7 @@ def check_base_url(base_url) -> tuple[str, str | None]:
     """The site's URL without credentials, and the HTTP basic auth they stand for (staging
     sites often sit behind it).  Credentials are never printed or stored: only the URL
     without them goes into messages, results and reports."""
-    shown = base_url if not isinstance(base_url, str) else _without_credentials(base_url)
+    shown = base_url if not isinstance(base_url, str) else without_credentials(base_url)
     if not isinstance(base_url, str):
         raise UsageError(f"config: base_url must be an http:// or https:// URL, got {shown!r}")
     parts = urlsplit(base_url)
@@ -360,10 +360,10 @@ def check_base_url(base_url) -> tuple[str, str | None]:
     if parts.username is not None or parts.password is not None:
         credentials = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
         basic_auth = "Basic " + base64.b64encode(credentials.encode("utf-8")).decode("ascii")
-    return _without_credentials(base_url).rstrip("/"), basic_auth
+    return without_credentials(base_url).rstrip("/"), basic_auth
 
 
-def _without_credentials(url: str) -> str:
+def without_credentials(url: str) -> str:
     parts = urlsplit(url)
     if "@" not in parts.netloc:
         return url

@@ -62,6 +62,7 @@ class Settings:
 
 class Postgres:
     family = "pgsql"
+    driver = "psycopg2"  # the Python module that speaks to it (needs.py checks it is there)
     name = "PostgreSQL"
     default_port = 5432
     quote_chars = '"'
@@ -165,6 +166,7 @@ class Postgres:
 
 class MySQL(Postgres):
     family = "mysql"
+    driver = "pymysql"
     name = "MariaDB/MySQL"
     default_port = 3306
     quote_chars = '"`'  # with ANSI_QUOTES (set in begin) "..." names a column, as in PostgreSQL

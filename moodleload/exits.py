@@ -7,6 +7,7 @@ EXIT_BAD = 1
 EXIT_CANNOT_JUDGE = 125  # git bisect skips the commit
 EXIT_USAGE = 128  # git bisect stops: the tool was used wrongly, the commit says nothing
 EXIT_FAULT = 200  # git bisect stops: the tool itself failed (or could not save what it measured)
+EXIT_UNREACHABLE = 201  # git bisect stops: the site could not be reached, or the generator could not open sockets
 EXIT_SIGHUP = 129  # the shell's 128 + signal number, for the signals that stop a run
 EXIT_SIGINT = 130
 EXIT_SIGTERM = 143

@@ -3,17 +3,37 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import zlib
 from dataclasses import dataclass
 from typing import NamedTuple
 from urllib.parse import quote, urlencode, urlsplit
 
 from . import __version__
-from .exits import UsageError
+from .needs import have, require
 
 
 class HttpError(Exception):
     """The connection failed, or what came back was not HTTP: a "connection" failure."""
+
+
+OUT_OF_FILES = (errno.EMFILE, errno.ENFILE)
+
+
+class Unreachable(HttpError):
+    """No connection could be opened at all: refused, an unknown host, no route, or this
+    process out of file descriptors (``out_of_files``).  Not an answer of the site: nothing
+    about the commit can be learned from it."""
+
+    def __init__(self, message: str, out_of_files: bool = False):
+        super().__init__(message)
+        self.out_of_files = out_of_files
+
+
+def unreachable(host: str, port, error: BaseException) -> Unreachable:
+    number = getattr(error, "errno", None)
+    reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
+    return Unreachable(f"cannot connect to {host}:{port} ({reason})", out_of_files=number in OUT_OF_FILES)
 
 
 @dataclass
@@ -269,9 +289,10 @@ class HttpClient:
             _, connection = await asyncio.wait_for(opening, max(0.0, deadline - loop.time()))
         except asyncio.TimeoutError:  # an OSError too since Python 3.11: it stays a timeout
             raise
-        except (OSError, ValueError) as error:  # ValueError: a port out of range, an odd host
-            raise HttpError(f"cannot connect to {host}:{port} ({getattr(error, 'strerror', None) or error})") \
-                from None
+        except OSError as error:
+            raise unreachable(host, port, error) from None
+        except ValueError as error:  # a port out of range, an odd host
+            raise HttpError(f"cannot connect to {host}:{port} ({error})") from None
         return connection
 
     async def request(self, method: str, url: str, cookie: str | None, form: dict | None,
@@ -399,6 +420,8 @@ class AiohttpClient:
                              response.headers.getall("Set-Cookie", []), b"".join(chunks))
         except (asyncio.TimeoutError, HttpError):
             raise
+        except aiohttp.ClientConnectorError as error:
+            raise unreachable(error.host, error.port, error.os_error) from None
         except aiohttp.ClientError as error:
             raise HttpError(str(error) or type(error).__name__) from None
         except (OSError, ValueError) as error:
@@ -409,15 +432,15 @@ class AiohttpClient:
 
 
 def resolve_http_client(name: str) -> str:
-    """Which client ``name`` means here: "auto" is httptools where installed, else aiohttp."""
-    try:
-        import httptools  # noqa: F401
-    except ImportError:
-        if name == "httptools":
-            raise UsageError("--http-client httptools: httptools is not installed (pip install httptools), "
-                             "or use --http-client aiohttp") from None
+    """Which client ``name`` means here: "auto" is httptools where installed, else aiohttp;
+    a client whose package is missing is refused now, with the install command."""
+    if name == "auto":
+        if have("httptools"):
+            return "httptools"
+        require(["aiohttp"], "the load (without httptools)")
         return "aiohttp"
-    return "httptools" if name == "auto" else name
+    require([name], f"--http-client {name}")
+    return name
 
 
 def http_client(name: str, *, insecure: bool, max_body: int = DEFAULT_MAX_BODY, authorization: tuple | None = None):

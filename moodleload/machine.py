@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 
+from .exits import UsageError
+
 
 def cpu_counters(path: str = "/proc/stat") -> tuple[float, float, float] | None:
     """(busy seconds, steal seconds, all seconds) of every CPU since boot, or None off Linux."""
@@ -84,3 +86,26 @@ def contended(bases: list, news: list, max_other_cpu: float | None) -> list:
             reasons.append(f"{which} ran beside other processes using {share:.0%} of the machine "
                            f"(--max-other-cpu {max_other_cpu:.0%})")
     return reasons
+
+
+SPARE_FILES = 64  # what Python, the event loop, the output files and a few late sockets take
+
+
+def ensure_open_files(connections: int) -> None:
+    """Make sure this process may open a socket for each connection it will hold at once:
+    raise the soft open-file limit towards the hard one where needed (as locust and wrk
+    users do by hand), and refuse now, before any login, where even that is too low:
+    a generator out of file descriptors would read as a site that cannot be reached."""
+    try:
+        import resource
+    except ImportError:  # not a Unix: nothing to check
+        return
+    needed = connections + SPARE_FILES
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return
+    if hard == resource.RLIM_INFINITY or hard >= needed:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+        return
+    raise UsageError(f"this process may open {soft} files (ulimit -n; at most {hard}) but --concurrency "
+                     f"{connections} needs about {needed}: raise the limit (ulimit -n {needed}) or lower --concurrency")

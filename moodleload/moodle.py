@@ -9,7 +9,7 @@ from urllib.parse import urljoin, urlsplit
 
 from .config import Config, User
 from .forms import find_sesskey
-from .httpclient import BodyTooLarge, HttpError, parse_set_cookie
+from .httpclient import BodyTooLarge, HttpError, Unreachable, parse_set_cookie
 
 # =========================================================================== login
 
@@ -26,6 +26,11 @@ def find_logintoken(page: str) -> str | None:
         if attributes.get("name") == "logintoken":
             return attributes.get("value") or None
     return None
+
+
+# The login failures that say nothing of the site: it could not be reached at all, or this
+# process could not open a socket.  A run where they decide stops a bisect (exits.EXIT_UNREACHABLE).
+UNREACHABLE_REASONS = {False: "site unreachable", True: "out of file descriptors"}
 
 
 class LoginFailed(Exception):
@@ -169,6 +174,10 @@ def failure_of(error: BaseException) -> str:
         return "bad_redirect"
     if isinstance(error, BodyTooLarge):
         return "too_large"
+    if isinstance(error, Unreachable):
+        return "out_of_files" if error.out_of_files else "unreachable"
+    if isinstance(error, RedirectLoop):
+        return "redirect_loop"
     return "connection"
 
 
@@ -282,7 +291,11 @@ async def login(http, session: Session, config: Config, timeout: float, warn) ->
         raise LoginFailed("bad redirect", str(error)) from None
     except BodyTooLarge as error:
         raise LoginFailed("answer too large", str(error)) from None
-    except (HttpError, RedirectLoop) as error:
+    except Unreachable as error:
+        raise LoginFailed(UNREACHABLE_REASONS[error.out_of_files], str(error)) from None
+    except RedirectLoop as error:
+        raise LoginFailed("redirect loop", str(error)) from None
+    except HttpError as error:
         raise LoginFailed("connection error", str(error) or type(error).__name__, retryable=True) from None
     except OSError as error:
         raise LoginFailed("connection error", error.strerror or str(error), retryable=True) from None

@@ -62,6 +62,9 @@ echo json_encode($moodleload_out);
 """
 
 
+SECRET_SETTINGS = ("dbpass",)  # never quoted in a message, not even in part
+
+
 @dataclass
 class MoodleConfig:
     """What config.php says, as strings; ``how`` says how it was read, for --dry-run."""
@@ -75,7 +78,9 @@ class MoodleConfig:
         """The value, None where config.php does not set it (or sets it empty); a UsageError
         where it is set by code that could not be read without PHP."""
         if name in self.unreadable:
-            raise UsageError(f"{self.path} sets {name} by code ({self.unreadable[name]}), which is not run without "
+            # The code is quoted to help find it, except where it may hold the secret itself.
+            code = "" if name in SECRET_SETTINGS else f" ({self.unreadable[name]})"
+            raise UsageError(f"{self.path} sets {name} by code{code}, which is not run without "
                              f"php: install php-cli, or give the value by flag")
         value = self.values.get(name)
         return value if value not in (None, "") else None

@@ -22,6 +22,7 @@ import re
 import signal
 import sys
 import threading
+from urllib.parse import urlsplit
 
 from . import __version__
 from .accounts import (
@@ -32,11 +33,13 @@ from .accounts import (
     discover_parameters,
     select_users,
 )
+from .config import without_credentials
 from .console import silence_closed_stdout
 from .databases import DatabaseError, Settings, database_for, family_of, fill_defaults
 from .exits import STOPPING_SIGNALS, UsageError, exit_for_signal  # here a UsageError is exit 2
 from .files import check_writable, json_text, prepare_file, read_json
 from .moodleconfig import offer_moodle_settings, read_moodle_config
+from .needs import require
 
 EXIT_OK = 0
 EXIT_DATABASE = 1
@@ -53,8 +56,8 @@ BCRYPT_MAX_PASSWORD_BYTES = 72  # bcrypt ignores (or refuses) what lies beyond
 PREFIX_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,30}$")
 AUTH_PATTERN = re.compile(r"^[a-z0-9_]{1,20}$")
 
+EXAMPLE_BASE_URL = "https://moodle.example.test"  # config.example.json's placeholder: never a real site
 DEFAULT_CONFIG = {
-    "base_url": "https://moodle.example.test",
     "login_path": "/login/index.php",
     "users": [],
     "parameters": {
@@ -110,14 +113,34 @@ def stored_password(config: dict) -> str | None:
     return passwords.pop() if len(passwords) == 1 else None
 
 
+def chosen_base_url(config: dict, given: str | None, wwwroot: str | None, path: str) -> str:
+    """The site's address for config.json: --base-url, else the config's own (unless it is
+    the example's placeholder), else config.php's wwwroot.  Never a value nobody gave: a
+    config without one is refused before the database is touched."""
+    if given is not None:
+        parts = urlsplit(given)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise UsageError(f"--base-url must be an http:// or https:// address of the site, got "
+                             f"{without_credentials(given)!r}")
+        return given.rstrip("/")
+    current = config.get("base_url")
+    if isinstance(current, str) and current and current != EXAMPLE_BASE_URL:
+        return current
+    if wwwroot:
+        return wwwroot.rstrip("/")
+    raise UsageError(f"{path} needs the site's address and nothing gave it: add --base-url https://your.site "
+                     f"(as the load will reach it) or --moodle-config with the site's config.php (its wwwroot)")
+
+
 def updated_config(config: dict, users: list, password: str, parameters: dict | None = None,
-                   wwwroot: str | None = None) -> dict:
-    """The config with ``users`` replaced (and ``parameters`` merged in, and ``base_url`` set
-    to config.php's wwwroot where it was missing or still the example's); every other key
-    and the order of keys kept."""
+                   base_url: str | None = None) -> dict:
+    """The config with ``users`` replaced (and ``parameters`` merged in, and ``base_url``
+    set where given); every other key and the order of keys kept."""
     result = dict(config)
-    if wwwroot and result.get("base_url") in (None, "", DEFAULT_CONFIG["base_url"]):
-        result["base_url"] = wwwroot.rstrip("/")
+    if base_url is not None and "base_url" not in result:
+        result = {"base_url": base_url, **result}  # first, where config.example.json has it
+    elif base_url is not None:
+        result["base_url"] = base_url
     result["users"] = [{"username": user.username, "password": password} for user in users]
     if parameters:
         merged = dict(result.get("parameters", {}))
@@ -315,6 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
                              f"${PASSWORD_ENV}; else the password already in --config, else a prompt")
     parser.add_argument("--password", help="the new password: shows in ps, prefer --password-file")
     parser.add_argument("--config", default="config.json", help="config.json to update (default config.json)")
+    parser.add_argument("--base-url", metavar="URL",
+                        help="the site's address as the load reaches it, for config.json's base_url (default: "
+                             "the config's own, else config.php's wwwroot; one of them is needed)")
     parser.add_argument("--where", help="pick these accounts instead of maketestsite's tool_generator_* "
                                         "users: one SQL condition on the user table u (no leading WHERE)")
     parser.add_argument("--allow-auth", metavar="NAME[,NAME]",
@@ -394,7 +420,7 @@ def run(args, database, target: str, guards: Guards, config: dict, existed: bool
             print(f"[INFO] {len(users)} users selected (ids {min(ids)}..{max(ids)})")
             if args.dry_run:
                 show_dry_run(args, database, users, config,
-                             updated_config(config, users, password, parameters, args.wwwroot), existed)
+                             updated_config(config, users, password, parameters, args.base_url_chosen), existed)
                 conn.rollback()
                 return EXIT_OK
             try:
@@ -404,7 +430,7 @@ def run(args, database, target: str, guards: Guards, config: dict, existed: bool
             if len(changed) < len(users):
                 print(f"[WARN] {len(users) - len(changed)} selected users changed meanwhile (suspended, made "
                       f"admin, ...) and were left alone")
-            new_config = updated_config(config, changed, password, parameters, args.wwwroot)
+            new_config = updated_config(config, changed, password, parameters, args.base_url_chosen)
             # The config goes to a private temp file first; then the commit and the rename, with
             # signals held back between them, so the two cannot disagree.
             try:
@@ -425,7 +451,7 @@ def run(args, database, target: str, guards: Guards, config: dict, existed: bool
         if parameters:
             print("[INFO] parameters from the database: "
                   + ", ".join(f"{name} {len(spec['values'])} values" for name, spec in parameters.items()))
-        report_base_url(config, new_config, args.wwwroot)
+        report_base_url(config, new_config, args)
         print(f"[INFO] wrote {args.config} ({len(changed)} users, mode 0600)")
         return EXIT_OK
     finally:
@@ -434,15 +460,22 @@ def run(args, database, target: str, guards: Guards, config: dict, existed: bool
         conn.close()  # closing without a commit rolls back whatever was not committed
 
 
-def report_base_url(old: dict, new: dict, wwwroot: str | None) -> None:
-    """A base_url the user chose (another host, a load balancer, credentials) is kept, and said so."""
+def report_base_url(old: dict, new: dict, args) -> None:
+    """Where base_url came from; a base_url the user chose (another host, a load balancer)
+    is kept, and said so.  Credentials in it (user:password@) are never printed."""
+    wwwroot = args.wwwroot
+    shown = without_credentials(new.get("base_url", ""))
+    if args.base_url is not None:
+        if old.get("base_url") != new.get("base_url"):
+            print(f"[INFO] base_url {shown} (--base-url)")
+        return
     if wwwroot is None:
         return
     if old.get("base_url") != new.get("base_url"):
-        print(f"[INFO] base_url {new['base_url']} (config.php's wwwroot)")
+        print(f"[INFO] base_url {shown} (config.php's wwwroot)")
     elif new.get("base_url") != wwwroot.rstrip("/"):
-        print(f"[WARN] base_url kept as {new.get('base_url')} although config.php's wwwroot is {wwwroot}: "
-              f"delete base_url from the config to take wwwroot")
+        print(f"[WARN] base_url kept as {shown} although config.php's wwwroot is {without_credentials(wwwroot)}: "
+              f"delete base_url from the config, or give --base-url, to take another")
 
 
 def show_dry_run(args, database, users: list, old: dict, new: dict, existed: bool) -> None:
@@ -452,7 +485,7 @@ def show_dry_run(args, database, users: list, old: dict, new: dict, existed: boo
           + f", prefix {args.prefix} ({args.prefix_origin})")
     if args.moodle_config:
         print(f"[INFO] {args.moodle_config}: {args.moodle_how}")
-    report_base_url(old, new, args.wwwroot)
+    report_base_url(old, new, args)
     print(f"[INFO] dry run: nothing is written; these {len(users)} users would get the new password:")
     for user in users:
         print(f"  {user.id:>8}  {user.username}")
@@ -468,6 +501,7 @@ def show_dry_run(args, database, users: list, old: dict, new: dict, existed: boo
 def prepare(args) -> int:
     """Everything up to the database: checks, the lock, leftovers, the config, the hash."""
     guards, database = check_arguments(args)
+    require([database.driver] + ([] if args.dry_run else ["bcrypt"]), "set_moodle_passwords.py")
     if args.where is None:
         print("[INFO] picking maketestsite's test users (tool_generator_*); give --where to pick others")
     target = config_target(args.config)  # a symlinked config.json: where it is really written
@@ -478,6 +512,7 @@ def prepare(args) -> int:
                   f"was killed while committing, the database may hold that run's password: this run sets "
                   f"the database and {args.config} again, so they agree")
         config, existed = read_config(args.config)
+        args.base_url_chosen = chosen_base_url(config, args.base_url, args.wwwroot, args.config)
         if not args.dry_run:
             check_writable(target, "--config")
         password = resolve_password(args, config)

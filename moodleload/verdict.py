@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .exits import EXIT_BAD, EXIT_CANNOT_JUDGE, EXIT_GOOD
+from .exits import EXIT_BAD, EXIT_CANNOT_JUDGE, EXIT_GOOD, EXIT_UNREACHABLE
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,10 @@ class Verdict:
     @classmethod
     def cannot_judge(cls, reasons) -> Verdict:
         return cls(EXIT_CANNOT_JUDGE, "cannot judge", tuple(reasons))
+
+    @classmethod
+    def unreachable(cls, reasons) -> Verdict:
+        return cls(EXIT_UNREACHABLE, "site not reached", tuple(reasons))
 
     def lines(self) -> list:
         """How it is printed: the word and status, then one line per reason."""
@@ -70,6 +74,33 @@ def login_reasons(logins: dict | None) -> tuple[list, float]:
     return [f"{failed} of {users} users could not log in ({kinds})"], failed / users
 
 
+UNREACHABLE_LOGINS = {"site unreachable": "the site could not be reached",
+                      "out of file descriptors": "the generator could not open sockets"}
+UNREACHABLE_REQUESTS = {"unreachable": "the site could not be reached",
+                        "out_of_files": "the generator could not open sockets"}
+REMEDIES = {"the site could not be reached": "check base_url and that the web server runs",
+            "the generator could not open sockets": "raise the open-file limit (ulimit -n) or lower --concurrency"}
+
+
+def not_reached(summary: dict | None, gates: Gates, logins: dict | None) -> list:
+    """Why the site was never really asked, or None: logins or requests that could not open a
+    connection at all (refused, unknown host, no route, out of file descriptors).  A site that
+    answers, even with errors, is the commit's business; one that cannot be reached is not,
+    and a bisect must stop at the first such step instead of skipping every commit."""
+    failed = (logins or {}).get("failed", {})
+    users = sum(failed.values()) + (logins or {}).get("ok", 0)
+    for reason, meaning in UNREACHABLE_LOGINS.items():
+        count = failed.get(reason, 0)
+        if users and count and count / users > gates.max_login_failures:
+            return [f"{meaning}: {count} of {users} logins ({REMEDIES[meaning]}); the commit was not measured"]
+    requests = (summary or {}).get("requests") or 0
+    for kind, meaning in UNREACHABLE_REQUESTS.items():
+        count = (summary or {}).get("failures", {}).get(kind, 0)
+        if requests and count / requests >= gates.cannot_judge_error_rate:
+            return [f"{meaning}: {count} of {requests} requests ({REMEDIES[meaning]}); the commit was not measured"]
+    return []
+
+
 MIN_DELIVERED = 0.95  # of the positions due in the measured window, sent in it
 
 
@@ -109,6 +140,9 @@ def decide(summary: dict, gates: Gates, comparison: dict | None, logins: dict | 
     (``undelivered``, from delivery_problems), most requests failing, a page that never
     once succeeded, too many users unable to log in, a baseline run under another load."""
     notes, login_share = login_reasons(logins)
+    unreached = not_reached(summary, gates, logins)
+    if unreached:
+        return Verdict.unreachable([*unreached, *notes])
     if not summary["requests"]:
         return Verdict.cannot_judge(["no request was measured", *notes])
     if undelivered:

@@ -10,9 +10,12 @@ from moodleload.accounts import check_where
 from moodleload.databases import MySQL, Postgres, Settings, fill_defaults, read_my_cnf
 from moodleload.exits import UsageError
 
+SITE_FLAG = ["--base-url", "https://moodle.test"]  # a new config.json needs the site's address
+
 
 def run_tool(db, tmp_path, *extra, password="Passw0rd!"):
-    return smp.main([*db.cli_args(), "--config", str(tmp_path / "config.json"), "--password", password, *extra])
+    return smp.main([*db.cli_args(), *SITE_FLAG,
+                     "--config", str(tmp_path / "config.json"), "--password", password, *extra])
 
 
 def snapshot(db):
@@ -86,7 +89,7 @@ def test_backticks_are_names_for_mysql_only():
 def test_nothing_listening_says_to_check_host_port_and_socket(tmp_path, capsys):
     from sim.ports import free_port
 
-    code = smp.main(["--db-type", "mariadb", "--db-name", "moodle", "--db-host", "127.0.0.1", "--db-port",
+    code = smp.main([*SITE_FLAG, "--db-type", "mariadb", "--db-name", "moodle", "--db-host", "127.0.0.1", "--db-port",
                      str(free_port()), "--db-user", "x", "--password", "pw", "--config", str(tmp_path / "c.json")])
     assert code == smp.EXIT_DATABASE
     err = capsys.readouterr().err
@@ -97,7 +100,7 @@ def test_tcp_on_the_loopback_port_works(maria_db, tmp_path):
     maria_db.query("CREATE USER IF NOT EXISTS 'tcpuser'@'127.0.0.1' IDENTIFIED BY 'tcp-secret'")
     maria_db.query(f"GRANT ALL ON `{maria_db.name}`.* TO 'tcpuser'@'127.0.0.1'")
     (tmp_path / "dbpass").write_text("tcp-secret\n")
-    assert smp.main(["--db-type", "mysqli", "--db-name", maria_db.name, "--db-host", "127.0.0.1",
+    assert smp.main([*SITE_FLAG, "--db-type", "mysqli", "--db-name", maria_db.name, "--db-host", "127.0.0.1",
                      "--db-port", str(maria_db.cluster.port), "--db-user", "tcpuser", "--db-pass-file",
                      str(tmp_path / "dbpass"), "--count", "2", "--password", "pw",
                      "--config", str(tmp_path / "config.json")]) == 0
@@ -106,7 +109,8 @@ def test_tcp_on_the_loopback_port_works(maria_db, tmp_path):
 
 def test_authentication_failure_says_to_check_user_and_password(maria_db, tmp_path, capsys):
     maria_db.query("CREATE USER IF NOT EXISTS 'loadtester'@'localhost' IDENTIFIED BY 'right'")
-    code = smp.main(["--db-type", "mariadb", "--db-name", maria_db.name, "--db-socket", maria_db.cluster.socket,
+    code = smp.main([*SITE_FLAG, "--db-type", "mariadb", "--db-name", maria_db.name,
+                     "--db-socket", maria_db.cluster.socket,
                      "--db-user", "loadtester", "--db-pass", "wrong", "--password", "pw",
                      "--config", str(tmp_path / "c.json")])
     assert code == smp.EXIT_DATABASE
@@ -118,7 +122,8 @@ def test_missing_privileges_say_which_tables_need_them(maria_db, tmp_path, capsy
     maria_db.query("CREATE USER IF NOT EXISTS 'reader'@'localhost' IDENTIFIED BY 'pw'")
     maria_db.query(f"GRANT SELECT ON `{maria_db.name}`.* TO 'reader'@'localhost'")
     before = snapshot(maria_db)
-    code = smp.main(["--db-type", "mariadb", "--db-name", maria_db.name, "--db-socket", maria_db.cluster.socket,
+    code = smp.main([*SITE_FLAG, "--db-type", "mariadb", "--db-name", maria_db.name,
+                     "--db-socket", maria_db.cluster.socket,
                      "--db-user", "reader", "--db-pass", "pw", "--password", "pw",
                      "--config", str(tmp_path / "c.json")])
     assert code == smp.EXIT_DATABASE
@@ -135,7 +140,7 @@ def test_my_cnf_gives_what_no_flag_gives(maria_db, tmp_path, monkeypatch):
     (home / ".my.cnf").write_text(f"[mysql]\nuser = nobody\n\n[client]\nuser = cnfuser\npassword = \"from-my-cnf\"\n"
                                   f"socket = {maria_db.cluster.socket}\n")
     monkeypatch.setenv("HOME", str(home))
-    assert smp.main(["--db-type", "mariadb", "--db-name", maria_db.name, "--count", "1", "--password", "pw",
+    assert smp.main([*SITE_FLAG, "--db-type", "mariadb", "--db-name", maria_db.name, "--count", "1", "--password", "pw",
                      "--config", str(tmp_path / "config.json")]) == 0
     assert usernames(tmp_path) == ["tool_generator_000100"]
 
@@ -161,7 +166,7 @@ def test_an_option_file_without_a_client_section_gives_nothing(tmp_path):
 
 
 def test_an_unknown_database_type_is_one_line(tmp_path, capsys):
-    assert smp.main(["--db-type", "oci", "--db-name", "x", "--password", "pw",
+    assert smp.main([*SITE_FLAG, "--db-type", "oci", "--db-name", "x", "--password", "pw",
                      "--config", str(tmp_path / "c.json")]) == smp.EXIT_USAGE
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "pgsql, mariadb, mysqli or auroramysql" in err
@@ -169,12 +174,12 @@ def test_an_unknown_database_type_is_one_line(tmp_path, capsys):
 
 def test_no_database_name_anywhere_says_how_to_give_one(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("PGDATABASE", raising=False)
-    assert smp.main(["--password", "pw", "--config", str(tmp_path / "c.json")]) == smp.EXIT_USAGE
+    assert smp.main([*SITE_FLAG, "--password", "pw", "--config", str(tmp_path / "c.json")]) == smp.EXIT_USAGE
     assert "give --db-name (or --moodle-config" in capsys.readouterr().err
 
 
 def test_a_missing_socket_is_named(tmp_path, capsys):
-    code = smp.main(["--db-type", "mariadb", "--db-name", "x", "--db-socket", str(tmp_path / "none.sock"),
+    code = smp.main([*SITE_FLAG, "--db-type", "mariadb", "--db-name", "x", "--db-socket", str(tmp_path / "none.sock"),
                      "--password", "pw", "--config", str(tmp_path / "c.json")])
     assert code == smp.EXIT_DATABASE
     assert f"cannot reach MariaDB/MySQL at {tmp_path / 'none.sock'}" in capsys.readouterr().err

@@ -18,8 +18,17 @@ import pytest
 from aiohttp import web
 
 import moodle_load
-from helpers import PASSWORD, ROOT, FixedApp, fast_settings, mini_moodle, read, run_load, write_config
-from moodleload.exits import EXIT_BAD, EXIT_CANNOT_JUDGE, EXIT_FAULT, EXIT_GOOD, EXIT_SIGHUP, EXIT_SIGTERM, EXIT_USAGE
+from helpers import PASSWORD, ROOT, FixedApp, fast_settings, free_port, mini_moodle, read, run_load, write_config
+from moodleload.exits import (
+    EXIT_BAD,
+    EXIT_CANNOT_JUDGE,
+    EXIT_FAULT,
+    EXIT_GOOD,
+    EXIT_SIGHUP,
+    EXIT_SIGTERM,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+)
 from sim.server import SimServer
 from sim.site import MemoryUsers, PageProfile
 
@@ -389,3 +398,57 @@ def test_one_file_named_twice_as_a_rerun_is_refused(capsys):
     status = moodle_load.main(["--compare", os.path.join(REAL, "base.json"), same, "--rerun", same])
     assert status == EXIT_USAGE
     assert f"--compare file 2 ({same}) and --rerun {same} are the same run" in one_line_error(capsys)
+
+
+# ---- the environment is never read as the commit
+
+def test_a_site_that_cannot_be_reached_stops_the_bisect_instead_of_skipping(tmp_path, capsys):
+    nothing_listens = f"http://127.0.0.1:{free_port()}"
+    config = write_config(tmp_path / "c.json", nothing_listens, users=3)
+    assert run_load(config, output=tmp_path / "r.json") == EXIT_UNREACHABLE
+    out = capsys.readouterr().out
+    assert "[VERDICT] site not reached (exit 201)" in out
+    assert "the site could not be reached: 3 of 3 logins (check base_url and that the web server runs)" in out
+    assert read(tmp_path / "r.json")["logins"]["failed"] == {"site unreachable": 3}
+
+
+def test_a_site_that_goes_away_during_the_run_stops_the_bisect(sim_factory, tmp_path, capsys):
+    server = sim_factory()
+    config = write_config(tmp_path / "c.json", server.url, users=2)
+    process = subprocess.Popen(command("--config", config, "--rpm", "600", "--duration", "6", "--progress", "0"),
+                               stdout=subprocess.PIPE, text=True)
+    time.sleep(2)
+    server.stop()  # the web server itself is gone: nothing listens any more
+    out, _ = process.communicate(timeout=60)
+    assert process.returncode == EXIT_UNREACHABLE, out
+    assert "the site could not be reached:" in out
+
+
+def test_an_open_file_limit_too_low_for_the_concurrency_is_refused_before_any_login(sim_factory, tmp_path):
+    import resource
+    server = sim_factory()
+    config = write_config(tmp_path / "c.json", server.url, users=200)
+
+    def limit_files():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (100, 100))
+
+    done = subprocess.run(command("--config", config, "--rpm", "600", "--duration", "2", "--concurrency", "200"),
+                          capture_output=True, text=True, preexec_fn=limit_files, timeout=60)
+    assert done.returncode == EXIT_USAGE
+    assert done.stderr.startswith("[ERROR] this process may open 100 files (ulimit -n; at most 100) but "
+                                  "--concurrency 200 needs about 264: raise the limit")
+    assert "Logging in" not in done.stdout
+
+
+def test_a_soft_open_file_limit_is_raised_towards_the_hard_one(sim_factory, tmp_path):
+    import resource
+    server = sim_factory(user_count=100)
+    config = write_config(tmp_path / "c.json", server.url, users=100)
+
+    def limit_files():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (40, 4096))
+
+    done = subprocess.run(command("--config", config, "--rpm", "1200", "--duration", "2", "--concurrency", "100",
+                                  "--progress", "0"), capture_output=True, text=True, preexec_fn=limit_files,
+                          timeout=120)
+    assert done.returncode == EXIT_GOOD, done.stdout + done.stderr

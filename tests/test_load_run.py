@@ -328,4 +328,17 @@ def test_asking_for_httptools_where_it_is_missing_is_a_usage_mistake(tmp_path):
     result = subprocess.run([sys.executable, "-c", WITHOUT_HTTPTOOLS, ROOT, "--config", config, "--rpm", "60",
                              "--duration", "1", "--http-client", "httptools"], capture_output=True, text=True)
     assert result.returncode == EXIT_USAGE
-    assert result.stderr.count("\n") == 1 and "httptools is not installed" in result.stderr
+    assert result.stderr.count("\n") == 1
+    assert "--http-client httptools needs the Python package httptools, which" in result.stderr
+    assert "-m pip install -r " in result.stderr
+
+
+def test_a_python_without_the_toolkits_packages_is_told_what_to_install_before_any_login(tmp_path):
+    config = write_config(tmp_path / "c.json", "http://127.0.0.1:9", users=1)
+    # -S: no site-packages, as the system python3 a bisect step may run instead of the venv's
+    result = subprocess.run([sys.executable, "-S", os.path.join(ROOT, "moodle_load.py"), "--config", config,
+                             "--rpm", "60", "--duration", "1"], capture_output=True, text=True)
+    assert result.returncode == EXIT_USAGE
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "needs the Python package aiohttp, which" in result.stderr and "-m pip install -r " in result.stderr
+    assert "Logging in" not in result.stdout

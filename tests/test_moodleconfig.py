@@ -111,8 +111,17 @@ def test_without_php_a_setting_made_by_code_is_named_with_the_remedy(tmp_path):
                     .replace("'p';", "getenv('MOODLE_DB_PASS');"))
     config = read(path, "text")
     assert config.get("dbname") == "moodle"  # what is plain is still read
-    with pytest.raises(UsageError, match=r"sets dbpass by code \(getenv\('MOODLE_DB_PASS'\)\).*php-cli.*flag"):
+    with pytest.raises(UsageError, match=r"sets dbpass by code, which is not run without php: install php-cli.*flag"):
         config.get("dbpass")
+
+
+def test_without_php_a_password_built_by_code_is_never_quoted_not_even_its_literal_part(tmp_path):
+    path = tmp_path / "config.php"
+    path.write_text(installer_config("pgsql", "localhost", "moodle", "u", "p", None)
+                    .replace("'p';", "'Sekrit-' . getenv('MOODLE_DB_SUFFIX');"))
+    with pytest.raises(UsageError) as raised:
+        read(path, "text").get("dbpass")
+    assert "Sekrit" not in str(raised.value) and "sets dbpass by code" in str(raised.value)
 
 
 def test_double_quoted_strings_with_variables_are_code_not_text():
@@ -222,3 +231,18 @@ def test_a_port_that_is_no_number_is_one_line_naming_where_it_came_from(tmp_path
                      "--config", str(tmp_path / "config.json")]) == smp.EXIT_USAGE
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "(config.php) is not a port number" in err
+
+
+def test_a_wwwroot_with_credentials_is_written_but_never_printed(pg_db, tmp_path, capsys):
+    config_php = site_config(pg_db, tmp_path)
+    with open(config_php) as handle:
+        text = handle.read()
+    with open(config_php, "w") as handle:
+        handle.write(text.replace("https://school.example.test/moodle", "https://tester:Sekrit-42@school.example.test"))
+    assert smp.main(["--moodle-config", config_php, "--count", "1", "--password", "pw",
+                     "--config", str(tmp_path / "config.json")]) == 0
+    out = capsys.readouterr()
+    assert json.loads((tmp_path / "config.json").read_text())["base_url"] == \
+        "https://tester:Sekrit-42@school.example.test"
+    assert "Sekrit-42" not in out.out + out.err and "base_url https://school.example.test (config.php's wwwroot)" \
+        in out.out

@@ -18,9 +18,16 @@ from moodleload import passwords as smp
 
 LEGACY_HASH = re.compile(r"^\$2y\$10\$[A-Za-z0-9./]{53}$")  # Moodle's password_is_legacy_hash()
 
+SITE_FLAG = ["--base-url", "https://moodle.test"]  # a new config.json needs the site's address
+
+
+SITE = "https://moodle.test"
+
 
 def run_tool(moodle_db, tmp_path, *extra, password="Passw0rd!", config_name="config.json"):
     args = [*moodle_db.cli_args(), "--config", str(tmp_path / config_name), *extra]
+    if not (tmp_path / config_name).exists() and "--moodle-config" not in extra and "--base-url" not in extra:
+        args += ["--base-url", SITE]  # a new config needs the site's address
     if password is not None:
         args += ["--password", password]
     return smp.main(args)
@@ -179,7 +186,7 @@ def test_config_is_replaced_by_rename_never_rewritten_in_place(pg_db, tmp_path):
 def test_unwritable_config_directory_changes_nothing_in_the_database(pg_db, tmp_path, capsys):
     target = tmp_path / "missing-dir" / "config.json"
     before = snapshot(pg_db)
-    code = smp.main([*pg_db.cli_args(), "--config", str(target), "--password", "pw"])
+    code = smp.main([*SITE_FLAG, *pg_db.cli_args(), "--config", str(target), "--password", "pw"])
     assert code == smp.EXIT_USAGE
     assert "cannot write" in capsys.readouterr().err
     assert snapshot(pg_db) == before
@@ -261,7 +268,7 @@ def test_wrong_prefix_says_to_check_it(moodle_db, tmp_path, capsys):
 
 
 def test_nothing_listening_says_to_check_host_and_port(tmp_path, capsys):
-    code = smp.main(["--db-name", "moodle", "--db-host", "127.0.0.1", "--db-port", "1",
+    code = smp.main([*SITE_FLAG, "--db-name", "moodle", "--db-host", "127.0.0.1", "--db-port", "1",
                      "--db-user", "x", "--password", "pw", "--config", str(tmp_path / "c.json")])
     assert code == smp.EXIT_DATABASE
     err = capsys.readouterr().err
@@ -270,7 +277,7 @@ def test_nothing_listening_says_to_check_host_and_port(tmp_path, capsys):
 
 def test_authentication_failure_says_to_check_user_and_password(pg_db, tmp_path, capsys):
     pg_db.query("CREATE ROLE loadtester LOGIN PASSWORD 'right'")
-    code = smp.main(["--db-name", pg_db.name, "--db-host", pg_db.pg.socketdir,
+    code = smp.main([*SITE_FLAG, "--db-name", pg_db.name, "--db-host", pg_db.pg.socketdir,
                      "--db-port", str(pg_db.pg.port), "--db-user", "loadtester", "--db-pass", "wrong",
                      "--password", "pw", "--config", str(tmp_path / "c.json")])
     assert code == smp.EXIT_DATABASE
@@ -282,7 +289,7 @@ def test_missing_privileges_say_which_tables_need_them(pg_db, tmp_path, capsys):
     pg_db.query("CREATE ROLE reader LOGIN PASSWORD 'pw'")
     pg_db.query("GRANT SELECT ON ALL TABLES IN SCHEMA public TO reader")
     before = snapshot(pg_db)
-    code = smp.main(["--db-name", pg_db.name, "--db-host", pg_db.pg.socketdir,
+    code = smp.main([*SITE_FLAG, "--db-name", pg_db.name, "--db-host", pg_db.pg.socketdir,
                      "--db-port", str(pg_db.pg.port), "--db-user", "reader", "--db-pass", "pw",
                      "--password", "pw", "--config", str(tmp_path / "c.json")])
     assert code == smp.EXIT_DATABASE
@@ -295,12 +302,13 @@ def test_libpq_environment_is_used_when_flags_are_missing(pg_db, tmp_path, monke
     monkeypatch.setenv("PGHOST", pg_db.pg.socketdir)
     monkeypatch.setenv("PGPORT", str(pg_db.pg.port))
     monkeypatch.setenv("PGUSER", pg_db.pg.superuser)
-    assert smp.main(["--db-name", pg_db.name, "--count", "1", "--password", "pw",
+    assert smp.main([*SITE_FLAG, "--db-name", pg_db.name, "--count", "1", "--password", "pw",
                      "--config", str(tmp_path / "config.json")]) == 0
 
 
 def test_the_script_never_prints_a_hash(pg_db, tmp_path):
     result = subprocess.run([sys.executable, os.path.join(ROOT, "set_moodle_passwords.py"), *pg_db.cli_args(),
+                             *SITE_FLAG,
                              "--count", "3", "--password", "pw", "--config", str(tmp_path / "config.json")],
                             capture_output=True, text=True)
     assert result.returncode == 0
@@ -427,10 +435,10 @@ def test_the_database_password_can_come_from_a_file(pg_db, tmp_path):
     arguments = ["--db-name", pg_db.name, "--db-host", pg_db.pg.socketdir, "--db-port",
                  str(pg_db.pg.port), "--db-user", "filereader", "--count", "1", "--password", "pw",
                  "--config", str(tmp_path / "config.json")]
-    assert smp.main([*arguments, "--db-pass-file", str(tmp_path / "dbpw")]) == 0
+    assert smp.main([*SITE_FLAG, *arguments, "--db-pass-file", str(tmp_path / "dbpw")]) == 0
     assert usernames(tmp_path / "config.json") == ["tool_generator_000100"]
     (tmp_path / "dbpw").write_text("wrong\n")  # the file is what authenticates
-    assert smp.main([*arguments, "--db-pass-file", str(tmp_path / "dbpw")]) == smp.EXIT_DATABASE
+    assert smp.main([*SITE_FLAG, *arguments, "--db-pass-file", str(tmp_path / "dbpw")]) == smp.EXIT_DATABASE
 
 
 def test_the_hash_never_appears_in_a_statements_text(pg_db, tmp_path):
@@ -450,7 +458,7 @@ def test_the_hash_never_appears_in_a_statements_text(pg_db, tmp_path):
 
 def script(moodle_db, tmp_path, *extra) -> list:
     (tmp_path / "pw").write_text("Killed1!\n")
-    return [sys.executable, os.path.join(ROOT, "set_moodle_passwords.py"), *moodle_db.cli_args(),
+    return [sys.executable, os.path.join(ROOT, "set_moodle_passwords.py"), *moodle_db.cli_args(), *SITE_FLAG,
             "--config", str(tmp_path / "config.json"), "--password-file", str(tmp_path / "pw"), *extra]
 
 
@@ -638,3 +646,26 @@ def test_the_lock_is_on_the_folder_a_symlinked_config_is_really_written_in(pg_db
         assert "another set_moodle_passwords.py" in capsys.readouterr().err
     finally:
         os.close(folder)
+
+
+# ---- never a value nobody gave
+
+def test_a_new_config_without_the_sites_address_is_refused_before_the_database_is_touched(pg_db, tmp_path, capsys):
+    before = snapshot(pg_db)
+    code = smp.main([*pg_db.cli_args(), "--password", "pw", "--config", str(tmp_path / "config.json")])
+    assert code == smp.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "needs the site's address and nothing gave it: add --base-url" in err
+    assert snapshot(pg_db) == before and not (tmp_path / "config.json").exists()
+
+
+def test_the_examples_placeholder_address_counts_as_none(pg_db, tmp_path, capsys):
+    with open(os.path.join(ROOT, "config.example.json")) as handle:
+        (tmp_path / "config.json").write_text(handle.read())
+    code = smp.main([*pg_db.cli_args(), "--password", "pw", "--config", str(tmp_path / "config.json")])
+    assert code == smp.EXIT_USAGE and "needs the site's address" in capsys.readouterr().err
+
+
+def test_base_url_given_by_flag_is_written(pg_db, tmp_path):
+    assert run_tool(pg_db, tmp_path, "--count", "1", "--base-url", "http://127.0.0.1:8080/") == 0
+    assert json.loads((tmp_path / "config.json").read_text())["base_url"] == "http://127.0.0.1:8080"

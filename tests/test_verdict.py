@@ -1,10 +1,14 @@
 """Gates and verdicts: which exit status a run ends with, and why."""
 
+import errno
+import socket
 
 import pytest
 
 from helpers import run_load, write_config
-from moodleload.exits import EXIT_BAD, EXIT_CANNOT_JUDGE, EXIT_GOOD
+from moodleload.exits import EXIT_BAD, EXIT_CANNOT_JUDGE, EXIT_GOOD, EXIT_UNREACHABLE
+from moodleload.httpclient import unreachable
+from moodleload.moodle import failure_of
 from moodleload.verdict import Gates, decide, delivery_problems
 
 
@@ -94,3 +98,25 @@ def test_a_gate_breach_with_a_delivery_problem_is_not_bad_either():
 def test_without_problems_the_same_run_is_good_or_bad():
     assert decide(summary(), Gates(), None).status == EXIT_GOOD
     assert decide(summary(), Gates(), REGRESSION).status == EXIT_BAD
+
+
+# ---- a site that cannot be reached is not the commit's business
+
+def test_logins_that_could_not_open_a_socket_stop_the_bisect_with_the_remedy():
+    logins = {"ok": 60, "failed": {"out of file descriptors": 440}}
+    verdict = decide(summary(), Gates(), None, logins)
+    assert verdict.status == EXIT_UNREACHABLE
+    assert verdict.reasons[0] == ("the generator could not open sockets: 440 of 500 logins (raise the open-file "
+                                  "limit (ulimit -n) or lower --concurrency); the commit was not measured")
+
+
+def test_a_site_answering_errors_is_the_commits_business_not_unreachable():
+    failing = summary(error_rate=1.0, success=0, failure=100, failures={"http_500": 100})
+    assert decide(failing, Gates(), None).status == EXIT_CANNOT_JUDGE
+
+
+def test_an_unknown_host_and_running_out_of_files_are_both_unreachable():
+    unknown = unreachable("moodle.invalid", 80, socket.gaierror(socket.EAI_NONAME, "Name or service not known"))
+    out_of_files = unreachable("127.0.0.1", 80, OSError(errno.EMFILE, "Too many open files"))
+    assert failure_of(unknown) == "unreachable" and "Name or service not known" in str(unknown)
+    assert failure_of(out_of_files) == "out_of_files"

@@ -1,0 +1,34 @@
+"""The Python packages a command needs, checked before it does anything: a python without
+them (the system python3 instead of the toolkit's venv, say) is a setup mistake with a
+one-line fix, never a fault of the tool nor a verdict on a commit."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+
+from .exits import UsageError
+
+# module -> what pip installs it as (requirements.txt)
+PIP_NAMES = {"aiohttp": "aiohttp", "httptools": "httptools", "bcrypt": "bcrypt", "psycopg2": "psycopg2-binary",
+             "pymysql": "PyMySQL"}
+REQUIREMENTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "requirements.txt")
+
+
+def have(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def require(modules, why: str) -> None:
+    """Refuse, with the install command, when any of ``modules`` is missing."""
+    missing = [module for module in modules if not have(module)]
+    if missing:
+        names = " ".join(PIP_NAMES.get(module, module) for module in missing)
+        where = f"-r {REQUIREMENTS}" if os.path.exists(REQUIREMENTS) else names
+        raise UsageError(f"{why} needs the Python package{'s' if len(missing) > 1 else ''} {names}, which "
+                         f"{sys.executable} does not have: {sys.executable} -m pip install {where} (or use the "
+                         f"toolkit's venv: make creates .venv; for bisect-step.sh, PYTHON=.venv/bin/python)")
