@@ -158,6 +158,15 @@ def discover_parameters(cur, database, prefix: str, users: list) -> dict:
     return {name: {"values": [int(value) for value in values]} for name, values in found.items() if values}
 
 
+def holding(cur, database, guards: Guards, users: list, password_hash: str) -> list:
+    """The users whose row holds ``password_hash`` now (compared here: the hash never goes
+    into a statement)."""
+    cur.execute(f"SELECT id, password FROM {table(database, guards, 'user')} WHERE id IN %s",
+                (tuple(user.id for user in users),))
+    have = {row[0] for row in cur.fetchall() if row[1] == password_hash}
+    return [user for user in users if user.id in have]
+
+
 def apply_changes(cur, database, guards: Guards, users: list, password_hash: str) -> tuple[list, int]:
     """Set-based updates inside the caller's transaction; returns (the users changed, the
     preferences removed).  The hash reaches the server apart from the statements that use

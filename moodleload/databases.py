@@ -71,6 +71,7 @@ class Postgres:
 
     def __init__(self, settings: Settings):
         self.settings = settings
+        self.notices: list = []  # what the user must know of how the change was made (printed as warnings)
 
     @staticmethod
     def quote(identifier: str) -> str:
@@ -135,6 +136,15 @@ class Postgres:
 
         return psycopg2.Error
 
+    @staticmethod
+    def commit_in_doubt(error) -> bool:
+        """Whether a failed COMMIT may have been done anyway: the connection broke (no
+        SQLSTATE came back), so the server may have committed before the answer was lost."""
+        import psycopg2
+
+        return isinstance(error, (psycopg2.OperationalError, psycopg2.InterfaceError)) \
+            and getattr(error, "pgcode", None) is None
+
     def explain_connect_error(self, error) -> str:
         message = str(error).strip()
         first = message.splitlines()[0] if message else type(error).__name__
@@ -195,14 +205,19 @@ class MySQL(Postgres):
 
     lock_clause = " FOR UPDATE"  # MariaDB has no FOR UPDATE OF; the subqueries read other tables unlocked
 
-    @staticmethod
-    def store_hash(cur, password_hash: str) -> None:
+    def store_hash(self, cur, password_hash: str) -> None:
         # MySQL's protocol has no COPY: the hash is in the text of this one INSERT, kept out of
         # the general query log where the account may say so (sql_log_off needs SUPER).
         try:
             cur.execute("SET SESSION sql_log_off = 1")
-        except Exception:  # noqa: BLE001 - without the privilege the statement is simply logged
-            pass
+        except self.errors:
+            cur.execute("SELECT @@GLOBAL.general_log")
+            if str(cur.fetchone()[0]) in ("1", "ON"):
+                self.notices.append(f"the server's general query log is on and database user "
+                                    f"{self.settings.get('user', '?')} may not switch it off for this session "
+                                    f"(sql_log_off needs SUPER or SYSTEM_VARIABLES_ADMIN): the new bcrypt hash "
+                                    f"(not the password) is written to that log; run as an account that may, "
+                                    f"or switch the log off, where that matters")
         cur.execute("CREATE TEMPORARY TABLE moodleload_password (hash varchar(255) NOT NULL)")
         cur.execute("INSERT INTO moodleload_password (hash) VALUES (%s)", (password_hash,))
 
@@ -241,6 +256,15 @@ class MySQL(Postgres):
         import pymysql
 
         return pymysql.Error
+
+    @classmethod
+    def commit_in_doubt(cls, error) -> bool:
+        import pymysql
+
+        # 2006 gone away, 2013 lost during the query, 2014/2055 lost in the protocol
+        return isinstance(error, pymysql.err.InterfaceError) or (
+            isinstance(error, pymysql.err.OperationalError) and cls._code_and_message(error)[0] in (2006, 2013, 2014,
+                                                                                                   2055))
 
     @staticmethod
     def _code_and_message(error) -> tuple:

@@ -22,6 +22,7 @@ import re
 import signal
 import sys
 import threading
+import time
 from urllib.parse import urlsplit
 
 from . import __version__
@@ -31,6 +32,7 @@ from .accounts import (
     apply_changes,
     check_where,
     discover_parameters,
+    holding,
     select_users,
 )
 from .config import without_credentials
@@ -425,6 +427,8 @@ def run(args, database, target: str, guards: Guards, config: dict, existed: bool
                 return EXIT_OK
             try:
                 changed, preferences = apply_changes(cur, database, guards, users, password_hash)
+                for notice in database.notices:
+                    print(f"[WARN] {notice}", file=sys.stderr)
             except database.errors as error:
                 raise DatabaseError(database.explain_query_error(error, args.prefix, args.where)) from None
             if len(changed) < len(users):
@@ -441,8 +445,15 @@ def run(args, database, target: str, guards: Guards, config: dict, existed: bool
                 try:
                     conn.commit()
                 except database.errors as error:
-                    raise DatabaseError(f"commit failed, nothing changed: "
-                                        f"{str(error).strip().splitlines()[0]}") from None
+                    if not database.commit_in_doubt(error):
+                        raise DatabaseError(f"commit failed, nothing changed: "
+                                            f"{str(error).strip().splitlines()[0]}") from None
+                    held = settle_commit_in_doubt(database, guards, changed, password_hash, args.config)
+                    if len(held) != len(changed):  # some changed meanwhile: the config names those that hold it
+                        changed, new_config = held, updated_config(config, held, password, parameters,
+                                                                   args.base_url_chosen)
+                        os.unlink(temporary)
+                        temporary = prepare_file(target, json_text(new_config), mode=0o600)
                 os.replace(temporary, target)
                 temporary = None
                 args.committed = True  # a signal held back until here finds the work done
@@ -458,6 +469,41 @@ def run(args, database, target: str, guards: Guards, config: dict, existed: bool
         if temporary is not None and os.path.exists(temporary):
             os.unlink(temporary)
         conn.close()  # closing without a commit rolls back whatever was not committed
+
+
+RECHECK_ATTEMPTS, RECHECK_PAUSE_SECONDS = 3, 2.0  # a restarting database gets a few seconds
+
+
+def settle_commit_in_doubt(database, guards: Guards, changed: list, password_hash: str, config_path: str) -> list:
+    """After a COMMIT whose answer was lost: reconnect and look.  Returns the users that
+    hold the new hash (the commit was done: the config must be written); raises a
+    DatabaseError that says what is known when nothing changed or nobody can tell."""
+    ids = [user.id for user in changed]
+    for attempt in range(RECHECK_ATTEMPTS):
+        if attempt:
+            time.sleep(RECHECK_PAUSE_SECONDS)
+        try:
+            conn = database.connect()
+        except DatabaseError:
+            continue
+        try:
+            database.begin(conn, read_only=True)
+            with conn.cursor() as cur:
+                held = holding(cur, database, guards, changed, password_hash)
+        except database.errors:
+            continue
+        finally:
+            conn.close()
+        if not held:
+            raise DatabaseError("the connection broke during COMMIT; reconnected to check: no selected user holds "
+                                "the new password, the commit was not done, nothing changed")
+        print(f"[WARN] the connection broke during COMMIT; reconnected to check: the commit was done ({len(held)} "
+              f"users hold the new password), so {config_path} is written", file=sys.stderr)
+        return held
+    raise DatabaseError(f"the connection broke during COMMIT and the database could not be reached again to check "
+                        f"whether it committed: the {len(ids)} selected users (ids {min(ids)}..{max(ids)}) may hold "
+                        f"the new password and {config_path} was not changed; when the database is back, run this "
+                        f"again with the same password: it sets those users again and writes {config_path}")
 
 
 def report_base_url(old: dict, new: dict, args) -> None:

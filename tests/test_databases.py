@@ -2,6 +2,7 @@
 behaviours run on both families in test_passwords.py)."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -194,3 +195,35 @@ def test_params_from_db_gives_the_same_lists_on_both_families(pg_db, maria_db, t
         lists.append(json.loads((folder / "config.json").read_text())["parameters"])
     assert lists[0] == lists[1] and lists[0]["cmid"]["values"] == [104, 168, 232, 296]
 
+
+
+def test_a_hash_bound_for_the_general_query_log_is_said_at_run_time(maria_db, tmp_path, capsys):
+    maria_db.query("CREATE USER IF NOT EXISTS 'nosuper'@'localhost' IDENTIFIED BY 'pw-nosuper'")
+    maria_db.query(f"GRANT ALL ON `{maria_db.name}`.* TO 'nosuper'@'localhost'")
+    log = Path(maria_db.cluster.tmpdir) / f"general-{maria_db.name}.log"  # where the server may write
+    maria_db.query(f"SET GLOBAL general_log_file = '{log}'")
+    maria_db.query("SET GLOBAL general_log = 1")
+    try:
+        code = smp.main([*SITE_FLAG, "--db-type", "mariadb", "--db-name", maria_db.name,
+                         "--db-socket", maria_db.cluster.socket, "--db-user", "nosuper", "--db-pass", "pw-nosuper",
+                         "--count", "1", "--password", "pw", "--config", str(tmp_path / "config.json")])
+    finally:
+        maria_db.query("SET GLOBAL general_log = 0")
+    assert code == 0
+    assert "[WARN] the server's general query log is on and database user nosuper may not switch it off" \
+        in capsys.readouterr().err
+    [(stored,)] = maria_db.query("SELECT password FROM mdl_user WHERE username = 'tool_generator_000100'")
+    assert stored in log.read_text(errors="replace")  # what the warning said is what happened
+
+
+def test_an_account_that_may_switch_the_log_off_keeps_the_hash_out_of_it(maria_db, tmp_path, capsys):
+    log = Path(maria_db.cluster.tmpdir) / f"general-{maria_db.name}.log"  # where the server may write
+    maria_db.query(f"SET GLOBAL general_log_file = '{log}'")
+    maria_db.query("SET GLOBAL general_log = 1")
+    try:
+        assert run_tool(maria_db, tmp_path, "--count", "1") == 0
+    finally:
+        maria_db.query("SET GLOBAL general_log = 0")
+    assert "general query log" not in capsys.readouterr().err
+    [(stored,)] = maria_db.query("SELECT password FROM mdl_user WHERE username = 'tool_generator_000100'")
+    assert stored not in log.read_text(errors="replace")

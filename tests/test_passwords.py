@@ -12,6 +12,7 @@ import time
 
 import bcrypt
 import pytest
+from proxy import CommitCutter
 
 from helpers import ROOT, Browser
 from moodleload import passwords as smp
@@ -669,3 +670,58 @@ def test_the_examples_placeholder_address_counts_as_none(pg_db, tmp_path, capsys
 def test_base_url_given_by_flag_is_written(pg_db, tmp_path):
     assert run_tool(pg_db, tmp_path, "--count", "1", "--base-url", "http://127.0.0.1:8080/") == 0
     assert json.loads((tmp_path / "config.json").read_text())["base_url"] == "http://127.0.0.1:8080"
+
+
+# ---- a commit in doubt is found out, never reported as "nothing changed"
+
+def through_cutter(moodle_db, tmp_path, when: str, refuse_after_cut: bool = False):
+    """(the tool's database flags through a proxy that cuts at COMMIT, the proxy)."""
+    if moodle_db.family == "pgsql":
+        folder = tmp_path / "proxy"
+        folder.mkdir()
+        name = f".s.PGSQL.{moodle_db.pg.port}"
+        cutter = CommitCutter(str(folder / name), os.path.join(moodle_db.pg.socketdir, name), when, refuse_after_cut)
+        flags = ["--db-name", moodle_db.name, "--db-host", str(folder), "--db-port", str(moodle_db.pg.port),
+                 "--db-user", moodle_db.pg.superuser]
+    else:
+        cutter = CommitCutter(str(tmp_path / "proxy.sock"), moodle_db.cluster.socket, when, refuse_after_cut)
+        flags = ["--db-type", "mariadb", "--db-name", moodle_db.name, "--db-socket", str(tmp_path / "proxy.sock"),
+                 "--db-user", moodle_db.cluster.superuser]
+    return flags, cutter
+
+
+def test_a_commit_done_whose_answer_was_lost_is_found_out_and_the_config_written(moodle_db, tmp_path, capsys):
+    flags, cutter = through_cutter(moodle_db, tmp_path, "after")
+    with cutter:
+        code = smp.main([*flags, *SITE_FLAG, "--count", "3", "--password", "pw", "--config",
+                         str(tmp_path / "config.json")])
+    assert cutter.cut.is_set()
+    assert code == 0
+    assert "reconnected to check: the commit was done (3 users hold the new password)" in capsys.readouterr().err
+    names = usernames(tmp_path / "config.json")
+    rows = moodle_db.query("SELECT username, password FROM mdl_user WHERE username IN %s", (tuple(names),))
+    assert len(rows) == 3 and all(bcrypt.checkpw(b"pw", row[1].replace("$2y$", "$2b$", 1).encode()) for row in rows)
+
+
+def test_a_commit_that_never_reached_the_server_is_checked_and_said_to_have_changed_nothing(moodle_db, tmp_path,
+                                                                                            capsys):
+    before = snapshot(moodle_db)
+    flags, cutter = through_cutter(moodle_db, tmp_path, "before")
+    with cutter:
+        code = smp.main([*flags, *SITE_FLAG, "--count", "3", "--password", "pw", "--config",
+                         str(tmp_path / "config.json")])
+    assert code == smp.EXIT_DATABASE
+    assert "reconnected to check: no selected user holds the new password" in capsys.readouterr().err
+    assert snapshot(moodle_db) == before and not (tmp_path / "config.json").exists()
+
+
+def test_a_commit_nobody_can_check_is_reported_as_unknown_with_what_to_do(moodle_db, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(smp, "RECHECK_PAUSE_SECONDS", 0.1)
+    flags, cutter = through_cutter(moodle_db, tmp_path, "after", refuse_after_cut=True)
+    with cutter:
+        code = smp.main([*flags, *SITE_FLAG, "--count", "3", "--password", "pw", "--config",
+                         str(tmp_path / "config.json")])
+    assert code == smp.EXIT_DATABASE
+    err = capsys.readouterr().err
+    assert "could not be reached again to check whether it committed: the 3 selected users" in err
+    assert "run this again with the same password" in err and "nothing changed" not in err
