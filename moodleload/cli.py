@@ -17,6 +17,7 @@ from .console import Printer, silence_closed_stdout
 from .exits import (
     EXIT_FAULT,
     EXIT_GOOD,
+    EXIT_SIGINT,
     EXIT_USAGE,
     STOPPING_SIGNALS,
     UsageError,
@@ -76,8 +77,13 @@ def main(argv=None) -> int:
         print("[ERROR] standard output was closed before the end (| head?): run again without it, or "
               "with --quiet", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:  # Ctrl-C outside a load (a --compare, a --report): one line, no traceback
+        where = saved_somewhere(measured)
+        print("[ERROR] interrupted (SIGINT) before the end: nothing was half-written"
+              + (f"; what was measured is in {where}" if where else ""), file=sys.stderr)
+        return EXIT_SIGINT
     except Exception as error:  # noqa: BLE001  the last resort: a fault of the tool is never a verdict
-        where = save_fallback(measured["document"]) if measured.get("document") else None
+        where = saved_somewhere(measured)
         print(f"[ERROR] moodle_load.py failed ({type(error).__name__}: {error}); this is a fault of the tool, "
               f"not of the commit: exit {EXIT_FAULT} stops a bisect"
               + (f"; what was measured is in {where}" if where else ""), file=sys.stderr)
@@ -102,14 +108,26 @@ def check_outputs(args) -> None:
         check_output_path(args.report, "--report", {**inputs, "--output": args.output})
 
 
-def save_results(path: str, document: dict, say) -> Verdict | None:
+def saved_somewhere(measured: dict) -> str | None:
+    """Where a load's results are: where they were saved already, else a fallback file
+    written now; None without a load or where nothing could be written.  One run leaves
+    one file, however many ways out it takes."""
+    if measured.get("saved_to") is None and measured.get("document"):
+        measured["saved_to"] = save_fallback(measured["document"])
+    return measured.get("saved_to")
+
+
+def save_results(path: str, document: dict, say, measured: dict | None = None) -> Verdict | None:
     """Save the results; if that fails (disk full, folder gone), save them elsewhere and
-    return the verdict that says the run could not be recorded where asked."""
+    return the verdict that says the run could not be recorded where asked.  ``measured``
+    learns where they went."""
+    measured = {} if measured is None else measured
     try:
         save_document(path, document)
+        measured["saved_to"] = path
         return None
     except OSError as error:
-        where = save_fallback(document)
+        where = measured["saved_to"] = save_fallback(document)
         saved = f"they were saved to {where} instead" if where else "and could not be saved anywhere"
         say(f"[ERROR] cannot write the results to {path} ({error.strerror or error}): {saved}")
         return Verdict(EXIT_FAULT, "not recorded", (f"the results could not be written to {path}: {saved}",))
@@ -266,7 +284,7 @@ def run_load(args, argv: list, parser, say, measured: dict) -> int:
             raise run.fault
         document["summary"] = summarize(document)  # a merge of --processes shards comes summarised
         if run.logins_ok == 0:
-            if args.output and save_results(args.output, document, say) is not None:
+            if args.output and save_results(args.output, document, say, measured) is not None:
                 return EXIT_FAULT
             reasons = ", ".join(f"{k} {v}" for k, v in run.login_failures.items()) or "interrupted"
             print(f"[ERROR] No user could log in ({reasons}): check base_url, the users' passwords "
@@ -284,7 +302,7 @@ def run_load(args, argv: list, parser, say, measured: dict) -> int:
     comparison = None
     if baseline is not None:
         comparison = document["comparison"] = judge_against(bases, [document, *reruns], thresholds_from(args), say)
-    not_recorded = save_results(args.output, document, say) if args.output else None
+    not_recorded = save_results(args.output, document, say, measured) if args.output else None
     say(format_report(document))
     for line in format_trust(trust_signals(document)):
         say(line)

@@ -138,6 +138,12 @@ def validate_config(raw) -> Config:
                 or not entry.get("username") or not isinstance(entry.get("password"), str):
             raise UsageError(f"config: users[{position}] needs a 'username' and a 'password' string")
         users.append(User(entry["username"], entry["password"]))
+    places: dict = {}
+    for position, user in enumerate(users):
+        if user.username in places:  # two sessions of one user would share Moodle's session lock
+            raise UsageError(f"config: users[{places[user.username]}] and users[{position}] are both "
+                             f"{user.username!r}: each user logs in once; remove the repeat")
+        places[user.username] = position
 
     parameters = {}
     params_raw = raw.get("parameters", {})

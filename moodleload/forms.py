@@ -160,13 +160,20 @@ def form_errors(body: bytes) -> list:
             for name, text in FIELD_ERROR.findall(body)]
 
 
+def failure_word(text: str, limit: int) -> str:
+    """A site's own words made fit to name a failure: no control characters (a terminal
+    escape in an error message must not reach the console), no more than ``limit`` long."""
+    return "".join(character if character.isprintable() else "?" for character in text[:limit]).strip() or "error"
+
+
 def error_page(body: bytes) -> str | None:
     """The message of Moodle's error page (an exception shown to the user), if this is one."""
     match = ERROR_MESSAGE.search(body)
     if match is None:
         return None
     code = ERROR_CODE.search(body)
-    return code.group(1).decode("ascii") if code else html.unescape(match.group(1).decode("utf-8", "replace"))[:80]
+    return failure_word(code.group(1).decode("ascii") if code else
+                        html.unescape(match.group(1).decode("utf-8", "replace")), 80)
 
 
 def take(body: bytes, pattern: re.Pattern, unit: float) -> str | None:
@@ -186,12 +193,22 @@ def service_request(methodname: str, args: dict) -> bytes:
     return json.dumps([{"index": 0, "methodname": methodname, "args": args}], separators=(",", ":")).encode()
 
 
+SERVICE_SUCCESS = b'[{"error":false,'  # how Moodle's service.php begins the answer to one call that worked
+MAX_SERVICE_PARSE = 1024 * 1024  # an error answer is a few hundred bytes: a larger one is not read
+
+
 def service_failure(body: bytes) -> str | None:
     """Why a service.php answer is a failure although HTTP said 200: ``"error": true`` with
-    the exception's errorcode, or an answer that is not Moodle's JSON at all."""
+    the exception's errorcode, or an answer that is not Moodle's JSON at all.  One call's
+    success is known from its first bytes: a 40 MB answer is never parsed on the event loop,
+    and JSON nested beyond reason fails that call, not the run."""
+    if body.startswith(SERVICE_SUCCESS):
+        return None
+    if len(body) > MAX_SERVICE_PARSE:
+        return "not_json"
     try:
         answer = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return "not_json"
     if isinstance(answer, dict):  # a whole-request failure (e.g. bad JSON, no login)
         answer = [answer]
@@ -203,7 +220,7 @@ def service_failure(body: bytes) -> str | None:
         if item.get("error"):
             exception = item.get("exception") or {}
             code = exception.get("errorcode") if isinstance(exception, dict) else None
-            return str(code or item.get("errorcode") or "error")[:60]
+            return failure_word(str(code or item.get("errorcode") or "error"), 60)
     return None
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import re
 import zlib
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -104,12 +105,22 @@ def parse_set_cookie(header: str) -> SetCookie | None:
     return SetCookie(name, value, deleted, path, domain, secure)
 
 
+# What may not stand raw in a request line: a space or CR/LF there would break (or split) it.
+UNSAFE_IN_TARGET = re.compile(r"[^!-~]|[\"<>\\^`{|}]")
+
 DEFAULT_MAX_BODY = 64 * 1024 * 1024  # bytes of an answer's body, as sent and as decoded
 DECODE_INLINE_UP_TO = 256 * 1024  # larger compressed bodies are decoded off the event loop
 
 
 class BodyTooLarge(HttpError):
     """An answer's body, as sent or decoded, over the limit (--max-body-mb): its own failure kind."""
+
+
+MAX_HEAD_BYTES = 256 * 1024  # of an answer's status line and headers: what Chromium accepts
+
+
+class HeadersTooLarge(HttpError):
+    """An answer whose headers never end within MAX_HEAD_BYTES: its own failure kind."""
 
 
 def decode_body(body: bytes, encoding: bytes, limit: int = DEFAULT_MAX_BODY) -> bytes:
@@ -153,6 +164,7 @@ class _Connection(asyncio.Protocol):
         self.encoding = b""
         self.delimited = False  # Content-Length or chunked: else the body ends when the server closes
         self.headers_done = False
+        self.head_bytes = 0
         self.chunks = []
         self.body_bytes = 0
 
@@ -162,6 +174,12 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.received = True
+        if not self.headers_done:
+            # Counted before parsing: llhttp keeps a header's value whole, however long it grows.
+            self.head_bytes += len(data)
+            if self.head_bytes > MAX_HEAD_BYTES + len(data):
+                self._fail(HeadersTooLarge(f"the headers are over {MAX_HEAD_BYTES // 1024} KB"))
+                return
         try:
             self.parser.feed_data(data)
         except Exception as error:  # httptools.HttpParserError and its kinds
@@ -310,7 +328,7 @@ class HttpClient:
         except ValueError:
             raise HttpError(f"cannot fetch {url!r}: bad port") from None
         target = (parts.path or "/") + ("?" + parts.query if parts.query else "")
-        if not target.isascii():
+        if UNSAFE_IN_TARGET.search(target):  # a space, a control character, non-ASCII: as a browser sends them
             target = quote(target, safe="/?&=%:@!$'()*+,;~-._")
         head = (f"{method} {target} HTTP/1.1\r\nHost: {parts.netloc.rpartition('@')[2]}\r\n"
                 f"User-Agent: {self._user_agent}\r\nAccept: */*\r\nAccept-Encoding: gzip, deflate\r\n")
@@ -384,13 +402,10 @@ class AiohttpClient:
         connector = aiohttp.TCPConnector(limit=0, ssl=False if insecure else None, ttl_dns_cache=300)
         self._session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
                                               headers={"User-Agent": user_agent})
-        self._timeouts: dict = {}
 
     async def request(self, method: str, url: str, cookie: str | None, form: dict | None,
                       timeout: float) -> Reply:
         aiohttp = self._aiohttp
-        if timeout not in self._timeouts:
-            self._timeouts[timeout] = aiohttp.ClientTimeout(total=timeout)
         headers = {"Cookie": cookie} if cookie else {}
         data = None
         if form is not None:
@@ -403,8 +418,9 @@ class AiohttpClient:
                     == self._authorization[0]:
                 headers["Authorization"] = self._authorization[1]
         try:
+            limit = aiohttp.ClientTimeout(total=timeout)
             async with self._session.request(method, url, data=data, headers=headers or None,
-                                             allow_redirects=False, timeout=self._timeouts[timeout]) as response:
+                                             allow_redirects=False, timeout=limit) as response:
                 # Read as it is decoded, chunk by chunk, so a compression bomb stops at the limit.
                 chunks, size = [], 0
                 while True:

@@ -43,6 +43,7 @@ from .moodle import (
 from .plan import entry_weights, pick_entry, unit_interval
 
 SERVICE_PATH = "/lib/ajax/service.php"
+PARSE_INLINE_UP_TO = 512 * 1024  # bytes of a page whose form is read on the event loop (Moodle's are ~250 KB)
 SERVICE_HEADERS = (("X-Requested-With", "XMLHttpRequest"), ("Accept", "application/json, text/javascript, */*; q=0.01"))
 TAKE_DRAWS = 1000  # draw numbers for take: far from the parameters' draws at a journey's start
 
@@ -208,7 +209,12 @@ class JourneyRunner:
         the session key, draft item ids) with the config's values over them.  A good
         submission is a redirect (to ``expect`` when given); a form shown again with errors is
         a failure named after the form."""
-        form = find_form(walk.page, step.form)
+        if len(walk.page) > PARSE_INLINE_UP_TO:
+            # A form of megabytes takes a second of Python to read: in a thread, the event loop
+            # (and every other user's schedule) runs on meanwhile.
+            form = await asyncio.to_thread(find_form, walk.page, step.form)
+        else:
+            form = find_form(walk.page, step.form)
         if form is None:
             return Outcome(step.name, f"no_form_{step.form}", self.run.clock.now())
         pairs = form.submission({name: fill(template, values) for name, template in step.fields}, step.button)

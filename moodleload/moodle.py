@@ -9,7 +9,7 @@ from urllib.parse import urljoin, urlsplit
 
 from .config import Config, User
 from .forms import find_sesskey
-from .httpclient import BodyTooLarge, HttpError, Unreachable, parse_set_cookie
+from .httpclient import BodyTooLarge, HeadersTooLarge, HttpError, Unreachable, parse_set_cookie
 
 # =========================================================================== login
 
@@ -174,6 +174,8 @@ def failure_of(error: BaseException) -> str:
         return "bad_redirect"
     if isinstance(error, BodyTooLarge):
         return "too_large"
+    if isinstance(error, HeadersTooLarge):
+        return "headers_too_large"
     if isinstance(error, Unreachable):
         return "out_of_files" if error.out_of_files else "unreachable"
     if isinstance(error, RedirectLoop):
@@ -221,13 +223,18 @@ def judge(fetched: Fetched, login_path: str) -> tuple:
 async def fetch(http, session: Session, url: str, *, timeout: float, form: dict | None = None,
                 follow: bool = True) -> Fetched:
     """One request as a browser makes it: the user's cookies, redirects followed hop by
-    hop (keeping cookies set on the way), the whole body read.  ``timeout`` is per hop.
-    A redirect off the site is not followed: the load stays on the site, and the answer says
-    where it pointed."""
+    hop (keeping cookies set on the way), the whole body read.  ``timeout`` is for the whole
+    request, every hop together, as the user waits for it.  A redirect off the site is not
+    followed: the load stays on the site, and the answer says where it pointed."""
     method = "GET" if form is None else "POST"
     redirected = False
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
     for _ in range(MAX_REDIRECTS + 1):
-        reply = await http.request(method, url, session.cookie_header_for(url) or None, form, timeout)
+        left = deadline - loop.time()
+        if left <= 0:
+            raise asyncio.TimeoutError()
+        reply = await http.request(method, url, session.cookie_header_for(url) or None, form, left)
         if reply.set_cookies:
             session.keep(reply.set_cookies, url)
         status, location = reply.status, reply.location

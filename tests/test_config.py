@@ -38,6 +38,8 @@ def test_a_valid_config_loads_with_defaults():
     ({"urls": [{"path": "/my/", "weight": 0}]}, "urls[0].weight must be a positive number"),
     ({"urls": [{"path": "my/"}]}, "urls[0] needs a 'path' starting with '/'"),
     ({"urls": [{"path": "/a", "name": "x"}, {"path": "/b", "name": "x"}]}, "is used twice"),
+    ({"users": [{"username": "u1", "password": "p"}, {"username": "u1", "password": "q"}]},
+     "users[0] and users[1] are both 'u1': each user logs in once"),
 ], ids=lambda v: str(v)[:40])
 def test_each_config_mistake_is_one_line_naming_the_key(changes, complaint):
     raw = valid_config(**changes)

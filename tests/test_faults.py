@@ -452,3 +452,132 @@ def test_a_soft_open_file_limit_is_raised_towards_the_hard_one(sim_factory, tmp_
                                   "--progress", "0"), capture_output=True, text=True, preexec_fn=limit_files,
                           timeout=120)
     assert done.returncode == EXIT_GOOD, done.stdout + done.stderr
+
+
+# ---- bounded resources: a hostile answer fails its request, never the run
+
+def journey(tmp_path, base_url: str, steps: list) -> str:
+    config = json.loads(open(write_config(tmp_path / "c.json", base_url, users=2)).read())
+    del config["urls"]
+    config["journeys"] = [{"name": "hostile", "steps": steps}]
+    (tmp_path / "c.json").write_text(json.dumps(config))
+    return str(tmp_path / "c.json")
+
+
+def test_headers_that_never_end_fail_their_request_without_being_read_whole(tmp_path):
+    async def pages(request):
+        return web.Response(text="x", headers={"X-Endless": "a" * (2 * 1024 * 1024)})
+
+    with SimServer(FixedApp(mini_moodle(pages))) as server:
+        config = write_config(tmp_path / "c.json", server.url, users=2, urls=ONE_URL)
+        started = time.monotonic()
+        run_load(config, rpm=600, duration=2, output=tmp_path / "r.json")
+        assert time.monotonic() - started < 20
+    page = read(tmp_path / "r.json")["urls"]["page"]
+    assert page["requests"] and page["failures"] == {"headers_too_large": page["requests"]}
+
+
+def test_service_json_nested_beyond_reason_fails_that_call_not_the_run(tmp_path):
+    async def pages(request):
+        if request.path == "/lib/ajax/service.php":
+            return web.Response(text="[" * 100_000 + "]" * 100_000, content_type="application/json")
+        return web.Response(text='<html><script>M.cfg = {"sesskey":"abcdefghij"};</script></html>',
+                            content_type="text/html")
+
+    with SimServer(FixedApp(mini_moodle(pages))) as server:
+        steps = [{"name": "page", "path": "/page"}, {"name": "deep", "call": {"methodname": "core_x", "args": {}}}]
+        status = run_load(journey(tmp_path, server.url, steps), rpm=600, duration=2, output=tmp_path / "r.json")
+    assert status != EXIT_FAULT
+    deep = read(tmp_path / "r.json")["urls"]["deep"]
+    assert deep["requests"] and deep["failures"] == {"ws_not_json": deep["requests"]}
+
+
+def test_a_huge_successful_service_answer_is_known_from_its_first_bytes(tmp_path):
+    big = b'[{"error":false,"data":"' + b"x" * (40 * 1024 * 1024) + b'"}]'
+
+    async def pages(request):
+        if request.path == "/lib/ajax/service.php":
+            return web.Response(body=big, content_type="application/json")
+        return web.Response(text='<html><script>M.cfg = {"sesskey":"abcdefghij"};</script></html>',
+                            content_type="text/html")
+
+    with SimServer(FixedApp(mini_moodle(pages))) as server:
+        steps = [{"name": "page", "path": "/page"}, {"name": "big", "call": {"methodname": "core_x", "args": {}}}]
+        run_load(journey(tmp_path, server.url, steps), "--max-body-mb", "64", rpm=120, duration=4,
+                 output=tmp_path / "r.json")
+    result = read(tmp_path / "r.json")
+    assert result["urls"]["big"]["success"] == result["urls"]["big"]["requests"] > 0
+    assert result["generator"]["paused_s"] == 0  # the event loop never stood still for it
+
+
+def test_a_redirect_loop_is_its_own_failure_not_a_connection_failure(tmp_path):
+    async def pages(request):
+        return web.Response(status=302, headers={"Location": "/page"})
+
+    with SimServer(FixedApp(mini_moodle(pages))) as server:
+        config = write_config(tmp_path / "c.json", server.url, users=2, urls=ONE_URL)
+        run_load(config, rpm=600, duration=2, output=tmp_path / "r.json")
+    page = read(tmp_path / "r.json")["urls"]["page"]
+    assert page["requests"] and page["failures"] == {"redirect_loop": page["requests"]}
+
+
+def test_the_request_timeout_is_for_the_whole_request_not_each_redirect(tmp_path):
+    async def pages(request):
+        hop = int(request.query.get("hop", "0"))
+        await asyncio.sleep(0.4)
+        if hop < 3:
+            return web.Response(status=302, headers={"Location": f"/page?hop={hop + 1}"})
+        return web.Response(text="arrived")
+
+    with SimServer(FixedApp(mini_moodle(pages))) as server:
+        config = write_config(tmp_path / "c.json", server.url, users=2, urls=ONE_URL)
+        run_load(config, "--request-timeout", "1", rpm=120, duration=3, output=tmp_path / "r.json")
+    page = read(tmp_path / "r.json")["urls"]["page"]
+    assert page["requests"] and page["failures"] == {"timeout": page["requests"]}  # 4 hops of 0.4 s > 1 s
+
+
+def test_a_space_in_a_parameter_value_is_sent_encoded_not_raw(tmp_path):
+    seen = []
+
+    async def pages(request):
+        seen.append((request.query.get("q"), request.headers.get("X-Injected")))
+        return web.Response(text="found")
+
+    urls = [{"path": "/search?q={q}", "name": "search"}]
+    with SimServer(FixedApp(mini_moodle(pages))) as server:
+        config = write_config(tmp_path / "c.json", server.url, users=2, urls=urls,
+                              parameters={"q": {"values": ["two words", "a\r\nX-Injected: 1"]}})
+        run_load(config, rpm=600, duration=2, output=tmp_path / "r.json")
+    search = read(tmp_path / "r.json")["urls"]["search"]
+    assert search["requests"] and search["success"] == search["requests"]
+    assert ("two words", None) in seen
+    assert all(header is None for _, header in seen)  # a CR LF in a value never starts a header of its own
+    assert any(value and "X-Injected" in value for value, _ in seen)
+
+
+# ---- small but visible
+
+def test_ctrl_c_while_reading_results_is_one_line_and_the_interrupt_status(tmp_path):
+    os.mkfifo(tmp_path / "base.json")  # opening it waits for a writer that never comes
+    process = subprocess.Popen(command("--compare", str(tmp_path / "base.json"),
+                                       os.path.join(REAL, "same-1.json")), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 130
+    assert err.startswith("[ERROR] interrupted (SIGINT)") and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_a_run_whose_folders_vanish_leaves_one_fallback_file_not_two(sim_factory, tmp_path, monkeypatch, capsys):
+    server = sim_factory()
+    config = write_config(tmp_path / "c.json", server.url)
+    out = tmp_path / "out"
+    out.mkdir()
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    threading.Timer(0.5, shutil.rmtree, args=(out,)).start()  # the folder goes away during the run
+    status = run_load(config, "--report", str(out / "report.html"), duration=2, output=out / "r.json")
+    assert status == EXIT_FAULT
+    assert len(list(elsewhere.glob("moodle-load-results-*.json"))) == 1

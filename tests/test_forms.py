@@ -126,3 +126,20 @@ def test_an_editor_page_resumes_its_autosave_session():
         "contextid": 223, "pagehash": "e50d73590bce01f4161c65da8e04da588808c8ee",
         "pageinstance": "c86e6ed6b48fedd9e0c0ad8a4a38a83f", "elementid": "id_message", "draftid": 939476693}
 
+
+
+def test_a_sites_error_text_with_control_characters_becomes_a_printable_failure_name():
+    page = (b'<div class="box errorbox alert alert-danger"><p class="errormessage">Bad \x1b[31mred\x1b[0m'
+            b'\r\nthing</p></div>')
+    word = error_page(page)
+    assert word is not None and word.isprintable() and "\x1b" not in word and "red" in word
+
+
+def test_a_web_service_errorcode_with_control_characters_becomes_printable():
+    answer = b'[{"error":true,"exception":{"errorcode":"bad\\u001b]0;pwned\\u0007code"}}]'
+    assert service_failure(answer) == "bad?]0;pwned?code"
+
+
+def test_one_calls_success_is_known_from_the_first_bytes_and_nesting_beyond_reason_is_not_json():
+    assert service_failure(b'[{"error":false,"data":' + b"[" * 10 + b"]" * 10 + b"}]") is None
+    assert service_failure(b"[" * 100_000 + b"]" * 100_000) == "not_json"
