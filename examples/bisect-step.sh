@@ -41,11 +41,14 @@
 #                    RELOAD_CMD. A commit with neither layout stops the bisect]
 #   RELOAD_CMD       e.g. "sudo systemctl reload php8.2-fpm"
 #   CLEANUP_CMD      run when the step ends, whatever happened
-#   PYTHON           the interpreter with the toolkit's requirements [python3]
+#   PYTHON           the interpreter with the toolkit's requirements [the toolkit's .venv/bin/python
+#                    where make made it, else python3]
 set -u
 
 TOOLKIT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-PYTHON=${PYTHON:-python3}
+if [ -z "${PYTHON:-}" ]; then
+    if [ -x "$TOOLKIT/.venv/bin/python" ]; then PYTHON=$TOOLKIT/.venv/bin/python; else PYTHON=python3; fi
+fi
 RESULTS_DIR=${RESULTS_DIR:-$TOOLKIT/bisect}
 BASELINE=${BASELINE:-$RESULTS_DIR/baseline.json}
 LOAD_CONFIG=${LOAD_CONFIG:-$TOOLKIT/config.json}
