@@ -581,3 +581,12 @@ def test_a_run_whose_folders_vanish_leaves_one_fallback_file_not_two(sim_factory
     status = run_load(config, "--report", str(out / "report.html"), duration=2, output=out / "r.json")
     assert status == EXIT_FAULT
     assert len(list(elsewhere.glob("moodle-load-results-*.json"))) == 1
+
+
+def test_a_baseline_whose_generator_stood_still_cannot_support_a_verdict(tmp_path, capsys):
+    stalled = read(os.path.join(REAL, "base.json"))
+    stalled["generator"].update(paused_s=3.0, tokens_dropped=18)
+    (tmp_path / "stalled.json").write_text(json.dumps(stalled))
+    status = moodle_load.main(["--compare", str(tmp_path / "stalled.json"), os.path.join(REAL, "same-1.json")])
+    assert status == EXIT_CANNOT_JUDGE
+    assert f"--compare {tmp_path / 'stalled.json'}: the generator stood still for 3.0 s" in capsys.readouterr().out
