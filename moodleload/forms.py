@@ -240,6 +240,8 @@ def browser_calls(body: bytes, page_url: str, midnight: int, seen_courses: set) 
     context = CONTEXT_ID.search(body)
     if b"block_recentlyaccesseditems" in body:
         calls.append(("block_recentlyaccesseditems_get_recent_items", {"limit": 9}))
+    if b"block_continue_learning" in body:  # main's successor (docs/moodle-5.1.md)
+        calls.append(("block_continue_learning_get_course", {}))
     if b"block_timeline" in body:
         calls.append(("core_calendar_get_action_events_by_timesort",
                       {"limitnum": 6, "timesortfrom": midnight, "timesortto": midnight + 7 * 86400,

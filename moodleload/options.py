@@ -22,7 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "with verdicts for git bisect run.",
                      epilog="Exit status: 0 good, 1 bad, 125 cannot judge (bisect skips), "
                      "128 usage or config mistake, 129/130/143 interrupted (SIGHUP, Ctrl-C, SIGTERM), 200 a fault "
-                     "of the tool, 201 the site could not be reached (all stop a bisect). With --pairs: 0 confirmed, 1 not confirmed, 125 cannot tell.")
+                     "of the tool, 201 the site could not be reached (all stop a bisect). With --pairs: 0 confirmed, "
+                     "1 not confirmed, 125 cannot tell.")
     parser.add_argument("--config", help="path to config.json")
     parser.add_argument("--rpm", type=float, help="target requests per minute (with journeys: steps a minute)")
     parser.add_argument("--duration", type=float, help="measured duration in seconds")

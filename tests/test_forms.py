@@ -143,3 +143,10 @@ def test_a_web_service_errorcode_with_control_characters_becomes_printable():
 def test_one_calls_success_is_known_from_the_first_bytes_and_nesting_beyond_reason_is_not_json():
     assert service_failure(b'[{"error":false,"data":' + b"[" * 10 + b"]" * 10 + b"}]") is None
     assert service_failure(b"[" * 100_000 + b"]" * 100_000) == "not_json"
+
+
+def test_a_dashboard_with_mains_continue_learning_block_asks_for_its_course():
+    dashboard = page("my-page.html").replace(b"block_recentlyaccesseditems", b"block_continue_learning")
+    calls = dict(browser_calls(dashboard, "http://127.0.0.1:8080/my/", 1795651200, set()))
+    assert calls["block_continue_learning_get_course"] == {}
+    assert "block_recentlyaccesseditems_get_recent_items" not in calls
