@@ -83,7 +83,7 @@ REMEDIES = {"the site could not be reached": "check base_url and that the web se
 
 
 def not_reached(summary: dict | None, gates: Gates, logins: dict | None) -> list:
-    """Why the site was never really asked, or None: logins or requests that could not open a
+    """Why the site was never really asked (empty if it was): logins or requests that could not open a
     connection at all (refused, unknown host, no route, out of file descriptors).  A site that
     answers, even with errors, is the commit's business; one that cannot be reached is not,
     and a bisect must stop at the first such step instead of skipping every commit."""
@@ -99,6 +99,22 @@ def not_reached(summary: dict | None, gates: Gates, logins: dict | None) -> list
         if requests and count / requests >= gates.cannot_judge_error_rate:
             return [f"{meaning}: {count} of {requests} requests ({REMEDIES[meaning]}); the commit was not measured"]
     return []
+
+
+MAX_UNREACHED_SHARE = 0.01  # of the requests; beyond it, the failures' rise is the environment's, not the commit's
+
+
+def partly_unreached(summary: dict) -> list:
+    """Requests that could not open a connection, too few to stop a bisect but enough to
+    move the failure rate a comparison judges (a web server restarted during the run)."""
+    requests = summary.get("requests") or 0
+    lines = []
+    for kind, meaning in UNREACHABLE_REQUESTS.items():
+        count = summary.get("failures", {}).get(kind, 0)
+        if requests and count > MAX_UNREACHED_SHARE * requests:
+            lines.append(f"{meaning} for {count} of {requests} requests ({REMEDIES[meaning]}): failures of the "
+                         f"environment, not of the commit")
+    return lines
 
 
 MIN_DELIVERED = 0.95  # of the positions due in the measured window, sent in it
@@ -145,6 +161,7 @@ def decide(summary: dict, gates: Gates, comparison: dict | None, logins: dict | 
         return Verdict.unreachable([*unreached, *notes])
     if not summary["requests"]:
         return Verdict.cannot_judge(["no request was measured", *notes])
+    undelivered = [*undelivered, *partly_unreached(summary)]
     if undelivered:
         return Verdict.cannot_judge([*undelivered, *notes])
     if summary["error_rate"] is not None and summary["error_rate"] >= gates.cannot_judge_error_rate:

@@ -120,3 +120,10 @@ def test_an_unknown_host_and_running_out_of_files_are_both_unreachable():
     out_of_files = unreachable("127.0.0.1", 80, OSError(errno.EMFILE, "Too many open files"))
     assert failure_of(unknown) == "unreachable" and "Name or service not known" in str(unknown)
     assert failure_of(out_of_files) == "out_of_files"
+
+
+def test_a_site_out_of_reach_for_part_of_the_run_is_never_a_regression_of_the_commit():
+    partly = summary(error_rate=0.2, success=80, failure=20, failures={"unreachable": 20})
+    verdict = decide(partly, Gates(), REGRESSION)
+    assert verdict.status == EXIT_CANNOT_JUDGE
+    assert verdict.reasons[0].startswith("the site could not be reached for 20 of 100 requests")
