@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Give a Moodle site's test users one known password and list them in config.json.
 
-Connects to the site's PostgreSQL database and picks the most recent ``--count``
+Connects to the site's database (PostgreSQL, or MariaDB/MySQL: Moodle's pgsql, mariadb,
+mysqli and auroramysql), with the settings of its config.php or the flags, and picks the most recent ``--count``
 accounts that are plainly test data (maketestsite's ``tool_generator_*`` unless
 ``--where`` says otherwise), never deleted or suspended accounts, the guest, site
 admins, other MNet hosts' users, accounts of another auth method than ``manual`` or
