@@ -19,7 +19,7 @@ from moodleload.compare import (
     mann_whitney_p,
     ratio_interval,
 )
-from moodleload.exits import EXIT_BAD, EXIT_CANNOT_JUDGE, EXIT_GOOD, EXIT_USAGE
+from moodleload.exits import EXIT_BAD, EXIT_CANNOT_JUDGE, EXIT_USAGE
 from moodleload.histogram import Histogram
 
 
@@ -102,16 +102,18 @@ def test_compare_mode_judges_two_saved_runs_without_load(sim_factory, tmp_path, 
     assert run_load(write_config(config_path, server.url, urls=TWO_URLS), *enough_blocks, rpm=6000, duration=4,
                     output=tmp_path / "new.json") == 0
     assert moodle_load.main(["--compare", str(tmp_path / "base.json"), str(tmp_path / "new.json")]) == EXIT_BAD
-    assert moodle_load.main(["--compare", str(tmp_path / "base.json"), str(tmp_path / "base.json")]) == EXIT_GOOD
     assert "ratio" in capsys.readouterr().out
+    # A run against itself is one run, not two: refused, never "good" for want of a difference.
+    assert moodle_load.main(["--compare", str(tmp_path / "base.json"), str(tmp_path / "base.json")]) == EXIT_USAGE
 
 
 def test_too_little_data_cannot_judge(sim_factory, tmp_path, capsys):
     server = sim_factory(steady_settings())
     config = write_config(tmp_path / "c.json", server.url, urls=TWO_URLS)
     assert run_load(config, rpm=120, duration=2, output=tmp_path / "base.json") == 0
-    base = str(tmp_path / "base.json")
-    assert moodle_load.main(["--compare", base, base]) == EXIT_CANNOT_JUDGE
+    assert run_load(config, rpm=120, duration=2, output=tmp_path / "new.json") == 0
+    assert moodle_load.main(["--compare", str(tmp_path / "base.json"), str(tmp_path / "new.json")]) \
+        == EXIT_CANNOT_JUDGE
     assert "too few blocks with data" in capsys.readouterr().out
 
 
