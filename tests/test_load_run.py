@@ -13,7 +13,7 @@ from aiohttp import web
 
 import moodle_load
 from helpers import PASSWORD, ROOT, FixedApp, fast_settings, read, run_load, write_config
-from moodleload.exits import EXIT_CANNOT_JUDGE, EXIT_SIGINT, EXIT_SIGTERM, EXIT_USAGE
+from moodleload.exits import EXIT_CANNOT_JUDGE, EXIT_SIGINT, EXIT_SIGTERM, EXIT_UNREACHABLE, EXIT_USAGE
 from sim.moodledb import SiteData
 from sim.server import SimServer
 from sim.site import MemoryUsers, MoodleSite, PageProfile, UserRecord
@@ -88,11 +88,12 @@ def test_a_login_that_hangs_times_out_after_login_timeout(tmp_path, capsys):
         "[ERROR] Login failed for user tool_generator_000001: timeout: no answer within 0.3 s"]
 
 
-def test_an_unreachable_site_is_a_connection_error_and_cannot_judge(tmp_path, capsys):
+def test_an_unreachable_site_fails_each_login_by_name_and_stops_the_bisect(tmp_path, capsys):
     config = write_config(tmp_path / "c.json", "http://127.0.0.1:9", users=1)
-    assert run_load(config) == EXIT_CANNOT_JUDGE
+    assert run_load(config) == EXIT_UNREACHABLE
     (line,) = login_errors(capsys.readouterr().out)
-    assert line.startswith("[ERROR] Login failed for user tool_generator_000001: connection error")
+    assert line.startswith("[ERROR] Login failed for user tool_generator_000001: site unreachable: cannot connect to "
+                           "127.0.0.1:9")
 
 
 def test_a_login_form_without_logintoken_warns_and_logs_in_anyway(sim_factory, tmp_path, capsys):
