@@ -18,7 +18,7 @@ spread, tolerance and number of baseline runs it counts, over the trials:
 
 Seeded: the same table every time.  Writes bench/results/calibration.md.
 
-    .venv/bin/python bench/calibration.py [--trials 100]
+    .venv/bin/python bench/calibration.py [--trials 300]
 """
 
 from __future__ import annotations

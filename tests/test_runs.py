@@ -272,6 +272,35 @@ def test_each_further_look_at_a_step_spends_less_of_alpha_and_all_looks_add_up_t
     assert sum(shares) == pytest.approx(1.0, abs=1e-3)
 
 
+def test_a_rerun_does_not_give_the_good_call_alpha_afresh():
+    from moodleload.runs import good_share
+    assert good_share(1) == 0.8
+    assert all(good_share(look) == 0.2 for look in range(2, 30))
+
+
+def test_with_one_baseline_run_the_commits_second_run_is_its_first_look():
+    from moodleload.runs import look_number
+    assert look_number(1, 2) == 1 and look_number(1, 3) == 2
+    assert look_number(3, 1) == 1 and look_number(3, 2) == 2
+
+
+def test_a_page_slower_than_one_and_a_half_tolerances_is_rarely_called_good_however_often_rerun(recorded):
+    """Re-runs until decided, as a bisect step does: the slowed page passes as good in at most 5 % of steps."""
+    rng = random.Random(47)
+    thresholds = Thresholds(max_regression_pct=5)
+    false_goods = 0
+    for _ in range(40):
+        bases = [synthetic_run(recorded, rng, run_shift_sd=0.04) for _ in range(3)]
+        news = []
+        while True:
+            news.append(synthetic_run(recorded, rng, {"course": 1.075}, run_shift_sd=0.04))
+            comparison = compare_runs(bases, news, thresholds)
+            if comparison["verdict"] != "unsure" or len(news) >= 6 or comparison["more_runs"]["candidate"] is None:
+                break
+        false_goods += comparison["verdict"] in ("same", "improvement")
+    assert false_goods <= 2
+
+
 def test_identical_code_rerun_until_decided_is_called_bad_in_at_most_alpha_of_steps(recorded):
     """The re-run policy looks again and again: the false alarms over all looks stay at most alpha."""
     rng = random.Random(31)
