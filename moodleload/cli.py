@@ -14,6 +14,7 @@ from .charts import load_pyplot
 from .compare import compare_documents
 from .config import load_config
 from .console import Printer, silence_closed_stdout
+from .databases import DatabaseError, database_for
 from .exits import (
     EXIT_FAULT,
     EXIT_GOOD,
@@ -30,11 +31,13 @@ from .machine import ensure_open_files
 from .moodletree import describe
 from .options import argv_for, build_parser, check_load_options, check_numbers, gates_from, thresholds_from
 from .pairs import confirm
+from .passwords import connection_settings
 from .plan import parse_shard
 from .processes import PARENT_ONLY, run_processes
 from .results import build_document, check_distinct, load_document, merge_documents, save_document, summarize
 from .runs import compare_runs
 from .scheduler import LoadRun, RunSettings
+from .statements import Watcher, statement_changes
 from .textreport import format_comparison, format_report, format_trust, rate_hints
 from .verdict import Verdict, decide, delivery_problems, not_reached
 from .views import trust_signals
@@ -147,16 +150,40 @@ def save_fallback(document: dict) -> str | None:
 
 def judge_against(bases: list, news: list, thresholds, say) -> dict:
     """The comparison: against the run-to-run spread where there are several runs, else
-    block by block within the two runs (and it says that the spread is unknown)."""
+    block by block within the two runs (and it says that the spread is unknown); beside
+    it, the database statements that changed where both sides recorded them."""
     if len(bases) + len(news) > 2:
         comparison = compare_runs(bases, news, thresholds)
         for line in comparison["advice"]:
             say(line)
-        return comparison
-    comparison = compare_documents(bases[0], news[0], thresholds)
-    comparison["notes"].append("run-to-run noise unknown with one baseline run: record three (--baseline "
-                               "run1.json run2.json run3.json; examples/bisect-step.sh --baseline does)")
+    else:
+        comparison = compare_documents(bases[0], news[0], thresholds)
+        comparison["notes"].append("run-to-run noise unknown with one baseline run: record three (--baseline "
+                                   "run1.json run2.json run3.json; examples/bisect-step.sh --baseline does)")
+    changes = statement_changes(bases, news)
+    if changes is not None:
+        comparison["statements"] = changes
     return comparison
+
+
+def open_query_stats(args, say):
+    """--query-stats: the database's statement statistics, read once before any load.  Wrong
+    settings are the user's to fix (exit 128); statistics that are off get one line and the
+    run goes on without them."""
+    if not args.moodle_config and args.moodle_dir and not (args.db_name or args.db_host or args.db_socket):
+        candidate = os.path.join(args.moodle_dir, "config.php")
+        if os.path.isfile(candidate):
+            args.moodle_config = candidate
+    family, settings = connection_settings(args)
+    watcher = Watcher(database_for(family, settings, "moodle_load"))
+    try:
+        line = watcher.open()
+    except DatabaseError as error:
+        raise UsageError(f"--query-stats: {error}") from None
+    if line:
+        say(f"[WARN] {line}")
+        return None
+    return watcher
 
 
 def undelivered(document: dict, others: dict) -> list:
@@ -263,6 +290,11 @@ def run_load(args, argv: list, parser, say, measured: dict) -> int:
         f"{settings.duration:g} s (+{settings.warmup:g} s warm-up), seed {settings.seed}"
         + (f", shard {shard[0]}/{shard[1]}" if shard[1] > 1 else ""))
     judge = None if args.shard_process else print  # a --processes child: the parent judges
+    # The statistics are the whole database's: one shard reads them for all (the parent only checks them).
+    watcher = open_query_stats(args, say) if args.query_stats and (args.processes > 1 or shard[0] == 1) else None
+    if watcher is not None and args.processes > 1:
+        watcher.close()
+        watcher = None
     dead_shards = []
     if args.processes > 1:
         document, early_status, interrupted, dead_shards = run_processes(args.processes,
@@ -276,7 +308,14 @@ def run_load(args, argv: list, parser, say, measured: dict) -> int:
             return early_status
     else:
         run = LoadRun(config, settings, say)
-        interrupted = run_with_signals(run)
+        run.window_watch = watcher
+        try:
+            interrupted = run_with_signals(run)
+        finally:
+            if watcher is not None:
+                watcher.close()
+        if watcher is not None and watcher.problem:
+            say(f"[WARN] {watcher.problem}")
         document = measured["document"] = build_document(run, argv, digest)
         if moodle is not None:
             document["metadata"]["moodle"] = moodle

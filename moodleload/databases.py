@@ -69,8 +69,9 @@ class Postgres:
     line_comment_chars = ""
     backslash_strings = True  # E'...' strings take backslash escapes
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, application: str = "set_moodle_passwords"):
         self.settings = settings
+        self.application = application  # what the server's activity views name the connection
         self.notices: list = []  # what the user must know of how the change was made (printed as warnings)
 
     @staticmethod
@@ -119,7 +120,7 @@ class Postgres:
         arguments = {key: value for key, value in arguments.items() if value is not None}
         try:
             return psycopg2.connect(**arguments, connect_timeout=CONNECT_TIMEOUT_SECONDS,
-                                    application_name="set_moodle_passwords")
+                                    application_name=self.application)
         except psycopg2.Error as error:
             raise DatabaseError(self.explain_connect_error(error)) from None
 
@@ -232,7 +233,7 @@ class MySQL(Postgres):
         arguments = {"database": self.settings.get("name"), "user": self.settings.get("user"),
                      "password": self.settings.get("password") or "", "charset": "utf8mb4",
                      "connect_timeout": CONNECT_TIMEOUT_SECONDS, "autocommit": False,
-                     "program_name": "set_moodle_passwords"}
+                     "program_name": self.application}
         if self.settings.get("socket"):
             arguments["unix_socket"] = self.settings.get("socket")
         else:
@@ -331,8 +332,8 @@ def read_my_cnf(path: str = "~/.my.cnf") -> dict:
     return values
 
 
-def database_for(family: str, settings: Settings):
-    return (Postgres if family == "pgsql" else MySQL)(settings)
+def database_for(family: str, settings: Settings, application: str = "set_moodle_passwords"):
+    return (Postgres if family == "pgsql" else MySQL)(settings, application)
 
 
 def fill_defaults(family: str, settings: Settings) -> None:

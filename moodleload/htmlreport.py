@@ -9,6 +9,7 @@ from .exits import EXIT_BAD, EXIT_CANNOT_JUDGE, EXIT_GOOD
 from .files import write_atomically
 from .moodletree import label
 from .results import summarize
+from .statements import shortened
 from .verdict import Verdict
 from .views import bottleneck_warning, comparison_rows, trust_signals, url_rows
 
@@ -52,6 +53,26 @@ def _verdict_block(verdict: Verdict | None) -> str:
     items = "".join(f"<li>{_e(reason)}</li>" for reason in verdict.reasons)
     return (f'<div class="verdict {css}" id="verdict"><strong>{_e(label)}</strong> &middot; exit {verdict.status}'
             f'{f"<ul>{items}</ul>" if items else ""}</div>')
+
+
+def statements_section(changes: dict | None) -> list:
+    """The database statements that changed most, from the server's own statistics."""
+    if changes is None:
+        return []
+    per = changes["per"]
+    parts = [f"<h3>Database statements that changed (per {_e(per)} of the run)</h3>"]
+    seen, rows = set(), []
+    for change in changes["by_calls"] + changes["by_time"]:
+        if change["query"] in seen:
+            continue
+        seen.add(change["query"])
+        rows.append([f"<code>{_e(shortened(change['query'], 160))}</code>", _e(", ".join(change["tables"]) or "-"),
+                     _e(f"{change['base_calls']:.1f} \u2192 {change['new_calls']:.1f} ({change['calls_change']:+.1f})"),
+                     _e(f"{change['base_ms']:.2f} \u2192 {change['new_ms']:.2f} ({change['ms_change']:+.2f})")])
+    if not rows:
+        return parts + ["<p><small>No statement's calls or time per request changed beyond the baseline's "
+                        "spread.</small></p>"]
+    return parts + [_table(["statement", "tables", f"calls per {per}", f"ms per {per}"], rows, left=2)]
 
 
 def render_report(document: dict, verdict: Verdict | None = None, baseline: dict | None = None,
@@ -113,6 +134,7 @@ def render_report(document: dict, verdict: Verdict | None = None, baseline: dict
         parts += [f"<p><small>note: {_e(note)}</small></p>" for note in comparison["notes"]]
         parts += [f"<p><small>not comparable: {_e(reason)}</small></p>"
                   for reason in comparison.get("not_comparable", [])]
+        parts += statements_section(comparison.get("statements"))
     if comparison is not None and baseline is not None:
         parts += compare_charts(baseline, document)
         base_urls = summarize(baseline)["urls"] if "summary" not in baseline else baseline["summary"]["urls"]

@@ -85,6 +85,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--moodle-dir", metavar="DIR",
                         help="the Moodle checkout under test (where config.php is; 5.0 or 5.1+ layout): its "
                              "release, version and git commit are recorded in the results and reports")
+    stats = parser.add_argument_group(
+        "query statistics", "read the database's per-statement statistics before and after the measured window "
+        "(never reset): the comparison names the statements that changed; the database settings as "
+        "set_moodle_passwords.py reads them")
+    stats.add_argument("--query-stats", action="store_true",
+                       help="record them (pg_stat_statements, or MariaDB/MySQL's performance_schema); without "
+                            "--moodle-config, --moodle-dir's config.php or the --db-* flags give the database")
+    stats.add_argument("--moodle-config", metavar="PATH", help="the site's config.php (database settings)")
+    stats.add_argument("--db-type", help="pgsql, mariadb, mysqli or auroramysql (default: config.php's, else pgsql)")
+    stats.add_argument("--db-name", help="database name")
+    stats.add_argument("--db-user", help="database user")
+    stats.add_argument("--db-pass-file", metavar="FILE", help="read the database password from FILE's first line")
+    stats.add_argument("--db-host", help="database host (PostgreSQL: or a socket directory)")
+    stats.add_argument("--db-port", type=int, help="database port")
+    stats.add_argument("--db-socket", metavar="PATH", help="unix socket (MariaDB/MySQL: its file)")
+    parser.set_defaults(db_pass=None, prefix=None)
     parser.add_argument("--pairs", nargs="+", metavar="RESULTS",
                         help="PARENT CULPRIT [PARENT CULPRIT ...]: runs of a commit's parent and the commit made "
                              "in alternation; confirms the culprit (exit 0), clears it (1) or cannot tell (125)")
@@ -119,6 +135,7 @@ NUMBER_RANGES = {
     "max_login_failures": (0, True, 1),
     "max_other_cpu": (0, True, 1),
     "max_body_mb": (0, False, 4096),
+    "db_port": (1, True, 65535),
 }
 
 

@@ -107,6 +107,9 @@ class LoadRun:
         self.give_up_at = math.inf
         self.taken = 0  # positions taken by workers (sent, dropped, or being sent)
         self.pauses = PauseDetector(self.clock)
+        # Told when the measured window opens and after its last request ended, off the event
+        # loop (statements.Watcher: the database's statement statistics either side of it).
+        self.window_watch = None
 
     def stop(self, signum: int | None = None) -> None:
         self.window_end = min(self.window_end, self.clock.now())
@@ -206,8 +209,12 @@ class LoadRun:
                                            step=settings.shard[1]))
         helpers = [asyncio.create_task(self.pauses.watch()), asyncio.create_task(self._sample_cpu()),
                    asyncio.create_task(self._progress())]
+        if self.window_watch is not None:
+            helpers.append(asyncio.create_task(self._watch_window()))
         workers = {asyncio.create_task(self._worker(plan)) for _ in range(concurrency)}
         await self._shut_down(workers, helpers, total_seconds + settings.drain + 1.0)
+        if self.window_watch is not None and self.window_watch.before is not None:
+            await asyncio.to_thread(self.window_watch.window_closed)
         self.recorder.tokens_unsent += max(0, timeline.due_by(min(clock.now(), timeline.start + total_seconds))
                                            - self.taken)
         self.measured_seconds = max(0.0, min(self.window_end, self.measure_from + settings.duration)
@@ -221,6 +228,10 @@ class LoadRun:
         self.cpu_seconds = clock.cpu() - cpu_start
         self.run_seconds = clock.now() - timeline.start
         self.machine = summarise(machine_start, cpu_counters(), self.run_seconds, self.cpu_seconds)
+
+    async def _watch_window(self) -> None:
+        await self.clock.sleep(max(0.0, self.measure_from - self.clock.now()))
+        await asyncio.to_thread(self.window_watch.window_opens)
 
     def _offset(self, due: float) -> float | None:
         """Seconds into the measured window, or None for the warm-up (executed, not counted)."""

@@ -7,6 +7,7 @@ import json
 from .console import fmt, ruled
 from .histogram import Histogram
 from .moodletree import label
+from .statements import change_lines
 from .views import bottleneck_warning, comparison_rows, shorten, url_rows
 
 
@@ -110,6 +111,14 @@ def format_comparison(comparison: dict) -> str:
     if comparison.get("rules_out_pct") is not None:
         lines.append(f"good needs every slowdown above {comparison['max_regression_pct']:g} % ruled out: these runs "
                      f"rule out those above {comparison['rules_out_pct']:.1f} % (pages and the site as a whole)")
+    statements = change_lines(comparison.get("statements"))
+    if statements:
+        lines.append("Database statements that changed (the server's statistics, per "
+                     f"{comparison['statements']['per']} of the run):")
+        lines += [f"  {line}" for line in statements]
+    elif comparison.get("statements") is not None:
+        lines.append("Database statements: no statement's calls or time per request changed beyond the baseline's "
+                     "spread")
     lines += [f"note: {note}" for note in comparison["notes"]]
     lines += [f"not comparable: {reason}" for reason in comparison.get("not_comparable", [])]
     return "\n".join(lines)

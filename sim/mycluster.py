@@ -40,7 +40,8 @@ class MyCluster:
 
     superuser = "root"
 
-    def __init__(self):
+    def __init__(self, performance_schema: bool = False):
+        self.performance_schema = performance_schema  # per-statement statistics, off by default as in MariaDB
         self.install_db = _find("mariadb-install-db", "mysql_install_db")
         self.server = _find("mariadbd", "mysqld")
         if not self.install_db or not self.server:
@@ -77,7 +78,8 @@ class MyCluster:
              "--bind-address=127.0.0.1", "--skip-name-resolve", f"--log-error={log}",
              f"--pid-file={os.path.join(self.tmpdir, 'mysqld.pid')}", "--innodb-buffer-pool-size=64M",
              "--innodb-flush-log-at-trx-commit=0", "--innodb-doublewrite=0", "--max-connections=200",
-             "--character-set-server=utf8mb4", "--collation-server=utf8mb4_unicode_ci"],
+             "--character-set-server=utf8mb4", "--collation-server=utf8mb4_unicode_ci",
+             f"--performance-schema={'ON' if self.performance_schema else 'OFF'}"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 60
         while not self._answers():

@@ -60,8 +60,9 @@ class PgCluster:
 
     superuser = "moodletest"
 
-    def __init__(self, bindir: str | None = None):
+    def __init__(self, bindir: str | None = None, preload: tuple = ()):
         self.bindir = bindir or find_bindir()
+        self.preload = preload  # shared_preload_libraries, e.g. ("pg_stat_statements",)
         self.tmpdir = tempfile.mkdtemp(prefix="moodle-pg-")
         self.datadir = os.path.join(self.tmpdir, "data")
         self.socketdir = os.path.join(self.tmpdir, "sock")
@@ -93,6 +94,8 @@ class PgCluster:
         options = (f"-c listen_addresses='' -c unix_socket_directories='{self.socketdir}' "
                    f"-p {self.port} -c fsync=off -c synchronous_commit=off "
                    f"-c full_page_writes=off -c max_connections=200")
+        if self.preload:
+            options += f" -c shared_preload_libraries={','.join(self.preload)}"
         self._run("pg_ctl", "-D", self.datadir, "-o", options, "-w", "-t", "60",
                   "-l", os.path.join(self.tmpdir, "server.log"), "start")
         self.started = True

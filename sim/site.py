@@ -44,6 +44,9 @@ class PageProfile:
     included_files: int = 566
     memory_peak_mb: float = 8.4
     status: int = 200  # e.g. 500: the page throws on this commit (Moodle's error page, that status)
+    # Statements the page runs on the site's database at each view, [sql, times] each (with
+    # a database behind the site): a commit that adds a query, as the server's statistics see it.
+    queries: list = field(default_factory=list)
 
 
 def default_pages() -> dict[str, PageProfile]:
@@ -183,6 +186,26 @@ class DatabaseUsers:
 
     async def lookup(self, username: str) -> UserRecord | None:
         return await asyncio.to_thread(self._lookup, username)
+
+    def _run_queries(self, queries: list) -> None:
+        with self.slots:
+            try:
+                conn = self.idle.get_nowait()
+            except queue.Empty:
+                conn = self.connect()
+                self.opened.append(conn)
+            try:
+                with conn.cursor() as cur:
+                    for sql, times in queries:
+                        for _ in range(int(times)):
+                            cur.execute(sql)
+                            cur.fetchall()
+                conn.rollback()
+            finally:
+                self.idle.put(conn)
+
+    async def run_queries(self, queries: list) -> None:
+        await asyncio.to_thread(self._run_queries, queries)
 
     def close(self) -> None:
         for conn in self.opened:
@@ -465,6 +488,8 @@ class MoodleSite:
                 await asyncio.sleep(seconds)
         else:
             await asyncio.sleep(seconds)
+        if profile.queries and hasattr(self.users, "run_queries"):
+            await self.users.run_queries(profile.queries)
         return seconds
 
     # ---- entry point

@@ -27,7 +27,7 @@ MOODLE_TABLES = ("user", "user_preferences", "config", "course", "enrol", "user_
 def pg():
     """One PostgreSQL server for the whole run, with a seeded Moodle template database."""
     try:
-        cluster = PgCluster()
+        cluster = PgCluster(preload=("pg_stat_statements",))  # created per test database where a test wants it
     except PgUnavailable as missing:
         if os.environ.get("CI"):
             pytest.fail(f"CI is set and PostgreSQL cannot run: {missing}")

@@ -1,0 +1,233 @@
+"""The database's own statement statistics beside a run: snapshots either side of the
+measured window, never a reset, and a comparison that names the statement that changed."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import bcrypt
+import pytest
+from conftest import TEMPLATE, MariaMoodleDb, unavailable
+
+from helpers import PASSWORD, read, run_load, write_config
+from moodleload.exits import EXIT_USAGE
+from moodleload.htmlreport import render_report
+from moodleload.results import document_problem
+from moodleload.statements import change_lines, shortened, statement_changes, tables_in, window_delta
+from sim.moodledb import SiteData, create_schema, seed_testsite
+from sim.mycluster import MyCluster, MyUnavailable
+
+EXTRA_QUERY = "SELECT id, username FROM mdl_user WHERE id = 7"
+COURSE_ONLY = [{"path": "/course/view.php?id={courseid}", "name": "course"}]
+
+
+# ---- the pure parts
+
+def test_the_window_keeps_what_it_added_and_never_a_negative_count():
+    before = {"SELECT a FROM mdl_user": [10, 10, 5.0], "SELECT b FROM mdl_course": [50, 5, 1.0]}
+    after = {"SELECT a FROM mdl_user": [30, 30, 9.0], "SELECT b FROM mdl_course": [3, 3, 0.5],
+             "SELECT c FROM mdl_log": [4, 0, 0.2]}
+    delta = window_delta(before, after, "pg_stat_statements")
+    counts = {entry["query"]: entry["calls"] for entry in delta["statements"]}
+    # mdl_course fell: evicted or reset during the run, so it counts from zero
+    assert counts == {"SELECT a FROM mdl_user": 20, "SELECT b FROM mdl_course": 3, "SELECT c FROM mdl_log": 4}
+
+
+def test_a_statement_names_its_tables_in_either_familys_quoting():
+    assert tables_in("SELECT u.id FROM mdl_user u JOIN mdl_user_enrolments ue ON ue.userid = u.id") == \
+        ["mdl_user", "mdl_user_enrolments"]
+    assert tables_in("UPDATE `mdl_sessions` SET `timemodified` = ?") == ["mdl_sessions"]
+    assert tables_in('INSERT INTO "mdl_logstore_standard_log" (a) VALUES ($1)') == ["mdl_logstore_standard_log"]
+
+
+def test_a_long_statement_is_shortened_keeping_its_start_and_end():
+    text = "SELECT " + ", ".join(f"column_{n}" for n in range(60)) + " FROM mdl_user WHERE id = $1"
+    short = shortened(text)
+    assert len(short) <= 110 and short.startswith("SELECT column_0") and short.endswith("WHERE id = $1")
+
+
+def document(calls: dict, requests: int = 100) -> dict:
+    return {"urls": {"course": {"requests": requests}},
+            "statements": {"source": "pg_stat_statements", "left_out": 0,
+                           "statements": [{"query": q, "calls": c, "rows": c, "ms": c * 0.01}
+                                          for q, c in calls.items()]}}
+
+
+def test_the_comparison_names_the_statement_whose_calls_per_page_view_rose():
+    steady = {"SELECT * FROM mdl_course WHERE id = $1": 100}
+    bases = [document(steady), document({**steady, "SELECT * FROM mdl_course WHERE id = $1": 101})]
+    news = [document({**steady, EXTRA_QUERY: 4000})]
+    changes = statement_changes(bases, news)
+    assert [change["query"] for change in changes["by_calls"]] == [EXTRA_QUERY]
+    assert change_lines(changes)[0].startswith("+40.0 calls per page view (0.0 -> 40.0): SELECT id, username FROM "
+                                               "mdl_user WHERE id = 7 [mdl_user]")
+
+
+def test_a_change_within_the_baselines_own_spread_is_not_named():
+    query = "SELECT * FROM mdl_config"
+    bases = [document({query: 100}), document({query: 300}), document({query: 200})]
+    assert statement_changes(bases, [document({query: 290})])["by_calls"] == []
+
+
+def test_no_statements_on_a_side_means_no_statement_comparison():
+    bare = {"urls": {"course": {"requests": 10}}}
+    assert statement_changes([bare], [document({"SELECT 1": 1})]) is None
+
+
+def test_a_damaged_statements_section_is_refused_when_read():
+    damaged = document({"SELECT 1": 1})["statements"]
+    damaged["statements"][0]["calls"] = -5
+    from moodleload.statements import statements_problem
+    assert statements_problem(damaged) == "statements: calls of an entry is not a count"
+
+
+# ---- against real servers
+
+def with_known_passwords(moodle_db, count: int = 5) -> None:
+    hashed = "$2y$" + bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode()[4:]
+    for number in range(1, count + 1):
+        moodle_db.query("UPDATE mdl_user SET password = %s WHERE username = %s",
+                        (hashed, f"tool_generator_{number:06d}"))
+
+
+def site_on(moodle_db, sim_factory):
+    conn = moodle_db.connect()
+    data = SiteData.from_database(conn)
+    conn.close()
+    users = moodle_db.users()
+    return sim_factory(users=users, data=data), users
+
+
+def baseline_then_extra_query(moodle_db, sim_factory, tmp_path, capsys) -> tuple:
+    with_known_passwords(moodle_db)
+    server, users = site_on(moodle_db, sim_factory)
+    try:
+        config = write_config(tmp_path / "config.json", server.url, urls=COURSE_ONLY)
+        flags = ["--query-stats", *moodle_db.cli_args(), "--blocks", "4"]
+        assert run_load(config, *flags, rpm=900, duration=3, output=tmp_path / "base.json") == 0
+        pages = server.site.settings.pages
+        pages["course"] = replace(pages["course"], queries=[[EXTRA_QUERY, 40]])
+        capsys.readouterr()
+        status = run_load(config, *flags, "--baseline", str(tmp_path / "base.json"), rpm=900, duration=3,
+                          output=tmp_path / "new.json")
+        return status, capsys.readouterr().out, read(tmp_path / "base.json"), read(tmp_path / "new.json")
+    finally:
+        users.close()
+
+
+def assert_extra_query_named(status, out, base, new, source):
+    assert status in (0, 1, 125)
+    assert base["statements"]["source"] == new["statements"]["source"] == source
+    assert document_problem(new) is None
+    named = new["comparison"]["statements"]["by_calls"][0]
+    assert "mdl_user" in named["tables"] and named["new_calls"] == pytest.approx(40.0, abs=0.5)
+    assert "+40.0 calls per page view" in out or "+39.9 calls per page view" in out
+
+
+def test_postgresql_statistics_name_the_query_a_commit_added(pg_db, sim_factory, tmp_path, capsys):
+    pg_db.query("CREATE EXTENSION pg_stat_statements")
+    status, out, base, new = baseline_then_extra_query(pg_db, sim_factory, tmp_path, capsys)
+    assert_extra_query_named(status, out, base, new, "pg_stat_statements")
+    assert "WHERE id = $1" in new["comparison"]["statements"]["by_calls"][0]["query"]  # the server's normal form
+    page = render_report(new, None, base, new["comparison"])
+    assert "Database statements that changed (per page view of the run)" in page
+    assert "<code>SELECT id, username FROM mdl_user WHERE id = $1</code>" in page
+
+
+def test_the_statistics_are_never_reset(pg_db, sim_factory, tmp_path, capsys):
+    pg_db.query("CREATE EXTENSION pg_stat_statements")
+    pg_db.query("SELECT count(*) FROM mdl_config WHERE name = 'another user of these statistics'")
+    count = "SELECT sum(calls) FROM pg_stat_statements WHERE query = 'SELECT count(*) FROM mdl_config WHERE name = $1'"
+    before = pg_db.query(count)[0][0]
+    baseline_then_extra_query(pg_db, sim_factory, tmp_path, capsys)
+    assert pg_db.query(count)[0][0] >= before >= 1
+
+
+def test_without_the_extension_one_line_says_how_to_switch_it_on_and_the_run_goes_on(pg_db, sim_factory, tmp_path,
+                                                                                     capsys):
+    with_known_passwords(pg_db)
+    server, users = site_on(pg_db, sim_factory)
+    try:
+        config = write_config(tmp_path / "config.json", server.url, urls=COURSE_ONLY)
+        status = run_load(config, "--query-stats", *pg_db.cli_args(), output=tmp_path / "run.json")
+    finally:
+        users.close()
+    out = capsys.readouterr().out
+    warnings = [line for line in out.splitlines() if "pg_stat_statements" in line]
+    assert status == 0 and len(warnings) == 1 and warnings[0].startswith("[WARN] query statistics off")
+    assert "shared_preload_libraries" in warnings[0] and "CREATE EXTENSION" in warnings[0]
+    assert "statements" not in read(tmp_path / "run.json")
+
+
+def test_mariadb_without_performance_schema_gets_one_line_and_the_run_goes_on(maria_db, sim_factory, tmp_path,
+                                                                             capsys):
+    with_known_passwords(maria_db)
+    server, users = site_on(maria_db, sim_factory)
+    try:
+        config = write_config(tmp_path / "config.json", server.url, urls=COURSE_ONLY)
+        status = run_load(config, "--query-stats", *maria_db.cli_args(), output=tmp_path / "run.json")
+    finally:
+        users.close()
+    out = capsys.readouterr().out
+    assert status == 0 and "[WARN] query statistics off: the server runs with performance_schema off" in out
+    assert "statements" not in read(tmp_path / "run.json")
+
+
+def test_wrong_database_settings_stop_before_the_first_request(pg_db, sim_factory, tmp_path, capsys):
+    with_known_passwords(pg_db)
+    server, users = site_on(pg_db, sim_factory)
+    try:
+        config = write_config(tmp_path / "config.json", server.url, urls=COURSE_ONLY)
+        arguments = pg_db.cli_args()
+        arguments[arguments.index("--db-name") + 1] = "no_such_database"
+        status = run_load(config, "--query-stats", *arguments)
+    finally:
+        users.close()
+    err = capsys.readouterr().err
+    assert status == EXIT_USAGE and err.count("\n") == 1 and err.startswith("[ERROR] --query-stats:")
+    assert server.site.stats.requests == 0
+
+
+@pytest.fixture(scope="module")
+def mariadb_with_statistics():
+    import pymysql
+
+    try:
+        cluster = MyCluster(performance_schema=True)
+    except MyUnavailable as missing:
+        unavailable(missing)
+    cluster.start()
+    try:
+        cluster.create_database(TEMPLATE)
+        conn = pymysql.connect(**cluster.dsn(TEMPLATE))
+        create_schema(conn, "mdl_")
+        seed_testsite(conn, "mdl_", users=20)
+        conn.close()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def test_mariadb_statistics_name_the_query_a_commit_added(mariadb_with_statistics, sim_factory, tmp_path, capsys):
+    moodle_db = MariaMoodleDb(mariadb_with_statistics)
+    status, out, base, new = baseline_then_extra_query(moodle_db, sim_factory, tmp_path, capsys)
+    assert_extra_query_named(status, out, base, new, "performance_schema")
+    assert "`mdl_user`" in new["comparison"]["statements"]["by_calls"][0]["query"]  # the server's digest text
+
+
+def test_with_several_processes_one_shard_reads_the_statistics_for_the_whole_run(pg_db, sim_factory, tmp_path):
+    pg_db.query("CREATE EXTENSION pg_stat_statements")
+    with_known_passwords(pg_db, count=6)
+    server, users = site_on(pg_db, sim_factory)
+    pages = server.site.settings.pages
+    pages["course"] = replace(pages["course"], queries=[[EXTRA_QUERY, 10]])
+    try:
+        config = write_config(tmp_path / "config.json", server.url, users=6, urls=COURSE_ONLY)
+        status = run_load(config, "--query-stats", *pg_db.cli_args(), "--processes", "2", rpm=900, duration=3,
+                          output=tmp_path / "run.json")
+    finally:
+        users.close()
+    document = read(tmp_path / "run.json")
+    extra = [entry for entry in document["statements"]["statements"] if "mdl_user WHERE id" in entry["query"]]
+    requests = document["urls"]["course"]["requests"]
+    assert status == 0 and extra and extra[0]["calls"] == pytest.approx(10 * requests, rel=0.05)
