@@ -143,7 +143,32 @@ def run_charts(document: dict) -> list:
     axes.set_ylabel("% of a core")
     axes.set_title("The generator's own CPU use")
     charts.append(_svg(matplotlib, pyplot, figure, "generator-cpu"))
+    hosts = (document.get("metrics") or {}).get("hosts", {})
+    if hosts:
+        charts.append(hosts_chart(matplotlib, pyplot, hosts, points, times))
     return charts
+
+
+def hosts_chart(matplotlib, pyplot, hosts: dict, points: list, times: list) -> str:
+    """Each server's CPU busy (--metrics) beside the response time p95 of the same seconds."""
+    figure, axes = pyplot.subplots(figsize=(9, 2.8))
+    for label, host in hosts.items():
+        shown = [p for p in host["points"] if p["cpu_busy"] is not None]
+        axes.plot([p["t"] for p in shown], [100 * p["cpu_busy"] for p in shown], label=f"{label} CPU busy")
+    axes.axhline(90, color="#d62728", linestyle="--", linewidth=1, label="saturated (90 %)")
+    axes.set_ylim(0, 105)
+    axes.set_xlabel("seconds into the measured window")
+    axes.set_ylabel("% CPU busy")
+    latency = axes.twinx()
+    latency.plot(times, [Histogram.from_dict(p["response_ms"]).percentile(95) for p in points], color="#7f7f7f",
+                 linestyle=":", label="response p95 (ms, right)")
+    latency.set_ylabel("ms")
+    latency.set_ylim(bottom=0)
+    handles = axes.get_legend_handles_labels()
+    more = latency.get_legend_handles_labels()
+    axes.legend(handles[0] + more[0], handles[1] + more[1], loc="lower left", fontsize=7, ncol=2)
+    axes.set_title("Servers beside the load: CPU busy per host, with the response time p95")
+    return _svg(matplotlib, pyplot, figure, "hosts")
 
 
 def compare_charts(base: dict, new: dict) -> list:

@@ -28,6 +28,7 @@ from .files import check_output_path
 from .htmlreport import render_report, write_report
 from .httpclient import resolve_http_client
 from .machine import ensure_open_files
+from .metrics import Scraper, check_metrics_urls, host_lines, saturation_notes
 from .moodletree import describe
 from .options import argv_for, build_parser, check_load_options, check_numbers, gates_from, thresholds_from
 from .pairs import confirm
@@ -292,6 +293,8 @@ def run_load(args, argv: list, parser, say, measured: dict) -> int:
     judge = None if args.shard_process else print  # a --processes child: the parent judges
     # The statistics are the whole database's: one shard reads them for all (the parent only checks them).
     watcher = open_query_stats(args, say) if args.query_stats and (args.processes > 1 or shard[0] == 1) else None
+    if args.metrics:
+        check_metrics_urls(args.metrics)
     if watcher is not None and args.processes > 1:
         watcher.close()
         watcher = None
@@ -309,6 +312,8 @@ def run_load(args, argv: list, parser, say, measured: dict) -> int:
     else:
         run = LoadRun(config, settings, say)
         run.window_watch = watcher
+        if args.metrics and shard[0] == 1:
+            run.metrics_scraper = Scraper(args.metrics)
         try:
             interrupted = run_with_signals(run)
         finally:
@@ -345,6 +350,10 @@ def run_load(args, argv: list, parser, say, measured: dict) -> int:
     say(format_report(document))
     for line in format_trust(trust_signals(document)):
         say(line)
+    for line in host_lines(document.get("metrics")):
+        say(line)
+    for note in saturation_notes(document.get("metrics")):
+        say(f"[WARN] {note}")
     for hint in rate_hints(document):
         say(hint)
     if comparison is not None:

@@ -7,6 +7,7 @@ from .charts import compare_charts, run_charts
 from .console import fmt, ruled
 from .exits import EXIT_BAD, EXIT_CANNOT_JUDGE, EXIT_GOOD
 from .files import write_atomically
+from .metrics import host_lines, saturation_notes
 from .moodletree import label
 from .results import summarize
 from .statements import shortened
@@ -113,6 +114,12 @@ def render_report(document: dict, verdict: Verdict | None = None, baseline: dict
                   ["error rate", _e(fmt(None if summary["error_rate"] is None else 100 * summary["error_rate"],
                                          ".2f") + " %")]]
     parts.append(_table(["signal", "value"], trust_rows))
+    for note in saturation_notes(document.get("metrics")):
+        parts.append(f'<div class="warn saturated"><strong>Warning:</strong> {_e(note)}</div>')
+    hosts = host_lines(document.get("metrics"))
+    if hosts:
+        parts.append("<h3>Servers beside the load (--metrics)</h3>")
+        parts += [f"<p><small>{_e(line)}</small></p>" for line in hosts]
 
     if comparison is not None:
         parts.append("<h2>Against the baseline</h2>")

@@ -101,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--db-port", type=int, help="database port")
     stats.add_argument("--db-socket", metavar="PATH", help="unix socket (MariaDB/MySQL: its file)")
     parser.set_defaults(db_pass=None, prefix=None)
+    parser.add_argument("--metrics", action="append", metavar="URL",
+                        help="a Prometheus exporter of a server beside the load (node_exporter, postgres_exporter, "
+                             "mysqld_exporter), scraped every 2 s; repeat for each host")
     parser.add_argument("--pairs", nargs="+", metavar="RESULTS",
                         help="PARENT CULPRIT [PARENT CULPRIT ...]: runs of a commit's parent and the commit made "
                              "in alternation; confirms the culprit (exit 0), clears it (1) or cannot tell (125)")
@@ -187,6 +190,9 @@ def argv_for(parser: argparse.ArgumentParser, args, leave_out: set) -> list:
         option = action.option_strings[-1]
         if isinstance(action, argparse._StoreTrueAction):
             argv.append(option)
+        elif isinstance(action, argparse._AppendAction):
+            for item in value:
+                argv += [option, str(item)]
         elif isinstance(value, list):
             argv += [option, *map(str, value)]
         else:

@@ -17,6 +17,7 @@ from .console import round_or_none
 from .exits import UsageError
 from .files import read_json, write_json_atomically
 from .histogram import FineHistogram, Histogram, counter_median
+from .metrics import metrics_problem
 from .statements import statements_problem
 
 if TYPE_CHECKING:
@@ -31,7 +32,8 @@ if TYPE_CHECKING:
 #      journeys' successful writes counted; absent or {} without journeys) and rows for
 #      journey steps and web-service calls among the urls.  0.7 added generator.due_in_window
 #      and generator.paused_s (what was asked, and how long the generator stood still).
-#      0.7 also added statements (--query-stats: per-statement deltas of the window).
+#      0.7 also added statements (--query-stats: per-statement deltas of the window) and
+#      metrics (--metrics: the servers' exporters as a timeline).
 #      Readers take all of them.
 RESULTS_FORMAT = 1
 
@@ -81,6 +83,7 @@ def build_document(run: LoadRun, argv: list, config_sha256: str) -> dict:
         "urls": {name: stats.to_dict() for name, stats in recorder.urls.items()},
         **({"statements": run.window_watch.result}
            if run.window_watch is not None and run.window_watch.result is not None else {}),
+        **({"metrics": run.metrics_scraper.result()} if run.metrics_scraper is not None else {}),
         # What the journeys wrote (e.g. replies posted) in the measured window: two runs that
         # did different work are not the same load.
         "work_done": dict(sorted(recorder.work_done.items())),
@@ -132,6 +135,8 @@ def merge_documents(documents: list) -> dict:
         merged["logins"]["relogins"] += other["logins"]["relogins"]
         merged["logins"]["retried"] = merged["logins"].get("retried", 0) + other["logins"].get("retried", 0)
         _merge_tallies(merged["logins"]["failed"], other["logins"]["failed"])
+        if "metrics" in other and "metrics" not in merged:  # one shard scrapes the servers for all
+            merged["metrics"] = json.loads(json.dumps(other["metrics"]))
         if "statements" in other and "statements" not in merged:
             # Each snapshot saw the whole database, every shard's queries: one of them is the run's.
             merged["statements"] = json.loads(json.dumps(other["statements"]))
@@ -341,10 +346,11 @@ def document_problem(document: dict) -> str | None:
     if machine is not None and (not isinstance(machine, dict) or not all(
             value is None or _number(value) for value in machine.values())):
         return "machine is not a table of numbers"
-    if "statements" in document:
-        problem = statements_problem(document["statements"])
-        if problem:
-            return problem
+    for key, check in (("statements", statements_problem), ("metrics", metrics_problem)):
+        if key in document:
+            problem = check(document[key])
+            if problem:
+                return problem
     logins = document.get("logins")
     if not isinstance(logins, dict) or not _count(logins.get("ok")) or not _count(logins.get("relogins")):
         return "logins is missing its ok and relogins counts"

@@ -110,6 +110,7 @@ class LoadRun:
         # Told when the measured window opens and after its last request ended, off the event
         # loop (statements.Watcher: the database's statement statistics either side of it).
         self.window_watch = None
+        self.metrics_scraper = None  # metrics.Scraper: the servers' exporters, scraped while the schedule runs
 
     def stop(self, signum: int | None = None) -> None:
         self.window_end = min(self.window_end, self.clock.now())
@@ -211,6 +212,8 @@ class LoadRun:
                    asyncio.create_task(self._progress())]
         if self.window_watch is not None:
             helpers.append(asyncio.create_task(self._watch_window()))
+        if self.metrics_scraper is not None:
+            helpers.append(asyncio.create_task(self.metrics_scraper.run(clock, self.measure_from)))
         workers = {asyncio.create_task(self._worker(plan)) for _ in range(concurrency)}
         await self._shut_down(workers, helpers, total_seconds + settings.drain + 1.0)
         if self.window_watch is not None and self.window_watch.before is not None:

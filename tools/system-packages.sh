@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The servers the tests and the demo start throwaway, installed from Debian's packages
 # when they are missing: PostgreSQL and MariaDB server binaries, php-cli (config.php read
-# the way Moodle reads it) and, for the tests' report check, Chromium.
+# the way Moodle reads it), for the tests' report check Chromium, and Prometheus's node exporter.
 #   tools/system-packages.sh demo|test
 # Without root or apt it only says what is missing; the tests then fail where CI is set
 # and skip otherwise.
@@ -17,6 +17,7 @@ if [ "${1:-test}" = test ]; then
     fi
     command -v php >/dev/null 2>&1 || want+=(php-cli)
     command -v chromium >/dev/null 2>&1 || want+=(chromium)
+    command -v prometheus-node-exporter >/dev/null 2>&1 || want+=(prometheus-node-exporter)
 fi
 [ ${#want[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
