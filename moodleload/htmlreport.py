@@ -171,12 +171,14 @@ def render_report(document: dict, verdict: Verdict | None = None, baseline: dict
                  "</small></p>")
     footer_rows = [[_e(name)] + [_e(row.get(key)) for key in (
         "db_reads_median", "db_reads_max", "db_writes_median", "server_time_ms_median", "server_time_ms_max",
-        "memory_peak_mb_median", "included_files_median", "session_wait_ms_max")]
+        "memory_peak_mb_median", "included_files_median", "db_time_ms_median", "session_size_kb_median",
+        "session_wait_ms_max")]
         for name, row in summary["urls"].items()]
     if any(row.get("db_reads_median") is not None for row in summary["urls"].values()):
         parts.append("<h2>Moodle's performance footer</h2>")
         parts.append(_table(["URL", "DB reads (median)", "DB reads (max)", "DB writes", "server ms (median)",
-                             "server ms (max)", "memory peak MB", "included files", "session wait ms (max)"],
+                             "server ms (max)", "memory peak MB", "included files", "DB queries ms (median)",
+                             "session KB", "session wait ms (max)"],
                             footer_rows))
     else:
         parts.append("<p><small>The pages showed no performance footer: set <code>$CFG-&gt;perfdebug = 15</code> "

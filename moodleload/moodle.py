@@ -313,11 +313,13 @@ async def login(http, session: Session, config: Config, timeout: float, warn) ->
 # Each counter: the label to find (bytes.find is a fast memory scan) and the number after it.
 # A no-break space (UTF-8 C2 A0) stands between the memory number and its unit.
 FOOTER_FIELDS = (
-    (b"DB reads/writes: ", re.compile(rb"(\d+)/(\d+)")),
-    (b"timeused", re.compile(rb"[^>]*>\s*([\d.]+) secs")),
-    (b"RAM peak: ", re.compile(rb"([\d.]+)(?:\s|\xc2\xa0)*([KMG]?B)")),
-    (b"Included ", re.compile(rb"(\d+) files")),
-    (b"Session wait: ", re.compile(rb"([\d.]+) secs")),
+    (b"DB reads/writes: ", re.compile(rb"(\d+)/(\d+)"), "db_reads"),
+    (b"timeused", re.compile(rb"[^>]*>\s*([\d.]+) secs"), "server_time_ms"),
+    (b"RAM peak: ", re.compile(rb"([\d.]+)(?:\s|\xc2\xa0)*([KMG]?B)"), "memory_peak_mb"),
+    (b"Included ", re.compile(rb"(\d+) files"), "included_files"),
+    (b"DB queries time: ", re.compile(rb"([\d.]+) secs"), "db_time_ms"),
+    (b"Session (", re.compile(rb"[^)<]{0,80}\):\s*([\d.]+)(?:\s|\xc2\xa0)*([KMG]?B)"), "session_size_kb"),
+    (b"Session wait: ", re.compile(rb"([\d.]+) secs"), "session_wait_ms"),
 )
 _UNIT_TO_MB = {b"B": 1 / 1048576, b"KB": 1 / 1024, b"MB": 1.0, b"GB": 1024.0}
 
@@ -331,21 +333,21 @@ def parse_footer(body: bytes) -> dict | None:
         return None
     end = start + 4000
     found = {}
-    for label, number in FOOTER_FIELDS:
+    for label, number, name in FOOTER_FIELDS:
         at = body.find(label, start, end)
         if at < 0:
             continue
         match = number.match(body, at + len(label))
         if match is None:
             continue
-        if label == b"DB reads/writes: ":
+        if name == "db_reads":
             found["db_reads"], found["db_writes"] = int(match.group(1)), int(match.group(2))
-        elif label == b"timeused":
-            found["server_time_ms"] = float(match.group(1)) * 1000.0
-        elif label == b"RAM peak: ":
-            found["memory_peak_mb"] = round(float(match.group(1)) * _UNIT_TO_MB[match.group(2)], 1)
-        elif label == b"Included ":
-            found["included_files"] = int(match.group(1))
-        else:
-            found["session_wait_ms"] = float(match.group(1)) * 1000.0
+        elif name == "memory_peak_mb":
+            found[name] = round(float(match.group(1)) * _UNIT_TO_MB[match.group(2)], 1)
+        elif name == "session_size_kb":
+            found[name] = round(float(match.group(1)) * _UNIT_TO_MB[match.group(2)] * 1024, 1)
+        elif name == "included_files":
+            found[name] = int(match.group(1))
+        else:  # seconds
+            found[name] = float(match.group(1)) * 1000.0
     return found or None

@@ -25,8 +25,8 @@ class UrlStats:
         self.blocks_fine = [FineHistogram() for _ in range(blocks)]
         # Discrete counters are tallied value by value; times go into histograms.
         self.footer_counts = {"db_reads": Counter(), "db_writes": Counter(), "included_files": Counter(),
-                              "memory_peak_mb": Counter()}
-        self.footer_times = {"server_time_ms": Histogram(), "session_wait_ms": Histogram()}
+                              "memory_peak_mb": Counter(), "session_size_kb": Counter()}
+        self.footer_times = {"server_time_ms": Histogram(), "session_wait_ms": Histogram(), "db_time_ms": Histogram()}
 
     def record_footer(self, footer: dict) -> None:
         for name, tally in self.footer_counts.items():

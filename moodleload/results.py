@@ -472,11 +472,11 @@ def url_summary(raw: dict) -> dict:
     summary.update(percentile_keys("latency_ms", response))
     summary.update(percentile_keys("service_ms", service))
     footer = raw.get("footer", {})
-    for name in ("db_reads", "db_writes", "included_files", "memory_peak_mb"):
+    for name in ("db_reads", "db_writes", "included_files", "memory_peak_mb", "session_size_kb"):
         if footer.get(name):
             summary[f"{name}_median"] = counter_median(footer[name])
             summary[f"{name}_max"] = max(float(k) for k in footer[name])
-    for name in ("server_time_ms", "session_wait_ms"):
+    for name in ("server_time_ms", "session_wait_ms", "db_time_ms"):
         if footer.get(name):
             histogram = Histogram.from_dict(footer[name])
             summary[f"{name}_median"] = round_or_none(histogram.percentile(50))

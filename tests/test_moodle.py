@@ -33,7 +33,8 @@ def test_the_footer_of_a_real_moodle_page_is_parsed():
     with open(os.path.join(DATA, "footer-my.html"), "rb") as handle:
         footer = parse_footer(b"<html>" + b"x" * 200000 + handle.read())
     assert footer == {"db_reads": 43, "db_writes": 1, "server_time_ms": pytest.approx(78.92),
-                      "memory_peak_mb": 8.2, "included_files": 566, "session_wait_ms": 0.0}
+                      "memory_peak_mb": 8.2, "included_files": 566, "session_wait_ms": 0.0,
+                      "db_time_ms": pytest.approx(19.17), "session_size_kb": 4.3}
 
 
 def test_a_page_without_footer_has_no_counters():
