@@ -332,8 +332,14 @@ def read_my_cnf(path: str = "~/.my.cnf") -> dict:
     return values
 
 
+FAMILIES = {Postgres.family: Postgres, MySQL.family: MySQL}
+
+
 def database_for(family: str, settings: Settings, application: str = "set_moodle_passwords"):
-    return (Postgres if family == "pgsql" else MySQL)(settings, application)
+    """The family's implementation; a family nobody wrote is an error, never another family's SQL."""
+    if family not in FAMILIES:
+        raise UsageError(f"database family {family!r} is not supported: {', '.join(sorted(FAMILIES))}")
+    return FAMILIES[family](settings, application)
 
 
 def fill_defaults(family: str, settings: Settings) -> None:

@@ -50,11 +50,11 @@ class Unavailable(Exception):
 
 def snapshot(family: str, conn) -> dict:
     """normalised statement -> [calls, rows, milliseconds], as the server has them now."""
-    return (_pg_snapshot if family == "pgsql" else _my_snapshot)(conn)
+    return READERS[family][0](conn)
 
 
 def source_of(family: str) -> str:
-    return "pg_stat_statements" if family == "pgsql" else "performance_schema"
+    return READERS[family][1]
 
 
 def _pg_snapshot(conn) -> dict:
@@ -89,6 +89,9 @@ def _my_snapshot(conn) -> dict:
         raise Unavailable(f"query statistics not readable: the server says {message!r}; {MY_HOW_TO}") from None
     conn.rollback()
     return _rows(rows)
+
+
+READERS = {"pgsql": (_pg_snapshot, "pg_stat_statements"), "mysql": (_my_snapshot, "performance_schema")}
 
 
 def _rows(rows) -> dict:

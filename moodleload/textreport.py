@@ -54,11 +54,9 @@ def format_report(document: dict) -> str:
 
 
 def summary_json(summary: dict) -> str:
-    """The summary as JSON, one line per key and one line per URL: readable and greppable."""
-    head = {key: value for key, value in summary.items() if key != "urls"}
-    lines = [f" {json.dumps(key)}: {json.dumps(value)}," for key, value in head.items()]
-    urls = [f"  {json.dumps(name)}: {json.dumps(row)}" for name, row in summary["urls"].items()]
-    return "{\n" + "\n".join(lines) + '\n "urls": {\n' + ",\n".join(urls) + "\n }\n}"
+    """The summary as one compact JSON line: greppable, and it keeps the verdict at the end of
+    the output instead of burying it under a page of keys."""
+    return json.dumps(summary, separators=(",", ":"))
 
 
 def rate_hints(document: dict) -> list:

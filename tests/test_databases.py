@@ -227,3 +227,11 @@ def test_an_account_that_may_switch_the_log_off_keeps_the_hash_out_of_it(maria_d
     assert "general query log" not in capsys.readouterr().err
     [(stored,)] = maria_db.query("SELECT password FROM mdl_user WHERE username = 'tool_generator_000100'")
     assert stored not in log.read_text(errors="replace")
+
+
+def test_a_family_nobody_wrote_is_an_error_not_another_familys_sql():
+    from moodleload.databases import Settings, database_for
+    from moodleload.exits import UsageError
+
+    with pytest.raises(UsageError, match="not supported: mysql, pgsql"):
+        database_for("oracle", Settings())

@@ -343,3 +343,14 @@ def test_a_python_without_the_toolkits_packages_is_told_what_to_install_before_a
     assert result.stderr.count("\n") == 1, result.stderr
     assert "needs the Python package aiohttp, which" in result.stderr and "-m pip install -r " in result.stderr
     assert "Logging in" not in result.stdout
+
+
+def test_the_summary_is_one_json_line_and_the_verdict_comes_last(sim_factory, tmp_path, capsys):
+    import json
+
+    server = sim_factory()
+    assert run_load(write_config(tmp_path / "config.json", server.url)) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    summary = json.loads(next(line for line in lines if line.startswith("[SUMMARY] "))[len("[SUMMARY] "):])
+    assert {"req_per_min_observed", "latency_ms_p50", "latency_ms_p95", "latency_ms_p99", "urls"} <= set(summary)
+    assert lines[-1].startswith("[VERDICT] good")
