@@ -40,7 +40,7 @@ from .runs import compare_runs
 from .scheduler import LoadRun, RunSettings
 from .statements import Watcher, statement_changes
 from .textreport import format_comparison, format_report, format_trust, rate_hints
-from .verdict import Verdict, decide, delivery_problems, not_reached
+from .verdict import RunFacts, Verdict, decide, delivery_problems, judge_run
 from .views import trust_signals
 
 
@@ -328,18 +328,12 @@ def run_load(args, argv: list, parser, say, measured: dict) -> int:
             raise run.fault
         document["summary"] = summarize(document)  # a merge of --processes shards comes summarised
         if run.logins_ok == 0:
-            if args.output and save_results(args.output, document, say, measured) is not None:
-                return EXIT_FAULT
+            not_recorded = save_results(args.output, document, say, measured) if args.output else None
             reasons = ", ".join(f"{k} {v}" for k, v in run.login_failures.items()) or "interrupted"
             print(f"[ERROR] No user could log in ({reasons}): check base_url, the users' passwords "
                   f"(set_moodle_passwords.py) and that the site is up", file=sys.stderr)
-            unreached = not_reached(None, gates_from(args), document.get("logins"))
-            if interrupted:
-                verdict = Verdict(interrupted, "interrupted", ("stopped while logging in",))
-            elif unreached:
-                verdict = Verdict.unreachable(unreached)
-            else:
-                verdict = Verdict.cannot_judge(["no user could log in"])
+            verdict = judge_run(RunFacts(document["summary"], gates_from(args), logins=document.get("logins"),
+                                         logged_in=0, not_recorded=not_recorded, interrupted=interrupted))
             announce(judge, verdict)
             return verdict.status
     measured["document"] = document
@@ -360,17 +354,10 @@ def run_load(args, argv: list, parser, say, measured: dict) -> int:
         say(format_comparison(comparison))
     if args.output and not_recorded is None:
         say(f"[INFO] results written to {args.output}")
-    if not_recorded is not None:
-        verdict = not_recorded
-    elif dead_shards and not interrupted:
-        verdict = Verdict.cannot_judge([*dead_shards, "the surviving shards sent less than the target rate"])
-    elif interrupted:
-        verdict = Verdict(interrupted, "interrupted",
-                          ("the run was stopped before its end: what was measured is shown",))
-    else:
-        others = {**labelled("--baseline", args.baseline or [], bases), **labelled("--rerun", args.rerun or [], reruns)}
-        verdict = decide(document["summary"], gates_from(args), comparison, document.get("logins"),
-                         undelivered(document, others))
+    others = {**labelled("--baseline", args.baseline or [], bases), **labelled("--rerun", args.rerun or [], reruns)}
+    verdict = judge_run(RunFacts(document["summary"], gates_from(args), comparison, document.get("logins"),
+                                 undelivered=tuple(undelivered(document, others)), not_recorded=not_recorded,
+                                 dead_shards=tuple(dead_shards), interrupted=interrupted))
     return conclude(args, say, document, verdict, baseline=baseline, comparison=comparison, judge=judge)
 
 

@@ -189,3 +189,41 @@ def decide(summary: dict, gates: Gates, comparison: dict | None, logins: dict | 
                                                 for name, row in comparison["urls"].items()
                                                 if row["verdict"] == "unsure"] + notes)
     return Verdict(EXIT_GOOD, "good", tuple(notes))
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """Everything a load run knows when it ends, for the one function that turns it into
+    the exit status."""
+
+    summary: dict
+    gates: Gates
+    comparison: dict | None = None
+    logins: dict | None = None
+    logged_in: int = 1  # users that logged in: none, and there was no load to judge
+    undelivered: tuple = ()  # the run's and the other runs' own trust problems (delivery_problems)
+    not_recorded: Verdict | None = None  # the results could not be written where asked
+    dead_shards: tuple = ()  # --processes children that died, each named
+    interrupted: int | None = None  # the exit status of the signal that stopped the run
+
+
+def judge_run(facts: RunFacts) -> Verdict:
+    """The exit status of a load run and its reasons, in order of what overrides what:
+    results not recorded (200: nothing to hand a bisect), no user logged in (the signal, a
+    site not reached, else 125), shards that died (125), a stop by a signal (its status),
+    then the run's own verdict (decide)."""
+    if facts.not_recorded is not None:
+        return facts.not_recorded
+    if not facts.logged_in:
+        if facts.interrupted:
+            return Verdict(facts.interrupted, "interrupted", ("stopped while logging in",))
+        unreached = not_reached(None, facts.gates, facts.logins)
+        if unreached:
+            return Verdict.unreachable(unreached)
+        return Verdict.cannot_judge(["no user could log in"])
+    if facts.dead_shards and not facts.interrupted:
+        return Verdict.cannot_judge([*facts.dead_shards, "the surviving shards sent less than the target rate"])
+    if facts.interrupted:
+        return Verdict(facts.interrupted, "interrupted",
+                       ("the run was stopped before its end: what was measured is shown",))
+    return decide(facts.summary, facts.gates, facts.comparison, facts.logins, list(facts.undelivered))

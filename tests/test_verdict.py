@@ -6,10 +6,18 @@ import socket
 import pytest
 
 from helpers import run_load, write_config
-from moodleload.exits import EXIT_BAD, EXIT_CANNOT_JUDGE, EXIT_GOOD, EXIT_UNREACHABLE
+from moodleload.exits import (
+    EXIT_BAD,
+    EXIT_CANNOT_JUDGE,
+    EXIT_FAULT,
+    EXIT_GOOD,
+    EXIT_SIGINT,
+    EXIT_SIGTERM,
+    EXIT_UNREACHABLE,
+)
 from moodleload.httpclient import unreachable
 from moodleload.moodle import failure_of
-from moodleload.verdict import Gates, decide, delivery_problems
+from moodleload.verdict import Gates, RunFacts, Verdict, decide, delivery_problems, judge_run
 
 
 def test_a_gate_breach_is_bad_and_says_which_number_breached(sim_factory, tmp_path, capsys):
@@ -127,3 +135,50 @@ def test_a_site_out_of_reach_for_part_of_the_run_is_never_a_regression_of_the_co
     verdict = decide(partly, Gates(), REGRESSION)
     assert verdict.status == EXIT_CANNOT_JUDGE
     assert verdict.reasons[0].startswith("the site could not be reached for 20 of 100 requests")
+
+
+# ---- the one function that chooses the exit status, branch by branch, without a load
+
+def healthy_summary(**changes) -> dict:
+    summary = {"requests": 100, "error_rate": 0.0, "failures": {}, "req_per_min_target": 600.0,
+               "req_per_min_observed": 600.0, "latency_ms_p95": 50.0, "latency_ms_p99": 80.0,
+               "urls": {"course": {"requests": 100, "success": 100, "failure": 0}}}
+    summary.update(changes)
+    return summary
+
+
+REGRESSION = {"verdict": "regression", "not_comparable": [], "undecided": None,
+              "urls": {"course": {"verdict": "regression", "reasons": ["x1.20, shown slower than 10 %"]}}}
+UNSURE = {"verdict": "unsure", "not_comparable": [], "undecided": "these runs rule out only slowdowns above 17.8 %",
+          "urls": {"course": {"verdict": "unsure", "reasons": ["interval 0.9-1.3"]}}}
+NOT_RECORDED = Verdict(EXIT_FAULT, "not recorded", ("the results could not be written to run.json",))
+
+
+@pytest.mark.parametrize("facts, status, word", [
+    (dict(), EXIT_GOOD, "good"),
+    (dict(comparison=REGRESSION), EXIT_BAD, "bad"),
+    (dict(comparison=UNSURE), EXIT_CANNOT_JUDGE, "cannot judge"),
+    (dict(undelivered=("the generator stood still for 10.0 s of the measured window",)), EXIT_CANNOT_JUDGE,
+     "cannot judge"),
+    (dict(undelivered=("the generator stood still",), comparison=REGRESSION), EXIT_CANNOT_JUDGE, "cannot judge"),
+    (dict(summary=healthy_summary(requests=0)), EXIT_CANNOT_JUDGE, "cannot judge"),
+    (dict(not_recorded=NOT_RECORDED, comparison=REGRESSION), EXIT_FAULT, "not recorded"),
+    (dict(not_recorded=NOT_RECORDED, logged_in=0), EXIT_FAULT, "not recorded"),
+    (dict(logged_in=0), EXIT_CANNOT_JUDGE, "cannot judge"),
+    (dict(logged_in=0, interrupted=EXIT_SIGINT), EXIT_SIGINT, "interrupted"),
+    (dict(dead_shards=("shard 2/2 died",)), EXIT_CANNOT_JUDGE, "cannot judge"),
+    (dict(dead_shards=("shard 2/2 died",), interrupted=EXIT_SIGTERM), EXIT_SIGTERM, "interrupted"),
+    (dict(interrupted=EXIT_SIGTERM, comparison=REGRESSION), EXIT_SIGTERM, "interrupted"),
+], ids=["good", "bad", "unsure", "undelivered", "undelivered-beats-bad", "no-requests", "not-recorded-beats-bad",
+        "not-recorded-without-logins", "no-logins", "stopped-while-logging-in", "dead-shard", "stopped-with-dead-shard",
+        "stopped-beats-bad"])
+def test_the_exit_status_of_a_run_is_chosen_in_one_place(facts, status, word):
+    arguments = {"summary": healthy_summary(), "gates": Gates(), **facts}
+    verdict = judge_run(RunFacts(**arguments))
+    assert (verdict.status, verdict.word) == (status, word)
+
+
+def test_a_site_nobody_could_reach_stops_the_bisect_and_says_what_to_check():
+    logins = {"ok": 0, "failed": {"site unreachable": 5}, "relogins": 0}
+    verdict = judge_run(RunFacts(healthy_summary(), Gates(), logins=logins, logged_in=0))
+    assert verdict.status == EXIT_UNREACHABLE and "check base_url" in verdict.reasons[0]
