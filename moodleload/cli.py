@@ -24,8 +24,8 @@ from .exits import (
     UsageError,
     exit_for_signal,
 )
-from .files import check_output_path
-from .htmlreport import render_report, write_report
+from .exporters import EXPORTERS, Exported
+from .files import check_output_path, write_atomically
 from .httpclient import resolve_http_client
 from .machine import ensure_open_files
 from .metrics import Scraper, check_metrics_urls, host_lines, saturation_notes
@@ -108,8 +108,12 @@ def check_outputs(args) -> None:
         inputs["RESULTS"] = args.results
     if args.output:
         check_output_path(args.output, "--output", inputs)
-    if args.report:
-        check_output_path(args.report, "--report", {**inputs, "--output": args.output})
+    written = {"--output": args.output}
+    for exporter in EXPORTERS:
+        path = getattr(args, exporter.dest)
+        if path:
+            check_output_path(path, exporter.option, {**inputs, **written})
+            written[exporter.option] = path
 
 
 def saved_somewhere(measured: dict) -> str | None:
@@ -237,9 +241,10 @@ def run_pairs(args, say) -> int:
 
 
 def run_saved_report(args, say) -> int:
-    """--report HTML RESULTS: the report of a saved run, no load."""
-    if not args.report:
-        raise UsageError(f"a results file ({args.results}) is only read with --report or --compare")
+    """--report HTML RESULTS (or another export): the report of a saved run, no load."""
+    if not any(getattr(args, exporter.dest) for exporter in EXPORTERS):
+        raise UsageError(f"a results file ({args.results}) is only read with --report, --export-csv, "
+                         f"--export-junit or --compare")
     document = load_document(args.results)
     document["summary"] = summarize(document)
     comparison = document.get("comparison")
@@ -384,10 +389,14 @@ def run_with_signals(run: LoadRun) -> int | None:
 
 def conclude(args, say, document: dict, verdict: Verdict, *, baseline: dict | None = None,
              comparison: dict | None = None, judge=print) -> int:
-    """How every mode ends: the HTML report when asked for, then the verdict and its status."""
-    if args.report:
-        write_report(args.report, render_report(document, verdict, baseline=baseline, comparison=comparison))
-        say(f"[INFO] report written to {args.report}")
+    """How every mode ends: the exports asked for (HTML report, CSV, JUnit), then the verdict
+    and its status."""
+    exported = Exported(document, verdict, baseline, comparison)
+    for exporter in EXPORTERS:
+        path = getattr(args, exporter.dest)
+        if path:
+            write_atomically(path, exporter.render(exported))
+            say(f"[INFO] {exporter.what} written to {path}")
     announce(judge, verdict)
     return verdict.status
 

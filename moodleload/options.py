@@ -9,6 +9,7 @@ import math
 from . import __version__
 from .compare import Thresholds
 from .exits import UsageError
+from .exporters import EXPORTERS
 from .verdict import Gates
 
 
@@ -77,9 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--compare", nargs="+", metavar="RESULTS",
                         help="BASE [BASE ...] NEW: judge saved results, the last one against the others; no load")
     parser.add_argument("--merge", nargs="+", metavar="RESULTS", help="merge saved results into --output")
-    parser.add_argument("--report", metavar="HTML",
-                        help="write a self-contained HTML report (needs matplotlib): of this run, of a saved "
-                             "RESULTS file, or with --compare of the comparison")
+    for exporter in EXPORTERS:
+        parser.add_argument(exporter.option, dest=exporter.dest, metavar=exporter.metavar, help=exporter.help)
     parser.add_argument("results", nargs="?", metavar="RESULTS",
                         help="a saved results file to make the --report of, without load")
     parser.add_argument("--moodle-dir", metavar="DIR",

@@ -25,7 +25,8 @@ _CHILD = ("import sys; sys.path.insert(0, sys.argv[1]); from moodleload.cli impo
           "sys.exit(main(sys.argv[2:]))")
 
 # The parent alone judges, saves and reports the merged results; each child is one shard.
-PARENT_ONLY = {"processes", "moodle_dir", "output", "baseline", "rerun", "report", "shard", "progress", "quiet",
+PARENT_ONLY = {"processes", "moodle_dir", "output", "baseline", "rerun", "report", "export_csv", "export_junit",
+               "shard", "progress", "quiet",
                "shard_process"}
 
 

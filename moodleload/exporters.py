@@ -1,0 +1,106 @@
+"""The files a run can be exported to, behind one interface: each exporter names its
+option and turns a results document (with its verdict and comparison) into text.  The
+command line, the output checks and the end of every mode read this list, so adding a
+format is one class here and one line in EXPORTERS (hyperfine's ``export/`` is the model).
+
+Every exporter is a view of the results document; none measures anything."""
+
+from __future__ import annotations
+
+import csv
+import io
+import xml.etree.ElementTree as ElementTree
+from dataclasses import dataclass
+
+from .verdict import Verdict
+from .views import comparison_rows, url_rows
+
+
+@dataclass(frozen=True)
+class Exported:
+    """What an exporter is given: the run, its verdict, and the baseline side where there is one."""
+
+    document: dict
+    verdict: Verdict
+    baseline: dict | None = None
+    comparison: dict | None = None
+
+
+class HtmlExporter:
+    option, dest, metavar = "--report", "report", "HTML"
+    help = ("write a self-contained HTML report (needs matplotlib): of this run, of a saved RESULTS file, or "
+            "with --compare of the comparison")
+    what = "report"
+
+    def render(self, exported: Exported) -> str:
+        from .htmlreport import render_report
+
+        return render_report(exported.document, exported.verdict, baseline=exported.baseline,
+                             comparison=exported.comparison)
+
+
+class CsvExporter:
+    option, dest, metavar = "--export-csv", "export_csv", "CSV"
+    help = "write one row per URL (counts, latency percentiles, DB reads; ratio and verdict against a baseline)"
+    what = "CSV"
+    columns = ("url", "requests", "success", "failure", "latency_ms_p50", "latency_ms_p95", "latency_ms_p99",
+               "latency_ms_max", "service_ms_p50", "service_ms_p95", "db_reads_median", "baseline_ms", "ratio",
+               "interval_low", "interval_high", "verdict", "run_verdict", "exit_status")
+
+    def render(self, exported: Exported) -> str:
+        compared = {row.name: row for row in comparison_rows(exported.comparison)} if exported.comparison else {}
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(self.columns)
+        for row in url_rows(exported.document):
+            against = compared.get(row.name)
+            interval = against.interval if against is not None and against.interval is not None else (None, None)
+            writer.writerow(_cells([row.name, row.requests, row.success, row.failure, row.latency_p50,
+                                    row.latency_p95, row.latency_p99, row.latency_max, row.service_p50,
+                                    row.service_p95, row.db_reads,
+                                    against.base_ms if against else None, against.ratio if against else None,
+                                    interval[0], interval[1], against.verdict if against else None,
+                                    exported.verdict.word, exported.verdict.status]))
+        return buffer.getvalue()
+
+
+class JunitExporter:
+    option, dest, metavar = "--export-junit", "export_junit", "XML"
+    help = ("write a JUnit XML summary for CI: one test case per URL against the baseline, and one for the run's "
+            "verdict (failed when bad, skipped when it cannot judge)")
+    what = "JUnit summary"
+
+    def render(self, exported: Exported) -> str:
+        verdict = exported.verdict
+        suite = ElementTree.Element("testsuite", name="moodle_load")
+        cases = 0
+        failures = skipped = 0
+        for row in comparison_rows(exported.comparison) if exported.comparison else []:
+            case = ElementTree.SubElement(suite, "testcase", classname="moodle_load.pages", name=row.name)
+            cases += 1
+            if row.verdict == "regression":
+                failures += 1
+                ElementTree.SubElement(case, "failure", message="; ".join(row.reasons) or "slower")
+            elif row.verdict == "unsure":
+                skipped += 1
+                ElementTree.SubElement(case, "skipped", message="; ".join(row.reasons) or "unsure")
+        case = ElementTree.SubElement(suite, "testcase", classname="moodle_load", name="verdict")
+        cases += 1
+        message = f"{verdict.word} (exit {verdict.status})" + "".join(f"; {reason}" for reason in verdict.reasons)
+        if verdict.word == "bad":
+            failures += 1
+            ElementTree.SubElement(case, "failure", message=message)
+        elif verdict.status != 0:
+            skipped += 1
+            ElementTree.SubElement(case, "skipped", message=message)
+        suite.set("tests", str(cases))
+        suite.set("failures", str(failures))
+        suite.set("skipped", str(skipped))
+        return ElementTree.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
+
+
+EXPORTERS = (HtmlExporter(), CsvExporter(), JunitExporter())
+
+
+def _cells(values: list) -> list:
+    return ["" if value is None else value for value in values]

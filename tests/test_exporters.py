@@ -1,0 +1,64 @@
+"""Exports behind one interface: CSV and a JUnit summary beside the HTML report, from any mode."""
+
+from __future__ import annotations
+
+import csv
+import xml.etree.ElementTree as ElementTree
+
+import moodle_load
+from helpers import run_load, write_config
+from moodleload.exits import EXIT_BAD, EXIT_GOOD, EXIT_USAGE
+from moodleload.exporters import EXPORTERS
+
+
+def test_every_exporter_has_its_own_option_and_destination():
+    assert len({exporter.option for exporter in EXPORTERS}) == len({exporter.dest for exporter in EXPORTERS}) \
+        == len(EXPORTERS)
+
+
+def test_a_run_against_its_baseline_exports_one_csv_row_per_url_with_ratio_and_verdict(sim_factory, tmp_path):
+    server = sim_factory()
+    config = write_config(tmp_path / "config.json", server.url)
+    assert run_load(config, "--blocks", "6", rpm=3000, duration=4, output=tmp_path / "base.json") == EXIT_GOOD
+    status = run_load(config, "--blocks", "6", "--baseline", str(tmp_path / "base.json"), "--export-csv",
+                      str(tmp_path / "run.csv"), "--max-p95-ms", "0.001", rpm=3000, duration=4)
+    assert status == EXIT_BAD
+    with open(tmp_path / "run.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["url"] for row in rows] == ["dashboard", "course", "forum", "profile"]
+    assert all(float(row["ratio"]) > 0 and row["verdict"] and row["exit_status"] == "1" for row in rows)
+    assert all(int(row["requests"]) == int(row["success"]) + int(row["failure"]) for row in rows)
+
+
+def test_the_junit_summary_fails_a_bad_run_and_names_why(sim_factory, tmp_path):
+    server = sim_factory()
+    config = write_config(tmp_path / "config.json", server.url)
+    assert run_load(config, "--max-p95-ms", "0.001", "--export-junit", str(tmp_path / "run.xml")) == EXIT_BAD
+    suite = ElementTree.parse(tmp_path / "run.xml").getroot()
+    verdict = suite.find("testcase[@name='verdict']")
+    assert suite.get("failures") == "1" and "--max-p95-ms" in verdict.find("failure").get("message")
+
+
+def test_a_good_run_is_a_passing_junit_summary(sim_factory, tmp_path):
+    server = sim_factory()
+    config = write_config(tmp_path / "config.json", server.url)
+    assert run_load(config, "--export-junit", str(tmp_path / "run.xml")) == EXIT_GOOD
+    suite = ElementTree.parse(tmp_path / "run.xml").getroot()
+    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("1", "0", "0")
+
+
+def test_a_saved_run_is_exported_without_load(sim_factory, tmp_path):
+    server = sim_factory()
+    config = write_config(tmp_path / "config.json", server.url)
+    assert run_load(config, output=tmp_path / "run.json") == EXIT_GOOD
+    requests_before = server.site.stats.requests
+    assert moodle_load.main([str(tmp_path / "run.json"), "--export-csv", str(tmp_path / "run.csv")]) == EXIT_GOOD
+    assert server.site.stats.requests == requests_before and (tmp_path / "run.csv").read_text().startswith("url,")
+
+
+def test_an_export_onto_the_results_file_is_refused_before_any_load(sim_factory, tmp_path, capsys):
+    server = sim_factory()
+    config = write_config(tmp_path / "config.json", server.url)
+    path = str(tmp_path / "run.json")
+    assert run_load(config, "--export-csv", path, output=path) == EXIT_USAGE
+    assert server.site.stats.requests == 0 and "--export-csv" in capsys.readouterr().err
