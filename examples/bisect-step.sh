@@ -8,6 +8,7 @@
 #   git bisect run /path/to/toolkit/examples/bisect-step.sh
 #   /path/to/toolkit/examples/bisect-step.sh --confirm   # culprit against its parent, in pairs
 #   /path/to/toolkit/examples/bisect-step.sh --restore   # only put the snapshot back
+#   /path/to/toolkit/examples/bisect-step.sh --measure OUT.json  # one prepared run, no verdict
 #
 # Everything is set through the environment (defaults in brackets):
 #   LOAD_CONFIG      config.json of the load                       [$TOOLKIT/config.json]
@@ -194,6 +195,17 @@ if [ "${1:-}" = "--baseline" ]; then
         record_baseline "$recorded"
     done
     exit 0
+fi
+
+if [ "${1:-}" = "--measure" ]; then
+    # One prepared run of the checked-out commit, judged against nothing: what
+    # examples/scan-range.sh records for each commit it measures.
+    [ -n "${2:-}" ] || { say "--measure needs the results file to write"; exit 128; }
+    prepare_site
+    load "$2" >/dev/null
+    status=$?
+    [ -f "$2" ] || { say "the run wrote no results (exit $status)"; exit $(( status > 127 ? status : 128 )); }
+    exit "$status"
 fi
 
 baselines=()
