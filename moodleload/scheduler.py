@@ -216,7 +216,7 @@ class LoadRun:
             helpers.append(asyncio.create_task(self.metrics_scraper.run(clock, self.measure_from)))
         workers = {asyncio.create_task(self._worker(plan)) for _ in range(concurrency)}
         await self._shut_down(workers, helpers, total_seconds + settings.drain + 1.0)
-        if self.window_watch is not None and self.window_watch.before is not None:
+        if self.window_watch is not None:  # it knows whether the window ever opened
             await asyncio.to_thread(self.window_watch.window_closed)
         self.recorder.tokens_unsent += max(0, timeline.due_by(min(clock.now(), timeline.start + total_seconds))
                                            - self.taken)

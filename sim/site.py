@@ -11,6 +11,7 @@ succeed), or an in-memory list when no database is at hand.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 import json
 import queue
@@ -157,8 +158,9 @@ class DatabaseUsers:
         self.slots = threading.BoundedSemaphore(size)
         self.opened: list = []
 
-    def _lookup(self, username: str) -> UserRecord | None:
-        p = self.prefix
+    @contextlib.contextmanager
+    def _cursor(self):
+        """A cursor on a pooled connection (opened when none is idle), rolled back after use."""
         with self.slots:
             try:
                 conn = self.idle.get_nowait()
@@ -167,17 +169,22 @@ class DatabaseUsers:
                 self.opened.append(conn)
             try:
                 with conn.cursor() as cur:
-                    cur.execute(f"SELECT id, username, password, auth, confirmed, suspended FROM {p}user"
-                                f" WHERE username = %s AND deleted = 0 AND mnethostid = 1", (username,))
-                    row = cur.fetchone()
-                    prefs = {}
-                    if row is not None:
-                        cur.execute(f"SELECT name, value FROM {p}user_preferences WHERE userid = %s"
-                                    f" AND name IN ('login_lockout', 'auth_forcepasswordchange')", (row[0],))
-                        prefs = dict(cur.fetchall())
+                    yield cur
                 conn.rollback()
             finally:
                 self.idle.put(conn)
+
+    def _lookup(self, username: str) -> UserRecord | None:
+        p = self.prefix
+        with self._cursor() as cur:
+            cur.execute(f"SELECT id, username, password, auth, confirmed, suspended FROM {p}user"
+                        f" WHERE username = %s AND deleted = 0 AND mnethostid = 1", (username,))
+            row = cur.fetchone()
+            prefs = {}
+            if row is not None:
+                cur.execute(f"SELECT name, value FROM {p}user_preferences WHERE userid = %s"
+                            f" AND name IN ('login_lockout', 'auth_forcepasswordchange')", (row[0],))
+                prefs = dict(cur.fetchall())
         if row is None:
             return None
         return UserRecord(id=row[0], username=row[1], password_hash=row[2], auth=row[3],
@@ -188,21 +195,11 @@ class DatabaseUsers:
         return await asyncio.to_thread(self._lookup, username)
 
     def _run_queries(self, queries: list) -> None:
-        with self.slots:
-            try:
-                conn = self.idle.get_nowait()
-            except queue.Empty:
-                conn = self.connect()
-                self.opened.append(conn)
-            try:
-                with conn.cursor() as cur:
-                    for sql, times in queries:
-                        for _ in range(int(times)):
-                            cur.execute(sql)
-                            cur.fetchall()
-                conn.rollback()
-            finally:
-                self.idle.put(conn)
+        with self._cursor() as cur:
+            for sql, times in queries:
+                for _ in range(int(times)):
+                    cur.execute(sql)
+                    cur.fetchall()
 
     async def run_queries(self, queries: list) -> None:
         await asyncio.to_thread(self._run_queries, queries)

@@ -50,13 +50,12 @@ def unavailable(missing: Exception):
     pytest.skip(str(missing))
 
 
-@pytest.fixture(scope="session")
-def mariadb():
-    """One MariaDB server for the whole run, with a seeded Moodle template database."""
+def seeded_mariadb(users: int = 100, **options):
+    """A throwaway MariaDB server with a seeded Moodle template database, for a fixture to yield."""
     import pymysql
 
     try:
-        cluster = MyCluster()
+        cluster = MyCluster(**options)
     except MyUnavailable as missing:
         unavailable(missing)
     cluster.start()
@@ -64,11 +63,17 @@ def mariadb():
         cluster.create_database(TEMPLATE)
         conn = pymysql.connect(**cluster.dsn(TEMPLATE))
         create_schema(conn, "mdl_")
-        seed_testsite(conn, "mdl_", users=100)
+        seed_testsite(conn, "mdl_", users=users)
         conn.close()
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def mariadb():
+    """One MariaDB server for the whole run, with a seeded Moodle template database."""
+    yield from seeded_mariadb()
 
 
 class MoodleDb:

@@ -7,15 +7,14 @@ from dataclasses import replace
 
 import bcrypt
 import pytest
-from conftest import TEMPLATE, MariaMoodleDb, unavailable
+from conftest import MariaMoodleDb, seeded_mariadb
 
 from helpers import PASSWORD, read, run_load, write_config
 from moodleload.exits import EXIT_USAGE
 from moodleload.htmlreport import render_report
 from moodleload.results import document_problem
 from moodleload.statements import change_lines, shortened, statement_changes, tables_in, window_delta
-from sim.moodledb import SiteData, create_schema, seed_testsite
-from sim.mycluster import MyCluster, MyUnavailable
+from sim.moodledb import SiteData
 
 EXTRA_QUERY = "SELECT id, username FROM mdl_user WHERE id = 7"
 COURSE_ONLY = [{"path": "/course/view.php?id={courseid}", "name": "course"}]
@@ -98,6 +97,17 @@ def site_on(moodle_db, sim_factory):
     return sim_factory(users=users, data=data), users
 
 
+def one_run(moodle_db, sim_factory, tmp_path, *flags) -> tuple:
+    """(exit status, the site) of one run of the course page with --query-stats on ``moodle_db``'s site."""
+    with_known_passwords(moodle_db)
+    server, users = site_on(moodle_db, sim_factory)
+    try:
+        config = write_config(tmp_path / "config.json", server.url, urls=COURSE_ONLY)
+        return run_load(config, "--query-stats", *flags, output=tmp_path / "run.json"), server
+    finally:
+        users.close()
+
+
 def baseline_then_extra_query(moodle_db, sim_factory, tmp_path, capsys) -> tuple:
     with_known_passwords(moodle_db)
     server, users = site_on(moodle_db, sim_factory)
@@ -145,13 +155,7 @@ def test_the_statistics_are_never_reset(pg_db, sim_factory, tmp_path, capsys):
 
 def test_without_the_extension_one_line_says_how_to_switch_it_on_and_the_run_goes_on(pg_db, sim_factory, tmp_path,
                                                                                      capsys):
-    with_known_passwords(pg_db)
-    server, users = site_on(pg_db, sim_factory)
-    try:
-        config = write_config(tmp_path / "config.json", server.url, urls=COURSE_ONLY)
-        status = run_load(config, "--query-stats", *pg_db.cli_args(), output=tmp_path / "run.json")
-    finally:
-        users.close()
+    status, _ = one_run(pg_db, sim_factory, tmp_path, *pg_db.cli_args())
     out = capsys.readouterr().out
     warnings = [line for line in out.splitlines() if "pg_stat_statements" in line]
     assert status == 0 and len(warnings) == 1 and warnings[0].startswith("[WARN] query statistics off")
@@ -161,28 +165,16 @@ def test_without_the_extension_one_line_says_how_to_switch_it_on_and_the_run_goe
 
 def test_mariadb_without_performance_schema_gets_one_line_and_the_run_goes_on(maria_db, sim_factory, tmp_path,
                                                                              capsys):
-    with_known_passwords(maria_db)
-    server, users = site_on(maria_db, sim_factory)
-    try:
-        config = write_config(tmp_path / "config.json", server.url, urls=COURSE_ONLY)
-        status = run_load(config, "--query-stats", *maria_db.cli_args(), output=tmp_path / "run.json")
-    finally:
-        users.close()
+    status, _ = one_run(maria_db, sim_factory, tmp_path, *maria_db.cli_args())
     out = capsys.readouterr().out
     assert status == 0 and "[WARN] query statistics off: the server runs with performance_schema off" in out
     assert "statements" not in read(tmp_path / "run.json")
 
 
 def test_wrong_database_settings_stop_before_the_first_request(pg_db, sim_factory, tmp_path, capsys):
-    with_known_passwords(pg_db)
-    server, users = site_on(pg_db, sim_factory)
-    try:
-        config = write_config(tmp_path / "config.json", server.url, urls=COURSE_ONLY)
-        arguments = pg_db.cli_args()
-        arguments[arguments.index("--db-name") + 1] = "no_such_database"
-        status = run_load(config, "--query-stats", *arguments)
-    finally:
-        users.close()
+    arguments = pg_db.cli_args()
+    arguments[arguments.index("--db-name") + 1] = "no_such_database"
+    status, server = one_run(pg_db, sim_factory, tmp_path, *arguments)
     err = capsys.readouterr().err
     assert status == EXIT_USAGE and err.count("\n") == 1 and err.startswith("[ERROR] --query-stats:")
     assert server.site.stats.requests == 0
@@ -190,22 +182,8 @@ def test_wrong_database_settings_stop_before_the_first_request(pg_db, sim_factor
 
 @pytest.fixture(scope="module")
 def mariadb_with_statistics():
-    import pymysql
-
-    try:
-        cluster = MyCluster(performance_schema=True)
-    except MyUnavailable as missing:
-        unavailable(missing)
-    cluster.start()
-    try:
-        cluster.create_database(TEMPLATE)
-        conn = pymysql.connect(**cluster.dsn(TEMPLATE))
-        create_schema(conn, "mdl_")
-        seed_testsite(conn, "mdl_", users=20)
-        conn.close()
-        yield cluster
-    finally:
-        cluster.stop()
+    """A MariaDB of its own, started with performance_schema on (the shared one has it off)."""
+    yield from seeded_mariadb(users=20, performance_schema=True)
 
 
 def test_mariadb_statistics_name_the_query_a_commit_added(mariadb_with_statistics, sim_factory, tmp_path, capsys):
