@@ -28,7 +28,7 @@ from .server import SimServer
 from .site import MemoryUsers, MoodleSite, PostgresUsers, SiteSettings
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-OUTPUT = os.path.join(ROOT, "demo-output")
+OUTPUT = os.environ.get("DEMO_OUTPUT") or os.path.join(ROOT, "demo-output")  # tests point it elsewhere
 PASSWORD = "Passw0rd!"
 
 
@@ -81,20 +81,19 @@ def main() -> int:
         conn = psycopg2.connect(**cluster.dsn("moodle"))
         create_schema(conn)
         seed_testsite(conn, users=100)
-        conn.close()
-        status = run([sys.executable, "set_moodle_passwords.py", "--db-name", "moodle",
-                      "--db-host", cluster.socketdir, "--db-port", str(cluster.port),
-                      "--db-user", cluster.superuser, "--count", "12",
-                      "--params-from-db", "--config", os.path.relpath(config_path, ROOT)],
-                     env={"MOODLE_TEST_PASSWORD": PASSWORD})  # never on the command line: ps shows it
-        if status != 0:
-            return status
-        conn = psycopg2.connect(**cluster.dsn("moodle"))
+        # The site first: set_moodle_passwords.py writes its address into config.json.
         data = SiteData.from_database(conn)
         conn.close()
         users = PostgresUsers(cluster.dsn("moodle"))
         try:
             with SimServer(MoodleSite(users, data, SiteSettings())) as server:
+                status = run([sys.executable, "set_moodle_passwords.py", "--db-name", "moodle",
+                              "--db-host", cluster.socketdir, "--db-port", str(cluster.port),
+                              "--db-user", cluster.superuser, "--count", "12", "--base-url", server.url,
+                              "--params-from-db", "--config", os.path.relpath(config_path, ROOT)],
+                             env={"MOODLE_TEST_PASSWORD": PASSWORD})  # never on the command line: ps shows it
+                if status != 0:
+                    return status
                 print(f"\n[DEMO] simulated Moodle at {server.url} (users from PostgreSQL)")
                 status = load_step(server.url, config_path)
         finally:
