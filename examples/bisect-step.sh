@@ -24,6 +24,12 @@
 #   MAX_BASELINE_RUNS --baseline records more than BASELINE_RUNS when the baseline's own
 #                    spread cannot support the tolerance within MAX_RUNS a step [12]
 #   PAIRS            --confirm: parent/culprit pairs run              [4]
+#   BISECT_FOR       regression, or improvement: find the commit that made a page faster
+#                    (or read less). Record the baseline on the fast commit, then
+#                    git bisect start --term-old=slow --term-new=fast FAST_COMMIT SLOW_COMMIT;
+#                    a step answers 0 (slow) when the commit is shown slower than that
+#                    baseline, 1 (fast) when shown within the tolerance of it, 125 when
+#                    unsure; --confirm shows the parent slower than the culprit [regression]
 #   LOAD_RPM LOAD_DURATION LOAD_WARMUP LOAD_CONCURRENCY LOAD_SEED  [600 120 30 20 1]
 #   LOAD_ARGS        more moodle_load.py flags, e.g. "--max-regression 5 --insecure"
 #   PRETEST_DUMP     the snapshot restored before every step: PostgreSQL a pg_dump -Fc file,
@@ -62,6 +68,8 @@ cleanup() { if [ -n "${CLEANUP_CMD:-}" ]; then bash -c "$CLEANUP_CMD" || say "cl
 trap cleanup EXIT
 
 mkdir -p "$RESULTS_DIR" || { say "cannot create $RESULTS_DIR"; exit 128; }
+BISECT_FOR=${BISECT_FOR:-regression}
+case "$BISECT_FOR" in regression|improvement) ;; *) say "BISECT_FOR must be regression or improvement"; exit 128 ;; esac
 
 # The snapshot back, with the same settings set_moodle_passwords.py reads (config.php).
 restore_snapshot() {
@@ -177,8 +185,10 @@ if [ "${1:-}" = "--baseline" ]; then
     started=$SECONDS
     recorded=0
     for run in $(seq "${BASELINE_RUNS:-3}"); do record_baseline "$run"; recorded=$run; done
-    commits=$(git rev-list --count refs/bisect/bad --not $(git for-each-ref --format='%(refname)' \
-        'refs/bisect/good-*') 2>/dev/null || true)
+    new_term=bad old_term=good
+    [ "$BISECT_FOR" = improvement ] && new_term=fast old_term=slow
+    commits=$(git rev-list --count "refs/bisect/$new_term" --not $(git for-each-ref --format='%(refname)' \
+        "refs/bisect/$old_term-*") 2>/dev/null || true)
     # Baseline runs serve every step of the bisect: where their own spread cannot support
     # the tolerance within MAX_RUNS a step, more of them are recorded now.
     while :; do
@@ -241,8 +251,14 @@ if [ "${1:-}" = "--confirm" ]; then
             status=$?
             [ -f "$output" ] || { say "the $side run of pair $pair wrote no results (exit $status)"; exit 128; }
         done
-        runs+=("$RESULTS_DIR/confirm-$pair-parent.json" "$RESULTS_DIR/confirm-$pair-culprit.json")
+        if [ "$BISECT_FOR" = improvement ]; then
+            # The same test the other way round: the parent shown slower than the culprit.
+            runs+=("$RESULTS_DIR/confirm-$pair-culprit.json" "$RESULTS_DIR/confirm-$pair-parent.json")
+        else
+            runs+=("$RESULTS_DIR/confirm-$pair-parent.json" "$RESULTS_DIR/confirm-$pair-culprit.json")
+        fi
     done
+    [ "$BISECT_FOR" = improvement ] && say "an improvement: the parent's runs are judged against the culprit's"
     # shellcheck disable=SC2086
     "$PYTHON" "$TOOLKIT/moodle_load.py" --pairs "${runs[@]}" ${LOAD_ARGS:-}
     exit $?
@@ -278,5 +294,10 @@ while { [ "$status" -eq 125 ] || first_look_only; } && [ ${#runs[@]} -lt "$MAX_R
     status=$?
     runs+=("$output")
 done
+if [ "$BISECT_FOR" = improvement ] && { [ "$status" -eq 0 ] || [ "$status" -eq 1 ]; }; then
+    # Against the fast baseline: shown slower is the old state (0), shown as fast the new (1).
+    say "verdict exit $status against the fast baseline: $([ "$status" -eq 1 ] && echo slow, exit 0 || echo fast, exit 1)"
+    exit $(( 1 - status ))
+fi
 say "verdict exit $status"
 exit "$status"

@@ -2,22 +2,25 @@
 the bisect step's own routine, the step found and the bisect for it named; resumed
 without measuring again."""
 
+import json
+import math
 import os
+import re
 import subprocess
 
 from test_bisect import git, make_repo, site_settings, step_environment
 
-from helpers import ROOT, free_port
+from helpers import ROOT, free_port, write_config
 
 SCAN = os.path.join(ROOT, "examples", "scan-range.sh")
 
 
-def test_a_scan_finds_the_step_measures_nothing_twice_and_names_the_bisect(tmp_path):
+def test_a_scan_finds_the_step_measures_nothing_twice_and_prints_the_bisect_for_it(tmp_path):
     good = site_settings(course_ms=30, course_reads=128)
     slow = site_settings(course_ms=40, course_reads=128)
     commits = make_repo(tmp_path / "moodle", [good] * 13 + [slow] * 11)  # commit 13 brought it
     env = {**step_environment(tmp_path, free_port()), "STRIDE": "3", "LOAD_DURATION": "4",
-           "RESULTS_DIR": str(tmp_path / "scan")}
+           "RESULTS_DIR": str(tmp_path / "scan"), "BISECT": "0"}
     repo = tmp_path / "moodle"
     first = subprocess.run([SCAN, commits[0], commits[-1]], cwd=repo, env=env, capture_output=True, text=True,
                            timeout=900)
@@ -30,7 +33,9 @@ def test_a_scan_finds_the_step_measures_nothing_twice_and_names_the_bisect(tmp_p
     assert f"git bisect start {commits[15][:7]} {commits[12][:7]}" in first.stdout
     assert git(repo, "rev-parse", "HEAD") == commits[-1]  # the checkout is put back
     kept = sorted(path.name for path in (tmp_path / "scan").iterdir())
-    assert len([name for name in kept if name.endswith(".json")]) == 9 and not [n for n in kept if "partial" in n]
+    assert len([name for name in kept if name.endswith(".json") and name[:3].isdigit()]) == 9
+    assert not [name for name in kept if "partial" in name]
+    assert "scan.json" in kept and "range.html" in kept
 
     again = subprocess.run([SCAN, commits[0], commits[-1]], cwd=repo, env=env, capture_output=True, text=True,
                            timeout=300)
@@ -43,5 +48,100 @@ def test_a_range_too_short_for_a_step_is_refused_before_any_run(tmp_path):
     env = {**step_environment(tmp_path, free_port()), "STRIDE": "1", "RESULTS_DIR": str(tmp_path / "scan")}
     result = subprocess.run([SCAN, commits[0], commits[-1]], cwd=tmp_path / "moodle", env=env, capture_output=True,
                             text=True, timeout=60)
-    assert result.returncode == 128 and "a step needs three on each side" in result.stderr
+    assert result.returncode == 128 and "a step needs 3 commits on each side" in result.stderr
     assert not list((tmp_path / "scan").glob("*.json"))
+
+
+def three_pages(course_ms: float = 30, dashboard_ms: float = 30, participants_reads: int = 80) -> dict:
+    pages = {kind: {"latency_ms": 30, "jitter": 0.05} for kind in ("login", "login_post")}
+    pages["course"] = {"latency_ms": course_ms, "jitter": 0.05, "db_reads": 128}
+    pages["my"] = {"latency_ms": dashboard_ms, "jitter": 0.05, "db_reads": 43}
+    pages["participants"] = {"latency_ms": 30, "jitter": 0.05, "db_reads": participants_reads}
+    return {"pages": pages, "run_noise": 0.0}
+
+
+def test_a_scan_of_40_commits_finds_three_changes_and_the_bisects_name_their_commits(tmp_path):
+    # course +15 % from commit 13, dashboard -10 % from commit 17, participants +20 DB reads from commit 28
+    sites = [three_pages(course_ms=34.5 if n >= 13 else 30, dashboard_ms=27 if n >= 17 else 30,
+                         participants_reads=100 if n >= 28 else 80) for n in range(40)]
+    repo = tmp_path / "moodle"
+    commits = make_repo(repo, sites)
+    env = step_environment(tmp_path, free_port())
+    env["LOAD_CONFIG"] = write_config(tmp_path / "three.json", json.loads(open(env["LOAD_CONFIG"]).read())["base_url"],
+                                      users=8, urls=[{"path": "/my/", "name": "dashboard"},
+                                                     {"path": "/course/view.php?id={courseid}", "name": "course"},
+                                                     {"path": "/user/index.php?id={courseid}", "name": "participants"}])
+    env.update(STRIDE="5", LOAD_DURATION="6", LOAD_RPM="6000", LOAD_CONCURRENCY="8", PAIRS="3",
+               RESULTS_DIR=str(tmp_path / "scan"))
+    result = subprocess.run([SCAN, commits[0], commits[-1]], cwd=repo, env=env, capture_output=True, text=True,
+                            timeout=1800)
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    out = result.stdout
+    label = {n: f"{n:03d}-{commits[n][:7]}" for n in range(0, 40, 5)}
+    steps = [line for line in out.splitlines() if re.match(r"^(course|dashboard|participants)", line)]
+    assert len(steps) == 3, out  # no false step on the stretches that stayed level
+    assert re.search(rf"^course: x1\.1\d\d \(1\d\.\d% slower\) between {label[10]} and {label[15]}", out, re.M), out
+    assert re.search(rf"^dashboard: x0\.9\d\d \(\d+\.\d% faster\) between {label[15]} and {label[20]}", out, re.M), out
+    assert re.search(rf"^participants DB reads: \+20\.0 between {label[25]} and {label[30]}", out, re.M), out
+    for first, word in ((13, "slower"), (17, "faster"), (28, "slower")):
+        assert re.search(rf"first {word} commit {commits[first][:12]} \"change {first}\", confirmed against its "
+                         rf"parent", out), out
+    summary = json.loads((tmp_path / "scan" / "scan.json").read_text())
+    assert [outcome["commit"] for outcome in summary["bisects"]] == [commits[13], commits[17], commits[28]]
+    report = (tmp_path / "scan" / "range.html").read_text()
+    assert report.count("<svg") >= 6 and commits[17][:7] in report and "<script" not in report
+    assert git(repo, "rev-parse", "HEAD") == commits[-1] and not (repo / ".git" / "BISECT_LOG").exists()
+
+
+# ---- the scan's arithmetic, pure
+
+def found(series: str, before: int, change: float, counter: bool = False):
+    from moodleload.changepoints import Step
+    from moodleload.scan import Found
+
+    return Found(series, Step(before, before + 1, math.exp(change), change, 0.001), counter)
+
+
+def test_a_scan_measures_every_kth_commit_and_always_the_last():
+    from moodleload.scan import picked_positions
+
+    assert picked_positions(40, 5) == [0, 5, 10, 15, 20, 25, 30, 35, 39]
+    assert picked_positions(11, 5) == [0, 5, 10]
+
+
+def test_pages_that_stepped_between_the_same_commits_the_same_way_share_one_bisect():
+    from moodleload.scan import intervals_of
+
+    intervals = intervals_of([found("course", 2, 0.14), found("course DB reads", 2, 20, True),
+                              found("dashboard", 2, -0.1), found("forum", 5, 0.2)])
+    assert [(i.before, i.after, i.direction, len(i.found)) for i in intervals] == [
+        (2, 3, "improvement", 1), (2, 3, "regression", 2), (5, 6, "regression", 1)]
+
+
+def test_a_bisects_baseline_is_the_compared_level_nearest_the_step_and_never_crosses_another():
+    from moodleload.scan import baseline_positions, intervals_of
+
+    intervals = intervals_of([found("course", 2, 0.14), found("dashboard", 3, -0.1), found("forum", 5, 0.2)])
+    course, dashboard, forum = intervals
+    assert baseline_positions(course, intervals, 9, 3) == [0, 1, 2]
+    assert baseline_positions(dashboard, intervals, 9, 3) == [4, 5]  # the new, fast level, up to the next step
+    assert baseline_positions(forum, intervals, 9, 3) == [4, 5]  # not across the dashboard's step
+
+
+def test_a_bisects_tolerance_is_half_the_step_unless_the_configured_one_is_smaller():
+    from moodleload.scan import bisect_tolerances, configured_tolerances, intervals_of
+
+    [interval] = intervals_of([found("course", 2, math.log(1.16)), found("course DB reads", 2, 3, True)])
+    assert bisect_tolerances(interval, 10.0, 2.0) == (7.7, 1.5)
+    assert bisect_tolerances(interval, 5.0, 2.0) == (5.0, 1.5)
+    assert configured_tolerances("--blocks 10 --max-regression 4 --max-regression=6") == (6.0, 2.0)
+
+
+def test_the_commit_a_bisect_names_is_read_in_its_own_terms_and_none_when_it_ended_among_skips():
+    from moodleload.scan import first_commit
+
+    commit = "a" * 40
+    assert first_commit(f"{commit} is the first fast commit\n", "improvement") == commit
+    assert first_commit(f"{commit} is the first bad commit\n", "regression") == commit
+    assert first_commit("There are only 'skip'ped commits left to test.\nThe first bad commit could be any of:\n",
+                        "regression") is None

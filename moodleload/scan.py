@@ -1,0 +1,448 @@
+"""A scan of a commit range: every k-th commit measured, the change points found, then a
+bisect inside each step and the confirmation of the commit it names.
+
+``examples/scan-range.sh GOOD BAD`` (run in the Moodle checkout) calls ``main``.  Each
+commit is measured by ``examples/bisect-step.sh --measure``, the same preparation and load
+a bisect step uses, into RESULTS_DIR/NNN-<commit>.json; a file is written whole or not at
+all, so a scan started again measures only what it lacks.  The per-commit series of every
+page (and its DB reads) go to moodleload.changepoints.  Each step found is bisected between
+the two measured commits around it with bisect-step.sh, its baseline the runs the scan
+already made on the old level (for an improvement: on the new, fast level, with
+BISECT_FOR=improvement), and the first commit the bisect names is confirmed against its
+parent by interleaved runs (bisect-step.sh --confirm).  The bisect's tolerance is half the
+step (or the configured one, if smaller): the two levels are then equally far from it.
+What was found goes to RESULTS_DIR/scan.json and, with matplotlib, RESULTS_DIR/range.html.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+
+from .changepoints import MIN_SEGMENT, Step, describe, find_steps, series_of
+from .compare import Thresholds
+from .exits import EXIT_BAD, EXIT_GOOD, EXIT_SIGINT, EXIT_USAGE, UsageError
+from .files import read_json, write_json_atomically
+
+REGRESSION, IMPROVEMENT = "regression", "improvement"
+TERMS = {REGRESSION: ("good", "bad"), IMPROVEMENT: ("slow", "fast")}  # git bisect's old and new terms
+SCAN_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Found:
+    """One step of one series: ``series`` is a page name or "<page> DB reads"."""
+
+    series: str
+    step: Step
+    counter: bool
+
+    @property
+    def direction(self) -> str:
+        return REGRESSION if self.step.change > 0 else IMPROVEMENT
+
+
+@dataclass(frozen=True)
+class Interval:
+    """Positions (in the list of measured commits) of the two commits a step lies between,
+    what way it went, and the series that stepped there."""
+
+    before: int
+    after: int
+    direction: str
+    found: tuple
+
+    @property
+    def name(self) -> str:
+        return f"{self.before:03d}-{self.after:03d}-{self.direction}"
+
+
+def picked_positions(count: int, stride: int) -> list:
+    """The commits a scan measures: every ``stride``-th of ``count`` and always the last."""
+    return [index for index in range(count) if index % stride == 0 or index == count - 1]
+
+
+def find_all(documents: list, alpha: float = 0.01, min_step_pct: float = 3.0, min_reads: float = 2.0) -> list:
+    found = []
+    for name, values in series_of(documents).items():
+        counter = name.endswith(" DB reads")
+        for step in find_steps(values, alpha, min_reads if counter else min_step_pct / 100.0, log_scale=not counter):
+            found.append(Found(name, step, counter))
+    return found
+
+
+def intervals_of(found: list) -> list:
+    """One bisect per interval and direction: pages that stepped between the same two
+    commits the same way are most likely one commit's doing; a slower and a faster page
+    between the same two commits are two bisects."""
+    groups: dict = {}
+    for item in found:
+        groups.setdefault((item.step.before, item.step.after, item.direction), []).append(item)
+    return [Interval(before, after, direction, tuple(items))
+            for (before, after, direction), items in sorted(groups.items(), key=lambda pair: (pair[0][1], pair[0][2]))]
+
+
+def baseline_positions(interval: Interval, intervals: list, count: int, wanted: int) -> list:
+    """The measured commits whose runs serve as the bisect's baseline: the level the bisect
+    compares with (the old one for a regression, the new one for an improvement), the
+    ``wanted`` nearest the step, never across another step of any series (a step elsewhere
+    in the baseline would widen that page's spread or mix its DB reads)."""
+    if interval.direction == REGRESSION:
+        start = max((other.after for other in intervals if other.after <= interval.before), default=0)
+        return list(range(start, interval.before + 1))[-wanted:]
+    end = min((other.before for other in intervals if other.before >= interval.after), default=count - 1)
+    return list(range(interval.after, end + 1))[:wanted]
+
+
+def bisect_tolerances(interval: Interval, max_regression_pct: float, max_reads: float) -> tuple:
+    """(max regression %, max DB reads increase) for the bisect of ``interval``: half the step
+    where that is smaller than the configured value, so that a commit on either level is as
+    far from the line as the other (a tolerance above the step would call the new level good)."""
+    times = [math.expm1(abs(item.step.change) / 2) * 100 for item in interval.found if not item.counter]
+    reads = [abs(item.step.change) / 2 for item in interval.found if item.counter]
+    return round(min([max_regression_pct, *times]), 2), round(min([max_reads, *reads]), 2)
+
+
+def configured_tolerances(load_args: str) -> tuple:
+    """--max-regression and --max-db-reads-increase as LOAD_ARGS sets them (the last wins, as
+    in moodle_load.py), else moodle_load.py's defaults."""
+    defaults = Thresholds()
+    values = {"--max-regression": defaults.max_regression_pct, "--max-db-reads-increase":
+              defaults.max_db_reads_increase}
+    words = load_args.split()
+    for position, word in enumerate(words):
+        flag, _, inline = word.partition("=")
+        if flag in values:
+            text = inline or (words[position + 1] if position + 1 < len(words) else "")
+            try:
+                values[flag] = float(text)
+            except ValueError:
+                raise UsageError(f"LOAD_ARGS: {flag} needs a number, not {text!r}") from None
+    return values["--max-regression"], values["--max-db-reads-increase"]
+
+
+FIRST_COMMIT = re.compile(r"^([0-9a-f]{40}) is the first (\w+) commit", re.MULTILINE)
+
+
+def first_commit(bisect_output: str, direction: str) -> str | None:
+    """The commit ``git bisect run`` named, or None when it ended among skipped commits."""
+    for commit, term in FIRST_COMMIT.findall(bisect_output):
+        if term == TERMS[direction][1]:
+            return commit
+    return None
+
+
+CONFIRMATIONS = {0: "confirmed", 1: "not confirmed", 125: "cannot tell"}
+
+
+def verdict_lines(output: str) -> list:
+    return [line.removeprefix("[VERDICT]").strip() for line in output.splitlines() if line.startswith("[VERDICT]")]
+
+
+def scan_exit(outcomes: list) -> int:
+    """0 when every step's commit was named and confirmed (or there was no step), 1 when one
+    was not: the report says which and why."""
+    return EXIT_GOOD if all(outcome.get("confirmation") == "confirmed" for outcome in outcomes) else EXIT_BAD
+
+
+# ---- the I/O: git, the step script, the files
+
+@dataclass
+class Scan:
+    toolkit: str
+    results_dir: str
+    commits: list  # every first-parent commit of the range, oldest first (the good one first)
+    picked: list  # positions in ``commits`` measured
+    environment: dict
+
+    @property
+    def step_script(self) -> str:
+        return os.path.join(self.toolkit, "examples", "bisect-step.sh")
+
+    def short(self, index: int) -> str:
+        return self.commits[index][:7]
+
+    def file_of(self, position: int) -> str:
+        index = self.picked[position]
+        return os.path.join(self.results_dir, f"{index:03d}-{self.short(index)}.json")
+
+    def label(self, position: int) -> str:
+        return os.path.basename(self.file_of(position))[:-5]
+
+
+def say(text: str) -> None:
+    print(f"[scan] {text}", file=sys.stderr, flush=True)
+
+
+def git(*args: str, check: bool = True) -> str:
+    result = subprocess.run(["git", *args], capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise UsageError(f"git {' '.join(args)}: {result.stderr.strip() or 'failed'}")
+    return result.stdout.strip()
+
+
+def measure(scan: Scan) -> int | None:
+    """Every picked commit without a results file measured; None when all went well, else
+    the exit status that stops the scan."""
+    for position in range(len(scan.picked)):
+        output = scan.file_of(position)
+        if os.path.exists(output):
+            continue
+        index = scan.picked[position]
+        git("checkout", "-q", scan.commits[index])
+        say(f"measuring commit {index + 1} of {len(scan.commits)} ({scan.short(index)})")
+        partial = output + ".partial"
+        status = subprocess.run([scan.step_script, "--measure", partial], env=scan.environment).returncode
+        if not os.path.exists(partial) or status > 1:
+            for leftover in (partial, partial + ".log"):
+                if os.path.exists(leftover):
+                    os.unlink(leftover)
+            say(f"the run of {scan.short(index)} ended with exit {status} and is not kept: fix that, then start "
+                f"the scan again (what is measured stays)")
+            return status if status > 127 else 1
+        os.replace(partial, output)  # only a whole run counts as measured when the scan resumes
+        if os.path.exists(partial + ".log"):
+            os.replace(partial + ".log", output + ".log")
+    return None
+
+
+def bisect_environment(scan: Scan, interval: Interval, folder: str, tolerances: tuple) -> dict:
+    max_regression, max_reads = bisect_tolerances(interval, *tolerances)
+    load_args = scan.environment.get("LOAD_ARGS", "")
+    return {**scan.environment, "RESULTS_DIR": folder, "BISECT_FOR": interval.direction,
+            "LOAD_ARGS": f"{load_args} --max-regression {max_regression:g} --max-db-reads-increase {max_reads:g}"}
+
+
+def prepare_baseline(scan: Scan, interval: Interval, intervals: list, folder: str, environment: dict) -> list:
+    """The bisect's baseline in ``folder``: the scan's own runs of the level compared with
+    (up to BASELINE_RUNS), and fresh runs of the commit on that side made now, at least one:
+    the scan's runs may be hours old, and a baseline whose spread includes the drift since
+    then makes the bisect unsure (125) where the machine changed, not wrong.  Returns what
+    it is, for the record."""
+    for name in os.listdir(folder):
+        if name.startswith("baseline-") and name.endswith(".json"):
+            os.unlink(os.path.join(folder, name))
+    wanted = int(environment.get("BASELINE_RUNS", "3") or 3)
+    positions = baseline_positions(interval, intervals, len(scan.picked), wanted)
+    for number, position in enumerate(positions, 1):
+        shutil.copyfile(scan.file_of(position), os.path.join(folder, f"baseline-{number}.json"))
+    side = scan.picked[interval.before if interval.direction == REGRESSION else interval.after]
+    git("checkout", "-q", scan.commits[side])
+    fresh = max(1, wanted - len(positions))
+    for number in range(len(positions) + 1, len(positions) + fresh + 1):
+        output = os.path.join(folder, f"baseline-{number}.json")
+        status = subprocess.run([scan.step_script, "--measure", output], env=environment).returncode
+        if status > 1 or not os.path.exists(output):
+            raise UsageError(f"a baseline run of {scan.short(side)} failed (exit {status})")
+    return [scan.label(position) for position in positions] + [f"{fresh} new run(s) of {scan.short(side)}"]
+
+
+def run_bisect(scan: Scan, interval: Interval, folder: str, environment: dict) -> str:
+    """``git bisect run`` between the interval's two commits; its output, kept in bisect.log."""
+    old, new = TERMS[interval.direction]
+    terms = [] if interval.direction == REGRESSION else [f"--term-old={old}", f"--term-new={new}"]
+    git("bisect", "start", "--first-parent", *terms, scan.commits[scan.picked[interval.after]],
+        scan.commits[scan.picked[interval.before]])
+    try:
+        with open(os.path.join(folder, "bisect.log"), "w", encoding="utf-8") as log:
+            subprocess.run(["git", "bisect", "run", scan.step_script], env=environment, stdout=log, text=True)
+    finally:
+        git("bisect", "reset", check=False)
+    with open(os.path.join(folder, "bisect.log"), encoding="utf-8") as log:
+        return log.read()
+
+
+def bisect_interval(scan: Scan, interval: Interval, intervals: list, labels: list, tolerances: tuple) -> dict:
+    """Bisect one step and confirm the commit found; the outcome is kept in the step's
+    folder, so a scan started again does not bisect it twice."""
+    folder = os.path.join(scan.results_dir, f"step-{interval.name}")
+    done = os.path.join(folder, "outcome.json")
+    if os.path.exists(done):
+        return read_json(done, "a scan's step outcome")
+    os.makedirs(folder, exist_ok=True)
+    environment = bisect_environment(scan, interval, folder, tolerances)
+    max_regression, max_reads = bisect_tolerances(interval, *tolerances)
+    outcome = {"interval": [labels[interval.before], labels[interval.after]], "direction": interval.direction,
+               "steps": [describe(item.series, item.step, labels, item.counter) for item in interval.found],
+               "max_regression_pct": max_regression, "max_db_reads_increase": max_reads, "baseline": None,
+               "commit": None, "subject": None, "confirmation": None, "reasons": []}
+    say(f"bisecting the {interval.direction} between {labels[interval.before]} and {labels[interval.after]} "
+        f"(tolerance {max_regression:g} %, {max_reads:g} DB reads)")
+    try:
+        outcome["baseline"] = prepare_baseline(scan, interval, intervals, folder, environment)
+    except UsageError as error:
+        outcome["reasons"] = [str(error)]
+        return outcome  # not kept: a scan started again tries once more
+    text = run_bisect(scan, interval, folder, environment)
+    commit = first_commit(text, interval.direction)
+    if commit is None:
+        tail = [line for line in text.splitlines() if line.strip()][-3:]
+        outcome["reasons"] = ["the bisect named no single commit", *tail]
+    else:
+        outcome["commit"] = commit
+        outcome["subject"] = git("log", "-1", "--format=%s", commit)
+        result = subprocess.run([scan.step_script, "--confirm", commit], env=environment, capture_output=True,
+                                text=True)
+        with open(os.path.join(folder, "confirm.log"), "w", encoding="utf-8") as log:
+            log.write(result.stdout + result.stderr)
+        outcome["confirmation"] = CONFIRMATIONS.get(result.returncode, f"failed (exit {result.returncode})")
+        outcome["reasons"] = verdict_lines(result.stdout)[1:] or result.stderr.strip().splitlines()[-2:]
+    write_json_atomically(done, outcome)
+    return outcome
+
+
+def outcome_lines(outcome: dict) -> list:
+    word = "slower" if outcome["direction"] == REGRESSION else "faster"
+    head = f"{outcome['direction']} between {outcome['interval'][0]} and {outcome['interval'][1]}"
+    if not outcome["commit"]:
+        return [f"{head}: no commit named", *(f"  {reason}" for reason in outcome["reasons"])]
+    return [f"{head}: first {word} commit {outcome['commit'][:12]} \"{outcome['subject']}\", "
+            f"{outcome['confirmation']} against its parent", *(f"  {reason}" for reason in outcome["reasons"])]
+
+
+def bisect_commands(scan: Scan, interval: Interval) -> str:
+    before, after = scan.short(scan.picked[interval.before]), scan.short(scan.picked[interval.after])
+    step = scan.step_script
+    if interval.direction == REGRESSION:
+        return (f"bisect this step: git checkout {before} && {step} --baseline && git bisect start {after} {before}"
+                f" && git bisect run {step}")
+    return (f"bisect this step: git checkout {after} && BISECT_FOR=improvement {step} --baseline && git bisect start"
+            f" --term-old=slow --term-new=fast {after} {before} && BISECT_FOR=improvement git bisect run {step}")
+
+
+def whole_number(environment: dict, name: str, default: int, minimum: int = 1) -> int:
+    text = environment.get(name, "") or str(default)
+    if not text.isdigit() or int(text) < minimum:
+        raise UsageError(f"{name} must be a whole number of at least {minimum}, not {text!r}")
+    return int(text)
+
+
+def open_scan(good: str, bad: str, environment: dict) -> tuple:
+    """The scan of GOOD..BAD as the environment sets it, everything checked before a run."""
+    toolkit = environment.get("TOOLKIT") or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    stride = whole_number(environment, "STRIDE", 5)
+    whole_number(environment, "BASELINE_RUNS", 3)
+    configured = configured_tolerances(environment.get("LOAD_ARGS", ""))
+    commits = []
+    for name in (good, bad):
+        commit = git("rev-parse", "--verify", "-q", f"{name}^{{commit}}", check=False)
+        if not commit:
+            raise UsageError(f"{name} is not a commit here: run in the Moodle checkout")
+        commits.append(commit)
+    if subprocess.run(["git", "merge-base", "--is-ancestor", *commits]).returncode != 0:
+        raise UsageError(f"{good} is not an ancestor of {bad}")
+    if environment.get("BISECT", "1") != "0" and os.path.exists(git("rev-parse", "--git-path", "BISECT_LOG")):
+        raise UsageError("a git bisect is in progress here: finish it (git bisect reset) first, or set BISECT=0")
+    history = [commits[0], *git("rev-list", "--reverse", "--first-parent", f"{commits[0]}..{commits[1]}").split()]
+    picked = picked_positions(len(history), stride)
+    if len(picked) < 2 * MIN_SEGMENT:
+        raise UsageError(f"{len(picked)} commits to measure: a step needs {MIN_SEGMENT} commits on each side; lower "
+                         f"STRIDE (now {stride})")
+    results_dir = environment.get("RESULTS_DIR") or os.path.join(toolkit, "scan")
+    try:
+        os.makedirs(results_dir, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"cannot create RESULTS_DIR {results_dir}: {error.strerror}") from None
+    scan = Scan(toolkit, results_dir, history, picked, {**environment, "RESULTS_DIR": results_dir})
+    return scan, stride, configured
+
+
+def cost_line(scan: Scan, stride: int) -> str:
+    environment = scan.environment
+    per_run = int(environment.get("SECONDS_PER_RUN") or (int(environment.get("LOAD_WARMUP", 30))
+                                                          + int(environment.get("LOAD_DURATION", 120)) + 60))
+    todo = sum(not os.path.exists(scan.file_of(position)) for position in range(len(scan.picked)))
+    line = (f"{len(scan.commits)} commits, every {stride}-th: {len(scan.picked)} to measure, {todo} not yet measured, "
+            f"about {(todo * per_run + 59) // 60} minutes ({per_run} s a run)")
+    if environment.get("BISECT", "1") != "0":
+        steps = max(1, math.ceil(math.log2(stride)))
+        runs = steps + 2 * int(environment.get("PAIRS", 4) or 4)
+        line += (f"; then each step found: about {runs} runs ({(runs * per_run + 59) // 60} minutes) to bisect "
+                 f"and confirm")
+    return line
+
+
+def write_summary(scan: Scan, found: list, outcomes: list, labels: list) -> None:
+    write_json_atomically(os.path.join(scan.results_dir, "scan.json"), {
+        "format": SCAN_FORMAT, "tool": "moodleload.scan", "range": [scan.commits[0], scan.commits[-1]],
+        "measured": [{"label": label, "commit": scan.commits[index]} for label, index in zip(labels, scan.picked,
+                                                                                           strict=True)],
+        "steps": [{"series": item.series, "before": labels[item.step.before], "after": labels[item.step.after],
+                   "direction": item.direction, "ratio": None if item.counter else round(item.step.ratio, 4),
+                   "change": round(item.step.change, 4), "p_value": float(f"{item.step.p_value:.3g}")}
+                  for item in found],
+        "bisects": outcomes})
+
+
+def write_range_report(scan: Scan, documents: list, found: list, outcomes: list, labels: list) -> None:
+    from .htmlreport import write_report
+    from .rangereport import render_range_report
+
+    path = os.path.join(scan.results_dir, "range.html")
+    try:
+        write_report(path, render_range_report(documents, labels, found, outcomes,
+                                               (scan.short(0), scan.short(len(scan.commits) - 1))))
+    except UsageError as error:
+        say(f"[WARN] no range report: {error}")
+        return
+    say(f"range report written to {path}")
+
+
+def run_scan(scan: Scan, stride: int, configured: tuple) -> int:
+    from .results import load_document
+
+    stopped = measure(scan)
+    if stopped is not None:
+        return stopped
+    documents = [load_document(scan.file_of(position)) for position in range(len(scan.picked))]
+    labels = [scan.label(position) for position in range(len(scan.picked))]
+    found = find_all(documents)
+    for item in found:
+        print(describe(item.series, item.step, labels, item.counter), flush=True)
+    if not found:
+        print("no step: every page stayed level across these commits")
+    intervals = intervals_of(found)
+    outcomes = []
+    for interval in intervals:
+        if scan.environment.get("BISECT", "1") == "0":
+            print(bisect_commands(scan, interval))
+            continue
+        outcome = bisect_interval(scan, interval, intervals, labels, configured)
+        outcomes.append(outcome)
+        print("\n".join(outcome_lines(outcome)), flush=True)
+    write_summary(scan, found, outcomes, labels)
+    write_range_report(scan, documents, found, outcomes, labels)
+    return scan_exit(outcomes)
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 2 or argv[0].startswith("-"):
+        say("usage: scan-range.sh GOOD_COMMIT BAD_COMMIT (settings through the environment: see its header)")
+        return EXIT_USAGE
+    try:
+        scan, stride, configured = open_scan(argv[0], argv[1], dict(os.environ))
+    except UsageError as error:
+        say(str(error))
+        return EXIT_USAGE
+    say(cost_line(scan, stride))
+    back = git("symbolic-ref", "-q", "--short", "HEAD", check=False) or git("rev-parse", "HEAD")
+    try:
+        return run_scan(scan, stride, configured)
+    except UsageError as error:
+        say(str(error))
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        say("interrupted: what is measured and bisected stays; start the scan again to go on")
+        return EXIT_SIGINT
+    finally:
+        git("checkout", "-q", back, check=False)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
