@@ -70,6 +70,8 @@ trap cleanup EXIT
 mkdir -p "$RESULTS_DIR" || { say "cannot create $RESULTS_DIR"; exit 128; }
 BISECT_FOR=${BISECT_FOR:-regression}
 case "$BISECT_FOR" in regression|improvement) ;; *) say "BISECT_FOR must be regression or improvement"; exit 128 ;; esac
+new_term=bad old_term=good  # git bisect's terms: refs/bisect/<new_term>, refs/bisect/<old_term>-*
+[ "$BISECT_FOR" = improvement ] && new_term=fast old_term=slow
 
 # The snapshot back, with the same settings set_moodle_passwords.py reads (config.php).
 restore_snapshot() {
@@ -185,8 +187,6 @@ if [ "${1:-}" = "--baseline" ]; then
     started=$SECONDS
     recorded=0
     for run in $(seq "${BASELINE_RUNS:-3}"); do record_baseline "$run"; recorded=$run; done
-    new_term=bad old_term=good
-    [ "$BISECT_FOR" = improvement ] && new_term=fast old_term=slow
     commits=$(git rev-list --count "refs/bisect/$new_term" --not $(git for-each-ref --format='%(refname)' \
         "refs/bisect/$old_term-*") 2>/dev/null || true)
     # Baseline runs serve every step of the bisect: where their own spread cannot support
@@ -230,7 +230,7 @@ if [ "${1:-}" = "--confirm" ]; then
     # The culprit against its parent, alternately on freshly prepared sites: per-pair
     # ratios cancel slow drift of the machine; the order swaps every pair (A B, B A, ...)
     # so that a steady drift does not favour either side.
-    culprit=$(git rev-parse --verify "${2:-refs/bisect/bad}^{commit}" 2>/dev/null) \
+    culprit=$(git rev-parse --verify "${2:-refs/bisect/$new_term}^{commit}" 2>/dev/null) \
         || { say "no culprit to confirm: give a commit, or run after git bisect run"; exit 128; }
     parent=$(git rev-parse --verify "$culprit^" 2>/dev/null) || { say "$culprit has no parent"; exit 128; }
     back=$(git symbolic-ref -q --short HEAD || git rev-parse HEAD)

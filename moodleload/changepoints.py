@@ -109,8 +109,38 @@ def series_of(documents: list, minimum_blocks: int = 8) -> dict:
             series[name] = [math.log(value) for value in times]
         reads = [document["urls"][name].get("footer", {}).get("db_reads") for document in documents]
         if all(reads):
-            series[f"{name} DB reads"] = [float(counter_median(tally)) for tally in reads]
+            series[name + COUNTER_SUFFIX] = [float(counter_median(tally)) for tally in reads]
     return series
+
+
+COUNTER_SUFFIX = " DB reads"  # a series of a page's DB reads is named "<page> DB reads"
+
+
+def is_counter(series: str) -> bool:
+    return series.endswith(COUNTER_SUFFIX)
+
+
+@dataclass(frozen=True)
+class Found:
+    """One step of one series: ``series`` is a page name or "<page> DB reads"."""
+
+    series: str
+    step: Step
+    counter: bool
+
+    @property
+    def direction(self) -> str:
+        return "regression" if self.step.change > 0 else "improvement"
+
+
+def find_all(documents: list, alpha: float = 0.01, min_step_pct: float = 3.0, min_reads: float = 2.0) -> list:
+    """Every step of every series of ``documents`` (results in commit order), series by series."""
+    found = []
+    for name, values in series_of(documents).items():
+        counter = is_counter(name)
+        for step in find_steps(values, alpha, min_reads if counter else min_step_pct / 100.0, log_scale=not counter):
+            found.append(Found(name, step, counter))
+    return found
 
 
 def describe(name: str, step: Step, labels: list, counter: bool) -> str:
@@ -139,14 +169,9 @@ def main(argv=None) -> int:
     except UsageError as error:
         print(f"[ERROR] {error}", file=sys.stderr)
         return EXIT_USAGE
-    found = 0
-    for name, values in series_of(documents).items():
-        counter = name.endswith(" DB reads")
-        steps = find_steps(values, args.alpha, args.min_reads_step if counter else args.min_step / 100.0,
-                           log_scale=not counter)
-        for step in steps:
-            print(describe(name, step, args.results, counter))
-            found += 1
+    found = find_all(documents, args.alpha, args.min_step, args.min_reads_step)
+    for item in found:
+        print(describe(item.series, item.step, args.results, item.counter))
     if not found:
         print("no step: every page stayed level across these commits")
     return 0

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 
 from . import __version__
-from .changepoints import series_of
+from .changepoints import is_counter, series_of
 from .charts import _svg, load_pyplot
 from .htmlreport import REPORT_STYLE, _e, _table
 
@@ -24,7 +24,7 @@ def _culprit_of(outcomes: list, before: str, after: str, direction: str) -> str:
 def series_chart(matplotlib, pyplot, name: str, values: list, labels: list, steps: list, outcomes: list) -> str:
     """One series over the commits: the steps shaded between their two commits and labelled
     with their size and the commit the bisect found."""
-    counter = name.endswith(" DB reads")
+    counter = is_counter(name)
     shown = values if counter else [math.exp(value) for value in values]
     figure, axes = pyplot.subplots(figsize=(9.5, 2.8))
     positions = list(range(len(shown)))

@@ -24,27 +24,14 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-from .changepoints import MIN_SEGMENT, Step, describe, find_steps, series_of
+from .changepoints import MIN_SEGMENT, describe, find_all
 from .compare import Thresholds
 from .exits import EXIT_BAD, EXIT_GOOD, EXIT_SIGINT, EXIT_USAGE, UsageError
 from .files import read_json, write_json_atomically
 
-REGRESSION, IMPROVEMENT = "regression", "improvement"
+REGRESSION, IMPROVEMENT = "regression", "improvement"  # Found.direction's values
 TERMS = {REGRESSION: ("good", "bad"), IMPROVEMENT: ("slow", "fast")}  # git bisect's old and new terms
 SCAN_FORMAT = 1
-
-
-@dataclass(frozen=True)
-class Found:
-    """One step of one series: ``series`` is a page name or "<page> DB reads"."""
-
-    series: str
-    step: Step
-    counter: bool
-
-    @property
-    def direction(self) -> str:
-        return REGRESSION if self.step.change > 0 else IMPROVEMENT
 
 
 @dataclass(frozen=True)
@@ -57,23 +44,10 @@ class Interval:
     direction: str
     found: tuple
 
-    @property
-    def name(self) -> str:
-        return f"{self.before:03d}-{self.after:03d}-{self.direction}"
-
 
 def picked_positions(count: int, stride: int) -> list:
     """The commits a scan measures: every ``stride``-th of ``count`` and always the last."""
     return [index for index in range(count) if index % stride == 0 or index == count - 1]
-
-
-def find_all(documents: list, alpha: float = 0.01, min_step_pct: float = 3.0, min_reads: float = 2.0) -> list:
-    found = []
-    for name, values in series_of(documents).items():
-        counter = name.endswith(" DB reads")
-        for step in find_steps(values, alpha, min_reads if counter else min_step_pct / 100.0, log_scale=not counter):
-            found.append(Found(name, step, counter))
-    return found
 
 
 def intervals_of(found: list) -> list:
@@ -158,7 +132,13 @@ class Scan:
     results_dir: str
     commits: list  # every first-parent commit of the range, oldest first (the good one first)
     picked: list  # positions in ``commits`` measured
-    environment: dict
+    environment: dict  # what the step script is run with
+    stride: int
+    bisect: bool  # False (BISECT=0): measure and name the steps only
+    baseline_runs: int
+    seconds_per_run: int  # for the cost said first
+    pairs: int
+    tolerances: tuple  # the configured (max regression %, max DB reads increase)
 
     @property
     def step_script(self) -> str:
@@ -211,8 +191,7 @@ def measure(scan: Scan) -> int | None:
     return None
 
 
-def bisect_environment(scan: Scan, interval: Interval, folder: str, tolerances: tuple) -> dict:
-    max_regression, max_reads = bisect_tolerances(interval, *tolerances)
+def bisect_environment(scan: Scan, interval: Interval, folder: str, max_regression: float, max_reads: float) -> dict:
     load_args = scan.environment.get("LOAD_ARGS", "")
     return {**scan.environment, "RESULTS_DIR": folder, "BISECT_FOR": interval.direction,
             "LOAD_ARGS": f"{load_args} --max-regression {max_regression:g} --max-db-reads-increase {max_reads:g}"}
@@ -227,7 +206,7 @@ def prepare_baseline(scan: Scan, interval: Interval, intervals: list, folder: st
     for name in os.listdir(folder):
         if name.startswith("baseline-") and name.endswith(".json"):
             os.unlink(os.path.join(folder, name))
-    wanted = int(environment.get("BASELINE_RUNS", "3") or 3)
+    wanted = scan.baseline_runs
     positions = baseline_positions(interval, intervals, len(scan.picked), wanted)
     for number, position in enumerate(positions, 1):
         shutil.copyfile(scan.file_of(position), os.path.join(folder, f"baseline-{number}.json"))
@@ -257,16 +236,19 @@ def run_bisect(scan: Scan, interval: Interval, folder: str, environment: dict) -
         return log.read()
 
 
-def bisect_interval(scan: Scan, interval: Interval, intervals: list, labels: list, tolerances: tuple) -> dict:
+def bisect_interval(scan: Scan, interval: Interval, intervals: list, labels: list) -> dict:
     """Bisect one step and confirm the commit found; the outcome is kept in the step's
     folder, so a scan started again does not bisect it twice."""
-    folder = os.path.join(scan.results_dir, f"step-{interval.name}")
+    # Named by the commits, not by their positions: a scan resumed with another STRIDE
+    # must not take one interval's outcome for another's.
+    folder = os.path.join(scan.results_dir,
+                          f"step-{labels[interval.before]}-{labels[interval.after]}-{interval.direction}")
     done = os.path.join(folder, "outcome.json")
     if os.path.exists(done):
         return read_json(done, "a scan's step outcome")
     os.makedirs(folder, exist_ok=True)
-    environment = bisect_environment(scan, interval, folder, tolerances)
-    max_regression, max_reads = bisect_tolerances(interval, *tolerances)
+    max_regression, max_reads = bisect_tolerances(interval, *scan.tolerances)
+    environment = bisect_environment(scan, interval, folder, max_regression, max_reads)
     outcome = {"interval": [labels[interval.before], labels[interval.after]], "direction": interval.direction,
                "steps": [describe(item.series, item.step, labels, item.counter) for item in interval.found],
                "max_regression_pct": max_regression, "max_db_reads_increase": max_reads, "baseline": None,
@@ -322,11 +304,27 @@ def whole_number(environment: dict, name: str, default: int, minimum: int = 1) -
     return int(text)
 
 
-def open_scan(good: str, bad: str, environment: dict) -> tuple:
+def seconds(environment: dict, name: str, default: float) -> float:
+    text = environment.get(name, "") or str(default)
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise UsageError(f"{name} must be a number of seconds, not {text!r}")
+    return value
+
+
+def open_scan(good: str, bad: str, environment: dict) -> Scan:
     """The scan of GOOD..BAD as the environment sets it, everything checked before a run."""
     toolkit = environment.get("TOOLKIT") or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     stride = whole_number(environment, "STRIDE", 5)
-    whole_number(environment, "BASELINE_RUNS", 3)
+    bisect = environment.get("BISECT", "1") != "0"
+    baseline_runs = whole_number(environment, "BASELINE_RUNS", 3)
+    pairs = whole_number(environment, "PAIRS", 4, minimum=2)
+    per_run = environment.get("SECONDS_PER_RUN") and whole_number(environment, "SECONDS_PER_RUN", 1)
+    per_run = per_run or round(seconds(environment, "LOAD_WARMUP", 30) + seconds(environment, "LOAD_DURATION", 120)
+                               + 60)
     configured = configured_tolerances(environment.get("LOAD_ARGS", ""))
     commits = []
     for name in (good, bad):
@@ -336,7 +334,7 @@ def open_scan(good: str, bad: str, environment: dict) -> tuple:
         commits.append(commit)
     if subprocess.run(["git", "merge-base", "--is-ancestor", *commits]).returncode != 0:
         raise UsageError(f"{good} is not an ancestor of {bad}")
-    if environment.get("BISECT", "1") != "0" and os.path.exists(git("rev-parse", "--git-path", "BISECT_LOG")):
+    if bisect and os.path.exists(git("rev-parse", "--git-path", "BISECT_LOG")):
         raise UsageError("a git bisect is in progress here: finish it (git bisect reset) first, or set BISECT=0")
     history = [commits[0], *git("rev-list", "--reverse", "--first-parent", f"{commits[0]}..{commits[1]}").split()]
     picked = picked_positions(len(history), stride)
@@ -348,20 +346,18 @@ def open_scan(good: str, bad: str, environment: dict) -> tuple:
         os.makedirs(results_dir, exist_ok=True)
     except OSError as error:
         raise UsageError(f"cannot create RESULTS_DIR {results_dir}: {error.strerror}") from None
-    scan = Scan(toolkit, results_dir, history, picked, {**environment, "RESULTS_DIR": results_dir})
-    return scan, stride, configured
+    return Scan(toolkit, results_dir, history, picked, {**environment, "RESULTS_DIR": results_dir}, stride, bisect,
+                baseline_runs, per_run, pairs, configured)
 
 
-def cost_line(scan: Scan, stride: int) -> str:
-    environment = scan.environment
-    per_run = int(environment.get("SECONDS_PER_RUN") or (int(environment.get("LOAD_WARMUP", 30))
-                                                          + int(environment.get("LOAD_DURATION", 120)) + 60))
+def cost_line(scan: Scan) -> str:
+    stride, per_run = scan.stride, scan.seconds_per_run
     todo = sum(not os.path.exists(scan.file_of(position)) for position in range(len(scan.picked)))
     line = (f"{len(scan.commits)} commits, every {stride}-th: {len(scan.picked)} to measure, {todo} not yet measured, "
             f"about {(todo * per_run + 59) // 60} minutes ({per_run} s a run)")
-    if environment.get("BISECT", "1") != "0":
+    if scan.bisect:
         steps = max(1, math.ceil(math.log2(stride)))
-        runs = steps + 2 * int(environment.get("PAIRS", 4) or 4)
+        runs = 1 + steps + 2 * scan.pairs  # a fresh baseline run, the bisect's steps, the confirmation's pairs
         line += (f"; then each step found: about {runs} runs ({(runs * per_run + 59) // 60} minutes) to bisect "
                  f"and confirm")
     return line
@@ -393,7 +389,7 @@ def write_range_report(scan: Scan, documents: list, found: list, outcomes: list,
     say(f"range report written to {path}")
 
 
-def run_scan(scan: Scan, stride: int, configured: tuple) -> int:
+def run_scan(scan: Scan) -> int:
     from .results import load_document
 
     stopped = measure(scan)
@@ -409,10 +405,10 @@ def run_scan(scan: Scan, stride: int, configured: tuple) -> int:
     intervals = intervals_of(found)
     outcomes = []
     for interval in intervals:
-        if scan.environment.get("BISECT", "1") == "0":
+        if not scan.bisect:
             print(bisect_commands(scan, interval))
             continue
-        outcome = bisect_interval(scan, interval, intervals, labels, configured)
+        outcome = bisect_interval(scan, interval, intervals, labels)
         outcomes.append(outcome)
         print("\n".join(outcome_lines(outcome)), flush=True)
     write_summary(scan, found, outcomes, labels)
@@ -426,14 +422,14 @@ def main(argv=None) -> int:
         say("usage: scan-range.sh GOOD_COMMIT BAD_COMMIT (settings through the environment: see its header)")
         return EXIT_USAGE
     try:
-        scan, stride, configured = open_scan(argv[0], argv[1], dict(os.environ))
+        scan = open_scan(argv[0], argv[1], dict(os.environ))
     except UsageError as error:
         say(str(error))
         return EXIT_USAGE
-    say(cost_line(scan, stride))
+    say(cost_line(scan))
     back = git("symbolic-ref", "-q", "--short", "HEAD", check=False) or git("rev-parse", "HEAD")
     try:
-        return run_scan(scan, stride, configured)
+        return run_scan(scan)
     except UsageError as error:
         say(str(error))
         return EXIT_USAGE

@@ -97,8 +97,7 @@ def test_a_scan_of_40_commits_finds_three_changes_and_the_bisects_name_their_com
 # ---- the scan's arithmetic, pure
 
 def found(series: str, before: int, change: float, counter: bool = False):
-    from moodleload.changepoints import Step
-    from moodleload.scan import Found
+    from moodleload.changepoints import Found, Step
 
     return Found(series, Step(before, before + 1, math.exp(change), change, 0.001), counter)
 
