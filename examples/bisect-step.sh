@@ -70,6 +70,14 @@ trap cleanup EXIT
 mkdir -p "$RESULTS_DIR" || { say "cannot create $RESULTS_DIR"; exit 128; }
 BISECT_FOR=${BISECT_FOR:-regression}
 case "$BISECT_FOR" in regression|improvement) ;; *) say "BISECT_FOR must be regression or improvement"; exit 128 ;; esac
+# Files every step needs, checked before anything runs: a snapshot that is not there would
+# otherwise make every commit "cannot test" (125) and the bisect skip its way to nothing.
+for setting in PRETEST_DUMP MOODLE_CONFIG; do
+    if [ -n "${!setting:-}" ] && [ ! -r "${!setting}" ]; then
+        say "$setting ${!setting} is not a readable file: fix the path (relative paths are read from $(pwd))"
+        exit 128
+    fi
+done
 new_term=bad old_term=good  # git bisect's terms: refs/bisect/<new_term>, refs/bisect/<old_term>-*
 [ "$BISECT_FOR" = improvement ] && new_term=fast old_term=slow
 

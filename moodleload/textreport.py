@@ -54,9 +54,10 @@ def format_report(document: dict) -> str:
 
 
 def summary_json(summary: dict) -> str:
-    """The summary as one compact JSON line: greppable, and it keeps the verdict at the end of
-    the output instead of burying it under a page of keys."""
-    return json.dumps(summary, separators=(",", ":"))
+    """The run's headline numbers as one compact JSON line: greppable, and it keeps the verdict
+    at the end of the output.  Per-URL numbers are in the table above and in the results file
+    (summary.urls), so the line stays short however many pages a run has."""
+    return json.dumps({key: value for key, value in summary.items() if key != "urls"}, separators=(",", ":"))
 
 
 def rate_hints(document: dict) -> list:

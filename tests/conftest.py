@@ -3,6 +3,7 @@ database each, and the simulated Moodle site served over loopback."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -18,6 +19,30 @@ from sim.mycluster import MyCluster, MyUnavailable  # noqa: E402
 from sim.pgcluster import PgCluster, PgUnavailable  # noqa: E402
 from sim.server import SimServer  # noqa: E402
 from sim.site import MemoryUsers, MoodleSite, MySQLUsers, PostgresUsers, SiteSettings  # noqa: E402
+
+RESULTS_SCHEMA = os.path.join(ROOT, "docs", "results.schema.json")
+
+
+@pytest.fixture(autouse=True)
+def written_results_follow_the_schema(monkeypatch):
+    """Every results document any test makes the tool save is checked against the published
+    JSON Schema (docs/results.schema.json) as it is written: the schema is what users build on."""
+    import jsonschema
+
+    from moodleload import results
+
+    with open(RESULTS_SCHEMA) as handle:
+        validator = jsonschema.Draft202012Validator(json.load(handle))
+    write = results.write_json_atomically
+
+    def checked(path, document, **options):
+        errors = sorted(validator.iter_errors(document), key=lambda error: list(error.absolute_path))
+        assert not errors, f"{path} breaks docs/results.schema.json: " + "; ".join(
+            f"{'/'.join(map(str, error.absolute_path))}: {error.message[:200]}" for error in errors[:5])
+        return write(path, document, **options)
+
+    monkeypatch.setattr(results, "write_json_atomically", checked)
+
 
 MOODLE_TABLES = ("user", "user_preferences", "config", "course", "enrol", "user_enrolments", "modules",
                  "course_modules", "forum", "forum_discussions", "forum_posts")

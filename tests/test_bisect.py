@@ -161,6 +161,15 @@ def test_a_snapshot_that_cannot_be_restored_stops_the_bisect(maria_db, tmp_path)
 
 # ---- a step that cannot tell runs again, sized from the noise (issue 22)
 
+def test_a_snapshot_that_is_not_there_stops_the_bisect_before_anything_runs(tmp_path):
+    env = {**os.environ, "PYTHON": sys.executable, "PRETEST_DUMP": str(tmp_path / "missing.dump"),
+           "RESULTS_DIR": str(tmp_path / "results"), "PREPARE_CMD": f"touch {tmp_path}/prepared"}
+    result = subprocess.run([STEP], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 128
+    assert "PRETEST_DUMP" in result.stderr and "not a readable file" in result.stderr
+    assert not (tmp_path / "prepared").exists()
+
+
 def test_a_ten_percent_slower_step_on_a_noisy_site_is_never_answered_good(tmp_path):
     """Every start of the simulated site shifts all its pages by a lognormal 6 %, as a
     prepared real site on a busy machine does: a +10 % step gets more runs, then 1 or 125."""

@@ -352,5 +352,6 @@ def test_the_summary_is_one_json_line_and_the_verdict_comes_last(sim_factory, tm
     assert run_load(write_config(tmp_path / "config.json", server.url)) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     summary = json.loads(next(line for line in lines if line.startswith("[SUMMARY] "))[len("[SUMMARY] "):])
-    assert {"req_per_min_observed", "latency_ms_p50", "latency_ms_p95", "latency_ms_p99", "urls"} <= set(summary)
+    assert {"req_per_min_observed", "latency_ms_p50", "latency_ms_p95", "latency_ms_p99", "failures"} <= set(summary)
+    assert "urls" not in summary  # per page: the table above it and the results file
     assert lines[-1].startswith("[VERDICT] good")
