@@ -17,7 +17,6 @@ from .console import Printer, silence_closed_stdout
 from .databases import DatabaseError, database_for
 from .exits import (
     EXIT_FAULT,
-    EXIT_GOOD,
     EXIT_SIGINT,
     EXIT_USAGE,
     STOPPING_SIGNALS,
@@ -40,7 +39,7 @@ from .runs import compare_runs
 from .scheduler import LoadRun, RunSettings
 from .statements import Watcher, statement_changes
 from .textreport import format_comparison, format_report, format_trust, rate_hints
-from .verdict import RunFacts, Verdict, decide, delivery_problems, judge_run
+from .verdict import RunFacts, Verdict, delivery_problems, judge_run
 from .views import trust_signals
 
 
@@ -223,20 +222,26 @@ def run_compare(args, say) -> int:
     new["summary"] = summarize(new)
     say(format_comparison(comparison))
     others = {**labelled("--compare", args.compare[:-1], bases), **labelled("--rerun", args.rerun or [], reruns)}
-    verdict = decide(new["summary"], gates_from(args), comparison, new.get("logins"), undelivered(new, others))
+    verdict = judge_run(RunFacts(new["summary"], gates_from(args), comparison, new.get("logins"),
+                                 undelivered=tuple(undelivered(new, others)),
+                                 stopped_early=new["metadata"]["interrupted"]))
     return conclude(args, say, new, verdict, baseline=base, comparison=comparison)
 
 
 def run_pairs(args, say) -> int:
     """--pairs PARENT CULPRIT ...: confirm (0), clear (1) or cannot tell (125) a culprit."""
+    asked = [exporter.option for exporter in EXPORTERS if getattr(args, exporter.dest)]
+    if asked:
+        raise UsageError(f"--pairs writes no {', '.join(asked)}: a confirmation is its verdict lines; report one "
+                         f"run with --report HTML RESULTS, or a pair with --compare PARENT CULPRIT")
     documents = [load_document(path) for path in args.pairs]
     if len(documents) % 2:
         raise UsageError("--pairs needs PARENT CULPRIT PARENT CULPRIT ...: an even number of results files")
     check_distinct(labelled("--pairs", args.pairs, documents))
     parents, culprits = documents[0::2], documents[1::2]
-    verdict, _ = confirm(parents, culprits, thresholds_from(args))
-    for line in verdict.lines():
-        print(line)
+    confirmation, _ = confirm(parents, culprits, thresholds_from(args))
+    verdict = judge_run(RunFacts(None, gates_from(args), confirmation=confirmation))
+    announce(print, verdict)
     return verdict.status
 
 
@@ -248,11 +253,9 @@ def run_saved_report(args, say) -> int:
     document = load_document(args.results)
     document["summary"] = summarize(document)
     comparison = document.get("comparison")
-    if document["metadata"]["interrupted"]:
-        verdict = Verdict.cannot_judge(["the run was interrupted before its end: what was measured is shown"])
-    else:
-        verdict = decide(document["summary"], gates_from(args), comparison, document.get("logins"),
-                         undelivered(document, {}))
+    verdict = judge_run(RunFacts(document["summary"], gates_from(args), comparison, document.get("logins"),
+                                 undelivered=tuple(undelivered(document, {})),
+                                 stopped_early=document["metadata"]["interrupted"]))
     return conclude(args, say, document, verdict, comparison=comparison)
 
 
@@ -260,13 +263,15 @@ def run_merge(args, say) -> int:
     if not args.output:
         raise UsageError("--merge needs --output for the merged results")
     merged = merge_documents([load_document(path) for path in args.merge])  # summarised by the merge
-    failed = save_results(args.output, merged, say)
+    not_recorded = save_results(args.output, merged, say)
     say(format_report(merged))
-    if failed is not None:
-        announce(print, failed)
-        return failed.status
-    say(f"[INFO] merged {len(args.merge)} results into {args.output}")
-    return EXIT_GOOD
+    if not_recorded is None:
+        say(f"[INFO] merged {len(args.merge)} results into {args.output}")
+    # The merged run is judged as the --processes parent judges its shards' merge.
+    verdict = judge_run(RunFacts(merged["summary"], gates_from(args), logins=merged.get("logins"),
+                                 undelivered=tuple(undelivered(merged, {})), not_recorded=not_recorded,
+                                 stopped_early=merged["metadata"]["interrupted"]))
+    return conclude(args, say, merged, verdict)
 
 
 def run_load(args, argv: list, parser, say, measured: dict) -> int:
@@ -339,8 +344,7 @@ def run_load(args, argv: list, parser, say, measured: dict) -> int:
                   f"(set_moodle_passwords.py) and that the site is up", file=sys.stderr)
             verdict = judge_run(RunFacts(document["summary"], gates_from(args), logins=document.get("logins"),
                                          logged_in=0, not_recorded=not_recorded, interrupted=interrupted))
-            announce(judge, verdict)
-            return verdict.status
+            return conclude(args, say, document, verdict, judge=judge)
     measured["document"] = document
     comparison = None
     if baseline is not None:

@@ -196,7 +196,7 @@ class RunFacts:
     """Everything a load run knows when it ends, for the one function that turns it into
     the exit status."""
 
-    summary: dict
+    summary: dict | None
     gates: Gates
     comparison: dict | None = None
     logins: dict | None = None
@@ -205,15 +205,20 @@ class RunFacts:
     not_recorded: Verdict | None = None  # the results could not be written where asked
     dead_shards: tuple = ()  # --processes children that died, each named
     interrupted: int | None = None  # the exit status of the signal that stopped the run
+    stopped_early: bool = False  # a saved run that records it was interrupted (--report RESULTS, --merge)
+    confirmation: Verdict | None = None  # --pairs: the culprit confirmed, cleared or undecided (pairs.confirm)
 
 
 def judge_run(facts: RunFacts) -> Verdict:
-    """The exit status of a load run and its reasons, in order of what overrides what:
-    results not recorded (200: nothing to hand a bisect), no user logged in (the signal, a
-    site not reached, else 125), shards that died (125), a stop by a signal (its status),
+    """The exit status of every mode and its reasons, in order of what overrides what:
+    results not recorded (200: nothing to hand a bisect), a confirmation's own verdict
+    (--pairs), no user logged in (the signal, a site not reached, else 125), shards that
+    died (125), a stop by a signal (its status), a saved run that was stopped early (125),
     then the run's own verdict (decide)."""
     if facts.not_recorded is not None:
         return facts.not_recorded
+    if facts.confirmation is not None:
+        return facts.confirmation
     if not facts.logged_in:
         if facts.interrupted:
             return Verdict(facts.interrupted, "interrupted", ("stopped while logging in",))
@@ -226,4 +231,8 @@ def judge_run(facts: RunFacts) -> Verdict:
     if facts.interrupted:
         return Verdict(facts.interrupted, "interrupted",
                        ("the run was stopped before its end: what was measured is shown",))
+    if facts.summary is None:
+        raise ValueError("judge_run: a run's facts need its summary")
+    if facts.stopped_early:
+        return Verdict.cannot_judge(["the run was interrupted before its end: what was measured is shown"])
     return decide(facts.summary, facts.gates, facts.comparison, facts.logins, list(facts.undelivered))

@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ElementTree
 
 import moodle_load
 from helpers import run_load, write_config
-from moodleload.exits import EXIT_BAD, EXIT_GOOD, EXIT_USAGE
+from moodleload.exits import EXIT_BAD, EXIT_CANNOT_JUDGE, EXIT_GOOD, EXIT_USAGE
 from moodleload.exporters import EXPORTERS
 
 
@@ -62,3 +62,23 @@ def test_an_export_onto_the_results_file_is_refused_before_any_load(sim_factory,
     path = str(tmp_path / "run.json")
     assert run_load(config, "--export-csv", path, output=path) == EXIT_USAGE
     assert server.site.stats.requests == 0 and "--export-csv" in capsys.readouterr().err
+
+
+def test_a_run_where_nobody_could_log_in_still_writes_the_asked_export(sim_factory, tmp_path):
+    server = sim_factory(password="another password")
+    config = write_config(tmp_path / "config.json", server.url)
+    assert run_load(config, "--export-junit", str(tmp_path / "run.xml")) == EXIT_CANNOT_JUDGE
+    suite = ElementTree.parse(tmp_path / "run.xml").getroot()
+    assert suite.get("skipped") == "1" and "no user could log in" in suite.find("testcase/skipped").get("message")
+
+
+def test_a_merge_ends_in_the_merged_runs_verdict_and_writes_the_asked_export(sim_factory, tmp_path):
+    server = sim_factory()
+    config = write_config(tmp_path / "config.json", server.url)
+    for shard in (1, 2):
+        assert run_load(config, "--shard", f"{shard}/2", output=tmp_path / f"s{shard}.json") == EXIT_GOOD
+    status = moodle_load.main(["--merge", str(tmp_path / "s1.json"), str(tmp_path / "s2.json"), "--output",
+                               str(tmp_path / "merged.json"), "--export-csv", str(tmp_path / "merged.csv"),
+                               "--max-p95-ms", "0.001"])
+    assert status == EXIT_BAD  # the gate judges the merged run, as --processes' parent does
+    assert (tmp_path / "merged.csv").read_text().splitlines()[1].endswith(",bad,1")

@@ -58,3 +58,9 @@ def test_the_command_line_needs_whole_pairs(tmp_path, capsys):
     path = os.path.join(DATA, "real-site", "base.json")
     assert moodle_load.main(["--pairs", path, path, path]) == EXIT_USAGE
     assert "even number" in capsys.readouterr().err
+
+
+def test_a_confirmation_asked_for_a_report_is_refused_before_it_reads_anything(tmp_path, capsys):
+    path = os.path.join(DATA, "real-site", "base.json")
+    assert moodle_load.main(["--pairs", path, path, "--report", str(tmp_path / "r.html")]) == EXIT_USAGE
+    assert "--pairs writes no --report" in capsys.readouterr().err and not (tmp_path / "r.html").exists()

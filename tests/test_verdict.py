@@ -169,9 +169,12 @@ NOT_RECORDED = Verdict(EXIT_FAULT, "not recorded", ("the results could not be wr
     (dict(dead_shards=("shard 2/2 died",)), EXIT_CANNOT_JUDGE, "cannot judge"),
     (dict(dead_shards=("shard 2/2 died",), interrupted=EXIT_SIGTERM), EXIT_SIGTERM, "interrupted"),
     (dict(interrupted=EXIT_SIGTERM, comparison=REGRESSION), EXIT_SIGTERM, "interrupted"),
+    (dict(stopped_early=True, comparison=REGRESSION), EXIT_CANNOT_JUDGE, "cannot judge"),
+    (dict(summary=None, confirmation=Verdict(EXIT_BAD, "not confirmed")), EXIT_BAD, "not confirmed"),
+    (dict(summary=None, confirmation=Verdict(EXIT_GOOD, "confirmed")), EXIT_GOOD, "confirmed"),
 ], ids=["good", "bad", "unsure", "undelivered", "undelivered-beats-bad", "no-requests", "not-recorded-beats-bad",
         "not-recorded-without-logins", "no-logins", "stopped-while-logging-in", "dead-shard", "stopped-with-dead-shard",
-        "stopped-beats-bad"])
+        "stopped-beats-bad", "saved-stopped-run", "pairs-not-confirmed", "pairs-confirmed"])
 def test_the_exit_status_of_a_run_is_chosen_in_one_place(facts, status, word):
     arguments = {"summary": healthy_summary(), "gates": Gates(), **facts}
     verdict = judge_run(RunFacts(**arguments))
