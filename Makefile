@@ -20,6 +20,7 @@ demo: $(BIN)/.installed
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
+	$(BIN)/mypy moodleload
 
 dist:
 	$(PYTHON) -m moodleload.build dist

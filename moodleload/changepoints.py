@@ -105,11 +105,14 @@ def series_of(documents: list, minimum_blocks: int = 8) -> dict:
     series = {}
     for name in names:
         times = [run_value(document["urls"][name], minimum_blocks) for document in documents]
-        if all(value is not None and value > 0 for value in times):
-            series[name] = [math.log(value) for value in times]
-        reads = [document["urls"][name].get("footer", {}).get("db_reads") for document in documents]
-        if all(reads):
-            series[name + COUNTER_SUFFIX] = [float(counter_median(tally)) for tally in reads]
+        positive = [value for value in times if value is not None and value > 0]
+        if len(positive) == len(times):
+            series[name] = [math.log(value) for value in positive]
+        reads = [counter_median(document["urls"][name].get("footer", {}).get("db_reads") or {})
+                 for document in documents]
+        known = [float(median) for median in reads if median is not None]
+        if len(known) == len(reads):
+            series[name + COUNTER_SUFFIX] = known
     return series
 
 

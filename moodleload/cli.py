@@ -275,6 +275,8 @@ def run_merge(args, say) -> int:
 
 
 def run_load(args, argv: list, parser, say, measured: dict) -> int:
+    """A load: everything checked, the load made (in this process or in --processes shards),
+    then reported and judged."""
     config, digest = load_config(args.config)
     if args.processes > len(config.users):
         raise UsageError(f"--processes {args.processes} is more than the {len(config.users)} users in "
@@ -289,14 +291,8 @@ def run_load(args, argv: list, parser, say, measured: dict) -> int:
         raise UsageError("--rerun needs --baseline: earlier runs of this commit are judged against a baseline")
     check_distinct({**labelled("--baseline", args.baseline or [], bases),
                     **labelled("--rerun", args.rerun or [], reruns)})
-    baseline = bases[0] if bases else None
-    shard = parse_shard(args.shard)
-    settings = RunSettings(rpm=args.rpm, duration=args.duration, concurrency=args.concurrency,
-                           warmup=args.warmup, seed=args.seed, insecure=args.insecure,
-                           login_timeout=args.login_timeout, request_timeout=args.request_timeout,
-                           progress=args.progress, blocks=args.blocks, shard=shard, drain=args.drain,
-                           http_client=resolve_http_client(args.http_client),
-                           max_body=int(args.max_body_mb * 1024 * 1024))
+    settings = run_settings(args)
+    shard = settings.shard
     say(f"[INFO] moodle_load.py {__version__}: {config.base_url}, {settings.rpm:g} RPM for "
         f"{settings.duration:g} s (+{settings.warmup:g} s warm-up), seed {settings.seed}"
         + (f", shard {shard[0]}/{shard[1]}" if shard[1] > 1 else ""))
@@ -305,51 +301,84 @@ def run_load(args, argv: list, parser, say, measured: dict) -> int:
     watcher = open_query_stats(args, say) if args.query_stats and (args.processes > 1 or shard[0] == 1) else None
     if args.metrics:
         check_metrics_urls(args.metrics)
-    if watcher is not None and args.processes > 1:
-        watcher.close()
-        watcher = None
-    dead_shards = []
     if args.processes > 1:
+        if watcher is not None:
+            watcher.close()
         document, early_status, interrupted, dead_shards = run_processes(args.processes,
                                                                          argv_for(parser, args, PARENT_ONLY))
         for line in dead_shards:
             say(f"[ERROR] {line}")
-        if document is not None and moodle is not None:
-            document["metadata"]["moodle"] = moodle
-        if early_status is not None:
+        if document is None or early_status is not None:
             say("[ERROR] the generator processes produced no results")
-            return early_status
+            return early_status if early_status is not None else EXIT_FAULT
     else:
-        run = LoadRun(config, settings, say)
-        run.window_watch = watcher
-        if args.metrics and shard[0] == 1:
-            run.metrics_scraper = Scraper(args.metrics)
-        try:
-            interrupted = run_with_signals(run)
-        finally:
-            if watcher is not None:
-                watcher.close()
-        if watcher is not None and watcher.problem:
-            say(f"[WARN] {watcher.problem}")
-        document = measured["document"] = build_document(run, argv, digest)
-        if moodle is not None:
-            document["metadata"]["moodle"] = moodle
-        if run.fault is not None:
-            raise run.fault
-        document["summary"] = summarize(document)  # a merge of --processes shards comes summarised
-        if run.logins_ok == 0:
-            not_recorded = save_results(args.output, document, say, measured) if args.output else None
-            reasons = ", ".join(f"{k} {v}" for k, v in run.login_failures.items()) or "interrupted"
-            print(f"[ERROR] No user could log in ({reasons}): check base_url, the users' passwords "
-                  f"(set_moodle_passwords.py) and that the site is up", file=sys.stderr)
-            verdict = judge_run(RunFacts(document["summary"], gates_from(args), logins=document.get("logins"),
-                                         logged_in=0, not_recorded=not_recorded, interrupted=interrupted))
-            return conclude(args, say, document, verdict, judge=judge)
+        document, interrupted, nobody = run_in_process(args, config, settings, watcher, moodle, argv, digest,
+                                                       say, measured)
+        dead_shards = []
+        if nobody is not None:
+            return conclude(args, say, document, nobody, judge=judge)
+    if moodle is not None:
+        document["metadata"]["moodle"] = moodle
     measured["document"] = document
     comparison = None
-    if baseline is not None:
+    if bases:
         comparison = document["comparison"] = judge_against(bases, [document, *reruns], thresholds_from(args), say)
     not_recorded = save_results(args.output, document, say, measured) if args.output else None
+    say_report(say, document, comparison)
+    if args.output and not_recorded is None:
+        say(f"[INFO] results written to {args.output}")
+    others = {**labelled("--baseline", args.baseline or [], bases), **labelled("--rerun", args.rerun or [], reruns)}
+    verdict = judge_run(RunFacts(document["summary"], gates_from(args), comparison, document.get("logins"),
+                                 undelivered=tuple(undelivered(document, others)), not_recorded=not_recorded,
+                                 dead_shards=tuple(dead_shards), interrupted=interrupted))
+    return conclude(args, say, document, verdict, baseline=bases[0] if bases else None, comparison=comparison,
+                    judge=judge)
+
+
+def run_settings(args) -> RunSettings:
+    return RunSettings(rpm=args.rpm, duration=args.duration, concurrency=args.concurrency,
+                       warmup=args.warmup, seed=args.seed, insecure=args.insecure,
+                       login_timeout=args.login_timeout, request_timeout=args.request_timeout,
+                       progress=args.progress, blocks=args.blocks, shard=parse_shard(args.shard), drain=args.drain,
+                       http_client=resolve_http_client(args.http_client),
+                       max_body=int(args.max_body_mb * 1024 * 1024))
+
+
+def run_in_process(args, config, settings: RunSettings, watcher, moodle: dict | None, argv: list, digest: str, say,
+                   measured: dict) -> tuple[dict, int | None, Verdict | None]:
+    """The load in this process: (results, the status of a stopping signal, the verdict when
+    nobody could log in).  A fault of the tool is raised after what was measured is kept."""
+    run = LoadRun(config, settings, say)
+    run.window_watch = watcher
+    if args.metrics and settings.shard[0] == 1:
+        run.metrics_scraper = Scraper(args.metrics)
+    try:
+        interrupted = run_with_signals(run)
+    finally:
+        if watcher is not None:
+            watcher.close()
+    if watcher is not None and watcher.problem:
+        say(f"[WARN] {watcher.problem}")
+    document = measured["document"] = build_document(run, argv, digest)
+    if moodle is not None:
+        document["metadata"]["moodle"] = moodle
+    if run.fault is not None:
+        raise run.fault
+    document["summary"] = summarize(document)  # a merge of --processes shards comes summarised
+    if run.logins_ok:
+        return document, interrupted, None
+    not_recorded = save_results(args.output, document, say, measured) if args.output else None
+    reasons = ", ".join(f"{k} {v}" for k, v in run.login_failures.items()) or "interrupted"
+    print(f"[ERROR] No user could log in ({reasons}): check base_url, the users' passwords "
+          f"(set_moodle_passwords.py) and that the site is up", file=sys.stderr)
+    return document, interrupted, judge_run(RunFacts(document["summary"], gates_from(args),
+                                                     logins=document.get("logins"), logged_in=0,
+                                                     not_recorded=not_recorded, interrupted=interrupted))
+
+
+def say_report(say, document: dict, comparison: dict | None) -> None:
+    """The text report of a run: the tables, its trust signals, the servers beside it, and
+    the comparison."""
     say(format_report(document))
     for line in format_trust(trust_signals(document)):
         say(line)
@@ -361,13 +390,6 @@ def run_load(args, argv: list, parser, say, measured: dict) -> int:
         say(hint)
     if comparison is not None:
         say(format_comparison(comparison))
-    if args.output and not_recorded is None:
-        say(f"[INFO] results written to {args.output}")
-    others = {**labelled("--baseline", args.baseline or [], bases), **labelled("--rerun", args.rerun or [], reruns)}
-    verdict = judge_run(RunFacts(document["summary"], gates_from(args), comparison, document.get("logins"),
-                                 undelivered=tuple(undelivered(document, others)), not_recorded=not_recorded,
-                                 dead_shards=tuple(dead_shards), interrupted=interrupted))
-    return conclude(args, say, document, verdict, baseline=baseline, comparison=comparison, judge=judge)
 
 
 def run_with_signals(run: LoadRun) -> int | None:
@@ -384,10 +406,10 @@ def run_with_signals(run: LoadRun) -> int | None:
 
     try:
         import uvloop  # optional: a faster event loop where installed
-        run_loop = uvloop.run
     except ImportError:
-        run_loop = asyncio.run
-    run_loop(runner())
+        asyncio.run(runner())
+    else:
+        uvloop.run(runner())
     return None if run.interrupted_by is None else exit_for_signal(run.interrupted_by)
 
 

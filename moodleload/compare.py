@@ -113,7 +113,7 @@ def judge_counts(base_failed: int, base_total: int, new_failed: int, new_total: 
                  new_reads: float | None, thresholds: Thresholds, alpha: float, failure_kinds: dict) -> dict:
     """The start of a URL's row: what needs no clock.  More failures (a proportions test, and
     a rise of at least a point) or more DB reads per page is a regression on its own."""
-    row = {"verdict": "same", "reasons": []}
+    row: dict = {"verdict": "same", "reasons": []}
     base_rate = base_failed / base_total if base_total else 0.0
     new_rate = new_failed / new_total if new_total else 0.0
     failures_p = failure_increase_p(base_failed, base_total, new_failed, new_total)

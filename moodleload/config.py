@@ -7,7 +7,8 @@ import hashlib
 import json
 import math
 import re
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from .exits import UsageError
@@ -27,6 +28,7 @@ class Parameter:
         """The value for a uniform number in [0, 1)."""
         if self.values:
             return self.values[int(unit * len(self.values))]
+        assert self.minimum is not None and self.maximum is not None  # a range, where there is no list
         return self.minimum + int(unit * (self.maximum - self.minimum + 1))
 
 
@@ -263,14 +265,15 @@ def check_journeys(raw, parameters: dict, names: set) -> list:
         journey_name = _name(entry, key, f"journey {number + 1}")
         known = set(parameters) | set(BUILT_IN_PLACEHOLDERS)
         draws: list = []
-        steps = []
+        steps: list[Step] = []
         for position, raw_step in enumerate(entry["steps"]):
             step_key = f"{key}.steps[{position}]"
             if not isinstance(raw_step, dict):
                 raise UsageError(f"config: {step_key} must be an object")
-            kinds = [kind for kind in ("path", "submit", "call", "logout") if kind in raw_step]
+            kinds = [kind for kind in STEP_KINDS if kind in raw_step]
             if len(kinds) != 1:
-                raise UsageError(f"config: {step_key} needs exactly one of 'path', 'submit', 'call' or 'logout'")
+                raise UsageError(f"config: {step_key} needs exactly one of "
+                                 + ", ".join(f"'{kind}'" for kind in STEP_KINDS))
             kind = kinds[0]
             step = _step(raw_step, kind, step_key, known, draws, steps)
             if step.name in names:
@@ -288,6 +291,7 @@ def check_journeys(raw, parameters: dict, names: set) -> list:
 
 
 def _step(raw: dict, kind: str, key: str, known: set, draws: list, before: list) -> Step:
+    """A journey step: what every kind has (take, counts), then its kind's own parser."""
     takes = raw.get("take", {})
     if not isinstance(takes, dict) or not all(isinstance(v, str) for v in takes.values()):
         raise UsageError(f"config: {key}.take must map names to regular expressions with one group")
@@ -305,43 +309,59 @@ def _step(raw: dict, kind: str, key: str, known: set, draws: list, before: list)
     counts = raw.get("counts")
     if counts is not None and (not isinstance(counts, str) or not counts):
         raise UsageError(f"config: {key}.counts must name what a success counts as, e.g. \"replies posted\"")
-    common = {"takes": tuple(compiled), "counts": counts}
-    if kind == "path":
-        path = raw["path"]
-        if not isinstance(path, str) or not path.startswith("/"):
-            raise UsageError(f"config: {key}.path must start with '/'")
-        draws += _check_placeholders(path, f"{key}.path", known)
-        calls = raw.get("calls", [])
-        if calls != "browser":
-            if not isinstance(calls, list):
-                raise UsageError(f"config: {key}.calls must be \"browser\" or a list of {{\"methodname\", \"args\"}}")
-            calls = tuple(_call(call, f"{key}.calls[{n}]", known, draws) for n, call in enumerate(calls))
-        return Step(name=_name(raw, key, path), kind="page", path=path, calls=calls, **common)
-    if kind == "submit":
-        if not before or before[-1].kind != "page":
-            raise UsageError(f"config: {key} submits a form, so the step before it must be the page holding it")
-        form = raw["submit"]
-        if not isinstance(form, str) or not form:
-            raise UsageError(f"config: {key}.submit must be the form's id, e.g. \"mformforum\"")
-        fields = raw.get("fields", {})
-        if not isinstance(fields, dict) or not all(isinstance(v, str) for v in fields.values()):
-            raise UsageError(f"config: {key}.fields must map field names to strings")
-        for value in fields.values():
-            draws += _check_placeholders(value, f"{key}.fields", known)
-        expect = raw.get("expect")
-        if expect is not None and (not isinstance(expect, str) or not expect.startswith("/")):
-            raise UsageError(f"config: {key}.expect must be the path a good submission redirects to")
-        button = raw.get("button")
-        if button is not None and not isinstance(button, str):
-            raise UsageError(f"config: {key}.button must be the name of a submit button")
-        return Step(name=_name(raw, key, f"{before[-1].name}: submit"), kind="submit", form=form,
-                    fields=tuple(fields.items()), button=button, expect=expect, **common)
-    if kind == "call":
-        call = _call(raw["call"], f"{key}.call", known, draws)
-        return Step(name=_name(raw, key, call.name), kind="call", call=call, **common)
+    step = STEP_KINDS[kind](raw, key, known, draws, before)
+    return replace(step, takes=tuple(compiled), counts=counts)
+
+
+def _page_step(raw: dict, key: str, known: set, draws: list, before: list) -> Step:
+    path = raw["path"]
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise UsageError(f"config: {key}.path must start with '/'")
+    draws += _check_placeholders(path, f"{key}.path", known)
+    calls = raw.get("calls", [])
+    if calls != "browser":
+        if not isinstance(calls, list):
+            raise UsageError(f"config: {key}.calls must be \"browser\" or a list of {{\"methodname\", \"args\"}}")
+        calls = tuple(_call(call, f"{key}.calls[{n}]", known, draws) for n, call in enumerate(calls))
+    return Step(name=_name(raw, key, path), kind="page", path=path, calls=calls)
+
+
+def _submit_step(raw: dict, key: str, known: set, draws: list, before: list) -> Step:
+    if not before or before[-1].kind != "page":
+        raise UsageError(f"config: {key} submits a form, so the step before it must be the page holding it")
+    form = raw["submit"]
+    if not isinstance(form, str) or not form:
+        raise UsageError(f"config: {key}.submit must be the form's id, e.g. \"mformforum\"")
+    fields = raw.get("fields", {})
+    if not isinstance(fields, dict) or not all(isinstance(v, str) for v in fields.values()):
+        raise UsageError(f"config: {key}.fields must map field names to strings")
+    for value in fields.values():
+        draws += _check_placeholders(value, f"{key}.fields", known)
+    expect = raw.get("expect")
+    if expect is not None and (not isinstance(expect, str) or not expect.startswith("/")):
+        raise UsageError(f"config: {key}.expect must be the path a good submission redirects to")
+    button = raw.get("button")
+    if button is not None and not isinstance(button, str):
+        raise UsageError(f"config: {key}.button must be the name of a submit button")
+    return Step(name=_name(raw, key, f"{before[-1].name}: submit"), kind="submit", form=form,
+                fields=tuple(fields.items()), button=button, expect=expect)
+
+
+def _call_step(raw: dict, key: str, known: set, draws: list, before: list) -> Step:
+    call = _call(raw["call"], f"{key}.call", known, draws)
+    return Step(name=_name(raw, key, call.name), kind="call", call=call)
+
+
+def _logout_step(raw: dict, key: str, known: set, draws: list, before: list) -> Step:
     if raw["logout"] is not True:
         raise UsageError(f"config: {key}.logout must be true")
-    return Step(name=_name(raw, key, "logout"), kind="logout", **common)
+    return Step(name=_name(raw, key, "logout"), kind="logout")
+
+
+# The kinds of journey step: the config key that makes a step of that kind, and its parser.
+# A new kind is one parser here and one runner in journeys.STEP_RUNNERS.
+STEP_KINDS: dict[str, Callable[[dict, str, set, list, list], Step]] = {
+    "path": _page_step, "submit": _submit_step, "call": _call_step, "logout": _logout_step}
 
 
 def check_base_url(base_url) -> tuple[str, str | None]:

@@ -98,8 +98,7 @@ class Postgres:
 
     lock_clause = " FOR UPDATE OF u"
 
-    @staticmethod
-    def store_hash(cur, password_hash: str) -> None:
+    def store_hash(self, cur, password_hash: str) -> None:
         """The hash into a temporary table by COPY: never in the text of a statement, so it is
         neither in pg_stat_activity nor in the server's log of a failing statement."""
         cur.execute("CREATE TEMPORARY TABLE moodleload_password (hash text NOT NULL) ON COMMIT DROP")

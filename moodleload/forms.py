@@ -89,8 +89,8 @@ def _read_controls(inner: str, form: Form) -> None:
     """Successful controls as HTML defines them: enabled, named; checkboxes and radios only
     when checked; a select's selected options (a single select without one: its first);
     textareas' text; file inputs and non-submit buttons never."""
-    select = None  # (name, multiple, options, selected)
-    textarea = None  # (name, start of its text)
+    select: tuple | None = None  # (name, multiple, options, selected)
+    textarea: tuple | None = None  # (name, start of its text)
     for match in CONTROL.finditer(inner):
         tag, rest, closing = match.group(1), match.group(2), match.group(3)
         if closing:
@@ -236,7 +236,7 @@ def browser_calls(body: bytes, page_url: str, midnight: int, seen_courses: set) 
     browser was seen making them (docs/browser-calls.md), found from what the page holds:
     the dashboard's blocks, a course page's state (first visit per session only), a user
     tour, the editor's autosave.  (methodname, args) in order."""
-    calls = [("core_message_get_unsent_message", {})]
+    calls: list[tuple[str, dict]] = [("core_message_get_unsent_message", {})]
     context = CONTEXT_ID.search(body)
     if b"block_recentlyaccesseditems" in body:
         calls.append(("block_recentlyaccesseditems_get_recent_items", {"limit": 9}))

@@ -160,12 +160,12 @@ class _Connection(asyncio.Protocol):
 
     def _new_message(self) -> None:
         self.location = ""
-        self.set_cookies = []
+        self.set_cookies: list = []
         self.encoding = b""
         self.delimited = False  # Content-Length or chunked: else the body ends when the server closes
         self.headers_done = False
         self.head_bytes = 0
-        self.chunks = []
+        self.chunks: list = []
         self.body_bytes = 0
 
     # -- asyncio.Protocol
@@ -260,6 +260,7 @@ class _Connection(asyncio.Protocol):
         self.received = False
         self.waiter = loop.create_future()
         self.timer = loop.call_at(deadline, self._timed_out)
+        assert self.transport is not None  # connection_made came before the first exchange
         self.transport.write(request)
         try:
             return await self.waiter
@@ -287,7 +288,7 @@ class HttpClient:
         self._user_agent = user_agent
         self._insecure = insecure
         self._tls = None
-        self._loop = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def _tls_context(self):
         if self._tls is None:
@@ -301,6 +302,7 @@ class HttpClient:
 
     async def _connect(self, scheme: str, host: str, port: int, deadline: float) -> _Connection:
         loop = self._loop
+        assert loop is not None  # set by request() before it connects
         opening = loop.create_connection(lambda: _Connection(self._parser_class, self._max_body), host, port,
                                          ssl=self._tls_context() if scheme == "https" else None)
         try:
@@ -377,6 +379,7 @@ class HttpClient:
         try:
             if len(body) <= DECODE_INLINE_UP_TO:
                 return decode_body(body, encoding, self._max_body)
+            assert self._loop is not None  # set by the first request, which this answers
             return await self._loop.run_in_executor(None, decode_body, body, encoding, self._max_body)
         except zlib.error as error:
             raise HttpError(f"bad {encoding.decode('latin-1')} body ({error})") from None
@@ -399,7 +402,7 @@ class AiohttpClient:
         self._aiohttp = aiohttp
         self._max_body = max_body
         self._authorization = authorization
-        connector = aiohttp.TCPConnector(limit=0, ssl=False if insecure else None, ttl_dns_cache=300)
+        connector = aiohttp.TCPConnector(limit=0, ssl=not insecure, ttl_dns_cache=300)
         self._session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
                                               headers={"User-Agent": user_agent})
 

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import urlencode, urlsplit
 
-from .config import LOGIN_STEP, Call, Config, Step, fill, fill_args
+from .config import LOGIN_STEP, Call, Config, Journey, Step, fill, fill_args
 from .forms import (
     browser_calls,
     error_page,
@@ -67,7 +67,7 @@ class Walk:
     """Where a user is: the journey and its next step, the values drawn and taken, the last
     page (a form is submitted from it), and the course states a browser would keep."""
 
-    journey: object = None
+    journey: Journey | None = None
     step: int = 0
     values: dict = field(default_factory=dict)
     page: bytes = b""
@@ -111,21 +111,28 @@ class JourneyRunner:
         walk.step += 1
         values = {**walk.values, "sesskey": session.sesskey or "", "username": session.user.username,
                   "position": index}
-        if step.kind == "page":
-            outcomes = [await self._page(session, walk, step, fill(step.path, values), index, True)]
-            if outcomes[0].failure is None and step.calls:
-                outcomes += await self._calls(session, walk, step, values)
-        elif step.kind == "submit":
-            outcomes = [await self._submit(session, walk, step, values, index)]
-        elif step.kind == "call":
-            outcomes = [await self._call(session, step.call, values, step.name, own_start=False)]
-        else:
-            outcomes = [await self._logout(session, walk, step)]
+        outcomes = await STEP_RUNNERS[step.kind](self, session, walk, step, values, index)
         if outcomes[0].failure is not None or walk.step >= len(journey.steps):
             walk.end()  # a failed step leaves the rest of the journey nothing to stand on
         return outcomes
 
-    # ---- the kinds of step
+    # ---- the kinds of step: each runner takes (session, walk, step, values, index) and gives its outcomes
+
+    async def _page_step(self, session: Session, walk: Walk, step: Step, values: dict, index: int) -> list:
+        outcomes = [await self._page(session, walk, step, fill(step.path, values), index, True)]
+        if outcomes[0].failure is None and step.calls:
+            outcomes += await self._calls(session, walk, step, values)
+        return outcomes
+
+    async def _submit_step(self, session: Session, walk: Walk, step: Step, values: dict, index: int) -> list:
+        return [await self._submit(session, walk, step, values, index)]
+
+    async def _call_step(self, session: Session, walk: Walk, step: Step, values: dict, index: int) -> list:
+        assert step.call is not None  # a call step has its call (config._call_step)
+        return [await self._call(session, step.call, values, step.name, own_start=False)]
+
+    async def _logout_step(self, session: Session, walk: Walk, step: Step, values: dict, index: int) -> list:
+        return [await self._logout(session, walk, step)]
 
     async def _get(self, session: Session, url: str, name: str, *, form=None, follow: bool = True):
         """(fetched, outcome): the outcome holds a failure when the request itself failed."""
@@ -133,7 +140,7 @@ class JourneyRunner:
         try:
             fetched = await fetch(self.run.http, session, url, timeout=self.timeout, form=form, follow=follow)
         except (asyncio.TimeoutError, HttpError, RedirectLoop) as error:
-            return None, Outcome(name, self.run._request_failed(error, url), sent)
+            return None, Outcome(name, self.run.request_failed(error, url), sent)
         return fetched, Outcome(name, None, sent, self.run.clock.now())
 
     def _judge_page(self, session: Session, fetched, outcome: Outcome) -> Outcome:
@@ -169,7 +176,7 @@ class JourneyRunner:
             calls = [Call(name, args, name) for name, args in
                      browser_calls(walk.page, walk.page_url, midnight_utc(time.time()), walk.seen_courses)]
         else:
-            calls = step.calls
+            calls = list(step.calls)  # type: ignore[call-overload]  # a tuple of Call where not "browser"
         outcomes = []
         for call in calls:
             outcome = await self._call(session, call, values, call.name, own_start=True)
@@ -226,8 +233,8 @@ class JourneyRunner:
             return Outcome(step.name, "offsite_form", self.run.clock.now(), redirected_to=urlsplit(action).netloc)
         if form.enctype.startswith("multipart/form-data"):
             data, content_type = multipart(pairs, f"----moodleload{index:016x}")
-            pairs = Body(content_type, data)
-        fetched, outcome = await self._get(session, action, step.name, form=pairs, follow=False)
+        body = Body(content_type, data) if form.enctype.startswith("multipart/form-data") else pairs
+        fetched, outcome = await self._get(session, action, step.name, form=body, follow=False)
         if fetched is None:
             return outcome
         if fetched.status in REDIRECT_STATUSES and fetched.location:
@@ -291,7 +298,12 @@ class JourneyRunner:
         try:
             await login(self.run.http, session, self.config, self.run.settings.login_timeout, self.run.say)
         except LoginFailed as failure:
-            self.run._request_error(f"login of {session.user.username} failed: {failure}")
+            self.run.report_request_error(f"login of {session.user.username} failed: {failure}")
             return Outcome(LOGIN_STEP.name, "login", sent)
         walk.logged_out = False
         return Outcome(LOGIN_STEP.name, None, sent, self.run.clock.now())
+
+
+# Step.kind -> how a step of that kind is run (config.STEP_KINDS parses them).
+STEP_RUNNERS = {"page": JourneyRunner._page_step, "submit": JourneyRunner._submit_step,
+                "call": JourneyRunner._call_step, "logout": JourneyRunner._logout_step}

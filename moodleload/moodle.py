@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
 
 from .config import Config, User
 from .forms import find_sesskey
 from .httpclient import BodyTooLarge, HeadersTooLarge, HttpError, Unreachable, parse_set_cookie
+
+if TYPE_CHECKING:
+    from .journeys import Walk
 
 # =========================================================================== login
 
@@ -94,9 +98,9 @@ class Session:
     needs_login: bool = False
     relogins: int = 0
     sesskey: str | None = None  # from the last page that had one; it changes at each login
-    walk: object = None  # journeys.Walk: where the user is in a journey
+    walk: Walk | None = None  # where the user is in a journey
     _headers: dict = field(default_factory=dict)  # (https, path) -> Cookie header, until a cookie changes
-    _everywhere: object = ""  # see keep()
+    _everywhere: str | bool | None = ""  # see keep()
 
     def keep(self, set_cookie_headers: list, url: str) -> None:
         parts = urlsplit(url)
@@ -129,7 +133,7 @@ class Session:
         if self._everywhere is not False and (self._everywhere is not None or url.startswith("https:")):
             if self._everywhere is None:
                 return self.cookie_header(True, "/")
-            return self._everywhere
+            return str(self._everywhere)
         parts = urlsplit(url)
         return self.cookie_header(parts.scheme == "https", parts.path or "/")
 
@@ -332,7 +336,7 @@ def parse_footer(body: bytes) -> dict | None:
     if start < 0:
         return None
     end = start + 4000
-    found = {}
+    found: dict[str, float] = {}
     for label, number, name in FOOTER_FIELDS:
         at = body.find(label, start, end)
         if at < 0:

@@ -154,7 +154,7 @@ def _array(text: str, position: int):
     if not match:
         return None
     closing = ")" if match.group(0) != "[" else "]"
-    values = {}
+    values: dict = {}
     position = match.end()
     pair = re.compile(r"\s*(?:'([^'\\]*)'|\"([^\"\\$]*)\")\s*=>\s*", re.S)
     while True:

@@ -26,7 +26,7 @@ def code_root(moodle_dir: str) -> tuple[str, str] | None:
 def parse_version_php(text: str) -> dict:
     """$version, $release and $branch as version.php assigns them (plain literals only:
     nothing is executed)."""
-    found = {}
+    found: dict[str, str] = {}
     for match in _ASSIGNMENT.finditer(text):
         found.setdefault(match.group(1), next(group for group in match.groups()[1:] if group is not None))
     return found

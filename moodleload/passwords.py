@@ -284,7 +284,7 @@ def connection_settings(args) -> tuple[str, Settings]:
     moodle = read_moodle_config(args.moodle_config) if args.moodle_config else None
     dbtype, dbtype_origin = (args.db_type, "--db-type") if args.db_type else \
         ((moodle.get("dbtype"), "config.php") if moodle and moodle.get("dbtype") else ("pgsql", "default"))
-    family = family_of(dbtype)
+    family = family_of(str(dbtype))
     settings = Settings()
     settings.offer("type", dbtype, dbtype_origin)
     for name, value in (("name", args.db_name), ("user", args.db_user), ("password", db_password(args)),
@@ -425,6 +425,7 @@ def run(args, database, target: str, guards: Guards, config: dict, existed: bool
                              updated_config(config, users, password, parameters, args.base_url_chosen), existed)
                 conn.rollback()
                 return EXIT_OK
+            assert password_hash is not None  # only a dry run has none, and it has ended above
             try:
                 changed, preferences = apply_changes(cur, database, guards, users, password_hash)
                 for notice in database.notices:
@@ -598,9 +599,10 @@ def main(argv=None) -> int:
         # The reader went away (| head): say so where it can still be read, and end quietly
         # (standard output pointed at /dev/null, so the flush at exit cannot fail again).
         silence_closed_stdout()
-        done = args is not None and getattr(args, "committed", False)
+        config_path = args.config if args is not None and getattr(args, "committed", False) else None
         print("[ERROR] standard output was closed before the end"
-              + (f" (the change itself was completed: the database and {args.config} agree)" if done else ""),
+              + (f" (the change itself was completed: the database and {config_path} agree)"
+                 if config_path else ""),
               file=sys.stderr)
         return EXIT_USAGE
     finally:

@@ -10,6 +10,9 @@ from .histogram import FineHistogram, Histogram
 
 _COARSE, _FINE = Histogram._LOG_BASE, FineHistogram._LOG_BASE
 
+FOOTER_COUNTERS = ("db_reads", "db_writes", "included_files", "memory_peak_mb", "session_size_kb")
+
+
 class UrlStats:
     """Everything measured for one URL of the config."""
 
@@ -24,8 +27,7 @@ class UrlStats:
         # The same again in 0.2 % buckets: block medians fine enough to call slowdowns of a few percent.
         self.blocks_fine = [FineHistogram() for _ in range(blocks)]
         # Discrete counters are tallied value by value; times go into histograms.
-        self.footer_counts = {"db_reads": Counter(), "db_writes": Counter(), "included_files": Counter(),
-                              "memory_peak_mb": Counter(), "session_size_kb": Counter()}
+        self.footer_counts: dict[str, Counter] = {name: Counter() for name in FOOTER_COUNTERS}
         self.footer_times = {"server_time_ms": Histogram(), "session_wait_ms": Histogram(), "db_time_ms": Histogram()}
 
     def record_footer(self, footer: dict) -> None:
@@ -131,6 +133,7 @@ class Recorder:
                 self.interval_failed += 1
             return
         stats.success += 1
+        assert response_ms is not None and service_ms is not None  # a success has both times
         response_bucket = Histogram.bucket_of(response_ms)
         service_log = log(max(service_ms, 0.001) * 1000.0)  # one logarithm for both bucket widths
         service_bucket = int(service_log / _COARSE)

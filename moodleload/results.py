@@ -93,7 +93,7 @@ def build_document(run: LoadRun, argv: list, config_sha256: str) -> dict:
     }
 
 
-def _added(histogram: dict, other: dict, kind: type = Histogram) -> dict:
+def _added(histogram: dict, other: dict, kind: type[Histogram] = Histogram) -> dict:
     """Two saved histograms added together, saved again."""
     return kind.from_dict(histogram).merge(kind.from_dict(other)).to_dict()
 

@@ -151,8 +151,9 @@ def _server_median(documents: list, name: str) -> float | None:
     medians = []
     for document in documents:
         histogram = Histogram.from_dict(document["urls"][name].get("footer", {}).get("server_time_ms"))
-        if histogram.count:
-            medians.append(histogram.percentile(50))
+        median = histogram.percentile(50) if histogram.count else None
+        if median is not None:
+            medians.append(median)
     return round(statistics.median(medians), 2) if medians else None
 
 
@@ -179,7 +180,7 @@ class Evidence:
     spread: Spread
     base_runs: int
     new_runs: int
-    failures: dict  # page -> (base failed, base requests, new failed, new requests)
+    failures: dict[str, tuple[int, int, int, int]]  # page -> (base failed, base requests, new failed, new requests)
 
     @property
     def runs_factor(self) -> float:
@@ -284,7 +285,7 @@ def assess(evidence: Evidence, thresholds: Thresholds, pages_alpha: float) -> di
     freedom = spread.total_freedom
     upper_quantile = student_t_quantile(1 - good_alpha, freedom)
     half95 = student_t_quantile(0.975, freedom) * spread.total * evidence.runs_factor
-    result = {"site": site, "whole": whole, "pages": {}, "page_alpha": page_alpha}
+    result: dict = {"site": site, "whole": whole, "pages": {}, "page_alpha": page_alpha}
     for name, change in evidence.changes.items():
         page = pages.get(name)
         significant = (page is not None and page["significant"]) or site["p"] <= site["alpha"]
@@ -319,8 +320,11 @@ def decided(evidence: Evidence, thresholds: Thresholds, pages_alpha: float) -> b
     for page in outcome["pages"].values():
         if not page["shown_within"]:
             return False
-        if page["failures"] and failure_rise_upper(*page["failures"], outcome["page_alpha"]) >= FAILURE_MARGIN:
-            return False
+        if page["failures"]:
+            base_failed, base_total, new_failed, new_total = page["failures"]
+            if failure_rise_upper(base_failed, base_total, new_failed, new_total,
+                                  outcome["page_alpha"]) >= FAILURE_MARGIN:
+                return False
     return True
 
 
@@ -454,7 +458,7 @@ def _mean(values: list) -> float:
 
 
 def _judge_url(name: str, bases: list, news: list, groups: list, outcome: dict | None, thresholds: Thresholds,
-               alpha: float, spread: Spread | None, counts: tuple) -> dict:
+               alpha: float, spread: Spread | None, counts: tuple[int, int, int, int]) -> dict:
     page_alpha = outcome["page_alpha"] if outcome else alpha
     row = judge_counts(*counts, counter_median(_pooled_tally(bases, name, "db_reads")),
                        counter_median(_pooled_tally(news, name, "db_reads")), thresholds, page_alpha, {})
@@ -472,6 +476,7 @@ def _judge_url(name: str, bases: list, news: list, groups: list, outcome: dict |
                                   f"({len(base_logs)} baseline, {len(new_logs)} this commit): more runs may decide")
         return row
     ratio = math.exp(page["change"])
+    assert spread is not None  # a page judged over runs has their spread
     low, high = (math.exp(bound) for bound in page["interval"])
     row.update(base_ms=round(math.exp(_mean(base_logs)), 2), new_ms=round(math.exp(_mean(new_logs)), 2),
                ratio=round(ratio, 4), ratio_ci95=[round(low, 4), round(high, 4)],
@@ -501,7 +506,7 @@ def advice(rows: dict, thresholds: Thresholds) -> list:
     if not detectable:
         return []
     tolerance = thresholds.max_regression_pct
-    worst_name = max(detectable, key=detectable.get)
+    worst_name = max(detectable, key=lambda name: detectable[name])
     worst = detectable[worst_name]
     if tolerance < worst:
         return [f"[WARN] --max-regression {tolerance:g} is below the smallest slowdown of one page these runs can "

@@ -9,6 +9,7 @@ import signal
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from .clock import RealClock, wait_all, wake
@@ -21,6 +22,10 @@ from .machine import cpu_counters, summarise
 from .moodle import LoginFailed, RedirectLoop, Session, failure_of, fetch, judge, login, origin_of, parse_footer
 from .plan import PlannedRequest, Timeline, plan_requests, user_order
 from .recording import Recorder
+
+if TYPE_CHECKING:
+    from .metrics import Scraper
+    from .statements import Watcher
 
 
 @dataclass
@@ -88,7 +93,7 @@ class LoadRun:
         # At most ~600 points on the timeline, whatever the duration: the report stays small.
         self.timeline_seconds = max(1.0, settings.duration / 600.0)
         self.recorder = Recorder(config, settings.blocks, self.block_seconds, self.timeline_seconds)
-        self.started_at = None
+        self.started_at: datetime | None = None
         self.measured_seconds = 0.0
         self.cpu_seconds = 0.0
         self.machine: dict | None = None  # the machine beside the run (machine.py)
@@ -109,8 +114,8 @@ class LoadRun:
         self.pauses = PauseDetector(self.clock)
         # Told when the measured window opens and after its last request ended, off the event
         # loop (statements.Watcher: the database's statement statistics either side of it).
-        self.window_watch = None
-        self.metrics_scraper = None  # metrics.Scraper: the servers' exporters, scraped while the schedule runs
+        self.window_watch: Watcher | None = None
+        self.metrics_scraper: Scraper | None = None  # the servers' exporters, scraped while the schedule runs
 
     def stop(self, signum: int | None = None) -> None:
         self.window_end = min(self.window_end, self.clock.now())
@@ -148,8 +153,9 @@ class LoadRun:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         for task in logins:
-            if task.done() and not task.cancelled() and task.exception() is not None:
-                raise task.exception()
+            error = task.exception() if task.done() and not task.cancelled() else None
+            if error is not None:
+                raise error
         # Keep the seeded order whatever order the logins finished in.
         rank = {user.username: i for i, user in enumerate(users)}
         self.sessions.sort(key=lambda s: rank[s.user.username])
@@ -234,7 +240,8 @@ class LoadRun:
 
     async def _watch_window(self) -> None:
         await self.clock.sleep(max(0.0, self.measure_from - self.clock.now()))
-        await asyncio.to_thread(self.window_watch.window_opens)
+        if self.window_watch is not None:
+            await asyncio.to_thread(self.window_watch.window_opens)
 
     def _offset(self, due: float) -> float | None:
         """Seconds into the measured window, or None for the warm-up (executed, not counted)."""
@@ -252,6 +259,7 @@ class LoadRun:
 
     async def _work(self, plan) -> None:
         clock, recorder, sessions, timeline = self.clock, self.recorder, self.sessions, self.timeline
+        assert timeline is not None  # set when the schedule starts, before any worker
         for local, planned in plan:
             self.taken += 1
             due = timeline.due(planned.index)
@@ -330,7 +338,7 @@ class LoadRun:
                 fetched = await fetch(self.http, session, self.config.base_url + planned.path,
                                       timeout=self.settings.request_timeout)
             except (asyncio.TimeoutError, HttpError, RedirectLoop) as error:
-                recorder.record(spec.name, measured, failure=self._request_failed(error, planned.path),
+                recorder.record(spec.name, measured, failure=self.request_failed(error, planned.path),
                                 sent_offset=sent_offset)
                 return
             finished = clock()
@@ -355,12 +363,12 @@ class LoadRun:
             recorder.lateness.record((sent - due) * 1000.0)
         return sent
 
-    def _request_failed(self, error: BaseException, what: str) -> str:
+    def request_failed(self, error: BaseException, what: str) -> str:
         """Say (within the limit) why a request got no answer; its failure kind."""
         if isinstance(error, asyncio.TimeoutError):
-            self._request_error(f"timeout after {self.settings.request_timeout:g} s: {what}")
+            self.report_request_error(f"timeout after {self.settings.request_timeout:g} s: {what}")
         else:
-            self._request_error(f"{type(error).__name__}: {error} ({what})")
+            self.report_request_error(f"{type(error).__name__}: {error} ({what})")
         return failure_of(error)
 
     async def _relogin(self, session: Session, row: str, measured) -> bool:
@@ -369,7 +377,7 @@ class LoadRun:
         try:
             await login(self.http, session, self.config, self.settings.login_timeout, self.say)
         except LoginFailed as failure:
-            self._request_error(f"re-login of {session.user.username} failed: {failure}")
+            self.report_request_error(f"re-login of {session.user.username} failed: {failure}")
             self.recorder.record(row, measured, failure="login")
             return False
         session.needs_login = False
@@ -399,7 +407,7 @@ class LoadRun:
             if outcome.counts and measured is not None:
                 recorder.work_done[outcome.counts] += 1
 
-    def _request_error(self, message: str) -> None:
+    def report_request_error(self, message: str) -> None:
         recorder = self.recorder
         if recorder.request_errors_printed < 20:
             recorder.request_errors_printed += 1
@@ -418,6 +426,7 @@ class LoadRun:
         recorder = self.recorder
         overall, since_report = Histogram(), Histogram()
         done_total = failed_total = done_since = 0
+        assert self.timeline is not None  # set when the schedule starts, before any worker
         clock, start, measure_from = self.clock.now, self.timeline.start, self.measure_from
         last_report = clock()
         while True:

@@ -149,7 +149,7 @@ def delivery_problems(document: dict, bottleneck: list) -> list:
 
 
 def decide(summary: dict, gates: Gates, comparison: dict | None, logins: dict | None = None,
-           undelivered: list = ()) -> Verdict:
+           undelivered: list | tuple = ()) -> Verdict:
     """The verdict of one run from its summary, the gates, the comparison with a baseline
     and the logins.  Anything that makes the numbers meaningless is "cannot judge" (125),
     never "good" nor "bad": no requests, a load not delivered or a stalled generator

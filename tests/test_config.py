@@ -74,7 +74,7 @@ def journey(*steps, name="j") -> dict:
     ([{"path": "/x", "take": {"id": "no group"}}], "needs exactly one (group)"),
     ([{"path": "/x", "take": {"id": "(unclosed"}}], "is not a regular expression"),
     ([{"path": "/a", "name": "same"}, {"path": "/b", "name": "same"}], "'same' is used twice"),
-    ([{"path": "/a", "logout": True}], "exactly one of 'path', 'submit', 'call' or 'logout'"),
+    ([{"path": "/a", "logout": True}], "exactly one of 'path', 'submit', 'call', 'logout'"),
     ([{"call": {"methodname": "Bad Name!"}}], "needs a 'methodname'"),
     ([{"path": "/a", "name": "login"}], "'login' is the row of the logins after a logout"),
     ([{"path": "/a", "calls": "all"}], "calls must be \"browser\" or a list"),
