@@ -28,7 +28,7 @@ def load_pyplot():
     return matplotlib, pyplot
 
 
-def _svg(matplotlib, pyplot, figure, name: str) -> str:
+def svg_figure(matplotlib, pyplot, figure, name: str) -> str:
     """The figure as inline SVG: no XML prologue, no metadata links, ids unique per chart."""
     import io
 
@@ -90,21 +90,23 @@ def run_charts(document: dict) -> list:
     axes.set_ylim(bottom=0)
     axes.legend(loc="lower right")
     axes.set_title("Request rate against the target")
-    charts.append(_svg(matplotlib, pyplot, figure, "rate"))
+    charts.append(svg_figure(matplotlib, pyplot, figure, "rate"))
 
     figure, axes = pyplot.subplots(figsize=(9, 3))
-    colours = {50: "#2ca02c", 95: "#ff7f0e", 99: "#d62728"}
-    for q, colour in colours.items():
+    # With few requests a point, p95 and p99 are the same value: p99 is drawn wide and pale
+    # underneath, so p95 stays visible on top of it instead of hiding under it.
+    styles = {50: ("#2ca02c", 1.6, 1.0, 3), 95: ("#ff7f0e", 1.6, 1.0, 2), 99: ("#d62728", 4.0, 0.45, 1)}
+    for q, (colour, width, alpha, order) in styles.items():
         axes.plot(times, [Histogram.from_dict(p["response_ms"]).percentile(q) for p in points], color=colour,
-                  label=f"response p{q}")
+                  linewidth=width, alpha=alpha, zorder=order, label=f"response p{q}")
         axes.plot(times, [Histogram.from_dict(p["service_ms"]).percentile(q) for p in points], color=colour,
-                  linestyle=":", label=f"service p{q}")
+                  linewidth=min(width, 1.6), alpha=alpha, zorder=order, linestyle=":", label=f"service p{q}")
     axes.set_xlabel("seconds into the measured window")
     axes.set_ylabel("ms")
     axes.set_ylim(bottom=0)
-    axes.legend(loc="upper left", ncol=3, fontsize=7)
+    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7)
     axes.set_title("Latency over time (solid: response time from the intended start; dotted: service time)")
-    charts.append(_svg(matplotlib, pyplot, figure, "latency"))
+    charts.append(svg_figure(matplotlib, pyplot, figure, "latency"))
 
     kinds = sorted({kind for p in points for kind in p["failures"]})
     figure, axes = pyplot.subplots(figsize=(9, 2.4))
@@ -121,32 +123,47 @@ def run_charts(document: dict) -> list:
     axes.set_xlabel("seconds into the measured window")
     axes.set_ylabel("failures/s")
     axes.set_title("Failures over time by kind")
-    charts.append(_svg(matplotlib, pyplot, figure, "failures"))
+    charts.append(svg_figure(matplotlib, pyplot, figure, "failures"))
 
     figure, axes = pyplot.subplots(figsize=(9, 3.2))
-    for name, raw in document["urls"].items():
-        xs, ys = percentile_curve(Histogram.from_dict(raw["response_ms"]))
-        if xs:
-            axes.plot(xs, ys, marker=".", label=shorten(name, 40))
+    shown = slowest_urls(document, DISTRIBUTION_CURVES)
+    for name in shown:
+        xs, ys = percentile_curve(Histogram.from_dict(document["urls"][name]["response_ms"]))
+        axes.plot(xs, ys, marker=".", label=shorten(name, 40))
     _percentile_axes(axes)
-    if axes.get_legend_handles_labels()[0]:
-        axes.legend(loc="upper left", fontsize=7)
-    axes.set_title("Latency distribution per URL (response time)")
-    charts.append(_svg(matplotlib, pyplot, figure, "distribution"))
+    if shown:
+        axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7)
+    measured = sum(1 for raw in document["urls"].values() if raw["success"])
+    axes.set_title("Latency distribution per URL (response time)" + (
+        f": the {len(shown)} slowest of {measured} by p95, every one in the table below"
+        if len(shown) < measured else ""))
+    charts.append(svg_figure(matplotlib, pyplot, figure, "distribution"))
 
     figure, axes = pyplot.subplots(figsize=(9, 2.2))
     axes.plot(times, [100 * p.get("cpu_seconds", 0) / seconds for p in points], color="#7f7f7f")
     axes.axhline(90 * len(document["metadata"].get("shards", ["1/1"])), color="#d62728", linestyle="--",
-                 label="bottleneck")
+                 label="90 % of a core a process: above it the generator is the bottleneck")
     axes.set_ylim(bottom=0)
     axes.set_xlabel("seconds into the measured window")
     axes.set_ylabel("% of a core")
+    axes.legend(loc="center right", fontsize=7)
     axes.set_title("The generator's own CPU use")
-    charts.append(_svg(matplotlib, pyplot, figure, "generator-cpu"))
+    charts.append(svg_figure(matplotlib, pyplot, figure, "generator-cpu"))
     hosts = (document.get("metrics") or {}).get("hosts", {})
     if hosts:
         charts.append(hosts_chart(matplotlib, pyplot, hosts, points, times))
     return charts
+
+
+DISTRIBUTION_CURVES = 8  # more curves than this are a tangle no legend can name
+
+
+def slowest_urls(document: dict, count: int) -> list:
+    """The names of the ``count`` URLs with the highest response time p95, slowest first."""
+    timed = [(Histogram.from_dict(raw["response_ms"]).percentile(95), name)
+             for name, raw in document["urls"].items() if raw["success"]]
+    return [name for p95, name in sorted(((p95, name) for p95, name in timed if p95 is not None), reverse=True)
+            [:count]]
 
 
 def hosts_chart(matplotlib, pyplot, hosts: dict, points: list, times: list) -> str:
@@ -168,7 +185,7 @@ def hosts_chart(matplotlib, pyplot, hosts: dict, points: list, times: list) -> s
     more = latency.get_legend_handles_labels()
     axes.legend(handles[0] + more[0], handles[1] + more[1], loc="lower left", fontsize=7, ncol=2)
     axes.set_title("Servers beside the load: CPU busy per host, with the response time p95")
-    return _svg(matplotlib, pyplot, figure, "hosts")
+    return svg_figure(matplotlib, pyplot, figure, "hosts")
 
 
 def compare_charts(base: dict, new: dict) -> list:
@@ -195,4 +212,4 @@ def compare_charts(base: dict, new: dict) -> list:
         grid[position // columns][position % columns].axis("off")
     figure.suptitle("Service time percentiles, baseline against this run")
     figure.tight_layout()
-    return [_svg(matplotlib, pyplot, figure, "compare-distribution")]
+    return [svg_figure(matplotlib, pyplot, figure, "compare-distribution")]

@@ -12,7 +12,7 @@ from .moodletree import label
 from .results import summarize
 from .statements import shortened
 from .verdict import Verdict
-from .views import bottleneck_warning, comparison_rows, trust_signals, url_rows
+from .views import bottleneck_warning, comparison_rows, good_grounds, trust_signals, url_rows
 
 REPORT_STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;background:#f6f7f9;color:#1d2125}
@@ -27,32 +27,35 @@ th,td{border:1px solid #dde1e5;padding:4px 6px;text-align:right;vertical-align:t
 th{background:#eef0f3} td.l,th.l{text-align:left} .regression{color:#b3261e;font-weight:bold}
 .unsure{color:#8a5a00;font-weight:bold} .improvement{color:#1e7b34}
 figure.chart{margin:10px 0;background:#fff;border:1px solid #dde1e5;border-radius:4px;padding:6px}
-figure.chart svg{max-width:100%;height:auto}
+figure.chart svg{width:100%;height:auto}
 code{background:#eef0f3;padding:1px 4px;border-radius:3px} small{color:#5f6368}
 """
 
 
-def _e(value) -> str:
+def escape(value) -> str:
     import html
 
     return html.escape("-" if value is None else str(value))
 
 
-def _table(headers: list, rows: list, left: int = 1) -> str:
-    head = "".join(f'<th class="{"l" if i < left else ""}">{_e(h)}</th>' for i, h in enumerate(headers))
+def html_table(headers: list, rows: list, left: int = 1) -> str:
+    head = "".join(f'<th class="{"l" if i < left else ""}">{escape(h)}</th>' for i, h in enumerate(headers))
     body = "".join("<tr>" + "".join(f'<td class="{"l" if i < left else ""}">{cell}</td>' for i, cell in enumerate(row))
                    + "</tr>" for row in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def _verdict_block(verdict: Verdict | None) -> str:
+def _verdict_block(verdict: Verdict | None, document: dict, comparison: dict | None) -> str:
     if verdict is None:
         return '<div class="verdict none">No verdict: no gates and no baseline were given.</div>'
     css = {EXIT_GOOD: "good", EXIT_BAD: "bad", EXIT_CANNOT_JUDGE: "skip"}.get(verdict.status, "none")
     label = {"good": "Good", "bad": "Regression (bad)", "cannot judge": "Cannot judge (skip)"}.get(verdict.word,
                                                                                                  verdict.word)
-    items = "".join(f"<li>{_e(reason)}</li>" for reason in verdict.reasons)
-    return (f'<div class="verdict {css}" id="verdict"><strong>{_e(label)}</strong> &middot; exit {verdict.status}'
+    reasons = list(verdict.reasons)
+    if verdict.word == "good":  # a good verdict shows what it rests on, not only that nothing was wrong
+        reasons = good_grounds(document, comparison) + reasons
+    items = "".join(f"<li>{escape(reason)}</li>" for reason in reasons)
+    return (f'<div class="verdict {css}" id="verdict"><strong>{escape(label)}</strong> &middot; exit {verdict.status}'
             f'{f"<ul>{items}</ul>" if items else ""}</div>')
 
 
@@ -61,30 +64,44 @@ def statements_section(changes: dict | None) -> list:
     if changes is None:
         return []
     per = changes["per"]
-    parts = [f"<h3>Database statements that changed (per {_e(per)} of the run)</h3>"]
+    parts = [f"<h3>Database statements that changed (per {escape(per)} of the run)</h3>"]
     seen, rows = set(), []
     for change in changes["by_calls"] + changes["by_time"]:
         if change["query"] in seen:
             continue
         seen.add(change["query"])
-        rows.append([f"<code>{_e(shortened(change['query'], 160))}</code>", _e(", ".join(change["tables"]) or "-"),
-                     _e(f"{change['base_calls']:.1f} \u2192 {change['new_calls']:.1f} ({change['calls_change']:+.1f})"),
-                     _e(f"{change['base_ms']:.2f} \u2192 {change['new_ms']:.2f} ({change['ms_change']:+.2f})")])
+        calls = f"{change['base_calls']:.1f} \u2192 {change['new_calls']:.1f} ({change['calls_change']:+.1f})"
+        rows.append([f"<code>{escape(shortened(change['query'], 160))}</code>",
+                     escape(", ".join(change["tables"]) or "-"), escape(calls),
+                     escape(f"{change['base_ms']:.2f} \u2192 {change['new_ms']:.2f} ({change['ms_change']:+.2f})")])
     if not rows:
         return parts + ["<p><small>No statement's calls or time per request changed beyond the baseline's "
                         "spread.</small></p>"]
-    return parts + [_table(["statement", "tables", f"calls per {per}", f"ms per {per}"], rows, left=2)]
+    return parts + [html_table(["statement", "tables", f"calls per {per}", f"ms per {per}"], rows, left=2)]
 
 
 def render_report(document: dict, verdict: Verdict | None = None, baseline: dict | None = None,
                   comparison: dict | None = None) -> str:
     """One self-contained HTML file: verdict, identity, trust, charts, per-URL tables, and
     with a baseline the side-by-side comparison.  Nothing is fetched when it opens."""
-    summary, meta = document["summary"], document["metadata"]
-    signals = trust_signals(document)
+    meta = document["metadata"]
     parts = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>moodle_load report: "
-             f"{_e(meta.get('target'))}</title><style>{REPORT_STYLE}</style></head><body><main>",
-             "<h1>Moodle load report</h1>", _verdict_block(verdict)]
+             f"{escape(meta.get('target'))}</title><style>{REPORT_STYLE}</style></head><body><main>",
+             "<h1>Moodle load report</h1>", _verdict_block(verdict, document, comparison)]
+    parts += identity_section(document)
+    parts += trust_section(document)
+    if comparison is not None:
+        parts += comparison_section(document, comparison, baseline)
+    parts.append("<h2>Over time</h2>")
+    parts += run_charts(document)
+    parts += url_section(document)
+    parts += footer_section(document)
+    parts.append(f"<p><small>Made by moodle_load.py {escape(__version__)}.</small></p></main></body></html>\n")
+    return "\n".join(parts)
+
+
+def identity_section(document: dict) -> list:
+    summary, meta = document["summary"], document["metadata"]
     identity = [("target", meta.get("target"))]
     if label(meta.get("moodle")):  # only what the run recorded (--moodle-dir): never a placeholder
         identity += [("Moodle under test", label(meta["moodle"])), ("Moodle layout", meta["moodle"].get("layout"))]
@@ -96,95 +113,100 @@ def render_report(document: dict, verdict: Verdict | None = None, baseline: dict
                 ("arguments", " ".join(meta.get("argv", [])))]
     if document.get("work_done"):
         identity.append(("work done", ", ".join(f"{name} {count}" for name, count in document["work_done"].items())))
-    parts.append(_table(["", ""], [[_e(k), _e(v)] for k, v in identity], left=2))
+    return [html_table(["", ""], [[escape(k), escape(v)] for k, v in identity], left=2)]
 
-    parts.append("<h2>Can these numbers be trusted?</h2>")
+
+def trust_section(document: dict) -> list:
+    summary, signals = document["summary"], trust_signals(document)
+    parts = ["<h2>Can these numbers be trusted?</h2>"]
     warning = bottleneck_warning(signals)
     if warning:
-        parts.append(f'<div class="warn" id="bottleneck"><strong>Warning:</strong> {_e(warning)}</div>')
-    trust_rows = [["generator CPU (share of one core)", _e(fmt(None if signals["cpu_cores_used"] is None
-                                                              else 100 * signals["cpu_cores_used"], ".0f") + " %")],
+        parts.append(f'<div class="warn" id="bottleneck"><strong>Warning:</strong> {escape(warning)}</div>')
+    cpu = None if signals["cpu_cores_used"] is None else 100 * signals["cpu_cores_used"]
+    error_rate = None if summary["error_rate"] is None else 100 * summary["error_rate"]
+    trust_rows = [["generator CPU (share of one core)", escape(fmt(cpu, ".0f") + " %")],
                   ["requests waited inside the generator, p50 / p99 ms",
-                   f"{_e(fmt(signals['lateness_ms_p50']))} / {_e(fmt(signals['lateness_ms_p99']))}"],
-                  ["event loop lag p99 ms", _e(fmt(signals["loop_lag_ms_p99"]))],
-                  ["tokens that waited for a free worker", _e(signals["tokens_waited_for_worker"])],
+                   f"{escape(fmt(signals['lateness_ms_p50']))} / {escape(fmt(signals['lateness_ms_p99']))}"],
+                  ["event loop lag p99 ms", escape(fmt(signals["loop_lag_ms_p99"]))],
+                  ["tokens that waited for a free worker", escape(signals["tokens_waited_for_worker"])],
                   ["tokens dropped (generator paused) / never sent",
-                   f"{_e(signals['tokens_dropped'])} / {_e(signals['tokens_unsent'])}"],
-                  ["warm-up excluded", f"{_e(signals['warmup_excluded_s'])} s"],
-                  ["error rate", _e(fmt(None if summary["error_rate"] is None else 100 * summary["error_rate"],
-                                         ".2f") + " %")]]
-    parts.append(_table(["signal", "value"], trust_rows))
+                   f"{escape(signals['tokens_dropped'])} / {escape(signals['tokens_unsent'])}"],
+                  ["warm-up excluded", f"{escape(signals['warmup_excluded_s'])} s"],
+                  ["error rate", escape(fmt(error_rate, ".2f") + " %")]]
+    parts.append(html_table(["signal", "value"], trust_rows))
     for note in saturation_notes(document.get("metrics")):
-        parts.append(f'<div class="warn saturated"><strong>Warning:</strong> {_e(note)}</div>')
+        parts.append(f'<div class="warn saturated"><strong>Warning:</strong> {escape(note)}</div>')
     hosts = host_lines(document.get("metrics"))
     if hosts:
         parts.append("<h3>Servers beside the load (--metrics)</h3>")
-        parts += [f"<p><small>{_e(line)}</small></p>" for line in hosts]
+        parts += [f"<p><small>{escape(line)}</small></p>" for line in hosts]
+    return parts
 
-    if comparison is not None:
-        parts.append("<h2>Against the baseline</h2>")
-        method = "per-run medians against the run-to-run spread" if comparison.get("method") == "runs" else \
-            "the median of per-block median service times, Mann-Whitney U on the blocks"
-        parts.append(f"<p><small>Per URL: {method}, at alpha {comparison['alpha_per_url']:.3g} per URL, tolerance "
-                     f"{comparison['max_regression_pct']:g} %; good needs slowdowns above the tolerance ruled out "
-                     f"(column &lsquo;rules out&rsquo;); DB reads from Moodle's footer.</small></p>")
-        rows = []
-        for row in comparison_rows(comparison):
-            interval = "-" if row.interval is None else "{:.3f} &ndash; {:.3f}".format(*row.interval)
-            rows.append([_e(row.name), _e(fmt(row.base_ms)), _e(fmt(row.new_ms)), _e(fmt(row.ratio, ".3f")),
-                         interval, _e(fmt(row.p_value, ".2g")), _e(ruled(row.rules_out_pct)),
-                         f"{_e(row.db_reads[0])} &rarr; {_e(row.db_reads[1])}",
-                         f'<span class="{_e(row.verdict)}">{_e(row.verdict)}</span>', _e("; ".join(row.reasons))])
-        parts.append(_table(["URL", "baseline ms", "this run ms", "ratio", "95 % interval", "p", "rules out",
-                             "DB reads", "verdict",
-                             "why"], rows))
-        parts += [f"<p><small>note: {_e(note)}</small></p>" for note in comparison["notes"]]
-        parts += [f"<p><small>not comparable: {_e(reason)}</small></p>"
-                  for reason in comparison.get("not_comparable", [])]
-        parts += statements_section(comparison.get("statements"))
-    if comparison is not None and baseline is not None:
-        parts += compare_charts(baseline, document)
-        base_urls = summarize(baseline)["urls"] if "summary" not in baseline else baseline["summary"]["urls"]
-        footer_rows = []
-        for name, row in summary["urls"].items():
-            before = base_urls.get(name, {})
-            footer_rows.append([_e(name)] + [f"{_e(before.get(key))} &rarr; {_e(row.get(key))}" for key in (
-                "db_reads_median", "db_writes_median", "server_time_ms_median", "memory_peak_mb_median")])
-        parts.append(_table(["URL", "DB reads", "DB writes", "server time ms", "memory peak MB"], footer_rows))
 
-    parts.append("<h2>Over time</h2>")
-    parts += run_charts(document)
+def comparison_section(document: dict, comparison: dict, baseline: dict | None) -> list:
+    parts = ["<h2>Against the baseline</h2>"]
+    method = "per-run medians against the run-to-run spread" if comparison.get("method") == "runs" else \
+        "the median of per-block median service times, Mann-Whitney U on the blocks"
+    parts.append(f"<p><small>Per URL: {method}, at alpha {comparison['alpha_per_url']:.3g} per URL, tolerance "
+                 f"{comparison['max_regression_pct']:g} %; good needs slowdowns above the tolerance ruled out "
+                 f"(column &lsquo;rules out&rsquo;); DB reads from Moodle's footer.</small></p>")
+    rows = []
+    for row in comparison_rows(comparison):
+        interval = "-" if row.interval is None else "{:.3f} &ndash; {:.3f}".format(*row.interval)
+        rows.append([escape(row.name), escape(fmt(row.base_ms)), escape(fmt(row.new_ms)), escape(fmt(row.ratio, ".3f")),
+                     interval, escape(fmt(row.p_value, ".2g")), escape(ruled(row.rules_out_pct)),
+                     f"{escape(row.db_reads[0])} &rarr; {escape(row.db_reads[1])}",
+                     f'<span class="{escape(row.verdict)}">{escape(row.verdict)}</span>',
+                     escape("; ".join(row.reasons))])
+    parts.append(html_table(["URL", "baseline ms", "this run ms", "ratio", "95 % interval", "p", "rules out",
+                             "DB reads", "verdict", "why"], rows))
+    parts += [f"<p><small>note: {escape(note)}</small></p>" for note in comparison["notes"]]
+    parts += [f"<p><small>not comparable: {escape(reason)}</small></p>"
+              for reason in comparison.get("not_comparable", [])]
+    parts += statements_section(comparison.get("statements"))
+    if baseline is None:
+        return parts
+    parts += compare_charts(baseline, document)
+    base_urls = summarize(baseline)["urls"] if "summary" not in baseline else baseline["summary"]["urls"]
+    footer_rows = []
+    for name, row in document["summary"]["urls"].items():
+        before = base_urls.get(name, {})
+        footer_rows.append([escape(name)] + [f"{escape(before.get(key))} &rarr; {escape(row.get(key))}" for key in (
+            "db_reads_median", "db_writes_median", "server_time_ms_median", "memory_peak_mb_median")])
+    parts.append(html_table(["URL", "DB reads", "DB writes", "server time ms", "memory peak MB"], footer_rows))
+    return parts
 
-    parts.append("<h2>Per URL</h2>")
+
+def url_section(document: dict) -> list:
     rows = []
     for row in url_rows(document):
         failures = ", ".join(f"{k} {v}" for k, v in row.failures.items()) or "none"
         redirects = ", ".join(f"{k} {v}" for k, v in row.redirects.items()) or "-"
-        rows.append([_e(row.name), _e(row.requests), _e(row.success), _e(failures)]
-                    + [_e(fmt(value)) for value in (row.latency_p50, row.latency_p95, row.latency_p99,
-                                                    row.latency_max, row.service_p50, row.service_p95)]
-                    + [_e(redirects)])
-    parts.append(_table(["URL", "requests", "ok", "failures", "p50", "p95", "p99", "max", "svc p50", "svc p95",
-                         "redirected to"], rows))
-    parts.append("<p><small>Latencies in ms of successful requests. Response time (p50..max) runs from the "
-                 "moment the schedule intended the request to the last byte; service time (svc) from sending it."
-                 "</small></p>")
-    footer_rows = [[_e(name)] + [_e(row.get(key)) for key in (
+        rows.append([escape(row.name), escape(row.requests), escape(row.success), escape(failures)]
+                    + [escape(fmt(value)) for value in (row.latency_p50, row.latency_p95, row.latency_p99,
+                                                        row.latency_max, row.service_p50, row.service_p95)]
+                    + [escape(redirects)])
+    return ["<h2>Per URL</h2>",
+            html_table(["URL", "requests", "ok", "failures", "p50", "p95", "p99", "max", "svc p50", "svc p95",
+                        "redirected to"], rows),
+            "<p><small>Latencies in ms of successful requests. Response time (p50..max) runs from the "
+            "moment the schedule intended the request to the last byte; service time (svc) from sending it."
+            "</small></p>"]
+
+
+def footer_section(document: dict) -> list:
+    urls = document["summary"]["urls"]
+    if not any(row.get("db_reads_median") is not None for row in urls.values()):
+        return ["<p><small>The pages showed no performance footer: set <code>$CFG-&gt;perfdebug = 15</code> "
+                "to get DB reads per page, the steadiest regression signal.</small></p>"]
+    footer_rows = [[escape(name)] + [escape(row.get(key)) for key in (
         "db_reads_median", "db_reads_max", "db_writes_median", "server_time_ms_median", "server_time_ms_max",
         "memory_peak_mb_median", "included_files_median", "db_time_ms_median", "session_size_kb_median",
-        "session_wait_ms_max")]
-        for name, row in summary["urls"].items()]
-    if any(row.get("db_reads_median") is not None for row in summary["urls"].values()):
-        parts.append("<h2>Moodle's performance footer</h2>")
-        parts.append(_table(["URL", "DB reads (median)", "DB reads (max)", "DB writes", "server ms (median)",
-                             "server ms (max)", "memory peak MB", "included files", "DB queries ms (median)",
-                             "session KB", "session wait ms (max)"],
-                            footer_rows))
-    else:
-        parts.append("<p><small>The pages showed no performance footer: set <code>$CFG-&gt;perfdebug = 15</code> "
-                     "to get DB reads per page, the steadiest regression signal.</small></p>")
-    parts.append(f"<p><small>Made by moodle_load.py {_e(__version__)}.</small></p></main></body></html>\n")
-    return "\n".join(parts)
+        "session_wait_ms_max")] for name, row in urls.items()]
+    return ["<h2>Moodle's performance footer</h2>",
+            html_table(["URL", "DB reads (median)", "DB reads (max)", "DB writes", "server ms (median)",
+                        "server ms (max)", "memory peak MB", "included files", "DB queries ms (median)",
+                        "session KB", "session wait ms (max)"], footer_rows)]
 
 
 def write_report(path: str, html_text: str) -> None:

@@ -8,8 +8,8 @@ import math
 
 from . import __version__
 from .changepoints import is_counter, series_of
-from .charts import _svg, load_pyplot
-from .htmlreport import REPORT_STYLE, _e, _table
+from .charts import load_pyplot, svg_figure
+from .htmlreport import REPORT_STYLE, escape, html_table
 
 WORSE, BETTER = "#b3261e", "#1e7b34"
 
@@ -41,23 +41,23 @@ def series_chart(matplotlib, pyplot, name: str, values: list, labels: list, step
     axes.set_ylabel("DB reads per page (median)" if counter else "ms (median of block medians)")
     axes.set_ylim(bottom=0, top=top * 1.25)
     axes.set_title(name, loc="left", fontsize=10)
-    return _svg(matplotlib, pyplot, figure, f"range-{name}")
+    return svg_figure(matplotlib, pyplot, figure, f"range-{name}")
 
 
 def render_range_report(documents: list, labels: list, found: list, outcomes: list, ends: tuple) -> str:
     matplotlib, pyplot = load_pyplot()
     title = f"Scan of {ends[0]}..{ends[1]}"
-    parts = [f"<!doctype html><html><head><meta charset=\"utf-8\"><title>{_e(title)}</title>"
-             f"<style>{REPORT_STYLE}</style></head><body><main><h1>{_e(title)}</h1>",
+    parts = [f"<!doctype html><html><head><meta charset=\"utf-8\"><title>{escape(title)}</title>"
+             f"<style>{REPORT_STYLE}</style></head><body><main><h1>{escape(title)}</h1>",
              f"<p>{len(labels)} commits measured, {len(found)} step(s) found, "
              f"{sum(1 for o in outcomes if o.get('confirmation') == 'confirmed')} commit(s) named and confirmed.</p>"]
     if outcomes:
-        rows = [[_e(f"{o['interval'][0]} .. {o['interval'][1]}"), _e(o["direction"]),
-                 _e("; ".join(o["steps"])), _e(o["commit"][:12] if o["commit"] else "none"),
-                 _e(o["subject"] or ""), _e(o["confirmation"] or "-"), _e("; ".join(o["reasons"]))]
+        rows = [[escape(f"{o['interval'][0]} .. {o['interval'][1]}"), escape(o["direction"]),
+                 escape("; ".join(o["steps"])), escape(o["commit"][:12] if o["commit"] else "none"),
+                 escape(o["subject"] or ""), escape(o["confirmation"] or "-"), escape("; ".join(o["reasons"]))]
                 for o in outcomes]
         parts += ["<h2>Steps and their commits</h2>",
-                  _table(["between", "way", "what stepped", "commit", "subject", "against its parent", "why"], rows,
+                  html_table(["between", "way", "what stepped", "commit", "subject", "against its parent", "why"], rows,
                          left=7)]
     parts.append("<h2>Per page, commit by commit</h2>")
     for name, values in series_of(documents).items():
@@ -65,5 +65,5 @@ def render_range_report(documents: list, labels: list, found: list, outcomes: li
         parts.append(series_chart(matplotlib, pyplot, name, values, labels, steps, outcomes))
     parts.append("<p><small>Shaded: a step between the two measured commits around it (red slower or more DB "
                  "reads, green faster or fewer), labelled with its size and the commit the bisect inside it named."
-                 f" Made by moodleload.scan {_e(__version__)}.</small></p></main></body></html>\n")
+                 f" Made by moodleload.scan {escape(__version__)}.</small></p></main></body></html>\n")
     return "\n".join(parts)

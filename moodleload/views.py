@@ -114,3 +114,27 @@ def bottleneck_warning(signals: dict) -> str | None:
     return ("The generator was the bottleneck (" + "; ".join(signals["bottleneck"]) + "): these numbers describe "
             "the generator, not Moodle. Raise --concurrency if its workers were busy, or spread the load with "
             "--processes N (or --shard K/N on more machines) if it was short of CPU.")
+
+
+def good_grounds(document: dict, comparison: dict | None) -> list:
+    """What a good verdict rests on, in the run's own numbers: the load was delivered, how
+    few requests failed, and against a baseline the slowdowns the data rule out (or, with
+    no baseline, that only the absolute gates judged it)."""
+    summary, generator = document["summary"], document["generator"]
+    due, sent = generator.get("due_in_window"), generator["sent_in_window"]
+    lines = [f"the load asked for was delivered: {sent} of the {due} requests due in the measured window were sent"
+             if due else f"{sent} requests were sent in the measured window"]
+    if summary["requests"]:
+        lines.append(f"{summary['failure']} of {summary['requests']} requests failed ({summary['error_rate']:.2%})")
+    if comparison is None:
+        lines.append("no baseline was given, so only the absolute gates (--max-p95-ms, --max-error-rate, ...) "
+                     "judged this run; give --baseline runs of the good commit to judge a slowdown")
+        return lines
+    rules_out = comparison.get("rules_out_pct")
+    tolerance = comparison.get("max_regression_pct")
+    if rules_out is not None and tolerance is not None:
+        lines.append(f"against the baseline every page's slowdown above {rules_out:.1f} % is ruled out, within the "
+                     f"tolerance of {tolerance:g} %")
+    if comparison.get("site_rules_out_pct") is not None:
+        lines.append(f"and the site's as a whole above {comparison['site_rules_out_pct']:.1f} %")
+    return lines

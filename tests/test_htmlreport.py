@@ -190,3 +190,36 @@ def test_the_report_renders_in_a_real_browser(recorded, browser, tmp_path):
     assert image.size == (1100, 2400)
     assert len(colours) > 50  # text and charts, not a blank page
     assert json.dumps(sorted(colours)[-1][1]) != "[0, 0, 0]"
+
+
+def test_a_good_verdict_in_the_report_says_what_it_rests_on(recorded):
+    verdict = recorded["html"].split('id="verdict"')[1].split("</div>")[0]
+    assert "the load asked for was delivered" in verdict and "requests failed" in verdict
+    assert "no baseline was given" in verdict  # so only the absolute gates judged it
+
+
+def test_the_charts_scale_to_the_width_of_their_cards(recorded):
+    html = recorded["html"]
+    assert "figure.chart svg{width:100%;height:auto}" in html
+    assert all("viewBox=" in svg.split(">")[0] for svg in html.split("<svg")[1:])
+
+
+def test_the_distribution_chart_draws_only_the_slowest_urls_a_legend_can_name(recorded):
+    from moodleload.charts import DISTRIBUTION_CURVES, slowest_urls
+
+    document = json.loads(recorded["json"].read_text())
+    template = next(raw for raw in document["urls"].values() if raw["success"])
+    urls = {}
+    for number in range(18):  # each URL 1.02**(10*number) slower than the one before
+        raw = copy.deepcopy(template)
+        histogram, factor = raw["response_ms"], 1.02 ** (10 * number)
+        histogram["buckets"] = {str(int(k) + 10 * number): v for k, v in histogram["buckets"].items()}
+        histogram.update(min=histogram["min"] * factor, max=histogram["max"] * factor, sum=histogram["sum"] * factor)
+        urls[f"page {number}"] = raw
+    document["urls"] = urls
+    assert slowest_urls(document, DISTRIBUTION_CURVES) == [f"page {number}" for number in range(17, 9, -1)]
+
+
+def test_the_generator_cpu_chart_names_its_red_line(recorded):
+    chart = recorded["html"].split('data-chart="generator-cpu"')[1].split("</figure>")[0]
+    assert "above it the generator is the bottleneck" in chart
