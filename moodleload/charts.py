@@ -76,22 +76,36 @@ def _timeline_series(document: dict):
 
 
 def run_charts(document: dict) -> list:
+    """The charts of one run, each an inline SVG figure, in the report's order."""
     matplotlib, pyplot = load_pyplot()
-    charts = []
     points, seconds, times = _timeline_series(document)
-    target_per_s = document["summary"]["req_per_min_target"] / 60.0
+    charts = [draw(matplotlib, pyplot, document, points, seconds, times)
+              for draw in (rate_chart, latency_chart, failures_chart, distribution_chart, cpu_chart)]
+    hosts = (document.get("metrics") or {}).get("hosts", {})
+    if hosts:
+        charts.append(hosts_chart(matplotlib, pyplot, hosts, points, times))
+    return charts
 
+
+def _outside_legend(axes) -> None:
+    """Legends beside the plot, never over the data."""
+    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7)
+
+
+def rate_chart(matplotlib, pyplot, document: dict, points: list, seconds: float, times: list) -> str:
     figure, axes = pyplot.subplots(figsize=(9, 2.6))
     axes.plot(times, [p["sent"] / seconds for p in points], label="sent/s", color="#1f77b4", linewidth=2)
     axes.plot(times, [p["ok"] / seconds for p in points], label="succeeded/s", color="#2ca02c", linestyle="--")
-    axes.axhline(target_per_s, color="#d62728", linestyle="--", label="target")
+    axes.axhline(document["summary"]["req_per_min_target"] / 60.0, color="#d62728", linestyle="--", label="target")
     axes.set_xlabel("seconds into the measured window")
     axes.set_ylabel("requests/s")
     axes.set_ylim(bottom=0)
-    axes.legend(loc="lower right")
+    _outside_legend(axes)
     axes.set_title("Request rate against the target")
-    charts.append(svg_figure(matplotlib, pyplot, figure, "rate"))
+    return svg_figure(matplotlib, pyplot, figure, "rate")
 
+
+def latency_chart(matplotlib, pyplot, document: dict, points: list, seconds: float, times: list) -> str:
     figure, axes = pyplot.subplots(figsize=(9, 3))
     # With few requests a point, p95 and p99 are the same value: p99 is drawn wide and pale
     # underneath, so p95 stays visible on top of it instead of hiding under it.
@@ -104,10 +118,12 @@ def run_charts(document: dict) -> list:
     axes.set_xlabel("seconds into the measured window")
     axes.set_ylabel("ms")
     axes.set_ylim(bottom=0)
-    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7)
+    _outside_legend(axes)
     axes.set_title("Latency over time (solid: response time from the intended start; dotted: service time)")
-    charts.append(svg_figure(matplotlib, pyplot, figure, "latency"))
+    return svg_figure(matplotlib, pyplot, figure, "latency")
 
+
+def failures_chart(matplotlib, pyplot, document: dict, points: list, seconds: float, times: list) -> str:
     kinds = sorted({kind for p in points for kind in p["failures"]})
     figure, axes = pyplot.subplots(figsize=(9, 2.4))
     bottom = [0.0] * len(points)
@@ -119,12 +135,14 @@ def run_charts(document: dict) -> list:
         axes.text(0.5, 0.5, "no failures", transform=axes.transAxes, ha="center", va="center", color="#2ca02c")
         axes.set_xlim(0, max(times[-1] + seconds if times else 1.0, 1.0))
     else:
-        axes.legend(loc="upper right", fontsize=7)
+        _outside_legend(axes)
     axes.set_xlabel("seconds into the measured window")
     axes.set_ylabel("failures/s")
     axes.set_title("Failures over time by kind")
-    charts.append(svg_figure(matplotlib, pyplot, figure, "failures"))
+    return svg_figure(matplotlib, pyplot, figure, "failures")
 
+
+def distribution_chart(matplotlib, pyplot, document: dict, points: list, seconds: float, times: list) -> str:
     figure, axes = pyplot.subplots(figsize=(9, 3.2))
     shown = slowest_urls(document, DISTRIBUTION_CURVES)
     for name in shown:
@@ -132,27 +150,26 @@ def run_charts(document: dict) -> list:
         axes.plot(xs, ys, marker=".", label=shorten(name, 40))
     _percentile_axes(axes)
     if shown:
-        axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7)
+        _outside_legend(axes)
     measured = sum(1 for raw in document["urls"].values() if raw["success"])
     axes.set_title("Latency distribution per URL (response time)" + (
         f": the {len(shown)} slowest of {measured} by p95, every one in the table below"
         if len(shown) < measured else ""))
-    charts.append(svg_figure(matplotlib, pyplot, figure, "distribution"))
+    return svg_figure(matplotlib, pyplot, figure, "distribution")
 
+
+def cpu_chart(matplotlib, pyplot, document: dict, points: list, seconds: float, times: list) -> str:
     figure, axes = pyplot.subplots(figsize=(9, 2.2))
-    axes.plot(times, [100 * p.get("cpu_seconds", 0) / seconds for p in points], color="#7f7f7f")
+    axes.plot(times, [100 * p.get("cpu_seconds", 0) / seconds for p in points], color="#7f7f7f",
+              label="the generator's CPU")
     axes.axhline(90 * len(document["metadata"].get("shards", ["1/1"])), color="#d62728", linestyle="--",
-                 label="90 % of a core a process: above it the generator is the bottleneck")
+                 label="90 % of a core a process:\nabove it the generator\nis the bottleneck")
     axes.set_ylim(bottom=0)
     axes.set_xlabel("seconds into the measured window")
     axes.set_ylabel("% of a core")
-    axes.legend(loc="center right", fontsize=7)
+    _outside_legend(axes)
     axes.set_title("The generator's own CPU use")
-    charts.append(svg_figure(matplotlib, pyplot, figure, "generator-cpu"))
-    hosts = (document.get("metrics") or {}).get("hosts", {})
-    if hosts:
-        charts.append(hosts_chart(matplotlib, pyplot, hosts, points, times))
-    return charts
+    return svg_figure(matplotlib, pyplot, figure, "generator-cpu")
 
 
 DISTRIBUTION_CURVES = 8  # more curves than this are a tangle no legend can name

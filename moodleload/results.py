@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import platform
 import socket
 from collections import Counter
@@ -17,8 +16,7 @@ from .console import round_or_none
 from .exits import UsageError
 from .files import read_json, write_json_atomically
 from .histogram import FineHistogram, Histogram, counter_median
-from .metrics import metrics_problem
-from .statements import statements_problem
+from .resultcheck import document_problem
 
 if TYPE_CHECKING:
     from .scheduler import LoadRun
@@ -108,10 +106,33 @@ def merge_documents(documents: list) -> dict:
     counts and histograms add up, the rate targets add up, the measured time is the longest."""
     if not documents:
         raise UsageError("merge: no results to merge")
-    # Runs add up only when they ran the same load on the same clock: the same config, seed,
-    # duration, warm-up and blocks (so block k of each run covers the same seconds).
-    for key, label in (("config_sha256", "configs"), ("seed", "seeds"), ("duration_s", "durations"),
-                       ("warmup_s", "warm-ups"), ("blocks", "--blocks")):
+    _check_mergeable(documents)
+    merged = json.loads(json.dumps(documents[0]))
+    merged["machine"] = _merged_machine(documents)
+    for other in documents[1:]:
+        _merge_metadata(merged, other)
+        _merge_generator(merged["generator"], other["generator"])
+        merged["timeline"]["points"] = merge_timelines(merged["timeline"]["points"], other["timeline"]["points"])
+        for name, raw in other["urls"].items():
+            if name in merged["urls"]:
+                _merge_url(merged["urls"][name], raw)
+            else:
+                merged["urls"][name] = json.loads(json.dumps(raw))
+    problem = document_problem(merged)
+    if problem:  # what no reader would take back (a sum beyond reason): never written
+        raise UsageError(f"merge: the merged results would be damaged ({problem}): merge shards of one run only")
+    merged["summary"] = summarize(merged)
+    return merged
+
+
+# Runs add up only when they ran the same load on the same clock: the same config, seed,
+# duration, warm-up and blocks (so block k of each run covers the same seconds).
+MERGE_CHECKED = (("config_sha256", "configs"), ("seed", "seeds"), ("duration_s", "durations"),
+                 ("warmup_s", "warm-ups"), ("blocks", "--blocks"))
+
+
+def _check_mergeable(documents: list) -> None:
+    for key, label in MERGE_CHECKED:
         values = {json.dumps(document["metadata"].get(key)) for document in documents}
         if len(values) > 1:
             raise UsageError(f"merge: the results have different {label} ({', '.join(sorted(values))}); "
@@ -120,73 +141,66 @@ def merge_documents(documents: list) -> dict:
     twice = sorted(shard for shard, times in seen.items() if times > 1)
     if twice:
         raise UsageError(f"merge: shard {', '.join(twice)} is given more than once; each shard counts once")
-    first = documents[0]
-    merged = json.loads(json.dumps(first))
-    merged["machine"] = _merged_machine(documents)
-    meta = merged["metadata"]
-    for other in documents[1:]:
-        om = other["metadata"]
-        meta["rpm"] += om["rpm"]
-        meta["measured_seconds"] = max(meta["measured_seconds"], om["measured_seconds"])
-        meta["concurrency"] += om["concurrency"]
-        meta["shards"] = meta["shards"] + om["shards"]
-        meta["interrupted"] = meta["interrupted"] or om["interrupted"]
-        merged["logins"]["ok"] += other["logins"]["ok"]
-        merged["logins"]["relogins"] += other["logins"]["relogins"]
-        merged["logins"]["retried"] = merged["logins"].get("retried", 0) + other["logins"].get("retried", 0)
-        _merge_tallies(merged["logins"]["failed"], other["logins"]["failed"])
-        if "metrics" in other and "metrics" not in merged:  # one shard scrapes the servers for all
-            merged["metrics"] = json.loads(json.dumps(other["metrics"]))
-        if "statements" in other and "statements" not in merged:
-            # Each snapshot saw the whole database, every shard's queries: one of them is the run's.
-            merged["statements"] = json.loads(json.dumps(other["statements"]))
-        merged["work_done"] = merged.get("work_done", {})
-        _merge_tallies(merged["work_done"], other.get("work_done", {}))
-        generator, og = merged["generator"], other["generator"]
-        generator["cpu_seconds"] = round(generator["cpu_seconds"] + og["cpu_seconds"], 3)
-        generator["run_seconds"] = max(generator["run_seconds"], og["run_seconds"])
-        for key in ("lateness_ms", "loop_lag_ms"):
-            generator[key] = _added(generator[key], og[key])
-        merged["timeline"]["points"] = merge_timelines(merged["timeline"]["points"], other["timeline"]["points"])
-        for key in ("tokens_waited_for_worker", "tokens_dropped", "tokens_unsent", "sent_in_window",
-                    "request_errors_suppressed"):
-            generator[key] += og[key]
-        if "due_in_window" in generator and "due_in_window" in og:
-            generator["due_in_window"] += og["due_in_window"]
-        else:  # an older shard: what was due is not known for the whole run
-            generator.pop("due_in_window", None)
-        generator["paused_s"] = max(generator.get("paused_s", 0.0), og.get("paused_s", 0.0))
-        for name, raw in other["urls"].items():
-            if name not in merged["urls"]:
-                merged["urls"][name] = json.loads(json.dumps(raw))
-                continue
-            target = merged["urls"][name]
-            for key in ("requests", "success", "failure"):
-                target[key] += raw[key]
-            _merge_tallies(target["failures"], raw["failures"])
-            _merge_tallies(target["redirects"], raw["redirects"])
-            for key in ("response_ms", "service_ms"):
-                target[key] = _added(target[key], raw[key])
-            target["blocks_service_ms"] = [
-                _added(a, b) for a, b in zip(target["blocks_service_ms"], raw["blocks_service_ms"], strict=True)]
-            if "blocks_service_fine_ms" in target and "blocks_service_fine_ms" in raw:
-                target["blocks_service_fine_ms"] = [
-                    _added(a, b, FineHistogram)
-                    for a, b in zip(target["blocks_service_fine_ms"], raw["blocks_service_fine_ms"], strict=True)]
-            else:  # an older shard without them: the coarse blocks serve for all
-                target.pop("blocks_service_fine_ms", None)
-            for key, value in raw["footer"].items():
-                if key not in target["footer"]:
-                    target["footer"][key] = value
-                elif key.endswith("_ms"):
-                    target["footer"][key] = _added(target["footer"][key], value)
-                else:
-                    _merge_tallies(target["footer"][key], value)
-    problem = document_problem(merged)
-    if problem:  # what no reader would take back (a sum beyond reason): never written
-        raise UsageError(f"merge: the merged results would be damaged ({problem}): merge shards of one run only")
-    merged["summary"] = summarize(merged)
-    return merged
+
+
+def _merge_metadata(merged: dict, other: dict) -> None:
+    """The metadata, logins, work done and the sections one shard records for all."""
+    meta, om = merged["metadata"], other["metadata"]
+    meta["rpm"] += om["rpm"]
+    meta["measured_seconds"] = max(meta["measured_seconds"], om["measured_seconds"])
+    meta["concurrency"] += om["concurrency"]
+    meta["shards"] = meta["shards"] + om["shards"]
+    meta["interrupted"] = meta["interrupted"] or om["interrupted"]
+    merged["logins"]["ok"] += other["logins"]["ok"]
+    merged["logins"]["relogins"] += other["logins"]["relogins"]
+    merged["logins"]["retried"] = merged["logins"].get("retried", 0) + other["logins"].get("retried", 0)
+    _merge_tallies(merged["logins"]["failed"], other["logins"]["failed"])
+    if "metrics" in other and "metrics" not in merged:  # one shard scrapes the servers for all
+        merged["metrics"] = json.loads(json.dumps(other["metrics"]))
+    if "statements" in other and "statements" not in merged:
+        # Each snapshot saw the whole database, every shard's queries: one of them is the run's.
+        merged["statements"] = json.loads(json.dumps(other["statements"]))
+    merged["work_done"] = merged.get("work_done", {})
+    _merge_tallies(merged["work_done"], other.get("work_done", {}))
+
+
+def _merge_generator(generator: dict, og: dict) -> None:
+    generator["cpu_seconds"] = round(generator["cpu_seconds"] + og["cpu_seconds"], 3)
+    generator["run_seconds"] = max(generator["run_seconds"], og["run_seconds"])
+    for key in ("lateness_ms", "loop_lag_ms"):
+        generator[key] = _added(generator[key], og[key])
+    for key in ("tokens_waited_for_worker", "tokens_dropped", "tokens_unsent", "sent_in_window",
+                "request_errors_suppressed"):
+        generator[key] += og[key]
+    if "due_in_window" in generator and "due_in_window" in og:
+        generator["due_in_window"] += og["due_in_window"]
+    else:  # an older shard: what was due is not known for the whole run
+        generator.pop("due_in_window", None)
+    generator["paused_s"] = max(generator.get("paused_s", 0.0), og.get("paused_s", 0.0))
+
+
+def _merge_url(target: dict, raw: dict) -> None:
+    for key in ("requests", "success", "failure"):
+        target[key] += raw[key]
+    _merge_tallies(target["failures"], raw["failures"])
+    _merge_tallies(target["redirects"], raw["redirects"])
+    for key in ("response_ms", "service_ms"):
+        target[key] = _added(target[key], raw[key])
+    target["blocks_service_ms"] = [
+        _added(a, b) for a, b in zip(target["blocks_service_ms"], raw["blocks_service_ms"], strict=True)]
+    if "blocks_service_fine_ms" in target and "blocks_service_fine_ms" in raw:
+        target["blocks_service_fine_ms"] = [
+            _added(a, b, FineHistogram)
+            for a, b in zip(target["blocks_service_fine_ms"], raw["blocks_service_fine_ms"], strict=True)]
+    else:  # an older shard without them: the coarse blocks serve for all
+        target.pop("blocks_service_fine_ms", None)
+    for key, value in raw["footer"].items():
+        if key not in target["footer"]:
+            target["footer"][key] = value
+        elif key.endswith("_ms"):
+            target["footer"][key] = _added(target["footer"][key], value)
+        else:
+            _merge_tallies(target["footer"][key], value)
 
 
 def merge_timelines(points: list, others: list) -> list:
@@ -250,61 +264,6 @@ def save_document(path: str, document: dict) -> None:
     write_json_atomically(path, document, indent=1)
 
 
-# ---- what a valid document holds
-
-# No real run comes near these; a file beyond them is damaged, and sums of such values (a
-# merge) could overflow to Infinity, which no JSON reader takes back.
-MAX_MAGNITUDE = 1e15
-MAX_FOOTER_VALUE = 1e9  # DB reads, included files, MB of memory of one page
-
-
-def _number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
-        and abs(value) <= MAX_MAGNITUDE
-
-
-def _count(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_MAGNITUDE
-
-
-def _tally_problem(tally, where: str) -> str | None:
-    if not isinstance(tally, dict):
-        return f"{where} is not an object"
-    for key, count in tally.items():
-        if not _count(count):
-            return f"{where}.{key} is not a count"
-    return None
-
-
-def _histogram_problem(raw, where: str, base: float = Histogram.BASE) -> str | None:
-    if not isinstance(raw, dict):
-        return f"{where} is not a histogram"
-    if not raw:
-        return None
-    if raw.get("base") != base:
-        return f"{where}.base is {raw.get('base')!r}, not {base}"
-    if not _count(raw.get("count")) or not _number(raw.get("sum", 0)) or not _number(raw.get("max", 0)):
-        return f"{where} has a bad count, sum or max"
-    if raw.get("min") is not None and not _number(raw["min"]):
-        return f"{where}.min is not a number"
-    buckets = raw.get("buckets", {})
-    if not isinstance(buckets, dict):
-        return f"{where}.buckets is not an object"
-    for key, count in buckets.items():
-        digits = key.lstrip("-") if isinstance(key, str) else ""
-        if not (digits.isascii() and digits.isdigit()) or not _count(count):
-            return f"{where}.buckets has a bad entry {key!r}"
-    if sum(buckets.values()) != raw["count"]:
-        return f"{where}: its buckets do not add up to its count"
-    return None
-
-
-_META_NUMBERS = ("rpm", "duration_s", "warmup_s", "measured_seconds")
-_GENERATOR_COUNTS = ("tokens_waited_for_worker", "tokens_dropped", "tokens_unsent", "sent_in_window",
-                     "request_errors_suppressed")
-_URL_COUNTS = ("requests", "success", "failure")
-
-
 def _merged_machine(documents: list) -> dict | None:
     """Shards on one host see the same machine; the other shards are not "other work".
     Shards on several hosts have no one machine to describe."""
@@ -315,139 +274,6 @@ def _merged_machine(documents: list) -> dict | None:
               if d["generator"].get("run_seconds"))
     busiest = max(machines, key=lambda machine: machine["busy_cores"])
     return {**busiest, "other_busy_cores": round(max(0.0, busiest["busy_cores"] - own), 3)}
-
-
-def document_problem(document: dict) -> str | None:
-    """What is wrong with a results document, or None: the keys and types every reader relies on."""
-    meta = document.get("metadata")
-    if not isinstance(meta, dict):
-        return "metadata is missing"
-    for key in _META_NUMBERS:
-        if not _number(meta.get(key)) or meta[key] < 0:
-            return f"metadata.{key} is not a number of at least 0"
-    if not _count(meta.get("blocks")) or meta["blocks"] < 1:
-        return "metadata.blocks is not a positive count"
-    if not _count(meta.get("concurrency")):
-        return "metadata.concurrency is not a count"
-    if not isinstance(meta.get("seed"), int) or isinstance(meta.get("seed"), bool):
-        return "metadata.seed is not an integer"
-    if not isinstance(meta.get("config_sha256"), str):
-        return "metadata.config_sha256 is not a string"
-    if not isinstance(meta.get("interrupted"), bool):
-        return "metadata.interrupted is not true or false"
-    shards = meta.get("shards")
-    if not isinstance(shards, list) or not shards or not all(isinstance(s, str) for s in shards):
-        return "metadata.shards is not a list of K/N strings"
-    moodle = meta.get("moodle")
-    if moodle is not None and (not isinstance(moodle, dict) or not all(
-            value is None or isinstance(value, (str, bool)) for value in moodle.values())):
-        return "metadata.moodle is not a table of release, version, layout and commit"
-    machine = document.get("machine")
-    if machine is not None and (not isinstance(machine, dict) or not all(
-            value is None or _number(value) for value in machine.values())):
-        return "machine is not a table of numbers"
-    for key, check in (("statements", statements_problem), ("metrics", metrics_problem)):
-        if key in document:
-            problem = check(document[key])
-            if problem:
-                return problem
-    logins = document.get("logins")
-    if not isinstance(logins, dict) or not _count(logins.get("ok")) or not _count(logins.get("relogins")):
-        return "logins is missing its ok and relogins counts"
-    if not _count(logins.get("retried", 0)):
-        return "logins.retried is not a count"
-    problem = _tally_problem(logins.get("failed"), "logins.failed") \
-        or _tally_problem(document.get("work_done", {}), "work_done")
-    if problem:
-        return problem
-    generator = document.get("generator")
-    if not isinstance(generator, dict):
-        return "generator is missing"
-    for key in _GENERATOR_COUNTS:
-        if not _count(generator.get(key)):
-            return f"generator.{key} is not a count"
-    if "due_in_window" in generator and not _count(generator["due_in_window"]):
-        return "generator.due_in_window is not a count"
-    for key in ("cpu_seconds", "run_seconds", "paused_s"):
-        if (key != "paused_s" or key in generator) and not _number(generator.get(key)):
-            return f"generator.{key} is not a number"
-    for key in ("lateness_ms", "loop_lag_ms"):
-        problem = _histogram_problem(generator.get(key, {}), f"generator.{key}")
-        if problem:
-            return problem
-    urls = document.get("urls")
-    if not isinstance(urls, dict):
-        return "urls is not an object"
-    for name, raw in urls.items():
-        problem = _url_problem(raw, f"urls[{name!r}]", meta["blocks"])
-        if problem:
-            return problem
-    timeline = document.get("timeline", {"seconds": 1.0, "points": []})
-    if not isinstance(timeline, dict) or not _number(timeline.get("seconds")) or timeline["seconds"] <= 0 \
-            or not isinstance(timeline.get("points"), list):
-        return "timeline needs seconds and points"
-    for position, point in enumerate(timeline["points"]):
-        where = f"timeline.points[{position}]"
-        if not isinstance(point, dict) or not _number(point.get("t")) or not _count(point.get("sent")) \
-                or not _count(point.get("ok")) or not _number(point.get("cpu_seconds", 0)):
-            return f"{where} needs t, sent, ok and cpu_seconds"
-        problem = _tally_problem(point.get("failures"), f"{where}.failures") \
-            or _histogram_problem(point.get("response_ms"), f"{where}.response_ms") \
-            or _histogram_problem(point.get("service_ms"), f"{where}.service_ms")
-        if problem:
-            return problem
-    return None
-
-
-def _url_problem(raw, where: str, blocks: int) -> str | None:
-    if not isinstance(raw, dict):
-        return f"{where} is not an object"
-    for key in _URL_COUNTS:
-        if not _count(raw.get(key)):
-            return f"{where}.{key} is not a count"
-    if raw["success"] + raw["failure"] != raw["requests"]:
-        return f"{where}: success and failure do not add up to requests"
-    for key in ("failures", "redirects"):
-        problem = _tally_problem(raw.get(key), f"{where}.{key}")
-        if problem:
-            return problem
-    for key in ("response_ms", "service_ms"):
-        problem = _histogram_problem(raw.get(key), f"{where}.{key}")
-        if problem:
-            return problem
-    block_list = raw.get("blocks_service_ms")
-    if not isinstance(block_list, list) or len(block_list) != blocks:
-        return f"{where}.blocks_service_ms does not hold metadata.blocks ({blocks}) histograms"
-    for position, block in enumerate(block_list):
-        problem = _histogram_problem(block, f"{where}.blocks_service_ms[{position}]")
-        if problem:
-            return problem
-    fine = raw.get("blocks_service_fine_ms")
-    if fine is not None:
-        if not isinstance(fine, list) or len(fine) != blocks:
-            return f"{where}.blocks_service_fine_ms does not hold metadata.blocks ({blocks}) histograms"
-        for position, block in enumerate(fine):
-            problem = _histogram_problem(block, f"{where}.blocks_service_fine_ms[{position}]", FineHistogram.BASE)
-            if problem:
-                return problem
-    footer = raw.get("footer")
-    if not isinstance(footer, dict):
-        return f"{where}.footer is not an object"
-    for key, value in footer.items():
-        problem = _histogram_problem(value, f"{where}.footer.{key}") if key.endswith("_ms") \
-            else _tally_problem(value, f"{where}.footer.{key}")
-        if problem:
-            return problem
-        if not key.endswith("_ms") and not all(_is_footer_value(k) for k in value):
-            return f"{where}.footer.{key} has a value that is not a number from 0 to {MAX_FOOTER_VALUE:g}"
-    return None
-
-
-def _is_footer_value(text: str) -> bool:
-    try:
-        return 0 <= float(text) <= MAX_FOOTER_VALUE
-    except ValueError:
-        return False
 
 
 # ---- the summary: headline numbers recomputed from the histograms
