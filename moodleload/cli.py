@@ -35,7 +35,7 @@ from .passwords import connection_settings
 from .plan import parse_shard
 from .processes import PARENT_ONLY, run_processes
 from .results import build_document, check_distinct, load_document, merge_documents, save_document, summarize
-from .runs import compare_runs
+from .runcompare import compare_runs
 from .scheduler import LoadRun, RunSettings
 from .statements import Watcher, statement_changes
 from .textreport import format_comparison, format_report, format_trust, rate_hints

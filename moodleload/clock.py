@@ -115,3 +115,29 @@ async def wait_all(clock, tasks: set, timeout: float | None, until: asyncio.Even
         for end in ends:
             end.cancel()
     return pending
+
+
+class PauseDetector:
+    """Notices when this process stopped running (SIGSTOP, a long GC, a blocked event loop):
+    a 50 ms sleep that took far longer.  Like HdrHistogram's pause detector."""
+
+    def __init__(self, clock, tick: float = 0.05, threshold: float = 0.5):
+        self.clock = clock
+        self.tick = tick
+        self.threshold = threshold
+        self.intervals: list = []  # (from, to) of each pause
+
+    async def watch(self) -> None:
+        while True:
+            before = self.clock.now()
+            await self.clock.sleep(self.tick)
+            after = self.clock.now()
+            if after - before - self.tick > self.threshold:
+                self.intervals.append((before + self.tick, after))
+
+    def seconds_within(self, start: float, end: float) -> float:
+        """How long the process stood still between ``start`` and ``end``."""
+        return sum(max(0.0, min(to, end) - max(since, start)) for since, to in self.intervals)
+
+    def covers(self, moment: float) -> bool:
+        return any(start <= moment < end for start, end in reversed(self.intervals[-16:]))

@@ -220,7 +220,7 @@ def compare_documents(base: dict, new: dict, thresholds: Thresholds) -> dict:
                   "more_runs": {"candidate": 1 if overall == "unsure" else None,
                                 "baseline": 2 if overall == "unsure" else None, "each": None}}
     if overall == "unsure":
-        from .runs import undecided_line
+        from .runcompare import undecided_line
         comparison["undecided"] = undecided_line(comparison)
     return comparison
 

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from urllib.parse import unquote, urlsplit, urlunsplit
 
 from .exits import UsageError
 from .files import read_json
+from .siteurl import check_base_url
 
 
 @dataclass(frozen=True)
@@ -125,13 +124,21 @@ def validate_config(raw) -> Config:
     if not isinstance(raw, dict):
         raise UsageError("config: the top level must be a JSON object")
     warnings = [f"config: unknown key '{key}' ignored" for key in raw if key not in KNOWN_KEYS]
-
     base_url, basic_auth = check_base_url(raw.get("base_url"))
     login_path = raw.get("login_path", "/login/index.php")
     if not isinstance(login_path, str) or not login_path.startswith("/"):
         raise UsageError(f"config: login_path must be a path starting with '/', got {login_path!r}")
+    users = check_users(raw.get("users"))
+    parameters = check_parameters(raw.get("parameters", {}))
+    urls, names = check_urls(raw.get("urls", []), parameters, bool(raw.get("journeys")))
+    journeys = check_journeys(raw.get("journeys", []), parameters, names)
+    total_weight = sum(spec.weight for spec in urls) + sum(journey.weight for journey in journeys)
+    if not math.isfinite(total_weight):
+        raise UsageError("config: the weights add up to more than a number can hold; use smaller weights")
+    return Config(base_url, login_path, users, parameters, urls, warnings, basic_auth, journeys)
 
-    users_raw = raw.get("users")
+
+def check_users(users_raw) -> list:
     if not isinstance(users_raw, list) or not users_raw:
         raise UsageError("config: users must be a non-empty list (run set_moodle_passwords.py to fill it)")
     users = []
@@ -146,11 +153,13 @@ def validate_config(raw) -> Config:
             raise UsageError(f"config: users[{places[user.username]}] and users[{position}] are both "
                              f"{user.username!r}: each user logs in once; remove the repeat")
         places[user.username] = position
+    return users
 
-    parameters = {}
-    params_raw = raw.get("parameters", {})
+
+def check_parameters(params_raw) -> dict:
     if not isinstance(params_raw, dict):
         raise UsageError("config: parameters must be an object of name -> {min, max} or {values}")
+    parameters = {}
     for name, spec in params_raw.items():
         key = f"parameters.{name}"
         if not isinstance(spec, dict):
@@ -171,9 +180,11 @@ def validate_config(raw) -> Config:
         if spec["min"] > spec["max"]:
             raise UsageError(f"config: {key}: min {spec['min']} is greater than max {spec['max']}")
         parameters[name] = Parameter(name, minimum=spec["min"], maximum=spec["max"])
+    return parameters
 
-    urls_raw = raw.get("urls", [])
-    if not isinstance(urls_raw, list) or (not urls_raw and not raw.get("journeys")):
+
+def check_urls(urls_raw, parameters: dict, has_journeys: bool) -> tuple[list, set]:
+    if not isinstance(urls_raw, list) or (not urls_raw and not has_journeys):
         raise UsageError("config: urls must be a non-empty list of {\"path\": ...} (or give journeys)")
     urls, names = [], set()
     for position, entry in enumerate(urls_raw):
@@ -190,11 +201,7 @@ def validate_config(raw) -> Config:
             raise UsageError(f"config: {key}.name {name!r} is used twice; give each URL its own name")
         names.add(name)
         urls.append(UrlSpec(path=path, name=name, weight=weight, placeholders=placeholders))
-    journeys = check_journeys(raw.get("journeys", []), parameters, names)
-    total_weight = sum(spec.weight for spec in urls) + sum(journey.weight for journey in journeys)
-    if not math.isfinite(total_weight):
-        raise UsageError("config: the weights add up to more than a number can hold; use smaller weights")
-    return Config(base_url, login_path, users, parameters, urls, warnings, basic_auth, journeys)
+    return urls, names
 
 
 def _weight(entry: dict, key: str) -> float:
@@ -362,38 +369,6 @@ def _logout_step(raw: dict, key: str, known: set, draws: list, before: list) -> 
 # A new kind is one parser here and one runner in journeys.STEP_RUNNERS.
 STEP_KINDS: dict[str, Callable[[dict, str, set, list, list], Step]] = {
     "path": _page_step, "submit": _submit_step, "call": _call_step, "logout": _logout_step}
-
-
-def check_base_url(base_url) -> tuple[str, str | None]:
-    """The site's URL without credentials, and the HTTP basic auth they stand for (staging
-    sites often sit behind it).  Credentials are never printed or stored: only the URL
-    without them goes into messages, results and reports."""
-    shown = base_url if not isinstance(base_url, str) else without_credentials(base_url)
-    if not isinstance(base_url, str):
-        raise UsageError(f"config: base_url must be an http:// or https:// URL, got {shown!r}")
-    parts = urlsplit(base_url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UsageError(f"config: base_url must be an http:// or https:// URL, got {shown!r}")
-    try:
-        parts.port  # noqa: B018  (raises on a port out of range or not a number)
-    except ValueError:
-        raise UsageError(f"config: base_url {shown!r} has a port that is not a number from 1 to 65535") from None
-    if parts.port == 0:
-        raise UsageError(f"config: base_url {shown!r} has port 0")
-    if parts.query or parts.fragment:
-        raise UsageError(f"config: base_url {shown!r} must not have a query or fragment: give the site's wwwroot")
-    basic_auth = None
-    if parts.username is not None or parts.password is not None:
-        credentials = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
-        basic_auth = "Basic " + base64.b64encode(credentials.encode("utf-8")).decode("ascii")
-    return without_credentials(base_url).rstrip("/"), basic_auth
-
-
-def without_credentials(url: str) -> str:
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def load_config(path: str) -> tuple[Config, str]:

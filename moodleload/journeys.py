@@ -231,52 +231,63 @@ class JourneyRunner:
             return Outcome(step.name, "bad_form_action", self.run.clock.now())
         if action_origin != session.origin:  # the user's cookies never go to another host
             return Outcome(step.name, "offsite_form", self.run.clock.now(), redirected_to=urlsplit(action).netloc)
+        body: list | Body = pairs
         if form.enctype.startswith("multipart/form-data"):
             data, content_type = multipart(pairs, f"----moodleload{index:016x}")
-        body = Body(content_type, data) if form.enctype.startswith("multipart/form-data") else pairs
+            body = Body(content_type, data)
         fetched, outcome = await self._get(session, action, step.name, form=body, follow=False)
         if fetched is None:
             return outcome
         if fetched.status in REDIRECT_STATUSES and fetched.location:
-            try:
-                target, target_origin = redirect_target(action, fetched.location)
-            except BadRedirect:
-                outcome.failure = "bad_redirect"
-                return outcome
-            location = urlsplit(target).path
-            if target_origin != session.origin:  # not followed: the user's cookies stay on the site
-                outcome.failure, outcome.redirected_to = "offsite_redirect", urlsplit(target).netloc
-            elif location == self.run.login_url_path:
-                session.needs_login = True
-                outcome.failure = "session_lost"
-            elif step.expect and location != step.expect:
-                outcome.failure, outcome.redirected_to = "unexpected_redirect", location
-            else:
-                # The browser follows to the page it was sent to: part of the step, as it is for the user.
-                landing, landed = await self._get(session, target, step.name)
-                outcome.finished, outcome.redirected_to = landed.finished, location
-                if landing is None:
-                    outcome.failure = landed.failure
-                    return outcome
-                judged = self._judge_page(session, landing, Outcome(step.name))
-                outcome.failure, outcome.footer = judged.failure, judged.footer
-                if outcome.failure is None:
-                    outcome.counts = step.counts
-                    walk.page, walk.page_url = landing.body, landing.url
-        elif fetched.status == 200:
-            code = error_page(fetched.body)
-            if is_login_page(fetched.body, self.run.login_url_path):
-                session.needs_login = True
-                outcome.failure = "session_lost"
-            elif code:
-                outcome.failure = f"error_{code}"
-            elif form_errors(fetched.body):
-                outcome.failure = f"invalid_{step.form}"
-            else:
-                outcome.failure = "not_accepted"
+            return await self._submitted(session, walk, step, action, fetched.location, outcome)
+        if fetched.status == 200:
+            outcome.failure = self._not_accepted(session, fetched.body, step)
         else:
             outcome.failure = f"http_{fetched.status}"
         return outcome
+
+    async def _submitted(self, session: Session, walk: Walk, step: Step, action: str, location_header: str,
+                         outcome: Outcome) -> Outcome:
+        """A submission answered with a redirect: judged by where it leads, and followed there
+        as a browser follows it when it stays on the site."""
+        try:
+            target, target_origin = redirect_target(action, location_header)
+        except BadRedirect:
+            outcome.failure = "bad_redirect"
+            return outcome
+        location = urlsplit(target).path
+        if target_origin != session.origin:  # not followed: the user's cookies stay on the site
+            outcome.failure, outcome.redirected_to = "offsite_redirect", urlsplit(target).netloc
+        elif location == self.run.login_url_path:
+            session.needs_login = True
+            outcome.failure = "session_lost"
+        elif step.expect and location != step.expect:
+            outcome.failure, outcome.redirected_to = "unexpected_redirect", location
+        else:
+            # The browser follows to the page it was sent to: part of the step, as it is for the user.
+            landing, landed = await self._get(session, target, step.name)
+            outcome.finished, outcome.redirected_to = landed.finished, location
+            if landing is None:
+                outcome.failure = landed.failure
+                return outcome
+            judged = self._judge_page(session, landing, Outcome(step.name))
+            outcome.failure, outcome.footer = judged.failure, judged.footer
+            if outcome.failure is None:
+                outcome.counts = step.counts
+                walk.page, walk.page_url = landing.body, landing.url
+        return outcome
+
+    def _not_accepted(self, session: Session, body: bytes, step: Step) -> str:
+        """Why a submission answered 200 (the page again, not a redirect) failed."""
+        if is_login_page(body, self.run.login_url_path):
+            session.needs_login = True
+            return "session_lost"
+        code = error_page(body)
+        if code:
+            return f"error_{code}"
+        if form_errors(body):
+            return f"invalid_{step.form}"
+        return "not_accepted"
 
     async def _logout(self, session: Session, walk: Walk, step: Step) -> Outcome:
         """Moodle's logout link (with the session key); the next journey logs in again."""

@@ -25,6 +25,18 @@ def build_parser() -> argparse.ArgumentParser:
                      "128 usage or config mistake, 129/130/143 interrupted (SIGHUP, Ctrl-C, SIGTERM), 200 a fault "
                      "of the tool, 201 the site could not be reached (all stop a bisect). With --pairs: 0 confirmed, "
                      "1 not confirmed, 125 cannot tell.")
+    add_load_options(parser)
+    add_judging_options(parser)
+    add_mode_options(parser)
+    add_query_stats_options(parser)
+    parser.add_argument("--quiet", action="store_true", help="print only errors, warnings and the verdict")
+    parser.add_argument("--shard-process", action="store_true", help=argparse.SUPPRESS)  # --processes child
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return parser
+
+
+def add_load_options(parser) -> None:
+    """The load: what is sent, how fast, for how long, from how many processes."""
     parser.add_argument("--config", help="path to config.json")
     parser.add_argument("--rpm", type=float, help="target requests per minute (with journeys: steps a minute)")
     parser.add_argument("--duration", type=float, help="measured duration in seconds")
@@ -44,6 +56,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--blocks", type=int, default=20,
                         help="time blocks per run for the baseline comparison (default 20)")
     parser.add_argument("--output", help="write the results JSON document here")
+    parser.add_argument("--max-body-mb", type=float, default=64, metavar="MB",
+                        help="largest answer body, as sent and as decoded; larger ones fail as too_large "
+                             "(default 64)")
+    parser.add_argument("--shard", default="1/1", metavar="K/N",
+                        help="run shard K of N: its users and 1/N of the rate (merge with --merge)")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="run N generator processes on this machine and merge their results")
+    parser.add_argument("--metrics", action="append", metavar="URL",
+                        help="a Prometheus exporter of a server beside the load (node_exporter, postgres_exporter, "
+                             "mysqld_exporter), scraped every 2 s; repeat for each host")
+
+
+def add_judging_options(parser) -> None:
+    """How the run is judged: the baseline, the tolerance and the gates."""
     parser.add_argument("--baseline", nargs="+", metavar="RESULTS",
                         help="results of the good commit to compare this run with; give 3 or more runs, each "
                              "from a freshly prepared site, so the verdict knows the run-to-run spread")
@@ -68,13 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-login-failures", type=float, default=0.1, metavar="SHARE",
                         help="share of users that may fail to log in before the run cannot judge: exit 125 "
                              "(default 0.1)")
-    parser.add_argument("--max-body-mb", type=float, default=64, metavar="MB",
-                        help="largest answer body, as sent and as decoded; larger ones fail as too_large "
-                             "(default 64)")
-    parser.add_argument("--shard", default="1/1", metavar="K/N",
-                        help="run shard K of N: its users and 1/N of the rate (merge with --merge)")
-    parser.add_argument("--processes", type=int, default=1,
-                        help="run N generator processes on this machine and merge their results")
+
+
+def add_mode_options(parser) -> None:
+    """The modes without a load, and the reports every mode can write."""
     parser.add_argument("--compare", nargs="+", metavar="RESULTS",
                         help="BASE [BASE ...] NEW: judge saved results, the last one against the others; no load")
     parser.add_argument("--merge", nargs="+", metavar="RESULTS", help="merge saved results into --output")
@@ -85,6 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--moodle-dir", metavar="DIR",
                         help="the Moodle checkout under test (where config.php is; 5.0 or 5.1+ layout): its "
                              "release, version and git commit are recorded in the results and reports")
+    parser.add_argument("--pairs", nargs="+", metavar="RESULTS",
+                        help="PARENT CULPRIT [PARENT CULPRIT ...]: runs of a commit's parent and the commit made "
+                             "in alternation; confirms the culprit (exit 0), clears it (1) or cannot tell (125)")
+
+
+def add_query_stats_options(parser) -> None:
+    """--query-stats and the database settings it reads."""
     stats = parser.add_argument_group(
         "query statistics", "read the database's per-statement statistics before and after the measured window "
         "(never reset): the comparison names the statements that changed; the database settings as "
@@ -101,16 +131,6 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--db-port", type=int, help="database port")
     stats.add_argument("--db-socket", metavar="PATH", help="unix socket (MariaDB/MySQL: its file)")
     parser.set_defaults(db_pass=None, prefix=None)
-    parser.add_argument("--metrics", action="append", metavar="URL",
-                        help="a Prometheus exporter of a server beside the load (node_exporter, postgres_exporter, "
-                             "mysqld_exporter), scraped every 2 s; repeat for each host")
-    parser.add_argument("--pairs", nargs="+", metavar="RESULTS",
-                        help="PARENT CULPRIT [PARENT CULPRIT ...]: runs of a commit's parent and the commit made "
-                             "in alternation; confirms the culprit (exit 0), clears it (1) or cannot tell (125)")
-    parser.add_argument("--quiet", action="store_true", help="print only errors, warnings and the verdict")
-    parser.add_argument("--shard-process", action="store_true", help=argparse.SUPPRESS)  # --processes child
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    return parser
 
 
 # Every number an option takes, with its range: checked before the first login, so no

@@ -12,18 +12,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
-import fcntl
-import getpass
-import glob
 import json
 import os
 import re
 import signal
 import sys
-import threading
 import time
-from urllib.parse import urlsplit
 
 from . import __version__
 from .accounts import (
@@ -35,46 +29,39 @@ from .accounts import (
     holding,
     select_users,
 )
-from .config import without_credentials
 from .console import silence_closed_stdout
 from .databases import DatabaseError, Settings, database_for, family_of, fill_defaults
 from .exits import STOPPING_SIGNALS, UsageError, exit_for_signal  # here a UsageError is exit 2
-from .files import check_writable, json_text, prepare_file, read_json
+from .files import check_writable, json_text, prepare_file
 from .moodleconfig import offer_moodle_settings, read_moodle_config
 from .needs import require
+from .siteurl import without_credentials
+from .testconfig import (
+    chosen_base_url,
+    config_lock,
+    config_target,
+    leftovers_of,
+    read_config,
+    updated_config,
+)
+from .testpassword import (
+    DEFAULT_BCRYPT_COST,
+    PASSWORD_ENV,
+    hash_interruptibly,
+    read_secret_file,
+    resolve_password,
+)
 
 EXIT_OK = 0
 EXIT_DATABASE = 1
 EXIT_USAGE = 2
 EXIT_NO_USERS = 3
 
-PASSWORD_ENV = "MOODLE_TEST_PASSWORD"
 DEFAULT_PREFIX = "mdl_"
-DEFAULT_BCRYPT_COST = 10  # Moodle's own (PHP's PASSWORD_DEFAULT cost)
 MAX_BCRYPT_COST = 14  # every login pays it until Moodle rehashes: ~1 s a login at 14 on a fast core
 MAX_COUNT = 1_000_000
-MOODLE_MAX_PASSWORD_CHARS = 128  # longer passwords never validate in Moodle
-BCRYPT_MAX_PASSWORD_BYTES = 72  # bcrypt ignores (or refuses) what lies beyond
 PREFIX_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,30}$")
 AUTH_PATTERN = re.compile(r"^[a-z0-9_]{1,20}$")
-
-EXAMPLE_BASE_URL = "https://moodle.example.test"  # config.example.json's placeholder: never a real site
-DEFAULT_CONFIG = {
-    "login_path": "/login/index.php",
-    "users": [],
-    "parameters": {
-        "courseid": {"min": 2, "max": 500},
-        "cmid": {"min": 10, "max": 2000},
-        "userid": {"min": 5, "max": 10000},
-    },
-    "urls": [
-        {"path": "/my/"},
-        {"path": "/course/view.php?id={courseid}"},
-        {"path": "/mod/forum/view.php?id={cmid}"},
-        {"path": "/user/profile.php?id={userid}"},
-    ],
-}
-
 
 class Stopped(Exception):
     """SIGTERM or SIGHUP arrived: end the way Ctrl-C does, rolling back what is not committed."""
@@ -82,100 +69,6 @@ class Stopped(Exception):
     def __init__(self, signum: int):
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
-
-
-# =========================================================================== config.json
-
-def config_target(path: str) -> str:
-    """The file to write: a symlinked config.json is written through to its target."""
-    return os.path.realpath(path) if os.path.islink(path) else path
-
-
-def read_config(path: str) -> tuple[dict, bool]:
-    """The config to update and whether it exists; checked before the database is touched."""
-    try:
-        raw = read_json(path, "config")
-    except FileNotFoundError:
-        return copy.deepcopy(DEFAULT_CONFIG), False
-    if not isinstance(raw, dict):
-        raise UsageError(f"{path} must hold a JSON object")
-    if "users" in raw and not isinstance(raw["users"], list):
-        raise UsageError(f"{path}: 'users' must be a list")
-    if "parameters" in raw and not isinstance(raw["parameters"], dict):
-        raise UsageError(f"{path}: 'parameters' must be an object")
-    for position, user in enumerate(raw.get("users", [])):
-        if isinstance(user, dict) and "password" in user and not isinstance(user["password"], str):
-            raise UsageError(f"{path}: users[{position}].password is not a string; fix or remove it")
-    return raw, True
-
-
-def stored_password(config: dict) -> str | None:
-    """The password the config's users already share, if they share one."""
-    passwords = {u["password"] for u in config.get("users", []) if isinstance(u, dict) and "password" in u}
-    return passwords.pop() if len(passwords) == 1 else None
-
-
-def chosen_base_url(config: dict, given: str | None, wwwroot: str | None, path: str) -> str:
-    """The site's address for config.json: --base-url, else the config's own (unless it is
-    the example's placeholder), else config.php's wwwroot.  Never a value nobody gave: a
-    config without one is refused before the database is touched."""
-    if given is not None:
-        parts = urlsplit(given)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise UsageError(f"--base-url must be an http:// or https:// address of the site, got "
-                             f"{without_credentials(given)!r}")
-        return given.rstrip("/")
-    current = config.get("base_url")
-    if isinstance(current, str) and current and current != EXAMPLE_BASE_URL:
-        return current
-    if wwwroot:
-        return wwwroot.rstrip("/")
-    raise UsageError(f"{path} needs the site's address and nothing gave it: add --base-url https://your.site "
-                     f"(as the load will reach it) or --moodle-config with the site's config.php (its wwwroot)")
-
-
-def updated_config(config: dict, users: list, password: str, parameters: dict | None = None,
-                   base_url: str | None = None) -> dict:
-    """The config with ``users`` replaced (and ``parameters`` merged in, and ``base_url``
-    set where given); every other key and the order of keys kept."""
-    result = dict(config)
-    if base_url is not None and "base_url" not in result:
-        result = {"base_url": base_url, **result}  # first, where config.example.json has it
-    elif base_url is not None:
-        result["base_url"] = base_url
-    result["users"] = [{"username": user.username, "password": password} for user in users]
-    if parameters:
-        merged = dict(result.get("parameters", {}))
-        merged.update(parameters)
-        result["parameters"] = merged
-    return result
-
-
-def leftovers_of(path: str) -> list:
-    """Temporary configs an earlier run left beside ``path`` when it was killed outright."""
-    directory, name = os.path.split(os.path.abspath(path))
-    return sorted(glob.glob(os.path.join(glob.escape(directory), f".{glob.escape(name)}-*.tmp")))
-
-
-@contextlib.contextmanager
-def config_lock(path: str):
-    """One run at a time per folder of config.json (a lock on the folder itself, so no lock
-    file is left behind): a second run refuses in one line instead of losing the first
-    run's users or parameters."""
-    directory = os.path.dirname(os.path.abspath(path))
-    try:
-        handle = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError as error:
-        raise UsageError(f"cannot write {path}: {error.strerror} ({directory})") from None
-    try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UsageError(f"another set_moodle_passwords.py is writing a config in {directory} right now: "
-                             f"wait for it to finish, then run again") from None
-        yield
-    finally:
-        os.close(handle)  # closing releases the lock
 
 
 @contextlib.contextmanager
@@ -187,88 +80,6 @@ def signals_held():
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, STOPPING_SIGNALS)
-
-
-# =========================================================================== password
-
-def check_password(password: str) -> None:
-    if not password:
-        raise UsageError("the password is empty")
-    try:
-        encoded = password.encode("utf-8")
-    except UnicodeEncodeError:
-        raise UsageError("the password is not valid UTF-8: give it as UTF-8 text") from None
-    if len(password) > MOODLE_MAX_PASSWORD_CHARS:
-        raise UsageError(f"the password has {len(password)} characters; Moodle never accepts more "
-                         f"than {MOODLE_MAX_PASSWORD_CHARS}")
-    if len(encoded) > BCRYPT_MAX_PASSWORD_BYTES:
-        raise UsageError(f"the password is {len(encoded)} bytes in UTF-8; bcrypt "
-                         f"uses at most {BCRYPT_MAX_PASSWORD_BYTES}: choose a shorter one")
-
-
-def moodle_bcrypt_hash(password: str, cost: int = DEFAULT_BCRYPT_COST) -> str:
-    """A bcrypt hash in PHP's ``$2y$`` form: what Moodle's password_hash() writes and what
-    every Moodle since 2.7 accepts.  Moodle 5.0 rewrites it to its own format at the first
-    login, so later logins stay cheap (``$2b$``, Python's default, is never rewritten and
-    is checked twice at every login)."""
-    import bcrypt
-
-    hashed = bcrypt.hashpw(password.encode("utf-8"), bcrypt.gensalt(rounds=cost)).decode("ascii")
-    return "$2y$" + hashed[4:]  # $2b$ and $2y$ are the same algorithm
-
-
-def hash_interruptibly(password: str, cost: int) -> str:
-    """The hash, computed in a thread: the main thread stays free to take Ctrl-C at once,
-    however high the cost (a signal handler runs only in the main thread, between calls)."""
-    result: list = []
-    worker = threading.Thread(target=lambda: result.append(moodle_bcrypt_hash(password, cost)), daemon=True)
-    worker.start()
-    while worker.is_alive():
-        worker.join(0.05)
-    if not result:
-        raise UsageError("bcrypt could not hash the password")
-    return result[0]
-
-
-def read_secret_file(path: str, what: str) -> str:
-    """The first line of a file ("-": standard input), without its line ending."""
-    try:
-        if path == "-":
-            line = sys.stdin.readline()
-        else:
-            with open(path, encoding="utf-8") as handle:
-                line = handle.readline()
-    except UnicodeDecodeError:
-        raise UsageError(f"{what} {path} is not UTF-8 text") from None
-    except OSError as error:
-        raise UsageError(f"cannot read {what} {path}: {error.strerror}") from None
-    return line.rstrip("\r\n")
-
-
-def resolve_password(args, config: dict) -> str:
-    """--password-file, then --password (seen by every user in ps: it warns), then
-    $MOODLE_TEST_PASSWORD, then the password already in config.json, then a prompt on a
-    terminal."""
-    password = None
-    if args.password_file:
-        password = read_secret_file(args.password_file, "--password-file")
-    elif args.password is not None:
-        print(f"[WARN] --password is visible to every user of this machine (ps): prefer --password-file "
-              f"or ${PASSWORD_ENV}")
-        password = args.password
-    elif os.environ.get(PASSWORD_ENV):
-        password = os.environ[PASSWORD_ENV]
-    elif stored_password(config):
-        password = stored_password(config)
-    elif sys.stdin is not None and sys.stdin.isatty() and not args.dry_run:
-        password = getpass.getpass("New password for the test users: ")
-        if getpass.getpass("The same again: ") != password:
-            raise UsageError("the two passwords differ: nothing was changed")
-    if not password:
-        raise UsageError(f"no password given: use --password-file FILE, set {PASSWORD_ENV}, or keep one in "
-                         f"{args.config} (--password works too, but shows in ps)")
-    check_password(password)
-    return password
 
 
 def db_password(args) -> str | None:
@@ -405,21 +216,9 @@ def run(args, database, target: str, guards: Guards, config: dict, existed: bool
     try:
         database.begin(conn, read_only=args.dry_run)
         with conn.cursor() as cur:
-            try:
-                users = select_users(cur, database, guards, args.where, args.count, lock=not args.dry_run)
-                parameters = discover_parameters(cur, database, args.prefix, users) \
-                    if args.params_from_db and users else None
-            except database.errors as error:
-                raise DatabaseError(database.explain_query_error(error, args.prefix, args.where)) from None
+            users, parameters = pick_users(cur, database, guards, args)
             if not users:
-                print("[ERROR] no user matches: nothing changed (without --where only maketestsite's "
-                      "tool_generator_* users are picked; active, confirmed, auth manual, not admin or guest)",
-                      file=sys.stderr)
                 return EXIT_NO_USERS
-            if len(users) < args.count:
-                print(f"[WARN] only {len(users)} users match, fewer than --count {args.count}")
-            ids = [user.id for user in users]
-            print(f"[INFO] {len(users)} users selected (ids {min(ids)}..{max(ids)})")
             if args.dry_run:
                 show_dry_run(args, database, users, config,
                              updated_config(config, users, password, parameters, args.base_url_chosen), existed)
@@ -458,18 +257,42 @@ def run(args, database, target: str, guards: Guards, config: dict, existed: bool
                 os.replace(temporary, target)
                 temporary = None
                 args.committed = True  # a signal held back until here finds the work done
-        print(f"[INFO] updated {len(changed)} users (bcrypt cost {args.bcrypt_cost}, auth=manual, confirmed=1), "
-              f"cleared {preferences} lockout/password-change preferences, in one transaction")
-        if parameters:
-            print("[INFO] parameters from the database: "
-                  + ", ".join(f"{name} {len(spec['values'])} values" for name, spec in parameters.items()))
-        report_base_url(config, new_config, args)
-        print(f"[INFO] wrote {args.config} ({len(changed)} users, mode 0600)")
+        report_done(args, config, new_config, len(changed), preferences, parameters)
         return EXIT_OK
     finally:
         if temporary is not None and os.path.exists(temporary):
             os.unlink(temporary)
         conn.close()  # closing without a commit rolls back whatever was not committed
+
+
+def pick_users(cur, database, guards: Guards, args) -> tuple[list, dict | None]:
+    """The users to change (locked unless a dry run) and, with --params-from-db, the page
+    parameters that exist on this site; no users is said here, once."""
+    try:
+        users = select_users(cur, database, guards, args.where, args.count, lock=not args.dry_run)
+        parameters = discover_parameters(cur, database, args.prefix, users) if args.params_from_db and users else None
+    except database.errors as error:
+        raise DatabaseError(database.explain_query_error(error, args.prefix, args.where)) from None
+    if not users:
+        print("[ERROR] no user matches: nothing changed (without --where only maketestsite's "
+              "tool_generator_* users are picked; active, confirmed, auth manual, not admin or guest)",
+              file=sys.stderr)
+        return [], None
+    if len(users) < args.count:
+        print(f"[WARN] only {len(users)} users match, fewer than --count {args.count}")
+    ids = [user.id for user in users]
+    print(f"[INFO] {len(users)} users selected (ids {min(ids)}..{max(ids)})")
+    return users, parameters
+
+
+def report_done(args, config: dict, new_config: dict, changed: int, preferences: int, parameters: dict | None) -> None:
+    print(f"[INFO] updated {changed} users (bcrypt cost {args.bcrypt_cost}, auth=manual, confirmed=1), "
+          f"cleared {preferences} lockout/password-change preferences, in one transaction")
+    if parameters:
+        print("[INFO] parameters from the database: "
+              + ", ".join(f"{name} {len(spec['values'])} values" for name, spec in parameters.items()))
+    report_base_url(config, new_config, args)
+    print(f"[INFO] wrote {args.config} ({changed} users, mode 0600)")
 
 
 RECHECK_ATTEMPTS, RECHECK_PAUSE_SECONDS = 3, 2.0  # a restarting database gets a few seconds

@@ -38,14 +38,7 @@ from .compare import (
     Thresholds,
     block_medians,
     failure_rise_upper,
-    incomparable,
-    judge_counts,
-    release_notes,
-    unshown,
-    work_notes,
 )
-from .histogram import Histogram, counter_median
-from .machine import contended, noise_notes
 from .stats import f_cdf, student_t_cdf, student_t_quantile
 
 NOISY_SPREAD = 0.03  # a page's run-to-run spread above which the report looks for where it came from
@@ -54,6 +47,10 @@ MAX_EXTRA_RUNS = 30  # projections stop here: beyond it the noise, not the run c
 # Below this a spread is measurement resolution, not knowledge: identical files would
 # otherwise make every difference "certain".
 SPREAD_FLOOR = 0.002
+
+
+def mean(values: list) -> float:
+    return sum(values) / len(values)
 
 
 def run_value(raw_url: dict, minimum_blocks: int) -> float | None:
@@ -138,39 +135,6 @@ def analyse_spread(groups: list) -> Spread | None:
                   own_squares / own_freedom if own_freedom else 0.0, own_freedom, pages)
 
 
-def _pooled_tally(documents: list, name: str, key: str) -> dict:
-    tally: dict = {}
-    for document in documents:
-        for value, count in document["urls"][name].get("footer", {}).get(key, {}).items():
-            tally[value] = tally.get(value, 0) + count
-    return tally
-
-
-def _server_median(documents: list, name: str) -> float | None:
-    """The median over runs of each run's median server time from Moodle's footer."""
-    medians = []
-    for document in documents:
-        histogram = Histogram.from_dict(document["urls"][name].get("footer", {}).get("server_time_ms"))
-        median = histogram.percentile(50) if histogram.count else None
-        if median is not None:
-            medians.append(median)
-    return round(statistics.median(medians), 2) if medians else None
-
-
-def common_mode(ratios: dict) -> str | None:
-    """A note when every page moved by about the same factor: more likely the environment
-    or a change under every page than one page's regression.  Judged by the same rules."""
-    logs = [math.log(ratio) for ratio in ratios.values() if ratio and ratio > 0 and math.isfinite(ratio)]
-    if len(logs) < 2:
-        return None
-    middle = statistics.median(logs)
-    if abs(middle) < 0.02 or max(logs) - min(logs) > 0.04 or not all(log * middle > 0 for log in logs):
-        return None
-    word = "slower" if middle > 0 else "faster"
-    return (f"all {len(logs)} pages {abs(math.exp(middle) - 1):.0%} {word} at once: the environment (machine, "
-            f"database state, caches) or a site-wide change, more likely than one page's")
-
-
 @dataclass(frozen=True)
 class Evidence:
     """What a comparison of runs rests on, in the form that projections can grow: the log
@@ -207,7 +171,7 @@ def page_tests(evidence: Evidence, alpha: float) -> dict:
     tests = {}
     for name, change in changes.items():
         others = [other for key, other in changes.items() if key != name]
-        centre = _mean(others)
+        centre = mean(others)
         error = spread.own * evidence.runs_factor * math.sqrt(1 + 1 / len(others))
         t = (change - centre) / error
         agree = True
@@ -229,7 +193,7 @@ def site_test(evidence: Evidence, alpha: float, changes: dict | None = None) -> 
     runs give; and its one-sided upper bound, which good needs below the tolerance."""
     spread = evidence.spread
     values = list((changes or evidence.changes).values())
-    change = _mean(values)
+    change = mean(values)
     error = spread.site * evidence.runs_factor
     t = change / error
     return {"change": change, "alpha": alpha, "p": 1.0 - student_t_cdf(t, spread.shared_freedom),
@@ -356,165 +320,3 @@ def log_grids(bases: list, news: list, names: list, minimum_blocks: int) -> list
     return grids
 
 
-def compare_runs(bases: list, news: list, thresholds: Thresholds) -> dict:
-    """Compare one or more candidate runs with two or more baseline runs (or one baseline
-    with two or more candidates), URL by URL, against the run-to-run spread."""
-    names = [name for name in news[0]["urls"]
-             if all(name in document["urls"] for document in bases + news)]
-    alpha = thresholds.alpha / max(1, len(names))
-    grids = log_grids(bases, news, names, thresholds.min_blocks)
-    values = {name: [[run[position] for run in grid if run[position] is not None] for grid in grids]
-              for position, name in enumerate(names)}
-    spread = analyse_spread(grids)
-    changes = {name: _mean(groups[1]) - _mean(groups[0]) for name, groups in values.items()
-               if groups[0] and groups[1]}
-    failures = {name: tuple(sum(document["urls"][name][key] for document in side)
-                            for side in (bases, news) for key in ("failure", "requests")) for name in names}
-    evidence = outcome = None
-    if spread is not None and changes:
-        evidence = Evidence(changes, spread, len(bases), len(news), {k: failures[k] for k in changes})
-        outcome = assess(evidence, thresholds, alpha)
-    rows = {name: _judge_url(name, bases, news, values[name], outcome, thresholds, alpha, spread, failures[name])
-            for name in names}
-    verdicts = [row["verdict"] for row in rows.values()]
-    overall = "regression" if "regression" in verdicts else \
-        "unsure" if not rows or "unsure" in verdicts else "same"
-    tolerance = thresholds.max_regression_pct / 100.0
-    whole = outcome["whole"] if outcome else None
-    if overall == "same" and whole is not None and whole["upper"] >= math.log1p(tolerance):
-        overall = "unsure"
-    notes = [f"judged against {len(bases)} baseline run{'s' * (len(bases) > 1)} and {len(news)} run"
-             f"{'s' * (len(news) > 1)} of this commit: run-to-run spread "
-             + (f"{math.exp(spread.total) - 1:.1%} a page ({spread.total_freedom:.1f} degrees of freedom), "
-                f"{math.exp(spread.site) - 1:.1%} for the site as a whole" if spread else "unknown")]
-    site = outcome["site"] if outcome else None
-    if site is not None and site["p"] <= site["alpha"] and overall != "regression":
-        notes.append(f"every page together moved x{math.exp(site['change']):.3f} (p={site['p']:.2g}), within "
-                     f"the tolerance")
-    shift = common_mode({name: row.get("ratio") for name, row in rows.items()})
-    if shift:
-        notes.append(shift)
-    missing = sorted({name for document in bases + news for name in document["urls"]} - set(names))
-    if missing:
-        notes.append(f"URLs not in every run, not compared: {', '.join(missing)}")
-    notes += work_notes(bases, news) + release_notes(bases, news)
-    if spread is not None and math.exp(spread.total) - 1 > NOISY_SPREAD:
-        notes += noise_notes(bases, news)
-    differences = []
-    for document in bases + news[1:]:
-        differences += [reason for reason in incomparable(document, news[0]) if reason not in differences]
-    differences += contended(bases, news, thresholds.max_other_cpu)
-    needed = more_runs(evidence, thresholds, alpha) if evidence is not None and overall == "unsure" \
-        else {"candidate": None, "baseline": None, "each": None}
-    rules_out = [row["rules_out_pct"] for row in rows.values() if row.get("rules_out_pct") is not None]
-    if whole is not None:
-        rules_out.append(round(math.expm1(whole["upper"]) * 100, 2))
-    comparison = {"verdict": "not comparable" if differences else overall, "method": "runs", "alpha_per_url": alpha,
-                  "urls": rows, "notes": notes, "max_regression_pct": thresholds.max_regression_pct,
-                  "not_comparable": differences, "baseline_runs": len(bases), "candidate_runs": len(news),
-                  "spread_pct": None if spread is None else round((math.exp(spread.total) - 1) * 100, 3),
-                  "site_detectable_pct": None if site is None else round(math.expm1(site["detectable"]) * 100, 2),
-                  "site_rules_out_pct": None if whole is None else round(math.expm1(whole["upper"]) * 100, 2),
-                  "rules_out_pct": max(rules_out) if rules_out else None, "more_runs": needed,
-                  "advice": advice(rows, thresholds)}
-    comparison["undecided"] = undecided_line(comparison) if overall == "unsure" else None
-    return comparison
-
-
-def undecided_line(comparison: dict) -> str:
-    """The one line that says why these runs cannot call the commit good, and what would."""
-    tolerance = comparison["max_regression_pct"]
-    rules_out = comparison.get("rules_out_pct")
-    if rules_out is None:
-        head = "these runs cannot bound the slowdown"
-    elif rules_out >= tolerance:
-        head = f"these runs rule out only slowdowns above {rules_out:.1f} %"
-    else:
-        head = (f"these runs rule out slowdowns above {rules_out:.1f} % but not a rise of failures above "
-                f"{FAILURE_MARGIN:.0%} of requests")
-    needed = comparison.get("more_runs") or {}
-    candidate, baseline, each = needed.get("candidate"), needed.get("baseline"), needed.get("each")
-    if comparison.get("method") != "runs":
-        tail = "one run a side cannot know the run-to-run spread: record three baseline runs (--baseline)"
-    elif candidate is not None:
-        tail = f"about {candidate} more run{'s' * (candidate > 1)} of this commit would decide {tolerance:g} % " \
-               f"at this spread"
-        if baseline is not None and baseline < candidate:
-            tail += f" (or {baseline} more baseline run{'s' * (baseline > 1)})"
-    elif baseline is not None:
-        tail = f"runs of this commit alone cannot decide {tolerance:g} %: about {baseline} more baseline " \
-               f"run{'s' * (baseline > 1)} would"
-    elif each is not None:
-        tail = f"about {each} more run{'s' * (each > 1)} of this commit and {each} more of the baseline would " \
-               f"decide {tolerance:g} % at this spread (the baseline's own runs limit it)"
-    else:
-        tail = f"not even {MAX_EXTRA_RUNS} more runs would decide {tolerance:g} % at this spread: lower the noise " \
-               f"(a quieter machine, longer runs) or raise --max-regression"
-    return f"{head}; {tail}"
-
-
-def _mean(values: list) -> float:
-    return sum(values) / len(values)
-
-
-def _judge_url(name: str, bases: list, news: list, groups: list, outcome: dict | None, thresholds: Thresholds,
-               alpha: float, spread: Spread | None, counts: tuple[int, int, int, int]) -> dict:
-    page_alpha = outcome["page_alpha"] if outcome else alpha
-    row = judge_counts(*counts, counter_median(_pooled_tally(bases, name, "db_reads")),
-                       counter_median(_pooled_tally(news, name, "db_reads")), thresholds, page_alpha, {})
-    base_logs, new_logs = groups
-    row["runs"] = [len(base_logs), len(new_logs)]
-    # Moodle's own server time (footer) beside the client's: a shift in one but not the
-    # other points at the network or the generator, not the code
-    row["server_ms"] = [_server_median(side, name) for side in (bases, news)]
-    page = None if outcome is None else outcome["pages"].get(name)
-    if page is None:
-        row.update(ratio=None, p_value=None)
-        if row["verdict"] == "same":
-            row["verdict"] = "unsure"
-            row["reasons"].append(f"too few runs with {thresholds.min_blocks} blocks of data "
-                                  f"({len(base_logs)} baseline, {len(new_logs)} this commit): more runs may decide")
-        return row
-    ratio = math.exp(page["change"])
-    assert spread is not None  # a page judged over runs has their spread
-    low, high = (math.exp(bound) for bound in page["interval"])
-    row.update(base_ms=round(math.exp(_mean(base_logs)), 2), new_ms=round(math.exp(_mean(new_logs)), 2),
-               ratio=round(ratio, 4), ratio_ci95=[round(low, 4), round(high, 4)],
-               p_value=float(f"{page['p']:.3g}"), alpha=round(page_alpha, 6),
-               noise_pct=round((math.exp(spread.total) - 1) * 100, 2),
-               detectable_pct=round(math.expm1(page["detectable"]) * 100, 2),
-               rules_out_pct=round(math.expm1(page["upper"]) * 100, 2),
-               relative_ratio=None if page["relative"] is None else round(math.exp(page["relative"]), 4))
-    if page["bad"]:
-        row["verdict"] = "regression"
-        if page["relative_bad"]:
-            row["reasons"].append(f"median service time x{math.exp(page['relative']):.3f} against the other pages "
-                                  f"(x{ratio:.3f} in all, the rest moved with the run; p={page['p']:.2g})")
-        else:
-            row["reasons"].append(f"median service time x{ratio:.3f}, {low:.3f}-{high:.3f} with the run-to-run "
-                                  f"spread (p={page['p']:.2g})")
-    elif page["faster"] and row["verdict"] == "same":
-        row["verdict"] = "improvement"
-    unshown(row, math.exp(page["upper"]), thresholds.max_regression_pct / 100.0)
-    return row
-
-
-def advice(rows: dict, thresholds: Thresholds) -> list:
-    """What a bisect can see with these runs: a warning when --max-regression is below the
-    smallest slowdown they can call, a hint when it is far above it."""
-    detectable = {name: row["detectable_pct"] for name, row in rows.items() if row.get("detectable_pct") is not None}
-    if not detectable:
-        return []
-    tolerance = thresholds.max_regression_pct
-    worst_name = max(detectable, key=lambda name: detectable[name])
-    worst = detectable[worst_name]
-    if tolerance < worst:
-        return [f"[WARN] --max-regression {tolerance:g} is below the smallest slowdown of one page these runs can "
-                f"call on {worst_name} ({worst:.1f} %): a smaller one reads as noise, so the answer will be "
-                f"unsure (125) unless more runs are added. Add baseline runs, run longer, or set --max-regression "
-                f"{math.ceil(worst):g}"]
-    if tolerance > 3 * worst and tolerance > 5:
-        return [f"[HINT] these runs can call slowdowns from {worst:.1f} % (worst page {worst_name}); "
-                f"--max-regression {tolerance:g} lets smaller real ones pass: consider --max-regression "
-                f"{max(5, math.ceil(1.5 * worst)):g}"]
-    return []

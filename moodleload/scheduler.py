@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from .clock import RealClock, wait_all, wake
+from .clock import PauseDetector, RealClock, wait_all, wake
 from .config import Config, User
 from .console import Printer, clock_text, fmt, round_or_none
 from .histogram import Histogram
@@ -46,32 +46,6 @@ class RunSettings:
     http_client: str = "httptools"  # or "aiohttp"
     max_body: int = DEFAULT_MAX_BODY  # bytes of an answer, as sent and as decoded
     login_retry_pause: float = 2.0  # before the one retry of a login that met a server error
-
-
-class PauseDetector:
-    """Notices when this process stopped running (SIGSTOP, a long GC, a blocked event loop):
-    a 50 ms sleep that took far longer.  Like HdrHistogram's pause detector."""
-
-    def __init__(self, clock, tick: float = 0.05, threshold: float = 0.5):
-        self.clock = clock
-        self.tick = tick
-        self.threshold = threshold
-        self.intervals: list = []  # (from, to) of each pause
-
-    async def watch(self) -> None:
-        while True:
-            before = self.clock.now()
-            await self.clock.sleep(self.tick)
-            after = self.clock.now()
-            if after - before - self.tick > self.threshold:
-                self.intervals.append((before + self.tick, after))
-
-    def seconds_within(self, start: float, end: float) -> float:
-        """How long the process stood still between ``start`` and ``end``."""
-        return sum(max(0.0, min(to, end) - max(since, start)) for since, to in self.intervals)
-
-    def covers(self, moment: float) -> bool:
-        return any(start <= moment < end for start, end in reversed(self.intervals[-16:]))
 
 
 class LoadRun:

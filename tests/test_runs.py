@@ -17,7 +17,7 @@ from moodleload.compare import Thresholds, compare_documents
 from moodleload.exits import EXIT_BAD, EXIT_CANNOT_JUDGE, EXIT_GOOD
 from moodleload.histogram import FineHistogram, Histogram
 from moodleload.results import load_document
-from moodleload.runs import compare_runs
+from moodleload.runcompare import compare_runs
 from moodleload.stats import student_t_cdf, student_t_quantile
 from sim.synthetic import synthetic_run
 
