@@ -107,6 +107,25 @@ class Config:
             names.append(LOGIN_STEP.name)
         return list(dict.fromkeys(names))
 
+    def row_kinds(self) -> dict:
+        """name -> what the row is, for the reports' headings: a page of ``urls``, a journey
+        step, or a web-service call (of a step, or of a page's browser calls, which are
+        named when first seen and are calls too)."""
+        kinds = {spec.name: PAGE_ROW for spec in self.urls}
+        for journey in self.journeys:
+            for step in journey.steps:
+                kinds.setdefault(step.name, CALL_ROW if step.kind == "call" else STEP_ROW)
+                if step.kind == "page" and step.calls != "browser":
+                    for call in step.calls:  # type: ignore[attr-defined]  # a tuple of Call here
+                        kinds.setdefault(call.name, CALL_ROW)
+        if any(step.kind == "logout" for journey in self.journeys for step in journey.steps):
+            kinds.setdefault(LOGIN_STEP.name, STEP_ROW)
+        return kinds
+
+
+PAGE_ROW, STEP_ROW, CALL_ROW = "page", "journey step", "web-service call"
+ROW_KINDS = (PAGE_ROW, STEP_ROW, CALL_ROW)
+
 
 KNOWN_KEYS = {"base_url", "login_path", "users", "parameters", "urls", "journeys"}
 BUILT_IN_PLACEHOLDERS = ("sesskey", "username", "position")

@@ -12,7 +12,7 @@ from .moodletree import label
 from .results import summarize
 from .statements import shortened
 from .verdict import Verdict
-from .views import bottleneck_warning, comparison_rows, good_grounds, trust_signals, url_rows
+from .views import ROW_HEADINGS, bottleneck_warning, comparison_rows, good_grounds, trust_signals, url_rows
 
 REPORT_STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;background:#f6f7f9;color:#1d2125}
@@ -179,7 +179,13 @@ def comparison_section(document: dict, comparison: dict, baseline: dict | None) 
 
 def url_section(document: dict) -> list:
     rows = []
-    for row in url_rows(document):
+    every = url_rows(document)
+    headed = len({row.kind for row in every}) > 1
+    kind = None
+    for row in every:
+        if headed and row.kind != kind:  # pages, journey steps and web-service calls under their own headings
+            kind = row.kind
+            rows.append([f'<strong>{escape(ROW_HEADINGS[kind])}</strong>'] + [""] * 10)
         failures = ", ".join(f"{k} {v}" for k, v in row.failures.items()) or "none"
         redirects = ", ".join(f"{k} {v}" for k, v in row.redirects.items()) or "-"
         rows.append([escape(row.name), escape(row.requests), escape(row.success), escape(failures)]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+from .config import ROW_KINDS
 from .histogram import FineHistogram, Histogram
 from .metrics import metrics_problem
 from .statements import statements_problem
@@ -121,6 +122,9 @@ def _sections_problem(document: dict) -> str | None:
         return "logins is missing its ok and relogins counts"
     if not _count(logins.get("retried", 0)):
         return "logins.retried is not a count"
+    kinds = document.get("row_kinds", {})
+    if not isinstance(kinds, dict) or not all(kind in ROW_KINDS for kind in kinds.values()):
+        return f"row_kinds is not a table of URL name -> {', '.join(ROW_KINDS)}"
     return _tally_problem(logins.get("failed"), "logins.failed") \
         or _tally_problem(document.get("work_done", {}), "work_done")
 

@@ -12,6 +12,7 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from . import __version__
+from .config import CALL_ROW
 from .console import round_or_none
 from .exits import UsageError
 from .files import read_json, write_json_atomically
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 #      and generator.paused_s (what was asked, and how long the generator stood still).
 #      0.7 also added statements (--query-stats: per-statement deltas of the window) and
 #      metrics (--metrics: the servers' exporters as a timeline).
+#      0.7 also added row_kinds (page, journey step or web-service call: the reports' headings).
 #      Readers take all of them.
 RESULTS_FORMAT = 1
 
@@ -79,6 +81,7 @@ def build_document(run: LoadRun, argv: list, config_sha256: str) -> dict:
             "request_errors_suppressed": recorder.request_errors_suppressed,
         },
         "urls": {name: stats.to_dict() for name, stats in recorder.urls.items()},
+        "row_kinds": row_kinds(run.config, recorder.urls),
         **({"statements": run.window_watch.result}
            if run.window_watch is not None and run.window_watch.result is not None else {}),
         **({"metrics": run.metrics_scraper.result()} if run.metrics_scraper is not None else {}),
@@ -89,6 +92,13 @@ def build_document(run: LoadRun, argv: list, config_sha256: str) -> dict:
                      "points": [point.to_dict(index, run.timeline_seconds)
                                 for index, point in sorted(recorder.timeline.items())]},
     }
+
+
+def row_kinds(config, names) -> dict:
+    """What each row is (page, journey step, web-service call); a row the config does not
+    name was a page's browser call, first seen during the run."""
+    kinds = config.row_kinds()
+    return {name: kinds.get(name, CALL_ROW) for name in names}
 
 
 def _added(histogram: dict, other: dict, kind: type[Histogram] = Histogram) -> dict:
@@ -160,6 +170,7 @@ def _merge_metadata(merged: dict, other: dict) -> None:
     if "statements" in other and "statements" not in merged:
         # Each snapshot saw the whole database, every shard's queries: one of them is the run's.
         merged["statements"] = json.loads(json.dumps(other["statements"]))
+    merged["row_kinds"] = {**other.get("row_kinds", {}), **merged.get("row_kinds", {})}
     merged["work_done"] = merged.get("work_done", {})
     _merge_tallies(merged["work_done"], other.get("work_done", {}))
 

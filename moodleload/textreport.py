@@ -8,7 +8,7 @@ from .console import fmt, ruled
 from .histogram import Histogram
 from .moodletree import label
 from .statements import change_lines
-from .views import bottleneck_warning, comparison_rows, shorten, url_rows
+from .views import ROW_HEADINGS, bottleneck_warning, comparison_rows, shorten, url_rows
 
 
 def format_report(document: dict) -> str:
@@ -24,7 +24,13 @@ def format_report(document: dict) -> str:
     lines.append(header)
     lines.append("-" * len(header))
     cell = fmt
-    for row in url_rows(document):
+    rows = url_rows(document)
+    headed = len({row.kind for row in rows}) > 1  # pages, journey steps and calls under their own headings
+    kind = None
+    for row in rows:
+        if headed and row.kind != kind:
+            kind = row.kind
+            lines.append(f"  {ROW_HEADINGS[kind]}:")
         footer = f"{row.db_reads:g}/{row.db_writes:g}" if row.db_reads is not None and row.db_writes is not None \
             else "-"
         lines.append(f"{shorten(row.name, 38):<38} {row.requests:>6} {row.success:>6} {row.failure:>5} "

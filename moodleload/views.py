@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .config import PAGE_ROW, ROW_KINDS
 from .console import round_or_none
 from .histogram import Histogram
 
@@ -32,17 +33,25 @@ class UrlRow:
     db_writes: float | None
     failures: dict
     redirects: dict
+    kind: str = PAGE_ROW  # page, journey step or web-service call (results before 0.7 know only pages)
+
+
+ROW_HEADINGS = {"page": "pages", "journey step": "journey steps", "web-service call": "web-service calls"}
 
 
 def url_rows(document: dict) -> list:
+    """The rows of the per-URL tables, grouped by kind (pages, journey steps, web-service
+    calls), each group in the order of the results."""
+    kinds = document.get("row_kinds", {})
     rows = []
     for name, row in document["summary"]["urls"].items():
         raw = document["urls"][name]
         rows.append(UrlRow(name, row["requests"], row["success"], row["failure"], row["latency_ms_p50"],
                            row["latency_ms_p95"], row["latency_ms_p99"], row["latency_ms_max"],
                            row["service_ms_p50"], row["service_ms_p95"], row.get("db_reads_median"),
-                           row.get("db_writes_median"), dict(raw["failures"]), dict(raw["redirects"])))
-    return rows
+                           row.get("db_writes_median"), dict(raw["failures"]), dict(raw["redirects"]),
+                           kinds.get(name, PAGE_ROW)))
+    return sorted(rows, key=lambda row: ROW_KINDS.index(row.kind))
 
 
 @dataclass(frozen=True)

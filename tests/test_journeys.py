@@ -7,7 +7,8 @@ import urllib.request
 
 from aiohttp import web
 
-from helpers import PASSWORD, ROOT, FixedApp, mini_moodle, read, run_load
+from helpers import PASSWORD, ROOT, FixedApp, mini_moodle, read, run_load, write_config
+from moodleload.results import summarize
 from sim.server import SimServer
 
 HQ_PLAN = os.path.join(ROOT, "examples", "moodle-hq-plan.json")
@@ -221,3 +222,26 @@ def test_a_submission_that_lands_on_the_login_form_is_a_lost_session(tmp_path):
     row, _ = hostile_submission(tmp_path, "/save",
                                 lambda port: web.Response(body=login_form, content_type="text/html"))
     assert row["requests"] > 0 and row["failures"] == {"session_lost": row["requests"]}
+
+
+def test_pages_journey_steps_and_web_service_calls_are_reported_under_their_own_headings(sim_factory, tmp_path):
+    from moodleload.textreport import format_report
+
+    server = sim_factory()
+    config = write_config(tmp_path / "config.json", server.url, urls=[{"path": "/my/", "name": "dashboard"}])
+    with open(config) as handle:
+        raw = json.load(handle)
+    raw["journeys"] = [{"name": "browse", "steps": [
+        {"path": "/course/view.php?id={courseid}", "name": "course", "calls": "browser"}]}]
+    raw["parameters"] = {"courseid": {"min": 2, "max": 3}}
+    with open(config, "w") as handle:
+        json.dump(raw, handle)
+    assert run_load(config, output=tmp_path / "run.json") == 0
+    document = read(tmp_path / "run.json")
+    assert document["row_kinds"]["dashboard"] == "page" and document["row_kinds"]["course"] == "journey step"
+    assert document["row_kinds"]["core_courseformat_get_state"] == "web-service call"
+    document["summary"] = summarize(document)
+    text = format_report(document)
+    headings = [line.strip() for line in text.splitlines() if line.startswith("  ") and line.strip().endswith(":")]
+    assert headings == ["pages:", "journey steps:", "web-service calls:"]
+    assert text.index("dashboard") < text.index("journey steps:") < text.index("course ")
