@@ -304,13 +304,15 @@ def run_load(args, argv: list, parser, say, measured: dict) -> int:
     if args.processes > 1:
         if watcher is not None:
             watcher.close()
-        document, early_status, interrupted, dead_shards = run_processes(args.processes,
+        document, child_failed, interrupted, dead_shards = run_processes(args.processes,
                                                                          argv_for(parser, args, PARENT_ONLY))
         for line in dead_shards:
             say(f"[ERROR] {line}")
-        if document is None or early_status is not None:
-            say("[ERROR] the generator processes produced no results")
-            return early_status if early_status is not None else EXIT_FAULT
+        if document is None:
+            verdict = judge_run(RunFacts(None, gates_from(args), child_failed=child_failed,
+                                         dead_shards=tuple(dead_shards), interrupted=interrupted))
+            announce(judge, verdict)
+            return verdict.status
     else:
         document, interrupted, nobody = run_in_process(args, config, settings, watcher, moodle, argv, digest,
                                                        say, measured)

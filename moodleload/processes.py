@@ -31,9 +31,9 @@ PARENT_ONLY = {"processes", "moodle_dir", "output", "baseline", "rerun", "report
 
 
 def run_processes(count: int, child_argv: list) -> tuple[dict | None, int | None, int | None, list]:
-    """Run ``count`` shards of ``child_argv``; returns (merged results, early exit status,
-    the status of the signal that interrupted them, what went wrong with shards that died:
-    a dead shard silently lowers the rate, so the run cannot judge)."""
+    """Run ``count`` shards of ``child_argv``; returns (merged results, the exit status of a
+    child's usage mistake or fault, the status of the signal that interrupted them, what went
+    wrong with shards that died: a dead shard silently lowers the rate, so the run cannot judge)."""
     with tempfile.TemporaryDirectory(prefix="moodle-load-") as tmp:
         outputs = [os.path.join(tmp, f"shard-{k}.json") for k in range(1, count + 1)]
         children = [subprocess.Popen([sys.executable, "-c", _CHILD, _IMPORT_ROOT, *child_argv,
@@ -72,5 +72,5 @@ def run_processes(count: int, child_argv: list) -> tuple[dict | None, int | None
             else:
                 documents.append(load_document(path))
         if not documents:
-            return None, EXIT_CANNOT_JUDGE, stopped, dead
+            return None, None, stopped, dead
         return merge_documents(documents), None, stopped, dead

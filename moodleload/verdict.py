@@ -207,16 +207,22 @@ class RunFacts:
     interrupted: int | None = None  # the exit status of the signal that stopped the run
     stopped_early: bool = False  # a saved run that records it was interrupted (--report RESULTS, --merge)
     confirmation: Verdict | None = None  # --pairs: the culprit confirmed, cleared or undecided (pairs.confirm)
+    child_failed: int | None = None  # a --processes child's usage mistake (128) or fault (200): nothing measured
 
 
 def judge_run(facts: RunFacts) -> Verdict:
     """The exit status of every mode and its reasons, in order of what overrides what:
-    results not recorded (200: nothing to hand a bisect), a confirmation's own verdict
-    (--pairs), no user logged in (the signal, a site not reached, else 125), shards that
-    died (125), a stop by a signal (its status), a saved run that was stopped early (125),
-    then the run's own verdict (decide)."""
+    results not recorded (200: nothing to hand a bisect), a --processes child's usage
+    mistake or fault (its status), a confirmation's own verdict (--pairs), no user logged in
+    (the signal, a site not reached, else 125), no results at all or shards that died (125),
+    a stop by a signal (its status), a saved run that was stopped early (125), then the
+    run's own verdict (decide)."""
     if facts.not_recorded is not None:
         return facts.not_recorded
+    if facts.child_failed is not None:
+        return Verdict(facts.child_failed, "not measured",
+                       (f"a generator process ended with exit {facts.child_failed} (its error is above): "
+                        f"nothing was measured",))
     if facts.confirmation is not None:
         return facts.confirmation
     if not facts.logged_in:
@@ -226,13 +232,15 @@ def judge_run(facts: RunFacts) -> Verdict:
         if unreached:
             return Verdict.unreachable(unreached)
         return Verdict.cannot_judge(["no user could log in"])
+    if facts.summary is None and not facts.interrupted:  # no results at all: only the shards' deaths say why
+        return Verdict.cannot_judge([*facts.dead_shards, "no generator process saved any results"])
     if facts.dead_shards and not facts.interrupted:
         return Verdict.cannot_judge([*facts.dead_shards, "the surviving shards sent less than the target rate"])
     if facts.interrupted:
         return Verdict(facts.interrupted, "interrupted",
                        ("the run was stopped before its end: what was measured is shown",))
     if facts.summary is None:
-        raise ValueError("judge_run: a run's facts need its summary")
+        raise ValueError("judge_run: the facts of a run that was not stopped need its summary")
     if facts.stopped_early:
         return Verdict.cannot_judge(["the run was interrupted before its end: what was measured is shown"])
     return decide(facts.summary, facts.gates, facts.comparison, facts.logins, list(facts.undelivered))

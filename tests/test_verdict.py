@@ -14,6 +14,7 @@ from moodleload.exits import (
     EXIT_SIGINT,
     EXIT_SIGTERM,
     EXIT_UNREACHABLE,
+    EXIT_USAGE,
 )
 from moodleload.httpclient import unreachable
 from moodleload.moodle import failure_of
@@ -172,9 +173,14 @@ NOT_RECORDED = Verdict(EXIT_FAULT, "not recorded", ("the results could not be wr
     (dict(stopped_early=True, comparison=REGRESSION), EXIT_CANNOT_JUDGE, "cannot judge"),
     (dict(summary=None, confirmation=Verdict(EXIT_BAD, "not confirmed")), EXIT_BAD, "not confirmed"),
     (dict(summary=None, confirmation=Verdict(EXIT_GOOD, "confirmed")), EXIT_GOOD, "confirmed"),
+    (dict(summary=None, child_failed=EXIT_USAGE), EXIT_USAGE, "not measured"),
+    (dict(summary=None, child_failed=EXIT_FAULT, interrupted=EXIT_SIGTERM), EXIT_FAULT, "not measured"),
+    (dict(summary=None, dead_shards=("shard 1/2 was killed by SIGKILL", "shard 2/2 was killed by SIGKILL")),
+     EXIT_CANNOT_JUDGE, "cannot judge"),
 ], ids=["good", "bad", "unsure", "undelivered", "undelivered-beats-bad", "no-requests", "not-recorded-beats-bad",
         "not-recorded-without-logins", "no-logins", "stopped-while-logging-in", "dead-shard", "stopped-with-dead-shard",
-        "stopped-beats-bad", "saved-stopped-run", "pairs-not-confirmed", "pairs-confirmed"])
+        "stopped-beats-bad", "saved-stopped-run", "pairs-not-confirmed", "pairs-confirmed", "child-usage-mistake",
+        "child-fault-beats-signal", "no-shard-saved-results"])
 def test_the_exit_status_of_a_run_is_chosen_in_one_place(facts, status, word):
     arguments = {"summary": healthy_summary(), "gates": Gates(), **facts}
     verdict = judge_run(RunFacts(**arguments))
