@@ -304,21 +304,17 @@ def run_load(args, argv: list, parser, say, measured: dict) -> int:
     if args.processes > 1:
         if watcher is not None:
             watcher.close()
-        document, child_failed, interrupted, dead_shards = run_processes(args.processes,
-                                                                         argv_for(parser, args, PARENT_ONLY))
-        for line in dead_shards:
-            say(f"[ERROR] {line}")
-        if document is None:
-            verdict = judge_run(RunFacts(None, gates_from(args), child_failed=child_failed,
-                                         dead_shards=tuple(dead_shards), interrupted=interrupted))
-            announce(judge, verdict)
-            return verdict.status
+        document, interrupted, dead_shards, early = run_in_processes(args, parser, say)
     else:
-        document, interrupted, nobody = run_in_process(args, config, settings, watcher, moodle, argv, digest,
-                                                       say, measured)
+        document, interrupted, early = run_in_process(args, config, settings, watcher, moodle, argv, digest,
+                                                      say, measured)
         dead_shards = []
-        if nobody is not None:
-            return conclude(args, say, document, nobody, judge=judge)
+    if early is not None:  # nobody logged in, or no process saved results
+        if document is None:
+            announce(judge, early)
+            return early.status
+        return conclude(args, say, document, early, judge=judge)
+    assert document is not None  # only an early verdict comes without results
     if moodle is not None:
         document["metadata"]["moodle"] = moodle
     measured["document"] = document
@@ -344,6 +340,20 @@ def run_settings(args) -> RunSettings:
                        progress=args.progress, blocks=args.blocks, shard=parse_shard(args.shard), drain=args.drain,
                        http_client=resolve_http_client(args.http_client),
                        max_body=int(args.max_body_mb * 1024 * 1024))
+
+
+def run_in_processes(args, parser, say) -> tuple[dict | None, int | None, list, Verdict | None]:
+    """--processes N: (merged results, the status of a stopping signal, the shards that died,
+    the verdict when no results came: a child's mistake or fault, or nothing saved)."""
+    document, child_failed, interrupted, dead_shards = run_processes(args.processes,
+                                                                     argv_for(parser, args, PARENT_ONLY))
+    for line in dead_shards:
+        say(f"[ERROR] {line}")
+    if document is not None:
+        return document, interrupted, dead_shards, None
+    return None, interrupted, dead_shards, judge_run(RunFacts(None, gates_from(args), child_failed=child_failed,
+                                                              dead_shards=tuple(dead_shards),
+                                                              interrupted=interrupted))
 
 
 def run_in_process(args, config, settings: RunSettings, watcher, moodle: dict | None, argv: list, digest: str, say,
