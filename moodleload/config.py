@@ -97,15 +97,7 @@ class Config:
 
     def row_names(self) -> list:
         """Every row the reports have: the URLs, the journeys' steps and calls, in order."""
-        names = [spec.name for spec in self.urls]
-        for journey in self.journeys:
-            for step in journey.steps:
-                names.append(step.name)
-                if step.kind == "page" and step.calls != "browser":
-                    names += [call.name for call in step.calls]
-        if any(step.kind == "logout" for journey in self.journeys for step in journey.steps):
-            names.append(LOGIN_STEP.name)
-        return list(dict.fromkeys(names))
+        return list(self.row_kinds())
 
     def row_kinds(self) -> dict:
         """name -> what the row is, for the reports' headings: a page of ``urls``, a journey
