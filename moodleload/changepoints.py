@@ -98,17 +98,16 @@ def find_steps(values: list, alpha: float = 0.01, min_step: float = 0.03, log_sc
 def series_of(documents: list, minimum_blocks: int = 8) -> dict:
     """page -> per-commit values: the log of each run's value (the median of its block medians)
     and the median DB reads, for pages every document has."""
-    from .histogram import counter_median
     from .runs import run_value
 
-    names = [name for name in documents[0]["urls"] if all(name in document["urls"] for document in documents)]
+    names = [name for name in documents[0].urls if all(name in document.urls for document in documents)]
     series = {}
     for name in names:
-        times = [run_value(document["urls"][name], minimum_blocks) for document in documents]
+        times = [run_value(document.urls[name], minimum_blocks) for document in documents]
         positive = [value for value in times if value is not None and value > 0]
         if len(positive) == len(times):
             series[name] = [math.log(value) for value in positive]
-        reads = [counter_median(document["urls"][name].get("footer", {}).get("db_reads") or {})
+        reads = [document.urls[name].footer_median("db_reads")
                  for document in documents]
         known = [float(median) for median in reads if median is not None]
         if len(known) == len(reads):

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import math
 import re
+from typing import TYPE_CHECKING
 
 from .exits import UsageError
 from .histogram import Histogram
 from .views import shorten
+
+if TYPE_CHECKING:
+    from .results import Results
 
 
 class ReportUnavailable(UsageError):
@@ -68,20 +72,18 @@ def _percentile_axes(axes) -> None:
     axes.set_ylabel("ms")
 
 
-def _timeline_series(document: dict):
-    points = document.get("timeline", {}).get("points", [])
-    seconds = document.get("timeline", {}).get("seconds", 1.0)
-    times = [point["t"] for point in points]
-    return points, seconds, times
+def _timeline_series(document: Results):
+    points, seconds = document.timeline.points, document.timeline.seconds
+    return points, seconds, [point.t for point in points]
 
 
-def run_charts(document: dict) -> list:
+def run_charts(document: Results) -> list:
     """The charts of one run, each an inline SVG figure, in the report's order."""
     matplotlib, pyplot = load_pyplot()
     points, seconds, times = _timeline_series(document)
     charts = [draw(matplotlib, pyplot, document, points, seconds, times)
               for draw in (rate_chart, latency_chart, failures_chart, distribution_chart, cpu_chart)]
-    hosts = (document.get("metrics") or {}).get("hosts", {})
+    hosts = (document.metrics or {}).get("hosts", {})  # metrics.py's format
     if hosts:
         charts.append(hosts_chart(matplotlib, pyplot, hosts, points, times))
     return charts
@@ -92,11 +94,11 @@ def _outside_legend(axes) -> None:
     axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7)
 
 
-def rate_chart(matplotlib, pyplot, document: dict, points: list, seconds: float, times: list) -> str:
+def rate_chart(matplotlib, pyplot, document: Results, points: list, seconds: float, times: list) -> str:
     figure, axes = pyplot.subplots(figsize=(9, 2.6))
-    axes.plot(times, [p["sent"] / seconds for p in points], label="sent/s", color="#1f77b4", linewidth=2)
-    axes.plot(times, [p["ok"] / seconds for p in points], label="succeeded/s", color="#2ca02c", linestyle="--")
-    axes.axhline(document["summary"]["req_per_min_target"] / 60.0, color="#d62728", linestyle="--", label="target")
+    axes.plot(times, [p.sent / seconds for p in points], label="sent/s", color="#1f77b4", linewidth=2)
+    axes.plot(times, [p.ok / seconds for p in points], label="succeeded/s", color="#2ca02c", linestyle="--")
+    axes.axhline(document.summary.req_per_min_target / 60.0, color="#d62728", linestyle="--", label="target")
     axes.set_xlabel("seconds into the measured window")
     axes.set_ylabel("requests/s")
     axes.set_ylim(bottom=0)
@@ -105,15 +107,15 @@ def rate_chart(matplotlib, pyplot, document: dict, points: list, seconds: float,
     return svg_figure(matplotlib, pyplot, figure, "rate")
 
 
-def latency_chart(matplotlib, pyplot, document: dict, points: list, seconds: float, times: list) -> str:
+def latency_chart(matplotlib, pyplot, document: Results, points: list, seconds: float, times: list) -> str:
     figure, axes = pyplot.subplots(figsize=(9, 3))
     # With few requests a point, p95 and p99 are the same value: p99 is drawn wide and pale
     # underneath, so p95 stays visible on top of it instead of hiding under it.
     styles = {50: ("#2ca02c", 1.6, 1.0, 3), 95: ("#ff7f0e", 1.6, 1.0, 2), 99: ("#d62728", 4.0, 0.45, 1)}
     for q, (colour, width, alpha, order) in styles.items():
-        axes.plot(times, [Histogram.from_dict(p["response_ms"]).percentile(q) for p in points], color=colour,
+        axes.plot(times, [p.response_ms.percentile(q) for p in points], color=colour,
                   linewidth=width, alpha=alpha, zorder=order, label=f"response p{q}")
-        axes.plot(times, [Histogram.from_dict(p["service_ms"]).percentile(q) for p in points], color=colour,
+        axes.plot(times, [p.service_ms.percentile(q) for p in points], color=colour,
                   linewidth=min(width, 1.6), alpha=alpha, zorder=order, linestyle=":", label=f"service p{q}")
     axes.set_xlabel("seconds into the measured window")
     axes.set_ylabel("ms")
@@ -123,12 +125,12 @@ def latency_chart(matplotlib, pyplot, document: dict, points: list, seconds: flo
     return svg_figure(matplotlib, pyplot, figure, "latency")
 
 
-def failures_chart(matplotlib, pyplot, document: dict, points: list, seconds: float, times: list) -> str:
-    kinds = sorted({kind for p in points for kind in p["failures"]})
+def failures_chart(matplotlib, pyplot, document: Results, points: list, seconds: float, times: list) -> str:
+    kinds = sorted({kind for p in points for kind in p.failures})
     figure, axes = pyplot.subplots(figsize=(9, 2.4))
     bottom = [0.0] * len(points)
     for kind in kinds:
-        values = [p["failures"].get(kind, 0) / seconds for p in points]
+        values = [p.failures.get(kind, 0) / seconds for p in points]
         axes.bar(times, values, width=seconds, bottom=bottom, label=kind, align="edge")
         bottom = [b + v for b, v in zip(bottom, values, strict=True)]
     if not kinds:
@@ -142,27 +144,27 @@ def failures_chart(matplotlib, pyplot, document: dict, points: list, seconds: fl
     return svg_figure(matplotlib, pyplot, figure, "failures")
 
 
-def distribution_chart(matplotlib, pyplot, document: dict, points: list, seconds: float, times: list) -> str:
+def distribution_chart(matplotlib, pyplot, document: Results, points: list, seconds: float, times: list) -> str:
     figure, axes = pyplot.subplots(figsize=(9, 3.2))
     shown = slowest_urls(document, DISTRIBUTION_CURVES)
     for name in shown:
-        xs, ys = percentile_curve(Histogram.from_dict(document["urls"][name]["response_ms"]))
+        xs, ys = percentile_curve(document.urls[name].response_ms)
         axes.plot(xs, ys, marker=".", label=shorten(name, 40))
     _percentile_axes(axes)
     if shown:
         _outside_legend(axes)
-    measured = sum(1 for raw in document["urls"].values() if raw["success"])
+    measured = sum(1 for record in document.urls.values() if record.success)
     axes.set_title("Latency distribution per URL (response time)" + (
         f": the {len(shown)} slowest of {measured} by p95, every one in the table below"
         if len(shown) < measured else ""))
     return svg_figure(matplotlib, pyplot, figure, "distribution")
 
 
-def cpu_chart(matplotlib, pyplot, document: dict, points: list, seconds: float, times: list) -> str:
+def cpu_chart(matplotlib, pyplot, document: Results, points: list, seconds: float, times: list) -> str:
     figure, axes = pyplot.subplots(figsize=(9, 2.2))
-    axes.plot(times, [100 * p.get("cpu_seconds", 0) / seconds for p in points], color="#7f7f7f",
+    axes.plot(times, [100 * p.cpu_seconds / seconds for p in points], color="#7f7f7f",
               label="the generator's CPU")
-    axes.axhline(90 * len(document["metadata"].get("shards", ["1/1"])), color="#d62728", linestyle="--",
+    axes.axhline(90 * len(document.metadata.shards), color="#d62728", linestyle="--",
                  label="90 % of a core a process:\nabove it the generator\nis the bottleneck")
     axes.set_ylim(bottom=0)
     axes.set_xlabel("seconds into the measured window")
@@ -175,10 +177,9 @@ def cpu_chart(matplotlib, pyplot, document: dict, points: list, seconds: float, 
 DISTRIBUTION_CURVES = 8  # more curves than this are a tangle no legend can name
 
 
-def slowest_urls(document: dict, count: int) -> list:
+def slowest_urls(document: Results, count: int) -> list:
     """The names of the ``count`` URLs with the highest response time p95, slowest first."""
-    timed = [(Histogram.from_dict(raw["response_ms"]).percentile(95), name)
-             for name, raw in document["urls"].items() if raw["success"]]
+    timed = [(url.latency_ms.p95, name) for name, url in document.summary.urls.items() if url.success]
     return [name for p95, name in sorted(((p95, name) for p95, name in timed if p95 is not None), reverse=True)
             [:count]]
 
@@ -194,7 +195,7 @@ def hosts_chart(matplotlib, pyplot, hosts: dict, points: list, times: list) -> s
     axes.set_xlabel("seconds into the measured window")
     axes.set_ylabel("% CPU busy")
     latency = axes.twinx()
-    latency.plot(times, [Histogram.from_dict(p["response_ms"]).percentile(95) for p in points], color="#7f7f7f",
+    latency.plot(times, [p.response_ms.percentile(95) for p in points], color="#7f7f7f",
                  linestyle=":", label="response p95 (ms, right)")
     latency.set_ylabel("ms")
     latency.set_ylim(bottom=0)
@@ -205,9 +206,9 @@ def hosts_chart(matplotlib, pyplot, hosts: dict, points: list, times: list) -> s
     return svg_figure(matplotlib, pyplot, figure, "hosts")
 
 
-def compare_charts(base: dict, new: dict) -> list:
+def compare_charts(base: Results, new: Results) -> list:
     matplotlib, pyplot = load_pyplot()
-    names = [name for name in new["urls"] if name in base["urls"]]
+    names = [name for name in new.urls if name in base.urls]
     if not names:
         return []
     columns = min(2, len(names))
@@ -216,7 +217,7 @@ def compare_charts(base: dict, new: dict) -> list:
     for position, name in enumerate(names):
         axes = grid[position // columns][position % columns]
         for document, label, style in ((base, "baseline", "--"), (new, "this run", "-")):
-            xs, ys = percentile_curve(Histogram.from_dict(document["urls"][name]["service_ms"]))
+            xs, ys = percentile_curve(document.urls[name].service_ms)
             if xs:
                 axes.plot(xs, ys, linestyle=style, marker=".", label=label)
         _percentile_axes(axes)

@@ -34,7 +34,7 @@ from .pairs import confirm
 from .passwords import connection_settings
 from .plan import parse_shard
 from .processes import PARENT_ONLY, run_processes
-from .results import build_document, check_distinct, load_document, merge_documents, save_document, summarize
+from .results import Results, build_document, check_distinct, load_document, save_document
 from .runcompare import compare_runs
 from .scheduler import LoadRun, RunSettings
 from .statements import Watcher, statement_changes
@@ -124,7 +124,7 @@ def saved_somewhere(measured: dict) -> str | None:
     return measured.get("saved_to")
 
 
-def save_results(path: str, document: dict, say, measured: dict | None = None) -> Verdict | None:
+def save_results(path: str, document: Results, say, measured: dict | None = None) -> Verdict | None:
     """Save the results; if that fails (disk full, folder gone), save them elsewhere and
     return the verdict that says the run could not be recorded where asked.  ``measured``
     learns where they went."""
@@ -140,7 +140,7 @@ def save_results(path: str, document: dict, say, measured: dict | None = None) -
         return Verdict(EXIT_FAULT, "not recorded", (f"the results could not be written to {path}: {saved}",))
 
 
-def save_fallback(document: dict) -> str | None:
+def save_fallback(document: Results) -> str | None:
     """Where the results went when they could not go where asked, or None."""
     for folder in (os.getcwd(), tempfile.gettempdir()):
         path = os.path.join(folder, f"moodle-load-results-{os.getpid()}-{int(time.time())}.json")
@@ -190,14 +190,13 @@ def open_query_stats(args, say):
     return watcher
 
 
-def undelivered(document: dict, others: dict) -> list:
+def undelivered(document: Results, others: dict) -> list:
     """What makes these runs unable to speak for the commit by their own trust signals: this
-    run's (delivery_problems), then each other run's (``others``: label -> document), named."""
-    problems = delivery_problems(document, trust_signals(document)["bottleneck"])
-    for label, other in others.items():
-        if "summary" not in other:
-            other["summary"] = summarize(other)
-        problems += [f"{label}: {line}" for line in delivery_problems(other, trust_signals(other)["bottleneck"])]
+    run's (delivery_problems), then each other run's (``others``: label -> Results), named."""
+    problems = []
+    for label, run in {"": document, **others}.items():
+        problems += [f"{label}: {line}" if label else line
+                     for line in delivery_problems(run.generator, run.metadata, trust_signals(run).bottleneck)]
     return problems
 
 
@@ -219,12 +218,11 @@ def run_compare(args, say) -> int:
                     **labelled("--rerun", args.rerun or [], reruns)})
     comparison = judge_against(bases, [new, *reruns], thresholds_from(args), say)
     base = bases[0]
-    new["summary"] = summarize(new)
     say(format_comparison(comparison))
     others = {**labelled("--compare", args.compare[:-1], bases), **labelled("--rerun", args.rerun or [], reruns)}
-    verdict = judge_run(RunFacts(new["summary"], gates_from(args), comparison, new.get("logins"),
+    verdict = judge_run(RunFacts(new.summary, gates_from(args), comparison, new.logins,
                                  undelivered=tuple(undelivered(new, others)),
-                                 stopped_early=new["metadata"]["interrupted"]))
+                                 stopped_early=new.metadata.interrupted))
     return conclude(args, say, new, verdict, baseline=base, comparison=comparison)
 
 
@@ -251,26 +249,25 @@ def run_saved_report(args, say) -> int:
         raise UsageError(f"a results file ({args.results}) is only read with --report, --export-csv, "
                          f"--export-junit or --compare")
     document = load_document(args.results)
-    document["summary"] = summarize(document)
-    comparison = document.get("comparison")
-    verdict = judge_run(RunFacts(document["summary"], gates_from(args), comparison, document.get("logins"),
+    comparison = document.comparison
+    verdict = judge_run(RunFacts(document.summary, gates_from(args), comparison, document.logins,
                                  undelivered=tuple(undelivered(document, {})),
-                                 stopped_early=document["metadata"]["interrupted"]))
+                                 stopped_early=document.metadata.interrupted))
     return conclude(args, say, document, verdict, comparison=comparison)
 
 
 def run_merge(args, say) -> int:
     if not args.output:
         raise UsageError("--merge needs --output for the merged results")
-    merged = merge_documents([load_document(path) for path in args.merge])  # summarised by the merge
+    merged = Results.merge([load_document(path) for path in args.merge])
     not_recorded = save_results(args.output, merged, say)
     say(format_report(merged))
     if not_recorded is None:
         say(f"[INFO] merged {len(args.merge)} results into {args.output}")
     # The merged run is judged as the --processes parent judges its shards' merge.
-    verdict = judge_run(RunFacts(merged["summary"], gates_from(args), logins=merged.get("logins"),
+    verdict = judge_run(RunFacts(merged.summary, gates_from(args), logins=merged.logins,
                                  undelivered=tuple(undelivered(merged, {})), not_recorded=not_recorded,
-                                 stopped_early=merged["metadata"]["interrupted"]))
+                                 stopped_early=merged.metadata.interrupted))
     return conclude(args, say, merged, verdict)
 
 
@@ -316,17 +313,17 @@ def run_load(args, argv: list, parser, say, measured: dict) -> int:
         return conclude(args, say, document, early, judge=judge)
     assert document is not None  # only an early verdict comes without results
     if moodle is not None:
-        document["metadata"]["moodle"] = moodle
+        document = document.with_moodle(moodle)
     measured["document"] = document
     comparison = None
     if bases:
-        comparison = document["comparison"] = judge_against(bases, [document, *reruns], thresholds_from(args), say)
+        comparison = document.comparison = judge_against(bases, [document, *reruns], thresholds_from(args), say)
     not_recorded = save_results(args.output, document, say, measured) if args.output else None
     say_report(say, document, comparison)
     if args.output and not_recorded is None:
         say(f"[INFO] results written to {args.output}")
     others = {**labelled("--baseline", args.baseline or [], bases), **labelled("--rerun", args.rerun or [], reruns)}
-    verdict = judge_run(RunFacts(document["summary"], gates_from(args), comparison, document.get("logins"),
+    verdict = judge_run(RunFacts(document.summary, gates_from(args), comparison, document.logins,
                                  undelivered=tuple(undelivered(document, others)), not_recorded=not_recorded,
                                  dead_shards=tuple(dead_shards), interrupted=interrupted))
     return conclude(args, say, document, verdict, baseline=bases[0] if bases else None, comparison=comparison,
@@ -342,7 +339,7 @@ def run_settings(args) -> RunSettings:
                        max_body=int(args.max_body_mb * 1024 * 1024))
 
 
-def run_in_processes(args, parser, say) -> tuple[dict | None, int | None, list, Verdict | None]:
+def run_in_processes(args, parser, say) -> tuple[Results | None, int | None, list, Verdict | None]:
     """--processes N: (merged results, the status of a stopping signal, the shards that died,
     the verdict when no results came: a child's mistake or fault, or nothing saved)."""
     document, child_failed, interrupted, dead_shards = run_processes(args.processes,
@@ -357,7 +354,7 @@ def run_in_processes(args, parser, say) -> tuple[dict | None, int | None, list, 
 
 
 def run_in_process(args, config, settings: RunSettings, watcher, moodle: dict | None, argv: list, digest: str, say,
-                   measured: dict) -> tuple[dict, int | None, Verdict | None]:
+                   measured: dict) -> tuple[Results, int | None, Verdict | None]:
     """The load in this process: (results, the status of a stopping signal, the verdict when
     nobody could log in).  A fault of the tool is raised after what was measured is kept."""
     run = LoadRun(config, settings, say)
@@ -373,30 +370,29 @@ def run_in_process(args, config, settings: RunSettings, watcher, moodle: dict | 
         say(f"[WARN] {watcher.problem}")
     document = measured["document"] = build_document(run, argv, digest)
     if moodle is not None:
-        document["metadata"]["moodle"] = moodle
+        document = measured["document"] = document.with_moodle(moodle)
     if run.fault is not None:
         raise run.fault
-    document["summary"] = summarize(document)  # a merge of --processes shards comes summarised
     if run.logins_ok:
         return document, interrupted, None
     not_recorded = save_results(args.output, document, say, measured) if args.output else None
     reasons = ", ".join(f"{k} {v}" for k, v in run.login_failures.items()) or "interrupted"
     print(f"[ERROR] No user could log in ({reasons}): check base_url, the users' passwords "
           f"(set_moodle_passwords.py) and that the site is up", file=sys.stderr)
-    return document, interrupted, judge_run(RunFacts(document["summary"], gates_from(args),
-                                                     logins=document.get("logins"), logged_in=0,
+    return document, interrupted, judge_run(RunFacts(document.summary, gates_from(args),
+                                                     logins=document.logins, logged_in=0,
                                                      not_recorded=not_recorded, interrupted=interrupted))
 
 
-def say_report(say, document: dict, comparison: dict | None) -> None:
+def say_report(say, document: Results, comparison: dict | None) -> None:
     """The text report of a run: the tables, its trust signals, the servers beside it, and
     the comparison."""
     say(format_report(document))
     for line in format_trust(trust_signals(document)):
         say(line)
-    for line in host_lines(document.get("metrics")):
+    for line in host_lines(document.metrics):
         say(line)
-    for note in saturation_notes(document.get("metrics")):
+    for note in saturation_notes(document.metrics):
         say(f"[WARN] {note}")
     for hint in rate_hints(document):
         say(hint)
@@ -425,7 +421,7 @@ def run_with_signals(run: LoadRun) -> int | None:
     return None if run.interrupted_by is None else exit_for_signal(run.interrupted_by)
 
 
-def conclude(args, say, document: dict, verdict: Verdict, *, baseline: dict | None = None,
+def conclude(args, say, document: Results, verdict: Verdict, *, baseline: Results | None = None,
              comparison: dict | None = None, judge=print) -> int:
     """How every mode ends: the exports asked for (HTML report, CSV, JUnit), then the verdict
     and its status."""

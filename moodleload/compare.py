@@ -6,10 +6,13 @@ import math
 import random
 import statistics
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from .histogram import FineHistogram, Histogram, counter_median
 from .machine import contended
 from .stats import normal_quantile
+
+if TYPE_CHECKING:
+    from .results import Results, UrlRecord
 
 # ---- comparing two runs
 
@@ -43,17 +46,11 @@ def mann_whitney_p(a: list, b: list) -> float:
     return max(0.0, min(1.0, math.erfc(max(z, 0.0) / math.sqrt(2.0))))
 
 
-def block_medians(raw_url: dict, minimum_count: int = 3) -> list:
+def block_medians(record: UrlRecord, minimum_count: int = 3) -> list:
     """Per time block, the median service time: the unit of evidence (requests within a
     run are autocorrelated, blocks much less so).  From the block's 0.2 % histogram where
     the run kept one (within 0.1 %), else from its 2 % one (within 1 %)."""
-    fine = raw_url.get("blocks_service_fine_ms")
-    medians = []
-    for position, block in enumerate(raw_url.get("blocks_service_ms", [])):
-        histogram = FineHistogram.from_dict(fine[position]) if fine else Histogram.from_dict(block)
-        if histogram.count >= minimum_count:
-            medians.append(histogram.percentile(50))
-    return medians
+    return [histogram.percentile(50) for histogram in record.block_histograms if histogram.count >= minimum_count]
 
 
 @dataclass
@@ -134,12 +131,10 @@ def judge_counts(base_failed: int, base_total: int, new_failed: int, new_total: 
     return row
 
 
-def compare_url(base: dict, new: dict, thresholds: Thresholds, alpha: float) -> dict:
+def compare_url(base: UrlRecord, new: UrlRecord, thresholds: Thresholds, alpha: float) -> dict:
     """Verdict for one URL: 'regression', 'improvement', 'same' or 'unsure' (plus why)."""
-    row = judge_counts(base["failure"], base["requests"], new["failure"], new["requests"],
-                       counter_median(base.get("footer", {}).get("db_reads", {})),
-                       counter_median(new.get("footer", {}).get("db_reads", {})), thresholds, alpha,
-                       new.get("failures", {}))
+    row = judge_counts(base.failure, base.requests, new.failure, new.requests, base.footer_median("db_reads"),
+                       new.footer_median("db_reads"), thresholds, alpha, new.failures)
     base_blocks, new_blocks = block_medians(base), block_medians(new)
     tolerance = thresholds.max_regression_pct / 100.0
     row["blocks"] = [len(base_blocks), len(new_blocks)]
@@ -190,13 +185,13 @@ def unshown(row: dict, upper_ratio: float, tolerance: float) -> None:
         row["reasons"] += gaps
 
 
-def compare_documents(base: dict, new: dict, thresholds: Thresholds) -> dict:
+def compare_documents(base: Results, new: Results, thresholds: Thresholds) -> dict:
     """Compare a run with its baseline URL by URL.  Bonferroni: with k URLs each test
     runs at alpha/k, so the chance of a false alarm on some URL stays near alpha."""
-    names = [name for name in new["urls"] if name in base["urls"]]
-    missing = sorted(set(base["urls"]) ^ set(new["urls"]))
+    names = [name for name in new.urls if name in base.urls]
+    missing = sorted(set(base.urls) ^ set(new.urls))
     alpha = thresholds.alpha / max(1, len(names))
-    rows = {name: compare_url(base["urls"][name], new["urls"][name], thresholds, alpha) for name in names}
+    rows = {name: compare_url(base.urls[name], new.urls[name], thresholds, alpha) for name in names}
     verdicts = [row["verdict"] for row in rows.values()]
     if "regression" in verdicts:
         overall = "regression"
@@ -240,9 +235,9 @@ def work_notes(bases: list, news: list) -> list:
     read afterwards.  The writes that failed are already judged as failures of their step."""
     def per_minute(documents: list) -> dict:
         totals: dict = {}
-        minutes = sum(document["metadata"].get("measured_seconds") or 0.0 for document in documents) / 60.0
+        minutes = sum(document.metadata.measured_seconds for document in documents) / 60.0
         for document in documents:
-            for name, count in (document.get("work_done") or {}).items():
+            for name, count in document.work_done.items():
                 totals[name] = totals.get(name, 0) + count
         return {name: count / minutes for name, count in totals.items()} if minutes > 0 else {}
 
@@ -258,7 +253,7 @@ def work_notes(bases: list, news: list) -> list:
 def release_notes(bases: list, news: list) -> list:
     """A note when the two sides ran different Moodle releases (as --moodle-dir recorded)."""
     def releases(documents):
-        return {(document["metadata"].get("moodle") or {}).get("release") for document in documents} - {None}
+        return {(document.metadata.moodle or {}).get("release") for document in documents} - {None}
     before, after = releases(bases), releases(news)
     if before and after and before != after:
         return [f"the two sides ran different Moodle releases: {', '.join(sorted(before))} and "
@@ -266,15 +261,15 @@ def release_notes(bases: list, news: list) -> list:
     return []
 
 
-def incomparable(base: dict, new: dict) -> list:
+def incomparable(base: Results, new: Results) -> list:
     """Why two runs cannot be compared, or []: a different load, or a run cut short."""
     reasons = []
     for key, label in COMPARABLE:
-        before, after = base["metadata"].get(key), new["metadata"].get(key)
+        before, after = getattr(base.metadata, key), getattr(new.metadata, key)
         if before is not None and after is not None and before != after:
             shown = (before[:12], after[:12]) if isinstance(before, str) and len(before) > 20 else (before, after)
             reasons.append(f"the runs differ in {label}: {shown[0]} and {shown[1]}")
     for document, which in ((base, "the baseline"), (new, "this run")):
-        if document["metadata"].get("interrupted"):
+        if document.metadata.interrupted:
             reasons.append(f"{which} was interrupted before its end")
     return reasons

@@ -11,18 +11,22 @@ import csv
 import io
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .verdict import Verdict
 from .views import comparison_rows, url_rows
+
+if TYPE_CHECKING:
+    from .results import Results
 
 
 @dataclass(frozen=True)
 class Exported:
     """What an exporter is given: the run, its verdict, and the baseline side where there is one."""
 
-    document: dict
+    document: Results
     verdict: Verdict
-    baseline: dict | None = None
+    baseline: Results | None = None
     comparison: dict | None = None
 
 

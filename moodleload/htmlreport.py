@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from . import __version__
 from .charts import compare_charts, run_charts
 from .console import fmt, ruled
@@ -9,10 +11,13 @@ from .exits import EXIT_BAD, EXIT_CANNOT_JUDGE, EXIT_GOOD
 from .files import write_atomically
 from .metrics import host_lines, saturation_notes
 from .moodletree import label
-from .results import summarize
+from .resultsummary import UrlSummary
 from .statements import shortened
 from .verdict import Verdict
 from .views import ROW_HEADINGS, bottleneck_warning, comparison_rows, good_grounds, trust_signals, url_rows
+
+if TYPE_CHECKING:
+    from .results import Results
 
 REPORT_STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;background:#f6f7f9;color:#1d2125}
@@ -45,7 +50,7 @@ def html_table(headers: list, rows: list, left: int = 1) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def _verdict_block(verdict: Verdict | None, document: dict, comparison: dict | None) -> str:
+def _verdict_block(verdict: Verdict | None, document: Results, comparison: dict | None) -> str:
     if verdict is None:
         return '<div class="verdict none">No verdict: no gates and no baseline were given.</div>'
     css = {EXIT_GOOD: "good", EXIT_BAD: "bad", EXIT_CANNOT_JUDGE: "skip"}.get(verdict.status, "none")
@@ -80,13 +85,12 @@ def statements_section(changes: dict | None) -> list:
     return parts + [html_table(["statement", "tables", f"calls per {per}", f"ms per {per}"], rows, left=2)]
 
 
-def render_report(document: dict, verdict: Verdict | None = None, baseline: dict | None = None,
+def render_report(document: Results, verdict: Verdict | None = None, baseline: Results | None = None,
                   comparison: dict | None = None) -> str:
     """One self-contained HTML file: verdict, identity, trust, charts, per-URL tables, and
     with a baseline the side-by-side comparison.  Nothing is fetched when it opens."""
-    meta = document["metadata"]
     parts = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>moodle_load report: "
-             f"{escape(meta.get('target'))}</title><style>{REPORT_STYLE}</style></head><body><main>",
+             f"{escape(document.metadata.target)}</title><style>{REPORT_STYLE}</style></head><body><main>",
              "<h1>Moodle load report</h1>", _verdict_block(verdict, document, comparison)]
     parts += identity_section(document)
     parts += trust_section(document)
@@ -100,50 +104,50 @@ def render_report(document: dict, verdict: Verdict | None = None, baseline: dict
     return "\n".join(parts)
 
 
-def identity_section(document: dict) -> list:
-    summary, meta = document["summary"], document["metadata"]
-    identity = [("target", meta.get("target"))]
-    if label(meta.get("moodle")):  # only what the run recorded (--moodle-dir): never a placeholder
-        identity += [("Moodle under test", label(meta["moodle"])), ("Moodle layout", meta["moodle"].get("layout"))]
-    identity += [("tool", f"moodle_load.py {meta.get('version')}"), ("seed", meta.get("seed")),
-                ("started", meta.get("started_at")),
-                ("rate", f"{summary['req_per_min_target']:g} RPM target, {summary['req_per_min_observed']:g} observed"),
-                ("measured", f"{meta.get('measured_seconds')} s after {meta.get('warmup_s', 0):g} s warm-up"),
-                ("shards", ", ".join(meta.get("shards", []))), ("config", (meta.get("config_sha256") or "")[:16]),
-                ("arguments", " ".join(meta.get("argv", [])))]
-    if document.get("work_done"):
-        identity.append(("work done", ", ".join(f"{name} {count}" for name, count in document["work_done"].items())))
+def identity_section(document: Results) -> list:
+    summary, meta = document.summary, document.metadata
+    identity: list[tuple] = [("target", meta.target)]
+    if meta.moodle is not None and label(meta.moodle):  # only what --moodle-dir recorded: never a placeholder
+        identity += [("Moodle under test", label(meta.moodle)), ("Moodle layout", meta.moodle.get("layout"))]
+    identity += [("tool", f"moodle_load.py {meta.version}"), ("seed", meta.seed),
+                 ("started", meta.started_at),
+                 ("rate", f"{summary.req_per_min_target:g} RPM target, {summary.req_per_min_observed:g} observed"),
+                 ("measured", f"{meta.measured_seconds} s after {meta.warmup_s:g} s warm-up"),
+                 ("shards", ", ".join(meta.shards)), ("config", meta.config_sha256[:16]),
+                 ("arguments", " ".join(meta.argv))]
+    if document.work_done:
+        identity.append(("work done", ", ".join(f"{name} {count}" for name, count in document.work_done.items())))
     return [html_table(["", ""], [[escape(k), escape(v)] for k, v in identity], left=2)]
 
 
-def trust_section(document: dict) -> list:
-    summary, signals = document["summary"], trust_signals(document)
+def trust_section(document: Results) -> list:
+    summary, signals = document.summary, trust_signals(document)
     parts = ["<h2>Can these numbers be trusted?</h2>"]
     warning = bottleneck_warning(signals)
     if warning:
         parts.append(f'<div class="warn" id="bottleneck"><strong>Warning:</strong> {escape(warning)}</div>')
-    cpu = None if signals["cpu_cores_used"] is None else 100 * signals["cpu_cores_used"]
-    error_rate = None if summary["error_rate"] is None else 100 * summary["error_rate"]
+    cpu = None if signals.cpu_cores_used is None else 100 * signals.cpu_cores_used
+    error_rate = None if summary.error_rate is None else 100 * summary.error_rate
     trust_rows = [["generator CPU (share of one core)", escape(fmt(cpu, ".0f") + " %")],
                   ["requests waited inside the generator, p50 / p99 ms",
-                   f"{escape(fmt(signals['lateness_ms_p50']))} / {escape(fmt(signals['lateness_ms_p99']))}"],
-                  ["event loop lag p99 ms", escape(fmt(signals["loop_lag_ms_p99"]))],
-                  ["tokens that waited for a free worker", escape(signals["tokens_waited_for_worker"])],
+                   f"{escape(fmt(signals.lateness_ms_p50))} / {escape(fmt(signals.lateness_ms_p99))}"],
+                  ["event loop lag p99 ms", escape(fmt(signals.loop_lag_ms_p99))],
+                  ["tokens that waited for a free worker", escape(signals.tokens_waited_for_worker)],
                   ["tokens dropped (generator paused) / never sent",
-                   f"{escape(signals['tokens_dropped'])} / {escape(signals['tokens_unsent'])}"],
-                  ["warm-up excluded", f"{escape(signals['warmup_excluded_s'])} s"],
+                   f"{escape(signals.tokens_dropped)} / {escape(signals.tokens_unsent)}"],
+                  ["warm-up excluded", f"{escape(signals.warmup_excluded_s)} s"],
                   ["error rate", escape(fmt(error_rate, ".2f") + " %")]]
     parts.append(html_table(["signal", "value"], trust_rows))
-    for note in saturation_notes(document.get("metrics")):
+    for note in saturation_notes(document.metrics):
         parts.append(f'<div class="warn saturated"><strong>Warning:</strong> {escape(note)}</div>')
-    hosts = host_lines(document.get("metrics"))
+    hosts = host_lines(document.metrics)
     if hosts:
         parts.append("<h3>Servers beside the load (--metrics)</h3>")
         parts += [f"<p><small>{escape(line)}</small></p>" for line in hosts]
     return parts
 
 
-def comparison_section(document: dict, comparison: dict, baseline: dict | None) -> list:
+def comparison_section(document: Results, comparison: dict, baseline: Results | None) -> list:
     parts = ["<h2>Against the baseline</h2>"]
     method = "per-run medians against the run-to-run spread" if comparison.get("method") == "runs" else \
         "the median of per-block median service times, Mann-Whitney U on the blocks"
@@ -167,17 +171,18 @@ def comparison_section(document: dict, comparison: dict, baseline: dict | None) 
     if baseline is None:
         return parts
     parts += compare_charts(baseline, document)
-    base_urls = summarize(baseline)["urls"] if "summary" not in baseline else baseline["summary"]["urls"]
+    base_urls = baseline.summary.urls
     footer_rows = []
-    for name, row in document["summary"]["urls"].items():
-        before = base_urls.get(name, {})
-        footer_rows.append([escape(name)] + [f"{escape(before.get(key))} &rarr; {escape(row.get(key))}" for key in (
-            "db_reads_median", "db_writes_median", "server_time_ms_median", "memory_peak_mb_median")])
+    for name, row in document.summary.urls.items():
+        before = base_urls.get(name, UrlSummary(0, 0, 0))
+        footer_rows.append([escape(name)] + [f"{escape(before.footer_median(key))} &rarr; "
+                                             f"{escape(row.footer_median(key))}" for key in (
+            "db_reads", "db_writes", "server_time_ms", "memory_peak_mb")])
     parts.append(html_table(["URL", "DB reads", "DB writes", "server time ms", "memory peak MB"], footer_rows))
     return parts
 
 
-def url_section(document: dict) -> list:
+def url_section(document: Results) -> list:
     rows = []
     every = url_rows(document)
     headed = len({row.kind for row in every}) > 1
@@ -200,15 +205,17 @@ def url_section(document: dict) -> list:
             "</small></p>"]
 
 
-def footer_section(document: dict) -> list:
-    urls = document["summary"]["urls"]
-    if not any(row.get("db_reads_median") is not None for row in urls.values()):
+def footer_section(document: Results) -> list:
+    urls = document.summary.urls
+    if not any(row.footer_median("db_reads") is not None for row in urls.values()):
         return ["<p><small>The pages showed no performance footer: set <code>$CFG-&gt;perfdebug = 15</code> "
                 "to get DB reads per page, the steadiest regression signal.</small></p>"]
-    footer_rows = [[escape(name)] + [escape(row.get(key)) for key in (
-        "db_reads_median", "db_reads_max", "db_writes_median", "server_time_ms_median", "server_time_ms_max",
-        "memory_peak_mb_median", "included_files_median", "db_time_ms_median", "session_size_kb_median",
-        "session_wait_ms_max")] for name, row in urls.items()]
+    footer_rows = [[escape(name)] + [escape(row.footer_median(key)) for key in ("db_reads",)]
+                   + [escape(row.footer_max("db_reads")), escape(row.footer_median("db_writes")),
+                      escape(row.footer_median("server_time_ms")), escape(row.footer_max("server_time_ms"))]
+                   + [escape(row.footer_median(key)) for key in (
+                       "memory_peak_mb", "included_files", "db_time_ms", "session_size_kb")]
+                   + [escape(row.footer_max("session_wait_ms"))] for name, row in urls.items()]
     return ["<h2>Moodle's performance footer</h2>",
             html_table(["URL", "DB reads (median)", "DB reads (max)", "DB writes", "server ms (median)",
                         "server ms (max)", "memory peak MB", "included files", "DB queries ms (median)",

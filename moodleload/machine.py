@@ -52,7 +52,7 @@ def noise_notes(bases: list, news: list) -> list:
     was busiest with other processes, when it stands out from the rest."""
     labelled = [(f"baseline run {position}", document) for position, document in enumerate(bases, 1)]
     labelled += [(f"run {position} of this commit", document) for position, document in enumerate(news, 1)]
-    measured = [(label, document["machine"]) for label, document in labelled if document.get("machine")]
+    measured = [(label, document.machine) for label, document in labelled if document.machine]
     if len(measured) < 2:
         return []
     label, busiest = max(measured, key=lambda item: item[1]["other_busy_cores"])
@@ -76,7 +76,7 @@ def contended(bases: list, news: list, max_other_cpu: float | None) -> list:
         return []
     reasons = []
     for position, document in enumerate(bases + news):
-        machine = document.get("machine")
+        machine = document.machine  # this module's own table (describe_machine), kept as saved
         if not machine:
             continue
         share = machine["other_busy_cores"] / (machine.get("cpus") or 1.0)

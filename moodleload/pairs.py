@@ -13,7 +13,6 @@ import math
 
 from .compare import Thresholds
 from .exits import EXIT_BAD, EXIT_CANNOT_JUDGE, EXIT_GOOD, UsageError
-from .histogram import counter_median
 from .runs import run_value
 from .stats import student_t_cdf, student_t_quantile
 from .verdict import Verdict
@@ -23,16 +22,16 @@ MAX_EXTRA_PAIRS = 20
 
 def pair_values(parents: list, culprits: list, thresholds: Thresholds) -> dict:
     """page -> per pair (log ratio of run values or None, DB reads parent, DB reads culprit)."""
-    names = [name for name in culprits[0]["urls"]
-             if all(name in document["urls"] for document in parents + culprits)]
+    names = [name for name in culprits[0].urls
+             if all(name in document.urls for document in parents + culprits)]
     pages = {}
     for name in names:
         pairs = []
         for parent, culprit in zip(parents, culprits, strict=True):
-            before = run_value(parent["urls"][name], thresholds.min_blocks)
-            after = run_value(culprit["urls"][name], thresholds.min_blocks)
+            before = run_value(parent.urls[name], thresholds.min_blocks)
+            after = run_value(culprit.urls[name], thresholds.min_blocks)
             ratio = math.log(after / before) if before and after else None
-            reads = [counter_median(document["urls"][name].get("footer", {}).get("db_reads", {}))
+            reads = [document.urls[name].footer_median("db_reads")
                      for document in (parent, culprit)]
             pairs.append((ratio, *reads))
         pages[name] = pairs

@@ -17,7 +17,7 @@ from .exits import (
     STOPPING_SIGNALS,
     exit_for_signal,
 )
-from .results import load_document, merge_documents
+from .results import Results, load_document
 
 # Where the package is imported from: the repository, or the one-file build (a zip on sys.path).
 _IMPORT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -30,7 +30,7 @@ PARENT_ONLY = {"processes", "moodle_dir", "output", "baseline", "rerun", "report
                "shard_process"}
 
 
-def run_processes(count: int, child_argv: list) -> tuple[dict | None, int | None, int | None, list]:
+def run_processes(count: int, child_argv: list) -> tuple[Results | None, int | None, int | None, list]:
     """Run ``count`` shards of ``child_argv``; returns (merged results, the exit status of a
     child's usage mistake or fault, the status of the signal that interrupted them, what went
     wrong with shards that died: a dead shard silently lowers the rate, so the run cannot judge)."""
@@ -73,4 +73,4 @@ def run_processes(count: int, child_argv: list) -> tuple[dict | None, int | None
                 documents.append(load_document(path))
         if not documents:
             return None, None, stopped, dead
-        return merge_documents(documents), None, stopped, dead
+        return Results.merge(documents), None, stopped, dead

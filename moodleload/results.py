@@ -1,23 +1,28 @@
-"""The results document: one owner defines it, builds it from a run, validates it when it
-is read, saves it, merges it and summarises it.  The text and HTML reports, the comparison
-and the verdict only read it (pyperf's lesson: the data model owns its JSON)."""
+"""The results of a run, as a typed model that owns its saved form (pyperf's lesson: the
+data model owns its JSON).  ``Results.from_dict`` checks a saved document whole
+(resultcheck) and builds the typed sections; ``to_dict`` gives it back with its summary;
+``Results.merge`` adds shards after checking they ran one load; ``summary`` is computed
+once.  The reports, the comparison and the verdict read these fields, never the keys."""
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import platform
 import socket
-from collections import Counter
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 from . import __version__
-from .config import CALL_ROW
-from .console import round_or_none
+from .config import CALL_ROW, PAGE_ROW
 from .exits import UsageError
 from .files import read_json, write_json_atomically
 from .histogram import FineHistogram, Histogram, counter_median
 from .resultcheck import document_problem
+from .resultmerge import merge_raw
+from .resultsummary import Summary, summarize
 
 if TYPE_CHECKING:
     from .scheduler import LoadRun
@@ -37,8 +42,217 @@ if TYPE_CHECKING:
 #      Readers take all of them.
 RESULTS_FORMAT = 1
 
+DERIVED_KEYS = ("summary", "comparison")  # recomputed by readers: not part of what a run measured
 
-def build_document(run: LoadRun, argv: list, config_sha256: str) -> dict:
+
+@dataclass(frozen=True)
+class Metadata:
+    """What load was run, where and when: what a merge and a comparison check first."""
+
+    rpm: float
+    duration_s: float
+    warmup_s: float
+    measured_seconds: float
+    blocks: int
+    concurrency: int
+    seed: int
+    config_sha256: str
+    interrupted: bool
+    shards: tuple[str, ...] = ("1/1",)
+    block_seconds: float | None = None
+    http_client: str | None = None
+    target: str | None = None
+    started_at: str | None = None
+    version: str | None = None
+    argv: tuple[str, ...] = ()
+    host: str | None = None
+    python: str | None = None
+    moodle: dict | None = None  # release, version, layout, commit (--moodle-dir), else None
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> Metadata:
+        return cls(raw["rpm"], raw["duration_s"], raw["warmup_s"], raw["measured_seconds"], raw["blocks"],
+                   raw["concurrency"], raw["seed"], raw["config_sha256"], raw["interrupted"], tuple(raw["shards"]),
+                   raw.get("block_seconds"), raw.get("http_client"), raw.get("target"), raw.get("started_at"),
+                   raw.get("version"), tuple(raw.get("argv") or ()), raw.get("host"), raw.get("python"),
+                   raw.get("moodle"))
+
+
+@dataclass(frozen=True)
+class Logins:
+    ok: int
+    relogins: int = 0
+    retried: int = 0
+    failed: dict[str, int] = field(default_factory=dict)  # why -> how many users
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> Logins:
+        return cls(raw["ok"], raw["relogins"], raw.get("retried", 0), dict(raw["failed"]))
+
+
+@dataclass(frozen=True)
+class Generator:
+    """How the generator itself did: its CPU, how late it ran, what it could not send."""
+
+    cpu_seconds: float = 0.0
+    run_seconds: float = 0.0
+    lateness_ms: Histogram = field(default_factory=Histogram)
+    loop_lag_ms: Histogram = field(default_factory=Histogram)
+    tokens_waited_for_worker: int = 0
+    tokens_dropped: int = 0
+    tokens_unsent: int = 0
+    sent_in_window: int = 0
+    due_in_window: int | None = None  # None in results before 0.7
+    paused_s: float = 0.0
+    request_errors_suppressed: int = 0
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> Generator:
+        return cls(raw["cpu_seconds"], raw["run_seconds"], Histogram.from_dict(raw.get("lateness_ms")),
+                   Histogram.from_dict(raw.get("loop_lag_ms")), raw["tokens_waited_for_worker"],
+                   raw["tokens_dropped"], raw["tokens_unsent"], raw["sent_in_window"], raw.get("due_in_window"),
+                   raw.get("paused_s", 0.0), raw["request_errors_suppressed"])
+
+    @property
+    def cores_used(self) -> float | None:
+        return self.cpu_seconds / self.run_seconds if self.run_seconds else None
+
+
+@dataclass(frozen=True)
+class UrlRecord:
+    """One row's recorded results (a page, a journey step or a web-service call)."""
+
+    requests: int
+    success: int
+    failure: int
+    failures: dict[str, int] = field(default_factory=dict)
+    redirects: dict[str, int] = field(default_factory=dict)
+    response_ms: Histogram = field(default_factory=Histogram)  # every answer
+    service_ms: Histogram = field(default_factory=Histogram)  # successful answers, from the actual send
+    blocks_service_ms: tuple[Histogram, ...] = ()  # one per time block
+    blocks_service_fine_ms: tuple[Histogram, ...] | None = None  # the same in 0.2 % buckets (0.4+)
+    footer_tallies: dict[str, dict[str, int]] = field(default_factory=dict)  # db_reads: {"33": 58, ...}
+    footer_times: dict[str, Histogram] = field(default_factory=dict)  # server_time_ms, ...
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> UrlRecord:
+        fine = raw.get("blocks_service_fine_ms")
+        footer = raw["footer"]
+        return cls(raw["requests"], raw["success"], raw["failure"], dict(raw["failures"]), dict(raw["redirects"]),
+                   Histogram.from_dict(raw["response_ms"]), Histogram.from_dict(raw["service_ms"]),
+                   tuple(Histogram.from_dict(block) for block in raw["blocks_service_ms"]),
+                   None if fine is None else tuple(FineHistogram.from_dict(block) for block in fine),
+                   {name: dict(value) for name, value in footer.items() if not name.endswith("_ms")},
+                   {name: Histogram.from_dict(value) for name, value in footer.items()
+                    if name.endswith("_ms") and value})
+
+    def footer_median(self, name: str) -> float | None:
+        """The median of a footer tally (db_reads, ...), None where no page showed one."""
+        return counter_median(self.footer_tallies.get(name) or {})
+
+    @property
+    def block_histograms(self) -> tuple[Histogram, ...]:
+        """Each block's service times, finest recorded first."""
+        return self.blocks_service_fine_ms if self.blocks_service_fine_ms is not None else self.blocks_service_ms
+
+
+@dataclass(frozen=True)
+class TimelinePoint:
+    """One slice (``Timeline.seconds`` long) of the measured window."""
+
+    t: float
+    sent: int
+    ok: int
+    cpu_seconds: float = 0.0
+    failures: dict[str, int] = field(default_factory=dict)
+    response_ms: Histogram = field(default_factory=Histogram)
+    service_ms: Histogram = field(default_factory=Histogram)
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> TimelinePoint:
+        return cls(raw["t"], raw["sent"], raw["ok"], raw.get("cpu_seconds", 0.0), dict(raw["failures"]),
+                   Histogram.from_dict(raw["response_ms"]), Histogram.from_dict(raw["service_ms"]))
+
+
+@dataclass(frozen=True)
+class Timeline:
+    seconds: float = 1.0
+    points: tuple[TimelinePoint, ...] = ()
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> Timeline:
+        return cls(raw["seconds"], tuple(TimelinePoint.from_dict(point) for point in raw["points"]))
+
+
+class Results:
+    """One run's results (or a merge of its shards), checked when built."""
+
+    def __init__(self, raw: dict, comparison: dict | None = None):
+        """``raw``: a document ``document_problem`` found nothing wrong with; use from_dict."""
+        self._raw = {key: value for key, value in raw.items() if key not in DERIVED_KEYS}
+        self.metadata = Metadata.from_dict(raw["metadata"])
+        self.logins = Logins.from_dict(raw["logins"])
+        self.generator = Generator.from_dict(raw["generator"])
+        self.urls = {name: UrlRecord.from_dict(url) for name, url in raw["urls"].items()}
+        self.row_kinds: dict[str, str] = dict(raw.get("row_kinds", {}))
+        self.work_done: dict[str, int] = dict(raw.get("work_done") or {})
+        self.timeline = Timeline.from_dict(raw.get("timeline", {"seconds": 1.0, "points": []}))
+        self.machine: dict | None = raw.get("machine")  # machine.describe_machine's table
+        self.metrics: dict | None = raw.get("metrics")  # metrics.py's format (--metrics)
+        self.statements: dict | None = raw.get("statements")  # statements.py's format (--query-stats)
+        self.comparison = comparison  # compare's verdict against a baseline, where one was judged
+
+    @classmethod
+    def from_dict(cls, raw, where: str = "results") -> Results:
+        if not isinstance(raw, dict) or raw.get("tool", "moodle_load.py") != "moodle_load.py" or "urls" not in raw:
+            raise UsageError(f"{where} is not a moodle_load.py results file (format {RESULTS_FORMAT})")
+        if raw.get("format") != RESULTS_FORMAT:
+            raise UsageError(f"{where} has format {raw.get('format')!r}; this moodle_load.py "
+                             f"reads format {RESULTS_FORMAT}")
+        problem = document_problem(raw)
+        if problem:
+            raise UsageError(f"{where} is damaged: {problem}")
+        comparison = raw.get("comparison")
+        return cls(raw, comparison if isinstance(comparison, dict) else None)
+
+    def to_dict(self) -> dict:
+        """The saved form: what was measured, its summary, and the comparison where there is one."""
+        document = copy.deepcopy(self._raw)
+        document["summary"] = self.summary.to_dict()
+        if self.comparison is not None:
+            document["comparison"] = self.comparison
+        return document
+
+    @cached_property
+    def summary(self) -> Summary:
+        return summarize(self)
+
+    def row_kind(self, name: str) -> str:
+        return self.row_kinds.get(name, PAGE_ROW)  # results before 0.7 know only pages
+
+    def with_moodle(self, moodle: dict) -> Results:
+        """These results with the Moodle under test recorded (--moodle-dir)."""
+        raw = copy.deepcopy(self._raw)
+        raw["metadata"]["moodle"] = moodle
+        return Results(raw, self.comparison)
+
+    @classmethod
+    def merge(cls, shards: list[Results]) -> Results:
+        """The shards of one run as one run; refuses runs of different loads or a shard twice."""
+        return cls(merge_raw([shard._raw for shard in shards]))
+
+    def identity(self) -> str:
+        """What makes a run that run: a digest of all it measured.  Two files with one
+        identity are one run (a copy, or one file named twice), and count once."""
+        return hashlib.sha256(json.dumps(self._raw, sort_keys=True).encode()).hexdigest()
+
+
+def build_document(run: LoadRun, argv: list, config_sha256: str) -> Results:
+    """The results of a run that has ended."""
+    return Results(_run_document(run, argv, config_sha256))
+
+
+def _run_document(run: LoadRun, argv: list, config_sha256: str) -> dict:
     settings = run.settings
     recorder = run.recorder
     return {
@@ -101,260 +315,28 @@ def row_kinds(config, names) -> dict:
     return {name: kinds.get(name, CALL_ROW) for name in names}
 
 
-def _added(histogram: dict, other: dict, kind: type[Histogram] = Histogram) -> dict:
-    """Two saved histograms added together, saved again."""
-    return kind.from_dict(histogram).merge(kind.from_dict(other)).to_dict()
-
-
-def _merge_tallies(into: dict, other: dict) -> None:
-    for key, count in other.items():
-        into[key] = into.get(key, 0) + count
-
-
-def merge_documents(documents: list) -> dict:
-    """Add the shards of one run together (--shard K/N on several machines, --processes):
-    counts and histograms add up, the rate targets add up, the measured time is the longest."""
-    if not documents:
-        raise UsageError("merge: no results to merge")
-    _check_mergeable(documents)
-    merged = json.loads(json.dumps(documents[0]))
-    merged["machine"] = _merged_machine(documents)
-    for other in documents[1:]:
-        _merge_metadata(merged, other)
-        _merge_generator(merged["generator"], other["generator"])
-        merged["timeline"]["points"] = merge_timelines(merged["timeline"]["points"], other["timeline"]["points"])
-        for name, raw in other["urls"].items():
-            if name in merged["urls"]:
-                _merge_url(merged["urls"][name], raw)
-            else:
-                merged["urls"][name] = json.loads(json.dumps(raw))
-    problem = document_problem(merged)
-    if problem:  # what no reader would take back (a sum beyond reason): never written
-        raise UsageError(f"merge: the merged results would be damaged ({problem}): merge shards of one run only")
-    merged["summary"] = summarize(merged)
-    return merged
-
-
-# Runs add up only when they ran the same load on the same clock: the same config, seed,
-# duration, warm-up and blocks (so block k of each run covers the same seconds).
-MERGE_CHECKED = (("config_sha256", "configs"), ("seed", "seeds"), ("duration_s", "durations"),
-                 ("warmup_s", "warm-ups"), ("blocks", "--blocks"))
-
-
-def _check_mergeable(documents: list) -> None:
-    for key, label in MERGE_CHECKED:
-        values = {json.dumps(document["metadata"].get(key)) for document in documents}
-        if len(values) > 1:
-            raise UsageError(f"merge: the results have different {label} ({', '.join(sorted(values))}); "
-                             f"merge shards of one run only")
-    seen = Counter(shard for document in documents for shard in document["metadata"]["shards"])
-    twice = sorted(shard for shard, times in seen.items() if times > 1)
-    if twice:
-        raise UsageError(f"merge: shard {', '.join(twice)} is given more than once; each shard counts once")
-
-
-def _merge_metadata(merged: dict, other: dict) -> None:
-    """The metadata, logins, work done and the sections one shard records for all."""
-    meta, om = merged["metadata"], other["metadata"]
-    meta["rpm"] += om["rpm"]
-    meta["measured_seconds"] = max(meta["measured_seconds"], om["measured_seconds"])
-    meta["concurrency"] += om["concurrency"]
-    meta["shards"] = meta["shards"] + om["shards"]
-    meta["interrupted"] = meta["interrupted"] or om["interrupted"]
-    merged["logins"]["ok"] += other["logins"]["ok"]
-    merged["logins"]["relogins"] += other["logins"]["relogins"]
-    merged["logins"]["retried"] = merged["logins"].get("retried", 0) + other["logins"].get("retried", 0)
-    _merge_tallies(merged["logins"]["failed"], other["logins"]["failed"])
-    if "metrics" in other and "metrics" not in merged:  # one shard scrapes the servers for all
-        merged["metrics"] = json.loads(json.dumps(other["metrics"]))
-    if "statements" in other and "statements" not in merged:
-        # Each snapshot saw the whole database, every shard's queries: one of them is the run's.
-        merged["statements"] = json.loads(json.dumps(other["statements"]))
-    merged["row_kinds"] = {**other.get("row_kinds", {}), **merged.get("row_kinds", {})}
-    merged["work_done"] = merged.get("work_done", {})
-    _merge_tallies(merged["work_done"], other.get("work_done", {}))
-
-
-def _merge_generator(generator: dict, og: dict) -> None:
-    generator["cpu_seconds"] = round(generator["cpu_seconds"] + og["cpu_seconds"], 3)
-    generator["run_seconds"] = max(generator["run_seconds"], og["run_seconds"])
-    for key in ("lateness_ms", "loop_lag_ms"):
-        generator[key] = _added(generator[key], og[key])
-    for key in ("tokens_waited_for_worker", "tokens_dropped", "tokens_unsent", "sent_in_window",
-                "request_errors_suppressed"):
-        generator[key] += og[key]
-    if "due_in_window" in generator and "due_in_window" in og:
-        generator["due_in_window"] += og["due_in_window"]
-    else:  # an older shard: what was due is not known for the whole run
-        generator.pop("due_in_window", None)
-    generator["paused_s"] = max(generator.get("paused_s", 0.0), og.get("paused_s", 0.0))
-
-
-def _merge_url(target: dict, raw: dict) -> None:
-    for key in ("requests", "success", "failure"):
-        target[key] += raw[key]
-    _merge_tallies(target["failures"], raw["failures"])
-    _merge_tallies(target["redirects"], raw["redirects"])
-    for key in ("response_ms", "service_ms"):
-        target[key] = _added(target[key], raw[key])
-    target["blocks_service_ms"] = [
-        _added(a, b) for a, b in zip(target["blocks_service_ms"], raw["blocks_service_ms"], strict=True)]
-    if "blocks_service_fine_ms" in target and "blocks_service_fine_ms" in raw:
-        target["blocks_service_fine_ms"] = [
-            _added(a, b, FineHistogram)
-            for a, b in zip(target["blocks_service_fine_ms"], raw["blocks_service_fine_ms"], strict=True)]
-    else:  # an older shard without them: the coarse blocks serve for all
-        target.pop("blocks_service_fine_ms", None)
-    for key, value in raw["footer"].items():
-        if key not in target["footer"]:
-            target["footer"][key] = value
-        elif key.endswith("_ms"):
-            target["footer"][key] = _added(target["footer"][key], value)
-        else:
-            _merge_tallies(target["footer"][key], value)
-
-
-def merge_timelines(points: list, others: list) -> list:
-    by_time = {point["t"]: point for point in points}
-    for point in others:
-        mine = by_time.get(point["t"])
-        if mine is None:
-            by_time[point["t"]] = point
-            continue
-        for key in ("sent", "ok", "cpu_seconds"):
-            mine[key] += point[key]
-        _merge_tallies(mine["failures"], point["failures"])
-        for key in ("response_ms", "service_ms"):
-            mine[key] = _added(mine[key], point[key])
-    return [by_time[t] for t in sorted(by_time)]
-
-
-def load_document(path: str) -> dict:
-    """A saved results document, checked whole: every key a comparison, merge or report
-    reads is there with its type, so a bad file is one line now, not a crash later."""
+def load_document(path: str) -> Results:
+    """A saved results file, checked whole: every field a comparison, merge or report reads
+    is there with its type, so a bad file is one line now, not a crash later."""
     try:
         document = read_json(path, "results")
     except FileNotFoundError:
         raise UsageError(f"results: {path} not found") from None
-    if not isinstance(document, dict) or document.get("tool", "moodle_load.py") != "moodle_load.py" \
-            or "urls" not in document:
-        raise UsageError(f"results: {path} is not a moodle_load.py results file (format {RESULTS_FORMAT})")
-    if document.get("format") != RESULTS_FORMAT:
-        raise UsageError(f"results: {path} has format {document.get('format')!r}; this moodle_load.py "
-                         f"reads format {RESULTS_FORMAT}")
-    problem = document_problem(document)
-    if problem:
-        raise UsageError(f"results: {path} is damaged: {problem}")
-    return document
-
-
-DERIVED_KEYS = ("summary", "comparison")  # recomputed by readers: not part of what a run measured
-
-
-def run_identity(document: dict) -> str:
-    """What makes a run that run: a digest of all it measured.  Two files with one identity
-    are one run (a copy, or one file named twice), and count once."""
-    measured = {key: value for key, value in document.items() if key not in DERIVED_KEYS}
-    return hashlib.sha256(json.dumps(measured, sort_keys=True).encode()).hexdigest()
+    return Results.from_dict(document, f"results: {path}")
 
 
 def check_distinct(documents: dict) -> None:
-    """Refuse runs given twice (``documents``: label -> document): each run is one
+    """Refuse runs given twice (``documents``: label -> Results): each run is one
     observation of the run-to-run spread, and a copy would shrink it to nothing."""
     seen: dict = {}
-    for label, document in documents.items():
-        identity = run_identity(document)
+    for label, results in documents.items():
+        identity = results.identity()
         if identity in seen:
-            started = document["metadata"].get("started_at") or "at an unknown time"
+            started = results.metadata.started_at or "at an unknown time"
             raise UsageError(f"{seen[identity]} and {label} are the same run (started {started}): each run "
                              f"counts once; give each results file once, or record another run")
         seen[identity] = label
 
 
-def save_document(path: str, document: dict) -> None:
-    write_json_atomically(path, document, indent=1)
-
-
-def _merged_machine(documents: list) -> dict | None:
-    """Shards on one host see the same machine; the other shards are not "other work".
-    Shards on several hosts have no one machine to describe."""
-    machines = [document.get("machine") for document in documents]
-    if any(machine is None for machine in machines) or len({d["metadata"].get("host") for d in documents}) > 1:
-        return None
-    own = sum(d["generator"]["cpu_seconds"] / d["generator"]["run_seconds"] for d in documents
-              if d["generator"].get("run_seconds"))
-    busiest = max(machines, key=lambda machine: machine["busy_cores"])
-    return {**busiest, "other_busy_cores": round(max(0.0, busiest["busy_cores"] - own), 3)}
-
-
-# ---- the summary: headline numbers recomputed from the histograms
-
-PERCENTILES = (50, 90, 95, 99, 99.9)
-
-
-def percentile_keys(prefix: str, histogram: Histogram) -> dict:
-    keys = {}
-    for q in PERCENTILES:
-        label = str(q).replace(".", "_") if q != int(q) else str(int(q))
-        keys[f"{prefix}_p{label}"] = round_or_none(histogram.percentile(q))
-    keys[f"{prefix}_max"] = round_or_none(histogram.maximum if histogram.count else None)
-    return keys
-
-
-def url_summary(raw: dict) -> dict:
-    """Headline numbers of one URL's recorded results."""
-    response = Histogram.from_dict(raw.get("response_ms"))
-    service = Histogram.from_dict(raw.get("service_ms"))
-    summary = {"requests": raw["requests"], "success": raw["success"], "failure": raw["failure"]}
-    summary.update(percentile_keys("latency_ms", response))
-    summary.update(percentile_keys("service_ms", service))
-    footer = raw.get("footer", {})
-    for name in ("db_reads", "db_writes", "included_files", "memory_peak_mb", "session_size_kb"):
-        if footer.get(name):
-            summary[f"{name}_median"] = counter_median(footer[name])
-            summary[f"{name}_max"] = max(float(k) for k in footer[name])
-    for name in ("server_time_ms", "session_wait_ms", "db_time_ms"):
-        if footer.get(name):
-            histogram = Histogram.from_dict(footer[name])
-            summary[f"{name}_median"] = round_or_none(histogram.percentile(50))
-            summary[f"{name}_max"] = round_or_none(histogram.maximum)
-    return summary
-
-
-def summarize(document: dict) -> dict:
-    """The run's summary: the product's keys first, then the rest.  Pure: recomputed from
-    the recorded histograms, so merged documents summarise the same way."""
-    meta = document["metadata"]
-    response, service = Histogram(), Histogram()
-    failures: Counter = Counter()
-    requests = success = 0
-    for raw in document["urls"].values():
-        response.merge(Histogram.from_dict(raw["response_ms"]))
-        service.merge(Histogram.from_dict(raw["service_ms"]))
-        requests += raw["requests"]
-        success += raw["success"]
-        for kind, count in raw["failures"].items():
-            failures[kind] += count
-    # The observed rate counts requests actually sent inside the measured window: a generator
-    # that fell behind and worked off its backlog later did not reach the target.
-    seconds = meta.get("measured_seconds") or 0.0
-    sent = document["generator"]["sent_in_window"]
-    observed = sent / seconds * 60.0 if seconds > 0 else 0.0
-    summary = {
-        "req_per_min_target": meta["rpm"],
-        "req_per_min_observed": round(observed, 1),
-        "requests": requests,
-        "success": success,
-        "failure": requests - success,
-        "latency_ms_p50": round_or_none(response.percentile(50)),
-        "latency_ms_p95": round_or_none(response.percentile(95)),
-        "latency_ms_p99": round_or_none(response.percentile(99)),
-    }
-    summary.update(percentile_keys("latency_ms", response))
-    summary.update(percentile_keys("service_ms", service))
-    summary["error_rate"] = round((requests - success) / requests, 4) if requests else None
-    summary["failures"] = dict(sorted(failures.items()))
-    summary["urls"] = {name: url_summary(raw) for name, raw in document["urls"].items()}
-    if document.get("work_done"):
-        summary["work_done"] = dict(document["work_done"])
-    return summary
+def save_document(path: str, results: Results) -> None:
+    write_json_atomically(path, results.to_dict(), indent=1)

@@ -8,7 +8,7 @@ import math
 import statistics
 
 from .compare import FAILURE_MARGIN, Thresholds, incomparable, judge_counts, release_notes, unshown, work_notes
-from .histogram import Histogram, counter_median
+from .histogram import counter_median
 from .machine import contended, noise_notes
 from .runs import (
     MAX_EXTRA_RUNS,
@@ -26,7 +26,7 @@ from .runs import (
 def _pooled_tally(documents: list, name: str, key: str) -> dict:
     tally: dict = {}
     for document in documents:
-        for value, count in document["urls"][name].get("footer", {}).get(key, {}).items():
+        for value, count in document.urls[name].footer_tallies.get(key, {}).items():
             tally[value] = tally.get(value, 0) + count
     return tally
 
@@ -35,8 +35,8 @@ def _server_median(documents: list, name: str) -> float | None:
     """The median over runs of each run's median server time from Moodle's footer."""
     medians = []
     for document in documents:
-        histogram = Histogram.from_dict(document["urls"][name].get("footer", {}).get("server_time_ms"))
-        median = histogram.percentile(50) if histogram.count else None
+        histogram = document.urls[name].footer_times.get("server_time_ms")
+        median = histogram.percentile(50) if histogram is not None and histogram.count else None
         if median is not None:
             medians.append(median)
     return round(statistics.median(medians), 2) if medians else None
@@ -59,8 +59,8 @@ def common_mode(ratios: dict) -> str | None:
 def compare_runs(bases: list, news: list, thresholds: Thresholds) -> dict:
     """Compare one or more candidate runs with two or more baseline runs (or one baseline
     with two or more candidates), URL by URL, against the run-to-run spread."""
-    names = [name for name in news[0]["urls"]
-             if all(name in document["urls"] for document in bases + news)]
+    names = [name for name in news[0].urls
+             if all(name in document.urls for document in bases + news)]
     alpha = thresholds.alpha / max(1, len(names))
     grids = log_grids(bases, news, names, thresholds.min_blocks)
     values = {name: [[run[position] for run in grid if run[position] is not None] for grid in grids]
@@ -68,7 +68,7 @@ def compare_runs(bases: list, news: list, thresholds: Thresholds) -> dict:
     spread = analyse_spread(grids)
     changes = {name: mean(groups[1]) - mean(groups[0]) for name, groups in values.items()
                if groups[0] and groups[1]}
-    failures = {name: tuple(sum(document["urls"][name][key] for document in side)
+    failures = {name: tuple(sum(getattr(document.urls[name], key) for document in side)
                             for side in (bases, news) for key in ("failure", "requests")) for name in names}
     evidence = outcome = None
     if spread is not None and changes:
@@ -120,7 +120,7 @@ def run_notes(bases: list, news: list, spread: Spread | None, site: dict | None,
     shift = common_mode({name: row.get("ratio") for name, row in rows.items()})
     if shift:
         notes.append(shift)
-    missing = sorted({name for document in bases + news for name in document["urls"]} - set(names))
+    missing = sorted({name for document in bases + news for name in document.urls} - set(names))
     if missing:
         notes.append(f"URLs not in every run, not compared: {', '.join(missing)}")
     notes += work_notes(bases, news) + release_notes(bases, news)

@@ -32,6 +32,7 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from .compare import (
     FAILURE_MARGIN,
@@ -40,6 +41,9 @@ from .compare import (
     failure_rise_upper,
 )
 from .stats import f_cdf, student_t_cdf, student_t_quantile
+
+if TYPE_CHECKING:
+    from .results import UrlRecord
 
 NOISY_SPREAD = 0.03  # a page's run-to-run spread above which the report looks for where it came from
 MAX_EXTRA_RUNS = 30  # projections stop here: beyond it the noise, not the run count, needs fixing
@@ -53,9 +57,9 @@ def mean(values: list) -> float:
     return sum(values) / len(values)
 
 
-def run_value(raw_url: dict, minimum_blocks: int) -> float | None:
+def run_value(record: UrlRecord, minimum_blocks: int) -> float | None:
     """One run's value for one page: the median of its block medians, or None with too few blocks."""
-    medians = block_medians(raw_url)
+    medians = block_medians(record)
     if len(medians) < minimum_blocks:
         return None
     return statistics.median(medians)
@@ -313,7 +317,7 @@ def log_grids(bases: list, news: list, names: list, minimum_blocks: int) -> list
         for document in documents:
             row = []
             for name in names:
-                value = run_value(document["urls"][name], minimum_blocks)
+                value = run_value(document.urls[name], minimum_blocks)
                 row.append(math.log(value) if value is not None and value > 0 else None)
             grid.append(row)
         grids.append(grid)

@@ -22,7 +22,7 @@ from .runs import MAX_EXTRA_RUNS, Evidence, analyse_spread, decided, log_grids
 
 def baseline_spread(bases: list, thresholds: Thresholds):
     """The run-to-run spread of the baseline's own runs, and the pages it was read from."""
-    names = [name for name in bases[0]["urls"] if all(name in document["urls"] for document in bases)]
+    names = [name for name in bases[0].urls if all(name in document.urls for document in bases)]
     spread = analyse_spread(log_grids(bases, [], names, thresholds.min_blocks)[:1])
     return spread, names
 
@@ -37,8 +37,8 @@ def runs_for_identical_code(bases: list, thresholds: Thresholds, extra_baseline:
     base_runs = len(bases) + extra_baseline
     failures = {}
     for name in names:
-        failed = sum(document["urls"][name]["failure"] for document in bases) * base_runs / len(bases)
-        requests = sum(document["urls"][name]["requests"] for document in bases) * base_runs / len(bases)
+        failed = sum(document.urls[name].failure for document in bases) * base_runs / len(bases)
+        requests = sum(document.urls[name].requests for document in bases) * base_runs / len(bases)
         failures[name] = (failed, requests, failed / base_runs, requests / base_runs)
     alpha = thresholds.alpha / len(names)
     for runs in range(1, MAX_EXTRA_RUNS + 1):
@@ -104,7 +104,7 @@ def _baseline(args) -> int:
 def _next(args) -> int:
     """What the comparison in a results file says more runs would do."""
     document = load_document(args.results[0])
-    comparison = document.get("comparison") or {}
+    comparison = document.comparison or {}
     needed = comparison.get("more_runs") or {}
     candidate = needed.get("candidate")
     print(f"more_runs={'' if candidate is None else candidate}")

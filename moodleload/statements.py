@@ -19,6 +19,10 @@ import math
 import re
 import statistics
 import threading
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .results import Results
 
 SOURCES = ("pg_stat_statements", "performance_schema")
 KEPT_STATEMENTS = 300  # per run, the busiest by calls and by time: enough to compare, small in the results
@@ -213,15 +217,10 @@ def statements_problem(section) -> str | None:
     return None
 
 
-def requests_of(document: dict) -> int:
-    """The requests of the measured window the statements are divided by."""
-    return sum(int(url.get("requests", 0)) for url in document.get("urls", {}).values())
-
-
-def per_request(document: dict) -> dict | None:
+def per_request(document: Results) -> dict | None:
     """query -> (calls, milliseconds) per request of the run (per page view when only one URL ran)."""
-    section = document.get("statements")
-    requests = requests_of(document)
+    section = document.statements
+    requests = document.summary.requests  # of the measured window, as the statistics' snapshots
     if not section or not requests:
         return None
     return {entry["query"]: (entry["calls"] / requests, entry["ms"] / requests) for entry in section["statements"]}
@@ -274,7 +273,7 @@ def statement_changes(bases: list, news: list, top: int = TOP_CHANGES) -> dict |
             changes.append(change)
     by_calls = sorted((c for c in changes if c["calls_changed"]), key=lambda c: (-abs(c["calls_change"]), c["query"]))
     by_time = sorted((c for c in changes if c["ms_changed"]), key=lambda c: (-abs(c["ms_change"]), c["query"]))
-    one_url = all(len(document.get("urls", {})) == 1 for document in bases + news)
+    one_url = all(len(document.urls) == 1 for document in bases + news)
     return {"per": "page view" if one_url else "request", "base_runs": len(base_rates), "new_runs": len(new_rates),
             "by_calls": by_calls[:top], "by_time": by_time[:top]}
 

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 from .console import fmt, ruled
-from .histogram import Histogram
 from .moodletree import label
 from .statements import change_lines
-from .views import ROW_HEADINGS, bottleneck_warning, comparison_rows, shorten, url_rows
+from .views import ROW_HEADINGS, TrustSignals, bottleneck_warning, comparison_rows, shorten, url_rows
+
+if TYPE_CHECKING:
+    from .results import Results
+    from .resultsummary import Summary
 
 
-def format_report(document: dict) -> str:
+def format_report(document: Results) -> str:
     """The human view of a results document: a table per URL, then the summary JSON."""
-    summary = document["summary"]
     lines = [""]
-    moodle = label(document["metadata"].get("moodle"))
-    if moodle:
-        lines.append(f"Moodle under test: {moodle} ({document['metadata']['moodle'].get('layout')})")
+    moodle = label(document.metadata.moodle)
+    if moodle and document.metadata.moodle is not None:
+        lines.append(f"Moodle under test: {moodle} ({document.metadata.moodle.get('layout')})")
     lines.append("Per URL (latency = response time from the intended start; svc = service time; ms):")
     header = f"{'url':<38} {'req':>6} {'ok':>6} {'fail':>5} {'p50':>7} {'p95':>7} {'p99':>7} " \
              f"{'max':>7} {'svc p50':>7} {'svc p95':>7} {'DB r/w':>8}"
@@ -40,50 +43,51 @@ def format_report(document: dict) -> str:
             lines.append(f"    failures: {', '.join(f'{k} {v}' for k, v in row.failures.items())}")
         if row.redirects:
             lines.append(f"    redirected to: {', '.join(f'{k} {v}' for k, v in row.redirects.items())}")
-    generator = document["generator"]
-    lateness = Histogram.from_dict(generator["lateness_ms"])
+    generator = document.generator
+    lateness = generator.lateness_ms
     lines.append("")
-    lines.append(f"Generator: {generator['cpu_seconds']:.1f} s CPU; "
-                 f"{generator['tokens_waited_for_worker']} tokens waited for a free worker (worst lateness "
+    lines.append(f"Generator: {generator.cpu_seconds:.1f} s CPU; "
+                 f"{generator.tokens_waited_for_worker} tokens waited for a free worker (worst lateness "
                  f"{cell(lateness.maximum if lateness.count else None)} ms); "
-                 f"{generator['tokens_dropped']} dropped after a pause of the generator, "
-                 f"{generator['tokens_unsent']} never sent")
-    logins = document["logins"]
-    lines.append(f"Logins: {logins['ok']} ok, {sum(logins['failed'].values())} failed, "
-                 f"{logins['relogins']} re-logins after a lost session")
-    if document.get("work_done"):
+                 f"{generator.tokens_dropped} dropped after a pause of the generator, "
+                 f"{generator.tokens_unsent} never sent")
+    logins = document.logins
+    lines.append(f"Logins: {logins.ok} ok, {sum(logins.failed.values())} failed, "
+                 f"{logins.relogins} re-logins after a lost session")
+    if document.work_done:
         lines.append("Work done (journeys' successful writes, measured time): "
-                     + ", ".join(f"{name} {count}" for name, count in document["work_done"].items()))
+                     + ", ".join(f"{name} {count}" for name, count in document.work_done.items()))
     lines.append("")
-    lines.append("[SUMMARY] " + summary_json(summary))
+    lines.append("[SUMMARY] " + summary_json(document.summary))
     return "\n".join(lines)
 
 
-def summary_json(summary: dict) -> str:
+def summary_json(summary: Summary) -> str:
     """The run's headline numbers as one compact JSON line: greppable, and it keeps the verdict
     at the end of the output.  Per-URL numbers are in the table above and in the results file
     (summary.urls), so the line stays short however many pages a run has."""
-    return json.dumps({key: value for key, value in summary.items() if key != "urls"}, separators=(",", ":"))
+    return json.dumps({key: value for key, value in summary.to_dict().items() if key != "urls"},
+                      separators=(",", ":"))
 
 
-def rate_hints(document: dict) -> list:
+def rate_hints(document: Results) -> list:
     """Why the observed rate fell short of the target, when it did."""
-    summary, meta, generator = document["summary"], document["metadata"], document["generator"]
-    target = summary["req_per_min_target"]
-    if not target or summary["req_per_min_observed"] >= 0.95 * target or meta["interrupted"]:
+    summary, meta, generator = document.summary, document.metadata, document.generator
+    target = summary.req_per_min_target
+    if not target or summary.req_per_min_observed >= 0.95 * target or meta.interrupted:
         return []
-    hints = [f"[WARN] observed {summary['req_per_min_observed']:.0f} RPM is below the target {target:g}"]
-    if generator["tokens_waited_for_worker"]:
-        hints.append(f"[HINT] {generator['tokens_waited_for_worker']} requests waited for a free worker: "
-                     f"raise --concurrency (now {meta['concurrency']})")
-    if meta["concurrency"] >= document["logins"]["ok"]:
+    hints = [f"[WARN] observed {summary.req_per_min_observed:.0f} RPM is below the target {target:g}"]
+    if generator.tokens_waited_for_worker:
+        hints.append(f"[HINT] {generator.tokens_waited_for_worker} requests waited for a free worker: "
+                     f"raise --concurrency (now {meta.concurrency})")
+    if meta.concurrency >= document.logins.ok:
         hints.append("[HINT] every logged-in user was busy: give the run more users "
                      "(set_moodle_passwords.py --count)")
-    if generator["tokens_unsent"]:
-        hints.append(f"[HINT] {generator['tokens_unsent']} scheduled requests were never sent: the backlog "
+    if generator.tokens_unsent:
+        hints.append(f"[HINT] {generator.tokens_unsent} scheduled requests were never sent: the backlog "
                      f"outgrew the run (raise --concurrency, or the site is saturated)")
-    if generator["tokens_dropped"]:
-        hints.append(f"[HINT] {generator['tokens_dropped']} tokens were dropped after the generator "
+    if generator.tokens_dropped:
+        hints.append(f"[HINT] {generator.tokens_dropped} tokens were dropped after the generator "
                      f"stalled: it is short of CPU (use --processes)")
     return hints
 
@@ -129,13 +133,13 @@ def format_comparison(comparison: dict) -> str:
     return "\n".join(lines)
 
 
-def format_trust(signals: dict) -> list:
+def format_trust(signals: TrustSignals) -> list:
     lines = []
-    if signals["cpu_cores_used"] is not None:
-        lines.append(f"Trust: generator CPU {signals['cpu_cores_used']:.0%} of a core; requests waited inside it "
-                     f"p50 {fmt(signals['lateness_ms_p50'])} ms, p99 {fmt(signals['lateness_ms_p99'])} ms; "
-                     f"event loop lag p99 {fmt(signals['loop_lag_ms_p99'])} ms; warm-up excluded "
-                     f"{signals['warmup_excluded_s']:g} s")
+    if signals.cpu_cores_used is not None:
+        lines.append(f"Trust: generator CPU {signals.cpu_cores_used:.0%} of a core; requests waited inside it "
+                     f"p50 {fmt(signals.lateness_ms_p50)} ms, p99 {fmt(signals.lateness_ms_p99)} ms; "
+                     f"event loop lag p99 {fmt(signals.loop_lag_ms_p99)} ms; warm-up excluded "
+                     f"{signals.warmup_excluded_s:g} s")
     warning = bottleneck_warning(signals)
     if warning:
         lines.append(f"[WARN] {warning}")

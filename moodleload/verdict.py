@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .exits import EXIT_BAD, EXIT_CANNOT_JUDGE, EXIT_GOOD, EXIT_UNREACHABLE
+
+if TYPE_CHECKING:
+    from .results import Generator, Logins, Metadata
+    from .resultsummary import Summary
 
 
 @dataclass(frozen=True)
@@ -46,31 +51,32 @@ class Gates:
     max_login_failures: float = 0.1  # share of users that may fail to log in before the run cannot judge
 
 
-def check_gates(summary: dict, gates: Gates) -> list:
+def check_gates(summary: Summary, gates: Gates) -> list:
     """The absolute limits this run breached, each as a line with the breaching number."""
     breaches = []
-    if gates.max_p95_ms is not None and (summary["latency_ms_p95"] or 0) > gates.max_p95_ms:
-        breaches.append(f"latency p95 {summary['latency_ms_p95']} ms > --max-p95-ms {gates.max_p95_ms:g}")
-    if gates.max_p99_ms is not None and (summary["latency_ms_p99"] or 0) > gates.max_p99_ms:
-        breaches.append(f"latency p99 {summary['latency_ms_p99']} ms > --max-p99-ms {gates.max_p99_ms:g}")
-    if gates.max_error_rate is not None and (summary["error_rate"] or 0) > gates.max_error_rate:
-        breaches.append(f"error rate {summary['error_rate']:.4f} > --max-error-rate {gates.max_error_rate:g}")
-    if gates.min_rpm_ratio is not None and summary["req_per_min_target"]:
-        ratio = summary["req_per_min_observed"] / summary["req_per_min_target"]
+    p95, p99, error_rate = summary.latency_ms.p95, summary.latency_ms.p99, summary.error_rate
+    if gates.max_p95_ms is not None and (p95 or 0) > gates.max_p95_ms:
+        breaches.append(f"latency p95 {p95} ms > --max-p95-ms {gates.max_p95_ms:g}")
+    if gates.max_p99_ms is not None and (p99 or 0) > gates.max_p99_ms:
+        breaches.append(f"latency p99 {p99} ms > --max-p99-ms {gates.max_p99_ms:g}")
+    if gates.max_error_rate is not None and (error_rate or 0) > gates.max_error_rate:
+        breaches.append(f"error rate {error_rate:.4f} > --max-error-rate {gates.max_error_rate:g}")
+    if gates.min_rpm_ratio is not None and summary.req_per_min_target:
+        ratio = summary.req_per_min_observed / summary.req_per_min_target
         if ratio < gates.min_rpm_ratio:
             breaches.append(f"observed/target RPM {ratio:.3f} < --min-rpm-ratio {gates.min_rpm_ratio:g}")
     return breaches
 
 
-def login_reasons(logins: dict | None) -> tuple[list, float]:
+def login_reasons(logins: Logins | None) -> tuple[list, float]:
     """Lines naming the failed logins, and the share of users they were."""
-    if not logins:
+    if logins is None:
         return [], 0.0
-    failed = sum(logins.get("failed", {}).values())
+    failed = sum(logins.failed.values())
     if not failed:
         return [], 0.0
-    users = failed + logins.get("ok", 0)
-    kinds = ", ".join(f"{reason} {count}" for reason, count in sorted(logins["failed"].items()))
+    users = failed + logins.ok
+    kinds = ", ".join(f"{reason} {count}" for reason, count in sorted(logins.failed.items()))
     return [f"{failed} of {users} users could not log in ({kinds})"], failed / users
 
 
@@ -82,20 +88,20 @@ REMEDIES = {"the site could not be reached": "check base_url and that the web se
             "the generator could not open sockets": "raise the open-file limit (ulimit -n) or lower --concurrency"}
 
 
-def not_reached(summary: dict | None, gates: Gates, logins: dict | None) -> list:
+def not_reached(summary: Summary | None, gates: Gates, logins: Logins | None) -> list:
     """Why the site was never really asked (empty if it was): logins or requests that could not open a
     connection at all (refused, unknown host, no route, out of file descriptors).  A site that
     answers, even with errors, is the commit's business; one that cannot be reached is not,
     and a bisect must stop at the first such step instead of skipping every commit."""
-    failed = (logins or {}).get("failed", {})
-    users = sum(failed.values()) + (logins or {}).get("ok", 0)
+    failed = logins.failed if logins is not None else {}
+    users = sum(failed.values()) + (logins.ok if logins is not None else 0)
     for reason, meaning in UNREACHABLE_LOGINS.items():
         count = failed.get(reason, 0)
         if users and count and count / users > gates.max_login_failures:
             return [f"{meaning}: {count} of {users} logins ({REMEDIES[meaning]}); the commit was not measured"]
-    requests = (summary or {}).get("requests") or 0
+    requests = summary.requests if summary is not None else 0
     for kind, meaning in UNREACHABLE_REQUESTS.items():
-        count = (summary or {}).get("failures", {}).get(kind, 0)
+        count = summary.failures.get(kind, 0) if summary is not None else 0
         if requests and count / requests >= gates.cannot_judge_error_rate:
             return [f"{meaning}: {count} of {requests} requests ({REMEDIES[meaning]}); the commit was not measured"]
     return []
@@ -104,13 +110,13 @@ def not_reached(summary: dict | None, gates: Gates, logins: dict | None) -> list
 MAX_UNREACHED_SHARE = 0.01  # of the requests; beyond it, the failures' rise is the environment's, not the commit's
 
 
-def partly_unreached(summary: dict) -> list:
+def partly_unreached(summary: Summary) -> list:
     """Requests that could not open a connection, too few to stop a bisect but enough to
     move the failure rate a comparison judges (a web server restarted during the run)."""
-    requests = summary.get("requests") or 0
+    requests = summary.requests
     lines = []
     for kind, meaning in UNREACHABLE_REQUESTS.items():
-        count = summary.get("failures", {}).get(kind, 0)
+        count = summary.failures.get(kind, 0)
         if requests and count > MAX_UNREACHED_SHARE * requests:
             lines.append(f"{meaning} for {count} of {requests} requests ({REMEDIES[meaning]}): failures of the "
                          f"environment, not of the commit")
@@ -120,15 +126,14 @@ def partly_unreached(summary: dict) -> list:
 MIN_DELIVERED = 0.95  # of the positions due in the measured window, sent in it
 
 
-def delivery_problems(document: dict, bottleneck: list) -> list:
+def delivery_problems(generator: Generator, meta: Metadata, bottleneck: list | tuple) -> list:
     """Why the run did not do what was asked, by its own trust signals: the generator stood
     still (a suspended machine, SIGSTOP, a blocked event loop), the generator was the
     bottleneck (``bottleneck``, from views.trust_signals), or the requests due in the
     measured window were not sent in it.  Numbers from such a run describe the generator
     (or a load other than the one asked for), so they are never a verdict on the commit."""
-    generator, meta = document["generator"], document["metadata"]
     problems = []
-    paused, dropped = generator.get("paused_s", 0.0), generator["tokens_dropped"]
+    paused, dropped = generator.paused_s, generator.tokens_dropped
     if paused > 0 or dropped:
         problems.append(f"the generator stood still for {paused:.1f} s of the measured window (a suspended "
                         f"machine or VM, SIGSTOP, an event loop blocked): {dropped} requests due then were "
@@ -136,10 +141,10 @@ def delivery_problems(document: dict, bottleneck: list) -> list:
     if bottleneck:
         problems.append("the generator was the bottleneck (" + "; ".join(bottleneck) + "): raise --concurrency "
                         "if its workers were all busy, or spread the load with --processes N")
-    due = generator.get("due_in_window")
+    due = generator.due_in_window
     if due is None:  # results before 0.7: what was due, from the rate and the measured time
-        due = int(meta["rpm"] * (meta.get("measured_seconds") or 0.0) / 60.0)
-    sent = generator["sent_in_window"]
+        due = int(meta.rpm * meta.measured_seconds / 60.0)
+    sent = generator.sent_in_window
     # What a stopped generator dropped is said above: this line is for the rest of the shortfall.
     if due and sent + dropped < MIN_DELIVERED * due and due - sent - dropped >= 2:
         problems.append(f"only {sent} of the {due} requests due in the measured window were sent in it "
@@ -148,7 +153,7 @@ def delivery_problems(document: dict, bottleneck: list) -> list:
     return problems
 
 
-def decide(summary: dict, gates: Gates, comparison: dict | None, logins: dict | None = None,
+def decide(summary: Summary, gates: Gates, comparison: dict | None, logins: Logins | None = None,
            undelivered: list | tuple = ()) -> Verdict:
     """The verdict of one run from its summary, the gates, the comparison with a baseline
     and the logins.  Anything that makes the numbers meaningless is "cannot judge" (125),
@@ -159,15 +164,15 @@ def decide(summary: dict, gates: Gates, comparison: dict | None, logins: dict | 
     unreached = not_reached(summary, gates, logins)
     if unreached:
         return Verdict.unreachable([*unreached, *notes])
-    if not summary["requests"]:
+    if not summary.requests:
         return Verdict.cannot_judge(["no request was measured", *notes])
     undelivered = [*undelivered, *partly_unreached(summary)]
     if undelivered:
         return Verdict.cannot_judge([*undelivered, *notes])
-    if summary["error_rate"] is not None and summary["error_rate"] >= gates.cannot_judge_error_rate:
+    if summary.error_rate is not None and summary.error_rate >= gates.cannot_judge_error_rate:
         return Verdict.cannot_judge([
-            f"error rate {summary['error_rate']:.2%} >= {gates.cannot_judge_error_rate:.0%}: "
-            f"the numbers mean nothing ({summary['failures']})", *notes])
+            f"error rate {summary.error_rate:.2%} >= {gates.cannot_judge_error_rate:.0%}: "
+            f"the numbers mean nothing ({summary.failures})", *notes])
     if login_share > gates.max_login_failures:
         return Verdict.cannot_judge([*notes, f"more than --max-login-failures {gates.max_login_failures:.0%} of "
                                              f"the users: the load was not the one asked for"])
@@ -179,8 +184,8 @@ def decide(summary: dict, gates: Gates, comparison: dict | None, logins: dict | 
                     if row["verdict"] == "regression"]
     if reasons:
         return Verdict.bad([*reasons, *notes])
-    never = [f"{name}: none of its {row['requests']} requests succeeded" for name, row in summary["urls"].items()
-             if row["requests"] and not row["success"]]
+    never = [f"{name}: none of its {row.requests} requests succeeded" for name, row in summary.urls.items()
+             if row.requests and not row.success]
     if never:
         return Verdict.cannot_judge([*never, *notes])
     if comparison is not None and comparison["verdict"] == "unsure":
@@ -196,10 +201,10 @@ class RunFacts:
     """Everything a load run knows when it ends, for the one function that turns it into
     the exit status."""
 
-    summary: dict | None
+    summary: Summary | None
     gates: Gates
     comparison: dict | None = None
-    logins: dict | None = None
+    logins: Logins | None = None
     logged_in: int = 1  # users that logged in: none, and there was no load to judge
     undelivered: tuple = ()  # the run's and the other runs' own trust problems (delivery_problems)
     not_recorded: Verdict | None = None  # the results could not be written where asked

@@ -4,10 +4,13 @@ comparison rows and the trust signals.  The text and HTML reports only render th
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .config import PAGE_ROW, ROW_KINDS
 from .console import round_or_none
-from .histogram import Histogram
+
+if TYPE_CHECKING:
+    from .results import Results
 
 
 def shorten(name: str, width: int) -> str:
@@ -39,18 +42,16 @@ class UrlRow:
 ROW_HEADINGS = {"page": "pages", "journey step": "journey steps", "web-service call": "web-service calls"}
 
 
-def url_rows(document: dict) -> list:
+def url_rows(document: Results) -> list:
     """The rows of the per-URL tables, grouped by kind (pages, journey steps, web-service
     calls), each group in the order of the results."""
-    kinds = document.get("row_kinds", {})
     rows = []
-    for name, row in document["summary"]["urls"].items():
-        raw = document["urls"][name]
-        rows.append(UrlRow(name, row["requests"], row["success"], row["failure"], row["latency_ms_p50"],
-                           row["latency_ms_p95"], row["latency_ms_p99"], row["latency_ms_max"],
-                           row["service_ms_p50"], row["service_ms_p95"], row.get("db_reads_median"),
-                           row.get("db_writes_median"), dict(raw["failures"]), dict(raw["redirects"]),
-                           kinds.get(name, PAGE_ROW)))
+    for name, row in document.summary.urls.items():
+        record = document.urls[name]
+        rows.append(UrlRow(name, row.requests, row.success, row.failure, row.latency_ms.p50, row.latency_ms.p95,
+                           row.latency_ms.p99, row.latency_ms.max, row.service_ms.p50, row.service_ms.p95,
+                           row.footer_median("db_reads"), row.footer_median("db_writes"), dict(record.failures),
+                           dict(record.redirects), document.row_kind(name)))
     return sorted(rows, key=lambda row: ROW_KINDS.index(row.kind))
 
 
@@ -81,60 +82,63 @@ def comparison_rows(comparison: dict) -> list:
     return rows
 
 
-def trust_signals(document: dict) -> dict:
+@dataclass(frozen=True)
+class TrustSignals:
     """Can these numbers be trusted to describe the site?  The generator's own CPU use, how
-    late it ran, how long requests waited inside it, and a warning when it, not Moodle, was
-    the bottleneck."""
-    generator, summary, meta = document["generator"], document["summary"], document["metadata"]
-    lateness = Histogram.from_dict(generator["lateness_ms"])
-    loop_lag = Histogram.from_dict(generator.get("loop_lag_ms"))
-    run_seconds = generator.get("run_seconds") or 0.0
-    cores = generator["cpu_seconds"] / run_seconds if run_seconds else None
-    processes = len(meta.get("shards", ["1/1"]))
-    requests = summary["requests"] or 0
-    signals = {
-        "cpu_cores_used": None if cores is None else round(cores, 3),
-        "lateness_ms_p50": round_or_none(lateness.percentile(50), 2),
-        "lateness_ms_p99": round_or_none(lateness.percentile(99), 2),
-        "loop_lag_ms_p99": round_or_none(loop_lag.percentile(99), 2),
-        "tokens_waited_for_worker": generator["tokens_waited_for_worker"],
-        "tokens_dropped": generator["tokens_dropped"],
-        "tokens_unsent": generator["tokens_unsent"],
-        "warmup_excluded_s": meta.get("warmup_s", 0),
-        "error_rate": summary["error_rate"],
-        "bottleneck": [],
-    }
-    reasons = signals["bottleneck"]
+    late it ran, how long requests waited inside it, and why it, not Moodle, was the
+    bottleneck where it was (empty when it was not)."""
+
+    cpu_cores_used: float | None
+    lateness_ms_p50: float | None
+    lateness_ms_p99: float | None
+    loop_lag_ms_p99: float | None
+    tokens_waited_for_worker: int
+    tokens_dropped: int
+    tokens_unsent: int
+    warmup_excluded_s: float
+    error_rate: float | None
+    bottleneck: tuple[str, ...] = ()
+
+
+def trust_signals(document: Results) -> TrustSignals:
+    generator, summary = document.generator, document.summary
+    cores = generator.cores_used
+    processes = len(document.metadata.shards)
+    lateness_p50 = round_or_none(generator.lateness_ms.percentile(50), 2)
+    loop_lag_p99 = round_or_none(generator.loop_lag_ms.percentile(99), 2)
+    reasons = []
     if cores is not None and cores >= 0.9 * processes:
         reasons.append(f"its CPU use was {cores / processes:.0%} of a core per process")
-    if signals["loop_lag_ms_p99"] is not None and signals["loop_lag_ms_p99"] > 50:
-        reasons.append(f"its event loop woke up to {signals['loop_lag_ms_p99']:.0f} ms late (p99)")
-    service_p50 = summary["service_ms_p50"] or 0.0
-    if requests and signals["lateness_ms_p50"] is not None \
-            and signals["lateness_ms_p50"] > max(service_p50, 10.0):
-        reasons.append(f"half the requests waited over {signals['lateness_ms_p50']:.0f} ms inside the generator, "
+    if loop_lag_p99 is not None and loop_lag_p99 > 50:
+        reasons.append(f"its event loop woke up to {loop_lag_p99:.0f} ms late (p99)")
+    service_p50 = summary.service_ms.p50 or 0.0
+    if summary.requests and lateness_p50 is not None and lateness_p50 > max(service_p50, 10.0):
+        reasons.append(f"half the requests waited over {lateness_p50:.0f} ms inside the generator, "
                        f"longer than the site took to answer ({service_p50:.0f} ms)")
-    return signals
+    return TrustSignals(None if cores is None else round(cores, 3), lateness_p50,
+                        round_or_none(generator.lateness_ms.percentile(99), 2), loop_lag_p99,
+                        generator.tokens_waited_for_worker, generator.tokens_dropped, generator.tokens_unsent,
+                        document.metadata.warmup_s, summary.error_rate, tuple(reasons))
 
 
-def bottleneck_warning(signals: dict) -> str | None:
-    if not signals["bottleneck"]:
+def bottleneck_warning(signals: TrustSignals) -> str | None:
+    if not signals.bottleneck:
         return None
-    return ("The generator was the bottleneck (" + "; ".join(signals["bottleneck"]) + "): these numbers describe "
+    return ("The generator was the bottleneck (" + "; ".join(signals.bottleneck) + "): these numbers describe "
             "the generator, not Moodle. Raise --concurrency if its workers were busy, or spread the load with "
             "--processes N (or --shard K/N on more machines) if it was short of CPU.")
 
 
-def good_grounds(document: dict, comparison: dict | None) -> list:
+def good_grounds(document: Results, comparison: dict | None) -> list:
     """What a good verdict rests on, in the run's own numbers: the load was delivered, how
     few requests failed, and against a baseline the slowdowns the data rule out (or, with
     no baseline, that only the absolute gates judged it)."""
-    summary, generator = document["summary"], document["generator"]
-    due, sent = generator.get("due_in_window"), generator["sent_in_window"]
+    summary, generator = document.summary, document.generator
+    due, sent = generator.due_in_window, generator.sent_in_window
     lines = [f"the load asked for was delivered: {sent} of the {due} requests due in the measured window were sent"
              if due else f"{sent} requests were sent in the measured window"]
-    if summary["requests"]:
-        lines.append(f"{summary['failure']} of {summary['requests']} requests failed ({summary['error_rate']:.2%})")
+    if summary.requests and summary.error_rate is not None:
+        lines.append(f"{summary.failure} of {summary.requests} requests failed ({summary.error_rate:.2%})")
     if comparison is None:
         lines.append("no baseline was given, so only the absolute gates (--max-p95-ms, --max-error-rate, ...) "
                      "judged this run; give --baseline runs of the good commit to judge a slowdown")

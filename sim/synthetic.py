@@ -10,6 +10,7 @@ import copy
 import random
 
 from moodleload.histogram import FineHistogram, Histogram
+from moodleload.results import Results
 
 
 def _sampler(histogram: Histogram, rng: random.Random):
@@ -28,7 +29,7 @@ def _sampler(histogram: Histogram, rng: random.Random):
 
 
 def synthetic_run(recorded: dict, rng: random.Random, slowdown: dict | None = None, run_shift_sd: float = 0.02,
-                  block_drift_sd: float = 0.03) -> dict:
+                  block_drift_sd: float = 0.03) -> Results:
     """A run like ``recorded``: the same requests per block, service times drawn from its
     distributions, times ``slowdown[page]`` for the pages named, a per-block drift and a
     run-level shift shared by every page (lognormal, ``run_shift_sd`` on the log scale)."""
@@ -49,4 +50,4 @@ def synthetic_run(recorded: dict, rng: random.Random, slowdown: dict | None = No
             fine_blocks.append(fine.to_dict())
         raw["blocks_service_ms"] = blocks
         raw["blocks_service_fine_ms"] = fine_blocks
-    return run
+    return Results.from_dict(run, "a synthetic run")

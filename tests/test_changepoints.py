@@ -60,7 +60,7 @@ def test_the_command_names_the_page_and_the_commits_around_its_step(tmp_path, ca
     for commit in range(10):
         document = synthetic_run(recorded, rng, {"course": 1.2} if commit >= 6 else None, run_shift_sd=0.01)
         path = tmp_path / f"commit-{commit:02d}.json"
-        path.write_text(json.dumps(document))
+        path.write_text(json.dumps(document.to_dict()))
         paths.append(str(path))
     assert main(paths) == 0
     lines = capsys.readouterr().out.splitlines()

@@ -21,6 +21,7 @@ from moodleload.compare import (
 )
 from moodleload.exits import EXIT_BAD, EXIT_CANNOT_JUDGE, EXIT_USAGE
 from moodleload.histogram import Histogram
+from moodleload.results import Results
 
 
 def steady_settings(course_ms: float = 30.0, course_reads: int = 128):
@@ -47,7 +48,7 @@ def _sampler(histogram: Histogram, rng: random.Random):
     return draw
 
 
-def resampled_run(recorded: dict, rng: random.Random, slowdown: dict | None = None) -> dict:
+def resampled_run(recorded: dict, rng: random.Random, slowdown: dict | None = None) -> Results:
     """A run drawn from the recorded per-URL service-time distributions, with the recorded
     number of requests per block and a per-block drift (runs are autocorrelated)."""
     run = copy.deepcopy(recorded)
@@ -62,7 +63,8 @@ def resampled_run(recorded: dict, rng: random.Random, slowdown: dict | None = No
                 histogram.record(draw() * drift * factor)
             blocks.append(histogram.to_dict())
         raw["blocks_service_ms"] = blocks
-    return run
+        raw.pop("blocks_service_fine_ms", None)  # the blocks drawn here are the only ones
+    return Results.from_dict(run, "a resampled run")
 
 
 @pytest.fixture(scope="module")

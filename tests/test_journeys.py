@@ -8,7 +8,7 @@ import urllib.request
 from aiohttp import web
 
 from helpers import PASSWORD, ROOT, FixedApp, mini_moodle, read, run_load, write_config
-from moodleload.results import summarize
+from moodleload.results import Results
 from sim.server import SimServer
 
 HQ_PLAN = os.path.join(ROOT, "examples", "moodle-hq-plan.json")
@@ -240,8 +240,7 @@ def test_pages_journey_steps_and_web_service_calls_are_reported_under_their_own_
     document = read(tmp_path / "run.json")
     assert document["row_kinds"]["dashboard"] == "page" and document["row_kinds"]["course"] == "journey step"
     assert document["row_kinds"]["core_courseformat_get_state"] == "web-service call"
-    document["summary"] = summarize(document)
-    text = format_report(document)
+    text = format_report(Results.from_dict(document))
     headings = [line.strip() for line in text.splitlines() if line.startswith("  ") and line.strip().endswith(":")]
     assert headings == ["pages:", "journey steps:", "web-service calls:"]
     assert text.index("dashboard") < text.index("journey steps:") < text.index("course ")

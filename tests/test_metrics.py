@@ -16,7 +16,7 @@ from helpers import read, run_load, write_config
 from moodleload.exits import EXIT_USAGE
 from moodleload.htmlreport import render_report
 from moodleload.metrics import metrics_problem, parse_sample, point_between, saturation_notes
-from moodleload.results import summarize
+from moodleload.results import Results
 from sim.ports import free_port
 
 NODE_TEXT = """# HELP node_cpu_seconds_total Seconds the CPUs spent in each mode.
@@ -116,8 +116,7 @@ def test_a_run_keeps_each_hosts_timeline_and_the_report_charts_it(node_exporter,
     assert len(busy) >= 2 and all(0 <= value <= 1 for value in busy)
     assert all(point["memory_used_bytes"] > 0 for point in host["points"])
     assert f"Server {node_exporter.split('/')[2]}: CPU busy median" in capsys.readouterr().out
-    document["summary"] = summarize(document)
-    page = render_report(document)
+    page = render_report(Results.from_dict(document))
     assert 'data-chart="hosts"' in page and "Servers beside the load" in page
 
 

@@ -15,7 +15,7 @@ import moodle_load
 from helpers import DATA, run_load, write_config
 from moodleload.compare import Thresholds, compare_documents
 from moodleload.exits import EXIT_BAD, EXIT_CANNOT_JUDGE, EXIT_GOOD
-from moodleload.histogram import FineHistogram, Histogram
+from moodleload.histogram import FineHistogram
 from moodleload.results import load_document
 from moodleload.runcompare import compare_runs
 from moodleload.stats import student_t_cdf, student_t_quantile
@@ -228,11 +228,10 @@ def test_a_run_keeps_each_block_in_fine_buckets_beside_its_histogram(sim_factory
     server = sim_factory()
     config = write_config(tmp_path / "c.json", server.url, urls=[{"path": "/my/", "name": "dashboard"}])
     assert run_load(config, "--blocks", "4", rpm=1200, duration=2, output=tmp_path / "r.json") == EXIT_GOOD
-    dashboard = load_document(str(tmp_path / "r.json"))["urls"]["dashboard"]
-    assert len(dashboard["blocks_service_fine_ms"]) == 4
-    for fine, coarse in zip(dashboard["blocks_service_fine_ms"], dashboard["blocks_service_ms"], strict=True):
-        fine, coarse = FineHistogram.from_dict(fine), Histogram.from_dict(coarse)
-        assert fine.count == coarse.count
+    dashboard = load_document(str(tmp_path / "r.json")).urls["dashboard"]
+    assert dashboard.blocks_service_fine_ms is not None and len(dashboard.blocks_service_fine_ms) == 4
+    for fine, coarse in zip(dashboard.blocks_service_fine_ms, dashboard.blocks_service_ms, strict=True):
+        assert isinstance(fine, FineHistogram) and fine.count == coarse.count
         assert fine.percentile(50) == pytest.approx(coarse.percentile(50), rel=0.011)
 
 

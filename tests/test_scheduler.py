@@ -13,7 +13,7 @@ from moodleload.config import validate_config
 from moodleload.console import Printer
 from moodleload.httpclient import Reply
 from moodleload.plan import Timeline
-from moodleload.results import build_document, summarize
+from moodleload.results import build_document
 from moodleload.scheduler import LoadRun, RunSettings
 
 TOKEN_PAGE = b'<form><input type="hidden" name="logintoken" value="abcdefabcdefabcdefabcdefabcdefab"></form>'
@@ -75,8 +75,7 @@ def run_virtually(users: int, site=None, clock=None, during=None, **settings) ->
     if during is not None:
         during(clock, run)
     asyncio.run(clock.run(run.run()))
-    document = build_document(run, [], "digest")
-    document["summary"] = summarize(document)
+    document = build_document(run, [], "digest").to_dict()  # the saved form, as a file holds it
     document["site"] = site
     return document
 

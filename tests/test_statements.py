@@ -3,16 +3,18 @@ measured window, never a reset, and a comparison that names the statement that c
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 
 import bcrypt
 import pytest
 from conftest import MariaMoodleDb, seeded_mariadb
 
-from helpers import PASSWORD, read, run_load, write_config
+from helpers import DATA, PASSWORD, read, run_load, write_config
 from moodleload.exits import EXIT_USAGE
 from moodleload.htmlreport import render_report
-from moodleload.results import document_problem
+from moodleload.resultcheck import document_problem
+from moodleload.results import Results
 from moodleload.statements import change_lines, shortened, statement_changes, tables_in, window_delta
 from sim.moodledb import SiteData
 
@@ -45,11 +47,20 @@ def test_a_long_statement_is_shortened_keeping_its_start_and_end():
     assert len(short) <= 110 and short.startswith("SELECT column_0") and short.endswith("WHERE id = $1")
 
 
-def document(calls: dict, requests: int = 100) -> dict:
-    return {"urls": {"course": {"requests": requests}},
-            "statements": {"source": "pg_stat_statements", "left_out": 0,
-                           "statements": [{"query": q, "calls": c, "rows": c, "ms": c * 0.01}
-                                          for q, c in calls.items()]}}
+def statements_section(calls: dict) -> dict:
+    return {"source": "pg_stat_statements", "left_out": 0,
+            "statements": [{"query": q, "calls": c, "rows": c, "ms": c * 0.01} for q, c in calls.items()]}
+
+
+def document(calls: dict | None, requests: int = 100) -> Results:
+    """A run of one page ("course", ``requests`` of it) whose statistics counted ``calls``."""
+    raw = read(os.path.join(DATA, "recorded-run.json"))
+    url = next(iter(raw["urls"].values()))
+    raw["urls"] = {"course": {**url, "requests": requests, "success": requests, "failure": 0, "failures": {}}}
+    raw["row_kinds"] = {"course": "page"}
+    if calls is not None:
+        raw["statements"] = statements_section(calls)
+    return Results.from_dict(raw)
 
 
 def test_the_comparison_names_the_statement_whose_calls_per_page_view_rose():
@@ -69,12 +80,12 @@ def test_a_change_within_the_baselines_own_spread_is_not_named():
 
 
 def test_no_statements_on_a_side_means_no_statement_comparison():
-    bare = {"urls": {"course": {"requests": 10}}}
+    bare = document(None, requests=10)
     assert statement_changes([bare], [document({"SELECT 1": 1})]) is None
 
 
 def test_a_damaged_statements_section_is_refused_when_read():
-    damaged = document({"SELECT 1": 1})["statements"]
+    damaged = statements_section({"SELECT 1": 1})
     damaged["statements"][0]["calls"] = -5
     from moodleload.statements import statements_problem
     assert statements_problem(damaged) == "statements: calls of an entry is not a count"
@@ -139,7 +150,7 @@ def test_postgresql_statistics_name_the_query_a_commit_added(pg_db, sim_factory,
     status, out, base, new = baseline_then_extra_query(pg_db, sim_factory, tmp_path, capsys)
     assert_extra_query_named(status, out, base, new, "pg_stat_statements")
     assert "WHERE id = $1" in new["comparison"]["statements"]["by_calls"][0]["query"]  # the server's normal form
-    page = render_report(new, None, base, new["comparison"])
+    page = render_report(Results.from_dict(new), None, Results.from_dict(base), new["comparison"])
     assert "Database statements that changed (per page view of the run)" in page
     assert "<code>SELECT id, username FROM mdl_user WHERE id = $1</code>" in page
 

@@ -18,6 +18,8 @@ from moodleload.exits import (
 )
 from moodleload.httpclient import unreachable
 from moodleload.moodle import failure_of
+from moodleload.results import Generator, Logins, Metadata
+from moodleload.resultsummary import Percentiles, Summary, UrlSummary
 from moodleload.verdict import Gates, RunFacts, Verdict, decide, delivery_problems, judge_run
 
 
@@ -52,16 +54,21 @@ def test_gates_that_hold_are_good(sim_factory, tmp_path):
 
 # ---- the run's own trust signals gate every verdict (pure: no load)
 
-def summary(**changes) -> dict:
-    base = {"requests": 100, "success": 100, "failure": 0, "error_rate": 0.0, "failures": {},
-            "latency_ms_p95": 50.0, "latency_ms_p99": 80.0, "req_per_min_target": 600, "req_per_min_observed": 600,
-            "urls": {"page": {"requests": 100, "success": 100}}}
-    return {**base, **changes}
+def summary(requests: int = 100, success: int | None = None, failures: dict | None = None,
+            page: str = "page") -> Summary:
+    """A run's summary: 100 requests at 600 RPM, all succeeded unless said, p95 50 ms, p99 80 ms."""
+    success = requests if success is None else success
+    return Summary(600.0, 600.0, requests, success, Percentiles(p95=50.0, p99=80.0), failures=failures or {},
+                   urls={page: UrlSummary(requests, success, requests - success)})
 
 
-def document(**generator) -> dict:
-    counts = {"tokens_dropped": 0, "sent_in_window": 100, "due_in_window": 100, "paused_s": 0.0}
-    return {"generator": {**counts, **generator}, "metadata": {"rpm": 600, "measured_seconds": 10}}
+METADATA = Metadata(rpm=600, duration_s=10, warmup_s=0, measured_seconds=10, blocks=20, concurrency=10, seed=1,
+                    config_sha256="c0ffee", interrupted=False)
+
+
+def generator(**changes) -> Generator:
+    return Generator(**{"tokens_dropped": 0, "sent_in_window": 100, "due_in_window": 100, "paused_s": 0.0,
+                        **changes})
 
 
 REGRESSION = {"verdict": "regression", "not_comparable": [],
@@ -69,28 +76,27 @@ REGRESSION = {"verdict": "regression", "not_comparable": [],
 
 
 def test_a_run_that_did_all_it_was_asked_has_no_delivery_problem():
-    assert delivery_problems(document(), []) == []
+    assert delivery_problems(generator(), METADATA, []) == []
 
 
 def test_a_generator_that_stood_still_is_a_delivery_problem():
-    [problem] = delivery_problems(document(paused_s=2.0, tokens_dropped=20, sent_in_window=80), [])
+    [problem] = delivery_problems(generator(paused_s=2.0, tokens_dropped=20, sent_in_window=80), METADATA, [])
     assert problem.startswith("the generator stood still for 2.0 s of the measured window")
 
 
 def test_requests_due_but_not_sent_in_the_window_are_a_delivery_problem():
-    [problem] = delivery_problems(document(sent_in_window=50), [])
+    [problem] = delivery_problems(generator(sent_in_window=50), METADATA, [])
     assert problem.startswith("only 50 of the 100 requests due in the measured window were sent in it (50%")
 
 
 def test_a_generator_that_was_the_bottleneck_is_a_delivery_problem():
-    [problem] = delivery_problems(document(), ["its event loop woke up to 900 ms late (p99)"])
+    [problem] = delivery_problems(generator(), METADATA, ["its event loop woke up to 900 ms late (p99)"])
     assert "the generator was the bottleneck (its event loop woke up to 900 ms late (p99))" in problem
 
 
 def test_results_before_0_7_take_what_was_due_from_the_rate():
-    older = document(sent_in_window=50)
-    del older["generator"]["due_in_window"], older["generator"]["paused_s"]
-    assert delivery_problems(older, [])[0].startswith("only 50 of the 100 requests due")
+    older = generator(sent_in_window=50, due_in_window=None)
+    assert delivery_problems(older, METADATA, [])[0].startswith("only 50 of the 100 requests due")
 
 
 @pytest.mark.parametrize("comparison", [None, REGRESSION], ids=["would-be-good", "would-be-bad"])
@@ -112,7 +118,7 @@ def test_without_problems_the_same_run_is_good_or_bad():
 # ---- a site that cannot be reached is not the commit's business
 
 def test_logins_that_could_not_open_a_socket_stop_the_bisect_with_the_remedy():
-    logins = {"ok": 60, "failed": {"out of file descriptors": 440}}
+    logins = Logins(ok=60, failed={"out of file descriptors": 440})
     verdict = decide(summary(), Gates(), None, logins)
     assert verdict.status == EXIT_UNREACHABLE
     assert verdict.reasons[0] == ("the generator could not open sockets: 440 of 500 logins (raise the open-file "
@@ -120,7 +126,7 @@ def test_logins_that_could_not_open_a_socket_stop_the_bisect_with_the_remedy():
 
 
 def test_a_site_answering_errors_is_the_commits_business_not_unreachable():
-    failing = summary(error_rate=1.0, success=0, failure=100, failures={"http_500": 100})
+    failing = summary(success=0, failures={"http_500": 100})
     assert decide(failing, Gates(), None).status == EXIT_CANNOT_JUDGE
 
 
@@ -132,7 +138,7 @@ def test_an_unknown_host_and_running_out_of_files_are_both_unreachable():
 
 
 def test_a_site_out_of_reach_for_part_of_the_run_is_never_a_regression_of_the_commit():
-    partly = summary(error_rate=0.2, success=80, failure=20, failures={"unreachable": 20})
+    partly = summary(success=80, failures={"unreachable": 20})
     verdict = decide(partly, Gates(), REGRESSION)
     assert verdict.status == EXIT_CANNOT_JUDGE
     assert verdict.reasons[0].startswith("the site could not be reached for 20 of 100 requests")
@@ -140,12 +146,8 @@ def test_a_site_out_of_reach_for_part_of_the_run_is_never_a_regression_of_the_co
 
 # ---- the one function that chooses the exit status, branch by branch, without a load
 
-def healthy_summary(**changes) -> dict:
-    summary = {"requests": 100, "error_rate": 0.0, "failures": {}, "req_per_min_target": 600.0,
-               "req_per_min_observed": 600.0, "latency_ms_p95": 50.0, "latency_ms_p99": 80.0,
-               "urls": {"course": {"requests": 100, "success": 100, "failure": 0}}}
-    summary.update(changes)
-    return summary
+def healthy_summary(requests: int = 100) -> Summary:
+    return summary(requests, page="course")
 
 
 REGRESSION = {"verdict": "regression", "not_comparable": [], "undecided": None,
@@ -188,6 +190,6 @@ def test_the_exit_status_of_a_run_is_chosen_in_one_place(facts, status, word):
 
 
 def test_a_site_nobody_could_reach_stops_the_bisect_and_says_what_to_check():
-    logins = {"ok": 0, "failed": {"site unreachable": 5}, "relogins": 0}
+    logins = Logins(ok=0, failed={"site unreachable": 5})
     verdict = judge_run(RunFacts(healthy_summary(), Gates(), logins=logins, logged_in=0))
     assert verdict.status == EXIT_UNREACHABLE and "check base_url" in verdict.reasons[0]
