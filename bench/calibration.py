@@ -52,10 +52,10 @@ def step(recorded, rng, bases: list, tolerance: float, slowdown: float, spread: 
             comparison = compare_documents(bases[0], news[0], thresholds)
         if len(bases) == 1 and len(news) == 1:
             continue  # bisect-step.sh's policy: one baseline run's block verdict is never the last word
-        if comparison["verdict"] != "unsure" or len(news) >= MAX_RUNS:
-            return comparison["verdict"], len(news)
-        if (comparison.get("more_runs") or {}).get("candidate") is None and comparison.get("method") == "runs":
-            return comparison["verdict"], len(news)
+        if comparison.verdict != "unsure" or len(news) >= MAX_RUNS:
+            return comparison.verdict, len(news)
+        if comparison.more_runs.candidate is None and comparison.method == "runs":
+            return comparison.verdict, len(news)
 
 
 def cell(recorded, spread: float, tolerance: float, base_runs: int, trials: int, seed: int) -> dict:

@@ -12,6 +12,7 @@ import time
 from . import __version__
 from .charts import load_pyplot
 from .compare import compare_documents
+from .comparison import Comparison
 from .config import load_config
 from .console import Printer, silence_closed_stdout
 from .databases import DatabaseError, database_for
@@ -152,21 +153,21 @@ def save_fallback(document: Results) -> str | None:
     return None
 
 
-def judge_against(bases: list, news: list, thresholds, say) -> dict:
+def judge_against(bases: list, news: list, thresholds, say) -> Comparison:
     """The comparison: against the run-to-run spread where there are several runs, else
     block by block within the two runs (and it says that the spread is unknown); beside
     it, the database statements that changed where both sides recorded them."""
     if len(bases) + len(news) > 2:
         comparison = compare_runs(bases, news, thresholds)
-        for line in comparison["advice"]:
+        for line in comparison.advice:
             say(line)
     else:
         comparison = compare_documents(bases[0], news[0], thresholds)
-        comparison["notes"].append("run-to-run noise unknown with one baseline run: record three (--baseline "
+        comparison = comparison.with_note("run-to-run noise unknown with one baseline run: record three (--baseline "
                                    "run1.json run2.json run3.json; examples/bisect-step.sh --baseline does)")
     changes = statement_changes(bases, news)
     if changes is not None:
-        comparison["statements"] = changes
+        comparison = comparison.with_statements(changes)
     return comparison
 
 
@@ -384,7 +385,7 @@ def run_in_process(args, config, settings: RunSettings, watcher, moodle: dict | 
                                                      not_recorded=not_recorded, interrupted=interrupted))
 
 
-def say_report(say, document: Results, comparison: dict | None) -> None:
+def say_report(say, document: Results, comparison: Comparison | None) -> None:
     """The text report of a run: the tables, its trust signals, the servers beside it, and
     the comparison."""
     say(format_report(document))
@@ -422,7 +423,7 @@ def run_with_signals(run: LoadRun) -> int | None:
 
 
 def conclude(args, say, document: Results, verdict: Verdict, *, baseline: Results | None = None,
-             comparison: dict | None = None, judge=print) -> int:
+             comparison: Comparison | None = None, judge=print) -> int:
     """How every mode ends: the exports asked for (HTML report, CSV, JUnit), then the verdict
     and its status."""
     exported = Exported(document, verdict, baseline, comparison)

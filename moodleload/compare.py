@@ -8,6 +8,7 @@ import statistics
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .comparison import Comparison
 from .machine import contended
 from .stats import normal_quantile
 
@@ -185,7 +186,7 @@ def unshown(row: dict, upper_ratio: float, tolerance: float) -> None:
         row["reasons"] += gaps
 
 
-def compare_documents(base: Results, new: Results, thresholds: Thresholds) -> dict:
+def compare_documents(base: Results, new: Results, thresholds: Thresholds) -> Comparison:
     """Compare a run with its baseline URL by URL.  Bonferroni: with k URLs each test
     runs at alpha/k, so the chance of a false alarm on some URL stays near alpha."""
     names = [name for name in new.urls if name in base.urls]
@@ -217,7 +218,7 @@ def compare_documents(base: Results, new: Results, thresholds: Thresholds) -> di
     if overall == "unsure":
         from .runcompare import undecided_line
         comparison["undecided"] = undecided_line(comparison)
-    return comparison
+    return Comparison(comparison)
 
 
 # What must be the same for two runs to say anything about two commits: the load itself.

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .verdict import Verdict
-from .views import comparison_rows, url_rows
+from .views import url_rows
 
 if TYPE_CHECKING:
+    from .comparison import Comparison
     from .results import Results
 
 
@@ -27,7 +28,7 @@ class Exported:
     document: Results
     verdict: Verdict
     baseline: Results | None = None
-    comparison: dict | None = None
+    comparison: Comparison | None = None
 
 
 class HtmlExporter:
@@ -52,7 +53,7 @@ class CsvExporter:
                "interval_low", "interval_high", "verdict", "run_verdict", "exit_status")
 
     def render(self, exported: Exported) -> str:
-        compared = {row.name: row for row in comparison_rows(exported.comparison)} if exported.comparison else {}
+        compared = exported.comparison.rows if exported.comparison is not None else {}
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(self.columns)
@@ -79,7 +80,7 @@ class JunitExporter:
         suite = ElementTree.Element("testsuite", name="moodle_load")
         cases = 0
         failures = skipped = 0
-        for row in comparison_rows(exported.comparison) if exported.comparison else []:
+        for row in exported.comparison.rows.values() if exported.comparison is not None else []:
             case = ElementTree.SubElement(suite, "testcase", classname="moodle_load.pages", name=row.name)
             cases += 1
             if row.verdict == "regression":

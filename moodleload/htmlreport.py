@@ -14,9 +14,10 @@ from .moodletree import label
 from .resultsummary import UrlSummary
 from .statements import shortened
 from .verdict import Verdict
-from .views import ROW_HEADINGS, bottleneck_warning, comparison_rows, good_grounds, trust_signals, url_rows
+from .views import ROW_HEADINGS, bottleneck_warning, good_grounds, trust_signals, url_rows
 
 if TYPE_CHECKING:
+    from .comparison import Comparison
     from .results import Results
 
 REPORT_STYLE = """
@@ -50,7 +51,7 @@ def html_table(headers: list, rows: list, left: int = 1) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def _verdict_block(verdict: Verdict | None, document: Results, comparison: dict | None) -> str:
+def _verdict_block(verdict: Verdict | None, document: Results, comparison: Comparison | None) -> str:
     if verdict is None:
         return '<div class="verdict none">No verdict: no gates and no baseline were given.</div>'
     css = {EXIT_GOOD: "good", EXIT_BAD: "bad", EXIT_CANNOT_JUDGE: "skip"}.get(verdict.status, "none")
@@ -86,7 +87,7 @@ def statements_section(changes: dict | None) -> list:
 
 
 def render_report(document: Results, verdict: Verdict | None = None, baseline: Results | None = None,
-                  comparison: dict | None = None) -> str:
+                  comparison: Comparison | None = None) -> str:
     """One self-contained HTML file: verdict, identity, trust, charts, per-URL tables, and
     with a baseline the side-by-side comparison.  Nothing is fetched when it opens."""
     parts = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>moodle_load report: "
@@ -147,15 +148,15 @@ def trust_section(document: Results) -> list:
     return parts
 
 
-def comparison_section(document: Results, comparison: dict, baseline: Results | None) -> list:
+def comparison_section(document: Results, comparison: Comparison, baseline: Results | None) -> list:
     parts = ["<h2>Against the baseline</h2>"]
-    method = "per-run medians against the run-to-run spread" if comparison.get("method") == "runs" else \
+    method = "per-run medians against the run-to-run spread" if comparison.method == "runs" else \
         "the median of per-block median service times, Mann-Whitney U on the blocks"
-    parts.append(f"<p><small>Per URL: {method}, at alpha {comparison['alpha_per_url']:.3g} per URL, tolerance "
-                 f"{comparison['max_regression_pct']:g} %; good needs slowdowns above the tolerance ruled out "
+    parts.append(f"<p><small>Per URL: {method}, at alpha {comparison.alpha_per_url:.3g} per URL, tolerance "
+                 f"{comparison.max_regression_pct:g} %; good needs slowdowns above the tolerance ruled out "
                  f"(column &lsquo;rules out&rsquo;); DB reads from Moodle's footer.</small></p>")
     rows = []
-    for row in comparison_rows(comparison):
+    for row in comparison.rows.values():
         interval = "-" if row.interval is None else "{:.3f} &ndash; {:.3f}".format(*row.interval)
         rows.append([escape(row.name), escape(fmt(row.base_ms)), escape(fmt(row.new_ms)), escape(fmt(row.ratio, ".3f")),
                      interval, escape(fmt(row.p_value, ".2g")), escape(ruled(row.rules_out_pct)),
@@ -164,19 +165,19 @@ def comparison_section(document: Results, comparison: dict, baseline: Results | 
                      escape("; ".join(row.reasons))])
     parts.append(html_table(["URL", "baseline ms", "this run ms", "ratio", "95 % interval", "p", "rules out",
                              "DB reads", "verdict", "why"], rows))
-    parts += [f"<p><small>note: {escape(note)}</small></p>" for note in comparison["notes"]]
+    parts += [f"<p><small>note: {escape(note)}</small></p>" for note in comparison.notes]
     parts += [f"<p><small>not comparable: {escape(reason)}</small></p>"
-              for reason in comparison.get("not_comparable", [])]
-    parts += statements_section(comparison.get("statements"))
+              for reason in comparison.not_comparable]
+    parts += statements_section(comparison.statements)
     if baseline is None:
         return parts
     parts += compare_charts(baseline, document)
     base_urls = baseline.summary.urls
     footer_rows = []
-    for name, row in document.summary.urls.items():
+    for name, url in document.summary.urls.items():
         before = base_urls.get(name, UrlSummary(0, 0, 0))
         footer_rows.append([escape(name)] + [f"{escape(before.footer_median(key))} &rarr; "
-                                             f"{escape(row.footer_median(key))}" for key in (
+                                             f"{escape(url.footer_median(key))}" for key in (
             "db_reads", "db_writes", "server_time_ms", "memory_peak_mb")])
     parts.append(html_table(["URL", "DB reads", "DB writes", "server time ms", "memory peak MB"], footer_rows))
     return parts

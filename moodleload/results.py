@@ -16,6 +16,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from . import __version__
+from .comparison import Comparison
 from .config import CALL_ROW, PAGE_ROW
 from .exits import UsageError
 from .files import read_json, write_json_atomically
@@ -187,7 +188,7 @@ class Timeline:
 class Results:
     """One run's results (or a merge of its shards), checked when built."""
 
-    def __init__(self, raw: dict, comparison: dict | None = None):
+    def __init__(self, raw: dict, comparison: Comparison | None = None):
         """``raw``: a document ``document_problem`` found nothing wrong with; use from_dict."""
         self._raw = {key: value for key, value in raw.items() if key not in DERIVED_KEYS}
         self.metadata = Metadata.from_dict(raw["metadata"])
@@ -213,14 +214,14 @@ class Results:
         if problem:
             raise UsageError(f"{where} is damaged: {problem}")
         comparison = raw.get("comparison")
-        return cls(raw, comparison if isinstance(comparison, dict) else None)
+        return cls(raw, None if comparison is None else Comparison.from_dict(comparison, f"{where}: its comparison"))
 
     def to_dict(self) -> dict:
         """The saved form: what was measured, its summary, and the comparison where there is one."""
         document = copy.deepcopy(self._raw)
         document["summary"] = self.summary.to_dict()
         if self.comparison is not None:
-            document["comparison"] = self.comparison
+            document["comparison"] = self.comparison.to_dict()
         return document
 
     @cached_property

@@ -8,6 +8,7 @@ import math
 import statistics
 
 from .compare import FAILURE_MARGIN, Thresholds, incomparable, judge_counts, release_notes, unshown, work_notes
+from .comparison import Comparison
 from .histogram import counter_median
 from .machine import contended, noise_notes
 from .runs import (
@@ -56,7 +57,7 @@ def common_mode(ratios: dict) -> str | None:
             f"database state, caches) or a site-wide change, more likely than one page's")
 
 
-def compare_runs(bases: list, news: list, thresholds: Thresholds) -> dict:
+def compare_runs(bases: list, news: list, thresholds: Thresholds) -> Comparison:
     """Compare one or more candidate runs with two or more baseline runs (or one baseline
     with two or more candidates), URL by URL, against the run-to-run spread."""
     names = [name for name in news[0].urls
@@ -103,7 +104,7 @@ def compare_runs(bases: list, news: list, thresholds: Thresholds) -> dict:
                   "rules_out_pct": max(rules_out) if rules_out else None, "more_runs": needed,
                   "advice": advice(rows, thresholds)}
     comparison["undecided"] = undecided_line(comparison) if overall == "unsure" else None
-    return comparison
+    return Comparison(comparison)
 
 
 def run_notes(bases: list, news: list, spread: Spread | None, site: dict | None, rows: dict, names: list) -> list:

@@ -104,12 +104,11 @@ def _baseline(args) -> int:
 def _next(args) -> int:
     """What the comparison in a results file says more runs would do."""
     document = load_document(args.results[0])
-    comparison = document.comparison or {}
-    needed = comparison.get("more_runs") or {}
-    candidate = needed.get("candidate")
+    comparison = document.comparison
+    candidate = comparison.more_runs.candidate if comparison is not None else None
     print(f"more_runs={'' if candidate is None else candidate}")
-    if comparison.get("undecided"):
-        print(f"[bisect] {comparison['undecided']}", file=sys.stderr)
+    if comparison is not None and comparison.undecided:
+        print(f"[bisect] {comparison.undecided}", file=sys.stderr)
     return 0
 
 

@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING
 from .console import fmt, ruled
 from .moodletree import label
 from .statements import change_lines
-from .views import ROW_HEADINGS, TrustSignals, bottleneck_warning, comparison_rows, shorten, url_rows
+from .views import ROW_HEADINGS, TrustSignals, bottleneck_warning, shorten, url_rows
 
 if TYPE_CHECKING:
+    from .comparison import Comparison
     from .results import Results
     from .resultsummary import Summary
 
@@ -92,44 +93,44 @@ def rate_hints(document: Results) -> list:
     return hints
 
 
-def format_comparison(comparison: dict) -> str:
-    evidence = "per-run medians against the run-to-run spread" if comparison.get("method") == "runs" \
+def format_comparison(comparison: Comparison) -> str:
+    evidence = "per-run medians against the run-to-run spread" if comparison.method == "runs" \
         else "service-time medians of time blocks"
-    lines = ["", f"Against the baseline (tolerance {comparison['max_regression_pct']:g} %, "
-                 f"alpha per URL {comparison['alpha_per_url']:.3g}; {evidence}):"]
+    lines = ["", f"Against the baseline (tolerance {comparison.max_regression_pct:g} %, "
+                 f"alpha per URL {comparison.alpha_per_url:.3g}; {evidence}):"]
     header = (f"{'url':<38} {'base ms':>8} {'new ms':>8} {'ratio':>7} {'95% interval':>13} {'p':>8} "
               f"{'rules out':>9} {'DB reads':>11}  verdict")
     lines += [header, "-" * len(header)]
-    for row in comparison_rows(comparison):
+    for row in comparison.rows.values():
         reads = "-" if row.db_reads == (None, None) else "->".join(fmt(value, "g") for value in row.db_reads)
         interval = "-" if row.interval is None else "{:.3f}-{:.3f}".format(*row.interval)
         lines.append(f"{shorten(row.name, 38):<38} {fmt(row.base_ms):>8} {fmt(row.new_ms):>8} "
                      f"{fmt(row.ratio, '.3f'):>7} {interval:>13} {fmt(row.p_value, '.2g'):>8} "
                      f"{ruled(row.rules_out_pct):>9} {reads:>11}  "
                      f"{row.verdict}")
-    detectable = [f"{shorten(name, 38)} {row['detectable_pct']:.1f} %" for name, row in comparison["urls"].items()
-                  if row.get("detectable_pct") is not None]
+    detectable = [f"{shorten(row.name, 38)} {row.detectable_pct:.1f} %" for row in comparison.rows.values()
+                  if row.detectable_pct is not None]
     if detectable:
         lines.append("smallest slowdown of one page these runs can call: " + ", ".join(detectable)
-                     + (f"; of every page at once: {comparison['site_detectable_pct']:.1f} %"
-                        if comparison.get("site_detectable_pct") is not None else ""))
-    server = [f"{shorten(name, 38)} {fmt(row['server_ms'][0])} -> {fmt(row['server_ms'][1])}"
-              for name, row in comparison["urls"].items() if row.get("server_ms") and None not in row["server_ms"]]
+                     + (f"; of every page at once: {comparison.site_detectable_pct:.1f} %"
+                        if comparison.site_detectable_pct is not None else ""))
+    server = [f"{shorten(row.name, 38)} {fmt(row.server_ms[0])} -> {fmt(row.server_ms[1])}"
+              for row in comparison.rows.values() if row.server_ms and None not in row.server_ms]
     if server:
         lines.append("Moodle's own server time (footer, median ms): " + ", ".join(server))
-    if comparison.get("rules_out_pct") is not None:
-        lines.append(f"good needs every slowdown above {comparison['max_regression_pct']:g} % ruled out: these runs "
-                     f"rule out those above {comparison['rules_out_pct']:.1f} % (pages and the site as a whole)")
-    statements = change_lines(comparison.get("statements"))
-    if statements:
+    if comparison.rules_out_pct is not None:
+        lines.append(f"good needs every slowdown above {comparison.max_regression_pct:g} % ruled out: these runs "
+                     f"rule out those above {comparison.rules_out_pct:.1f} % (pages and the site as a whole)")
+    statements = change_lines(comparison.statements)
+    if statements and comparison.statements is not None:
         lines.append("Database statements that changed (the server's statistics, per "
-                     f"{comparison['statements']['per']} of the run):")
+                     f"{comparison.statements['per']} of the run):")  # statements.py's format
         lines += [f"  {line}" for line in statements]
-    elif comparison.get("statements") is not None:
+    elif comparison.statements is not None:
         lines.append("Database statements: no statement's calls or time per request changed beyond the baseline's "
                      "spread")
-    lines += [f"note: {note}" for note in comparison["notes"]]
-    lines += [f"not comparable: {reason}" for reason in comparison.get("not_comparable", [])]
+    lines += [f"note: {note}" for note in comparison.notes]
+    lines += [f"not comparable: {reason}" for reason in comparison.not_comparable]
     return "\n".join(lines)
 
 

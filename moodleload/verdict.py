@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from .exits import EXIT_BAD, EXIT_CANNOT_JUDGE, EXIT_GOOD, EXIT_UNREACHABLE
 
 if TYPE_CHECKING:
+    from .comparison import Comparison
     from .results import Generator, Logins, Metadata
     from .resultsummary import Summary
 
@@ -153,7 +154,7 @@ def delivery_problems(generator: Generator, meta: Metadata, bottleneck: list | t
     return problems
 
 
-def decide(summary: Summary, gates: Gates, comparison: dict | None, logins: Logins | None = None,
+def decide(summary: Summary, gates: Gates, comparison: Comparison | None, logins: Logins | None = None,
            undelivered: list | tuple = ()) -> Verdict:
     """The verdict of one run from its summary, the gates, the comparison with a baseline
     and the logins.  Anything that makes the numbers meaningless is "cannot judge" (125),
@@ -176,23 +177,21 @@ def decide(summary: Summary, gates: Gates, comparison: dict | None, logins: Logi
     if login_share > gates.max_login_failures:
         return Verdict.cannot_judge([*notes, f"more than --max-login-failures {gates.max_login_failures:.0%} of "
                                              f"the users: the load was not the one asked for"])
-    if comparison is not None and comparison.get("not_comparable"):
-        return Verdict.cannot_judge(["not compared with the baseline: " + "; ".join(comparison["not_comparable"])])
+    if comparison is not None and comparison.not_comparable:
+        return Verdict.cannot_judge(["not compared with the baseline: " + "; ".join(comparison.not_comparable)])
     reasons = check_gates(summary, gates)
-    if comparison is not None and comparison["verdict"] == "regression":
-        reasons += [f"{name}: {'; '.join(row['reasons'])}" for name, row in comparison["urls"].items()
-                    if row["verdict"] == "regression"]
+    if comparison is not None and comparison.verdict == "regression":
+        reasons += [f"{row.name}: {'; '.join(row.reasons)}" for row in comparison.rows_with("regression")]
     if reasons:
         return Verdict.bad([*reasons, *notes])
     never = [f"{name}: none of its {row.requests} requests succeeded" for name, row in summary.urls.items()
              if row.requests and not row.success]
     if never:
         return Verdict.cannot_judge([*never, *notes])
-    if comparison is not None and comparison["verdict"] == "unsure":
-        headline = [comparison["undecided"]] if comparison.get("undecided") else []
-        return Verdict.cannot_judge(headline + [f"{name}: {'; '.join(row['reasons'])}"
-                                                for name, row in comparison["urls"].items()
-                                                if row["verdict"] == "unsure"] + notes)
+    if comparison is not None and comparison.verdict == "unsure":
+        headline = [comparison.undecided] if comparison.undecided else []
+        return Verdict.cannot_judge(headline + [f"{row.name}: {'; '.join(row.reasons)}"
+                                                for row in comparison.rows_with("unsure")] + notes)
     return Verdict(EXIT_GOOD, "good", tuple(notes))
 
 
@@ -203,7 +202,7 @@ class RunFacts:
 
     summary: Summary | None
     gates: Gates
-    comparison: dict | None = None
+    comparison: Comparison | None = None
     logins: Logins | None = None
     logged_in: int = 1  # users that logged in: none, and there was no load to judge
     undelivered: tuple = ()  # the run's and the other runs' own trust problems (delivery_problems)

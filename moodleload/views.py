@@ -10,6 +10,7 @@ from .config import PAGE_ROW, ROW_KINDS
 from .console import round_or_none
 
 if TYPE_CHECKING:
+    from .comparison import Comparison
     from .results import Results
 
 
@@ -53,33 +54,6 @@ def url_rows(document: Results) -> list:
                            row.footer_median("db_reads"), row.footer_median("db_writes"), dict(record.failures),
                            dict(record.redirects), document.row_kind(name)))
     return sorted(rows, key=lambda row: ROW_KINDS.index(row.kind))
-
-
-@dataclass(frozen=True)
-class ComparisonRow:
-    """One URL's line in the comparison with the baseline."""
-
-    name: str
-    base_ms: float | None
-    new_ms: float | None
-    ratio: float | None
-    interval: tuple | None  # 95 % interval of the ratio
-    p_value: float | None
-    db_reads: tuple  # (baseline, this run), None where a page had no footer
-    verdict: str
-    reasons: tuple
-    rules_out_pct: float | None = None  # the slowdown above which the data rule it out (good needs < tolerance)
-
-
-def comparison_rows(comparison: dict) -> list:
-    rows = []
-    for name, row in comparison["urls"].items():
-        reads = row.get("db_reads") or [None, None]
-        interval = tuple(row["ratio_ci95"]) if row.get("ratio_ci95") else None
-        rows.append(ComparisonRow(name, row.get("base_ms"), row.get("new_ms"), row.get("ratio"), interval,
-                                  row.get("p_value"), tuple(reads), row["verdict"], tuple(row["reasons"]),
-                                  row.get("rules_out_pct")))
-    return rows
 
 
 @dataclass(frozen=True)
@@ -129,7 +103,7 @@ def bottleneck_warning(signals: TrustSignals) -> str | None:
             "--processes N (or --shard K/N on more machines) if it was short of CPU.")
 
 
-def good_grounds(document: Results, comparison: dict | None) -> list:
+def good_grounds(document: Results, comparison: Comparison | None) -> list:
     """What a good verdict rests on, in the run's own numbers: the load was delivered, how
     few requests failed, and against a baseline the slowdowns the data rule out (or, with
     no baseline, that only the absolute gates judged it)."""
@@ -143,11 +117,10 @@ def good_grounds(document: Results, comparison: dict | None) -> list:
         lines.append("no baseline was given, so only the absolute gates (--max-p95-ms, --max-error-rate, ...) "
                      "judged this run; give --baseline runs of the good commit to judge a slowdown")
         return lines
-    rules_out = comparison.get("rules_out_pct")
-    tolerance = comparison.get("max_regression_pct")
-    if rules_out is not None and tolerance is not None:
+    rules_out, tolerance = comparison.rules_out_pct, comparison.max_regression_pct
+    if rules_out is not None:
         lines.append(f"against the baseline every page's slowdown above {rules_out:.1f} % is ruled out, within the "
                      f"tolerance of {tolerance:g} %")
-    if comparison.get("site_rules_out_pct") is not None:
-        lines.append(f"and the site's as a whole above {comparison['site_rules_out_pct']:.1f} %")
+    if comparison.site_rules_out_pct is not None:
+        lines.append(f"and the site's as a whole above {comparison.site_rules_out_pct:.1f} %")
     return lines

@@ -134,7 +134,7 @@ def test_mann_whitney_separates_shifted_samples_and_not_equal_ones():
 def test_an_unchanged_site_is_not_flagged_in_at_least_19_of_20_comparisons(recorded):
     rng = random.Random(2024)
     verdicts = [compare_documents(resampled_run(recorded, rng), resampled_run(recorded, rng),
-                                     Thresholds())["verdict"] for _ in range(20)]
+                                     Thresholds()).verdict for _ in range(20)]
     assert verdicts.count("same") >= 19, verdicts
 
 
@@ -145,8 +145,8 @@ def test_one_page_20_percent_slower_is_flagged(recorded):
     for _ in range(20):
         comparison = compare_documents(resampled_run(recorded, rng),
                                           resampled_run(recorded, rng, {name: 1.2}), Thresholds())
-        flagged += comparison["urls"][name]["verdict"] == "regression"
-        assert all(row["verdict"] != "regression" for other, row in comparison["urls"].items() if other != name)
+        flagged += comparison.rows[name].verdict == "regression"
+        assert all(row.verdict != "regression" for other, row in comparison.rows.items() if other != name)
     assert flagged >= 19
 
 
@@ -159,9 +159,9 @@ def test_the_ratio_comes_with_a_95_percent_interval_that_holds_the_truth(recorde
     rng = random.Random(11)
     comparison = compare_documents(resampled_run(recorded, rng), resampled_run(recorded, rng, {"course": 1.2}),
                                       Thresholds())
-    low, high = comparison["urls"]["course"]["ratio_ci95"]
+    low, high = comparison.rows["course"].interval
     assert low < 1.2 < high and high - low < 0.2
-    low, high = comparison["urls"]["dashboard"]["ratio_ci95"]
+    low, high = comparison.rows["dashboard"].interval
     assert low < 1.0 < high
     assert ratio_interval([10.0] * 10, [12.0] * 10) == (1.2, 1.2)
 

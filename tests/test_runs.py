@@ -51,9 +51,9 @@ def test_student_t_quantiles_match_the_tables(df, p, expected):
 def test_identical_code_on_the_real_site_is_never_bad_and_its_intervals_hold_one(real, left_out):
     bases = [real[name] for name in ("base", "same-1", "same-2") if name != left_out]
     comparison = compare_runs(bases, [real[left_out]], Thresholds())
-    assert comparison["verdict"] in ("same", "unsure")
-    for row in comparison["urls"].values():
-        low, high = row["ratio_ci95"]
+    assert comparison.verdict in ("same", "unsure")
+    for row in comparison.rows.values():
+        low, high = row.interval
         assert low <= 1.0 <= high
 
 
@@ -61,11 +61,11 @@ def test_two_baseline_runs_and_one_candidate_cannot_show_good_and_say_what_would
     """One degree of freedom in the shared spread: good is not shown, and the line says how
     many more runs would show it."""
     comparison = compare_runs([real["base"], real["same-1"]], [real["same-2"]], Thresholds())
-    assert comparison["verdict"] == "unsure"
-    assert comparison["rules_out_pct"] > 10
+    assert comparison.verdict == "unsure"
+    assert comparison.rules_out_pct > 10
     assert re.match(r"these runs rule out only slowdowns above \d+\.\d %; about \d+ more runs? of this commit",
-                    comparison["undecided"]), comparison["undecided"]
-    assert comparison["more_runs"]["candidate"] >= 1
+                    comparison.undecided), comparison.undecided
+    assert comparison.more_runs.candidate >= 1
 
 
 @pytest.mark.parametrize("name, status", [("same-1", EXIT_GOOD), ("same-2", EXIT_GOOD), ("slow-1", EXIT_BAD),
@@ -79,10 +79,10 @@ def test_the_quiet_batch_keeps_its_verdicts_against_its_one_baseline(name, statu
 def test_the_slowed_course_page_on_the_real_site_is_bad(real, slow):
     comparison = compare_runs([real["base"], real["same-1"], real["same-2"]], [real[name] for name in slow],
                               Thresholds())
-    course = comparison["urls"]["/course/view.php?id={courseid}"]
-    assert comparison["verdict"] == "regression" and course["verdict"] == "regression"
-    assert course["ratio_ci95"][0] > 1.25  # about +30 % on that page
-    assert all(row["verdict"] != "regression" for name, row in comparison["urls"].items() if "course" not in name)
+    course = comparison.rows["/course/view.php?id={courseid}"]
+    assert comparison.verdict == "regression" and course.verdict == "regression"
+    assert course.interval[0] > 1.25  # about +30 % on that page
+    assert all(row.verdict != "regression" for name, row in comparison.rows.items() if "course" not in name)
 
 
 # ---- the busy machine: 6 % run-to-run spread, +10 % on the course page (tests/data/real-site-noisy)
@@ -101,8 +101,8 @@ def noisy():
 def test_a_ten_percent_slower_course_page_on_a_busy_machine_is_never_called_good(noisy, tolerance, slow):
     bases = [noisy[f"baseline-{number}"] for number in (1, 2, 3)]
     comparison = compare_runs(bases, [noisy[name] for name in slow], Thresholds(max_regression_pct=tolerance))
-    assert comparison["verdict"] in ("regression", "unsure")
-    assert comparison["urls"]["/course/view.php?id={courseid}"]["verdict"] in ("regression", "unsure")
+    assert comparison.verdict in ("regression", "unsure")
+    assert comparison.rows["/course/view.php?id={courseid}"].verdict in ("regression", "unsure")
 
 
 @pytest.mark.parametrize("tolerance", [5, 10])
@@ -110,7 +110,7 @@ def test_a_ten_percent_slower_course_page_on_a_busy_machine_is_never_called_good
 def test_unchanged_code_on_a_busy_machine_is_never_called_bad(noisy, tolerance, same):
     bases = [noisy[f"baseline-{number}"] for number in (1, 2, 3)]
     comparison = compare_runs(bases, [noisy[name] for name in same], Thresholds(max_regression_pct=tolerance))
-    assert comparison["verdict"] in ("same", "unsure")
+    assert comparison.verdict in ("same", "unsure")
 
 
 def test_the_command_line_answers_125_with_the_bound_and_the_runs_that_would_decide(capsys):
@@ -131,9 +131,9 @@ def test_a_page_slower_against_steady_other_pages_is_called_though_the_run_shift
     news = [synthetic_run(recorded, random.Random(seed), faster, run_shift_sd=0.0, block_drift_sd=0.01)
             for seed in (221, 222)]
     comparison = compare_runs(bases, news, Thresholds(max_regression_pct=5))
-    course = comparison["urls"]["course"]
-    assert course["ratio"] < 1.05  # the raw ratio alone would not call it
-    assert course["verdict"] == "regression" and "against the other pages" in course["reasons"][0]
+    course = comparison.rows["course"]
+    assert course.ratio < 1.05  # the raw ratio alone would not call it
+    assert course.verdict == "regression" and "against the other pages" in course.reasons[0]
 
 
 def test_an_improvement_of_other_pages_does_not_make_an_unchanged_page_bad(recorded):
@@ -144,8 +144,8 @@ def test_an_improvement_of_other_pages_does_not_make_an_unchanged_page_bad(recor
     news = [synthetic_run(recorded, random.Random(seed), improved, run_shift_sd=0.005, block_drift_sd=0.01)
             for seed in (3, 4)]
     comparison = compare_runs(bases, news, Thresholds(max_regression_pct=5))
-    assert comparison["urls"][names[-1]]["verdict"] != "regression"
-    assert comparison["verdict"] != "regression"
+    assert comparison.rows[names[-1]].verdict != "regression"
+    assert comparison.verdict != "regression"
 
 
 def test_the_command_line_judges_several_baseline_runs(capsys):
@@ -175,16 +175,16 @@ def calibrate(recorded, rng, tolerance: float, slowdown: dict | None, trials: in
 @pytest.mark.parametrize("tolerance", [5, 10])
 def test_identical_code_is_called_bad_in_at_most_alpha_of_runs(recorded, tolerance):
     comparisons = calibrate(recorded, random.Random(11), tolerance, None, trials=40)
-    false_alarms = sum(comparison["verdict"] == "regression" for comparison in comparisons)
+    false_alarms = sum(comparison.verdict == "regression" for comparison in comparisons)
     assert false_alarms <= 0.05 * 40
     held = sum(low <= 1.0 <= high for comparison in comparisons
-               for low, high in (row["ratio_ci95"] for row in comparison["urls"].values()))
+               for low, high in (row.interval for row in comparison.rows.values()))
     assert held >= 0.9 * 40 * len(recorded["urls"])  # 95 % intervals, checked loosely
 
 
 def test_a_ten_percent_slowdown_of_one_page_is_called_in_19_of_20(recorded):
     comparisons = calibrate(recorded, random.Random(12), 5, {"course": 1.10}, trials=20)
-    called = sum(comparison["urls"]["course"]["verdict"] == "regression" for comparison in comparisons)
+    called = sum(comparison.rows["course"].verdict == "regression" for comparison in comparisons)
     assert called >= 19
 
 
@@ -194,7 +194,7 @@ def test_the_single_run_comparison_cries_wolf_under_run_level_shifts(recorded):
     false_alarms = sum(
         compare_documents(synthetic_run(recorded, rng, run_shift_sd=0.05),
                           synthetic_run(recorded, rng, run_shift_sd=0.05), Thresholds(max_regression_pct=5))
-        ["verdict"] == "regression" for _ in range(20))
+        .verdict == "regression" for _ in range(20))
     assert false_alarms >= 3
 
 
@@ -203,7 +203,7 @@ def test_a_shift_of_every_page_at_once_is_named(recorded):
     baseline = [synthetic_run(recorded, rng, run_shift_sd=0.005) for _ in range(3)]
     everything = {name: 1.08 for name in recorded["urls"]}
     comparison = compare_runs(baseline, [synthetic_run(recorded, rng, everything, run_shift_sd=0.005)], Thresholds())
-    assert any(re.match(rf"all {len(everything)} pages [789]% slower at once", note) for note in comparison["notes"])
+    assert any(re.match(rf"all {len(everything)} pages [789]% slower at once", note) for note in comparison.notes)
 
 
 def test_a_tolerance_below_what_the_runs_can_see_is_warned_about(recorded):
@@ -211,7 +211,7 @@ def test_a_tolerance_below_what_the_runs_can_see_is_warned_about(recorded):
     baseline = [synthetic_run(recorded, rng, run_shift_sd=0.04) for _ in range(3)]
     comparison = compare_runs(baseline, [synthetic_run(recorded, rng, run_shift_sd=0.04)],
                               Thresholds(max_regression_pct=2))
-    assert comparison["advice"] and comparison["advice"][0].startswith("[WARN] --max-regression 2 is below")
+    assert comparison.advice and comparison.advice[0].startswith("[WARN] --max-regression 2 is below")
 
 
 def test_a_tolerance_far_above_what_the_runs_can_see_gets_a_hint(recorded):
@@ -219,7 +219,7 @@ def test_a_tolerance_far_above_what_the_runs_can_see_gets_a_hint(recorded):
     baseline = [synthetic_run(recorded, rng, run_shift_sd=0.002, block_drift_sd=0.01) for _ in range(4)]
     comparison = compare_runs(baseline, [synthetic_run(recorded, rng, run_shift_sd=0.002, block_drift_sd=0.01)],
                               Thresholds(max_regression_pct=30))
-    assert comparison["advice"] and comparison["advice"][0].startswith("[HINT]")
+    assert comparison.advice and comparison.advice[0].startswith("[HINT]")
 
 
 # ---- the load run keeps exact block medians, and says when the spread is unknown
@@ -294,9 +294,9 @@ def test_a_page_slower_than_one_and_a_half_tolerances_is_rarely_called_good_howe
         while True:
             news.append(synthetic_run(recorded, rng, {"course": 1.075}, run_shift_sd=0.04))
             comparison = compare_runs(bases, news, thresholds)
-            if comparison["verdict"] != "unsure" or len(news) >= 6 or comparison["more_runs"]["candidate"] is None:
+            if comparison.verdict != "unsure" or len(news) >= 6 or comparison.more_runs.candidate is None:
                 break
-        false_goods += comparison["verdict"] in ("same", "improvement")
+        false_goods += comparison.verdict in ("same", "improvement")
     assert false_goods <= 2
 
 
@@ -310,7 +310,7 @@ def test_identical_code_rerun_until_decided_is_called_bad_in_at_most_alpha_of_st
         for _ in range(4):
             news.append(synthetic_run(recorded, rng, run_shift_sd=0.03))
             comparison = compare_runs(bases, news, Thresholds(max_regression_pct=5))
-            if comparison["verdict"] != "unsure" or comparison["more_runs"]["candidate"] is None:
+            if comparison.verdict != "unsure" or comparison.more_runs.candidate is None:
                 break
-        false_alarms += comparison["verdict"] == "regression"
+        false_alarms += comparison.verdict == "regression"
     assert false_alarms <= 0.05 * 40

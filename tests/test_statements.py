@@ -150,7 +150,8 @@ def test_postgresql_statistics_name_the_query_a_commit_added(pg_db, sim_factory,
     status, out, base, new = baseline_then_extra_query(pg_db, sim_factory, tmp_path, capsys)
     assert_extra_query_named(status, out, base, new, "pg_stat_statements")
     assert "WHERE id = $1" in new["comparison"]["statements"]["by_calls"][0]["query"]  # the server's normal form
-    page = render_report(Results.from_dict(new), None, Results.from_dict(base), new["comparison"])
+    run = Results.from_dict(new)
+    page = render_report(run, None, Results.from_dict(base), run.comparison)
     assert "Database statements that changed (per page view of the run)" in page
     assert "<code>SELECT id, username FROM mdl_user WHERE id = $1</code>" in page
 

@@ -6,6 +6,7 @@ import socket
 import pytest
 
 from helpers import run_load, write_config
+from moodleload.comparison import Comparison
 from moodleload.exits import (
     EXIT_BAD,
     EXIT_CANNOT_JUDGE,
@@ -71,8 +72,15 @@ def generator(**changes) -> Generator:
                         **changes})
 
 
-REGRESSION = {"verdict": "regression", "not_comparable": [],
-              "urls": {"page": {"verdict": "regression", "reasons": ["x1.50"]}}}
+def comparison(verdict: str, rows: dict, undecided: str | None = None) -> Comparison:
+    """A comparison with the baseline that found ``verdict``; ``rows``: page -> (verdict, reason)."""
+    return Comparison.from_dict({"verdict": verdict, "alpha_per_url": 0.05, "max_regression_pct": 10.0,
+                                 "not_comparable": [], "undecided": undecided, "notes": [],
+                                 "urls": {name: {"verdict": word, "reasons": [reason]}
+                                          for name, (word, reason) in rows.items()}})
+
+
+REGRESSION = comparison("regression", {"page": ("regression", "x1.50")})
 
 
 def test_a_run_that_did_all_it_was_asked_has_no_delivery_problem():
@@ -150,10 +158,9 @@ def healthy_summary(requests: int = 100) -> Summary:
     return summary(requests, page="course")
 
 
-REGRESSION = {"verdict": "regression", "not_comparable": [], "undecided": None,
-              "urls": {"course": {"verdict": "regression", "reasons": ["x1.20, shown slower than 10 %"]}}}
-UNSURE = {"verdict": "unsure", "not_comparable": [], "undecided": "these runs rule out only slowdowns above 17.8 %",
-          "urls": {"course": {"verdict": "unsure", "reasons": ["interval 0.9-1.3"]}}}
+REGRESSION = comparison("regression", {"course": ("regression", "x1.20, shown slower than 10 %")})
+UNSURE = comparison("unsure", {"course": ("unsure", "interval 0.9-1.3")},
+                    undecided="these runs rule out only slowdowns above 17.8 %")
 NOT_RECORDED = Verdict(EXIT_FAULT, "not recorded", ("the results could not be written to run.json",))
 
 
