@@ -254,7 +254,7 @@ def work_notes(bases: list, news: list) -> list:
 def release_notes(bases: list, news: list) -> list:
     """A note when the two sides ran different Moodle releases (as --moodle-dir recorded)."""
     def releases(documents):
-        return {(document.metadata.moodle or {}).get("release") for document in documents} - {None}
+        return {document.metadata.moodle.release for document in documents if document.metadata.moodle} - {None}
     before, after = releases(bases), releases(news)
     if before and after and before != after:
         return [f"the two sides ran different Moodle releases: {', '.join(sorted(before))} and "

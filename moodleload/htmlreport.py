@@ -10,7 +10,6 @@ from .console import fmt, ruled
 from .exits import EXIT_BAD, EXIT_CANNOT_JUDGE, EXIT_GOOD
 from .files import write_atomically
 from .metrics import host_lines, saturation_notes
-from .moodletree import label
 from .resultsummary import UrlSummary
 from .statements import shortened
 from .verdict import Verdict
@@ -108,8 +107,8 @@ def render_report(document: Results, verdict: Verdict | None = None, baseline: R
 def identity_section(document: Results) -> list:
     summary, meta = document.summary, document.metadata
     identity: list[tuple] = [("target", meta.target)]
-    if meta.moodle is not None and label(meta.moodle):  # only what --moodle-dir recorded: never a placeholder
-        identity += [("Moodle under test", label(meta.moodle)), ("Moodle layout", meta.moodle.get("layout"))]
+    if meta.moodle is not None:  # only what --moodle-dir recorded: never a placeholder
+        identity += [("Moodle under test", meta.moodle.label), ("Moodle layout", meta.moodle.layout)]
     identity += [("tool", f"moodle_load.py {meta.version}"), ("seed", meta.seed),
                  ("started", meta.started_at),
                  ("rate", f"{summary.req_per_min_target:g} RPM target, {summary.req_per_min_observed:g} observed"),

@@ -59,16 +59,3 @@ def describe(moodle_dir: str) -> dict:
     changes = _git(moodle_dir, "status", "--porcelain", "--untracked-files=no") if commit else None
     return {"release": values.get("release"), "version": values.get("version"), "branch": values.get("branch"),
             "layout": layout, "commit": commit, "uncommitted_changes": None if changes is None else bool(changes)}
-
-
-def label(moodle: dict | None) -> str | None:
-    """One line naming the Moodle under test, or None when the run did not record it."""
-    if not moodle:
-        return None
-    parts = [moodle.get("release") or "release unknown"]
-    if moodle.get("version"):
-        parts.append(f"version {moodle['version']}")
-    if moodle.get("commit"):
-        parts.append(f"commit {moodle['commit'][:12]}" + (" with uncommitted changes"
-                                                          if moodle.get("uncommitted_changes") else ""))
-    return ", ".join(parts)

@@ -47,6 +47,36 @@ DERIVED_KEYS = ("summary", "comparison")  # recomputed by readers: not part of w
 
 
 @dataclass(frozen=True)
+class MoodleUnderTest:
+    """What --moodle-dir recorded of the Moodle under test (moodletree.describe)."""
+
+    release: str | None = None
+    version: str | None = None
+    branch: str | None = None
+    layout: str | None = None  # "5.1+ (code under public/)" or "up to 5.0 (code at the top)"
+    commit: str | None = None
+    uncommitted_changes: bool | None = None
+
+    @classmethod
+    def from_dict(cls, raw: dict | None) -> MoodleUnderTest | None:
+        if not raw:
+            return None
+        return cls(raw.get("release"), raw.get("version"), raw.get("branch"), raw.get("layout"), raw.get("commit"),
+                   raw.get("uncommitted_changes"))
+
+    @property
+    def label(self) -> str:
+        """One line naming it: release, version and commit."""
+        parts = [self.release or "release unknown"]
+        if self.version:
+            parts.append(f"version {self.version}")
+        if self.commit:
+            parts.append(f"commit {self.commit[:12]}" + (" with uncommitted changes" if self.uncommitted_changes
+                                                         else ""))
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
 class Metadata:
     """What load was run, where and when: what a merge and a comparison check first."""
 
@@ -68,7 +98,7 @@ class Metadata:
     argv: tuple[str, ...] = ()
     host: str | None = None
     python: str | None = None
-    moodle: dict | None = None  # release, version, layout, commit (--moodle-dir), else None
+    moodle: MoodleUnderTest | None = None  # --moodle-dir, else None
 
     @classmethod
     def from_dict(cls, raw: dict) -> Metadata:
@@ -76,7 +106,7 @@ class Metadata:
                    raw["concurrency"], raw["seed"], raw["config_sha256"], raw["interrupted"], tuple(raw["shards"]),
                    raw.get("block_seconds"), raw.get("http_client"), raw.get("target"), raw.get("started_at"),
                    raw.get("version"), tuple(raw.get("argv") or ()), raw.get("host"), raw.get("python"),
-                   raw.get("moodle"))
+                   MoodleUnderTest.from_dict(raw.get("moodle")))
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,6 @@ import json
 from typing import TYPE_CHECKING
 
 from .console import fmt, ruled
-from .moodletree import label
 from .statements import change_lines
 from .views import ROW_HEADINGS, TrustSignals, bottleneck_warning, shorten, url_rows
 
@@ -19,9 +18,9 @@ if TYPE_CHECKING:
 def format_report(document: Results) -> str:
     """The human view of a results document: a table per URL, then the summary JSON."""
     lines = [""]
-    moodle = label(document.metadata.moodle)
-    if moodle and document.metadata.moodle is not None:
-        lines.append(f"Moodle under test: {moodle} ({document.metadata.moodle.get('layout')})")
+    moodle = document.metadata.moodle
+    if moodle is not None:
+        lines.append(f"Moodle under test: {moodle.label} ({moodle.layout})")
     lines.append("Per URL (latency = response time from the intended start; svc = service time; ms):")
     header = f"{'url':<38} {'req':>6} {'ok':>6} {'fail':>5} {'p50':>7} {'p95':>7} {'p99':>7} " \
              f"{'max':>7} {'svc p50':>7} {'svc p95':>7} {'DB r/w':>8}"

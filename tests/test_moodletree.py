@@ -6,8 +6,8 @@ import pytest
 
 from helpers import run_load, write_config
 from moodleload.exits import EXIT_GOOD, EXIT_USAGE, UsageError
-from moodleload.moodletree import describe, label, parse_version_php
-from moodleload.results import load_document
+from moodleload.moodletree import describe, parse_version_php
+from moodleload.results import MoodleUnderTest, load_document
 
 VERSION_50 = "<?php\ndefined('MOODLE_INTERNAL') || die();\n$version  = 2025041400.06;  // YYYYMMDD\n" \
              "$release  = '5.0.6+ (Build: 20260403)';\n$branch   = '500';\n$maturity = MATURITY_STABLE;\n"
@@ -43,7 +43,8 @@ def test_both_layouts_name_their_release_and_commit(tmp_path, layout, text, rele
     assert len(moodle["commit"]) == 40 and moodle["uncommitted_changes"] is False
     (tmp_path / "config.php").write_text("<?php // changed\n")
     assert describe(str(tmp_path))["uncommitted_changes"] is True
-    assert label(describe(str(tmp_path))).endswith("with uncommitted changes")
+    recorded = MoodleUnderTest.from_dict(describe(str(tmp_path)))
+    assert recorded is not None and recorded.label.endswith("with uncommitted changes")
 
 
 def test_a_folder_that_is_no_moodle_tree_is_one_line(tmp_path):
@@ -57,8 +58,8 @@ def test_a_run_records_the_moodle_under_test_and_the_reports_name_it(sim_factory
     config = write_config(tmp_path / "c.json", server.url)
     assert run_load(config, "--moodle-dir", str(tmp_path / "moodle"), "--report", str(tmp_path / "r.html"),
                     output=tmp_path / "r.json") == EXIT_GOOD
-    recorded = load_document(str(tmp_path / "r.json"))["metadata"]["moodle"]
-    assert recorded["release"] == "5.1 (Build: 20251006)"
+    recorded = load_document(str(tmp_path / "r.json")).metadata.moodle
+    assert recorded is not None and recorded.release == "5.1 (Build: 20251006)" and recorded.layout.startswith("5.1+")
     assert "Moodle under test: 5.1 (Build: 20251006), version 2025100600.00, commit" in capsys.readouterr().out
     html = (tmp_path / "r.html").read_text()
     assert "5.1 (Build: 20251006)" in html and "not shown" not in html
