@@ -17,7 +17,9 @@ import sys
 from aiohttp import web
 
 from .moodledb import SiteData
-from .site import MemoryUsers, MoodleSite, PostgresUsers, SiteSettings
+from .site import MoodleSite
+from .sitesettings import SiteSettings
+from .siteusers import MemoryUsers, PostgresUsers
 
 
 def main(argv=None) -> int:

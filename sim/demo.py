@@ -25,7 +25,9 @@ import psycopg2
 from .moodledb import SiteData, create_schema, seed_testsite
 from .pgcluster import PgCluster, PgUnavailable
 from .server import SimServer
-from .site import MemoryUsers, MoodleSite, PostgresUsers, SiteSettings
+from .site import MoodleSite
+from .sitesettings import SiteSettings
+from .siteusers import MemoryUsers, PostgresUsers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUTPUT = os.environ.get("DEMO_OUTPUT") or os.path.join(ROOT, "demo-output")  # tests point it elsewhere

@@ -18,7 +18,9 @@ from sim.moodledb import SiteData, create_schema, seed_testsite  # noqa: E402
 from sim.mycluster import MyCluster, MyUnavailable  # noqa: E402
 from sim.pgcluster import PgCluster, PgUnavailable  # noqa: E402
 from sim.server import SimServer  # noqa: E402
-from sim.site import MemoryUsers, MoodleSite, MySQLUsers, PostgresUsers, SiteSettings  # noqa: E402
+from sim.site import MoodleSite  # noqa: E402
+from sim.sitesettings import SiteSettings  # noqa: E402
+from sim.siteusers import MemoryUsers, MySQLUsers, PostgresUsers  # noqa: E402
 
 RESULTS_SCHEMA = os.path.join(ROOT, "docs", "results.schema.json")
 

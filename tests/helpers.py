@@ -18,7 +18,7 @@ if ROOT not in sys.path:
 
 import moodle_load  # noqa: E402
 from sim.ports import free_port  # noqa: E402,F401  (one copy, shared with sim and bench)
-from sim.site import SiteSettings  # noqa: E402
+from sim.sitesettings import SiteSettings  # noqa: E402
 
 TEMPLATE = "moodle_template"  # the seeded database each test's database is copied from
 _database_numbers = itertools.count(1)

@@ -30,7 +30,8 @@ from moodleload.exits import (
     EXIT_USAGE,
 )
 from sim.server import SimServer
-from sim.site import MemoryUsers, PageProfile
+from sim.sitesettings import PageProfile
+from sim.siteusers import MemoryUsers
 
 ONE_URL = [{"path": "/my/", "name": "dashboard"}, {"path": "/page", "name": "page"}]
 

@@ -20,7 +20,8 @@ from moodleload.results import Results
 from moodleload.verdict import Verdict
 from sim.moodledb import SiteData
 from sim.server import SimServer
-from sim.site import MemoryUsers, MoodleSite
+from sim.site import MoodleSite
+from sim.siteusers import MemoryUsers
 
 CHARTS = ("rate", "latency", "failures", "distribution", "generator-cpu")
 

@@ -16,7 +16,9 @@ from helpers import PASSWORD, ROOT, FixedApp, fast_settings, read, run_load, wri
 from moodleload.exits import EXIT_CANNOT_JUDGE, EXIT_SIGINT, EXIT_SIGTERM, EXIT_UNREACHABLE, EXIT_USAGE
 from sim.moodledb import SiteData
 from sim.server import SimServer
-from sim.site import MemoryUsers, MoodleSite, PageProfile, UserRecord
+from sim.site import MoodleSite
+from sim.sitesettings import PageProfile
+from sim.siteusers import MemoryUsers, UserRecord
 
 
 def login_errors(output: str) -> list:

@@ -11,7 +11,8 @@ import psycopg2
 import pytest
 
 from helpers import DATA, Browser, fast_settings
-from sim.site import PageProfile, password_matches
+from sim.sitesettings import PageProfile
+from sim.siteusers import password_matches
 
 USER, PASSWORD = "tool_generator_000002", "Passw0rd!"
 

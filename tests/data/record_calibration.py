@@ -19,7 +19,9 @@ from loadhelp import write_config  # noqa: E402
 import moodle_load  # noqa: E402
 from sim.moodledb import SiteData  # noqa: E402
 from sim.server import SimServer  # noqa: E402
-from sim.site import MemoryUsers, MoodleSite, SiteSettings  # noqa: E402
+from sim.site import MoodleSite  # noqa: E402
+from sim.sitesettings import SiteSettings  # noqa: E402
+from sim.siteusers import MemoryUsers  # noqa: E402
 
 if __name__ == "__main__":
     site = MoodleSite(MemoryUsers.testsite(30, "Passw0rd!"), SiteData.testsite(), SiteSettings())
