@@ -28,9 +28,6 @@ import os
 import platform
 import re
 import resource
-import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,105 +37,12 @@ from datetime import datetime, timezone
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from sim.ports import free_port  # noqa: E402
+from target import TARGET_CPU, Target  # noqa: E402
 
-TARGET_CPU, GENERATOR_CPU = "0", "1"
-TOKEN = "abcDEF0123456789abcDEF0123456789"
+GENERATOR_CPU = "1"
 AIOHTTP = ("--http-client", "aiohttp")  # moodle_load.py's other client: a peer in the same run
 PAGES = {"my": "/my/", "course": "/course/view.php?id={courseid}", "forum": "/mod/forum/view.php?id={cmid}",
          "profile": "/user/profile.php?id={userid}"}
-
-
-# ---------------------------------------------------------------- the target
-
-FOOTER = (
-    '<div class="performanceinfo siteinfo"><ul><li class="timeused col-sm-4">0.078920 secs</li> '
-    '<li class="memoryused col-sm-4">RAM peak: 8.2\u00a0MB</li> <li class="included col-sm-4">Included 566 files</li>'
-    ' <li class="dbqueries col-sm-4">DB reads/writes: 43/1</li> '
-    '<li class="sessionwait col-sm-4">Session wait: 0.000 secs</li></ul></div>'
-)
-
-
-def page(title: str, size: int, body: str = "", footer: bool = True) -> str:
-    head = f'<!DOCTYPE html><html><head><title>{title}</title></head><body id="page-{title}">{body}'
-    tail = (FOOTER if footer else "") + "</body></html>\n"
-    filler = "<!-- moodle page content -->\n" * ((size - len(head) - len(tail)) // 30)
-    return head + filler + tail
-
-
-NGINX_CONF = """
-worker_processes 1;
-daemon off;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log;
-events {{ worker_connections 8192; }}
-http {{
-    access_log off;
-    default_type text/html;
-    keepalive_requests 10000000;
-    keepalive_timeout 300;
-    server {{
-        listen 127.0.0.1:{port} backlog=4096;
-        root {tmp}/www;
-        location = /login/index.php {{
-            if ($request_method = POST) {{
-                add_header Set-Cookie "MoodleSession=$request_id; Path=/; HttpOnly";
-                return 303 /login/index.php?testsession=3;
-            }}
-            if ($arg_testsession) {{ return 303 /my/; }}
-            add_header Set-Cookie "MoodleSession=$request_id; Path=/; HttpOnly";
-            try_files /login.html =404;
-        }}
-        location = /my/ {{ try_files /my.html =404; }}
-        location = /course/view.php {{ try_files /course.html =404; }}
-        location = /mod/forum/view.php {{ try_files /forum.html =404; }}
-        location = /user/profile.php {{ try_files /profile.html =404; }}
-    }}
-}}
-"""
-
-
-class Target:
-    def __init__(self, tmp: str):
-        self.tmp = tmp
-        self.port = free_port()
-        www = os.path.join(tmp, "www")
-        os.makedirs(www)
-        form = (f'<form class="login-form" method="post" id="login"><input type="hidden" name="logintoken" '
-                f'value="{TOKEN}"><input name="username"><input name="password" type="password"></form>')
-        files = {"login.html": page("login-index", 31_000, form), "my.html": page("my-index", 100_000),
-                 "course.html": page("course-view", 100_000), "forum.html": page("mod-forum-view", 100_000),
-                 "profile.html": page("user-profile", 100_000)}
-        for name, text in files.items():
-            with open(os.path.join(www, name), "w", encoding="utf-8") as handle:
-                handle.write(text)
-        for path in (tmp, www):
-            os.chmod(path, 0o755)
-        with open(os.path.join(tmp, "nginx.conf"), "w") as handle:
-            handle.write(NGINX_CONF.format(tmp=tmp, port=self.port))
-        self.process = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> Target:
-        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-        self.process = subprocess.Popen(["taskset", "-c", TARGET_CPU, nginx, "-c",
-                                         os.path.join(self.tmp, "nginx.conf"), "-p", self.tmp],
-                                        stderr=subprocess.DEVNULL)
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return self
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("nginx did not start: " + open(os.path.join(self.tmp, "error.log")).read())
-
-    def stop(self) -> None:
-        if self.process:
-            self.process.send_signal(signal.SIGQUIT)
-            self.process.wait(10)
 
 
 # ---------------------------------------------------------------- measuring one generator process
@@ -347,95 +251,122 @@ def median_run(repeat: int, measure) -> dict:
     return chosen
 
 
-def main() -> int:
+def parse_args():
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=15, help="length of each measurement")
     parser.add_argument("--rates", default="100,500,1000,2000")
     parser.add_argument("--long-minutes", type=float, default=10, help="the memory-over-duration run")
     parser.add_argument("--repeat", type=int, default=3, help="runs per measurement; the median is reported")
     parser.add_argument("--quick", action="store_true", help="skip the long memory run and the 60 s accuracy run")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def header(args) -> list:
+    return [f"# Load generators side by side ({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC)", "",
+            f"Machine: {platform.node()}, {os.cpu_count()} cores ({platform.processor() or platform.machine()}), "
+            f"{platform.system()} {platform.release()}. {versions()}.",
+            f"Target: nginx, 1 worker, pinned to CPU {TARGET_CPU}; each generator one process pinned to CPU "
+            f"{GENERATOR_CPU}, 100 users/connections, {args.seconds:g} s per measurement; ~100 KB pages.", ""]
+
+
+def measure_side_by_side(args, tmp: str, url: str, rates: list) -> dict:
+    """Each generator's maximum rate, then Locust and moodle_load.py at each fixed rate."""
+    results = {}
+    print("[bench] maximum rates", flush=True)
+    rep = args.repeat
+    results["max"] = {"wrk": median_run(rep, lambda: wrk(url, args.seconds)),
+                      "hey": median_run(rep, lambda: hey(url, args.seconds)),
+                      "locust": median_run(rep, lambda: locust(tmp, url, None, args.seconds)),
+                      "moodle_load": median_run(rep, lambda: moodle_load(tmp, url, None, args.seconds)),
+                      "moodle_load (aiohttp)": median_run(rep, lambda: moodle_load(
+                          tmp, url, None, args.seconds, extra=AIOHTTP))}
+    for rate in rates:
+        print(f"[bench] {rate:g} req/s", flush=True)
+        results[rate] = {
+            "locust": median_run(rep, lambda rate=rate: locust(tmp, url, rate, args.seconds)),
+            "moodle_load": median_run(rep, lambda rate=rate: moodle_load(tmp, url, rate, args.seconds)),
+            "moodle_load (aiohttp)": median_run(rep, lambda rate=rate: moodle_load(
+                tmp, url, rate, args.seconds, extra=AIOHTTP))}
+    return results
+
+
+def maximum_section(results: dict) -> list:
+    lines = ["## One process, maximum rate", "",
+             "| generator | req/s (median) | range of runs | CPU s per 10k req | peak RSS MB | p50 ms "
+             "| p99 ms |",
+             "|---|---|---|---|---|---|---|"]
+    for name, row in results["max"].items():
+        low, high = row["spread"]
+        lines.append(f"| {name} | {row['achieved']:.0f} | {low:.0f}-{high:.0f} | {cpu_per_10k(row)} | "
+                     f"{row['peak_rss_mb']:.0f} | {fmt(row['p50'])} | {fmt(row['p99'])} |")
+    ml_max, locust_max = results["max"]["moodle_load"]["achieved"], results["max"]["locust"]["achieved"]
+    aiohttp_max = results["max"]["moodle_load (aiohttp)"]["achieved"]
+    lines += ["", f"moodle_load.py / Locust FastHttpUser maximum: **{ml_max / locust_max:.2f}x**; "
+              f"with `--http-client aiohttp` {aiohttp_max / locust_max:.2f}x; "
+              f"moodle_load.py / wrk: {ml_max / results['max']['wrk']['achieved']:.2f}x. "
+              f"moodle_load.py's p50/p99 here are service times (send to last byte): at an "
+              f"unreachable target rate every request is late by design.", ""]
+    return lines
+
+
+def rates_section(results: dict, rates: list) -> list:
+    lines = ["## Fixed rates", "",
+             "| target req/s | generator | achieved req/s | CPU s per 10k req | peak RSS MB | p50 ms | p99 ms "
+             "| schedule lateness p99 ms |", "|---|---|---|---|---|---|---|---|"]
+    for rate in rates:
+        for name, row in results[rate].items():
+            lines.append(f"| {rate:g} | {name} | {row['achieved']:.1f} | {cpu_per_10k(row)} | "
+                         f"{row['peak_rss_mb']:.0f} | {fmt(row['p50'])} | {fmt(row['p99'])} | "
+                         f"{fmt(row['lateness_p99'], '.2f')} |")
+        locust_row = results[rate]["locust"]
+        for name in ("moodle_load", "moodle_load (aiohttp)"):
+            row = results[rate][name]
+            if row["requests"] and locust_row["requests"]:
+                ratio = (row["cpu_s"] / row["requests"]) / (locust_row["cpu_s"] / locust_row["requests"])
+                lines.append(f"| {rate:g} | *CPU per request, {name} / Locust* | | **{ratio:.0%}** "
+                             f"| | | | |")
+    lines.append("")
+    return lines
+
+
+def alone_section(args, tmp: str, url: str) -> list:
+    """moodle_load.py on its own: rate accuracy, many users, memory over a long run, --processes."""
+    print("[bench] moodle_load.py alone", flush=True)
+    lines = ["## moodle_load.py alone", ""]
+    if not args.quick:
+        accuracy = moodle_load(tmp, url, 1000, 60)
+        error = (accuracy["achieved"] - 1000) / 1000
+        lines.append(f"- Rate accuracy over 60 s at 1,000 req/s: achieved {accuracy['achieved']:.1f} req/s "
+                     f"({error:+.2%}); schedule lateness p99 {accuracy['lateness_p99']:.2f} ms.")
+    many = moodle_load(tmp, url, 100, 10, users=2000, concurrency=100)
+    lines.append(f"- 2,000 logged-in users (100 workers, 100 req/s): peak RSS {many['peak_rss_mb']:.0f} MB, "
+                 f"{many['document']['logins']['ok']} logins ok.")
+    if not args.quick:
+        minutes = args.long_minutes
+        long_run = moodle_load(tmp, url, 1000, minutes * 60, rss_at=(60, minutes * 60 - 5))
+        first, last = long_run["rss_samples"][60], long_run["rss_samples"][minutes * 60 - 5]
+        lines.append(f"- Memory over duration at 1,000 req/s: RSS {first:.0f} MB after 1 minute, "
+                     f"{last:.0f} MB after {minutes:g} minutes; {long_run['achieved']:.1f} req/s achieved. "
+                     f"(What may grow is the report's timeline: at most 600 points, whatever the "
+                     f"duration.)")
+    one = moodle_load(tmp, url, None, args.seconds, cpu=None)
+    two = moodle_load(tmp, url, None, args.seconds, extra=("--processes", "2"), cpu=None)
+    lines.append(f"- Scaling, unpinned (nginx shares the 2 cores): 1 process {one['achieved']:.0f} req/s, "
+                 f"`--processes 2` {two['achieved']:.0f} req/s ({two['achieved'] / one['achieved']:.2f}x).")
+    lines.append("")
+    return lines
+
+
+def main() -> int:
+    args = parse_args()
     rates = [float(r) for r in args.rates.split(",")]
-    lines = [f"# Load generators side by side ({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC)", "",
-             f"Machine: {platform.node()}, {os.cpu_count()} cores ({platform.processor() or platform.machine()}), "
-             f"{platform.system()} {platform.release()}. {versions()}.",
-             f"Target: nginx, 1 worker, pinned to CPU {TARGET_CPU}; each generator one process pinned to CPU "
-             f"{GENERATOR_CPU}, 100 users/connections, {args.seconds:g} s per measurement; ~100 KB pages.", ""]
+    lines = header(args)
     with tempfile.TemporaryDirectory(prefix="bench-gen-") as tmp:
         target = Target(tmp).start()
-        url = target.url
         try:
-            results = {}
-            print("[bench] maximum rates", flush=True)
-            rep = args.repeat
-            results["max"] = {"wrk": median_run(rep, lambda: wrk(url, args.seconds)),
-                              "hey": median_run(rep, lambda: hey(url, args.seconds)),
-                              "locust": median_run(rep, lambda: locust(tmp, url, None, args.seconds)),
-                              "moodle_load": median_run(rep, lambda: moodle_load(tmp, url, None, args.seconds)),
-                              "moodle_load (aiohttp)": median_run(rep, lambda: moodle_load(
-                                  tmp, url, None, args.seconds, extra=AIOHTTP))}
-            for rate in rates:
-                print(f"[bench] {rate:g} req/s", flush=True)
-                results[rate] = {
-                    "locust": median_run(rep, lambda rate=rate: locust(tmp, url, rate, args.seconds)),
-                    "moodle_load": median_run(rep, lambda rate=rate: moodle_load(tmp, url, rate, args.seconds)),
-                    "moodle_load (aiohttp)": median_run(rep, lambda rate=rate: moodle_load(
-                        tmp, url, rate, args.seconds, extra=AIOHTTP))}
-            lines += ["## One process, maximum rate", "",
-                      "| generator | req/s (median) | range of runs | CPU s per 10k req | peak RSS MB | p50 ms "
-                      "| p99 ms |",
-                      "|---|---|---|---|---|---|---|"]
-            for name, row in results["max"].items():
-                low, high = row["spread"]
-                lines.append(f"| {name} | {row['achieved']:.0f} | {low:.0f}-{high:.0f} | {cpu_per_10k(row)} | "
-                             f"{row['peak_rss_mb']:.0f} | {fmt(row['p50'])} | {fmt(row['p99'])} |")
-            ml_max, locust_max = results["max"]["moodle_load"]["achieved"], results["max"]["locust"]["achieved"]
-            aiohttp_max = results["max"]["moodle_load (aiohttp)"]["achieved"]
-            lines += ["", f"moodle_load.py / Locust FastHttpUser maximum: **{ml_max / locust_max:.2f}x**; "
-                      f"with `--http-client aiohttp` {aiohttp_max / locust_max:.2f}x; "
-                      f"moodle_load.py / wrk: {ml_max / results['max']['wrk']['achieved']:.2f}x. "
-                      f"moodle_load.py's p50/p99 here are service times (send to last byte): at an "
-                      f"unreachable target rate every request is late by design.", ""]
-            lines += ["## Fixed rates", "",
-                      "| target req/s | generator | achieved req/s | CPU s per 10k req | peak RSS MB | p50 ms | p99 ms "
-                      "| schedule lateness p99 ms |", "|---|---|---|---|---|---|---|---|"]
-            for rate in rates:
-                for name, row in results[rate].items():
-                    lines.append(f"| {rate:g} | {name} | {row['achieved']:.1f} | {cpu_per_10k(row)} | "
-                                 f"{row['peak_rss_mb']:.0f} | {fmt(row['p50'])} | {fmt(row['p99'])} | "
-                                 f"{fmt(row['lateness_p99'], '.2f')} |")
-                locust_row = results[rate]["locust"]
-                for name in ("moodle_load", "moodle_load (aiohttp)"):
-                    row = results[rate][name]
-                    if row["requests"] and locust_row["requests"]:
-                        ratio = (row["cpu_s"] / row["requests"]) / (locust_row["cpu_s"] / locust_row["requests"])
-                        lines.append(f"| {rate:g} | *CPU per request, {name} / Locust* | | **{ratio:.0%}** "
-                                     f"| | | | |")
-            lines.append("")
-
-            print("[bench] moodle_load.py alone", flush=True)
-            lines += ["## moodle_load.py alone", ""]
-            if not args.quick:
-                accuracy = moodle_load(tmp, url, 1000, 60)
-                error = (accuracy["achieved"] - 1000) / 1000
-                lines.append(f"- Rate accuracy over 60 s at 1,000 req/s: achieved {accuracy['achieved']:.1f} req/s "
-                             f"({error:+.2%}); schedule lateness p99 {accuracy['lateness_p99']:.2f} ms.")
-            many = moodle_load(tmp, url, 100, 10, users=2000, concurrency=100)
-            lines.append(f"- 2,000 logged-in users (100 workers, 100 req/s): peak RSS {many['peak_rss_mb']:.0f} MB, "
-                         f"{many['document']['logins']['ok']} logins ok.")
-            if not args.quick:
-                minutes = args.long_minutes
-                long_run = moodle_load(tmp, url, 1000, minutes * 60, rss_at=(60, minutes * 60 - 5))
-                first, last = long_run["rss_samples"][60], long_run["rss_samples"][minutes * 60 - 5]
-                lines.append(f"- Memory over duration at 1,000 req/s: RSS {first:.0f} MB after 1 minute, "
-                             f"{last:.0f} MB after {minutes:g} minutes; {long_run['achieved']:.1f} req/s achieved. "
-                             f"(What may grow is the report's timeline: at most 600 points, whatever the "
-                             f"duration.)")
-            one = moodle_load(tmp, url, None, args.seconds, cpu=None)
-            two = moodle_load(tmp, url, None, args.seconds, extra=("--processes", "2"), cpu=None)
-            lines.append(f"- Scaling, unpinned (nginx shares the 2 cores): 1 process {one['achieved']:.0f} req/s, "
-                         f"`--processes 2` {two['achieved']:.0f} req/s ({two['achieved'] / one['achieved']:.2f}x).")
-            lines.append("")
+            results = measure_side_by_side(args, tmp, target.url, rates)
+            lines += maximum_section(results) + rates_section(results, rates)
+            lines += alone_section(args, tmp, target.url)
         finally:
             target.stop()
     text = "\n".join(lines)
