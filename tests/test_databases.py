@@ -1,5 +1,5 @@
 """set_moodle_passwords.py on MariaDB/MySQL: what that family does its own way (the shared
-behaviours run on both families in test_passwords.py)."""
+behaviours run on both families in test_passwords.py and test_passwords_safety.py)."""
 
 import json
 from pathlib import Path
