@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from .exits import UsageError
 from .histogram import Histogram
+from .metrics import cpu_busy_series
 from .views import shorten
 
 if TYPE_CHECKING:
@@ -83,7 +84,7 @@ def run_charts(document: Results) -> list:
     points, seconds, times = _timeline_series(document)
     charts = [draw(matplotlib, pyplot, document, points, seconds, times)
               for draw in (rate_chart, latency_chart, failures_chart, distribution_chart, cpu_chart)]
-    hosts = (document.metrics or {}).get("hosts", {})  # metrics.py's format
+    hosts = cpu_busy_series(document.metrics)
     if hosts:
         charts.append(hosts_chart(matplotlib, pyplot, hosts, points, times))
     return charts
@@ -185,11 +186,11 @@ def slowest_urls(document: Results, count: int) -> list:
 
 
 def hosts_chart(matplotlib, pyplot, hosts: dict, points: list, times: list) -> str:
-    """Each server's CPU busy (--metrics) beside the response time p95 of the same seconds."""
+    """Each server's CPU busy (--metrics; ``hosts`` from metrics.cpu_busy_series) beside the
+    response time p95 of the same seconds."""
     figure, axes = pyplot.subplots(figsize=(9, 2.8))
-    for label, host in hosts.items():
-        shown = [p for p in host["points"] if p["cpu_busy"] is not None]
-        axes.plot([p["t"] for p in shown], [100 * p["cpu_busy"] for p in shown], label=f"{label} CPU busy")
+    for label, (seconds, busy) in hosts.items():
+        axes.plot(seconds, [100 * share for share in busy], label=f"{label} CPU busy")
     axes.axhline(90, color="#d62728", linestyle="--", linewidth=1, label="saturated (90 %)")
     axes.set_ylim(0, 105)
     axes.set_xlabel("seconds into the measured window")

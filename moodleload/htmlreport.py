@@ -11,7 +11,7 @@ from .exits import EXIT_BAD, EXIT_CANNOT_JUDGE, EXIT_GOOD
 from .files import write_atomically
 from .metrics import host_lines, saturation_notes
 from .resultsummary import UrlSummary
-from .statements import shortened
+from .statements import changed_statements, shortened
 from .verdict import Verdict
 from .views import ROW_HEADINGS, bottleneck_warning, good_grounds, trust_signals, url_rows
 
@@ -68,17 +68,14 @@ def statements_section(changes: dict | None) -> list:
     """The database statements that changed most, from the server's own statistics."""
     if changes is None:
         return []
-    per = changes["per"]
+    per, changed = changed_statements(changes)
     parts = [f"<h3>Database statements that changed (per {escape(per)} of the run)</h3>"]
-    seen, rows = set(), []
-    for change in changes["by_calls"] + changes["by_time"]:
-        if change["query"] in seen:
-            continue
-        seen.add(change["query"])
-        calls = f"{change['base_calls']:.1f} \u2192 {change['new_calls']:.1f} ({change['calls_change']:+.1f})"
-        rows.append([f"<code>{escape(shortened(change['query'], 160))}</code>",
-                     escape(", ".join(change["tables"]) or "-"), escape(calls),
-                     escape(f"{change['base_ms']:.2f} \u2192 {change['new_ms']:.2f} ({change['ms_change']:+.2f})")])
+    rows = []
+    for change in changed:
+        calls = f"{change.base_calls:.1f} \u2192 {change.new_calls:.1f} ({change.calls_change:+.1f})"
+        rows.append([f"<code>{escape(shortened(change.query, 160))}</code>",
+                     escape(", ".join(change.tables) or "-"), escape(calls),
+                     escape(f"{change.base_ms:.2f} \u2192 {change.new_ms:.2f} ({change.ms_change:+.2f})")])
     if not rows:
         return parts + ["<p><small>No statement's calls or time per request changed beyond the baseline's "
                         "spread.</small></p>"]

@@ -139,6 +139,15 @@ def saturation_notes(metrics: dict | None) -> list:
     return notes
 
 
+def cpu_busy_series(metrics: dict | None) -> dict:
+    """host label -> (seconds into the window, CPU busy share) of the scrapes that measured it."""
+    series = {}
+    for label, host in (metrics or {}).get("hosts", {}).items():
+        shown = [point for point in host["points"] if point["cpu_busy"] is not None]
+        series[label] = ([point["t"] for point in shown], [point["cpu_busy"] for point in shown])
+    return series
+
+
 def host_lines(metrics: dict | None) -> list:
     """One line per host for the text report."""
     lines = []

@@ -19,6 +19,7 @@ import math
 import re
 import statistics
 import threading
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -276,6 +277,35 @@ def statement_changes(bases: list, news: list, top: int = TOP_CHANGES) -> dict |
     one_url = all(len(document.urls) == 1 for document in bases + news)
     return {"per": "page view" if one_url else "request", "base_runs": len(base_rates), "new_runs": len(new_rates),
             "by_calls": by_calls[:top], "by_time": by_time[:top]}
+
+
+@dataclass(frozen=True)
+class StatementChange:
+    """One statement whose calls or time per request (or page view) changed."""
+
+    query: str
+    tables: tuple[str, ...]
+    base_calls: float
+    new_calls: float
+    calls_change: float
+    base_ms: float
+    new_ms: float
+    ms_change: float
+
+
+def changed_statements(changes: dict) -> tuple[str, list[StatementChange]]:
+    """(what the numbers are per: "request" or "page view", the statements that changed,
+    most changed calls first, then most changed time, each once)."""
+    seen: set = set()
+    rows = []
+    for change in changes["by_calls"] + changes["by_time"]:
+        if change["query"] in seen:
+            continue
+        seen.add(change["query"])
+        rows.append(StatementChange(change["query"], tuple(change["tables"]), change["base_calls"],
+                                    change["new_calls"], change["calls_change"], change["base_ms"], change["new_ms"],
+                                    change["ms_change"]))
+    return changes["per"], rows
 
 
 def change_lines(changes: dict | None) -> list:

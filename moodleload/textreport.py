@@ -6,7 +6,7 @@ import json
 from typing import TYPE_CHECKING
 
 from .console import fmt, ruled
-from .statements import change_lines
+from .statements import change_lines, changed_statements
 from .views import ROW_HEADINGS, TrustSignals, bottleneck_warning, shorten, url_rows
 
 if TYPE_CHECKING:
@@ -122,8 +122,8 @@ def format_comparison(comparison: Comparison) -> str:
                      f"rule out those above {comparison.rules_out_pct:.1f} % (pages and the site as a whole)")
     statements = change_lines(comparison.statements)
     if statements and comparison.statements is not None:
-        lines.append("Database statements that changed (the server's statistics, per "
-                     f"{comparison.statements['per']} of the run):")  # statements.py's format
+        per, _ = changed_statements(comparison.statements)
+        lines.append(f"Database statements that changed (the server's statistics, per {per} of the run):")
         lines += [f"  {line}" for line in statements]
     elif comparison.statements is not None:
         lines.append("Database statements: no statement's calls or time per request changed beyond the baseline's "
