@@ -1,12 +1,14 @@
 """The results document: what a run records, how shards and processes merge, what a merge refuses."""
 
+import ast
 import copy
 import json
+import os
 
 import pytest
 
 import moodle_load
-from helpers import DATA, read, run_load, write_config
+from helpers import DATA, ROOT, read, run_load, write_config
 from moodleload.exits import EXIT_USAGE, UsageError
 from moodleload.histogram import Histogram
 from moodleload.results import Results, load_document
@@ -173,3 +175,40 @@ def test_a_results_file_over_the_size_limit_is_refused_before_it_is_read(tmp_pat
 
 def test_the_recorded_run_is_valid():
     assert load_document(f"{DATA}/recorded-run.json").to_dict()["format"] == 1
+
+
+# The results model owns the saved form: every other module reads its typed fields.
+MODEL_MODULES = {"results.py", "resultcheck.py", "resultmerge.py", "resultsummary.py", "comparison.py",
+                 # they build the comparison's saved form, which comparison.Comparison then reads
+                 "compare.py", "runcompare.py"}
+SAVED_SECTIONS = {"metadata", "logins", "generator", "urls", "summary", "comparison", "timeline", "row_kinds",
+                  "work_done", "machine", "blocks_service_ms", "blocks_service_fine_ms", "footer", "response_ms",
+                  "service_ms", "sent_in_window", "tokens_unsent", "tokens_dropped", "due_in_window",
+                  "latency_ms_p95", "req_per_min_observed", "error_rate"}
+OTHER_FORMATS = {("config.py", "urls")}  # config.json has urls of its own
+
+
+def keys_read(tree) -> list:
+    """The string keys a module reads by subscript or .get(): ``x["urls"]``, ``x.get("urls")``."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant) \
+                and isinstance(node.slice.value, str) and isinstance(node.ctx, ast.Load):
+            found.append((node.lineno, node.slice.value))
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get" \
+                and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
+            found.append((node.lineno, node.args[0].value))
+    return found
+
+
+def test_only_the_results_model_reads_the_saved_results_by_key():
+    package = os.path.join(ROOT, "moodleload")
+    readers = []
+    for name in sorted(os.listdir(package)):
+        if not name.endswith(".py") or name in MODEL_MODULES:
+            continue
+        with open(os.path.join(package, name), encoding="utf-8") as handle:
+            tree = ast.parse(handle.read())
+        readers += [f"{name}:{line} reads {key!r}" for line, key in keys_read(tree)
+                    if key in SAVED_SECTIONS and (name, key) not in OTHER_FORMATS]
+    assert readers == []
