@@ -204,7 +204,7 @@ def compare_documents(base: Results, new: Results, thresholds: Thresholds) -> Co
     if missing:
         notes.append(f"URLs in only one run, not compared: {', '.join(missing)}")
     notes += work_notes([base], [new]) + release_notes([base], [new])
-    differences = incomparable(base, new) + contended([base], [new], thresholds.max_other_cpu)
+    differences = incomparable(base, new) + contended([base.machine], [new.machine], thresholds.max_other_cpu)
     if differences:
         overall = "not comparable"
     rules_out = [row["rules_out_pct"] for row in rows.values() if row.get("rules_out_pct") is not None]

@@ -49,10 +49,11 @@ BUSY_DIFFERENCE = 0.25  # of the machine's cores: less is ordinary scatter of a 
 
 def noise_notes(bases: list, news: list) -> list:
     """Where a large spread likely came from, where it is measurable: the run whose machine
-    was busiest with other processes, when it stands out from the rest."""
-    labelled = [(f"baseline run {position}", document) for position, document in enumerate(bases, 1)]
-    labelled += [(f"run {position} of this commit", document) for position, document in enumerate(news, 1)]
-    measured = [(label, document.machine) for label, document in labelled if document.machine]
+    was busiest with other processes, when it stands out from the rest.  ``bases`` and
+    ``news``: each run's machine table (summarise's), None where it was not recorded."""
+    labelled = [(f"baseline run {position}", machine) for position, machine in enumerate(bases, 1)]
+    labelled += [(f"run {position} of this commit", machine) for position, machine in enumerate(news, 1)]
+    measured = [(label, machine) for label, machine in labelled if machine]
     if len(measured) < 2:
         return []
     label, busiest = max(measured, key=lambda item: item[1]["other_busy_cores"])
@@ -71,12 +72,12 @@ def noise_notes(bases: list, news: list) -> list:
 
 
 def contended(bases: list, news: list, max_other_cpu: float | None) -> list:
-    """Runs taken beside more other work than --max-other-cpu allows: not comparable."""
+    """Runs taken beside more other work than --max-other-cpu allows: not comparable.
+    ``bases`` and ``news``: each run's machine table, None where it was not recorded."""
     if max_other_cpu is None:
         return []
     reasons = []
-    for position, document in enumerate(bases + news):
-        machine = document.machine  # this module's own table (describe_machine), kept as saved
+    for position, machine in enumerate(bases + news):
         if not machine:
             continue
         share = machine["other_busy_cores"] / (machine.get("cpus") or 1.0)

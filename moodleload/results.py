@@ -228,7 +228,7 @@ class Results:
         self.row_kinds: dict[str, str] = dict(raw.get("row_kinds", {}))
         self.work_done: dict[str, int] = dict(raw.get("work_done") or {})
         self.timeline = Timeline.from_dict(raw.get("timeline", {"seconds": 1.0, "points": []}))
-        self.machine: dict | None = raw.get("machine")  # machine.describe_machine's table
+        self.machine: dict | None = raw.get("machine")  # machine.summarise's table (the load machine beside the run)
         self.metrics: dict | None = raw.get("metrics")  # metrics.py's format (--metrics)
         self.statements: dict | None = raw.get("statements")  # statements.py's format (--query-stats)
         self.comparison = comparison  # compare's verdict against a baseline, where one was judged

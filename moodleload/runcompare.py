@@ -43,6 +43,11 @@ def _server_median(documents: list, name: str) -> float | None:
     return round(statistics.median(medians), 2) if medians else None
 
 
+def machines(documents: list) -> list:
+    """Each run's load-machine table (machine.py's), None where it was not recorded."""
+    return [document.machine for document in documents]
+
+
 def common_mode(ratios: dict) -> str | None:
     """A note when every page moved by about the same factor: more likely the environment
     or a change under every page than one page's regression.  Judged by the same rules."""
@@ -89,7 +94,7 @@ def compare_runs(bases: list, news: list, thresholds: Thresholds) -> Comparison:
     differences = []
     for document in bases + news[1:]:
         differences += [reason for reason in incomparable(document, news[0]) if reason not in differences]
-    differences += contended(bases, news, thresholds.max_other_cpu)
+    differences += contended(machines(bases), machines(news), thresholds.max_other_cpu)
     needed = more_runs(evidence, thresholds, alpha) if evidence is not None and overall == "unsure" \
         else {"candidate": None, "baseline": None, "each": None}
     rules_out = [row["rules_out_pct"] for row in rows.values() if row.get("rules_out_pct") is not None]
@@ -126,7 +131,7 @@ def run_notes(bases: list, news: list, spread: Spread | None, site: dict | None,
         notes.append(f"URLs not in every run, not compared: {', '.join(missing)}")
     notes += work_notes(bases, news) + release_notes(bases, news)
     if spread is not None and math.exp(spread.total) - 1 > NOISY_SPREAD:
-        notes += noise_notes(bases, news)
+        notes += noise_notes(machines(bases), machines(news))
     return notes
 
 
