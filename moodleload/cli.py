@@ -163,8 +163,9 @@ def judge_against(bases: list, news: list, thresholds, say) -> Comparison:
             say(line)
     else:
         comparison = compare_documents(bases[0], news[0], thresholds)
-        comparison = comparison.with_note("run-to-run noise unknown with one baseline run: record three (--baseline "
-                                   "run1.json run2.json run3.json; examples/bisect-step.sh --baseline does)")
+        comparison = comparison.with_note("run-to-run noise unknown with one baseline run: record three "
+                                          "(--baseline run1.json run2.json run3.json; examples/bisect-step.sh "
+                                          "--baseline does)")
     changes = statement_changes(bases, news)
     if changes is not None:
         comparison = comparison.with_statements(changes)
