@@ -303,7 +303,7 @@ def run_load(args, argv: list, parser, say, measured: dict) -> int:
     if args.processes > 1:
         if watcher is not None:
             watcher.close()
-        document, interrupted, dead_shards, early = run_in_processes(args, parser, say)
+        document, interrupted, dead_shards, early = run_in_processes(args, parser, say, moodle)
     else:
         document, interrupted, early = run_in_process(args, config, settings, watcher, moodle, argv, digest,
                                                       say, measured)
@@ -314,8 +314,6 @@ def run_load(args, argv: list, parser, say, measured: dict) -> int:
             return early.status
         return conclude(args, say, document, early, judge=judge)
     assert document is not None  # only an early verdict comes without results
-    if moodle is not None:
-        document = document.with_moodle(moodle)
     measured["document"] = document
     comparison = None
     if bases:
@@ -341,15 +339,17 @@ def run_settings(args) -> RunSettings:
                        max_body=int(args.max_body_mb * 1024 * 1024))
 
 
-def run_in_processes(args, parser, say) -> tuple[Results | None, int | None, list, Verdict | None]:
-    """--processes N: (merged results, the status of a stopping signal, the shards that died,
-    the verdict when no results came: a child's mistake or fault, or nothing saved)."""
+def run_in_processes(args, parser, say, moodle: dict | None) -> tuple[Results | None, int | None, list,
+                                                                      Verdict | None]:
+    """--processes N: (merged results with the Moodle under test, the status of a stopping
+    signal, the shards that died, the verdict when no results came: a child's mistake or
+    fault, or nothing saved)."""
     document, child_failed, interrupted, dead_shards = run_processes(args.processes,
                                                                      argv_for(parser, args, PARENT_ONLY))
     for line in dead_shards:
         say(f"[ERROR] {line}")
     if document is not None:
-        return document, interrupted, dead_shards, None
+        return document.with_moodle(moodle) if moodle is not None else document, interrupted, dead_shards, None
     return None, interrupted, dead_shards, judge_run(RunFacts(None, gates_from(args), child_failed=child_failed,
                                                               dead_shards=tuple(dead_shards),
                                                               interrupted=interrupted))

@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from helpers import run_load, write_config
+from helpers import read, run_load, write_config
 from moodleload.exits import EXIT_GOOD, EXIT_USAGE, UsageError
 from moodleload.moodletree import describe, parse_version_php
 from moodleload.results import MoodleUnderTest, load_document
@@ -77,3 +77,13 @@ def test_a_wrong_moodle_dir_is_refused_before_the_first_request(sim_factory, tmp
     assert run_load(write_config(tmp_path / "c.json", server.url), "--moodle-dir", str(tmp_path)) == EXIT_USAGE
     assert server.site.stats.requests == 0
     assert "--moodle-dir" in capsys.readouterr().err
+
+
+def test_a_run_in_several_processes_records_the_moodle_under_test_too(sim_factory, tmp_path, capsys):
+    tree(tmp_path / "moodle", "public", VERSION_51)
+    server = sim_factory()
+    config = write_config(tmp_path / "c.json", server.url, users=6)
+    assert run_load(config, "--moodle-dir", str(tmp_path / "moodle"), "--processes", "2",
+                    output=tmp_path / "r.json") == EXIT_GOOD
+    assert read(tmp_path / "r.json")["metadata"]["moodle"]["release"] == "5.1 (Build: 20251006)"
+    assert "Moodle under test: 5.1 (Build: 20251006)" in capsys.readouterr().out
