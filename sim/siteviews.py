@@ -44,6 +44,15 @@ class PageView:
         await self.site._work("redirect")
         return self.site._redirect(self.request, f"/enrol/index.php?id={courseid}")
 
+    async def refusal(self, courseid, known: bool):
+        """What Moodle answers instead of a course's page: 404 for an unknown course or
+        activity (``known`` false), its enrolment page for a user not enrolled; else None."""
+        if not known:
+            return await self.not_found()
+        if not self.enrolled(courseid):
+            return await self.to_enrol(courseid)
+        return None
+
     async def not_found(self):
         return await self.page("notfound", "Error", "page-site-index", status=404,
                                content="<p class=\"errormessage\">Can&#039;t find data record in database.</p>")
@@ -61,10 +70,9 @@ async def change_password(view: PageView):
 
 async def course(view: PageView):
     courseid = view.integer("id")
-    if courseid not in view.data.course_enrolments:
-        return await view.not_found()
-    if not view.enrolled(courseid):
-        return await view.to_enrol(courseid)
+    refused = await view.refusal(courseid, courseid in view.data.course_enrolments)
+    if refused is not None:
+        return refused
     return await view.page("course", f"Course: Test course {courseid}", "page-course-view-topics",
                            course_content(view, courseid),
                            page_config={"courseId": courseid, "contextid": 10 + courseid}, scripts=tour_script(2))
@@ -86,10 +94,9 @@ def course_content(view: PageView, courseid: int) -> str:
 async def forum(view: PageView):
     cmid = view.integer("id")
     courseid = view.data.forum_courses.get(cmid)
-    if courseid is None:
-        return await view.not_found()
-    if not view.enrolled(courseid):
-        return await view.to_enrol(courseid)
+    refused = await view.refusal(courseid, courseid is not None)
+    if refused is not None:
+        return refused
     links = "".join(f'<a href="/mod/forum/discuss.php?d={d}">Discussion {d}</a>\n'
                     for d, owner in view.data.discussions.items() if owner == cmid)
     return await view.page("forum", "Forum", "page-mod-forum-view", links,
@@ -99,11 +106,10 @@ async def forum(view: PageView):
 async def discussion(view: PageView):
     number = view.integer("d")
     cmid = view.data.discussions.get(number)
-    if cmid is None:
-        return await view.not_found()
-    courseid = view.data.forum_courses[cmid]
-    if not view.enrolled(courseid):
-        return await view.to_enrol(courseid)
+    courseid = None if cmid is None else view.data.forum_courses[cmid]
+    refused = await view.refusal(courseid, cmid is not None)
+    if refused is not None:
+        return refused
     posts = "".join(f'<article id="p{post}"><h3>{html.escape(view.data.posts[post][1])}</h3>'
                     f'<a href="/mod/forum/post.php?reply={post}">Reply</a></article>\n'
                     for post in view.data.posts_of(number))
@@ -160,20 +166,18 @@ async def forum_post(view: PageView):
 async def page_resource(view: PageView):
     cmid = view.integer("id")
     courseid = view.data.page_courses.get(cmid)
-    if courseid is None:
-        return await view.not_found()
-    if not view.enrolled(courseid):
-        return await view.to_enrol(courseid)
+    refused = await view.refusal(courseid, courseid is not None)
+    if refused is not None:
+        return refused
     return await view.page("page", "Page", "page-mod-page-view", "<p>Page content.</p>",
                            page_config={"courseId": courseid, "contextid": 200 + cmid})
 
 
 async def participants(view: PageView):
     courseid = view.integer("id")
-    if courseid not in view.data.course_enrolments:
-        return await view.not_found()
-    if not view.enrolled(courseid):
-        return await view.to_enrol(courseid)
+    refused = await view.refusal(courseid, courseid in view.data.course_enrolments)
+    if refused is not None:
+        return refused
     rows = "".join(f'<tr><td><a href="/user/view.php?id={user}&course={courseid}">User {user}</a></td></tr>'
                    for user in sorted(view.data.course_enrolments[courseid])[:20])
     return await view.page("participants", "Participants", "page-user-index", f"<table>{rows}</table>",
