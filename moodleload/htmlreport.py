@@ -202,21 +202,28 @@ def url_section(document: Results) -> list:
             "</small></p>"]
 
 
+# The footer table's columns: heading, footer number, and which of its statistics.
+FOOTER_COLUMNS = (("DB reads (median)", "db_reads", UrlSummary.footer_median),
+                  ("DB reads (max)", "db_reads", UrlSummary.footer_max),
+                  ("DB writes", "db_writes", UrlSummary.footer_median),
+                  ("server ms (median)", "server_time_ms", UrlSummary.footer_median),
+                  ("server ms (max)", "server_time_ms", UrlSummary.footer_max),
+                  ("memory peak MB", "memory_peak_mb", UrlSummary.footer_median),
+                  ("included files", "included_files", UrlSummary.footer_median),
+                  ("DB queries ms (median)", "db_time_ms", UrlSummary.footer_median),
+                  ("session KB", "session_size_kb", UrlSummary.footer_median),
+                  ("session wait ms (max)", "session_wait_ms", UrlSummary.footer_max))
+
+
 def footer_section(document: Results) -> list:
     urls = document.summary.urls
     if not any(row.footer_median("db_reads") is not None for row in urls.values()):
         return ["<p><small>The pages showed no performance footer: set <code>$CFG-&gt;perfdebug = 15</code> "
                 "to get DB reads per page, the steadiest regression signal.</small></p>"]
-    footer_rows = [[escape(name)] + [escape(row.footer_median(key)) for key in ("db_reads",)]
-                   + [escape(row.footer_max("db_reads")), escape(row.footer_median("db_writes")),
-                      escape(row.footer_median("server_time_ms")), escape(row.footer_max("server_time_ms"))]
-                   + [escape(row.footer_median(key)) for key in (
-                       "memory_peak_mb", "included_files", "db_time_ms", "session_size_kb")]
-                   + [escape(row.footer_max("session_wait_ms"))] for name, row in urls.items()]
+    footer_rows = [[escape(name)] + [escape(statistic(row, number)) for _, number, statistic in FOOTER_COLUMNS]
+                   for name, row in urls.items()]
     return ["<h2>Moodle's performance footer</h2>",
-            html_table(["URL", "DB reads (median)", "DB reads (max)", "DB writes", "server ms (median)",
-                        "server ms (max)", "memory peak MB", "included files", "DB queries ms (median)",
-                        "session KB", "session wait ms (max)"], footer_rows)]
+            html_table(["URL"] + [heading for heading, _, _ in FOOTER_COLUMNS], footer_rows)]
 
 
 def write_report(path: str, html_text: str) -> None:
