@@ -96,9 +96,11 @@ def find_steps(values: list, alpha: float = 0.01, min_step: float = 0.03, log_sc
 
 
 def series_of(documents: list, minimum_blocks: int = 8) -> dict:
-    """page -> per-commit values: the log of each run's value (the median of its block medians)
-    and the median DB reads, for pages every document has."""
+    """page -> per-commit values: the log of each run's value (the median of its block medians),
+    the log of its CPU time per answer ("<page> CPU", where every run's footer gave enough of
+    it) and the median DB reads ("<page> DB reads"), for pages every document has."""
     from .runs import run_value
+    from .work import MIN_CPU_ANSWERS
 
     names = [name for name in documents[0].urls if all(name in document.urls for document in documents)]
     series = {}
@@ -107,6 +109,10 @@ def series_of(documents: list, minimum_blocks: int = 8) -> dict:
         positive = [value for value in times if value is not None and value > 0]
         if len(positive) == len(times):
             series[name] = [math.log(value) for value in positive]
+        work = [document.urls[name].cpu_ms_mean for document in documents
+                if document.urls[name].cpu_requests >= MIN_CPU_ANSWERS and not document.urls[name].cpu_unreadable]
+        if len(work) == len(documents) and all(value and value > 0 for value in work):
+            series[name + CPU_SUFFIX] = [math.log(value) for value in work]
         reads = [document.urls[name].footer_median("db_reads")
                  for document in documents]
         known = [float(median) for median in reads if median is not None]
@@ -116,15 +122,21 @@ def series_of(documents: list, minimum_blocks: int = 8) -> dict:
 
 
 COUNTER_SUFFIX = " DB reads"  # a series of a page's DB reads is named "<page> DB reads"
+CPU_SUFFIX = " CPU"  # and one of its CPU time per answer (Moodle's footer) "<page> CPU"
 
 
 def is_counter(series: str) -> bool:
     return series.endswith(COUNTER_SUFFIX)
 
 
+def is_work(series: str) -> bool:
+    """A series of the work a page did (its CPU time per answer), judged with --judge work."""
+    return series.endswith(CPU_SUFFIX)
+
+
 @dataclass(frozen=True)
 class Found:
-    """One step of one series: ``series`` is a page name or "<page> DB reads"."""
+    """One step of one series: ``series`` is a page name, "<page> CPU" or "<page> DB reads"."""
 
     series: str
     step: Step

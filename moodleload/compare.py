@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from .comparison import Comparison
 from .machine import contended
 from .stats import normal_quantile
+from .work import JUDGE_WORK, combine, cpu_judged, cpu_problem, rounded
 
 if TYPE_CHECKING:
     from .results import Results, UrlRecord
@@ -61,6 +62,7 @@ class Thresholds:
     max_db_reads_increase: float = 2.0
     min_blocks: int = 6
     max_other_cpu: float | None = None  # share of the load machine other processes may use (None: no limit)
+    judge: str = "both"  # what decides: "time", "work" (CPU time per answer, DB reads) or "both" (work.JUDGE_*)
 
 
 def ratio_interval(base_blocks: list, new_blocks: list, resamples: int = 400, seed: int = 0) -> tuple:
@@ -132,10 +134,19 @@ def judge_counts(base_failed: int, base_total: int, new_failed: int, new_total: 
     return row
 
 
-def compare_url(base: UrlRecord, new: UrlRecord, thresholds: Thresholds, alpha: float) -> dict:
-    """Verdict for one URL: 'regression', 'improvement', 'same' or 'unsure' (plus why)."""
+def compare_url(base: UrlRecord, new: UrlRecord, thresholds: Thresholds, alpha: float, kind: str = "page") -> dict:
+    """Verdict for one URL: 'regression', 'improvement', 'same' or 'unsure' (plus why), by
+    service time, by the work (CPU time per answer) or by both, as thresholds.judge says."""
     row = judge_counts(base.failure, base.requests, new.failure, new.requests, base.footer_median("db_reads"),
                        new.footer_median("db_reads"), thresholds, alpha, new.failures)
+    counts = (row["verdict"], list(row["reasons"]))
+    time_row(row, base, new, thresholds, alpha)
+    combine(row, block_work(base, new, kind, thresholds, alpha), thresholds.judge, counts, failure_gap(row))
+    return row
+
+
+def time_row(row: dict, base: UrlRecord, new: UrlRecord, thresholds: Thresholds, alpha: float) -> None:
+    """The service-time side of a URL's row, one run a side: block medians compared."""
     base_blocks, new_blocks = block_medians(base), block_medians(new)
     tolerance = thresholds.max_regression_pct / 100.0
     row["blocks"] = [len(base_blocks), len(new_blocks)]
@@ -146,7 +157,7 @@ def compare_url(base: UrlRecord, new: UrlRecord, thresholds: Thresholds, alpha: 
             row["verdict"] = "unsure"
             row["reasons"].append(f"too few blocks with data ({len(base_blocks)} vs {len(new_blocks)}, "
                                   f"need {thresholds.min_blocks})")
-        return row
+        return
     base_median = statistics.median(base_blocks)
     new_median = statistics.median(new_blocks)
     ratio = new_median / base_median if base_median > 0 else math.inf
@@ -166,7 +177,54 @@ def compare_url(base: UrlRecord, new: UrlRecord, thresholds: Thresholds, alpha: 
         row["verdict"] = "improvement"
     row["rules_out_pct"] = round((high - 1) * 100, 2)
     unshown(row, high, tolerance)
+
+
+def block_work(base: UrlRecord, new: UrlRecord, kind: str, thresholds, alpha: float) -> dict | None:
+    """One run a side: the CPU time per answer of each time block, compared block by block
+    (Mann-Whitney and a bootstrap of the ratio of block medians, as service time is)."""
+    if not cpu_judged(base, kind) and not cpu_judged(new, kind):
+        return None
+    tolerance = thresholds.max_regression_pct / 100.0
+    problems = [f"{which}: {problem}" for which, record in (("baseline", base), ("this run", new))
+                if (problem := cpu_problem(record, kind, thresholds.max_regression_pct)) is not None]
+    row: dict = {"cpu_ms": [rounded(base.cpu_ms_mean), rounded(new.cpu_ms_mean)], "verdict": "unsure",
+                 "reasons": []}
+    if problems:
+        row["reasons"] = [f"CPU time not judged ({'; '.join(problems)})"]
+        return row
+    base_blocks, new_blocks = base.block_cpu_means(), new.block_cpu_means()
+    if len(base_blocks) < thresholds.min_blocks or len(new_blocks) < thresholds.min_blocks:
+        row["reasons"] = [f"CPU time: too few blocks with data ({len(base_blocks)} vs {len(new_blocks)}, need "
+                          f"{thresholds.min_blocks}): run longer or with fewer --blocks"]
+        return row
+    base_median, new_median = statistics.median(base_blocks), statistics.median(new_blocks)
+    ratio = new_median / base_median if base_median > 0 else math.inf
+    p_value = mann_whitney_p(base_blocks, new_blocks)
+    low, high = ratio_interval(base_blocks, new_blocks)
+    row.update(ratio=round(ratio, 4), ratio_ci95=[round(low, 4), round(high, 4)], p_value=round(p_value, 6),
+               rules_out_pct=round((high - 1) * 100, 2))
+    if ratio > 1 + tolerance and p_value <= alpha:
+        row["verdict"] = "regression"
+        row["reasons"] = [f"CPU time per answer {base_median:.1f} -> {new_median:.1f} ms, x{ratio:.3f} "
+                          f"(p={p_value:.2g} <= {alpha:.2g})"]
+    elif high < 1 + tolerance:
+        row["verdict"] = "improvement" if ratio < 1 - tolerance and p_value <= alpha else "same"
+    else:
+        row["reasons"] = [f"CPU time rises up to {high - 1:.1%} not ruled out (tolerance {tolerance:.0%})"]
     return row
+
+
+def deciding(row: dict, judge: str) -> dict:
+    """The part of a row whose bounds decide good: its work row under --judge work, else the row."""
+    return (row.get("work") or {}) if judge == JUDGE_WORK else row
+
+
+def failure_gap(row: dict) -> str | None:
+    """A rise of failures the row's data cannot rule out, in words, or None."""
+    if row.get("failures_ruled_out", True):
+        return None
+    return f"a rise of failures up to {row['failure_rise_upper']:.1%} of requests not ruled out " \
+           f"(margin {FAILURE_MARGIN:.0%})"
 
 
 def unshown(row: dict, upper_ratio: float, tolerance: float) -> None:
@@ -178,9 +236,9 @@ def unshown(row: dict, upper_ratio: float, tolerance: float) -> None:
     gaps = []
     if upper_ratio >= 1 + tolerance:
         gaps.append(f"slowdowns up to {upper_ratio - 1:.1%} not ruled out (tolerance {tolerance:.0%})")
-    if not row.get("failures_ruled_out", True):
-        gaps.append(f"a rise of failures up to {row['failure_rise_upper']:.1%} of requests not ruled out "
-                    f"(margin {FAILURE_MARGIN:.0%})")
+    gap = failure_gap(row)
+    if gap:
+        gaps.append(gap)
     if gaps:
         row["verdict"] = "unsure"
         row["reasons"] += gaps
@@ -192,7 +250,8 @@ def compare_documents(base: Results, new: Results, thresholds: Thresholds) -> Co
     names = [name for name in new.urls if name in base.urls]
     missing = sorted(set(base.urls) ^ set(new.urls))
     alpha = thresholds.alpha / max(1, len(names))
-    rows = {name: compare_url(base.urls[name], new.urls[name], thresholds, alpha) for name in names}
+    rows = {name: compare_url(base.urls[name], new.urls[name], thresholds, alpha, new.row_kind(name))
+            for name in names}
     verdicts = [row["verdict"] for row in rows.values()]
     if "regression" in verdicts:
         overall = "regression"
@@ -207,8 +266,10 @@ def compare_documents(base: Results, new: Results, thresholds: Thresholds) -> Co
     differences = incomparable(base, new) + contended([base.machine], [new.machine], thresholds.max_other_cpu)
     if differences:
         overall = "not comparable"
-    rules_out = [row["rules_out_pct"] for row in rows.values() if row.get("rules_out_pct") is not None]
-    comparison = {"verdict": overall, "method": "blocks", "alpha_per_url": alpha, "urls": rows, "notes": notes,
+    rules_out = [value for row in rows.values() if (value := deciding(row, thresholds.judge).get("rules_out_pct"))
+                 is not None]
+    comparison = {"verdict": overall, "method": "blocks", "judge": thresholds.judge, "alpha_per_url": alpha,
+                  "urls": rows, "notes": notes,
                   "max_regression_pct": thresholds.max_regression_pct, "not_comparable": differences,
                   "baseline_runs": 1, "candidate_runs": 1,
                   "rules_out_pct": max(rules_out) if rules_out else None,

@@ -14,6 +14,29 @@ VERDICTS = ("regression", "improvement", "same", "unsure", "not comparable")
 
 
 @dataclass(frozen=True)
+class WorkRow:
+    """One row's work against the baseline: the PHP worker's CPU time per answer (work.py)."""
+
+    cpu_ms: tuple  # (baseline, this run) mean ms per answer, None where not known
+    verdict: str
+    reasons: tuple
+    ratio: float | None = None
+    interval: tuple | None = None  # 95 % interval of the ratio
+    rules_out_pct: float | None = None
+    detectable_pct: float | None = None
+
+    @classmethod
+    def from_dict(cls, raw: dict | None) -> WorkRow | None:
+        if raw is None:
+            return None
+        if raw["verdict"] not in VERDICTS or not isinstance(raw["reasons"], list):
+            raise ValueError(f"a work row's verdict {raw['verdict']!r}")
+        interval = tuple(raw["ratio_ci95"]) if raw.get("ratio_ci95") else None
+        return cls(tuple(raw.get("cpu_ms") or (None, None)), raw["verdict"], tuple(raw["reasons"]), raw.get("ratio"),
+                   interval, raw.get("rules_out_pct"), raw.get("detectable_pct"))
+
+
+@dataclass(frozen=True)
 class ComparisonRow:
     """One URL's line in the comparison with the baseline."""
 
@@ -29,6 +52,8 @@ class ComparisonRow:
     rules_out_pct: float | None = None  # the slowdown above which the data rule it out (good needs < tolerance)
     detectable_pct: float | None = None  # the smallest slowdown these runs can call (runs against their spread)
     server_ms: tuple | None = None  # Moodle's own server time (footer, median ms): (baseline, this run)
+    work: WorkRow | None = None  # the CPU time per answer, where the row's footer gave it
+    decided_by: str = "time"  # "time" or "work": what the row's verdict rests on (--judge)
 
     @classmethod
     def from_dict(cls, name: str, row: dict) -> ComparisonRow:
@@ -36,7 +61,8 @@ class ComparisonRow:
         server = tuple(row["server_ms"]) if row.get("server_ms") else None
         return cls(name, row.get("base_ms"), row.get("new_ms"), row.get("ratio"), interval, row.get("p_value"),
                    tuple(row.get("db_reads") or (None, None)), row["verdict"], tuple(row["reasons"]),
-                   row.get("rules_out_pct"), row.get("detectable_pct"), server)
+                   row.get("rules_out_pct"), row.get("detectable_pct"), server, WorkRow.from_dict(row.get("work")),
+                   row.get("decided_by", "time"))
 
 
 @dataclass(frozen=True)
@@ -55,6 +81,9 @@ class Comparison:
         self._raw = raw
         self.verdict: str = raw["verdict"]
         self.method: str = raw.get("method", "blocks")  # "blocks" (one run a side) or "runs"
+        self.judge: str = raw.get("judge", "time")  # --judge: time, work or both (comparisons before 0.7: time)
+        # When time could not decide: what the work would have said (runcompare.work_would_decide)
+        self.work_would_decide: str | None = raw.get("work_would_decide")
         self.alpha_per_url: float = raw["alpha_per_url"]
         self.max_regression_pct: float = raw["max_regression_pct"]
         self.rows = {name: ComparisonRow.from_dict(name, row) for name, row in raw["urls"].items()}
@@ -75,6 +104,8 @@ class Comparison:
         try:
             if raw["verdict"] not in VERDICTS or not isinstance(raw["urls"], dict):
                 raise ValueError(f"verdict {raw['verdict']!r}")
+            if raw.get("judge", "time") not in ("time", "work", "both"):
+                raise ValueError(f"judge {raw['judge']!r}")
             for row in raw["urls"].values():
                 if row["verdict"] not in VERDICTS or not isinstance(row["reasons"], list):
                     raise ValueError(f"a row's verdict {row['verdict']!r}")

@@ -46,11 +46,13 @@ class HtmlExporter:
 
 class CsvExporter:
     option, dest, metavar = "--export-csv", "export_csv", "CSV"
-    help = "write one row per URL (counts, latency percentiles, DB reads; ratio and verdict against a baseline)"
+    help = ("write one row per URL (counts, latency percentiles, CPU time, DB reads; ratios and verdict against a "
+            "baseline)")
     what = "CSV"
     columns = ("url", "requests", "success", "failure", "latency_ms_p50", "latency_ms_p95", "latency_ms_p99",
-               "latency_ms_max", "service_ms_p50", "service_ms_p95", "db_reads_median", "baseline_ms", "ratio",
-               "interval_low", "interval_high", "verdict", "run_verdict", "exit_status")
+               "latency_ms_max", "service_ms_p50", "service_ms_p95", "cpu_ms_mean", "db_reads_median", "baseline_ms",
+               "ratio", "interval_low", "interval_high", "baseline_cpu_ms", "cpu_ratio", "cpu_interval_low",
+               "cpu_interval_high", "verdict", "decided_by", "run_verdict", "exit_status")
 
     def render(self, exported: Exported) -> str:
         compared = exported.comparison.rows if exported.comparison is not None else {}
@@ -60,11 +62,15 @@ class CsvExporter:
         for row in url_rows(exported.document):
             against = compared.get(row.name)
             interval = against.interval if against is not None and against.interval is not None else (None, None)
+            work = against.work if against is not None else None
+            cpu_interval = work.interval if work is not None and work.interval is not None else (None, None)
             writer.writerow(_cells([row.name, row.requests, row.success, row.failure, row.latency_p50,
                                     row.latency_p95, row.latency_p99, row.latency_max, row.service_p50,
-                                    row.service_p95, row.db_reads,
+                                    row.service_p95, row.cpu_ms, row.db_reads,
                                     against.base_ms if against else None, against.ratio if against else None,
-                                    interval[0], interval[1], against.verdict if against else None,
+                                    interval[0], interval[1], work.cpu_ms[0] if work else None,
+                                    work.ratio if work else None, cpu_interval[0], cpu_interval[1],
+                                    against.verdict if against else None, against.decided_by if against else None,
                                     exported.verdict.word, exported.verdict.status]))
         return buffer.getvalue()
 
@@ -82,6 +88,9 @@ class JunitExporter:
         failures = skipped = 0
         for row in exported.comparison.rows.values() if exported.comparison is not None else []:
             case = ElementTree.SubElement(suite, "testcase", classname="moodle_load.pages", name=row.name)
+            case.set("decided_by", row.decided_by)
+            if row.work is not None and row.work.cpu_ms[1] is not None:
+                case.set("cpu_ms", f"{row.work.cpu_ms[1]:g}")
             cases += 1
             if row.verdict == "regression":
                 failures += 1

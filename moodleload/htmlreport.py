@@ -161,6 +161,7 @@ def comparison_section(document: Results, comparison: Comparison, baseline: Resu
                      escape("; ".join(row.reasons))])
     parts.append(html_table(["URL", "baseline ms", "this run ms", "ratio", "95 % interval", "p", "rules out",
                              "DB reads", "verdict", "why"], rows))
+    parts += work_section(comparison)
     parts += [f"<p><small>note: {escape(note)}</small></p>" for note in comparison.notes]
     parts += [f"<p><small>not comparable: {escape(reason)}</small></p>"
               for reason in comparison.not_comparable]
@@ -176,6 +177,35 @@ def comparison_section(document: Results, comparison: Comparison, baseline: Resu
                                              f"{escape(url.footer_median(key))}" for key in (
             "db_reads", "db_writes", "server_time_ms", "memory_peak_mb")])
     parts.append(html_table(["URL", "DB reads", "DB writes", "server time ms", "memory peak MB"], footer_rows))
+    return parts
+
+
+JUDGED = {"time": "service time decides", "work": "Moodle's own CPU time per answer and the DB reads decide",
+          "both": "service time decides, and a rise of CPU time alone is bad too"}
+
+
+def work_section(comparison: Comparison) -> list:
+    """The work against the baseline: each page's CPU time per answer, and what decided."""
+    rows = []
+    for row in comparison.rows.values():
+        work = row.work
+        if work is None:
+            continue
+        interval = "-" if work.interval is None else "{:.3f} &ndash; {:.3f}".format(*work.interval)
+        rows.append([escape(row.name), escape(fmt(work.cpu_ms[0])), escape(fmt(work.cpu_ms[1])),
+                     escape(fmt(work.ratio, ".3f")), interval, escape(ruled(work.rules_out_pct)),
+                     f'<span class="{escape(work.verdict)}">{escape(work.verdict)}</span>',
+                     escape(row.decided_by), escape("; ".join(work.reasons))])
+    if not rows:
+        return []
+    parts = [f"<h3>The work: Moodle's own CPU time per answer</h3><p><small>--judge {escape(comparison.judge)}: "
+             f"{escape(JUDGED.get(comparison.judge, ''))}. CPU time is the PHP worker's user + sys time from the "
+             f"footer (10 ms ticks, mean per answer): a busy machine stretches the time a page waits, hardly the "
+             f"work it does.</small></p>",
+             html_table(["URL", "baseline CPU ms", "this run CPU ms", "ratio", "95 % interval", "rules out",
+                         "verdict", "decided by", "why"], rows)]
+    if comparison.work_would_decide:
+        parts.append(f"<p><small>{escape(comparison.work_would_decide)}</small></p>")
     return parts
 
 
@@ -203,7 +233,8 @@ def url_section(document: Results) -> list:
 
 
 # The footer table's columns: heading, footer number, and which of its statistics.
-FOOTER_COLUMNS = (("DB reads (median)", "db_reads", UrlSummary.footer_median),
+FOOTER_COLUMNS = (("CPU ms (mean)", "cpu_ms_mean", lambda row, _name: row.cpu_ms_mean),
+                  ("DB reads (median)", "db_reads", UrlSummary.footer_median),
                   ("DB reads (max)", "db_reads", UrlSummary.footer_max),
                   ("DB writes", "db_writes", UrlSummary.footer_median),
                   ("server ms (median)", "server_time_ms", UrlSummary.footer_median),

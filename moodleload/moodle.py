@@ -324,8 +324,30 @@ FOOTER_FIELDS = (
     (b"DB queries time: ", re.compile(rb"([\d.]+) secs"), "db_time_ms"),
     (b"Session (", re.compile(rb"[^)<]{0,80}\):\s*([\d.]+)(?:\s|\xc2\xa0)*([KMG]?B)"), "session_size_kb"),
     (b"Session wait: ", re.compile(rb"([\d.]+) secs"), "session_wait_ms"),
+    # posix_times() differences: wall ticks, then the worker's user and sys CPU ticks, which
+    # Moodle prints with no space between them ("user: 36sys: 5").  Signs are read so that a
+    # counter that went backwards is seen as unreadable rather than skipped.
+    (b"ticks: ", re.compile(rb"(-?\d+) user: (-?\d+)\s*sys: (-?\d+)"), "cpu_ticks"),
 )
 _UNIT_TO_MB = {b"B": 1 / 1048576, b"KB": 1 / 1024, b"MB": 1.0, b"GB": 1024.0}
+
+
+TICK_MS = 10.0  # posix_times() counts in clock ticks: USER_HZ, 100 a second on Linux
+# No request runs for ten minutes of CPU: beyond it a footer's reading is damaged, not slow.
+MAX_CPU_TICKS = 60000
+# The wall and CPU counters are read separately at the start and the end of the request,
+# each rounded down to a tick, so the CPU may exceed the wall reading by that rounding.
+CPU_ROUNDING_TICKS = 3
+
+
+def cpu_ticks(wall: int, user: int, system: int) -> int | None:
+    """The PHP worker's own CPU time for one request (user + sys ticks), or None where the
+    reading cannot be true: a counter that went backwards (negative), more CPU than the
+    wall time the same footer gives (PHP runs a request on one thread), or absurdly large."""
+    cpu = user + system
+    if wall < 0 or user < 0 or system < 0 or cpu > wall + CPU_ROUNDING_TICKS or cpu > MAX_CPU_TICKS:
+        return None
+    return cpu
 
 
 def parse_footer(body: bytes) -> dict | None:
@@ -346,6 +368,9 @@ def parse_footer(body: bytes) -> dict | None:
             continue
         if name == "db_reads":
             found["db_reads"], found["db_writes"] = int(match.group(1)), int(match.group(2))
+        elif name == "cpu_ticks":
+            cpu = cpu_ticks(int(match.group(1)), int(match.group(2)), int(match.group(3)))
+            found["cpu_ticks" if cpu is not None else "cpu_unreadable"] = cpu if cpu is not None else 1
         elif name == "memory_peak_mb":
             found[name] = round(float(match.group(1)) * _UNIT_TO_MB[match.group(2)], 1)
         elif name == "session_size_kb":

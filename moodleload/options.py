@@ -11,6 +11,7 @@ from .compare import Thresholds
 from .exits import UsageError
 from .exporters import EXPORTERS
 from .verdict import Gates
+from .work import JUDGE_BOTH, JUDGE_CHOICES
 
 
 class _Parser(argparse.ArgumentParser):
@@ -78,6 +79,10 @@ def add_judging_options(parser) -> None:
                              "--compare): what a bisect step adds when the answer was unsure")
     parser.add_argument("--max-regression", type=float, default=10.0, metavar="PCT",
                         help="slowdown tolerated against the baseline, percent (default 10)")
+    parser.add_argument("--judge", choices=JUDGE_CHOICES, default=JUDGE_BOTH,
+                        help="what decides against the baseline: time (service time), work (Moodle's own CPU "
+                             "time per answer from the footer, and DB reads: for a busy or shared machine), or "
+                             "both (time, and a work regression alone is bad too; default)")
     parser.add_argument("--max-db-reads-increase", type=float, default=2.0, metavar="N",
                         help="extra DB reads per page tolerated against the baseline (default 2)")
     parser.add_argument("--alpha", type=float, default=0.05,
@@ -187,7 +192,8 @@ def check_load_options(args) -> None:
 
 def thresholds_from(args) -> Thresholds:
     return Thresholds(max_regression_pct=args.max_regression, alpha=args.alpha,
-                      max_db_reads_increase=args.max_db_reads_increase, max_other_cpu=args.max_other_cpu)
+                      max_db_reads_increase=args.max_db_reads_increase, max_other_cpu=args.max_other_cpu,
+                      judge=args.judge)
 
 
 def gates_from(args) -> Gates:

@@ -16,20 +16,24 @@ from .exits import EXIT_BAD, EXIT_CANNOT_JUDGE, EXIT_GOOD, UsageError
 from .runs import run_value
 from .stats import student_t_cdf, student_t_quantile
 from .verdict import Verdict
+from .work import TIME, WORK, cpu_judged, good_measure, measures
 
 MAX_EXTRA_PAIRS = 20
 
 
-def pair_values(parents: list, culprits: list, thresholds: Thresholds) -> dict:
-    """page -> per pair (log ratio of run values or None, DB reads parent, DB reads culprit)."""
+def pair_values(parents: list, culprits: list, thresholds: Thresholds, measure: str = TIME) -> dict:
+    """page -> per pair (log ratio of run values of ``measure`` or None, DB reads parent, DB
+    reads culprit); under work, the pages whose work is judged (not web-service calls)."""
     names = [name for name in culprits[0].urls
              if all(name in document.urls for document in parents + culprits)]
+    if measure == WORK:
+        names = [name for name in names if cpu_judged(culprits[0].urls[name], culprits[0].row_kind(name))]
     pages = {}
     for name in names:
         pairs = []
         for parent, culprit in zip(parents, culprits, strict=True):
-            before = run_value(parent.urls[name], thresholds.min_blocks)
-            after = run_value(culprit.urls[name], thresholds.min_blocks)
+            before, after = (run_value(document.urls[name], thresholds.min_blocks, measure, document.row_kind(name),
+                                       thresholds.max_regression_pct) for document in (parent, culprit))
             ratio = math.log(after / before) if before and after else None
             reads = [document.urls[name].footer_median("db_reads")
                      for document in (parent, culprit)]
@@ -65,16 +69,27 @@ def judge_page(pairs: list, thresholds: Thresholds, alpha: float) -> dict:
 
 
 def confirm(parents: list, culprits: list, thresholds: Thresholds) -> tuple[Verdict, dict]:
-    """The confirmation's verdict (0 confirmed, 1 not confirmed, 125 cannot tell) and its rows."""
+    """The confirmation's verdict (0 confirmed, 1 not confirmed, 125 cannot tell) and its rows:
+    by service time, by the work (CPU time per answer) or by both, as thresholds.judge says
+    (under both, either confirms; clearing needs the time)."""
     if len(parents) != len(culprits) or len(parents) < 2:
         raise UsageError("--pairs needs PARENT CULPRIT PARENT CULPRIT ...: at least two pairs")
-    pages = pair_values(parents, culprits, thresholds)
-    if not pages:
-        raise UsageError("the --pairs runs have no URL in common")
-    alpha = thresholds.alpha / len(pages)
-    rows = {name: judge_page(pairs, thresholds, alpha) for name, pairs in pages.items()}
-    confirmed = [f"{name} x{row['ratio']:.2f} ({row['interval'][0]:.2f}-{row['interval'][1]:.2f}) in "
-                 f"{row['slower_in']} of {row['pairs']} pairs" for name, row in rows.items() if row["shown_slower"]]
+    confirmed: list[str] = []
+    rows: dict = {}
+    good_alpha = thresholds.alpha
+    for measure in measures(thresholds.judge):
+        pages = pair_values(parents, culprits, thresholds, measure)
+        alpha = thresholds.alpha / max(1, len(pages))
+        judged = {name: judge_page(pairs, thresholds, alpha) for name, pairs in pages.items()}
+        what = "CPU time per answer " if measure == WORK else ""
+        confirmed += [f"{name} {what}x{row['ratio']:.2f} ({row['interval'][0]:.2f}-{row['interval'][1]:.2f}) in "
+                      f"{row['slower_in']} of {row['pairs']} pairs" for name, row in judged.items()
+                      if row["shown_slower"]]
+        if measure == good_measure(thresholds.judge):
+            rows, good_alpha = judged, alpha
+    if not rows:
+        raise UsageError("the --pairs runs have no URL in common" if thresholds.judge != WORK else
+                         "the --pairs runs have no page in common whose footer shows its CPU time")
     confirmed += [f"{name} DB reads {row['db_reads'][0]:g} -> {row['db_reads'][1]:g} in every pair"
                   for name, row in rows.items() if row["more_db_reads"]]
     if confirmed:
@@ -83,7 +98,7 @@ def confirm(parents: list, culprits: list, thresholds: Thresholds) -> tuple[Verd
         cleared = [f"{name} x{row['ratio']:.3f} ({row['interval'][0]:.3f}-{row['interval'][1]:.3f}), within "
                    f"{thresholds.max_regression_pct:g} %" for name, row in rows.items()]
         return Verdict(EXIT_BAD, "not confirmed", tuple(cleared)), rows
-    more = pairs_needed(rows, thresholds, alpha)
+    more = pairs_needed(rows, thresholds, good_alpha)
     reasons = [f"{name} x{row['ratio']:.3f} ({row['interval'][0]:.3f}-{row['interval'][1]:.3f})"
                if row.get("ratio") else f"{name}: too few pairs with data" for name, row in rows.items()]
     tail = f"about {more} more pairs would decide" if more else f"not even {MAX_EXTRA_PAIRS} more pairs would decide"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 
 from . import __version__
-from .changepoints import is_counter, series_of
+from .changepoints import is_counter, is_work, series_of
 from .charts import load_pyplot, svg_figure
 from .htmlreport import REPORT_STYLE, escape, html_table
 
@@ -38,7 +38,8 @@ def series_chart(matplotlib, pyplot, name: str, values: list, labels: list, step
         axes.annotate(f"{size}\n{culprit}".strip(), ((item.step.before + item.step.after) / 2, top), ha="center",
                       va="bottom", fontsize=8, color=colour, annotation_clip=False)
     axes.set_xticks(positions, labels, rotation=60, ha="right", fontsize=7)
-    axes.set_ylabel("DB reads per page (median)" if counter else "ms (median of block medians)")
+    axes.set_ylabel("DB reads per page (median)" if counter else "CPU ms per answer (mean)" if is_work(name)
+                    else "ms (median of block medians)")
     axes.set_ylim(bottom=0, top=top * 1.25)
     axes.set_title(name, loc="left", fontsize=10)
     return svg_figure(matplotlib, pyplot, figure, f"range-{name}")

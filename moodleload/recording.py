@@ -10,7 +10,8 @@ from .histogram import FineHistogram, Histogram
 
 _COARSE, _FINE = Histogram._LOG_BASE, FineHistogram._LOG_BASE
 
-FOOTER_COUNTERS = ("db_reads", "db_writes", "included_files", "memory_peak_mb", "session_size_kb")
+FOOTER_COUNTERS = ("db_reads", "db_writes", "included_files", "memory_peak_mb", "session_size_kb",
+                   "cpu_ticks", "cpu_unreadable")
 
 
 class UrlStats:
@@ -29,11 +30,16 @@ class UrlStats:
         # Discrete counters are tallied value by value; times go into histograms.
         self.footer_counts: dict[str, Counter] = {name: Counter() for name in FOOTER_COUNTERS}
         self.footer_times = {"server_time_ms": Histogram(), "session_wait_ms": Histogram(), "db_time_ms": Histogram()}
+        # The PHP worker's CPU ticks per time block, tallied: the work a page did, which a
+        # busy machine hardly inflates, with the same blocks as service time.
+        self.blocks_cpu: list[Counter] = [Counter() for _ in range(blocks)]
 
-    def record_footer(self, footer: dict) -> None:
+    def record_footer(self, footer: dict, block: int) -> None:
         for name, tally in self.footer_counts.items():
             if name in footer:
                 tally[footer[name]] += 1
+        if "cpu_ticks" in footer:
+            self.blocks_cpu[block][footer["cpu_ticks"]] += 1
         for name, histogram in self.footer_times.items():
             if name in footer:
                 histogram.record(footer[name])
@@ -53,6 +59,8 @@ class UrlStats:
             "blocks_service_ms": [block.to_dict() for block in self.blocks],
             "blocks_service_fine_ms": [block.to_dict() for block in self.blocks_fine],
             "footer": footer,
+            **({"blocks_cpu_ticks": [{str(k): v for k, v in sorted(tally.items())} for tally in self.blocks_cpu]}
+               if footer.get("cpu_ticks") else {}),
         }
 
 
@@ -150,4 +158,4 @@ class Recorder:
         stats.blocks[block].record(service_ms, service_bucket)
         stats.blocks_fine[block].record(service_ms, int(service_log / _FINE))
         if footer:
-            stats.record_footer(footer)
+            stats.record_footer(footer, block)

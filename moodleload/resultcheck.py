@@ -198,6 +198,9 @@ def _url_problem(raw, where: str, blocks: int) -> str | None:
     footer = raw.get("footer")
     if not isinstance(footer, dict):
         return f"{where}.footer is not an object"
+    problem = _cpu_blocks_problem(raw.get("blocks_cpu_ticks"), where, blocks)
+    if problem:
+        return problem
     for key, value in footer.items():
         problem = _histogram_problem(value, f"{where}.footer.{key}") if key.endswith("_ms") \
             else _tally_problem(value, f"{where}.footer.{key}")
@@ -205,6 +208,22 @@ def _url_problem(raw, where: str, blocks: int) -> str | None:
             return problem
         if not key.endswith("_ms") and not all(_is_footer_value(k) for k in value):
             return f"{where}.footer.{key} has a value that is not a number from 0 to {MAX_FOOTER_VALUE:g}"
+    return None
+
+
+def _cpu_blocks_problem(cpu_blocks, where: str, blocks: int) -> str | None:
+    """Each block's tally of the worker's CPU ticks (absent before 0.7 and on rows without them)."""
+    if cpu_blocks is None:
+        return None
+    if not isinstance(cpu_blocks, list) or len(cpu_blocks) != blocks:
+        return f"{where}.blocks_cpu_ticks does not hold metadata.blocks ({blocks}) tallies"
+    for position, tally in enumerate(cpu_blocks):
+        problem = _tally_problem(tally, f"{where}.blocks_cpu_ticks[{position}]")
+        if problem:
+            return problem
+        if not all(_is_footer_value(k) for k in tally):
+            return f"{where}.blocks_cpu_ticks[{position}] has a value that is not a number from 0 to " \
+                   f"{MAX_FOOTER_VALUE:g}"
     return None
 
 

@@ -116,6 +116,10 @@ def _merge_url(target: dict, raw: dict) -> None:
             for a, b in zip(target["blocks_service_fine_ms"], raw["blocks_service_fine_ms"], strict=True)]
     else:  # an older shard without them: the coarse blocks serve for all
         target.pop("blocks_service_fine_ms", None)
+    if "blocks_cpu_ticks" in raw:  # a shard whose pages showed no CPU line has none
+        mine = target.setdefault("blocks_cpu_ticks", [{} for _ in raw["blocks_cpu_ticks"]])
+        for tally, other in zip(mine, raw["blocks_cpu_ticks"], strict=True):
+            _merge_tallies(tally, other)
     for key, value in raw["footer"].items():
         if key not in target["footer"]:
             target["footer"][key] = value

@@ -21,6 +21,7 @@ from .config import CALL_ROW, PAGE_ROW
 from .exits import UsageError
 from .files import read_json, write_json_atomically
 from .histogram import FineHistogram, Histogram, counter_median
+from .moodle import TICK_MS
 from .resultcheck import document_problem
 from .resultmerge import merge_raw
 from .resultsummary import Summary, summarize
@@ -39,7 +40,9 @@ if TYPE_CHECKING:
 #      and generator.paused_s (what was asked, and how long the generator stood still).
 #      0.7 also added statements (--query-stats: per-statement deltas of the window) and
 #      metrics (--metrics: the servers' exporters as a timeline).
-#      0.7 also added row_kinds (page, journey step or web-service call: the reports' headings).
+#      0.7 also added row_kinds (page, journey step or web-service call: the reports' headings),
+#      the footer tallies cpu_ticks and cpu_unreadable and the urls' blocks_cpu_ticks (the
+#      PHP worker's CPU time per answer, per block).
 #      Readers take all of them.
 RESULTS_FORMAT = 1
 
@@ -149,6 +152,14 @@ class Generator:
         return self.cpu_seconds / self.run_seconds if self.run_seconds else None
 
 
+def tally_mean_ms(tally: dict[str, int]) -> float | None:
+    """The mean of a tally of CPU ticks, in ms (None when empty)."""
+    count = sum(tally.values())
+    if not count:
+        return None
+    return sum(float(ticks) * times for ticks, times in tally.items()) * TICK_MS / count
+
+
 @dataclass(frozen=True)
 class UrlRecord:
     """One row's recorded results (a page, a journey step or a web-service call)."""
@@ -164,10 +175,12 @@ class UrlRecord:
     blocks_service_fine_ms: tuple[Histogram, ...] | None = None  # the same in 0.2 % buckets (0.4+)
     footer_tallies: dict[str, dict[str, int]] = field(default_factory=dict)  # db_reads: {"33": 58, ...}
     footer_times: dict[str, Histogram] = field(default_factory=dict)  # server_time_ms, ...
+    blocks_cpu_ticks: tuple[dict[str, int], ...] | None = None  # the worker's CPU ticks, tallied per block (0.7+)
 
     @classmethod
     def from_dict(cls, raw: dict) -> UrlRecord:
         fine = raw.get("blocks_service_fine_ms")
+        cpu_blocks = raw.get("blocks_cpu_ticks")
         footer = raw["footer"]
         return cls(raw["requests"], raw["success"], raw["failure"], dict(raw["failures"]), dict(raw["redirects"]),
                    Histogram.from_dict(raw["response_ms"]), Histogram.from_dict(raw["service_ms"]),
@@ -175,11 +188,39 @@ class UrlRecord:
                    None if fine is None else tuple(FineHistogram.from_dict(block) for block in fine),
                    {name: dict(value) for name, value in footer.items() if not name.endswith("_ms")},
                    {name: Histogram.from_dict(value) for name, value in footer.items()
-                    if name.endswith("_ms") and value})
+                    if name.endswith("_ms") and value},
+                   None if cpu_blocks is None else tuple(dict(block) for block in cpu_blocks))
 
     def footer_median(self, name: str) -> float | None:
         """The median of a footer tally (db_reads, ...), None where no page showed one."""
         return counter_median(self.footer_tallies.get(name) or {})
+
+    @property
+    def footers(self) -> int:
+        """How many answers carried Moodle's performance footer (every counter is one tally)."""
+        return max((sum(tally.values()) for tally in self.footer_tallies.values()), default=0)
+
+    @property
+    def cpu_requests(self) -> int:
+        """Answers whose footer gave a readable CPU time."""
+        return sum((self.footer_tallies.get("cpu_ticks") or {}).values())
+
+    @property
+    def cpu_unreadable(self) -> int:
+        """Answers whose footer's CPU line could not be true (moodle.cpu_ticks)."""
+        return sum((self.footer_tallies.get("cpu_unreadable") or {}).values())
+
+    @property
+    def cpu_ms_mean(self) -> float | None:
+        """The worker's mean CPU time per answer, ms: the work the page did.  A mean, not a
+        median: each answer is rounded to a 10 ms tick, and only the mean of many is finer."""
+        return tally_mean_ms(self.footer_tallies.get("cpu_ticks") or {})
+
+    def block_cpu_means(self, minimum_count: int = 3) -> list[float]:
+        """Per time block, the mean CPU time per answer (ms), for blocks with enough answers."""
+        means = [tally_mean_ms(block) for block in self.blocks_cpu_ticks or ()
+                 if sum(block.values()) >= minimum_count]
+        return [value for value in means if value is not None]
 
     @property
     def block_histograms(self) -> tuple[Histogram, ...]:

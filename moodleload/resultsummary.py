@@ -60,6 +60,7 @@ class UrlSummary:
     latency_ms: Percentiles = Percentiles()
     service_ms: Percentiles = Percentiles()
     footer: dict[str, Spread] = field(default_factory=dict)  # db_reads, server_time_ms, ... where recorded
+    cpu_ms_mean: float | None = None  # the PHP worker's mean CPU time per answer (footer), where it showed one
 
     def footer_median(self, name: str) -> float | None:
         spread = self.footer.get(name)
@@ -75,6 +76,8 @@ class UrlSummary:
         for name, spread in self.footer.items():
             summary[f"{name}_median"] = spread.median
             summary[f"{name}_max"] = spread.max
+        if self.cpu_ms_mean is not None:
+            summary["cpu_ms_mean"] = self.cpu_ms_mean
         return summary
 
 
@@ -131,8 +134,9 @@ def url_summary(record: UrlRecord) -> UrlSummary:
         histogram = record.footer_times.get(name)
         if histogram is not None:
             footer[name] = Spread(round_or_none(histogram.percentile(50)), round_or_none(histogram.maximum))
+    cpu = record.cpu_ms_mean
     return UrlSummary(record.requests, record.success, record.failure, Percentiles.of(record.response_ms),
-                      Percentiles.of(record.service_ms), footer)
+                      Percentiles.of(record.service_ms), footer, None if cpu is None else round(cpu, 2))
 
 
 def summarize(results: Results) -> Summary:

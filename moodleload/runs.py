@@ -40,7 +40,9 @@ from .compare import (
     block_medians,
     failure_rise_upper,
 )
+from .config import PAGE_ROW
 from .stats import f_cdf, student_t_cdf, student_t_quantile
+from .work import TIME, WORK, work_value
 
 if TYPE_CHECKING:
     from .results import UrlRecord
@@ -57,8 +59,12 @@ def mean(values: list) -> float:
     return sum(values) / len(values)
 
 
-def run_value(record: UrlRecord, minimum_blocks: int) -> float | None:
-    """One run's value for one page: the median of its block medians, or None with too few blocks."""
+def run_value(record: UrlRecord, minimum_blocks: int, measure: str = TIME, kind: str = PAGE_ROW,
+              tolerance_pct: float = 10.0) -> float | None:
+    """One run's value for one page: the median of its block medians of service time, or
+    (``measure`` work) its mean CPU time per answer; None with too few data."""
+    if measure == WORK:
+        return work_value(record, kind, tolerance_pct)
     medians = block_medians(record)
     if len(medians) < minimum_blocks:
         return None
@@ -309,15 +315,16 @@ def more_runs(evidence: Evidence, thresholds: Thresholds, pages_alpha: float) ->
             "each": first(lambda extra: evidence.with_more_runs(new=extra, base=extra))}
 
 
-def log_grids(bases: list, news: list, names: list, minimum_blocks: int) -> list:
-    """For each commit, runs x pages of log values (None: too few blocks on that page in that run)."""
+def log_grids(bases: list, news: list, names: list, thresholds: Thresholds, measure: str = TIME) -> list:
+    """For each commit, runs x pages of log values of ``measure`` (None: too few data on that page in that run)."""
     grids = []
     for documents in (bases, news):
         grid = []
         for document in documents:
             row = []
             for name in names:
-                value = run_value(document.urls[name], minimum_blocks)
+                value = run_value(document.urls[name], thresholds.min_blocks, measure, document.row_kind(name),
+                                  thresholds.max_regression_pct)
                 row.append(math.log(value) if value is not None and value > 0 else None)
             grid.append(row)
         grids.append(grid)

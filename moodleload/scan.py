@@ -24,7 +24,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-from .changepoints import MIN_SEGMENT, describe, find_all
+from .changepoints import MIN_SEGMENT, describe, find_all, is_work
 from .compare import Thresholds
 from .exits import EXIT_BAD, EXIT_GOOD, EXIT_SIGINT, EXIT_USAGE, UsageError
 from .files import read_json, write_json_atomically
@@ -193,8 +193,11 @@ def measure(scan: Scan) -> int | None:
 
 def bisect_environment(scan: Scan, interval: Interval, folder: str, max_regression: float, max_reads: float) -> dict:
     load_args = scan.environment.get("LOAD_ARGS", "")
+    # A step that only the work showed (the time was too noisy to) is bisected by the work.
+    judge = " --judge work" if all(is_work(item.series) for item in interval.found) else ""
     return {**scan.environment, "RESULTS_DIR": folder, "BISECT_FOR": interval.direction,
-            "LOAD_ARGS": f"{load_args} --max-regression {max_regression:g} --max-db-reads-increase {max_reads:g}"}
+            "LOAD_ARGS": f"{load_args} --max-regression {max_regression:g} --max-db-reads-increase {max_reads:g}"
+                         f"{judge}"}
 
 
 def prepare_baseline(scan: Scan, interval: Interval, intervals: list, folder: str, environment: dict) -> list:

@@ -18,12 +18,13 @@ from .compare import Thresholds
 from .exits import EXIT_USAGE, UsageError
 from .results import load_document
 from .runs import MAX_EXTRA_RUNS, Evidence, analyse_spread, decided, log_grids
+from .work import JUDGE_BOTH, JUDGE_CHOICES, good_measure
 
 
 def baseline_spread(bases: list, thresholds: Thresholds):
     """The run-to-run spread of the baseline's own runs, and the pages it was read from."""
     names = [name for name in bases[0].urls if all(name in document.urls for document in bases)]
-    spread = analyse_spread(log_grids(bases, [], names, thresholds.min_blocks)[:1])
+    spread = analyse_spread(log_grids(bases, [], names, thresholds, good_measure(thresholds.judge))[:1])
     return spread, names
 
 
@@ -74,7 +75,7 @@ def cost_line(runs: int, seconds_per_run: float | None, commits: int | None, tol
 
 
 def _baseline(args) -> int:
-    thresholds = Thresholds(max_regression_pct=args.max_regression, alpha=args.alpha)
+    thresholds = Thresholds(max_regression_pct=args.max_regression, alpha=args.alpha, judge=args.judge)
     bases = [load_document(path) for path in args.results]
     spread, _ = baseline_spread(bases, thresholds)
     if spread is None:
@@ -83,7 +84,8 @@ def _baseline(args) -> int:
         print("extra_baseline_runs=1\nruns_per_step=")
         return 0
     runs, extra = plan_baseline(bases, thresholds, args.max_runs)
-    noise = f"{math.exp(spread.total) - 1:.1%} a page run to run, {math.exp(spread.site) - 1:.1%} for the site"
+    what = "CPU time per answer" if good_measure(thresholds.judge) == "work" else "service time"
+    noise = f"{what}: {math.exp(spread.total) - 1:.1%} a page run to run, {math.exp(spread.site) - 1:.1%} for the site"
     if runs is None:
         print(f"[bisect] at this spread ({noise}) not even {MAX_EXTRA_RUNS} more baseline runs would let "
               f"{args.max_runs} runs a step call {args.max_regression:g} %: lower the noise (a quieter machine, "
@@ -118,6 +120,8 @@ def main(argv=None) -> int:
     parser.add_argument("results", nargs="+", metavar="RESULTS")
     parser.add_argument("--max-regression", type=float, default=10.0)
     parser.add_argument("--alpha", type=float, default=0.05)
+    parser.add_argument("--judge", choices=JUDGE_CHOICES, default=JUDGE_BOTH,
+                        help="the measure the steps decide good by: work sizes from the CPU time's spread")
     parser.add_argument("--max-runs", type=int, default=6, help="runs a bisect step may spend on one commit")
     parser.add_argument("--seconds-per-run", type=float, help="wall time of one prepared run")
     parser.add_argument("--commits", type=int, help="commits the bisect spans")

@@ -21,9 +21,10 @@ def format_report(document: Results) -> str:
     moodle = document.metadata.moodle
     if moodle is not None:
         lines.append(f"Moodle under test: {moodle.label} ({moodle.layout})")
-    lines.append("Per URL (latency = response time from the intended start; svc = service time; ms):")
+    lines.append("Per URL (latency = response time from the intended start; svc = service time; CPU = Moodle's "
+                 "own CPU time per answer, mean; ms):")
     header = f"{'url':<38} {'req':>6} {'ok':>6} {'fail':>5} {'p50':>7} {'p95':>7} {'p99':>7} " \
-             f"{'max':>7} {'svc p50':>7} {'svc p95':>7} {'DB r/w':>8}"
+             f"{'max':>7} {'svc p50':>7} {'svc p95':>7} {'CPU':>6} {'DB r/w':>8}"
     lines.append(header)
     lines.append("-" * len(header))
     cell = fmt
@@ -38,7 +39,8 @@ def format_report(document: Results) -> str:
             else "-"
         lines.append(f"{shorten(row.name, 38):<38} {row.requests:>6} {row.success:>6} {row.failure:>5} "
                      f"{cell(row.latency_p50):>7} {cell(row.latency_p95):>7} {cell(row.latency_p99):>7} "
-                     f"{cell(row.latency_max):>7} {cell(row.service_p50):>7} {cell(row.service_p95):>7} {footer:>8}")
+                     f"{cell(row.latency_max):>7} {cell(row.service_p50):>7} {cell(row.service_p95):>7} "
+                     f"{cell(row.cpu_ms):>6} {footer:>8}")
         if row.failures:
             lines.append(f"    failures: {', '.join(f'{k} {v}' for k, v in row.failures.items())}")
         if row.redirects:
@@ -93,10 +95,11 @@ def rate_hints(document: Results) -> list:
 
 
 def format_comparison(comparison: Comparison) -> str:
-    evidence = "per-run medians against the run-to-run spread" if comparison.method == "runs" \
-        else "service-time medians of time blocks"
+    evidence = "per-run values against the run-to-run spread" if comparison.method == "runs" \
+        else "medians of time blocks"
     lines = ["", f"Against the baseline (tolerance {comparison.max_regression_pct:g} %, "
-                 f"alpha per URL {comparison.alpha_per_url:.3g}; {evidence}):"]
+                 f"alpha per URL {comparison.alpha_per_url:.3g}; {evidence}; --judge {comparison.judge}: "
+                 f"{JUDGED[comparison.judge]}):"]
     header = (f"{'url':<38} {'base ms':>8} {'new ms':>8} {'ratio':>7} {'95% interval':>13} {'p':>8} "
               f"{'rules out':>9} {'DB reads':>11}  verdict")
     lines += [header, "-" * len(header)]
@@ -107,6 +110,7 @@ def format_comparison(comparison: Comparison) -> str:
                      f"{fmt(row.ratio, '.3f'):>7} {interval:>13} {fmt(row.p_value, '.2g'):>8} "
                      f"{ruled(row.rules_out_pct):>9} {reads:>11}  "
                      f"{row.verdict}")
+    lines += work_table(comparison)
     detectable = [f"{shorten(row.name, 38)} {row.detectable_pct:.1f} %" for row in comparison.rows.values()
                   if row.detectable_pct is not None]
     if detectable:
@@ -118,7 +122,8 @@ def format_comparison(comparison: Comparison) -> str:
     if server:
         lines.append("Moodle's own server time (footer, median ms): " + ", ".join(server))
     if comparison.rules_out_pct is not None:
-        lines.append(f"good needs every slowdown above {comparison.max_regression_pct:g} % ruled out: these runs "
+        what = "rise of CPU time per answer" if comparison.judge == "work" else "slowdown"
+        lines.append(f"good needs every {what} above {comparison.max_regression_pct:g} % ruled out: these runs "
                      f"rule out those above {comparison.rules_out_pct:.1f} % (pages and the site as a whole)")
     statements = change_lines(comparison.statements)
     if statements and comparison.statements is not None:
@@ -131,6 +136,27 @@ def format_comparison(comparison: Comparison) -> str:
     lines += [f"note: {note}" for note in comparison.notes]
     lines += [f"not comparable: {reason}" for reason in comparison.not_comparable]
     return "\n".join(lines)
+
+
+JUDGED = {"time": "service time decides", "work": "Moodle's CPU time per answer and DB reads decide",
+          "both": "service time decides, a rise of CPU time alone is bad too"}
+
+
+def work_table(comparison: Comparison) -> list:
+    """The CPU time per answer against the baseline, page by page, where the footers gave it."""
+    rows = [row for row in comparison.rows.values() if row.work is not None]
+    if not rows:
+        return []
+    lines = ["Work: Moodle's own CPU time per answer (footer, mean ms):"]
+    for row in rows:
+        work = row.work
+        assert work is not None  # selected above
+        interval = "-" if work.interval is None else "{:.3f}-{:.3f}".format(*work.interval)
+        lines.append(f"{shorten(row.name, 38):<38} {fmt(work.cpu_ms[0]):>8} {fmt(work.cpu_ms[1]):>8} "
+                     f"{fmt(work.ratio, '.3f'):>7} {interval:>13} {'':>8} {ruled(work.rules_out_pct):>9} {'':>11}  "
+                     f"{work.verdict}" + (f" ({work.reasons[0]})" if work.reasons and work.verdict != "regression"
+                                          else ""))
+    return lines
 
 
 def format_trust(signals: TrustSignals) -> list:

@@ -190,6 +190,8 @@ def decide(summary: Summary, gates: Gates, comparison: Comparison | None, logins
         return Verdict.cannot_judge([*never, *notes])
     if comparison is not None and comparison.verdict == "unsure":
         headline = [comparison.undecided] if comparison.undecided else []
+        if comparison.work_would_decide:
+            headline.append(comparison.work_would_decide)
         return Verdict.cannot_judge(headline + [f"{row.name}: {'; '.join(row.reasons)}"
                                                 for row in comparison.rows_with("unsure")] + notes)
     return Verdict(EXIT_GOOD, "good", tuple(notes))

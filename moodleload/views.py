@@ -38,6 +38,7 @@ class UrlRow:
     failures: dict
     redirects: dict
     kind: str = PAGE_ROW  # page, journey step or web-service call (results before 0.7 know only pages)
+    cpu_ms: float | None = None  # the PHP worker's mean CPU time per answer (footer), where shown
 
 
 ROW_HEADINGS = {"page": "pages", "journey step": "journey steps", "web-service call": "web-service calls"}
@@ -52,7 +53,7 @@ def url_rows(document: Results) -> list:
         rows.append(UrlRow(name, row.requests, row.success, row.failure, row.latency_ms.p50, row.latency_ms.p95,
                            row.latency_ms.p99, row.latency_ms.max, row.service_ms.p50, row.service_ms.p95,
                            row.footer_median("db_reads"), row.footer_median("db_writes"), dict(record.failures),
-                           dict(record.redirects), document.row_kind(name)))
+                           dict(record.redirects), document.row_kind(name), row.cpu_ms_mean))
     return sorted(rows, key=lambda row: ROW_KINDS.index(row.kind))
 
 

@@ -11,6 +11,7 @@ succeed), or an in-memory list when no database is at hand.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import random
 import secrets
@@ -19,8 +20,11 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
+from concurrent.futures import ThreadPoolExecutor
+
 from aiohttp import web
 
+from .cpuwork import burn, calibrate
 from .moodledb import SiteData
 from .sitepages import (
     SERVICE_ANSWERS,
@@ -33,6 +37,11 @@ from .siteusers import password_matches
 from .siteviews import LOGGED_IN_PAGES, PageView
 
 TOKEN_ALPHABET = string.ascii_letters + string.digits
+
+
+# The worker's (user, sys) CPU ticks of the request being answered: set where the page does
+# its work, read where its footer is written (one asyncio task per request).
+REQUEST_CPU: contextvars.ContextVar[tuple[int, int]] = contextvars.ContextVar("request_cpu", default=(0, 0))
 
 
 def new_sesskey() -> str:
@@ -89,6 +98,8 @@ class MoodleSite:
                                            if self.settings.page_noise else 1.0) for kind in self.settings.pages}
         self.stall_until = 0.0
         self._capacity: asyncio.Semaphore | None = None
+        self._cpu_pool: ThreadPoolExecutor | None = None
+        self._rounds_per_ms = self.settings.cpu_rounds_per_ms
 
     # ---- helpers
     def stall(self, seconds: float) -> None:
@@ -128,7 +139,8 @@ class MoodleSite:
               content: str, session: Session | None, server_seconds: float, session_wait: float,
               set_cookie: bool = False, page_config: dict | None = None, scripts: str = "") -> web.Response:
         profile = self.settings.pages[kind]
-        footer = footer_html(profile, server_seconds, session_wait) if self.settings.perfdebug else None
+        footer = footer_html(profile, server_seconds, session_wait, REQUEST_CPU.get()) \
+            if self.settings.perfdebug else None
         sesskey = session.sesskey if session is not None and session.userid else None
         body = page_html(title=title, body_id=body_id, wwwroot=self._wwwroot(request), content=content,
                          profile=profile, sesskey=sesskey, footer=footer, page_config=page_config, scripts=scripts)
@@ -147,12 +159,31 @@ class MoodleSite:
             self._capacity = asyncio.Semaphore(self.settings.workers)
         if self._capacity is not None:
             async with self._capacity:
+                burned = await self._burn(profile)
                 await asyncio.sleep(seconds)
         else:
+            burned = await self._burn(profile)
             await asyncio.sleep(seconds)
+        seconds += burned
         if profile.queries and hasattr(self.users, "run_queries"):
             await self.users.run_queries(profile.queries)
         return seconds
+
+    async def _burn(self, profile) -> float:
+        """The page's CPU work on a worker thread, its measured ticks kept for the footer;
+        the wall time it took (a busy machine stretches it, not the ticks)."""
+        if profile.cpu_ms <= 0:
+            REQUEST_CPU.set((0, 0))
+            return 0.0
+        if self._cpu_pool is None:
+            self._cpu_pool = ThreadPoolExecutor(max_workers=self.settings.workers or 8, thread_name_prefix="php")
+            if not self._rounds_per_ms:
+                self._rounds_per_ms = await asyncio.get_running_loop().run_in_executor(self._cpu_pool, calibrate)
+        work = profile.cpu_ms * (self.random.lognormvariate(0.0, profile.cpu_jitter) if profile.cpu_jitter else 1.0)
+        rounds = max(1, round(work * self._rounds_per_ms))
+        started = time.monotonic()
+        REQUEST_CPU.set(await asyncio.get_running_loop().run_in_executor(self._cpu_pool, burn, rounds))
+        return time.monotonic() - started
 
     # ---- entry point
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -344,4 +375,9 @@ class MoodleSite:
     def app(self) -> web.Application:
         application = web.Application(client_max_size=1024 ** 2)
         application.router.add_route("*", "/{tail:.*}", self.handle)
+        application.on_cleanup.append(self._stop_workers)
         return application
+
+    async def _stop_workers(self, _application: web.Application) -> None:
+        if self._cpu_pool is not None:
+            self._cpu_pool.shutdown(wait=False, cancel_futures=True)

@@ -13,7 +13,10 @@ from .sitesettings import PageProfile
 PADDING = ("<!-- " + "moodle-page-content " * 16 + "-->\n").encode() * 800  # ~270 KB
 
 
-def footer_html(profile: PageProfile, server_seconds: float, session_wait: float) -> str:
+def footer_html(profile: PageProfile, server_seconds: float, session_wait: float, cpu: tuple[int, int]) -> str:
+    """Moodle's performance footer; ``cpu``: the worker's (user, sys) ticks for this request."""
+    user, system = cpu
+    wall = max(int(server_seconds * 100), user + system)
     return (
         '<div class="performanceinfo siteinfo container-fluid px-md-0 overflow-auto pt-3">'
         '<ul class="list-unstyled row mx-md-0">'
@@ -26,7 +29,7 @@ def footer_html(profile: PageProfile, server_seconds: float, session_wait: float
         "<li class='langcountgetstring col-sm-4'>get_string calls: 570 </li> "
         f'<li class="dbqueries col-sm-4">DB reads/writes: {profile.db_reads}/{profile.db_writes}</li> '
         f'<li class="dbtime col-sm-4">DB queries time: {server_seconds * 0.2:.5f} secs</li> '
-        '<li class="posixtimes col-sm-4">ticks: 8 user: 4sys: 2 cuser: 0 csys: 0</li> '
+        f'<li class="posixtimes col-sm-4">ticks: {wall} user: {user}sys: {system} cuser: 0 csys: 0</li> '
         '<li class="serverload col-sm-4">Load average: 0.67</li> '
         '<li class="serverload col-sm-4"><div class="sessionsize">Session (core\\session\\file): 4.3 KB</div></li>'
         f'<li class="sessionwait col-sm-4">Session wait: {session_wait:.3f} secs</li></ul>'

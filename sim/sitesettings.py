@@ -20,6 +20,10 @@ class PageProfile:
     included_files: int = 566
     memory_peak_mb: float = 8.4
     status: int = 200  # e.g. 500: the page throws on this commit (Moodle's error page, that status)
+    # Real CPU work per view (sim/cpuwork.py), on top of latency_ms' waiting: what the footer's
+    # CPU ticks then measure.  0: none, the footer shows the little the site itself spent.
+    cpu_ms: float = 0.0
+    cpu_jitter: float = 0.1  # sigma of a lognormal factor on cpu_ms
     # Statements the page runs on the site's database at each view, [sql, times] each (with
     # a database behind the site): a commit that adds a query, as the server's statistics see it.
     queries: list = field(default_factory=list)
@@ -65,6 +69,9 @@ class SiteSettings:
     # run_noise) and one per page (page_noise), from the system's entropy, not the seed.
     run_noise: float = 0.0
     page_noise: float = 0.0
+    # Rounds of CPU work per ms (sim/cpuwork.py); 0: measured when the site starts.  A bench
+    # that restarts the site at every commit sets it once, so each start does the same work.
+    cpu_rounds_per_ms: float = 0.0
 
     @classmethod
     def from_dict(cls, raw: dict) -> SiteSettings:

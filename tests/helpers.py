@@ -3,11 +3,13 @@ moodle_load.py, and a tiny browser for specifying the simulated site hop by hop.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import itertools
 import json
 import os
 import re
+import subprocess
 import sys
 from urllib.parse import urlencode, urlsplit
 
@@ -24,6 +26,19 @@ TEMPLATE = "moodle_template"  # the seeded database each test's database is copi
 _database_numbers = itertools.count(1)
 
 PASSWORD = "Passw0rd!"
+
+
+@contextlib.contextmanager
+def busy_loops(count: int):
+    """``count`` processes that each hold a core for as long as the block runs: the other
+    work of a shared CI runner or a laptop, made real."""
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+    try:
+        yield
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait()
 
 
 def write_config(path, base_url: str, users: int = 5, urls=None, parameters=None, password: str = PASSWORD,

@@ -34,12 +34,67 @@ def test_the_footer_of_a_real_moodle_page_is_parsed():
         footer = parse_footer(b"<html>" + b"x" * 200000 + handle.read())
     assert footer == {"db_reads": 43, "db_writes": 1, "server_time_ms": pytest.approx(78.92),
                       "memory_peak_mb": 8.2, "included_files": 566, "session_wait_ms": 0.0,
-                      "db_time_ms": pytest.approx(19.17), "session_size_kb": 4.3}
+                      "db_time_ms": pytest.approx(19.17), "session_size_kb": 4.3, "cpu_ticks": FOOTER_MY_CPU}
+
+
+# Every captured real footer (tests/data/footers) and the worker's CPU ticks it shows:
+# user + sys from "ticks: R user: U sys: S" (Moodle prints "user: 36sys: 5").
+REAL_FOOTER_CPU = {
+    "5.0": {"01-login-page": 2, "03-login-error-page": 3, "05-login-page-again": 2, "08-my-first-visit": 12,
+            "09-my-second-visit": 6, "10-course-enrolled": 11, "12-enrol-page": 4, "13-course-missing": 2,
+            "14-forum": 10, "15-forum-missing": 4, "16-profile": 3, "17-profile-missing": 2,
+            "21-session-expired-message": 1},
+    "5.1": {"01-login-page": 5, "03-login-error-page": 3, "05-login-page-again": 4, "08-my-first-visit": 42,
+            "09-my-second-visit": 19, "10-course-enrolled": 41, "12-enrol-page": 17, "13-course-missing": 7,
+            "14-forum": 27, "15-forum-missing": 7, "16-profile": 8, "17-profile-missing": 10,
+            "21-session-expired-message": 3},
+}
+
+
+@pytest.mark.parametrize("layout,page", [(layout, page) for layout, pages in REAL_FOOTER_CPU.items()
+                                         for page in pages])
+def test_every_real_footer_gives_the_workers_cpu_ticks(layout, page):
+    with open(os.path.join(DATA, "footers", layout, page + ".html"), "rb") as handle:
+        footer = parse_footer(b"<html>" + b"x" * 50000 + handle.read())
+    assert footer is not None and footer["cpu_ticks"] == REAL_FOOTER_CPU[layout][page]
+    assert "cpu_unreadable" not in footer
+
+
+def test_every_captured_footer_is_in_the_table():
+    for layout, pages in REAL_FOOTER_CPU.items():
+        files = {name[:-5] for name in os.listdir(os.path.join(DATA, "footers", layout)) if name.endswith(".html")}
+        assert files == set(pages)
+
+
+CPU_LINE = '<div class="performanceinfo"><ul><li class="posixtimes col-sm-4">{}</li></ul></div>'
+
+
+@pytest.mark.parametrize("line", [
+    "ticks: 8 user: -1sys: 2 cuser: 0 csys: 0",  # a counter that went backwards
+    "ticks: -5 user: 1sys: 0 cuser: 0 csys: 0",
+    "ticks: 8 user: 30sys: 2 cuser: 0 csys: 0",  # more CPU than wall time on one thread
+    "ticks: 9999999 user: 9999990sys: 2 cuser: 0 csys: 0",  # absurd
+])
+def test_a_cpu_reading_that_cannot_be_true_is_unreadable_not_a_number(line):
+    footer = parse_footer(CPU_LINE.format(line).encode())
+    assert footer == {"cpu_unreadable": 1}
+
+
+def test_cpu_a_little_above_the_wall_reading_is_rounding_and_kept():
+    footer = parse_footer(CPU_LINE.format("ticks: 2 user: 2sys: 1 cuser: 0 csys: 0").encode())
+    assert footer == {"cpu_ticks": 3}
+
+
+def test_a_footer_without_the_cpu_line_has_no_cpu():
+    footer = parse_footer(b'<div class="performanceinfo"><li class="dbqueries">DB reads/writes: 4/1</li></div>')
+    assert footer == {"db_reads": 4, "db_writes": 1}
 
 
 def test_a_page_without_footer_has_no_counters():
     assert parse_footer(b"<html><body>no footer</body></html>") is None
 
+
+FOOTER_MY_CPU = 6  # footer-my.html: "ticks: 8 user: 4sys: 2"
 
 SITE = ("https", "moodle.test", 443)
 

@@ -10,7 +10,7 @@ import bcrypt
 import psycopg2
 import pytest
 
-from helpers import DATA, Browser, fast_settings
+from helpers import DATA, Browser, busy_loops, fast_settings
 from sim.sitesettings import PageProfile
 from sim.siteusers import password_matches
 
@@ -126,6 +126,40 @@ def test_pages_carry_the_performance_footer_with_the_configured_counters(sim_fac
     _, _, page = browser.get("/course/view.php?id=10")
     assert '<li class="dbqueries col-sm-4">DB reads/writes: 73/1</li>' in page
     assert "performanceinfo" in browser.get("/login/index.php")[2]
+
+
+def _cpu_ticks(browser, path: str, views: int) -> list:
+    from moodleload.moodle import parse_footer
+    return [parse_footer(browser.get(path)[2].encode())["cpu_ticks"] for _ in range(views)]
+
+
+def test_a_page_that_does_cpu_work_reports_the_workers_measured_ticks_and_an_idle_one_none(sim_factory):
+    settings = fast_settings()
+    settings.pages["course"].cpu_ms = 40
+    browser = Browser(sim_factory(settings).url)
+    browser.login(USER, PASSWORD)
+    course = _cpu_ticks(browser, "/course/view.php?id=10", 40)
+    # 40 ms of work is 4 ticks; each request's reading is two readings rounded down to a tick
+    assert 3.0 <= sum(course) / len(course) <= 5.5
+    assert set(course) <= {2, 3, 4, 5, 6, 7}
+    assert _cpu_ticks(browser, "/my/", 5) == [0] * 5
+
+
+def test_busy_loops_stretch_a_pages_wall_time_but_not_its_cpu_ticks(sim_factory):
+    from moodleload.moodle import parse_footer
+    settings = fast_settings()
+    settings.pages["course"].cpu_ms = 30
+    settings.pages["course"].cpu_jitter = 0.0
+    browser = Browser(sim_factory(settings).url)
+    browser.login(USER, PASSWORD)
+    quiet = [parse_footer(browser.get("/course/view.php?id=10")[2].encode()) for _ in range(30)]
+    with busy_loops(2 * (os.cpu_count() or 2)):
+        busy = [parse_footer(browser.get("/course/view.php?id=10")[2].encode()) for _ in range(30)]
+
+    def mean(footers, name):
+        return sum(footer[name] for footer in footers) / len(footers)
+    assert mean(busy, "server_time_ms") > 1.2 * mean(quiet, "server_time_ms")
+    assert abs(mean(busy, "cpu_ticks") - mean(quiet, "cpu_ticks")) <= 0.25 * mean(quiet, "cpu_ticks")
 
 
 def test_page_bodies_have_the_configured_size(sim_factory):

@@ -1,0 +1,179 @@
+"""Judging the work a page did (Moodle's own CPU time per answer) beside the time it took:
+--judge time|work|both, on synthetic runs whose wall time is as noisy as a busy machine's."""
+
+import copy
+import json
+import os
+import random
+
+import pytest
+
+from helpers import DATA
+from moodleload.compare import Thresholds, compare_documents
+from moodleload.results import Results
+from moodleload.runcompare import compare_runs
+from moodleload.work import cpu_problem, tick_resolution
+from sim.synthetic import synthetic_run
+
+# The recorded run's pages with a CPU time per answer like a real 2-core Moodle's (ms).
+CPU = {"dashboard": 60.0, "course": 80.0, "forum": 70.0, "profile": 40.0}
+BUSY = 0.06  # wall time's run-to-run spread on a busy machine: 6 %
+
+
+@pytest.fixture(scope="module")
+def recorded():
+    with open(os.path.join(DATA, "recorded-run.json")) as handle:
+        return json.load(handle)
+
+
+def runs(recorded, count: int, seed: int, cpu=None, slowdown=None, wall=BUSY):
+    rng = random.Random(seed)
+    return [synthetic_run(recorded, rng, slowdown, run_shift_sd=wall, cpu_ms=cpu or CPU) for _ in range(count)]
+
+
+def slower(page: str, factor: float) -> dict:
+    return {**CPU, page: CPU[page] * factor}
+
+
+def test_on_a_busy_machine_identical_code_is_good_by_its_work_where_time_cannot_tell(recorded):
+    bases, news = runs(recorded, 3, 1), runs(recorded, 2, 2)
+    by_work = compare_runs(bases, news, Thresholds(max_regression_pct=5, judge="work"))
+    by_time = compare_runs(bases, news, Thresholds(max_regression_pct=5, judge="time"))
+    assert by_work.verdict == "same"
+    assert by_time.verdict == "unsure"
+    assert all(row.decided_by == "work" for row in by_work.rows.values())
+
+
+def test_a_cpu_slowdown_of_one_page_is_bad_by_its_work_and_the_reason_says_cpu_time(recorded):
+    bases, news = runs(recorded, 3, 3), runs(recorded, 2, 4, cpu=slower("course", 1.10))
+    comparison = compare_runs(bases, news, Thresholds(max_regression_pct=5, judge="work"))
+    course = comparison.rows["course"]
+    assert course.verdict == "regression" and comparison.verdict == "regression"
+    assert course.reasons[0].startswith("CPU time per answer 8")
+    assert course.work is not None and 1.05 < course.work.ratio < 1.16
+    assert [name for name, row in comparison.rows.items() if row.verdict == "regression"] == ["course"]
+
+
+def test_a_slowdown_that_only_waits_is_not_called_by_the_work(recorded):
+    """A commit that sleeps (a lock, a slow external call) makes pages wait, not work: the
+    work cannot see it; that is --judge work's limit, and time is the measure for it."""
+    bases = runs(recorded, 3, 5, wall=0.005)
+    news = runs(recorded, 2, 6, slowdown={"course": 1.3}, wall=0.005)
+    assert compare_runs(bases, news, Thresholds(max_regression_pct=5, judge="work")).rows["course"].verdict == "same"
+    assert compare_runs(bases, news, Thresholds(max_regression_pct=5, judge="time")).rows["course"].verdict \
+        == "regression"
+
+
+def test_under_both_a_work_regression_alone_is_bad(recorded):
+    bases, news = runs(recorded, 3, 7), runs(recorded, 2, 8, cpu=slower("forum", 1.25))
+    comparison = compare_runs(bases, news, Thresholds(max_regression_pct=10, judge="both"))
+    forum = comparison.rows["forum"]
+    assert forum.verdict == "regression" and forum.decided_by == "work"
+    assert "CPU time per answer" in forum.reasons[0]
+
+
+def test_when_time_cannot_decide_the_comparison_says_the_work_would(recorded):
+    bases, news = runs(recorded, 3, 9), runs(recorded, 2, 10)
+    comparison = compare_runs(bases, news, Thresholds(max_regression_pct=5, judge="both"))
+    assert comparison.verdict == "unsure"
+    assert comparison.work_would_decide is not None
+    assert comparison.work_would_decide.startswith("--judge work would decide: the CPU time per answer rules out")
+
+
+def without_cpu_line(document: Results, page: str) -> Results:
+    raw = copy.deepcopy(document.to_dict())
+    raw["urls"][page].pop("blocks_cpu_ticks")
+    raw["urls"][page]["footer"].pop("cpu_ticks")
+    return Results.from_dict(raw)
+
+
+def test_under_work_a_page_whose_footer_lacks_the_cpu_line_cannot_be_judged_never_good(recorded):
+    bases = runs(recorded, 3, 11)
+    news = [without_cpu_line(document, "profile") for document in runs(recorded, 2, 12)]
+    comparison = compare_runs(bases, news, Thresholds(max_regression_pct=5, judge="work"))
+    profile = comparison.rows["profile"]
+    assert comparison.verdict == "unsure" and profile.verdict == "unsure"
+    assert "CPU time not judged" in profile.reasons[0] and "posix" in profile.reasons[0]
+
+
+def test_under_time_a_missing_cpu_line_changes_nothing(recorded):
+    bases = runs(recorded, 3, 13, wall=0.005)
+    news = [without_cpu_line(document, "profile") for document in runs(recorded, 2, 14, wall=0.005)]
+    comparison = compare_runs(bases, news, Thresholds(max_regression_pct=5, judge="time"))
+    assert comparison.rows["profile"].verdict == "same"
+
+
+def test_readings_that_cannot_be_true_leave_the_pages_work_unjudged(recorded):
+    document = runs(recorded, 1, 15)[0]
+    raw = document.to_dict()
+    raw["urls"]["course"]["footer"]["cpu_unreadable"] = {"1": 3}
+    damaged = Results.from_dict(raw).urls["course"]
+    assert "3 of its footers gave a CPU time that cannot be true" in cpu_problem(damaged, "page", 5)
+
+
+def test_too_few_answers_for_the_ten_ms_tick_are_not_judged(recorded):
+    document = runs(recorded, 1, 16, cpu={**CPU, "profile": 4.0})[0]
+    profile = document.urls["profile"]
+    assert tick_resolution(profile) > 0.05
+    assert "too few for the 10 ms tick" in cpu_problem(profile, "page", 5)
+    assert cpu_problem(document.urls["course"], "page", 5) is None
+
+
+def test_a_web_service_call_without_footer_is_judged_by_its_failures_alone_under_work(recorded):
+    def as_call(document: Results) -> Results:
+        raw = document.to_dict()
+        raw["row_kinds"] = {**{name: "page" for name in raw["urls"]}, "profile": "web-service call"}
+        raw["urls"]["profile"].pop("blocks_cpu_ticks")
+        raw["urls"]["profile"]["footer"] = {}  # JSON answers carry no footer
+        return Results.from_dict(raw)
+    bases = [as_call(document) for document in runs(recorded, 3, 17)]
+    news = [as_call(document) for document in runs(recorded, 2, 18)]
+    comparison = compare_runs(bases, news, Thresholds(max_regression_pct=5, judge="work"))
+    assert comparison.rows["profile"].work is None
+    assert comparison.rows["profile"].verdict == "same"
+
+
+def test_one_run_a_side_compares_the_work_block_by_block(recorded):
+    base = runs(recorded, 1, 19, wall=0.005)[0]
+    slow = runs(recorded, 1, 20, cpu=slower("dashboard", 1.3), wall=0.005)[0]
+    comparison = compare_documents(base, slow, Thresholds(max_regression_pct=10, judge="work"))
+    dashboard = comparison.rows["dashboard"]
+    assert dashboard.verdict == "regression" and dashboard.reasons[0].startswith("CPU time per answer")
+    same = compare_documents(base, runs(recorded, 1, 21, wall=0.005)[0], Thresholds(max_regression_pct=10,
+                                                                                   judge="work"))
+    assert same.rows["dashboard"].verdict != "regression"
+
+
+def test_the_cpu_time_travels_through_the_saved_results_and_merges_by_adding(recorded):
+    first, second = runs(recorded, 2, 22)
+    saved = Results.from_dict(json.loads(json.dumps(first.to_dict())))
+    assert saved.urls["course"].cpu_ms_mean == pytest.approx(first.urls["course"].cpu_ms_mean)
+    assert saved.summary.urls["course"].cpu_ms_mean == round(first.urls["course"].cpu_ms_mean, 2)
+    raw = [first.to_dict(), second.to_dict()]
+    raw[0]["metadata"]["shards"], raw[1]["metadata"]["shards"] = ["1/2"], ["2/2"]
+    merged = Results.merge([Results.from_dict(document) for document in raw])
+    assert merged.urls["course"].cpu_requests == first.urls["course"].cpu_requests + second.urls["course"].cpu_requests
+    assert sum(sum(block.values()) for block in merged.urls["course"].blocks_cpu_ticks) == \
+        merged.urls["course"].cpu_requests
+
+
+def test_pairs_confirm_a_cpu_slowdown_by_the_work_and_clear_identical_code(recorded):
+    from moodleload.pairs import confirm
+    rng = random.Random(23)
+    parents = [synthetic_run(recorded, rng, run_shift_sd=BUSY, cpu_ms=CPU) for _ in range(4)]
+    culprits = [synthetic_run(recorded, rng, run_shift_sd=BUSY, cpu_ms=slower("course", 1.15)) for _ in range(4)]
+    verdict, _ = confirm(parents, culprits, Thresholds(max_regression_pct=5, judge="work"))
+    assert verdict.word == "confirmed" and verdict.reasons[0].startswith("course CPU time per answer x1.1")
+    same = [synthetic_run(recorded, rng, run_shift_sd=BUSY, cpu_ms=CPU) for _ in range(4)]
+    verdict, _ = confirm(parents, same, Thresholds(max_regression_pct=10, judge="work"))
+    assert verdict.word == "not confirmed"
+
+
+def test_a_range_has_a_cpu_series_per_page_and_its_step_is_found(recorded):
+    from moodleload.changepoints import find_all
+    rng = random.Random(24)
+    documents = [synthetic_run(recorded, rng, run_shift_sd=BUSY, cpu_ms=CPU if commit < 6 else slower("course", 1.12))
+                 for commit in range(12)]
+    steps = {item.series: item.step for item in find_all(documents)}
+    assert "course CPU" in steps and (steps["course CPU"].before, steps["course CPU"].after) == (5, 6)
+    assert not [series for series in steps if series.endswith(" CPU") and series != "course CPU"]
