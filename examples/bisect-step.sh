@@ -31,7 +31,9 @@
 #                    baseline, 1 (fast) when shown within the tolerance of it, 125 when
 #                    unsure; --confirm shows the parent slower than the culprit [regression]
 #   LOAD_RPM LOAD_DURATION LOAD_WARMUP LOAD_CONCURRENCY LOAD_SEED  [600 120 30 20 1]
-#   LOAD_ARGS        more moodle_load.py flags, e.g. "--max-regression 5 --insecure"
+#   LOAD_ARGS        more moodle_load.py flags, e.g. "--max-regression 5 --insecure"; on a
+#                    busy or shared machine "--judge work" (Moodle's CPU time per answer
+#                    decides; the baseline's sizing and --confirm's pairs follow it)
 #   PRETEST_DUMP     the snapshot restored before every step: PostgreSQL a pg_dump -Fc file,
 #                    MariaDB/MySQL an SQL file from mariadb-dump or mysqldump
 #   MOODLE_CONFIG    the site's config.php: the database's type, name, host, port, socket,

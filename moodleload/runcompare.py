@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from .compare import (
     FAILURE_MARGIN,
     Thresholds,
+    deciding,
     failure_gap,
     incomparable,
     judge_counts,
@@ -330,7 +331,8 @@ def _judge_work(name: str, bases: list, news: list, side: Side, thresholds: Thre
 def advice(rows: dict, thresholds: Thresholds) -> list:
     """What a bisect can see with these runs: a warning when --max-regression is below the
     smallest slowdown they can call, a hint when it is far above it."""
-    detectable = {name: row["detectable_pct"] for name, row in rows.items() if row.get("detectable_pct") is not None}
+    detectable = {name: part["detectable_pct"] for name, row in rows.items()
+                  if (part := deciding(row, thresholds.judge)).get("detectable_pct") is not None}
     if not detectable:
         return []
     tolerance = thresholds.max_regression_pct

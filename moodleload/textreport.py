@@ -111,10 +111,12 @@ def format_comparison(comparison: Comparison) -> str:
                      f"{ruled(row.rules_out_pct):>9} {reads:>11}  "
                      f"{row.verdict}")
     lines += work_table(comparison)
-    detectable = [f"{shorten(row.name, 38)} {row.detectable_pct:.1f} %" for row in comparison.rows.values()
-                  if row.detectable_pct is not None]
+    parts = [(row.name, row.work.detectable_pct if comparison.judge == "work" and row.work is not None
+              else None if comparison.judge == "work" else row.detectable_pct) for row in comparison.rows.values()]
+    detectable = [f"{shorten(name, 38)} {value:.1f} %" for name, value in parts if value is not None]
     if detectable:
-        lines.append("smallest slowdown of one page these runs can call: " + ", ".join(detectable)
+        what = "rise of CPU time" if comparison.judge == "work" else "slowdown"
+        lines.append(f"smallest {what} of one page these runs can call: " + ", ".join(detectable)
                      + (f"; of every page at once: {comparison.site_detectable_pct:.1f} %"
                         if comparison.site_detectable_pct is not None else ""))
     server = [f"{shorten(row.name, 38)} {fmt(row.server_ms[0])} -> {fmt(row.server_ms[1])}"

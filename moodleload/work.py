@@ -73,7 +73,10 @@ def cpu_problem(record: UrlRecord, kind: str, tolerance_pct: float) -> str | Non
     if record.cpu_requests < MIN_CPU_ANSWERS:
         return f"only {record.cpu_requests} answers with a CPU time (need {MIN_CPU_ANSWERS}): run longer"
     resolution = tick_resolution(record)
-    if not record.cpu_ms_mean or (resolution is not None and resolution > tolerance_pct / 100.0 / 2):
+    # Rounding is unbiased (the phase of the tick is the request's chance), so it only adds
+    # noise, which the run-to-run spread already holds; a mean that rounding alone leaves
+    # as uncertain as the tolerance, though, cannot say anything of the tolerance.
+    if not record.cpu_ms_mean or (resolution is not None and resolution > tolerance_pct / 100.0):
         return (f"{record.cpu_requests} answers of {record.cpu_ms_mean or 0:.1f} ms CPU are too few for the "
                 f"10 ms tick: their mean is known within {(resolution or 1.0):.1%}, the tolerance is "
                 f"{tolerance_pct:g} %: run longer or at a higher rate")

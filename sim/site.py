@@ -18,9 +18,8 @@ import secrets
 import string
 import time
 from collections import deque
-from dataclasses import dataclass, field
-
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
