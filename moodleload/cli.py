@@ -38,10 +38,11 @@ from .processes import PARENT_ONLY, run_processes
 from .results import Results, build_document, check_distinct, load_document, save_document
 from .runcompare import compare_runs
 from .scheduler import LoadRun, RunSettings
-from .statements import Watcher, statement_changes
+from .statements import Watcher, attribute, moved_page, statement_changes, work_regression
 from .textreport import format_comparison, format_report, format_trust, rate_hints
 from .verdict import RunFacts, Verdict, delivery_problems, judge_run
 from .views import trust_signals
+from .work import JUDGE_BOTH, JUDGE_WORK
 
 
 def main(argv=None) -> int:
@@ -168,7 +169,13 @@ def judge_against(bases: list, news: list, thresholds, say) -> Comparison:
                                           "--baseline does)")
     changes = statement_changes(bases, news)
     if changes is not None:
-        comparison = comparison.with_statements(changes)
+        page = moved_page({row.name: row.db_reads for row in comparison.rows.values()})
+        if page is not None:
+            requests = sum(document.summary.requests for document in news)
+            changes = attribute(changes, page, sum(document.urls[page].requests for document in news) / requests)
+        regression = work_regression(changes.get("work"), thresholds.max_regression_pct) \
+            if thresholds.judge in (JUDGE_WORK, JUDGE_BOTH) else None
+        comparison = comparison.with_statements(changes, regression)
     return comparison
 
 

@@ -97,6 +97,7 @@ class Comparison:
         self.more_runs = MoreRuns(needed.get("candidate"), needed.get("baseline"), needed.get("each"))
         self.advice: tuple[str, ...] = tuple(raw.get("advice", ()))
         self.statements: dict | None = raw.get("statements")  # statements.statement_changes's format
+        self.db_work_regression: str | None = raw.get("db_work_regression")
 
     @classmethod
     def from_dict(cls, raw, where: str = "comparison") -> Comparison:
@@ -121,9 +122,16 @@ class Comparison:
         raw["notes"] = [*raw.get("notes", []), note]
         return Comparison(raw)
 
-    def with_statements(self, changes: dict) -> Comparison:
+    def with_statements(self, changes: dict, work_regression: str | None = None) -> Comparison:
+        """With the statements that changed; ``work_regression``: the line that calls the
+        database's whole work per request a regression (statements.work_regression)."""
         raw = self.to_dict()
         raw["statements"] = changes
+        if work_regression is not None:
+            raw["db_work_regression"] = work_regression
+            if raw["verdict"] != "not comparable":
+                raw["verdict"] = "regression"
+                raw["undecided"] = None
         return Comparison(raw)
 
     def rows_with(self, verdict: str) -> list[ComparisonRow]:

@@ -70,16 +70,23 @@ def statements_section(changes: dict | None) -> list:
         return []
     per, changed = changed_statements(changes)
     parts = [f"<h3>Database statements that changed (per {escape(per)} of the run)</h3>"]
+    work = changes.get("work")
+    unit = work["unit"] if work else "work"
+    if work:
+        whole = f"{work['base']:.1f} \u2192 {work['new']:.1f} {unit}"
+        parts.append(f"<p><small>The database's whole work per {escape(per)}: {escape(whole)}.</small></p>")
     rows = []
     for change in changed:
         calls = f"{change.base_calls:.1f} \u2192 {change.new_calls:.1f} ({change.calls_change:+.1f})"
         rows.append([f"<code>{escape(shortened(change.query, 160))}</code>",
                      escape(", ".join(change.tables) or "-"), escape(calls),
-                     escape(f"{change.base_ms:.2f} \u2192 {change.new_ms:.2f} ({change.ms_change:+.2f})")])
+                     escape(f"{change.base_ms:.2f} \u2192 {change.new_ms:.2f} ({change.ms_change:+.2f})"),
+                     escape(f"{change.work_change:+.1f}")])
     if not rows:
-        return parts + ["<p><small>No statement's calls or time per request changed beyond the baseline's "
+        return parts + ["<p><small>No statement's calls, time or work per request changed beyond the baseline's "
                         "spread.</small></p>"]
-    return parts + [html_table(["statement", "tables", f"calls per {per}", f"ms per {per}"], rows, left=2)]
+    return parts + [html_table(["statement", "tables", f"calls per {per}", f"ms per {per}", f"{unit} per {per}"],
+                               rows, left=2)]
 
 
 def render_report(document: Results, verdict: Verdict | None = None, baseline: Results | None = None,

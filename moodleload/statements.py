@@ -1,5 +1,7 @@
-"""What the database did for a run: each normalised statement's calls, rows and time,
-from the server's own statement statistics, before and after the measured window.
+"""What the database did for a run: each normalised statement's calls, rows, time and work,
+from the server's own statement statistics, before and after the measured window.  The
+work is what a busy machine cannot inflate: PostgreSQL's buffer pages touched
+(shared_blks_hit + shared_blks_read), MariaDB's and MySQL's rows examined.
 
 PostgreSQL keeps them in ``pg_stat_statements`` (shipped with the server; on when the
 library is preloaded and the extension created in the database), MariaDB and MySQL in
@@ -32,14 +34,19 @@ TOP_CHANGES = 5
 # A change of calls per request below this is rounding of the load mix, not a new query.
 MIN_CALLS_CHANGE = 0.05
 MIN_MS_CHANGE = 0.05
+MIN_WORK_CHANGE = 1.0  # buffer pages or rows examined per request
 OWN_STATEMENTS = ("pg_stat_statements", "events_statements_summary_by_digest", "@@performance_schema",
                   "pg_extension")
 
-PG_SNAPSHOT = ("SELECT query, sum(calls), sum(rows), sum(total_exec_time) FROM pg_stat_statements s "
-               "JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = current_database() GROUP BY query")
+PG_SNAPSHOT = ("SELECT query, sum(calls), sum(rows), sum(total_exec_time), sum(shared_blks_hit + shared_blks_read) "
+               "FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = current_database() "
+               "GROUP BY query")
 MY_SNAPSHOT = ("SELECT DIGEST_TEXT, SUM(COUNT_STAR), SUM(SUM_ROWS_SENT + SUM_ROWS_AFFECTED), "
-               "SUM(SUM_TIMER_WAIT) / 1000000000 FROM performance_schema.events_statements_summary_by_digest "
+               "SUM(SUM_TIMER_WAIT) / 1000000000, SUM(SUM_ROWS_EXAMINED) "
+               "FROM performance_schema.events_statements_summary_by_digest "
                "WHERE SCHEMA_NAME = DATABASE() AND DIGEST_TEXT IS NOT NULL GROUP BY DIGEST_TEXT")
+# What each source's work is counted in.
+WORK_UNITS = {"pg_stat_statements": "buffer pages", "performance_schema": "rows examined"}
 
 PG_HOW_TO = ("add shared_preload_libraries = 'pg_stat_statements' to postgresql.conf, restart PostgreSQL, then "
              "run CREATE EXTENSION pg_stat_statements; in the Moodle database")
@@ -54,7 +61,7 @@ class Unavailable(Exception):
 # =========================================================================== snapshots (I/O)
 
 def snapshot(family: str, conn) -> dict:
-    """normalised statement -> [calls, rows, milliseconds], as the server has them now."""
+    """normalised statement -> [calls, rows, milliseconds, work], as the server has them now."""
     return READERS[family][0](conn)
 
 
@@ -101,14 +108,13 @@ READERS = {"pgsql": (_pg_snapshot, "pg_stat_statements"), "mysql": (_my_snapshot
 
 def _rows(rows) -> dict:
     counts: dict = {}
-    for query, calls, rows_seen, milliseconds in rows:
+    for query, *numbers in rows:
         if query is None or any(own in query for own in OWN_STATEMENTS):
             continue
         text = " ".join(str(query).split())[:MAX_QUERY_CHARS]
-        entry = counts.setdefault(text, [0.0, 0.0, 0.0])
-        entry[0] += float(calls or 0)
-        entry[1] += float(rows_seen or 0)
-        entry[2] += float(milliseconds or 0)
+        entry = counts.setdefault(text, [0.0, 0.0, 0.0, 0.0])
+        for position, value in enumerate(numbers[:4]):
+            entry[position] += float(value or 0)
     return counts
 
 
@@ -185,18 +191,25 @@ def window_delta(before: dict, after: dict, source: str) -> dict:
     """What the measured window added: the results' ``statements`` section.  A statement
     whose counts fell was evicted or reset during the run: it counts from zero."""
     statements = []
-    for query, (calls, rows, milliseconds) in after.items():
+    total_work = 0
+    for query, counts in after.items():
+        calls, rows, milliseconds, work = (list(counts) + [0.0])[:4]
         old = before.get(query)
         if old is not None and calls >= old[0]:
-            calls, rows, milliseconds = calls - old[0], rows - old[1], milliseconds - old[2]
+            previous = (list(old) + [0.0])[:4]
+            calls, rows, milliseconds, work = (now - then for now, then in zip((calls, rows, milliseconds, work),
+                                                                                previous, strict=True))
         if calls > 0:
             statements.append({"query": query, "calls": int(round(calls)), "rows": int(round(max(rows, 0))),
-                               "ms": round(max(milliseconds, 0.0), 3)})
+                               "ms": round(max(milliseconds, 0.0), 3), "work": int(round(max(work, 0)))})
+            total_work += statements[-1]["work"]
     busiest = sorted(statements, key=lambda s: -s["calls"])[:KEPT_STATEMENTS]
     slowest = sorted(statements, key=lambda s: -s["ms"])[:KEPT_STATEMENTS]
-    kept = {s["query"]: s for s in busiest + slowest}
+    heaviest = sorted(statements, key=lambda s: -s["work"])[:KEPT_STATEMENTS]
+    kept = {s["query"]: s for s in busiest + slowest + heaviest}
+    # The total is of every statement, kept or not: the database's whole work in the window.
     return {"source": source, "statements": sorted(kept.values(), key=lambda s: (-s["calls"], s["query"])),
-            "left_out": len(statements) - len(kept)}
+            "left_out": len(statements) - len(kept), "work": total_work, "work_unit": WORK_UNITS[source]}
 
 
 def statements_problem(section) -> str | None:
@@ -204,14 +217,17 @@ def statements_problem(section) -> str | None:
     if not isinstance(section, dict) or section.get("source") not in SOURCES:
         return "statements: not a section this tool writes"
     entries = section.get("statements")
-    if not isinstance(entries, list) or len(entries) > 2 * KEPT_STATEMENTS:
+    total = section.get("work", 0)
+    if isinstance(total, bool) or not isinstance(total, (int, float)) or not 0 <= total < 1e15:
+        return "statements: work is not a count"
+    if not isinstance(entries, list) or len(entries) > 3 * KEPT_STATEMENTS:
         return "statements: the list is missing or too long"
     for entry in entries:
         if not isinstance(entry, dict) or not isinstance(entry.get("query"), str) \
                 or len(entry["query"]) > MAX_QUERY_CHARS:
             return "statements: an entry without its query text"
-        for key in ("calls", "rows", "ms"):
-            value = entry.get(key)
+        for key in ("calls", "rows", "ms", "work"):
+            value = entry.get(key, 0)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1e15 \
                     or not math.isfinite(value):
                 return f"statements: {key} of an entry is not a count"
@@ -219,12 +235,22 @@ def statements_problem(section) -> str | None:
 
 
 def per_request(document: Results) -> dict | None:
-    """query -> (calls, milliseconds) per request of the run (per page view when only one URL ran)."""
+    """query -> (calls, milliseconds, work) per request of the run (per page view when only one URL ran)."""
     section = document.statements
     requests = document.summary.requests  # of the measured window, as the statistics' snapshots
     if not section or not requests:
         return None
-    return {entry["query"]: (entry["calls"] / requests, entry["ms"] / requests) for entry in section["statements"]}
+    return {entry["query"]: (entry["calls"] / requests, entry["ms"] / requests, entry.get("work", 0) / requests)
+            for entry in section["statements"]}
+
+
+def work_per_request(document: Results) -> float | None:
+    """The database's whole work in the window per request (None without statistics or before 0.7)."""
+    section = document.statements
+    requests = document.summary.requests
+    if not section or not requests or "work" not in section:
+        return None
+    return section["work"] / requests
 
 
 TABLE_PATTERN = re.compile(r"\b(?:FROM|JOIN|UPDATE|INTO)\s+[`\"]?([A-Za-z_][A-Za-z0-9_$]*)", re.IGNORECASE)
@@ -245,11 +271,16 @@ def shortened(query: str, limit: int = 110) -> str:
     return query[: limit - 25] + " ... " + query[-20:]
 
 
+def _mean_and_noise(values: list) -> tuple[float, float]:
+    """The mean of the baseline runs' values and three of their standard deviations (0 with one run)."""
+    return statistics.fmean(values), 3 * statistics.stdev(values) if len(values) > 1 else 0.0
+
+
 def statement_changes(bases: list, news: list, top: int = TOP_CHANGES) -> dict | None:
-    """The statements whose calls or time per request changed most from the baseline's runs
-    to this commit's, beyond the spread of the baseline's own runs (three standard
-    deviations where there are two or more, else the floors).  None when a side has no
-    statistics."""
+    """The statements whose calls, time or work per request changed most from the
+    baseline's runs to this commit's, beyond the spread of the baseline's own runs (three
+    standard deviations where there are two or more, else the floors), and the database's
+    whole work per request on each side.  None when a side has no statistics."""
     base_rates = [rates for rates in map(per_request, bases) if rates is not None]
     new_rates = [rates for rates in map(per_request, news) if rates is not None]
     if not base_rates or not new_rates:
@@ -257,26 +288,77 @@ def statement_changes(bases: list, news: list, top: int = TOP_CHANGES) -> dict |
     queries = set().union(*base_rates, *new_rates)
     changes = []
     for query in queries:
-        base_calls = [rates.get(query, (0.0, 0.0))[0] for rates in base_rates]
-        base_ms = [rates.get(query, (0.0, 0.0))[1] for rates in base_rates]
-        new_calls = statistics.fmean(rates.get(query, (0.0, 0.0))[0] for rates in new_rates)
-        new_ms = statistics.fmean(rates.get(query, (0.0, 0.0))[1] for rates in new_rates)
-        calls_noise = 3 * statistics.stdev(base_calls) if len(base_calls) > 1 else 0.0
-        ms_noise = 3 * statistics.stdev(base_ms) if len(base_ms) > 1 else 0.0
-        change = {"query": query, "tables": tables_in(query),
-                  "base_calls": round(statistics.fmean(base_calls), 3), "new_calls": round(new_calls, 3),
-                  "base_ms": round(statistics.fmean(base_ms), 4), "new_ms": round(new_ms, 4)}
-        change["calls_change"] = round(change["new_calls"] - change["base_calls"], 3)
-        change["ms_change"] = round(change["new_ms"] - change["base_ms"], 4)
-        change["calls_changed"] = abs(change["calls_change"]) >= max(MIN_CALLS_CHANGE, calls_noise)
-        change["ms_changed"] = abs(change["ms_change"]) >= max(MIN_MS_CHANGE, ms_noise)
-        if change["calls_changed"] or change["ms_changed"]:
+        change: dict = {"query": query, "tables": tables_in(query)}
+        for position, key, floor in ((0, "calls", MIN_CALLS_CHANGE), (1, "ms", MIN_MS_CHANGE),
+                                     (2, "work", MIN_WORK_CHANGE)):
+            base, noise = _mean_and_noise([rates.get(query, (0.0, 0.0, 0.0))[position] for rates in base_rates])
+            new = statistics.fmean(rates.get(query, (0.0, 0.0, 0.0))[position] for rates in new_rates)
+            digits = 4 if key == "ms" else 3
+            change[f"base_{key}"], change[f"new_{key}"] = round(base, digits), round(new, digits)
+            change[f"{key}_change"] = round(change[f"new_{key}"] - change[f"base_{key}"], digits)
+            change[f"{key}_changed"] = abs(change[f"{key}_change"]) >= max(floor, noise)
+        if change["calls_changed"] or change["ms_changed"] or change["work_changed"]:
             changes.append(change)
-    by_calls = sorted((c for c in changes if c["calls_changed"]), key=lambda c: (-abs(c["calls_change"]), c["query"]))
-    by_time = sorted((c for c in changes if c["ms_changed"]), key=lambda c: (-abs(c["ms_change"]), c["query"]))
     one_url = all(len(document.urls) == 1 for document in bases + news)
-    return {"per": "page view" if one_url else "request", "base_runs": len(base_rates), "new_runs": len(new_rates),
-            "by_calls": by_calls[:top], "by_time": by_time[:top]}
+    result: dict = {"per": "page view" if one_url else "request", "base_runs": len(base_rates),
+                    "new_runs": len(new_rates)}
+    for key, listed in (("calls", "by_calls"), ("ms", "by_time"), ("work", "by_work")):
+        result[listed] = _most_changed(changes, key, top)
+    result["work"] = whole_work(bases, news)
+    return result
+
+
+def _most_changed(changes: list, key: str, top: int) -> list:
+    """The ``top`` changes whose ``key`` (calls, ms, work) changed, largest change first."""
+    changed = [change for change in changes if change[f"{key}_changed"]]
+    return sorted(changed, key=lambda change: (-abs(change[f"{key}_change"]), change["query"]))[:top]
+
+
+def whole_work(bases: list, news: list) -> dict | None:
+    """The database's whole work per request on each side (PostgreSQL's buffer pages, MariaDB's
+    rows examined), with the baseline runs' noise: None where a side has none recorded."""
+    base = [value for value in map(work_per_request, bases) if value is not None]
+    new = [value for value in map(work_per_request, news) if value is not None]
+    if not base or not new:
+        return None
+    units = {document.statements.get("work_unit") for document in bases + news if document.statements}
+    base_mean, noise = _mean_and_noise(base)
+    new_mean = statistics.fmean(new)
+    return {"unit": "/".join(sorted(unit for unit in units if unit)), "base": round(base_mean, 3),
+            "new": round(new_mean, 3), "noise": round(noise, 3), "base_runs": len(base), "new_runs": len(new)}
+
+
+def work_regression(work: dict | None, tolerance_pct: float) -> str | None:
+    """The line that calls the database's whole work per request a regression, or None: a
+    rise above the tolerance and beyond three standard deviations of the baseline's own
+    runs (so it needs two or more of them with statistics)."""
+    if not work or work["base_runs"] < 2 or work["base"] <= 0:
+        return None
+    rise = work["new"] - work["base"]
+    if work["new"] / work["base"] - 1 <= tolerance_pct / 100.0 or rise <= max(work["noise"], MIN_WORK_CHANGE):
+        return None
+    return (f"database work per request {work['base']:.1f} -> {work['new']:.1f} {work['unit']}, "
+            f"x{work['new'] / work['base']:.3f} (beyond the baseline runs' own spread of {work['noise']:.1f})")
+
+
+def moved_page(db_reads: dict) -> str | None:
+    """The one page whose footer DB reads moved (page -> (baseline, this run) medians), or
+    None where none or several did: only then is a statement's change clearly that page's."""
+    moved = [page for page, (before, after) in db_reads.items()
+             if before is not None and after is not None and abs(after - before) >= 1]
+    return moved[0] if len(moved) == 1 else None
+
+
+def attribute(changes: dict, page: str, share: float) -> dict:
+    """The statement changes seen from the one page whose footer DB reads moved: a change of
+    calls per request of the whole mix is, on that page, the change divided by its share of
+    the requests (a +40-reads course page is +40 calls per view, not +14.4 per request)."""
+    if share <= 0:
+        return changes
+    for change in changes["by_calls"]:
+        change["page"] = page
+        change["calls_change_per_view"] = round(change["calls_change"] / share, 2)
+    return changes
 
 
 @dataclass(frozen=True)
@@ -291,6 +373,7 @@ class StatementChange:
     base_ms: float
     new_ms: float
     ms_change: float
+    work_change: float = 0.0  # buffer pages or rows examined per request (0 before 0.7)
 
 
 def changed_statements(changes: dict) -> tuple[str, list[StatementChange]]:
@@ -298,13 +381,13 @@ def changed_statements(changes: dict) -> tuple[str, list[StatementChange]]:
     most changed calls first, then most changed time, each once)."""
     seen: set = set()
     rows = []
-    for change in changes["by_calls"] + changes["by_time"]:
+    for change in changes["by_calls"] + changes["by_time"] + changes.get("by_work", []):
         if change["query"] in seen:
             continue
         seen.add(change["query"])
         rows.append(StatementChange(change["query"], tuple(change["tables"]), change["base_calls"],
                                     change["new_calls"], change["calls_change"], change["base_ms"], change["new_ms"],
-                                    change["ms_change"]))
+                                    change["ms_change"], change.get("work_change", 0.0)))
     return changes["per"], rows
 
 
@@ -314,7 +397,16 @@ def change_lines(changes: dict | None) -> list:
         return []
     per = changes["per"]
     lines = []
+    work = changes.get("work")
+    if work:
+        lines.append(f"database work per {per}: {work['base']:.1f} -> {work['new']:.1f} {work['unit']} "
+                     f"(baseline runs' spread {work['noise']:.1f})")
     for change in changes["by_calls"]:
+        if "page" in change:
+            lines.append(f"{change['calls_change_per_view']:+.1f} calls per view of {change['page']}, the page whose "
+                         f"DB reads moved ({change['calls_change']:+.1f} per {per} of the mix): "
+                         f"{shortened(change['query'])}{_tables(change)}")
+            continue
         lines.append(f"{change['calls_change']:+.1f} calls per {per} ({change['base_calls']:.1f} -> "
                      f"{change['new_calls']:.1f}): {shortened(change['query'])}{_tables(change)}")
     for change in changes["by_time"]:
@@ -322,6 +414,12 @@ def change_lines(changes: dict | None) -> list:
             continue
         lines.append(f"{change['ms_change']:+.2f} ms per {per} ({change['base_ms']:.2f} -> {change['new_ms']:.2f} ms):"
                      f" {shortened(change['query'])}{_tables(change)}")
+    unit = work["unit"] if work else "work"
+    for change in changes.get("by_work", []):
+        if change in changes["by_calls"] or change in changes["by_time"]:
+            continue
+        lines.append(f"{change['work_change']:+.1f} {unit} per {per} ({change['base_work']:.1f} -> "
+                     f"{change['new_work']:.1f}): {shortened(change['query'])}{_tables(change)}")
     return lines
 
 

@@ -182,6 +182,8 @@ def decide(summary: Summary, gates: Gates, comparison: Comparison | None, logins
     reasons = check_gates(summary, gates)
     if comparison is not None and comparison.verdict == "regression":
         reasons += [f"{row.name}: {'; '.join(row.reasons)}" for row in comparison.rows_with("regression")]
+        if comparison.db_work_regression:
+            reasons.append(comparison.db_work_regression)
     if reasons:
         return Verdict.bad([*reasons, *notes])
     never = [f"{name}: none of its {row.requests} requests succeeded" for name, row in summary.urls.items()

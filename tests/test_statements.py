@@ -15,7 +15,16 @@ from moodleload.exits import EXIT_USAGE
 from moodleload.htmlreport import render_report
 from moodleload.resultcheck import document_problem
 from moodleload.results import Results
-from moodleload.statements import change_lines, shortened, statement_changes, tables_in, window_delta
+from moodleload.statements import (
+    attribute,
+    change_lines,
+    moved_page,
+    shortened,
+    statement_changes,
+    tables_in,
+    window_delta,
+    work_regression,
+)
 from sim.moodledb import SiteData
 
 EXTRA_QUERY = "SELECT id, username FROM mdl_user WHERE id = 7"
@@ -32,6 +41,48 @@ def test_the_window_keeps_what_it_added_and_never_a_negative_count():
     counts = {entry["query"]: entry["calls"] for entry in delta["statements"]}
     # mdl_course fell: evicted or reset during the run, so it counts from zero
     assert counts == {"SELECT a FROM mdl_user": 20, "SELECT b FROM mdl_course": 3, "SELECT c FROM mdl_log": 4}
+
+
+def test_the_window_keeps_each_statements_work_and_the_databases_whole_work():
+    before = {"SELECT a FROM mdl_user": [10, 10, 5.0, 100], "SELECT b FROM mdl_course": [50, 5, 1.0, 40]}
+    after = {"SELECT a FROM mdl_user": [30, 30, 9.0, 400], "SELECT b FROM mdl_course": [60, 6, 1.5, 60]}
+    delta = window_delta(before, after, "pg_stat_statements")
+    assert {entry["query"]: entry["work"] for entry in delta["statements"]} == {
+        "SELECT a FROM mdl_user": 300, "SELECT b FROM mdl_course": 20}
+    assert (delta["work"], delta["work_unit"]) == (320, "buffer pages")
+    assert window_delta({}, {"SELECT 1": [1, 1, 0.1, 7]}, "performance_schema")["work_unit"] == "rows examined"
+
+
+def with_work(document_: Results, work: int) -> Results:
+    raw = document_.to_dict()
+    raw["statements"]["work"] = work
+    raw["statements"]["work_unit"] = "buffer pages"
+    return Results.from_dict(raw)
+
+
+def test_the_databases_work_per_request_is_bad_only_above_the_tolerance_and_the_baselines_spread():
+    steady = {"SELECT * FROM mdl_course WHERE id = $1": 100}
+    bases = [with_work(document(steady), work) for work in (10000, 10200, 9800)]  # 100 pages a request, 2 % apart
+    heavier = statement_changes(bases, [with_work(document(steady), 13000)])
+    assert work_regression(heavier["work"], 10) == ("database work per request 100.0 -> 130.0 buffer pages, x1.300 "
+                                                    "(beyond the baseline runs' own spread of 6.0)")
+    assert work_regression(statement_changes(bases, [with_work(document(steady), 10500)])["work"], 10) is None
+    one_baseline = statement_changes(bases[:1], [with_work(document(steady), 13000)])
+    assert work_regression(one_baseline["work"], 10) is None  # no spread known: named, not judged
+    assert change_lines(heavier)[0] == ("database work per page view: 100.0 -> 130.0 buffer pages (baseline runs' "
+                                        "spread 6.0)")
+
+
+def test_a_statement_change_is_told_per_view_of_the_one_page_whose_db_reads_moved():
+    assert moved_page({"course": (128, 168), "dashboard": (43, 43)}) == "course"
+    assert moved_page({"course": (128, 168), "dashboard": (43, 50)}) is None
+    assert moved_page({"course": (None, None)}) is None
+    changes = {"per": "request", "by_calls": [{"query": EXTRA_QUERY, "tables": ["mdl_user"], "calls_change": 14.4,
+                                               "base_calls": 0.0, "new_calls": 14.4}], "by_time": []}
+    attributed = attribute(changes, "course", 0.36)
+    assert change_lines(attributed)[0] == ("+40.0 calls per view of course, the page whose DB reads moved (+14.4 per "
+                                           "request of the mix): SELECT id, username FROM mdl_user WHERE id = 7 "
+                                           "[mdl_user]")
 
 
 def test_a_statement_names_its_tables_in_either_familys_quoting():
@@ -150,6 +201,9 @@ def test_postgresql_statistics_name_the_query_a_commit_added(pg_db, sim_factory,
     status, out, base, new = baseline_then_extra_query(pg_db, sim_factory, tmp_path, capsys)
     assert_extra_query_named(status, out, base, new, "pg_stat_statements")
     assert "WHERE id = $1" in new["comparison"]["statements"]["by_calls"][0]["query"]  # the server's normal form
+    # the database's work: buffer pages touched, more with 40 more lookups a view
+    assert new["statements"]["work_unit"] == "buffer pages" and new["statements"]["work"] > base["statements"]["work"]
+    assert "database work per page view" in out
     run = Results.from_dict(new)
     page = render_report(run, None, Results.from_dict(base), run.comparison)
     assert "Database statements that changed (per page view of the run)" in page
@@ -203,6 +257,7 @@ def test_mariadb_statistics_name_the_query_a_commit_added(mariadb_with_statistic
     status, out, base, new = baseline_then_extra_query(moodle_db, sim_factory, tmp_path, capsys)
     assert_extra_query_named(status, out, base, new, "performance_schema")
     assert "`mdl_user`" in new["comparison"]["statements"]["by_calls"][0]["query"]  # the server's digest text
+    assert new["statements"]["work_unit"] == "rows examined" and new["statements"]["work"] > 0
 
 
 def test_with_several_processes_one_shard_reads_the_statistics_for_the_whole_run(pg_db, sim_factory, tmp_path):

@@ -177,3 +177,14 @@ def test_a_range_has_a_cpu_series_per_page_and_its_step_is_found(recorded):
     steps = {item.series: item.step for item in find_all(documents)}
     assert "course CPU" in steps and (steps["course CPU"].before, steps["course CPU"].after) == (5, 6)
     assert not [series for series in steps if series.endswith(" CPU") and series != "course CPU"]
+
+
+def test_a_rise_of_the_databases_work_alone_makes_the_verdict_bad_with_its_line(recorded):
+    from moodleload.verdict import Gates, decide
+    bases, news = runs(recorded, 3, 25, wall=0.005), runs(recorded, 2, 26, wall=0.005)
+    comparison = compare_runs(bases, news, Thresholds(max_regression_pct=10, judge="work"))
+    assert comparison.verdict == "same"
+    line = "database work per request 100.0 -> 130.0 buffer pages, x1.300 (beyond the baseline runs' own spread of 6.0)"
+    heavier = comparison.with_statements({"per": "request", "by_calls": [], "by_time": []}, line)
+    verdict = decide(news[-1].summary, Gates(), heavier)
+    assert (verdict.word, verdict.reasons[-1]) == ("bad", line)
