@@ -188,3 +188,40 @@ def test_a_rise_of_the_databases_work_alone_makes_the_verdict_bad_with_its_line(
     heavier = comparison.with_statements({"per": "request", "by_calls": [], "by_time": []}, line)
     verdict = decide(news[-1].summary, Gates(), heavier)
     assert (verdict.word, verdict.reasons[-1]) == ("bad", line)
+
+
+def test_every_view_shows_the_work_and_what_decided(recorded):
+    import csv
+    import io
+    import xml.etree.ElementTree as ElementTree
+
+    from moodleload.exporters import CsvExporter, Exported, JunitExporter
+    from moodleload.htmlreport import render_report
+    from moodleload.textreport import format_comparison, format_report
+    from moodleload.verdict import Gates, decide
+    bases, news = runs(recorded, 3, 27), runs(recorded, 1, 28, cpu=slower("course", 1.3))
+    comparison = compare_runs(bases, news, Thresholds(max_regression_pct=10, judge="work"))
+    verdict = decide(news[0].summary, Gates(), comparison)
+    exported = Exported(news[0], verdict, bases[0], comparison)
+    rows = {row["url"]: row for row in csv.DictReader(io.StringIO(CsvExporter().render(exported)))}
+    assert float(rows["course"]["cpu_ratio"]) > 1.2 and rows["course"]["decided_by"] == "work"
+    assert float(rows["course"]["cpu_ms_mean"]) == pytest.approx(news[0].urls["course"].cpu_ms_mean, abs=0.01)
+    case = ElementTree.fromstring(JunitExporter().render(exported)).find("testcase[@name='course']")
+    assert case.get("decided_by") == "work" and "CPU time per answer" in case.find("failure").get("message")
+    assert "Work: Moodle's own CPU time per answer" in format_comparison(comparison)
+    assert " CPU " in format_report(news[0]).splitlines()[2]
+    page = render_report(news[0], verdict, bases[0], comparison)
+    assert "The work: Moodle's own CPU time per answer" in page and "CPU ms (mean)" in page
+
+
+def test_a_scans_step_that_only_the_work_showed_is_bisected_by_the_work():
+    from types import SimpleNamespace
+
+    from moodleload.changepoints import Found, Step
+    from moodleload.scan import Interval, bisect_environment
+    scan = SimpleNamespace(environment={"LOAD_ARGS": "--insecure"})
+    step = Step(4, 5, 1.1, 0.095, 0.001)
+    by_work = Interval(4, 5, "regression", (Found("course CPU", step, False),))
+    by_both = Interval(4, 5, "regression", (Found("course CPU", step, False), Found("course", step, False)))
+    assert bisect_environment(scan, by_work, "/tmp/x", 5, 2)["LOAD_ARGS"].endswith("--judge work")
+    assert "--judge" not in bisect_environment(scan, by_both, "/tmp/x", 5, 2)["LOAD_ARGS"]
