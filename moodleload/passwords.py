@@ -41,6 +41,7 @@ from .testconfig import (
     config_lock,
     config_target,
     leftovers_of,
+    missing_base_url,
     read_config,
     updated_config,
 )
@@ -153,7 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", default="config.json", help="config.json to update (default config.json)")
     parser.add_argument("--base-url", metavar="URL",
                         help="the site's address as the load reaches it, for config.json's base_url (default: "
-                             "the config's own, else config.php's wwwroot; one of them is needed)")
+                             "the config's own, else config.php's wwwroot; without any, none is written and a "
+                             "[WARN] says what to add)")
     parser.add_argument("--where", help="pick these accounts instead of maketestsite's tool_generator_* "
                                         "users: one SQL condition on the user table u (no leading WHERE)")
     parser.add_argument("--allow-auth", metavar="NAME[,NAME]",
@@ -335,6 +337,9 @@ def report_base_url(old: dict, new: dict, args) -> None:
     is kept, and said so.  Credentials in it (user:password@) are never printed."""
     wwwroot = args.wwwroot
     shown = without_credentials(new.get("base_url", ""))
+    if args.base_url_chosen is None:
+        print(missing_base_url(args.config))
+        return
     if args.base_url is not None:
         if old.get("base_url") != new.get("base_url"):
             print(f"[INFO] base_url {shown} (--base-url)")
@@ -382,7 +387,7 @@ def prepare(args) -> int:
                   f"was killed while committing, the database may hold that run's password: this run sets "
                   f"the database and {args.config} again, so they agree")
         config, existed = read_config(args.config)
-        args.base_url_chosen = chosen_base_url(config, args.base_url, args.wwwroot, args.config)
+        args.base_url_chosen = chosen_base_url(config, args.base_url, args.wwwroot)
         if not args.dry_run:
             check_writable(target, "--config")
         password = resolve_password(args, config)

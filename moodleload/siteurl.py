@@ -7,12 +7,21 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from .exits import UsageError
 
+EXAMPLE_BASE_URL = "https://moodle.example.test"  # config.example.json's placeholder: never a real site
+
 
 def check_base_url(base_url) -> tuple[str, str | None]:
     """The site's URL without credentials, and the HTTP basic auth they stand for (staging
     sites often sit behind it).  Credentials are never printed or stored: only the URL
     without them goes into messages, results and reports."""
     shown = base_url if not isinstance(base_url, str) else without_credentials(base_url)
+    if base_url is None:
+        raise UsageError("config: base_url is missing: add the site's address as the load reaches it "
+                         "(\"base_url\": \"https://your.site\"), or let set_moodle_passwords.py write it "
+                         "(--base-url, or --moodle-config for config.php's wwwroot)")
+    if isinstance(base_url, str) and base_url.rstrip("/") == EXAMPLE_BASE_URL:
+        raise UsageError(f"config: base_url is config.example.json's placeholder {EXAMPLE_BASE_URL}: set it to "
+                         f"your site's address as the load reaches it")
     if not isinstance(base_url, str):
         raise UsageError(f"config: base_url must be an http:// or https:// URL, got {shown!r}")
     parts = urlsplit(base_url)

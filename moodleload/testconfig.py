@@ -13,9 +13,8 @@ from urllib.parse import urlsplit
 
 from .exits import UsageError
 from .files import read_json
-from .siteurl import without_credentials
+from .siteurl import EXAMPLE_BASE_URL, without_credentials
 
-EXAMPLE_BASE_URL = "https://moodle.example.test"  # config.example.json's placeholder: never a real site
 DEFAULT_CONFIG = {
     "login_path": "/login/index.php",
     "users": [],
@@ -62,10 +61,11 @@ def stored_password(config: dict) -> str | None:
     return passwords.pop() if len(passwords) == 1 else None
 
 
-def chosen_base_url(config: dict, given: str | None, wwwroot: str | None, path: str) -> str:
+def chosen_base_url(config: dict, given: str | None, wwwroot: str | None) -> str | None:
     """The site's address for config.json: --base-url, else the config's own (unless it is
-    the example's placeholder), else config.php's wwwroot.  Never a value nobody gave: a
-    config without one is refused before the database is touched."""
+    the example's placeholder), else config.php's wwwroot; None when nothing gave one.
+    Never a value nobody gave: then none is written (missing_base_url says what to add),
+    and moodle_load.py refuses the config in one line until it has one."""
     if given is not None:
         parts = urlsplit(given)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -77,8 +77,14 @@ def chosen_base_url(config: dict, given: str | None, wwwroot: str | None, path: 
         return current
     if wwwroot:
         return wwwroot.rstrip("/")
-    raise UsageError(f"{path} needs the site's address and nothing gave it: add --base-url https://your.site "
-                     f"(as the load will reach it) or --moodle-config with the site's config.php (its wwwroot)")
+    return None
+
+
+def missing_base_url(path: str) -> str:
+    """The one line that says a config was written without the site's address."""
+    return (f"[WARN] {path} has no base_url: nothing gave the site's address, so none was written; add "
+            f"\"base_url\": \"https://your.site\" (as the load reaches it) to it, or run this again with "
+            f"--base-url or --moodle-config (its wwwroot), before moodle_load.py")
 
 
 def updated_config(config: dict, users: list, password: str, parameters: dict | None = None,

@@ -254,20 +254,53 @@ def test_the_lock_is_on_the_folder_a_symlinked_config_is_really_written_in(pg_db
 
 # ---- never a value nobody gave
 
-def test_a_new_config_without_the_sites_address_is_refused_before_the_database_is_touched(pg_db, tmp_path, capsys):
+def seed_command(pg_db, *extra) -> list:
+    """The product description's own command, with this test's database in place of its
+    host and port (the flags and their order as the description gives them)."""
+    return [sys.executable, os.path.join(ROOT, "set_moodle_passwords.py"), "--db-name", pg_db.name,
+            "--db-user", pg_db.pg.superuser, "--db-pass", "S3cret", "--db-host", pg_db.pg.socketdir,
+            "--db-port", str(pg_db.pg.port), "--prefix", "mdl_", "--count", "50", "--password", "Passw0rd!",
+            "--config", "config.json", *extra]
+
+
+def test_the_seeds_own_command_in_an_empty_folder_writes_users_and_password_and_says_what_to_add(pg_db, tmp_path):
+    result = subprocess.run(seed_command(pg_db), cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert len(config["users"]) == 50 and {user["password"] for user in config["users"]} == {"Passw0rd!"}
+    assert "base_url" not in config  # never a made-up address
+    assert oct((tmp_path / "config.json").stat().st_mode & 0o777) == "0o600"
+    warnings = [line for line in result.stdout.splitlines() if "base_url" in line]
+    assert len(warnings) == 1 and warnings[0].startswith("[WARN] config.json has no base_url")
+    assert "S3cret" not in result.stdout + result.stderr
+
+
+def test_the_seeds_own_dry_run_in_an_empty_folder_shows_the_users_and_writes_nothing(pg_db, tmp_path):
     before = snapshot(pg_db)
-    code = smp.main([*pg_db.cli_args(), "--password", "pw", "--config", str(tmp_path / "config.json")])
-    assert code == smp.EXIT_USAGE
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "needs the site's address and nothing gave it: add --base-url" in err
+    result = subprocess.run(seed_command(pg_db, "--dry-run"), cwd=tmp_path, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "these 50 users would get the new password" in result.stdout and "has no base_url" in result.stdout
     assert snapshot(pg_db) == before and not (tmp_path / "config.json").exists()
 
 
-def test_the_examples_placeholder_address_counts_as_none(pg_db, tmp_path, capsys):
+def test_the_examples_placeholder_address_is_kept_out_of_the_written_config_and_said(pg_db, tmp_path, capsys):
     with open(os.path.join(ROOT, "config.example.json")) as handle:
         (tmp_path / "config.json").write_text(handle.read())
-    code = smp.main([*pg_db.cli_args(), "--password", "pw", "--config", str(tmp_path / "config.json")])
-    assert code == smp.EXIT_USAGE and "needs the site's address" in capsys.readouterr().err
+    assert smp.main([*pg_db.cli_args(), "--password", "pw", "--config", str(tmp_path / "config.json")]) == 0
+    assert "has no base_url" in capsys.readouterr().out
+
+
+def test_moodle_load_refuses_a_config_without_the_sites_address_in_one_line(tmp_path, capsys):
+    import moodle_load
+    for base_url in (None, "https://moodle.example.test"):
+        config = {"users": [{"username": "u1", "password": "p"}], "urls": [{"path": "/my/"}]}
+        if base_url:
+            config["base_url"] = base_url
+        (tmp_path / "config.json").write_text(json.dumps(config))
+        code = moodle_load.main(["--config", str(tmp_path / "config.json"), "--rpm", "60", "--duration", "1"])
+        err = capsys.readouterr().err
+        assert code == 128 and err.count("\n") == 1 and "base_url" in err and "[ERROR]" in err
 
 
 def test_base_url_given_by_flag_is_written(pg_db, tmp_path):
