@@ -44,9 +44,10 @@
 #   RESTORE_CMD      how to restore instead                        [as PRETEST_DUMP says]
 #   PREPARE_CMD      bring the code live: upgrade, purge caches, reload PHP (opcache keeps
 #                    old code until php-fpm reloads)   [found per commit from its own files:
-#                    Moodle 5.1+ (public/admin/cli/upgrade.php, caches purged with
-#                    public/admin/cli/purge_caches.php or bin/moodle admin:purge-caches) or
-#                    up to 5.0 (admin/cli/upgrade.php, admin/cli/purge_caches.php); then
+#                    Moodle after 5.1.x (public/admin/cli/upgrade.php, caches purged with
+#                    public/admin/cli/purge_caches.php or bin/moodle admin:purge-caches), or
+#                    up to 5.0 and 5.1.x (admin/cli/upgrade.php, admin/cli/purge_caches.php
+#                    at the top, though 5.1.x serves its web code from public/); then
 #                    RELOAD_CMD. A commit with neither layout stops the bisect]
 #   RELOAD_CMD       e.g. "sudo systemctl reload php8.2-fpm"
 #   CLEANUP_CMD      run when the step ends, whatever happened
@@ -125,14 +126,15 @@ prepare_site() {
         bash -c "$PREPARE_CMD" || skip "PREPARE_CMD failed"
         return
     fi
-    # Moodle 5.1 moved its code into public/ (config.php stays at the top); a bisect may
-    # cross that commit, so the layout is read from each checked-out commit's own files.
+    # Moodle 5.1 moved its web code into public/ (config.php stays at the top); 5.1.x kept
+    # the CLI scripts at the top (admin/cli/), later trees moved them to public/admin/cli/.
+    # A bisect may cross both moves, so each checked-out commit's own files decide.
     local code purge
     if [ -f public/admin/cli/upgrade.php ]; then code=public
     elif [ -f admin/cli/upgrade.php ]; then code=.
     else
-        say "neither public/admin/cli/upgrade.php (Moodle 5.1+) nor admin/cli/upgrade.php (up to 5.0) is in" \
-            "$(pwd): cannot prepare this commit; run from the Moodle checkout or set PREPARE_CMD"
+        say "neither public/admin/cli/upgrade.php (Moodle after 5.1.x) nor admin/cli/upgrade.php (up to 5.0, and" \
+            "5.1.x) is in $(pwd): cannot prepare this commit; run from the Moodle checkout or set PREPARE_CMD"
         exit 128
     fi
     if [ -f "$code/admin/cli/purge_caches.php" ]; then purge=("$code/admin/cli/purge_caches.php")

@@ -11,7 +11,7 @@ import subprocess
 
 from .exits import UsageError
 
-LAYOUTS = (("public", "5.1+ (code under public/)"), (".", "up to 5.0 (code at the top)"))
+LAYOUTS = (("public", "5.1+: web code under public/"), (".", "up to 5.0: code at the top"))
 _ASSIGNMENT = re.compile(r"^\s*\$(version|release|branch)\s*=\s*(?:'([^']*)'|\"([^\"]*)\"|([0-9.]+))\s*;", re.M)
 
 

@@ -56,7 +56,7 @@ class MoodleUnderTest:
     release: str | None = None
     version: str | None = None
     branch: str | None = None
-    layout: str | None = None  # "5.1+ (code under public/)" or "up to 5.0 (code at the top)"
+    layout: str | None = None  # "5.1+: web code under public/" or "up to 5.0: code at the top"
     commit: str | None = None
     uncommitted_changes: bool | None = None
 

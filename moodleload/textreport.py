@@ -20,7 +20,7 @@ def format_report(document: Results) -> str:
     lines = [""]
     moodle = document.metadata.moodle
     if moodle is not None:
-        lines.append(f"Moodle under test: {moodle.label} ({moodle.layout})")
+        lines.append(f"Moodle under test: {moodle.label}; layout {moodle.layout}")
     lines.append("Per URL (latency = response time from the intended start; svc = service time; CPU = Moodle's "
                  "own CPU time per answer, mean; ms):")
     header = f"{'url':<38} {'req':>6} {'ok':>6} {'fail':>5} {'p50':>7} {'p95':>7} {'p99':>7} " \

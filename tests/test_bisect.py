@@ -228,7 +228,9 @@ def test_the_confirmation_confirms_the_culprit_and_clears_an_innocent_commit(tmp
     assert git(repo, "rev-parse", "HEAD") != commits[2]  # the checkout is put back
 
 
-# ---- Moodle's two code layouts: up to 5.0 at the top, since 5.1 under public/ (issue 23)
+# ---- Moodle's code layouts a bisect can cross: up to 5.0 everything at the top; 5.1.x the web
+# code under public/ with the CLI scripts still at the top (admin/cli/); later trees the CLI
+# under public/admin/cli/ too, some with bin/moodle (docs/moodle-5.1.md)
 
 RECORDER = ("<?php file_put_contents(getenv('PREPARED_LOG'), '{tag} ' . trim(shell_exec('git rev-parse HEAD'))"
             " . \"\\n\", FILE_APPEND);\n")
@@ -242,7 +244,22 @@ def moodle_50(path):
     (path / "config.php").write_text("<?php // the site's settings\n")
 
 
+def moodle_51x(path):
+    """A 5.1.x tree as the real 5.1.3+ has it: public/ holds the web code, version.php and a
+    config.php that loads the top one; admin/cli/ stayed at the top; no public/admin/cli/."""
+    subprocess.run(["rm", "-rf", str(path / "version.php"), str(path / "public")], check=True)
+    for name in ("admin/cli/upgrade.php", "admin/cli/purge_caches.php"):
+        (path / name).parent.mkdir(parents=True, exist_ok=True)
+        (path / name).write_text(RECORDER.replace("{tag}", f"top:{name}"))
+    (path / "public").mkdir()
+    (path / "public/version.php").write_text("<?php\n$version  = 2025100603.04;\n"
+                                             "$release  = '5.1.3+ (Build: 20260227)';\n")
+    (path / "public/config.php").write_text("<?php require_once(__DIR__ . '/../config.php');\n")
+    (path / "config.php").write_text("<?php // the site's settings\n")
+
+
 def moodle_51(path, with_bin: bool = False):
+    """A later development tree: the CLI scripts moved under public/admin/cli/ too."""
     subprocess.run(["rm", "-rf", str(path / "admin"), str(path / "version.php")], check=True)
     names = ["admin/cli/upgrade.php"] + ([] if with_bin else ["admin/cli/purge_caches.php"])
     for name in names:
@@ -257,11 +274,11 @@ def moodle_51(path, with_bin: bool = False):
 
 
 @pytest.mark.skipif(not shutil.which("php") and not os.environ.get("CI"), reason="no php (make test installs it)")
-def test_a_bisect_across_the_move_into_public_prepares_every_step_with_its_own_layout(tmp_path):
+def test_a_bisect_across_the_three_layouts_prepares_every_step_with_its_own_scripts(tmp_path):
     good, bad = site_settings(30, 128), site_settings(30, 168)
-    trees = [moodle_50, moodle_50, moodle_51, moodle_51, lambda path: moodle_51(path, with_bin=True),
+    trees = [moodle_50, moodle_50, moodle_51x, moodle_51x, moodle_51, lambda path: moodle_51(path, with_bin=True),
              lambda path: moodle_51(path, with_bin=True)]
-    sites = [good, good, good, good, bad, bad]
+    sites = [good, good, good, good, good, bad, bad]
     repo = tmp_path / "moodle"
     commits = make_repo(repo, sites, trees)
     port = free_port()
@@ -276,18 +293,23 @@ def test_a_bisect_across_the_move_into_public_prepares_every_step_with_its_own_l
     result = subprocess.run(["git", "bisect", "run", STEP], cwd=repo, env=env, capture_output=True, text=True,
                             timeout=900)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert f"{commits[4]} is the first bad commit" in result.stdout
-    layout = {commits[0]: "top", commits[1]: "top", commits[2]: "public", commits[3]: "public",
-              commits[4]: "bin", commits[5]: "bin"}
+    assert f"{commits[5]} is the first bad commit" in result.stdout
+    layout = {commits[0]: "top", commits[1]: "top", commits[2]: "top", commits[3]: "top", commits[4]: "public",
+              commits[5]: "bin", commits[6]: "bin"}
     prepared = [line.split() for line in (tmp_path / "prepared.log").read_text().splitlines()]
-    assert {commit for _, commit in prepared} >= {commits[0], commits[3], commits[4]}
+    assert {commit for _, commit in prepared} >= {commits[0], commits[5]}
+    assert {commit for _, commit in prepared} & {commits[2], commits[3]}  # a 5.1.x step was prepared too
     for script, commit in prepared:
         where = script.split(":")[0]
         assert where == layout[commit] or (layout[commit] == "bin" and script == "public:admin/cli/upgrade.php"), \
             (script, commit)
-    recorded = read_results(tmp_path / "results" / f"{commits[4][:7]}.json")["metadata"]["moodle"]
-    assert recorded["release"] == "5.1 (Build: 20251006)" and recorded["commit"] == commits[4]
+    recorded = read_results(tmp_path / "results" / f"{commits[5][:7]}.json")["metadata"]["moodle"]
+    assert recorded["release"] == "5.1 (Build: 20251006)" and recorded["commit"] == commits[5]
     assert recorded["layout"].startswith("5.1+")
+    stepped = [read_results(tmp_path / "results" / f"{commit[:7]}.json")["metadata"]["moodle"]
+               for commit in commits[2:4] if (tmp_path / "results" / f"{commit[:7]}.json").exists()]
+    assert all(moodle["release"] == "5.1.3+ (Build: 20260227)" and moodle["layout"].startswith("5.1+")
+               for moodle in stepped)
 
 
 def test_a_tree_of_neither_layout_stops_the_bisect_with_one_line(tmp_path):
@@ -302,7 +324,8 @@ def test_a_tree_of_neither_layout_stops_the_bisect_with_one_line(tmp_path):
     assert result.returncode == 128
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1
-    assert "neither public/admin/cli/upgrade.php (Moodle 5.1+) nor admin/cli/upgrade.php" in lines[0]
+    assert "neither public/admin/cli/upgrade.php (Moodle after 5.1.x) nor admin/cli/upgrade.php (up to 5.0, and " \
+           "5.1.x)" in lines[0]
 
 
 def read_results(path) -> dict:
