@@ -149,7 +149,7 @@ prepare_site() {
 # The same load every time; its output is kept to see why a run could not judge.
 args=(--config "$LOAD_CONFIG" --rpm "${LOAD_RPM:-600}" --duration "${LOAD_DURATION:-120}"
       --warmup "${LOAD_WARMUP:-30}" --concurrency "${LOAD_CONCURRENCY:-20}" --seed "${LOAD_SEED:-1}"
-      --progress 0)
+      --progress 0 --in-bisect no)  # the step re-runs and sizes its baseline itself
 # The Moodle under test named in every result (release, version, commit), in either layout.
 if [ -f public/version.php ] || [ -f version.php ]; then args+=(--moodle-dir "$(pwd)"); fi
 load() {  # load OUTPUT [more moodle_load.py arguments]

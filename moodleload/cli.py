@@ -29,7 +29,7 @@ from .files import check_output_path, write_atomically
 from .httpclient import resolve_http_client
 from .machine import ensure_open_files
 from .metrics import Scraper, check_metrics_urls, host_lines, saturation_notes
-from .moodletree import describe
+from .moodletree import bisect_in_progress, describe
 from .options import argv_for, build_parser, check_load_options, check_numbers, gates_from, thresholds_from
 from .pairs import confirm
 from .passwords import connection_settings
@@ -40,7 +40,7 @@ from .runcompare import compare_runs
 from .scheduler import LoadRun, RunSettings
 from .statements import Watcher, attribute, moved_page, statement_changes, work_regression
 from .textreport import format_comparison, format_report, format_trust, rate_hints
-from .verdict import RunFacts, Verdict, delivery_problems, judge_run
+from .verdict import RunFacts, Verdict, baseline_limit, delivery_problems, judge_run
 from .views import trust_signals
 from .work import JUDGE_BOTH, JUDGE_WORK
 
@@ -433,7 +433,9 @@ def run_with_signals(run: LoadRun) -> int | None:
 def conclude(args, say, document: Results, verdict: Verdict, *, baseline: Results | None = None,
              comparison: Comparison | None = None, judge=print) -> int:
     """How every mode ends: the exports asked for (HTML report, CSV, JUnit), then the verdict
-    and its status."""
+    and its status; inside a git bisect, a 125 that every step would repeat stops it."""
+    if in_bisect(args):
+        verdict = baseline_limit(verdict, comparison)
     exported = Exported(document, verdict, baseline, comparison)
     for exporter in EXPORTERS:
         path = getattr(args, exporter.dest)
@@ -442,6 +444,13 @@ def conclude(args, say, document: Results, verdict: Verdict, *, baseline: Result
             say(f"[INFO] {exporter.what} written to {path}")
     announce(judge, verdict)
     return verdict.status
+
+
+def in_bisect(args) -> bool:
+    """--in-bisect, or (auto) a git bisect in progress in the repository of the current folder,
+    which is where `git bisect run` runs its script."""
+    choice = getattr(args, "in_bisect", "no")
+    return choice == "yes" or (choice == "auto" and bisect_in_progress(os.getcwd()))
 
 
 def announce(judge, verdict: Verdict) -> None:

@@ -40,6 +40,14 @@ def _git(moodle_dir: str, *args: str) -> str | None:
     return result.stdout.strip() if result.returncode == 0 else None
 
 
+def bisect_in_progress(folder: str) -> bool:
+    """Whether a git bisect is under way in the repository holding ``folder``."""
+    path = _git(folder, "rev-parse", "--git-path", "BISECT_START")
+    if not path:
+        return False
+    return os.path.isfile(path if os.path.isabs(path) else os.path.join(folder, path))
+
+
 def describe(moodle_dir: str) -> dict:
     """What the results record of the Moodle under test; a one-line UsageError when the
     folder is not a Moodle tree of either layout."""

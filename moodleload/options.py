@@ -85,6 +85,10 @@ def add_judging_options(parser) -> None:
                              "both (time, and a work regression alone is bad too; default)")
     parser.add_argument("--max-db-reads-increase", type=float, default=2.0, metavar="N",
                         help="extra DB reads per page tolerated against the baseline (default 2)")
+    parser.add_argument("--in-bisect", choices=("auto", "yes", "no"), default="auto",
+                        help="inside a git bisect, a 'cannot judge' that every step would repeat (one baseline run; "
+                             "a baseline spread no run count overcomes) stops the bisect (128) with the remedy; "
+                             "auto: when a bisect is in progress in the current folder's repository (default)")
     parser.add_argument("--alpha", type=float, default=0.05,
                         help="false-alarm rate of the baseline comparison, over all URLs (default 0.05)")
     parser.add_argument("--max-other-cpu", type=float, metavar="SHARE",

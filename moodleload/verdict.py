@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .exits import EXIT_BAD, EXIT_CANNOT_JUDGE, EXIT_GOOD, EXIT_UNREACHABLE
+from .exits import EXIT_BAD, EXIT_CANNOT_JUDGE, EXIT_GOOD, EXIT_UNREACHABLE, EXIT_USAGE
 
 if TYPE_CHECKING:
     from .comparison import Comparison
@@ -20,6 +20,7 @@ class Verdict:
     status: int
     word: str  # "good", "bad", "cannot judge", "interrupted"
     reasons: tuple = ()
+    undecided: bool = False  # a 125 because the comparison could neither show nor rule out a regression
 
     @classmethod
     def good(cls) -> Verdict:
@@ -194,9 +195,38 @@ def decide(summary: Summary, gates: Gates, comparison: Comparison | None, logins
         headline = [comparison.undecided] if comparison.undecided else []
         if comparison.work_would_decide:
             headline.append(comparison.work_would_decide)
-        return Verdict.cannot_judge(headline + [f"{row.name}: {'; '.join(row.reasons)}"
-                                                for row in comparison.rows_with("unsure")] + notes)
+        return Verdict(EXIT_CANNOT_JUDGE, "cannot judge",
+                       tuple(headline + [f"{row.name}: {'; '.join(row.reasons)}"
+                                         for row in comparison.rows_with("unsure")] + notes), undecided=True)
     return Verdict(EXIT_GOOD, "good", tuple(notes))
+
+
+def baseline_limit(verdict: Verdict, comparison: Comparison | None) -> Verdict:
+    """Inside a bisect, a 125 that every step would repeat stops it (128) with the remedy:
+    when the comparison was unsure because of the baseline (one run a side cannot see how
+    whole runs move; a baseline whose spread no number of runs of a commit can overcome),
+    not because of the commit, skipping would go on for hours and end in "could be any of".
+    A regression shown (DB reads, a clear slowdown) is still called: only "unsure" stops."""
+    if not verdict.undecided or comparison is None:
+        return verdict
+    needed = comparison.more_runs
+    if comparison.method == "blocks":
+        why = ("one baseline run cannot show how whole runs move, so every step of this bisect would answer 125 "
+               "like this one")
+        remedy = ("record three baseline runs of the good commit (examples/bisect-step.sh --baseline does; or "
+                  "--baseline run1.json run2.json run3.json)")
+    elif needed.candidate is None and needed.baseline is not None:
+        why = (f"runs of a commit alone cannot decide {comparison.max_regression_pct:g} % at the baseline's spread, "
+               f"so every step of this bisect would answer 125")
+        remedy = f"record about {needed.baseline} more baseline runs, or raise --max-regression"
+    elif needed.candidate is None and needed.each is None:
+        why = (f"at this spread not even many more runs would decide {comparison.max_regression_pct:g} %, so every "
+               f"step of this bisect would answer 125")
+        remedy = ("lower the noise (a quieter machine, longer runs, --judge work on a busy one) or raise "
+                  "--max-regression")
+    else:
+        return verdict
+    return Verdict(EXIT_USAGE, "bisect stopped", (f"{why}: {remedy}", *verdict.reasons))
 
 
 @dataclass(frozen=True)

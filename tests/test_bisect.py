@@ -331,3 +331,45 @@ def test_a_tree_of_neither_layout_stops_the_bisect_with_one_line(tmp_path):
 def read_results(path) -> dict:
     with open(path) as handle:
         return json.load(handle)
+
+
+# ---- the product description's own bisect: one baseline run, moodle_load.py in the script (issue 37)
+
+def seed_script(tmp_path, env: dict) -> str:
+    """The bisect script of the product description: start the site at the checked-out
+    commit, the same load against one saved baseline run, the verdict as the exit status."""
+    script = tmp_path / "bisect.sh"
+    script.write_text(f"""#!/usr/bin/env bash
+bash -c '{env["PREPARE_CMD"]}' || exit 125
+baseline=(); [ -f "{tmp_path}/base.json" ] && baseline=(--baseline "{tmp_path}/base.json")
+"{sys.executable}" "{ROOT}/moodle_load.py" --config "{env["LOAD_CONFIG"]}" --rpm 2400 --duration 6 --warmup 1 \\
+    --concurrency 4 --blocks 10 --progress 0 "${{baseline[@]}}" "$@"
+status=$?
+bash -c '{env["CLEANUP_CMD"]}'
+exit $status
+""")
+    script.chmod(0o755)
+    return str(script)
+
+
+def test_a_one_baseline_bisect_stops_at_once_with_the_remedy_instead_of_skipping_every_commit(tmp_path):
+    good, more_reads = site_settings(30, 128), site_settings(30, 168)
+    repo = tmp_path / "moodle"
+    commits = make_repo(repo, [good] * 4 + [more_reads] * 4)  # the fifth commit adds 40 DB reads
+    env = step_environment(tmp_path, free_port())
+    script = seed_script(tmp_path, env)
+    git(repo, "checkout", "-q", commits[0])
+    baseline = subprocess.run([script, "--output", str(tmp_path / "base.json")], cwd=repo, env=env,
+                              capture_output=True, text=True, timeout=300)
+    assert baseline.returncode == 0, baseline.stdout + baseline.stderr
+    git(repo, "checkout", "-q", "main")
+    git(repo, "bisect", "start", commits[-1], commits[0])
+    git(repo, "checkout", "-q", commits[5])
+    counted = subprocess.run([script], cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+    assert counted.returncode == 1 and "DB reads 128 -> 168" in counted.stdout  # counters still decide
+    result = subprocess.run(["git", "bisect", "run", script], cwd=repo, env=env, capture_output=True, text=True,
+                            timeout=900)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and "only 'skip'ped commits" not in output
+    assert "[VERDICT] bisect stopped (exit 128)" in output
+    assert "one baseline run cannot show how whole runs move" in output and "record three baseline runs" in output
