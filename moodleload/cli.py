@@ -204,8 +204,9 @@ def undelivered(document: Results, others: dict) -> list:
     run's (delivery_problems), then each other run's (``others``: label -> Results), named."""
     problems = []
     for label, run in {"": document, **others}.items():
+        signals = trust_signals(run)
         problems += [f"{label}: {line}" if label else line
-                     for line in delivery_problems(run.generator, run.metadata, trust_signals(run).bottleneck)]
+                     for line in delivery_problems(run.generator, run.metadata, signals.bottleneck, signals.saturated)]
     return problems
 
 

@@ -128,7 +128,8 @@ def partly_unreached(summary: Summary) -> list:
 MIN_DELIVERED = 0.95  # of the positions due in the measured window, sent in it
 
 
-def delivery_problems(generator: Generator, meta: Metadata, bottleneck: list | tuple) -> list:
+def delivery_problems(generator: Generator, meta: Metadata, bottleneck: list | tuple,
+                      saturated: list | tuple = ()) -> list:
     """Why the run did not do what was asked, by its own trust signals: the generator stood
     still (a suspended machine, SIGSTOP, a blocked event loop), the generator was the
     bottleneck (``bottleneck``, from views.trust_signals), or the requests due in the
@@ -143,6 +144,10 @@ def delivery_problems(generator: Generator, meta: Metadata, bottleneck: list | t
     if bottleneck:
         problems.append("the generator was the bottleneck (" + "; ".join(bottleneck) + "): raise --concurrency "
                         "if its workers were all busy, or spread the load with --processes N")
+    if saturated:
+        problems.append("; ".join(saturated) + ": not the generator's limit but the site's pace; lower --rpm, raise "
+                        "--concurrency (with as many users) if the site can serve more at once, or, where the site "
+                        "answers slower than it does alone, run on a quieter machine")
     due = generator.due_in_window
     if due is None:  # results before 0.7: what was due, from the rate and the measured time
         due = int(meta.rpm * meta.measured_seconds / 60.0)

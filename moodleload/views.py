@@ -72,7 +72,10 @@ class TrustSignals:
     tokens_unsent: int
     warmup_excluded_s: float
     error_rate: float | None
-    bottleneck: tuple[str, ...] = ()
+    bottleneck: tuple[str, ...] = ()  # the generator's own limits: its CPU, its event loop
+    # Every worker waiting on a slow site (the generator itself idle): the site's saturation,
+    # which needs another remedy than the generator's own limits.
+    saturated: tuple[str, ...] = ()
 
 
 def trust_signals(document: Results) -> TrustSignals:
@@ -87,21 +90,47 @@ def trust_signals(document: Results) -> TrustSignals:
     if loop_lag_p99 is not None and loop_lag_p99 > 50:
         reasons.append(f"its event loop woke up to {loop_lag_p99:.0f} ms late (p99)")
     service_p50 = summary.service_ms.p50 or 0.0
-    if summary.requests and lateness_p50 is not None and lateness_p50 > max(service_p50, 10.0):
+    waited = bool(summary.requests and lateness_p50 is not None and lateness_p50 > max(service_p50, 10.0))
+    saturated: tuple[str, ...] = ()
+    if waited and not reasons and generator.tokens_waited_for_worker:
+        saturated = (site_saturation(document, lateness_p50 or 0.0, service_p50),)
+    elif waited:
         reasons.append(f"half the requests waited over {lateness_p50:.0f} ms inside the generator, "
                        f"longer than the site took to answer ({service_p50:.0f} ms)")
     return TrustSignals(None if cores is None else round(cores, 3), lateness_p50,
                         round_or_none(generator.lateness_ms.percentile(99), 2), loop_lag_p99,
                         generator.tokens_waited_for_worker, generator.tokens_dropped, generator.tokens_unsent,
-                        document.metadata.warmup_s, summary.error_rate, tuple(reasons))
+                        document.metadata.warmup_s, summary.error_rate, tuple(reasons), saturated)
+
+
+def site_saturation(document: Results, lateness_p50: float, service_p50: float) -> str:
+    """Why the workers were all busy while the generator idled, with Little's law: at the
+    target rate and the site's service time, the load needs that many requests in flight."""
+    rate = document.metadata.rpm * len(document.metadata.shards) / 60.0
+    answered = sum(record.service_ms.count for record in document.urls.values())
+    service_mean = sum(record.service_ms.total for record in document.urls.values()) / answered if answered \
+        else service_p50
+    needed = rate * service_mean / 1000.0  # Little's law: requests in flight = rate x time in the site
+    workers = document.metadata.concurrency
+    return (f"every worker was waiting on the site: it answered in {service_p50:.0f} ms (median), so "
+            f"{rate:g} requests a second need about {needed:.0f} in flight and the run had {workers}; half the "
+            f"requests waited over {lateness_p50:.0f} ms for a free worker while the generator itself idled")
 
 
 def bottleneck_warning(signals: TrustSignals) -> str | None:
+    if signals.saturated:
+        return ("The site set the pace, not the generator: " + "; ".join(signals.saturated) + ". The load asked "
+                "for could not be sent as scheduled. " + SATURATION_REMEDY)
     if not signals.bottleneck:
         return None
     return ("The generator was the bottleneck (" + "; ".join(signals.bottleneck) + "): these numbers describe "
             "the generator, not Moodle. Raise --concurrency if its workers were busy, or spread the load with "
             "--processes N (or --shard K/N on more machines) if it was short of CPU.")
+
+
+SATURATION_REMEDY = ("Lower --rpm, raise --concurrency (with as many users) if the site can serve more at once, or, "
+                     "where the site answers slower than it does alone (a busy machine), run where it has its cores "
+                     "to itself.")
 
 
 def good_grounds(document: Results, comparison: Comparison | None) -> list:

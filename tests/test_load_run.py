@@ -2,6 +2,7 @@
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -150,7 +151,9 @@ def test_a_generator_short_of_workers_reports_the_rate_it_really_reached_and_can
     assert result["summary"]["latency_ms_p99"] > 2000  # and its waiting shows in the response time
     out = capsys.readouterr().out
     assert "[HINT]" in out and "raise --concurrency" in out
-    assert "[VERDICT]   only 30 of the 60 requests due in the measured window were sent in it" in out
+    # one worker at 100 ms sends about half of what fell due (30 of 60 on a quiet machine)
+    sent = re.search(r"\[VERDICT\]   only (\d+) of the 60 requests due in the measured window were sent in it", out)
+    assert sent and 20 <= int(sent.group(1)) <= 40, out
 
 
 @pytest.mark.parametrize("with_baseline", [False, True], ids=["alone", "against-a-baseline"])
@@ -357,3 +360,18 @@ def test_the_summary_is_one_json_line_and_the_verdict_comes_last(sim_factory, tm
     assert {"req_per_min_observed", "latency_ms_p50", "latency_ms_p95", "latency_ms_p99", "failures"} <= set(summary)
     assert "urls" not in summary  # per page: the table above it and the results file
     assert lines[-1].startswith("[VERDICT] good")
+
+
+def test_workers_all_waiting_on_a_slow_site_are_named_as_the_sites_pace_with_its_remedy_not_the_generators(
+        sim_factory, tmp_path, capsys):
+    settings = fast_settings()
+    settings.pages["my"] = PageProfile(latency_ms=400, jitter=0, body_kb=10)  # a site slowed by a busy machine
+    server = sim_factory(settings)
+    config = write_config(tmp_path / "c.json", server.url, users=2, urls=[{"path": "/my/"}])
+    assert run_load(config, "--concurrency", "2", rpm=900, duration=3) == 125
+    out = capsys.readouterr().out
+    verdict = out[out.index("[VERDICT]"):]
+    assert "every worker was waiting on the site: it answered in 4" in verdict
+    assert "15 requests a second need about 6 in flight and the run had 2" in verdict
+    assert "lower --rpm" in verdict and "quieter machine" in verdict
+    assert "generator was the bottleneck" not in out and "--processes" not in verdict
