@@ -1,4 +1,4 @@
-"""The HTML report's charts: matplotlib figures as inline SVG (matplotlib is optional)."""
+"""The HTML report's charts: matplotlib figures as inline SVG."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ class ReportUnavailable(UsageError):
 
 
 def load_pyplot():
-    """matplotlib, imported only for --report: an optional extra, not a requirement."""
+    """matplotlib, imported only for --report (requirements.txt installs it; a Python without
+    it, such as a bare zipapp's, is told in one line what to install)."""
     try:
         import matplotlib
 

@@ -33,7 +33,7 @@ class Exported:
 
 class HtmlExporter:
     option, dest, metavar = "--report", "report", "HTML"
-    help = ("write a self-contained HTML report (needs matplotlib): of this run, of a saved RESULTS file, or "
+    help = ("write a self-contained HTML report: of this run, of a saved RESULTS file, or "
             "with --compare of the comparison")
     what = "report"
 
