@@ -35,6 +35,9 @@ TOP_CHANGES = 5
 MIN_CALLS_CHANGE = 0.05
 MIN_MS_CHANGE = 0.05
 MIN_WORK_CHANGE = 1.0  # buffer pages or rows examined per request
+# The mix of pages differs a little from run to run (each request's page is drawn), so a
+# statement's calls per request move with it: a change within a tenth of its rate is the mix.
+RELATIVE_FLOOR = 0.1
 OWN_STATEMENTS = ("pg_stat_statements", "events_statements_summary_by_digest", "@@performance_schema",
                   "pg_extension")
 
@@ -296,7 +299,8 @@ def statement_changes(bases: list, news: list, top: int = TOP_CHANGES) -> dict |
             digits = 4 if key == "ms" else 3
             change[f"base_{key}"], change[f"new_{key}"] = round(base, digits), round(new, digits)
             change[f"{key}_change"] = round(change[f"new_{key}"] - change[f"base_{key}"], digits)
-            change[f"{key}_changed"] = abs(change[f"{key}_change"]) >= max(floor, noise)
+            change[f"{key}_changed"] = abs(change[f"{key}_change"]) >= max(floor, noise,
+                                                                             RELATIVE_FLOOR * max(base, new))
         if change["calls_changed"] or change["ms_changed"] or change["work_changed"]:
             changes.append(change)
     one_url = all(len(document.urls) == 1 for document in bases + news)
