@@ -373,3 +373,37 @@ def test_a_one_baseline_bisect_stops_at_once_with_the_remedy_instead_of_skipping
     assert result.returncode != 0 and "only 'skip'ped commits" not in output
     assert "[VERDICT] bisect stopped (exit 128)" in output
     assert "one baseline run cannot show how whole runs move" in output and "record three baseline runs" in output
+
+
+def test_a_snapshot_with_the_superusers_statistics_extension_restores_as_the_moodle_user(pg_db, tmp_path):
+    """docs/measuring.md has a superuser run CREATE EXTENSION pg_stat_statements in the Moodle
+    database: the extension is then the superuser's, the Moodle user's dump holds it, and a
+    restore that tried to drop it as the Moodle user would fail every step (issue 37)."""
+    owner = "moodleowner"
+    pg_db.query(f"CREATE ROLE {owner} LOGIN PASSWORD 'S3cret'")
+    pg_db.query(f"ALTER DATABASE {pg_db.name} OWNER TO {owner}")
+    pg_db.query(f"ALTER SCHEMA public OWNER TO {owner}")
+    for (table,) in pg_db.query("SELECT tablename FROM pg_tables WHERE schemaname = 'public'"):
+        pg_db.query(f"ALTER TABLE {table} OWNER TO {owner}")
+    pg_db.query("CREATE EXTENSION pg_stat_statements")  # as the superuser, as the docs say
+    config = installer_config("pgsql", "localhost", pg_db.name, owner, "S3cret",
+                              {"dbpersist": 0, "dbport": pg_db.pg.port, "dbsocket": pg_db.pg.socketdir})
+    (tmp_path / "config.php").write_text(config)
+    snapshot = tmp_path / "pretest.dump"
+    dumped = subprocess.run(["pg_dump", "-Fc", "-f", str(snapshot), "-h", pg_db.pg.socketdir, "-p",
+                             str(pg_db.pg.port), "-U", owner, pg_db.name], env={**os.environ, "PGPASSWORD": "S3cret"},
+                            capture_output=True, text=True)
+    assert dumped.returncode == 0, dumped.stderr
+    listed = subprocess.run(["pg_restore", "-l", str(snapshot)], capture_output=True, text=True).stdout
+    assert "EXTENSION - pg_stat_statements" in listed  # the snapshot holds it
+    before = pg_db.query("SELECT id, password FROM mdl_user ORDER BY id")
+    pg_db.query("UPDATE mdl_user SET password = 'changed by a step'")
+    env = {**os.environ, "PYTHON": sys.executable, "PRETEST_DUMP": str(snapshot),
+           "MOODLE_CONFIG": str(tmp_path / "config.php"), "RESULTS_DIR": str(tmp_path / "results")}
+    for variable in ("PGHOST", "PGPORT", "PGUSER", "PGDATABASE", "PGPASSWORD", "DB_TYPE", "DB_NAME"):
+        env.pop(variable, None)
+    result = subprocess.run([STEP, "--restore"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert pg_db.query("SELECT id, password FROM mdl_user ORDER BY id") == before
+    assert pg_db.query("SELECT extowner::regrole::text FROM pg_extension WHERE extname = 'pg_stat_statements'") \
+        == [(pg_db.pg.superuser,)]
