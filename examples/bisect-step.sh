@@ -182,7 +182,7 @@ sizing_args=()
 load_args=(${LOAD_ARGS:-})
 for position in "${!load_args[@]}"; do
     case "${load_args[$position]}" in
-        --max-regression|--alpha|--judge) sizing_args+=("${load_args[$position]}" "${load_args[$((position + 1))]:-}") ;;
+        --max-regression|--alpha|--judge|--max-failure-rise) sizing_args+=("${load_args[$position]}" "${load_args[$((position + 1))]:-}") ;;
     esac
 done
 sizing() { PYTHONPATH="$TOOLKIT" "$PYTHON" -m moodleload.sizing "$@" "${sizing_args[@]}"; }

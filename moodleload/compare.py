@@ -63,6 +63,7 @@ class Thresholds:
     min_blocks: int = 6
     max_other_cpu: float | None = None  # share of the load machine other processes may use (None: no limit)
     judge: str = "both"  # what decides: "time", "work" (CPU time per answer, DB reads) or "both" (work.JUDGE_*)
+    failure_margin: float = 0.02  # a rise of failures (share of requests) good needs ruled out (--max-failure-rise)
 
 
 def ratio_interval(base_blocks: list, new_blocks: list, resamples: int = 400, seed: int = 0) -> tuple:
@@ -120,7 +121,8 @@ def judge_counts(base_failed: int, base_total: int, new_failed: int, new_total: 
     row["failure_rate"] = [round(base_rate, 4), round(new_rate, 4)]
     rise_upper = failure_rise_upper(base_failed, base_total, new_failed, new_total, alpha)
     row["failure_rise_upper"] = round(rise_upper, 4)
-    row["failures_ruled_out"] = rise_upper < FAILURE_MARGIN
+    row["failures_ruled_out"] = rise_upper < thresholds.failure_margin
+    row["failure_margin"] = thresholds.failure_margin
     if new_rate - base_rate >= MIN_FAILURE_INCREASE and failures_p <= alpha:
         row["verdict"] = "regression"
         kinds = ", ".join(f"{kind} {count}" for kind, count in sorted(failure_kinds.items()))
@@ -224,7 +226,7 @@ def failure_gap(row: dict) -> str | None:
     if row.get("failures_ruled_out", True):
         return None
     return f"a rise of failures up to {row['failure_rise_upper']:.1%} of requests not ruled out " \
-           f"(margin {FAILURE_MARGIN:.0%})"
+           f"(margin {row.get('failure_margin', FAILURE_MARGIN):.0%}, --max-failure-rise)"
 
 
 def unshown(row: dict, upper_ratio: float, tolerance: float) -> None:

@@ -83,6 +83,10 @@ def add_judging_options(parser) -> None:
                         help="what decides against the baseline: time (service time), work (Moodle's own CPU "
                              "time per answer from the footer, and DB reads: for a busy or shared machine), or "
                              "both (time, and a work regression alone is bad too; default)")
+    parser.add_argument("--max-failure-rise", type=float, default=2.0, metavar="PCT",
+                        help="a rise of failures, percent of requests, that good needs ruled out (default 2: the usual "
+                             "runs of a few hundred requests a page rule it out when nothing failed; short runs may "
+                             "need more)")
     parser.add_argument("--max-db-reads-increase", type=float, default=2.0, metavar="N",
                         help="extra DB reads per page tolerated against the baseline (default 2)")
     parser.add_argument("--in-bisect", choices=("auto", "yes", "no"), default="auto",
@@ -157,6 +161,7 @@ NUMBER_RANGES = {
     "blocks": (1, True, 1000),
     "max_regression": (0, True, 1000),
     "max_db_reads_increase": (0, True, 1_000_000),
+    "max_failure_rise": (0, False, 100),
     "alpha": (0, False, 0.5),
     "max_p95_ms": (0, True, 1e9),
     "max_p99_ms": (0, True, 1e9),
@@ -197,7 +202,7 @@ def check_load_options(args) -> None:
 def thresholds_from(args) -> Thresholds:
     return Thresholds(max_regression_pct=args.max_regression, alpha=args.alpha,
                       max_db_reads_increase=args.max_db_reads_increase, max_other_cpu=args.max_other_cpu,
-                      judge=args.judge)
+                      judge=args.judge, failure_margin=args.max_failure_rise / 100.0)
 
 
 def gates_from(args) -> Gates:

@@ -148,6 +148,7 @@ def _comparison(bases: list, news: list, names: list, rows: dict, thresholds: Th
     if whole is not None:
         rules_out.append(round(math.expm1(whole["upper"]) * 100, 2))
     comparison = {"verdict": "not comparable" if differences else overall, "method": "runs", "judge": thresholds.judge,
+                  "failure_margin": thresholds.failure_margin,
                   "alpha_per_url": alpha, "urls": rows, "notes": notes,
                   "max_regression_pct": thresholds.max_regression_pct,
                   "not_comparable": differences, "baseline_runs": len(bases), "candidate_runs": len(news),
@@ -219,7 +220,7 @@ def undecided_line(comparison: dict) -> str:
         head = f"these runs rule out only {what} above {rules_out:.1f} %"
     else:
         head = (f"these runs rule out {what} above {rules_out:.1f} % but not a rise of failures above "
-                f"{FAILURE_MARGIN:.0%} of requests")
+                f"{comparison.get('failure_margin', FAILURE_MARGIN):.0%} of requests (--max-failure-rise)")
     needed = comparison.get("more_runs") or {}
     candidate, baseline, each = needed.get("candidate"), needed.get("baseline"), needed.get("each")
     if comparison.get("method") != "runs":

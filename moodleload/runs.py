@@ -35,7 +35,6 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from .compare import (
-    FAILURE_MARGIN,
     Thresholds,
     block_medians,
     failure_rise_upper,
@@ -297,7 +296,7 @@ def decided(evidence: Evidence, thresholds: Thresholds, pages_alpha: float) -> b
         if page["failures"]:
             base_failed, base_total, new_failed, new_total = page["failures"]
             if failure_rise_upper(base_failed, base_total, new_failed, new_total,
-                                  outcome["page_alpha"]) >= FAILURE_MARGIN:
+                                  outcome["page_alpha"]) >= thresholds.failure_margin:
                 return False
     return True
 

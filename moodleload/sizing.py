@@ -75,7 +75,8 @@ def cost_line(runs: int, seconds_per_run: float | None, commits: int | None, tol
 
 
 def _baseline(args) -> int:
-    thresholds = Thresholds(max_regression_pct=args.max_regression, alpha=args.alpha, judge=args.judge)
+    thresholds = Thresholds(max_regression_pct=args.max_regression, alpha=args.alpha, judge=args.judge,
+                            failure_margin=args.max_failure_rise / 100.0)
     bases = [load_document(path) for path in args.results]
     spread, _ = baseline_spread(bases, thresholds)
     if spread is None:
@@ -120,6 +121,7 @@ def main(argv=None) -> int:
     parser.add_argument("results", nargs="+", metavar="RESULTS")
     parser.add_argument("--max-regression", type=float, default=10.0)
     parser.add_argument("--alpha", type=float, default=0.05)
+    parser.add_argument("--max-failure-rise", type=float, default=2.0, metavar="PCT")
     parser.add_argument("--judge", choices=JUDGE_CHOICES, default=JUDGE_BOTH,
                         help="the measure the steps decide good by: work sizes from the CPU time's spread")
     parser.add_argument("--max-runs", type=int, default=6, help="runs a bisect step may spend on one commit")

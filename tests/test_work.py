@@ -225,3 +225,11 @@ def test_a_scans_step_that_only_the_work_showed_is_bisected_by_the_work():
     by_both = Interval(4, 5, "regression", (Found("course CPU", step, False), Found("course", step, False)))
     assert bisect_environment(scan, by_work, "/tmp/x", 5, 2)["LOAD_ARGS"].endswith("--judge work")
     assert "--judge" not in bisect_environment(scan, by_both, "/tmp/x", 5, 2)["LOAD_ARGS"]
+
+
+def test_the_margin_on_failures_is_a_setting_and_short_runs_with_no_failure_decide_with_a_wider_one(recorded):
+    bases, news = runs(recorded, 3, 29, wall=0.005), runs(recorded, 1, 30, wall=0.005)
+    strict = compare_runs(bases, news, Thresholds(max_regression_pct=10, judge="time", failure_margin=0.002))
+    assert strict.verdict == "unsure" and "--max-failure-rise" in strict.undecided
+    wide = compare_runs(bases, news, Thresholds(max_regression_pct=10, judge="time", failure_margin=0.05))
+    assert wide.verdict == "same"
