@@ -158,7 +158,8 @@ def time_row(row: dict, base: UrlRecord, new: UrlRecord, thresholds: Thresholds,
         if row["verdict"] == "same":
             row["verdict"] = "unsure"
             row["reasons"].append(f"too few blocks with data ({len(base_blocks)} vs {len(new_blocks)}, "
-                                  f"need {thresholds.min_blocks})")
+                                  f"need {thresholds.min_blocks} with 3 answers each): run longer, at a higher "
+                                  f"rate, or with fewer --blocks")
         return
     base_median = statistics.median(base_blocks)
     new_median = statistics.median(new_blocks)

@@ -261,7 +261,8 @@ def _judge_url(name: str, bases: list, news: list, side: Side, thresholds: Thres
         if row["verdict"] == "same":
             row["verdict"] = "unsure"
             row["reasons"].append(f"too few runs with {thresholds.min_blocks} blocks of data "
-                                  f"({len(base_logs)} baseline, {len(new_logs)} this commit): more runs may decide")
+                                  f"({len(base_logs)} baseline, {len(new_logs)} this commit): more runs may decide, "
+                                  f"or longer ones, or fewer --blocks")
         return row, counts
     ratio = math.exp(page["change"])
     assert spread is not None  # a page judged over runs has their spread

@@ -116,7 +116,8 @@ def test_too_little_data_cannot_judge(sim_factory, tmp_path, capsys):
     assert run_load(config, rpm=120, duration=2, output=tmp_path / "new.json") == 0
     assert moodle_load.main(["--compare", str(tmp_path / "base.json"), str(tmp_path / "new.json")]) \
         == EXIT_CANNOT_JUDGE
-    assert "too few blocks with data" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "too few blocks with data" in out and "run longer, at a higher rate, or with fewer --blocks" in out
 
 
 def test_compare_refuses_a_file_that_is_not_results(tmp_path, capsys):
