@@ -18,111 +18,29 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
 
 from .changepoints import MIN_SEGMENT, describe, find_all, is_work
-from .compare import Thresholds
-from .exits import EXIT_BAD, EXIT_GOOD, EXIT_SIGINT, EXIT_USAGE, UsageError
+from .exits import EXIT_SIGINT, EXIT_USAGE, UsageError
 from .files import read_json, write_json_atomically
-
-REGRESSION, IMPROVEMENT = "regression", "improvement"  # Found.direction's values
-TERMS = {REGRESSION: ("good", "bad"), IMPROVEMENT: ("slow", "fast")}  # git bisect's old and new terms
-SCAN_FORMAT = 1
-
-
-@dataclass(frozen=True)
-class Interval:
-    """Positions (in the list of measured commits) of the two commits a step lies between,
-    what way it went, and the series that stepped there."""
-
-    before: int
-    after: int
-    direction: str
-    found: tuple
-
-
-def picked_positions(count: int, stride: int) -> list:
-    """The commits a scan measures: every ``stride``-th of ``count`` and always the last."""
-    return [index for index in range(count) if index % stride == 0 or index == count - 1]
-
-
-def intervals_of(found: list) -> list:
-    """One bisect per interval and direction: pages that stepped between the same two
-    commits the same way are most likely one commit's doing; a slower and a faster page
-    between the same two commits are two bisects."""
-    groups: dict = {}
-    for item in found:
-        groups.setdefault((item.step.before, item.step.after, item.direction), []).append(item)
-    return [Interval(before, after, direction, tuple(items))
-            for (before, after, direction), items in sorted(groups.items(), key=lambda pair: (pair[0][1], pair[0][2]))]
-
-
-def baseline_positions(interval: Interval, intervals: list, count: int, wanted: int) -> list:
-    """The measured commits whose runs serve as the bisect's baseline: the level the bisect
-    compares with (the old one for a regression, the new one for an improvement), the
-    ``wanted`` nearest the step, never across another step of any series (a step elsewhere
-    in the baseline would widen that page's spread or mix its DB reads)."""
-    if interval.direction == REGRESSION:
-        start = max((other.after for other in intervals if other.after <= interval.before), default=0)
-        return list(range(start, interval.before + 1))[-wanted:]
-    end = min((other.before for other in intervals if other.before >= interval.after), default=count - 1)
-    return list(range(interval.after, end + 1))[:wanted]
-
-
-def bisect_tolerances(interval: Interval, max_regression_pct: float, max_reads: float) -> tuple:
-    """(max regression %, max DB reads increase) for the bisect of ``interval``: half the step
-    where that is smaller than the configured value, so that a commit on either level is as
-    far from the line as the other (a tolerance above the step would call the new level good)."""
-    times = [math.expm1(abs(item.step.change) / 2) * 100 for item in interval.found if not item.counter]
-    reads = [abs(item.step.change) / 2 for item in interval.found if item.counter]
-    return round(min([max_regression_pct, *times]), 2), round(min([max_reads, *reads]), 2)
-
-
-def configured_tolerances(load_args: str) -> tuple:
-    """--max-regression and --max-db-reads-increase as LOAD_ARGS sets them (the last wins, as
-    in moodle_load.py), else moodle_load.py's defaults."""
-    defaults = Thresholds()
-    values = {"--max-regression": defaults.max_regression_pct, "--max-db-reads-increase":
-              defaults.max_db_reads_increase}
-    words = load_args.split()
-    for position, word in enumerate(words):
-        flag, _, inline = word.partition("=")
-        if flag in values:
-            text = inline or (words[position + 1] if position + 1 < len(words) else "")
-            try:
-                values[flag] = float(text)
-            except ValueError:
-                raise UsageError(f"LOAD_ARGS: {flag} needs a number, not {text!r}") from None
-    return values["--max-regression"], values["--max-db-reads-increase"]
-
-
-FIRST_COMMIT = re.compile(r"^([0-9a-f]{40}) is the first (\w+) commit", re.MULTILINE)
-
-
-def first_commit(bisect_output: str, direction: str) -> str | None:
-    """The commit ``git bisect run`` named, or None when it ended among skipped commits."""
-    for commit, term in FIRST_COMMIT.findall(bisect_output):
-        if term == TERMS[direction][1]:
-            return commit
-    return None
-
-
-CONFIRMATIONS = {0: "confirmed", 1: "not confirmed", 125: "cannot tell"}
-
-
-def verdict_lines(output: str) -> list:
-    return [line.removeprefix("[VERDICT]").strip() for line in output.splitlines() if line.startswith("[VERDICT]")]
-
-
-def scan_exit(outcomes: list) -> int:
-    """0 when every step's commit was named and confirmed (or there was no step), 1 when one
-    was not: the report says which and why."""
-    return EXIT_GOOD if all(outcome.get("confirmation") == "confirmed" for outcome in outcomes) else EXIT_BAD
-
+from .scanplan import (
+    CONFIRMATIONS,
+    REGRESSION,
+    SCAN_FORMAT,
+    TERMS,
+    Interval,
+    baseline_positions,
+    bisect_tolerances,
+    configured_tolerances,
+    first_commit,
+    intervals_of,
+    picked_positions,
+    scan_exit,
+    verdict_lines,
+)
 
 # ---- the I/O: git, the step script, the files
 
@@ -166,29 +84,63 @@ def git(*args: str, check: bool = True) -> str:
     return result.stdout.strip()
 
 
+MEASURE_TRIES = 3  # runs of one commit a scan makes before a run that could not judge stops it
+
+
 def measure(scan: Scan) -> int | None:
     """Every picked commit without a results file measured; None when all went well, else
-    the exit status that stops the scan."""
+    the exit status that stops the scan.  A scan is an overnight job: a run that could not
+    judge (the machine was busy, the site hiccuped) is made again, up to MEASURE_TRIES, its
+    reason said and its log kept; a usage mistake or a fault (128 and above) stops at once."""
     for position in range(len(scan.picked)):
         output = scan.file_of(position)
         if os.path.exists(output):
             continue
         index = scan.picked[position]
         git("checkout", "-q", scan.commits[index])
-        say(f"measuring commit {index + 1} of {len(scan.commits)} ({scan.short(index)})")
-        partial = output + ".partial"
-        status = subprocess.run([scan.step_script, "--measure", partial], env=scan.environment).returncode
-        if not os.path.exists(partial) or status > 1:
-            for leftover in (partial, partial + ".log"):
-                if os.path.exists(leftover):
-                    os.unlink(leftover)
-            say(f"the run of {scan.short(index)} ended with exit {status} and is not kept: fix that, then start "
-                f"the scan again (what is measured stays)")
-            return status if status > 127 else 1
+        for attempt in range(1, MEASURE_TRIES + 1):
+            say(f"measuring commit {index + 1} of {len(scan.commits)} ({scan.short(index)})"
+                + (f", try {attempt} of {MEASURE_TRIES}" if attempt > 1 else ""))
+            status = measure_once(scan, output, attempt)
+            if status is None:
+                break
+            if status > 127 or attempt == MEASURE_TRIES:
+                say(f"the run of {scan.short(index)} could not be measured (exit {status}"
+                    + (f", {attempt} tries" if attempt > 1 else "") + f"): its logs are kept beside "
+                    f"{os.path.basename(output)}; fix what they say, then start the scan again (what is "
+                    f"measured stays)")
+                return status if status > 127 else 1
+    return None
+
+
+def measure_once(scan: Scan, output: str, attempt: int) -> int | None:
+    """One --measure run into ``output``: None when it gave a whole results file, else its
+    status, with its log kept as OUTPUT.tryN.log and its reason said."""
+    partial = output + ".partial"
+    status = subprocess.run([scan.step_script, "--measure", partial], env=scan.environment).returncode
+    if os.path.exists(partial) and status <= 1:
         os.replace(partial, output)  # only a whole run counts as measured when the scan resumes
         if os.path.exists(partial + ".log"):
             os.replace(partial + ".log", output + ".log")
-    return None
+        return None
+    if os.path.exists(partial):
+        os.unlink(partial)
+    kept = f"{output[:-5]}.try{attempt}.log"
+    reason = "it wrote no log"
+    if os.path.exists(partial + ".log"):
+        os.replace(partial + ".log", kept)
+        reason = verdict_of(kept) or f"see {os.path.basename(kept)}"
+    say(f"try {attempt} ended with exit {status}: {reason}")
+    return status
+
+
+def verdict_of(log: str) -> str | None:
+    """The verdict lines at the end of a run's log, as one line (terminal escapes dropped)."""
+    with open(log, encoding="utf-8", errors="replace") as handle:
+        text = handle.read()[-20000:]
+    lines = [line.strip() for line in text.splitlines() if line.startswith("[VERDICT]")]
+    shown = " ".join(lines[-4:])
+    return "".join(ch for ch in shown if ch.isprintable())[:600] or None
 
 
 def bisect_environment(scan: Scan, interval: Interval, folder: str, max_regression: float, max_reads: float) -> dict:

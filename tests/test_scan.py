@@ -8,7 +8,7 @@ import os
 import re
 import subprocess
 
-from test_bisect import git, make_repo, site_settings, step_environment
+from test_bisect import GIT_ENV, git, make_repo, site_settings, step_environment
 
 from helpers import ROOT, free_port, write_config
 
@@ -103,14 +103,14 @@ def found(series: str, before: int, change: float, counter: bool = False):
 
 
 def test_a_scan_measures_every_kth_commit_and_always_the_last():
-    from moodleload.scan import picked_positions
+    from moodleload.scanplan import picked_positions
 
     assert picked_positions(40, 5) == [0, 5, 10, 15, 20, 25, 30, 35, 39]
     assert picked_positions(11, 5) == [0, 5, 10]
 
 
 def test_pages_that_stepped_between_the_same_commits_the_same_way_share_one_bisect():
-    from moodleload.scan import intervals_of
+    from moodleload.scanplan import intervals_of
 
     intervals = intervals_of([found("course", 2, 0.14), found("course DB reads", 2, 20, True),
                               found("dashboard", 2, -0.1), found("forum", 5, 0.2)])
@@ -119,7 +119,7 @@ def test_pages_that_stepped_between_the_same_commits_the_same_way_share_one_bise
 
 
 def test_a_bisects_baseline_is_the_compared_level_nearest_the_step_and_never_crosses_another():
-    from moodleload.scan import baseline_positions, intervals_of
+    from moodleload.scanplan import baseline_positions, intervals_of
 
     intervals = intervals_of([found("course", 2, 0.14), found("dashboard", 3, -0.1), found("forum", 5, 0.2)])
     course, dashboard, forum = intervals
@@ -129,7 +129,7 @@ def test_a_bisects_baseline_is_the_compared_level_nearest_the_step_and_never_cro
 
 
 def test_a_bisects_tolerance_is_half_the_step_unless_the_configured_one_is_smaller():
-    from moodleload.scan import bisect_tolerances, configured_tolerances, intervals_of
+    from moodleload.scanplan import bisect_tolerances, configured_tolerances, intervals_of
 
     [interval] = intervals_of([found("course", 2, math.log(1.16)), found("course DB reads", 2, 3, True)])
     assert bisect_tolerances(interval, 10.0, 2.0) == (7.7, 1.5)
@@ -138,10 +138,66 @@ def test_a_bisects_tolerance_is_half_the_step_unless_the_configured_one_is_small
 
 
 def test_the_commit_a_bisect_names_is_read_in_its_own_terms_and_none_when_it_ended_among_skips():
-    from moodleload.scan import first_commit
+    from moodleload.scanplan import first_commit
 
     commit = "a" * 40
     assert first_commit(f"{commit} is the first fast commit\n", "improvement") == commit
     assert first_commit(f"{commit} is the first bad commit\n", "regression") == commit
     assert first_commit("There are only 'skip'ped commits left to test.\nThe first bad commit could be any of:\n",
                         "regression") is None
+
+
+def test_a_run_that_could_not_judge_is_made_again_with_its_reason_said_and_its_log_kept(tmp_path, monkeypatch,
+                                                                                       capsys):
+    """An overnight scan on a busy machine: the step's first run of a commit could not judge
+    (125); the scan says why, keeps that run's log, and measures the commit again."""
+    from types import SimpleNamespace
+
+    from moodleload.scan import measure
+    repo = tmp_path / "moodle"
+    repo.mkdir()
+    monkeypatch.chdir(repo)
+    for command in (["git", "init", "-q"], ["git", "commit", "-q", "--allow-empty", "-m", "one"]):
+        subprocess.run(command, check=True, env={**os.environ, **GIT_ENV})
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    step = tmp_path / "step.sh"
+    step.write_text(f"""#!/usr/bin/env bash
+count=$(( $(cat "{tmp_path}/tries" 2>/dev/null || echo 0) + 1 )); echo $count > "{tmp_path}/tries"
+if [ $count -eq 1 ]; then
+    printf '[VERDICT] cannot judge (exit 125)\\n[VERDICT]   the generator stood still for 2.0 s\\n' > "$2.log"
+    exit 125
+fi
+echo '{{}}' > "$2"; echo '[VERDICT] good (exit 0)' > "$2.log"
+""")
+    step.chmod(0o755)
+    results = tmp_path / "results"
+    results.mkdir()
+    scan = SimpleNamespace(picked=[0], commits=[commit], short=lambda index: commit[:7], step_script=str(step),
+                           environment=dict(os.environ), file_of=lambda position: str(results / "000-one.json"))
+    assert measure(scan) is None
+    err = capsys.readouterr().err
+    assert "try 1 ended with exit 125: [VERDICT] cannot judge (exit 125) [VERDICT]   the generator stood still" in err
+    assert "try 2 of 3" in err
+    assert (results / "000-one.json").exists() and (results / "000-one.try1.log").exists()
+
+
+def test_a_commit_that_cannot_be_measured_after_its_tries_stops_the_scan_in_one_line(tmp_path, monkeypatch, capsys):
+    from types import SimpleNamespace
+
+    from moodleload.scan import MEASURE_TRIES, measure
+    repo = tmp_path / "moodle"
+    repo.mkdir()
+    monkeypatch.chdir(repo)
+    for command in (["git", "init", "-q"], ["git", "commit", "-q", "--allow-empty", "-m", "one"]):
+        subprocess.run(command, check=True, env={**os.environ, **GIT_ENV})
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    step = tmp_path / "step.sh"
+    step.write_text("#!/usr/bin/env bash\necho '[VERDICT] cannot judge (exit 125)' > \"$2.log\"\nexit 125\n")
+    step.chmod(0o755)
+    scan = SimpleNamespace(picked=[0], commits=[commit], short=lambda index: commit[:7], step_script=str(step),
+                           environment=dict(os.environ), file_of=lambda position: str(tmp_path / "000-one.json"))
+    assert measure(scan) == 1
+    err = capsys.readouterr().err
+    assert err.count("ended with exit 125") == MEASURE_TRIES
+    assert f"could not be measured (exit 125, {MEASURE_TRIES} tries): its logs are kept" in err
+    assert all((tmp_path / f"000-one.try{number}.log").exists() for number in range(1, MEASURE_TRIES + 1))

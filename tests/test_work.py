@@ -218,7 +218,8 @@ def test_a_scans_step_that_only_the_work_showed_is_bisected_by_the_work():
     from types import SimpleNamespace
 
     from moodleload.changepoints import Found, Step
-    from moodleload.scan import Interval, bisect_environment
+    from moodleload.scan import bisect_environment
+    from moodleload.scanplan import Interval
     scan = SimpleNamespace(environment={"LOAD_ARGS": "--insecure"})
     step = Step(4, 5, 1.1, 0.095, 0.001)
     by_work = Interval(4, 5, "regression", (Found("course CPU", step, False),))
