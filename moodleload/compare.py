@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .comparison import Comparison
-from .machine import contended
+from .machine import contended, contention_shift
 from .stats import normal_quantile
 from .work import JUDGE_WORK, combine, cpu_judged, cpu_problem, rounded
 
@@ -136,14 +136,15 @@ def judge_counts(base_failed: int, base_total: int, new_failed: int, new_total: 
     return row
 
 
-def compare_url(base: UrlRecord, new: UrlRecord, thresholds: Thresholds, alpha: float, kind: str = "page") -> dict:
+def compare_url(base: UrlRecord, new: UrlRecord, thresholds: Thresholds, alpha: float, kind: str = "page",
+                doubt: str | None = None) -> dict:
     """Verdict for one URL: 'regression', 'improvement', 'same' or 'unsure' (plus why), by
     service time, by the work (CPU time per answer) or by both, as thresholds.judge says."""
     row = judge_counts(base.failure, base.requests, new.failure, new.requests, base.footer_median("db_reads"),
                        new.footer_median("db_reads"), thresholds, alpha, new.failures)
     counts = (row["verdict"], list(row["reasons"]))
     time_row(row, base, new, thresholds, alpha)
-    combine(row, block_work(base, new, kind, thresholds, alpha), thresholds.judge, counts, failure_gap(row))
+    combine(row, block_work(base, new, kind, thresholds, alpha), thresholds.judge, counts, failure_gap(row), doubt)
     return row
 
 
@@ -253,7 +254,8 @@ def compare_documents(base: Results, new: Results, thresholds: Thresholds) -> Co
     names = [name for name in new.urls if name in base.urls]
     missing = sorted(set(base.urls) ^ set(new.urls))
     alpha = thresholds.alpha / max(1, len(names))
-    rows = {name: compare_url(base.urls[name], new.urls[name], thresholds, alpha, new.row_kind(name))
+    doubt = contention_shift([base.machine], [new.machine])
+    rows = {name: compare_url(base.urls[name], new.urls[name], thresholds, alpha, new.row_kind(name), doubt)
             for name in names}
     verdicts = [row["verdict"] for row in rows.values()]
     if "regression" in verdicts:

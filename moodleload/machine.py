@@ -71,6 +71,39 @@ def noise_notes(bases: list, news: list) -> list:
     return notes
 
 
+# The work a page does moves with the machine's contention too: more runnable tasks per core
+# mean more preemptions, cold caches and scheduler time inside every request.  Measured with
+# bench/busy.py: a load average 20-30 % above the baseline's made a 40 ms page 5-8 % dearer.
+LOAD_SHIFT = 0.2  # relative change of the load average per core beyond which the work is in doubt
+LOAD_SHIFT_FLOOR = 0.25  # runnable tasks per core: below it a change is the ordinary scatter of a quiet box
+
+
+def load_per_core(machine: dict | None) -> float | None:
+    if not machine or machine.get("load_average") is None:
+        return None
+    return machine["load_average"] / (machine.get("cpus") or 1.0)
+
+
+def contention_shift(bases: list, news: list) -> str | None:
+    """Why the work (CPU time per answer) of these runs cannot be compared, or None: the load
+    machine's load average per core during this commit's runs moved away from the baseline's
+    by more than LOAD_SHIFT (and LOAD_SHIFT_FLOOR).  ``bases`` and ``news``: machine tables."""
+    before = [value for value in map(load_per_core, bases) if value is not None]
+    after = [value for value in map(load_per_core, news) if value is not None]
+    if not before or not after:
+        return None
+    base, new = sum(before) / len(before), sum(after) / len(after)
+    low, high = min(before), max(before)
+    distance = max(low - new, new - high, 0.0)
+    if distance <= LOAD_SHIFT_FLOOR or distance <= LOAD_SHIFT * max(base, new):
+        return None
+    word = "busier" if new > base else "quieter"
+    return (f"the load machine was {word} than during the baseline (load average {new:.1f} per core against "
+            f"{low:.1f}-{high:.1f}): the work a page does moves with contention too, so this commit's work cannot "
+            f"be told from the machine's; measure it when the machine is as busy as for the baseline, or record "
+            f"the baseline again")
+
+
 def contended(bases: list, news: list, max_other_cpu: float | None) -> list:
     """Runs taken beside more other work than --max-other-cpu allows: not comparable.
     ``bases`` and ``news``: each run's machine table, None where it was not recorded."""

@@ -21,7 +21,7 @@ from .compare import (
 )
 from .comparison import Comparison
 from .histogram import counter_median
-from .machine import contended, noise_notes
+from .machine import contended, contention_shift, noise_notes
 from .runs import (
     MAX_EXTRA_RUNS,
     NOISY_SPREAD,
@@ -111,13 +111,14 @@ def compare_runs(bases: list, news: list, thresholds: Thresholds) -> Comparison:
                             for side in (bases, news) for key in ("failure", "requests")) for name in names}
     time_side = measure_side(bases, news, names, thresholds, alpha, failures, TIME)
     work_side = measure_side(bases, news, names, thresholds, alpha, failures, WORK)
+    doubt = contention_shift(machines(bases), machines(news))
     rows = {}
     for name in names:
         row, counts = _judge_url(name, bases, news, time_side, thresholds, alpha, failures[name])
         kind = news[0].row_kind(name)
         work = _judge_work(name, bases, news, work_side, thresholds, kind) \
             if any(cpu_judged(document.urls[name], kind) for document in bases + news) else None
-        combine(row, work, thresholds.judge, counts, failure_gap(row))
+        combine(row, work, thresholds.judge, counts, failure_gap(row), doubt)
         rows[name] = row
     deciding = work_side if good_measure(thresholds.judge) == WORK else time_side
     return _comparison(bases, news, names, rows, thresholds, alpha, deciding, work_side)

@@ -95,12 +95,16 @@ def work_value(record: UrlRecord, kind: str, tolerance_pct: float) -> float | No
     return record.cpu_ms_mean
 
 
-def combine(row: dict, work: dict | None, judge: str, counts: tuple[str, list], failure_gap: str | None) -> None:
+def combine(row: dict, work: dict | None, judge: str, counts: tuple[str, list], failure_gap: str | None,
+            doubt: str | None = None) -> None:
     """The row's verdict under ``judge``, from the time row (``row``, as compare built it),
     the work row (``work``; None where the row's work is not judged, a web-service call),
     what the counters alone said (``counts``: the verdict and reasons of failures and DB
     reads, before the clock) and ``failure_gap`` (a rise of failures not ruled out, or None).
-    The work row is kept in the row, whatever decides."""
+    ``doubt``: why the work of these runs cannot be compared at all (machine.contention_shift):
+    the work row then says neither good nor bad.  The work row is kept in the row, whatever decides."""
+    if work is not None and doubt is not None and work["verdict"] != "unsure":
+        work = {**work, "verdict": "unsure", "reasons": [f"CPU time not judged: {doubt}"], "measured": work["verdict"]}
     if work is not None:
         row["work"] = work
     row["decided_by"] = TIME

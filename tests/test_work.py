@@ -234,3 +234,33 @@ def test_the_margin_on_failures_is_a_setting_and_short_runs_with_no_failure_deci
     assert strict.verdict == "unsure" and "--max-failure-rise" in strict.undecided
     wide = compare_runs(bases, news, Thresholds(max_regression_pct=10, judge="time", failure_margin=0.05))
     assert wide.verdict == "same"
+
+
+def on_machine(document: Results, load_average: float) -> Results:
+    raw = document.to_dict()
+    raw["machine"] = {"cpus": 2.0, "busy_cores": 2.0, "other_busy_cores": 1.9, "steal_share": 0.0,
+                      "load_average": load_average}
+    return Results.from_dict(raw)
+
+
+def test_a_machine_busier_than_during_the_baseline_leaves_the_work_unjudged_never_a_wrong_call(recorded):
+    """The work a page does moves with contention too (preemptions, cold caches): a run on a
+    machine much busier than the baseline's says so, and neither calls it good nor bad."""
+    bases = [on_machine(document, load) for document, load in zip(runs(recorded, 3, 31), (5.8, 6.0, 6.2))]
+    news = [on_machine(runs(recorded, 1, 32, cpu=slower("profile", 1.08))[0], 8.4)]
+    comparison = compare_runs(bases, news, Thresholds(max_regression_pct=5, judge="work"))
+    profile = comparison.rows["profile"]
+    assert profile.verdict == "unsure" and comparison.verdict == "unsure"
+    assert "the load machine was busier than during the baseline (load average 4.2 per core against 2.9-3.1)" \
+        in profile.reasons[0]
+    steady = [on_machine(runs(recorded, 1, 32, cpu=slower("profile", 1.3))[0], 6.1)]
+    assert compare_runs(bases, steady, Thresholds(max_regression_pct=5, judge="work")).rows["profile"].verdict \
+        == "regression"
+
+
+def test_the_ordinary_scatter_of_a_quiet_machines_load_is_no_doubt():
+    from moodleload.machine import contention_shift
+    quiet = [{"cpus": 2.0, "load_average": load} for load in (0.2, 0.3, 0.25)]
+    assert contention_shift(quiet, [{"cpus": 2.0, "load_average": 0.6}]) is None  # 0.3 per core: scatter
+    assert contention_shift(quiet, [{"cpus": 2.0, "load_average": 2.2}]) is not None
+    assert contention_shift(quiet, [None]) is None  # not recorded: nothing to say
