@@ -55,6 +55,16 @@
 #                    where make made it, else python3]
 set -u
 
+# --help prints the header above; anything but the modes it names is a usage mistake, which
+# must stop a bisect (128), never be run as a step.
+case "${1:-}" in
+    -h|--help) sed -n '2,/^set -u$/{/^set -u$/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; exit 0 ;;
+    ""|--baseline|--confirm|--restore|--measure) ;;
+    *) echo "[bisect-step] unknown option '$1': the modes are --baseline, --confirm [COMMIT], --restore," \
+            "--measure OUT.json, or none (a step); see --help" >&2
+       exit 128 ;;
+esac
+
 TOOLKIT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 if [ -z "${PYTHON:-}" ]; then
     if [ -x "$TOOLKIT/.venv/bin/python" ]; then PYTHON=$TOOLKIT/.venv/bin/python; else PYTHON=python3; fi

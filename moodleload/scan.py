@@ -374,7 +374,7 @@ def run_scan(scan: Scan) -> int:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 2 or argv[0].startswith("-"):
-        say("usage: scan-range.sh GOOD_COMMIT BAD_COMMIT (settings through the environment: see its header)")
+        say("usage: scan-range.sh GOOD_COMMIT BAD_COMMIT (settings through the environment: scan-range.sh --help)")
         return EXIT_USAGE
     try:
         scan = open_scan(argv[0], argv[1], dict(os.environ))

@@ -407,3 +407,18 @@ def test_a_snapshot_with_the_superusers_statistics_extension_restores_as_the_moo
     assert pg_db.query("SELECT id, password FROM mdl_user ORDER BY id") == before
     assert pg_db.query("SELECT extowner::regrole::text FROM pg_extension WHERE extname = 'pg_stat_statements'") \
         == [(pg_db.pg.superuser,)]
+
+
+@pytest.mark.parametrize("script", ["bisect-step.sh", "scan-range.sh"])
+def test_help_prints_every_setting_and_exits_0(script):
+    result = subprocess.run([os.path.join(ROOT, "examples", script), "--help"], capture_output=True, text=True,
+                            timeout=30)
+    assert result.returncode == 0 and "LOAD_CONFIG" in result.stdout and "RESULTS_DIR" in result.stdout
+    assert not any(line.startswith("#") for line in result.stdout.splitlines())
+
+
+@pytest.mark.parametrize("script", ["bisect-step.sh", "scan-range.sh"])
+def test_an_unknown_option_is_a_usage_mistake_that_stops_a_bisect_not_a_step(tmp_path, script):
+    result = subprocess.run([os.path.join(ROOT, "examples", script), "--bogus"], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=30)
+    assert result.returncode == 128 and result.stderr.count("\n") == 1
