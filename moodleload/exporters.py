@@ -33,8 +33,7 @@ class Exported:
 
 class HtmlExporter:
     option, dest, metavar = "--report", "report", "HTML"
-    help = ("write a self-contained HTML report: of this run, of a saved RESULTS file, or "
-            "with --compare of the comparison")
+    help = "a self-contained HTML report: of this run, of a saved RESULTS file, or of a --compare"
     what = "report"
 
     def render(self, exported: Exported) -> str:
@@ -46,8 +45,7 @@ class HtmlExporter:
 
 class CsvExporter:
     option, dest, metavar = "--export-csv", "export_csv", "CSV"
-    help = ("write one row per URL (counts, latency percentiles, CPU time, DB reads; ratios and verdict against a "
-            "baseline)")
+    help = "one row per URL: counts, percentiles, CPU time, DB reads, ratios against a baseline"
     what = "CSV"
     columns = ("url", "requests", "success", "failure", "latency_ms_p50", "latency_ms_p95", "latency_ms_p99",
                "latency_ms_max", "service_ms_p50", "service_ms_p95", "cpu_ms_mean", "db_reads_median", "baseline_ms",
@@ -77,8 +75,7 @@ class CsvExporter:
 
 class JunitExporter:
     option, dest, metavar = "--export-junit", "export_junit", "XML"
-    help = ("write a JUnit XML summary for CI: one test case per URL against the baseline, and one for the run's "
-            "verdict (failed when bad, skipped when it cannot judge)")
+    help = "a JUnit XML summary for CI: a test case per URL against the baseline, one for the verdict"
     what = "JUnit summary"
 
     def render(self, exported: Exported) -> str:

@@ -19,31 +19,81 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+EXAMPLES = """examples:
+  a run:          moodle_load.py --config config.json --rpm 600 --duration 300 --warmup 60 --output run.json
+  a comparison:   moodle_load.py --compare base-1.json base-2.json base-3.json run.json --report cmp.html
+  a bisect step:  moodle_load.py --config config.json --rpm 600 --duration 300 --warmup 60 \\
+                      --baseline base-1.json base-2.json base-3.json --judge work   # or examples/bisect-step.sh
+"""
+EXIT_STATUSES = ("exit status: 0 good, 1 bad, 125 cannot judge (bisect skips), 128 usage or config mistake,\n"
+                 "  129/130/143 interrupted, 200 a fault of the tool, 201 the site could not be reached (these stop\n"
+                 "  a bisect); with --pairs: 0 confirmed, 1 not confirmed, 125 cannot tell")
+# What --help leaves to --help-all and docs/configuration.md: the options few runs need.
+ADVANCED = {"--login-timeout", "--request-timeout", "--drain", "--http-client", "--seed", "--blocks", "--max-body-mb",
+            "--shard", "--rerun", "--max-db-reads-increase", "--in-bisect", "--alpha", "--max-other-cpu",
+            "--max-p99-ms", "--min-rpm-ratio", "--cannot-judge-error-rate", "--max-login-failures", "--merge",
+            "--db-type", "--db-name", "--db-user", "--db-pass-file", "--db-host", "--db-port", "--db-socket",
+            "--progress", "--max-failure-rise"}
+
+
+class _Help(argparse.Action):
+    """-h: the options most runs need, grouped, after three examples; --help-all: every one."""
+
+    def __init__(self, option_strings, dest, every: bool = False, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+        self.every = every
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(help_text(every=self.every), end="")
+        parser.exit(0)
+
+
+def help_text(every: bool = False) -> str:
+    parser = build_parser()
+    if not every:
+        for action in parser._actions:
+            if set(action.option_strings) & ADVANCED:
+                action.help = argparse.SUPPRESS
+        parser.epilog = ("more options (timeouts, seeds, blocks, gates, shards, database settings): --help-all;\n"
+                         "every one with its default: docs/configuration.md\n" + EXIT_STATUSES)
+    return parser.format_help()
+
+
+def _formatter(prog: str) -> argparse.HelpFormatter:
+    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=30, width=100)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="moodle_load.py", allow_abbrev=False, description="Open-loop load generator for Moodle, "
-                     "with verdicts for git bisect run.",
-                     epilog="Exit status: 0 good, 1 bad, 125 cannot judge (bisect skips), "
-                     "128 usage or config mistake, 129/130/143 interrupted (SIGHUP, Ctrl-C, SIGTERM), 200 a fault "
-                     "of the tool, 201 the site could not be reached (all stop a bisect). With --pairs: 0 confirmed, "
-                     "1 not confirmed, 125 cannot tell.")
+    usage = ("moodle_load.py --config FILE --rpm N --duration S [options]\n"
+             "       moodle_load.py --compare BASE... NEW | --pairs P C [P C ...] | RESULTS --report HTML")
+    description = "Open-loop load generator for Moodle, with verdicts for git bisect run.\n\n" + EXAMPLES
+    parser = _Parser(prog="moodle_load.py", allow_abbrev=False, add_help=False, formatter_class=_formatter,
+                     usage=usage, epilog=EXIT_STATUSES, description=description)
     add_load_options(parser)
     add_judging_options(parser)
     add_mode_options(parser)
     add_query_stats_options(parser)
-    parser.add_argument("--quiet", action="store_true", help="print only errors, warnings and the verdict")
+    other = parser.add_argument_group("help and output")
+    other.add_argument("-h", "--help", action=_Help, help="the options most runs need; --help-all: every one")
+    other.add_argument("--help-all", action=_Help, every=True, help=argparse.SUPPRESS)
+    other.add_argument("--quiet", action="store_true", help="print only errors, warnings and the verdict")
+    other.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--shard-process", action="store_true", help=argparse.SUPPRESS)  # --processes child
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
 
 
 def add_load_options(parser) -> None:
     """The load: what is sent, how fast, for how long, from how many processes."""
-    parser.add_argument("--config", help="path to config.json")
-    parser.add_argument("--rpm", type=float, help="target requests per minute (with journeys: steps a minute)")
-    parser.add_argument("--duration", type=float, help="measured duration in seconds")
-    parser.add_argument("--concurrency", type=int, default=20,
-                        help="parallel workers, each holding one user session (default 20)")
-    parser.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
+    load = parser.add_argument_group("the load")
+    load.add_argument("--config", metavar="FILE", help="config.json: the site, its users, the pages")
+    load.add_argument("--rpm", type=float, metavar="N", help="target requests per minute (journeys: steps a minute)")
+    load.add_argument("--duration", type=float, metavar="S", help="measured seconds")
+    load.add_argument("--warmup", type=float, default=0, metavar="S",
+                      help="seconds of load before measuring (default 0)")
+    load.add_argument("--concurrency", type=int, default=20, metavar="N",
+                      help="workers, each holding one user session (default 20)")
+    load.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
+    parser = load
     parser.add_argument("--login-timeout", type=float, default=20, help="seconds per login HTTP step (default 20)")
     parser.add_argument("--request-timeout", type=float, default=60, help="seconds per request (default 60)")
     parser.add_argument("--drain", type=float, default=30,
@@ -53,36 +103,33 @@ def add_load_options(parser) -> None:
     parser.add_argument("--progress", type=float, default=30,
                         help="progress interval in seconds; 0 = none (default 30)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the request sequence (default 1)")
-    parser.add_argument("--warmup", type=float, default=0, help="seconds of load before measuring (default 0)")
     parser.add_argument("--blocks", type=int, default=20,
                         help="time blocks per run for the baseline comparison (default 20)")
-    parser.add_argument("--output", help="write the results JSON document here")
+    parser.add_argument("--output", metavar="FILE", help="write the results JSON document here")
     parser.add_argument("--max-body-mb", type=float, default=64, metavar="MB",
                         help="largest answer body, as sent and as decoded; larger ones fail as too_large "
                              "(default 64)")
+    parser.add_argument("--processes", type=int, default=1, metavar="N",
+                        help="N generator processes on this machine, merged (a run past one core)")
     parser.add_argument("--shard", default="1/1", metavar="K/N",
                         help="run shard K of N: its users and 1/N of the rate (merge with --merge)")
-    parser.add_argument("--processes", type=int, default=1,
-                        help="run N generator processes on this machine and merge their results")
     parser.add_argument("--metrics", action="append", metavar="URL",
-                        help="a Prometheus exporter of a server beside the load (node_exporter, postgres_exporter, "
-                             "mysqld_exporter), scraped every 2 s; repeat for each host")
+                        help="a server's Prometheus exporter, scraped beside the load; repeat per host")
 
 
 def add_judging_options(parser) -> None:
     """How the run is judged: the baseline, the tolerance and the gates."""
+    parser = parser.add_argument_group("judging against a baseline")
     parser.add_argument("--baseline", nargs="+", metavar="RESULTS",
-                        help="results of the good commit to compare this run with; give 3 or more runs, each "
-                             "from a freshly prepared site, so the verdict knows the run-to-run spread")
+                        help="runs of the good commit (3 or more, each on a freshly prepared site)")
     parser.add_argument("--rerun", nargs="+", metavar="RESULTS",
                         help="earlier runs of this same commit, judged together with this one (or with NEW of "
                              "--compare): what a bisect step adds when the answer was unsure")
     parser.add_argument("--max-regression", type=float, default=10.0, metavar="PCT",
                         help="slowdown tolerated against the baseline, percent (default 10)")
     parser.add_argument("--judge", choices=JUDGE_CHOICES, default=JUDGE_BOTH,
-                        help="what decides against the baseline: time (service time), work (Moodle's own CPU "
-                             "time per answer from the footer, and DB reads: for a busy or shared machine), or "
-                             "both (time, and a work regression alone is bad too; default)")
+                        help="what decides: time, work (Moodle's own CPU time per answer, DB reads: for a busy "
+                             "machine) or both (default)")
     parser.add_argument("--max-failure-rise", type=float, default=2.0, metavar="PCT",
                         help="a rise of failures, percent of requests, that good needs ruled out (default 2: the usual "
                              "runs of a few hundred requests a page rule it out when nothing failed; short runs may "
@@ -98,9 +145,9 @@ def add_judging_options(parser) -> None:
     parser.add_argument("--max-other-cpu", type=float, metavar="SHARE",
                         help="a run taken while other processes kept more than this share of the load machine's "
                              "CPUs busy is not comparable: 125 (default: no limit, the contention is only named)")
-    parser.add_argument("--max-p95-ms", type=float, help="gate: latency p95 above this is bad")
-    parser.add_argument("--max-p99-ms", type=float, help="gate: latency p99 above this is bad")
-    parser.add_argument("--max-error-rate", type=float, help="gate: failed/all above this is bad (0..1)")
+    parser.add_argument("--max-p95-ms", type=float, metavar="MS", help="gate: latency p95 above this is bad")
+    parser.add_argument("--max-p99-ms", type=float, metavar="MS", help="gate: latency p99 above this is bad")
+    parser.add_argument("--max-error-rate", type=float, metavar="R", help="gate: failed/all above this is bad (0..1)")
     parser.add_argument("--min-rpm-ratio", type=float, help="gate: observed/target RPM below this is bad")
     parser.add_argument("--cannot-judge-error-rate", type=float, default=0.5,
                         help="error rate from which the run cannot judge the commit: exit 125 (default 0.5)")
@@ -111,30 +158,27 @@ def add_judging_options(parser) -> None:
 
 def add_mode_options(parser) -> None:
     """The modes without a load, and the reports every mode can write."""
+    top = parser
+    parser = parser.add_argument_group("outputs, and the modes without a load")
     parser.add_argument("--compare", nargs="+", metavar="RESULTS",
                         help="BASE [BASE ...] NEW: judge saved results, the last one against the others; no load")
     parser.add_argument("--merge", nargs="+", metavar="RESULTS", help="merge saved results into --output")
     for exporter in EXPORTERS:
         parser.add_argument(exporter.option, dest=exporter.dest, metavar=exporter.metavar, help=exporter.help)
-    parser.add_argument("results", nargs="?", metavar="RESULTS",
-                        help="a saved results file to make the --report of, without load")
+    top.add_argument("results", nargs="?", metavar="RESULTS",
+                     help="a saved results file to make the --report of, without load")
     parser.add_argument("--moodle-dir", metavar="DIR",
-                        help="the Moodle checkout under test (where config.php is; 5.0 or 5.1+ layout): its "
-                             "release, version and git commit are recorded in the results and reports")
+                        help="the Moodle checkout under test: its release and commit go into the results")
     parser.add_argument("--pairs", nargs="+", metavar="RESULTS",
-                        help="PARENT CULPRIT [PARENT CULPRIT ...]: runs of a commit's parent and the commit made "
-                             "in alternation; confirms the culprit (exit 0), clears it (1) or cannot tell (125)")
+                        help="PARENT CULPRIT ...: confirm a culprit from runs made in alternation")
 
 
 def add_query_stats_options(parser) -> None:
     """--query-stats and the database settings it reads."""
-    stats = parser.add_argument_group(
-        "query statistics", "read the database's per-statement statistics before and after the measured window "
-        "(never reset): the comparison names the statements that changed; the database settings as "
-        "set_moodle_passwords.py reads them")
+    stats = parser.add_argument_group("the database's own statistics")
     stats.add_argument("--query-stats", action="store_true",
-                       help="record them (pg_stat_statements, or MariaDB/MySQL's performance_schema); without "
-                            "--moodle-config, --moodle-dir's config.php or the --db-* flags give the database")
+                       help="record each statement's calls, time and work (pg_stat_statements, performance_schema) "
+                            "beside the run: the comparison names those that changed")
     stats.add_argument("--moodle-config", metavar="PATH", help="the site's config.php (database settings)")
     stats.add_argument("--db-type", help="pgsql, mariadb, mysqli or auroramysql (default: config.php's, else pgsql)")
     stats.add_argument("--db-name", help="database name")

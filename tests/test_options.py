@@ -3,6 +3,8 @@ abbreviations, and a --processes child's command line rebuilt from the parsed va
 
 from __future__ import annotations
 
+import argparse
+
 import pytest
 
 import moodle_load
@@ -45,3 +47,27 @@ def test_a_child_command_line_is_rebuilt_from_the_parsed_values():
     for dest in ("config", "rpm", "duration", "insecure", "max_p95_ms", "seed"):
         assert getattr(again, dest) == getattr(args, dest)
     assert again.processes == 1 and again.output is None and again.report is None and again.baseline is None
+
+
+def test_help_leads_with_three_examples_and_fits_a_screen_and_a_half(capsys):
+    import moodle_load
+    with pytest.raises(SystemExit) as stopped:
+        moodle_load.main(["--help"])
+    text = capsys.readouterr().out
+    assert stopped.value.code == 0
+    assert all(example in text for example in ("a run:", "a comparison:", "a bisect step:"))
+    assert text.index("a run:") < text.index("  --config FILE")  # the examples before the options
+    assert len(text.splitlines()) <= 70
+    for heading in ("the load:", "judging against a baseline:", "outputs, and the modes without a load:"):
+        assert heading in text
+    assert "--login-timeout" not in text and "--help-all" in text and "docs/configuration.md" in text
+
+
+def test_help_all_lists_every_option_the_parser_takes(capsys):
+    import moodle_load
+    with pytest.raises(SystemExit):
+        moodle_load.main(["--help-all"])
+    text = capsys.readouterr().out
+    options = [option for action in build_parser()._actions for option in action.option_strings
+               if action.help != argparse.SUPPRESS]
+    assert options and all(option in text for option in options)
