@@ -40,7 +40,7 @@ from .runcompare import compare_runs
 from .scheduler import LoadRun, RunSettings
 from .statements import Watcher, attribute, moved_page, statement_changes, work_regression
 from .textreport import format_comparison, format_report, format_trust, rate_hints
-from .verdict import RunFacts, Verdict, baseline_limit, delivery_problems, judge_run
+from .verdict import RunFacts, Verdict, baseline_limit, delivery_problems, judge_run, refused_passwords
 from .views import trust_signals
 from .work import JUDGE_BOTH, JUDGE_WORK
 
@@ -317,6 +317,8 @@ def run_load(args, argv: list, parser, say, measured: dict) -> int:
                                                       say, measured)
         dead_shards = []
     if early is not None:  # nobody logged in, or no process saved results
+        early = refused_passwords(early, document.logins if document is not None else None,
+                                  any(base.logins.ok for base in bases) if bases else None)
         if document is None:
             announce(judge, early)
             return early.status

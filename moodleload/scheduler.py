@@ -134,7 +134,9 @@ class LoadRun:
         rank = {user.username: i for i, user in enumerate(users)}
         self.sessions.sort(key=lambda s: rank[s.user.username])
         self.say(f"[INFO] {self.logins_ok} of {len(users)} users logged in"
-                 + (f" ({self.login_retries} after a retry)" if self.login_retries else ""))
+                 + (f" ({self.login_retries} after a retry)" if self.login_retries else "")
+                 + "".join(f"; {reason}: {count} users" for reason, count in sorted(self.login_failures.items())
+                           if count > 1))
 
     async def _login_one(self, user: User, gate: asyncio.Semaphore) -> None:
         """Log one user in; a server error or a reset is tried once more after a pause (a
@@ -153,7 +155,9 @@ class LoadRun:
                         await self.clock.sleep(self.settings.login_retry_pause)
                         continue
                     self.login_failures[failure.reason] += 1
-                    self.say(f"[ERROR] Login failed for user {user.username}: {failure}")
+                    # one line per kind of failure: forty users with one wrong password are one mistake
+                    if self.login_failures[failure.reason] == 1:
+                        self.say(f"[ERROR] Login failed for user {user.username}: {failure}")
                     return
                 if attempt == 2:
                     self.login_retries += 1

@@ -234,6 +234,22 @@ def baseline_limit(verdict: Verdict, comparison: Comparison | None) -> Verdict:
     return Verdict(EXIT_USAGE, "bisect stopped", (f"{why}: {remedy}", *verdict.reasons))
 
 
+def refused_passwords(verdict: Verdict, logins: Logins | None, baseline_logged_in: bool | None) -> Verdict:
+    """A run where nobody logged in because Moodle refused every password: with no baseline
+    that logged these users in, the passwords in config.json are wrong, a mistake to fix
+    (128, stops a bisect) rather than a commit to skip; where the baseline's runs logged them
+    in, this commit (or the site since) broke login: it cannot be measured (125)."""
+    if verdict.status != EXIT_CANNOT_JUDGE or logins is None or logins.ok or set(logins.failed) != {"invalid login"}:
+        return verdict
+    users = logins.failed["invalid login"]
+    if baseline_logged_in:
+        return Verdict.cannot_judge([f"Moodle refused the password of all {users} users, which the baseline's runs "
+                                     f"logged in: this commit (or the site since the baseline) broke login"])
+    return Verdict(EXIT_USAGE, "configuration mistake",
+                   (f"Moodle refused the password of all {users} users (invalid login): set it again with "
+                    f"set_moodle_passwords.py (the same --password), or fix the passwords in config.json",))
+
+
 @dataclass(frozen=True)
 class RunFacts:
     """Everything a load run knows when it ends, for the one function that turns it into

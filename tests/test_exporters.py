@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ElementTree
 
 import moodle_load
 from helpers import run_load, write_config
-from moodleload.exits import EXIT_BAD, EXIT_CANNOT_JUDGE, EXIT_GOOD, EXIT_USAGE
+from moodleload.exits import EXIT_BAD, EXIT_GOOD, EXIT_USAGE
 from moodleload.exporters import EXPORTERS
 
 
@@ -67,9 +67,9 @@ def test_an_export_onto_the_results_file_is_refused_before_any_load(sim_factory,
 def test_a_run_where_nobody_could_log_in_still_writes_the_asked_export(sim_factory, tmp_path):
     server = sim_factory(password="another password")
     config = write_config(tmp_path / "config.json", server.url)
-    assert run_load(config, "--export-junit", str(tmp_path / "run.xml")) == EXIT_CANNOT_JUDGE
+    assert run_load(config, "--export-junit", str(tmp_path / "run.xml")) == EXIT_USAGE  # every password refused
     suite = ElementTree.parse(tmp_path / "run.xml").getroot()
-    assert suite.get("skipped") == "1" and "no user could log in" in suite.find("testcase/skipped").get("message")
+    assert suite.get("skipped") == "1" and "refused the password" in suite.find("testcase/skipped").get("message")
 
 
 def test_a_merge_ends_in_the_merged_runs_verdict_and_writes_the_asked_export(sim_factory, tmp_path):

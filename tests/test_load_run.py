@@ -37,15 +37,28 @@ def test_every_user_logs_in_through_the_logintoken_flow(sim_factory, tmp_path, c
     assert server.site.stats.logins_ok == 5 and server.site.stats.logins_failed == 0
 
 
-def test_wrong_password_is_reported_as_invalid_login_and_the_run_cannot_judge(sim_factory, tmp_path, capsys):
+def test_a_wrong_password_for_every_user_is_said_once_and_is_a_configuration_mistake(sim_factory, tmp_path, capsys):
     server = sim_factory()
-    config = write_config(tmp_path / "c.json", server.url, users=2, password="wrong")
-    assert run_load(config) == EXIT_CANNOT_JUDGE
+    config = write_config(tmp_path / "c.json", server.url, users=12, password="wrong")
+    assert run_load(config) == EXIT_USAGE  # stops a bisect: no commit is to blame for a wrong password
     captured = capsys.readouterr()
-    assert sorted(login_errors(captured.out)) == [
-        "[ERROR] Login failed for user tool_generator_000001: invalid login",
-        "[ERROR] Login failed for user tool_generator_000002: invalid login"]
-    assert "No user could log in" in captured.err
+    assert len(login_errors(captured.out)) == 1 and login_errors(captured.out)[0].endswith(": invalid login")
+    assert "[INFO] 0 of 12 users logged in; invalid login: 12 users" in captured.out
+    assert "[VERDICT] configuration mistake (exit 128)" in captured.out
+    assert "Moodle refused the password of all 12 users (invalid login): set it again with " \
+           "set_moodle_passwords.py" in captured.out
+
+
+def test_passwords_the_baseline_logged_in_with_but_this_commit_refuses_cannot_be_measured(sim_factory, tmp_path,
+                                                                                          capsys):
+    server = sim_factory()
+    config = write_config(tmp_path / "c.json", server.url, users=2)
+    assert run_load(config, output=tmp_path / "base.json") == 0
+    broken = sim_factory(password="changed by the commit")  # a commit that breaks login
+    config = write_config(tmp_path / "c.json", broken.url, users=2)
+    assert run_load(config, "--baseline", str(tmp_path / "base.json")) == EXIT_CANNOT_JUDGE
+    assert "which the baseline's runs logged in: this commit (or the site since the baseline) broke login" \
+        in capsys.readouterr().out
 
 
 def test_users_that_fail_are_left_out_and_the_rest_run(sim_factory, tmp_path, capsys):

@@ -246,7 +246,8 @@ def on_machine(document: Results, load_average: float) -> Results:
 def test_a_machine_busier_than_during_the_baseline_leaves_the_work_unjudged_never_a_wrong_call(recorded):
     """The work a page does moves with contention too (preemptions, cold caches): a run on a
     machine much busier than the baseline's says so, and neither calls it good nor bad."""
-    bases = [on_machine(document, load) for document, load in zip(runs(recorded, 3, 31), (5.8, 6.0, 6.2))]
+    loads = (5.8, 6.0, 6.2)
+    bases = [on_machine(document, load) for document, load in zip(runs(recorded, 3, 31), loads, strict=True)]
     news = [on_machine(runs(recorded, 1, 32, cpu=slower("profile", 1.08))[0], 8.4)]
     comparison = compare_runs(bases, news, Thresholds(max_regression_pct=5, judge="work"))
     profile = comparison.rows["profile"]
