@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+from .config import CALL_ROW
 from .console import fmt, ruled
 from .statements import change_lines, changed_statements
 from .views import ROW_HEADINGS, TrustSignals, bottleneck_warning, shorten, url_rows
@@ -45,6 +46,7 @@ def format_report(document: Results) -> str:
             lines.append(f"    failures: {', '.join(f'{k} {v}' for k, v in row.failures.items())}")
         if row.redirects:
             lines.append(f"    redirected to: {', '.join(f'{k} {v}' for k, v in row.redirects.items())}")
+    lines += request_count_lines(document)
     generator = document.generator
     lateness = generator.lateness_ms
     lines.append("")
@@ -62,6 +64,18 @@ def format_report(document: Results) -> str:
     lines.append("")
     lines.append("[SUMMARY] " + summary_json(document.summary))
     return "\n".join(lines)
+
+
+def request_count_lines(document: Results) -> list:
+    """What ``requests`` counts, where the pages also made web-service calls: the rate paces
+    the page views and journey steps; each page's browser calls ride along, uncounted by it."""
+    calls = sum(record.requests for name, record in document.urls.items() if document.row_kind(name) == CALL_ROW)
+    if not calls:
+        return []
+    paced = document.summary.requests - calls
+    return [f"requests: {document.summary.requests} in all = {paced} page views and journey steps, paced at "
+            f"{document.metadata.rpm * len(document.metadata.shards):g} a minute, + {calls} web-service calls the "
+            f"pages made beside them (not counted in the rate)"]
 
 
 def summary_json(summary: Summary) -> str:
@@ -116,9 +130,11 @@ def format_comparison(comparison: Comparison) -> str:
     detectable = [f"{shorten(name, 38)} {value:.1f} %" for name, value in parts if value is not None]
     if detectable:
         what = "rise of CPU time" if comparison.judge == "work" else "slowdown"
-        lines.append(f"smallest {what} of one page these runs can call: " + ", ".join(detectable)
+        lines.append(f"bad needs a {what} shown beyond the noise: the smallest of one page alone these runs can "
+                     f"call bad is " + ", ".join(detectable)
                      + (f"; of every page at once: {comparison.site_detectable_pct:.1f} %"
-                        if comparison.site_detectable_pct is not None else ""))
+                        if comparison.site_detectable_pct is not None else "")
+                     + " (a two-sided test at alpha split over the pages, unlike the bound that decides good)")
     server = [f"{shorten(row.name, 38)} {fmt(row.server_ms[0])} -> {fmt(row.server_ms[1])}"
               for row in comparison.rows.values() if row.server_ms and None not in row.server_ms]
     if server:

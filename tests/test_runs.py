@@ -153,7 +153,7 @@ def test_the_command_line_judges_several_baseline_runs(capsys):
     assert moodle_load.main(["--compare", *files]) == EXIT_BAD
     out = capsys.readouterr().out
     assert "judged against 3 baseline runs and 1 run of this commit" in out
-    assert "smallest slowdown of one page these runs can call" in out
+    assert "the smallest of one page alone these runs can call bad is" in out
 
 
 # ---- calibration: every run shifted as a whole, as the real site's runs were (their spread

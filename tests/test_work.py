@@ -265,3 +265,15 @@ def test_the_ordinary_scatter_of_a_quiet_machines_load_is_no_doubt():
     assert contention_shift(quiet, [{"cpus": 2.0, "load_average": 0.6}]) is None  # 0.3 per core: scatter
     assert contention_shift(quiet, [{"cpus": 2.0, "load_average": 2.2}]) is not None
     assert contention_shift(quiet, [None]) is None  # not recorded: nothing to say
+
+
+def test_the_report_says_what_requests_counts_where_pages_made_web_service_calls(recorded):
+    from moodleload.textreport import format_report
+    raw = copy.deepcopy(recorded)
+    raw["row_kinds"] = {**{name: "page" for name in raw["urls"]}, "profile": "web-service call"}
+    document = Results.from_dict(raw)
+    calls = document.urls["profile"].requests
+    line = next(line for line in format_report(document).splitlines() if line.startswith("requests: "))
+    assert line == (f"requests: {document.summary.requests} in all = {document.summary.requests - calls} page views "
+                    f"and journey steps, paced at 600 a minute, + {calls} web-service calls the pages made beside "
+                    f"them (not counted in the rate)")
