@@ -3,7 +3,12 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: test demo lint bench dist clean
+.PHONY: test test-quick demo lint bench dist clean
+
+# The tests that start no server: a first check in about a minute, not a substitute for `make test`.
+QUICK := tests/test_histogram.py tests/test_plan.py tests/test_config.py tests/test_forms.py tests/test_moodle.py \
+	tests/test_verdict.py tests/test_work.py tests/test_changepoints.py tests/test_options.py tests/test_machine.py \
+	tests/test_moodletree.py
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +18,9 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt
 test: $(BIN)/.installed
 	tools/system-packages.sh test
 	$(BIN)/python -m pytest -q tests
+
+test-quick: $(BIN)/.installed
+	$(BIN)/python -m pytest -q $(QUICK)
 
 demo: $(BIN)/.installed
 	tools/system-packages.sh demo

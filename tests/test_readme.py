@@ -102,7 +102,8 @@ def real_site_script(db, site: str) -> str:
     python_bin = os.path.dirname(sys.executable)
     return substituted(block_with("set_moodle_passwords.py"), [
         (r"^python3 -m venv .*$", f'export PATH="{python_bin}:$PATH"  # the suite\'s venv, made by make'),
-        (r"^php public/admin/tool/generator/cli/maketestsite\.php.*$", "true  # the seeded database has its users"),
+        (r'^\(cd "\$MOODLE" && php public/admin/tool/generator/cli/maketestsite\.php.*$',
+         "true  # the seeded database has its users"),
         (r"(pg_dump -Fc -f \S+) moodle\b", rf"\1 {db.name}"),
         (r"/var/www/moodle", site),
         (r"--count 50", "--count 12"),
@@ -164,6 +165,7 @@ def test_the_readme_bisect_finds_and_confirms_the_commit_that_made_the_site_slow
              f'exit 1')
     stop = f'kill "$(cat "{pidfile}")"; while kill -0 "$(cat "{pidfile}")" 2>/dev/null; do sleep 0.1; done'
     script = substituted(block_with("git bisect run"), [
+        (r"^TOOLKIT=\$PWD MOODLE=/var/www/moodle .*$", "true  # TOOLKIT and MOODLE: the test's environment"),
         (r"LOAD_RPM=600 LOAD_DURATION=300 LOAD_WARMUP=60",
          'LOAD_RPM=2400 LOAD_DURATION=8 LOAD_WARMUP=1 LOAD_ARGS="--blocks 10"'),
         (r'RELOAD_CMD="sudo systemctl reload php8\.2-fpm"',  # the simulated site stands in for php-fpm
