@@ -298,7 +298,7 @@ def run_load(args, argv: list, parser, say, measured: dict) -> int:
         raise UsageError("--rerun needs --baseline: earlier runs of this commit are judged against a baseline")
     check_distinct({**labelled("--baseline", args.baseline or [], bases),
                     **labelled("--rerun", args.rerun or [], reruns)})
-    settings = run_settings(args)
+    settings = run_settings(args, getattr(say, "live", False))
     shard = settings.shard
     say(f"[INFO] moodle_load.py {__version__}: {config.base_url}, {settings.rpm:g} RPM for "
         f"{settings.duration:g} s (+{settings.warmup:g} s warm-up), seed {settings.seed}"
@@ -340,11 +340,17 @@ def run_load(args, argv: list, parser, say, measured: dict) -> int:
                     judge=judge)
 
 
-def run_settings(args) -> RunSettings:
+PROGRESS_IN_LOGS = 30.0  # seconds between [PROGRESS] lines where no live line shows the run
+
+
+def run_settings(args, live: bool = False) -> RunSettings:
+    """The run's settings; on a terminal (``live``) the status line replaces the JSON
+    progress lines unless --progress asks for them."""
+    progress = args.progress if args.progress is not None else (0.0 if live else PROGRESS_IN_LOGS)
     return RunSettings(rpm=args.rpm, duration=args.duration, concurrency=args.concurrency,
                        warmup=args.warmup, seed=args.seed, insecure=args.insecure,
                        login_timeout=args.login_timeout, request_timeout=args.request_timeout,
-                       progress=args.progress, blocks=args.blocks, shard=parse_shard(args.shard), drain=args.drain,
+                       progress=progress, blocks=args.blocks, shard=parse_shard(args.shard), drain=args.drain,
                        http_client=resolve_http_client(args.http_client),
                        max_body=int(args.max_body_mb * 1024 * 1024))
 

@@ -100,8 +100,9 @@ def add_load_options(parser) -> None:
                         help="seconds a backlog may still be worked off after the schedule ends (default 30)")
     parser.add_argument("--http-client", choices=("auto", "httptools", "aiohttp"), default="auto",
                         help="HTTP client: httptools (lean, the default where installed) or aiohttp")
-    parser.add_argument("--progress", type=float, default=30,
-                        help="progress interval in seconds; 0 = none (default 30)")
+    parser.add_argument("--progress", type=float, metavar="S",
+                        help="seconds between [PROGRESS] JSON lines, 0 for none (default: 30 in logs and pipes; "
+                             "none on a terminal, where a live status line shows the same)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the request sequence (default 1)")
     parser.add_argument("--blocks", type=int, default=20,
                         help="time blocks per run for the baseline comparison (default 20)")
@@ -232,7 +233,7 @@ def check_numbers(args) -> None:
         if value < lowest or (value == lowest and not lowest_allowed) or value > highest:
             low = f"at least {lowest:g}" if lowest_allowed else f"above {lowest:g}"
             raise UsageError(f"{option} must be {low} and at most {highest:g}, got {value:g}")
-    if 0 < args.progress < 0.1:
+    if args.progress is not None and 0 < args.progress < 0.1:
         raise UsageError(f"--progress must be 0 (none) or at least 0.1 seconds, got {args.progress:g}")
 
 

@@ -425,8 +425,9 @@ class LoadRun:
                 phase = "warm-up" if now < measure_from else "measuring"
                 self.say.status(f"[{phase}] {clock_text(elapsed)} / {clock_text(total)} "
                                 f"({clock_text(total - elapsed)} left) | "
-                                f"{rpm_overall:.0f} of {self.settings.rpm:g} RPM | p95 "
-                                f"{fmt(overall.percentile(95), '.0f')} ms | failed {failed_total}")
+                                f"{rpm_overall:.0f} of {self.settings.rpm:g} RPM | sent {recorder.sent}, ok "
+                                f"{done_total - failed_total}, failed {failed_total} | p95 "
+                                f"{fmt(overall.percentile(95), '.0f')} ms")
             if every > 0 and now - last_report >= every - tick / 2:  # timers may fire a little early
                 snapshot = {
                     "elapsed_s": round(now - start, 1),
