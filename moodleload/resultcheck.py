@@ -180,50 +180,50 @@ def _url_problem(raw, where: str, blocks: int) -> str | None:
         problem = _histogram_problem(raw.get(key), f"{where}.{key}")
         if problem:
             return problem
-    block_list = raw.get("blocks_service_ms")
-    if not isinstance(block_list, list) or len(block_list) != blocks:
-        return f"{where}.blocks_service_ms does not hold metadata.blocks ({blocks}) histograms"
-    for position, block in enumerate(block_list):
-        problem = _histogram_problem(block, f"{where}.blocks_service_ms[{position}]")
+    problem = _per_block_problem(raw.get("blocks_service_ms"), where, "blocks_service_ms", blocks, "histograms",
+                                 _histogram_problem)
+    if problem:
+        return problem
+    if raw.get("blocks_service_fine_ms") is not None:  # 0.4+
+        problem = _per_block_problem(raw["blocks_service_fine_ms"], where, "blocks_service_fine_ms", blocks,
+                                     "histograms", lambda block, place: _histogram_problem(block, place,
+                                                                                           FineHistogram.BASE))
         if problem:
             return problem
-    fine = raw.get("blocks_service_fine_ms")
-    if fine is not None:
-        if not isinstance(fine, list) or len(fine) != blocks:
-            return f"{where}.blocks_service_fine_ms does not hold metadata.blocks ({blocks}) histograms"
-        for position, block in enumerate(fine):
-            problem = _histogram_problem(block, f"{where}.blocks_service_fine_ms[{position}]", FineHistogram.BASE)
-            if problem:
-                return problem
+    if raw.get("blocks_cpu_ticks") is not None:  # 0.7+, on rows whose footer showed the CPU line
+        problem = _per_block_problem(raw["blocks_cpu_ticks"], where, "blocks_cpu_ticks", blocks, "tallies",
+                                     _footer_tally_problem)
+        if problem:
+            return problem
     footer = raw.get("footer")
     if not isinstance(footer, dict):
         return f"{where}.footer is not an object"
-    problem = _cpu_blocks_problem(raw.get("blocks_cpu_ticks"), where, blocks)
-    if problem:
-        return problem
     for key, value in footer.items():
         problem = _histogram_problem(value, f"{where}.footer.{key}") if key.endswith("_ms") \
-            else _tally_problem(value, f"{where}.footer.{key}")
+            else _footer_tally_problem(value, f"{where}.footer.{key}")
         if problem:
             return problem
-        if not key.endswith("_ms") and not all(_is_footer_value(k) for k in value):
-            return f"{where}.footer.{key} has a value that is not a number from 0 to {MAX_FOOTER_VALUE:g}"
     return None
 
 
-def _cpu_blocks_problem(cpu_blocks, where: str, blocks: int) -> str | None:
-    """Each block's tally of the worker's CPU ticks (absent before 0.7 and on rows without them)."""
-    if cpu_blocks is None:
-        return None
-    if not isinstance(cpu_blocks, list) or len(cpu_blocks) != blocks:
-        return f"{where}.blocks_cpu_ticks does not hold metadata.blocks ({blocks}) tallies"
-    for position, tally in enumerate(cpu_blocks):
-        problem = _tally_problem(tally, f"{where}.blocks_cpu_ticks[{position}]")
+def _per_block_problem(items, where: str, key: str, blocks: int, what: str, check) -> str | None:
+    """A list with one item per time block, each item checked by ``check(item, place)``."""
+    if not isinstance(items, list) or len(items) != blocks:
+        return f"{where}.{key} does not hold metadata.blocks ({blocks}) {what}"
+    for position, item in enumerate(items):
+        problem = check(item, f"{where}.{key}[{position}]")
         if problem:
             return problem
-        if not all(_is_footer_value(k) for k in tally):
-            return f"{where}.blocks_cpu_ticks[{position}] has a value that is not a number from 0 to " \
-                   f"{MAX_FOOTER_VALUE:g}"
+    return None
+
+
+def _footer_tally_problem(tally, place: str) -> str | None:
+    """A tally of footer values: counts, and values that are numbers a footer can show."""
+    problem = _tally_problem(tally, place)
+    if problem:
+        return problem
+    if not all(_is_footer_value(value) for value in tally):
+        return f"{place} has a value that is not a number from 0 to {MAX_FOOTER_VALUE:g}"
     return None
 
 

@@ -147,6 +147,16 @@ def test_the_commit_a_bisect_names_is_read_in_its_own_terms_and_none_when_it_end
                         "regression") is None
 
 
+def one_commit_checkout(tmp_path, monkeypatch) -> str:
+    """A repository of one commit as the current folder, where a scan checks its commits out."""
+    repo = tmp_path / "moodle"
+    repo.mkdir()
+    monkeypatch.chdir(repo)
+    for command in (["git", "init", "-q"], ["git", "commit", "-q", "--allow-empty", "-m", "one"]):
+        subprocess.run(command, check=True, env={**os.environ, **GIT_ENV})
+    return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+
+
 def test_a_run_that_could_not_judge_is_made_again_with_its_reason_said_and_its_log_kept(tmp_path, monkeypatch,
                                                                                        capsys):
     """An overnight scan on a busy machine: the step's first run of a commit could not judge
@@ -154,12 +164,7 @@ def test_a_run_that_could_not_judge_is_made_again_with_its_reason_said_and_its_l
     from types import SimpleNamespace
 
     from moodleload.scan import measure
-    repo = tmp_path / "moodle"
-    repo.mkdir()
-    monkeypatch.chdir(repo)
-    for command in (["git", "init", "-q"], ["git", "commit", "-q", "--allow-empty", "-m", "one"]):
-        subprocess.run(command, check=True, env={**os.environ, **GIT_ENV})
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    commit = one_commit_checkout(tmp_path, monkeypatch)
     step = tmp_path / "step.sh"
     step.write_text(f"""#!/usr/bin/env bash
 count=$(( $(cat "{tmp_path}/tries" 2>/dev/null || echo 0) + 1 )); echo $count > "{tmp_path}/tries"
@@ -185,12 +190,7 @@ def test_a_commit_that_cannot_be_measured_after_its_tries_stops_the_scan_in_one_
     from types import SimpleNamespace
 
     from moodleload.scan import MEASURE_TRIES, measure
-    repo = tmp_path / "moodle"
-    repo.mkdir()
-    monkeypatch.chdir(repo)
-    for command in (["git", "init", "-q"], ["git", "commit", "-q", "--allow-empty", "-m", "one"]):
-        subprocess.run(command, check=True, env={**os.environ, **GIT_ENV})
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    commit = one_commit_checkout(tmp_path, monkeypatch)
     step = tmp_path / "step.sh"
     step.write_text("#!/usr/bin/env bash\necho '[VERDICT] cannot judge (exit 125)' > \"$2.log\"\nexit 125\n")
     step.chmod(0o755)
