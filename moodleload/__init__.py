@@ -1,7 +1,7 @@
 """The Moodle load toolkit, one module per job in the order data flows through a run:
 
 config -> moodletree -> plan -> histogram -> httpclient -> forms -> moodle -> journeys -> recording
--> machine -> scheduler -> results -> compare -> runs -> sizing / pairs -> verdict -> views
+-> machine -> scheduler -> results -> work -> compare -> runs -> sizing / pairs -> verdict -> views
 -> textreport / htmlreport -> cli;
 and for set_moodle_passwords.py: moodleconfig -> databases -> accounts -> passwords.
 
