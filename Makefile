@@ -17,7 +17,7 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt
 
 test: $(BIN)/.installed
 	tools/system-packages.sh test
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -o console_output_style=count tests
 
 test-quick: $(BIN)/.installed
 	$(BIN)/python -m pytest -q $(QUICK)

@@ -200,8 +200,12 @@ MAX_RUNS=${MAX_RUNS:-6}
 MAX_STEP_SECONDS=$(( ${MAX_STEP_MINUTES:-90} * 60 ))
 
 record_baseline() {  # record_baseline NUMBER
-    local output="$RESULTS_DIR/baseline-$1.json" status
+    local output="$RESULTS_DIR/baseline-$1.json" status left=""
     [ "$1" -gt 1 ] && cleanup
+    if [ "$1" -gt 1 ] && [ "$1" -le "${BASELINE_RUNS:-3}" ]; then
+        left=", about $(( (SECONDS - started) / ($1 - 1) * (${BASELINE_RUNS:-3} - $1 + 1) / 60 + 1 )) min left"
+    fi
+    say "baseline run $1 of ${BASELINE_RUNS:-3}$left"
     prepare_site
     load "$output"
     status=$?

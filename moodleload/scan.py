@@ -21,9 +21,11 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 
 from .changepoints import MIN_SEGMENT, describe, find_all, is_work
+from .console import clock_text
 from .exits import EXIT_SIGINT, EXIT_USAGE, UsageError
 from .files import read_json, write_json_atomically
 from .scanplan import (
@@ -92,15 +94,18 @@ def measure(scan: Scan) -> int | None:
     the exit status that stops the scan.  A scan is an overnight job: a run that could not
     judge (the machine was busy, the site hiccuped) is made again, up to MEASURE_TRIES, its
     reason said and its log kept; a usage mistake or a fault (128 and above) stops at once."""
-    for position in range(len(scan.picked)):
+    todo = [position for position in range(len(scan.picked)) if not os.path.exists(scan.file_of(position))]
+    started = time.monotonic()
+    for done, position in enumerate(todo):
         output = scan.file_of(position)
-        if os.path.exists(output):
-            continue
         index = scan.picked[position]
         git("checkout", "-q", scan.commits[index])
+        # what is left, from the runs made so far (the configured guess before the first)
+        per_run = (time.monotonic() - started) / done if done else getattr(scan, "seconds_per_run", 0)
+        left = f", about {clock_text(per_run * (len(todo) - done))} left" if per_run else ""
         for attempt in range(1, MEASURE_TRIES + 1):
-            say(f"measuring commit {index + 1} of {len(scan.commits)} ({scan.short(index)})"
-                + (f", try {attempt} of {MEASURE_TRIES}" if attempt > 1 else ""))
+            say(f"measuring commit {index + 1} of {len(scan.commits)} ({scan.short(index)}; run {done + 1} of "
+                f"{len(todo)}{left})" + (f", try {attempt} of {MEASURE_TRIES}" if attempt > 1 else ""))
             status = measure_once(scan, output, attempt)
             if status is None:
                 break

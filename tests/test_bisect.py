@@ -198,6 +198,8 @@ def test_the_baseline_says_what_a_bisect_will_cost_before_it_starts(tmp_path):
     assert baseline.returncode == 0, baseline.stderr
     assert re.search(r"calling 10 % needs about \d+ runs? a step, \d+ minutes a step, about [\d.]+ hours for a "
                      r"bisect of 8 commits \(4 steps\)", baseline.stderr), baseline.stderr
+    assert "baseline run 1 of 3" in baseline.stderr and re.search(r"baseline run 3 of 3, about \d+ min left",
+                                                                   baseline.stderr), baseline.stderr
 
 
 def test_a_baseline_run_that_wrote_no_results_is_not_reported_as_written(tmp_path):
