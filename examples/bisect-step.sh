@@ -135,11 +135,15 @@ restore_snapshot() {
 }
 
 # The same database state and the checked-out code live, before every run.
+# A fault of the machine (the snapshot, the database, PHP's reload) is no verdict on the
+# commit: it stops the bisect (128) instead of skipping every commit after it.
+machine_fault() { say "$*: a fault of the machine, not of this commit; fix it, then run git bisect run again"; exit 128; }
+
 prepare_site() {
     if [ -n "${RESTORE_CMD:-}" ]; then
-        bash -c "$RESTORE_CMD" || skip "RESTORE_CMD failed"
+        bash -c "$RESTORE_CMD" || machine_fault "RESTORE_CMD failed"
     elif [ -n "${PRETEST_DUMP:-}" ]; then
-        restore_snapshot || skip "restoring $PRETEST_DUMP failed"
+        restore_snapshot || machine_fault "restoring $PRETEST_DUMP failed"
     fi
     if [ -n "${PREPARE_CMD:-}" ]; then
         bash -c "$PREPARE_CMD" || skip "PREPARE_CMD failed"
@@ -162,7 +166,7 @@ prepare_site() {
     fi
     php "$code/admin/cli/upgrade.php" --non-interactive >/dev/null || skip "upgrade failed"
     php "${purge[@]}" >/dev/null || skip "purging the caches failed"
-    if [ -n "${RELOAD_CMD:-}" ]; then bash -c "$RELOAD_CMD" || skip "RELOAD_CMD failed"; fi
+    if [ -n "${RELOAD_CMD:-}" ]; then bash -c "$RELOAD_CMD" || machine_fault "RELOAD_CMD failed"; fi
 }
 
 # The same load every time; its output is kept to see why a run could not judge.

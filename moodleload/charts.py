@@ -29,8 +29,9 @@ def load_pyplot():
         import matplotlib.pyplot as pyplot
     except ImportError:
         raise ReportUnavailable("--report needs matplotlib: pip install matplotlib") from None
+    # Page names and Moodle's error codes are the site's text: never read as maths ("$^^^$").
     matplotlib.rcParams.update({"svg.fonttype": "none", "font.size": 9, "axes.grid": True, "grid.alpha": 0.3,
-                                "axes.spines.top": False, "axes.spines.right": False})
+                                "axes.spines.top": False, "axes.spines.right": False, "text.parse_math": False})
     return matplotlib, pyplot
 
 

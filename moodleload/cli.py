@@ -230,8 +230,15 @@ def run_compare(args, say) -> int:
     base = bases[0]
     say(format_comparison(comparison))
     others = {**labelled("--compare", args.compare[:-1], bases), **labelled("--rerun", args.rerun or [], reruns)}
+    # --output: NEW again, with this comparison in it (results as data, judged as asked now)
+    not_recorded = None
+    if args.output:
+        new.comparison = comparison
+        not_recorded = save_results(args.output, new, say)
+        if not_recorded is None:
+            say(f"[INFO] {args.compare[-1]} with this comparison written to {args.output}")
     verdict = judge_run(RunFacts(new.summary, gates_from(args), comparison, new.logins,
-                                 undelivered=tuple(undelivered(new, others)),
+                                 undelivered=tuple(undelivered(new, others)), not_recorded=not_recorded,
                                  stopped_early=new.metadata.interrupted))
     return conclude(args, say, new, verdict, baseline=base, comparison=comparison)
 

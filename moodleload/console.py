@@ -24,12 +24,14 @@ class Printer:
         if not self.quiet or line.startswith(("[ERROR]", "[WARN]")):
             if self.shown:
                 self.stream.write(self.CLEAR)
-            print(line, file=self.stream, flush=not self.shown)
+            # page names, statements and releases are others' text: no escape sequence acts
+            print("\n".join(map(printable, line.split("\n"))), file=self.stream, flush=not self.shown)
             if self.shown:
                 self.stream.write(self.shown)
                 self.stream.flush()
 
     def status(self, line: str) -> None:
+        line = printable(line)
         self.shown = line
         self.stream.write(self.CLEAR + line)
         self.stream.flush()
@@ -64,3 +66,9 @@ def silence_closed_stdout() -> None:
 def ruled(pct: float | None) -> str:
     """A "rules out" cell: slowdowns above this many percent are ruled out."""
     return "-" if pct is None else f">{pct:.1f}%"
+
+
+def printable(text) -> str:
+    """Text from the site, the database or a results file, safe for a terminal and a log:
+    control characters (an escape sequence would act on the terminal) become "?"."""
+    return "".join(character if character.isprintable() else "?" for character in str(text))

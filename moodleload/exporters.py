@@ -84,20 +84,21 @@ class JunitExporter:
         cases = 0
         failures = skipped = 0
         for row in exported.comparison.rows.values() if exported.comparison is not None else []:
-            case = ElementTree.SubElement(suite, "testcase", classname="moodle_load.pages", name=row.name)
+            case = ElementTree.SubElement(suite, "testcase", classname="moodle_load.pages", name=_xml_text(row.name))
             case.set("decided_by", row.decided_by)
             if row.work is not None and row.work.cpu_ms[1] is not None:
                 case.set("cpu_ms", f"{row.work.cpu_ms[1]:g}")
             cases += 1
             if row.verdict == "regression":
                 failures += 1
-                ElementTree.SubElement(case, "failure", message="; ".join(row.reasons) or "slower")
+                ElementTree.SubElement(case, "failure", message=_xml_text("; ".join(row.reasons) or "slower"))
             elif row.verdict == "unsure":
                 skipped += 1
-                ElementTree.SubElement(case, "skipped", message="; ".join(row.reasons) or "unsure")
+                ElementTree.SubElement(case, "skipped", message=_xml_text("; ".join(row.reasons) or "unsure"))
         case = ElementTree.SubElement(suite, "testcase", classname="moodle_load", name="verdict")
         cases += 1
-        message = f"{verdict.word} (exit {verdict.status})" + "".join(f"; {reason}" for reason in verdict.reasons)
+        message = _xml_text(f"{verdict.word} (exit {verdict.status})"
+                            + "".join(f"; {reason}" for reason in verdict.reasons))
         if verdict.word == "bad":
             failures += 1
             ElementTree.SubElement(case, "failure", message=message)
@@ -113,5 +114,16 @@ class JunitExporter:
 EXPORTERS = (HtmlExporter(), CsvExporter(), JunitExporter())
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet would run as a formula
+
+
 def _cells(values: list) -> list:
-    return ["" if value is None else value for value in values]
+    """CSV cells: a text that a spreadsheet would take for a formula (a page named "=cmd|...")
+    gets a leading apostrophe, as OWASP advises; numbers stay numbers."""
+    return ["" if value is None else "'" + value if isinstance(value, str) and value.startswith(FORMULA_STARTS)
+            else value for value in values]
+
+
+def _xml_text(text: str) -> str:
+    """Text XML 1.0 can hold: its forbidden control characters become "?"."""
+    return "".join(character if character in "\t\n\r" or ord(character) >= 0x20 else "?" for character in text)

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from . import __version__
 from .charts import compare_charts, run_charts
-from .console import fmt, ruled
+from .console import fmt, printable, ruled
 from .exits import EXIT_BAD, EXIT_CANNOT_JUDGE, EXIT_GOOD
 from .files import write_atomically
 from .metrics import host_lines, saturation_notes
@@ -38,9 +38,11 @@ code{background:#eef0f3;padding:1px 4px;border-radius:3px} small{color:#5f6368}
 
 
 def escape(value) -> str:
+    """Text for the page: HTML's special characters as entities, and control characters (which
+    HTML may not hold; a terminal escape among them) as "?"."""
     import html
 
-    return html.escape("-" if value is None else str(value))
+    return html.escape(printable("-" if value is None else value))
 
 
 def html_table(headers: list, rows: list, left: int = 1) -> str:

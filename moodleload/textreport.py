@@ -6,7 +6,7 @@ import json
 from typing import TYPE_CHECKING
 
 from .config import CALL_ROW
-from .console import fmt, ruled
+from .console import fmt, printable, ruled
 from .statements import change_lines, changed_statements
 from .views import ROW_HEADINGS, TrustSignals, bottleneck_warning, shorten, url_rows
 
@@ -21,7 +21,7 @@ def format_report(document: Results) -> str:
     lines = [""]
     moodle = document.metadata.moodle
     if moodle is not None:
-        lines.append(f"Moodle under test: {moodle.label}; layout {moodle.layout}")
+        lines.append(printable(f"Moodle under test: {moodle.label}; layout {moodle.layout}"))
     lines.append("Per URL (latency = response time from the intended start; svc = service time; CPU = Moodle's "
                  "own CPU time per answer, mean; ms):")
     header = f"{'url':<38} {'req':>6} {'ok':>6} {'fail':>5} {'p50':>7} {'p95':>7} {'p99':>7} " \
@@ -147,7 +147,7 @@ def format_comparison(comparison: Comparison) -> str:
     if statements and comparison.statements is not None:
         per, _ = changed_statements(comparison.statements)
         lines.append(f"Database statements that changed (the server's statistics, per {per} of the run):")
-        lines += [f"  {line}" for line in statements]
+        lines += [f"  {printable(line)}" for line in statements]
     elif comparison.statements is not None:
         lines.append("Database statements: no statement's calls or time per request changed beyond the baseline's "
                      "spread")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .console import printable
 from .exits import EXIT_BAD, EXIT_CANNOT_JUDGE, EXIT_GOOD, EXIT_UNREACHABLE, EXIT_USAGE
 
 if TYPE_CHECKING:
@@ -40,7 +41,8 @@ class Verdict:
 
     def lines(self) -> list:
         """How it is printed: the word and status, then one line per reason."""
-        return [f"[VERDICT] {self.word} (exit {self.status})"] + [f"[VERDICT]   {reason}" for reason in self.reasons]
+        return [f"[VERDICT] {self.word} (exit {self.status})"] + [f"[VERDICT]   {printable(reason)}"
+                                                                   for reason in self.reasons]
 
 
 @dataclass

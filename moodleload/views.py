@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .config import PAGE_ROW, ROW_KINDS
-from .console import round_or_none
+from .console import printable, round_or_none
 
 if TYPE_CHECKING:
     from .comparison import Comparison
@@ -15,7 +15,9 @@ if TYPE_CHECKING:
 
 
 def shorten(name: str, width: int) -> str:
-    """A name cut to ``width`` characters, with "..." where it was cut."""
+    """A name cut to ``width`` characters, with "..." where it was cut; its control
+    characters as "?" (a page name is shown in terminals, logs and charts)."""
+    name = printable(name)
     return name if len(name) <= width else name[:width - 3] + "..."
 
 

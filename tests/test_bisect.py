@@ -424,3 +424,18 @@ def test_an_unknown_option_is_a_usage_mistake_that_stops_a_bisect_not_a_step(tmp
     result = subprocess.run([os.path.join(ROOT, "examples", script), "--bogus"], cwd=tmp_path, capture_output=True,
                             text=True, timeout=30)
     assert result.returncode == 128 and result.stderr.count("\n") == 1
+
+
+def test_a_step_whose_snapshot_cannot_be_restored_stops_the_bisect_instead_of_skipping(tmp_path):
+    """A fault of the machine (a database down, a damaged dump) is no verdict on the commit:
+    skipping would skip every commit after it and end in "could be any of"."""
+    repo = tmp_path / "moodle"
+    make_repo(repo, [site_settings(30, 128)])
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "baseline.json").write_text("{}")
+    env = {**step_environment(tmp_path, free_port()), "RESTORE_CMD": "echo 'database is down' >&2; exit 2",
+           "PREPARE_CMD": f"touch {tmp_path}/prepared", "CLEANUP_CMD": "true"}
+    result = subprocess.run([STEP], cwd=repo, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 128, result.stderr
+    assert "RESTORE_CMD failed: a fault of the machine, not of this commit" in result.stderr
+    assert not (tmp_path / "prepared").exists()

@@ -103,8 +103,12 @@ def test_compare_mode_judges_two_saved_runs_without_load(sim_factory, tmp_path, 
     server.site.settings = steady_settings(course_reads=140)  # the same site at the next commit
     assert run_load(write_config(config_path, server.url, urls=TWO_URLS), *enough_blocks, rpm=6000, duration=4,
                     output=tmp_path / "new.json") == 0
-    assert moodle_load.main(["--compare", str(tmp_path / "base.json"), str(tmp_path / "new.json")]) == EXIT_BAD
+    assert moodle_load.main(["--compare", str(tmp_path / "base.json"), str(tmp_path / "new.json"),
+                             "--output", str(tmp_path / "judged.json")]) == EXIT_BAD
     assert "ratio" in capsys.readouterr().out
+    judged = json.loads((tmp_path / "judged.json").read_text())  # --output: the new run with its comparison
+    assert judged["comparison"]["verdict"] == "regression" and judged["urls"] == json.loads(
+        (tmp_path / "new.json").read_text())["urls"]
     # A run against itself is one run, not two: refused, never "good" for want of a difference.
     assert moodle_load.main(["--compare", str(tmp_path / "base.json"), str(tmp_path / "base.json")]) == EXIT_USAGE
 

@@ -82,3 +82,53 @@ def test_a_merge_ends_in_the_merged_runs_verdict_and_writes_the_asked_export(sim
                                "--max-p95-ms", "0.001"])
     assert status == EXIT_BAD  # the gate judges the merged run, as --processes' parent does
     assert (tmp_path / "merged.csv").read_text().splitlines()[1].endswith(",bad,1")
+
+
+HOSTILE_NAMES = ["=HYPERLINK(\"http://x\")", "+1+1", "-2", "@SUM(A1)", "\x1b[31mred\x1b[0m", "$^^^$", "$\\x$",
+                 "bell\x07and\x00nul"]
+
+
+def hostile_runs():
+    """Two runs of pages with names a site or a config could hand over, compared."""
+    import json
+    import os
+    import random
+
+    from helpers import DATA
+    from moodleload.results import Results
+    from moodleload.runcompare import compare_runs
+    from sim.synthetic import synthetic_run
+    with open(os.path.join(DATA, "recorded-run.json")) as handle:
+        recorded = json.load(handle)
+    template = next(iter(recorded["urls"].values()))
+    recorded["urls"] = {name: template for name in HOSTILE_NAMES}
+    rng = random.Random(5)
+    runs = [synthetic_run(recorded, rng, run_shift_sd=0.01) for _ in range(3)]
+    from moodleload.compare import Thresholds
+    return runs[-1], runs[0], compare_runs(runs[:2], runs[2:], Thresholds()), Results
+
+
+def test_hostile_page_names_are_data_in_every_export_and_report(capsys):
+    import io
+
+    from moodleload.console import Printer
+    from moodleload.exporters import CsvExporter, Exported, HtmlExporter, JunitExporter
+    from moodleload.textreport import format_comparison, format_report
+    from moodleload.verdict import Gates, decide
+    new, base, comparison, _ = hostile_runs()
+    verdict = decide(new.summary, Gates(), comparison)
+    exported = Exported(new, verdict, base, comparison)
+    rows = list(csv.reader(io.StringIO(CsvExporter().render(exported))))[1:]
+    assert all(not row[0].startswith(("=", "+", "-", "@")) for row in rows)  # no formula runs
+    assert {row[0] for row in rows} >= {"'=HYPERLINK(\"http://x\")", "'+1+1", "'-2", "'@SUM(A1)"}
+    suite = ElementTree.fromstring(JunitExporter().render(exported))  # well-formed XML
+    assert len(suite.findall("testcase")) == len(HOSTILE_NAMES) + 1
+    page = HtmlExporter().render(exported)  # matplotlib reads none of it as maths
+    assert "\x1b" not in page and "=HYPERLINK(&quot;http://x&quot;)" in page
+    screen = io.StringIO()
+    printer = Printer(stream=screen)
+    printer(format_report(new))
+    printer(format_comparison(comparison))
+    for line in verdict.lines():
+        printer(line)
+    assert "\x1b" not in screen.getvalue() and "\x07" not in screen.getvalue() and "\x00" not in screen.getvalue()
