@@ -11,11 +11,15 @@ enough to get wrong by hand); everything after the parse is pure."""
 
 from __future__ import annotations
 
+import http.client
 import math
 import statistics
+import time
+import urllib.error
 import urllib.request
 from urllib.parse import urlsplit
 
+from .console import printable
 from .exits import UsageError
 
 SCRAPE_SECONDS = 2.0
@@ -30,6 +34,37 @@ POINT_KEYS = ("t", "cpu_busy", "load1", "memory_used_bytes", "disk_bytes_per_s",
 def host_label(url: str) -> str:
     parts = urlsplit(url)
     return parts.hostname + (f":{parts.port}" if parts.port else "") if parts.hostname else url
+
+
+CHECK_SECONDS = 10.0  # the whole answer of an exporter checked before the load, however it trickles
+
+
+def read_answer(url: str) -> str:
+    """An exporter's whole answer, within CHECK_SECONDS in all (a timeout per read would let a
+    trickling answer wait for ever); what is not HTTP is the user's to fix, said in one line
+    without the bytes it sent."""
+    deadline = time.monotonic() + CHECK_SECONDS
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310  http(s) checked by the caller
+            while chunk := response.read1(65536):
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > MAX_SCRAPE_BYTES:
+                    raise UsageError(f"--metrics {host_label(url)}: the answer is larger than "
+                                     f"{MAX_SCRAPE_BYTES >> 20} MB")
+                if time.monotonic() > deadline:
+                    raise UsageError(f"--metrics {host_label(url)}: the answer did not end within "
+                                     f"{CHECK_SECONDS:g} s (an exporter that trickles, or not an exporter)")
+    except http.client.HTTPException as error:
+        raise UsageError(f"--metrics {host_label(url)}: did not answer in HTTP ({type(error).__name__}): is it an "
+                         f"exporter's port?") from None
+    except (OSError, ValueError) as error:
+        reason = error.reason if isinstance(error, urllib.error.URLError) else error
+        raise UsageError(f"--metrics {host_label(url)}: could not be read ({printable(reason)[:200]}); is the "
+                         f"exporter running there?") from None
+    return b"".join(chunks).decode("utf-8", "replace")
 
 
 def check_metrics_urls(urls: list) -> None:
@@ -48,14 +83,7 @@ def check_metrics_urls(urls: list) -> None:
         if urlsplit(url).username or urlsplit(url).password:
             raise UsageError(f"--metrics {host_label(url)}: credentials in the URL would land in the results; "
                              f"scrape through a URL without them")
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310  http(s) checked above
-                text = response.read(MAX_SCRAPE_BYTES + 1).decode("utf-8", "replace")
-        except (OSError, ValueError) as error:
-            raise UsageError(f"--metrics {url}: could not be read ({error}); is the exporter running there?") \
-                from None
-        if len(text) > MAX_SCRAPE_BYTES:
-            raise UsageError(f"--metrics {url}: the answer is larger than {MAX_SCRAPE_BYTES >> 20} MB")
+        text = read_answer(url)
         try:
             sample = parse_sample(text)
         except ValueError as error:

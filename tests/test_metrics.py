@@ -160,3 +160,63 @@ def test_with_several_processes_one_shard_scrapes_for_the_whole_run(node_exporte
                     output=tmp_path / "run.json") == 0
     hosts = read(tmp_path / "run.json")["metrics"]["hosts"]
     assert list(hosts) == [node_exporter.split("/")[2]] and len(hosts[node_exporter.split("/")[2]]["points"]) >= 2
+
+
+class HostileExporter:
+    """A loopback TCP server that answers every connection with ``answer(connection)``."""
+
+    def __init__(self, answer):
+        import socket
+        import threading
+
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.answer = answer
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                connection, _ = self.server.accept()
+            except OSError:
+                return
+            try:
+                connection.recv(4096)
+                self.answer(connection)
+            except OSError:
+                pass
+            finally:
+                connection.close()
+
+    def close(self):
+        self.server.close()
+
+
+def trickle(connection):
+    connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        connection.sendall(b"#")
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("answer,expected", [
+    (trickle, "the answer did not end within 10 s"),
+    (lambda connection: connection.sendall(b"\x00\x01garbage from a database port\r\n\r\n"), "did not answer in HTTP"),
+    (lambda connection: connection.sendall(b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 200_000 + b"\r\n\r\n"),
+     "did not answer in HTTP"),
+], ids=["trickling", "not-http", "huge-header"])
+def test_an_exporter_that_trickles_or_is_not_http_is_one_line_before_the_load(sim_factory, tmp_path, capsys,
+                                                                             answer, expected):
+    exporter = HostileExporter(answer)
+    server = sim_factory()
+    config = write_config(tmp_path / "config.json", server.url)
+    started = time.monotonic()
+    try:
+        status = run_load(config, "--metrics", f"http://127.0.0.1:{exporter.port}/metrics")
+    finally:
+        exporter.close()
+    err = capsys.readouterr().err
+    assert status == EXIT_USAGE and err.count("\n") == 1 and expected in err, err
+    assert "garbage" not in err and "\x00" not in err  # the bytes it sent are not echoed
+    assert time.monotonic() - started < 25 and server.site.stats.requests == 0
