@@ -101,8 +101,9 @@ def parse_sample(text: str) -> dict:
     found: dict = {}
 
     def add(key: str, value: float) -> None:
-        if math.isfinite(value):
-            found[key] = found.get(key, 0.0) + value
+        total = found.get(key, 0.0) + value
+        if math.isfinite(total):  # two huge counters may sum to infinity: left out, not written
+            found[key] = total
 
     try:
         for family in text_string_to_metric_families(text):
@@ -147,9 +148,20 @@ def point_between(previous: dict | None, current: dict, seconds: float, t: float
     memory = None
     if current.get("memtotal") is not None and current.get("memavailable") is not None:
         memory = current["memtotal"] - current["memavailable"]
-    return {"t": round(t, 2), "cpu_busy": busy, "load1": current.get("load1"), "memory_used_bytes": memory,
-            "disk_bytes_per_s": rate("disk_bytes"), "net_bytes_per_s": rate("net_bytes"),
-            "db_connections": current.get("db_connections")}
+    point = {"t": round(t, 2), "cpu_busy": busy, "load1": current.get("load1"), "memory_used_bytes": memory,
+             "disk_bytes_per_s": rate("disk_bytes"), "net_bytes_per_s": rate("net_bytes"),
+             "db_connections": current.get("db_connections")}
+    # What the reader would refuse is never written: an absurd value is a lost value.
+    return {key: value if value is None or metric_value_ok(value) else None for key, value in point.items()}
+
+
+MAX_METRIC = 1e18  # beyond it an exporter's value is damage, not a measurement
+
+
+def metric_value_ok(value) -> bool:
+    """What a metrics point may hold: the writer's and the reader's one test."""
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) \
+        and abs(value) <= MAX_METRIC
 
 
 def saturation_notes(metrics: dict | None) -> list:
@@ -212,8 +224,7 @@ def metrics_problem(section) -> str | None:
             if not isinstance(point, dict) or set(point) != set(POINT_KEYS):
                 return "metrics: a point without its values"
             for value in point.values():
-                if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                          or not math.isfinite(value) or abs(value) > 1e18):
+                if value is not None and not metric_value_ok(value):
                     return "metrics: a value that is not a number"
     return None
 

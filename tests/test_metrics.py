@@ -220,3 +220,11 @@ def test_an_exporter_that_trickles_or_is_not_http_is_one_line_before_the_load(si
     assert status == EXIT_USAGE and err.count("\n") == 1 and expected in err, err
     assert "garbage" not in err and "\x00" not in err  # the bytes it sent are not echoed
     assert time.monotonic() - started < 25 and server.site.stats.requests == 0
+
+
+def test_an_exporters_absurd_values_are_lost_values_never_written_for_the_reader_to_refuse():
+    from moodleload.metrics import point_between
+    current = sample(idle=1e308, user=1e308, rx=1e308, load=1e19)  # idle + iowait + user: beyond a float
+    point = point_between(sample(idle=1, user=1), current, 2.0, 1.0)
+    assert point["load1"] is None  # 1e19: a lost value, not written
+    assert metrics_problem({"hosts": {"h:9100": {"points": [point]}}}) is None
