@@ -44,6 +44,9 @@ SLOWER = 1.10  # the slow commit's course page: 10 % more CPU work
 USERS = 16
 LOAD = {"LOAD_RPM": "900", "LOAD_DURATION": "25", "LOAD_WARMUP": "3", "LOAD_CONCURRENCY": str(USERS)}
 TOLERANCE = 5
+# The busy loops run this long before the baseline: the machine's state (and its load average,
+# a minute's mean) must be the one the steps meet, not the rise to it.
+SETTLE_SECONDS = 90
 
 
 def site(rounds_per_ms: float, course_factor: float) -> dict:
@@ -119,6 +122,7 @@ def main() -> int:
     burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy_loops)]
     rows = []
     try:
+        time.sleep(SETTLE_SECONDS)
         with tempfile.TemporaryDirectory(prefix="busy-bench-") as folder:
             repo = os.path.join(folder, "moodle")
             good, slow = make_repo(repo, rounds_per_ms)
@@ -153,7 +157,8 @@ def main() -> int:
              f"{args.busy_loops} busy loops held the {os.cpu_count()} cores for the whole run. The simulated site's "
              f"pages do real CPU work ({', '.join(f'{kind} {cpu} ms' for kind, (cpu, _) in PAGES.items())}); the "
              f"slow commit's course page does {SLOWER - 1:.0%} more. Load {LOAD['LOAD_RPM']} RPM for "
-             f"{LOAD['LOAD_DURATION']} s (+{LOAD['LOAD_WARMUP']} s warm-up) a run, 3 baseline runs, up to 6 runs a "
+             f"{LOAD['LOAD_DURATION']} s (+{LOAD['LOAD_WARMUP']} s warm-up) a run, the busy loops {SETTLE_SECONDS} s "
+             f"before the baseline, 3 baseline runs, up to 6 runs a "
              f"step, --max-regression {TOLERANCE}. `bench/busy.py --steps {args.steps}"
              f"{f' --time-steps {args.time_steps}' if args.time_steps else ''}` on {platform.node()} "
              f"(Python {platform.python_version()}).", "",
