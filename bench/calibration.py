@@ -122,6 +122,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=FULL_TRIALS)
     parser.add_argument("--baseline-runs", type=int, nargs="+", default=[1, 3])
+    parser.add_argument("--tables", nargs="+", choices=("time", "work"), default=["time", "work"])
     parser.add_argument("--output", help=f"where to write the tables (default: bench/results/calibration.md, "
                                          f"and only with --trials {FULL_TRIALS} or more)")
     args = parser.parse_args()
@@ -129,12 +130,14 @@ def main() -> int:
         recorded = json.load(handle)
     lines = [f"# Verdict calibration ({args.trials} trials per cell, seeded; a step re-runs up to {MAX_RUNS} runs)",
              "", "## --judge time (and both): service time", ""]
-    lines += table(recorded, "both", (0.01, 0.02, 0.04, 0.08), args.baseline_runs, args.trials)
+    if "time" in args.tables:
+        lines += table(recorded, "both", (0.01, 0.02, 0.04, 0.08), args.baseline_runs, args.trials)
     lines += ["", f"## --judge work: CPU time per answer, the wall time shifting {BUSY_WALL_SPREAD:.0%} run to run",
               "", "Pages of 40-80 ms CPU, about 300 answers a page a run, 10 ms ticks.", ""]
-    lines += table(recorded, "work", (0.005, 0.01, 0.02), args.baseline_runs, args.trials)
+    if "work" in args.tables:
+        lines += table(recorded, "work", (0.005, 0.01, 0.02), args.baseline_runs, args.trials)
     output = args.output
-    if output is None and args.trials >= FULL_TRIALS:
+    if output is None and args.trials >= FULL_TRIALS and len(args.tables) == 2:
         output = os.path.join(ROOT, "bench", "results", "calibration.md")
     if output is None:
         print(f"[calibration] {args.trials} trials is a smoke run: nothing written (--output FILE to keep it; "
