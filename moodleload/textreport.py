@@ -93,12 +93,12 @@ def rate_hints(document: Results) -> list:
     if not target or summary.req_per_min_observed >= 0.95 * target or meta.interrupted:
         return []
     hints = [f"[WARN] observed {summary.req_per_min_observed:.0f} RPM is below the target {target:g}"]
-    if generator.tokens_waited_for_worker:
+    if meta.concurrency >= document.logins.ok:  # one request in flight per user: more workers need more users
+        hints.append(f"[HINT] every logged-in user was busy ({document.logins.ok} users, one request in flight "
+                     f"each): give the run more users (set_moodle_passwords.py --count)")
+    elif generator.tokens_waited_for_worker:
         hints.append(f"[HINT] {generator.tokens_waited_for_worker} requests waited for a free worker: "
-                     f"raise --concurrency (now {meta.concurrency})")
-    if meta.concurrency >= document.logins.ok:
-        hints.append("[HINT] every logged-in user was busy: give the run more users "
-                     "(set_moodle_passwords.py --count)")
+                     f"raise --concurrency (now {meta.concurrency}, {document.logins.ok} users logged in)")
     if generator.tokens_unsent:
         hints.append(f"[HINT] {generator.tokens_unsent} scheduled requests were never sent: the backlog "
                      f"outgrew the run (raise --concurrency, or the site is saturated)")

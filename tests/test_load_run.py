@@ -388,3 +388,14 @@ def test_workers_all_waiting_on_a_slow_site_are_named_as_the_sites_pace_with_its
     assert "15 requests a second need about 6 in flight and the run had 2" in verdict
     assert "lower --rpm" in verdict and "quieter machine" in verdict
     assert "generator was the bottleneck" not in out and "--processes" not in verdict
+
+
+def test_with_every_user_busy_the_hint_asks_for_more_users_not_more_concurrency(sim_factory, tmp_path, capsys):
+    settings = fast_settings()
+    settings.pages["my"] = PageProfile(latency_ms=200, jitter=0, body_kb=10)
+    server = sim_factory(settings)
+    config = write_config(tmp_path / "c.json", server.url, users=2, urls=[{"path": "/my/"}])
+    run_load(config, rpm=1200, duration=2)  # --concurrency 20, capped at the 2 users
+    hints = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[HINT]")]
+    assert any("give the run more users" in hint for hint in hints)
+    assert not any("raise --concurrency" in hint for hint in hints)
