@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .comparison import Comparison
+from .console import round_or_none
 from .machine import contended, contention_shift
 from .stats import normal_quantile
-from .work import JUDGE_WORK, combine, cpu_judged, cpu_problem, rounded
+from .work import JUDGE_WORK, combine, cpu_judged, cpu_problem
 
 if TYPE_CHECKING:
     from .results import Results, UrlRecord
@@ -191,7 +192,8 @@ def block_work(base: UrlRecord, new: UrlRecord, kind: str, thresholds, alpha: fl
     tolerance = thresholds.max_regression_pct / 100.0
     problems = [f"{which}: {problem}" for which, record in (("baseline", base), ("this run", new))
                 if (problem := cpu_problem(record, kind, thresholds.max_regression_pct)) is not None]
-    row: dict = {"cpu_ms": [rounded(base.cpu_ms_mean), rounded(new.cpu_ms_mean)], "verdict": "unsure",
+    row: dict = {"cpu_ms": [round_or_none(base.cpu_ms_mean, 2), round_or_none(new.cpu_ms_mean, 2)],
+                 "verdict": "unsure",
                  "reasons": []}
     if problems:
         row["reasons"] = [f"CPU time not judged ({'; '.join(problems)})"]

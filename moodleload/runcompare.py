@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from .compare import (
     FAILURE_MARGIN,
     Thresholds,
-    deciding,
     failure_gap,
     incomparable,
     judge_counts,
@@ -19,7 +18,11 @@ from .compare import (
     unshown,
     work_notes,
 )
+from .compare import (
+    deciding as decisive,
+)
 from .comparison import Comparison
+from .console import round_or_none
 from .histogram import counter_median
 from .machine import contended, contention_shift, noise_notes
 from .runs import (
@@ -33,7 +36,7 @@ from .runs import (
     mean,
     more_runs,
 )
-from .work import TIME, WORK, combine, cpu_judged, cpu_problem, good_measure, rounded
+from .work import TIME, WORK, combine, cpu_judged, cpu_problem, good_measure
 
 
 def _pooled_tally(documents: list, name: str, key: str) -> dict:
@@ -144,8 +147,7 @@ def _comparison(bases: list, news: list, names: list, rows: dict, thresholds: Th
     needed = more_runs(deciding.evidence, thresholds, alpha) if deciding.evidence is not None and overall == "unsure" \
         else {"candidate": None, "baseline": None, "each": None}
     rules_out = [value for row in rows.values()
-                 if (value := (row.get("work") or {} if deciding.measure == WORK else row).get("rules_out_pct"))
-                 is not None]
+                 if (value := decisive(row, thresholds.judge).get("rules_out_pct")) is not None]
     if whole is not None:
         rules_out.append(round(math.expm1(whole["upper"]) * 100, 2))
     comparison = {"verdict": "not comparable" if differences else overall, "method": "runs", "judge": thresholds.judge,
@@ -300,8 +302,8 @@ def _judge_work(name: str, bases: list, news: list, side: Side, thresholds: Thre
                 problems.append(f"{which} run {number}: {problem}")
     base_logs, new_logs = side.values[name]
     page = None if side.outcome is None else side.outcome["pages"].get(name)
-    work: dict = {"cpu_ms": [rounded(math.exp(mean(base_logs))) if base_logs else None,
-                             rounded(math.exp(mean(new_logs))) if new_logs else None],
+    work: dict = {"cpu_ms": [round_or_none(math.exp(mean(base_logs)), 2) if base_logs else None,
+                             round_or_none(math.exp(mean(new_logs)), 2) if new_logs else None],
                   "runs": [len(base_logs), len(new_logs)], "verdict": "unsure", "reasons": []}
     if problems:
         work["reasons"] = [f"CPU time not judged ({problems[0]}" + (f"; {len(problems) - 1} more" if problems[1:]
@@ -335,7 +337,7 @@ def advice(rows: dict, thresholds: Thresholds) -> list:
     """What a bisect can see with these runs: a warning when --max-regression is below the
     smallest slowdown they can call, a hint when it is far above it."""
     detectable = {name: part["detectable_pct"] for name, row in rows.items()
-                  if (part := deciding(row, thresholds.judge)).get("detectable_pct") is not None}
+                  if (part := decisive(row, thresholds.judge)).get("detectable_pct") is not None}
     if not detectable:
         return []
     tolerance = thresholds.max_regression_pct

@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 
 from .changepoints import MIN_SEGMENT, describe, find_all, is_work
-from .console import clock_text
+from .console import clock_text, printable
 from .exits import EXIT_SIGINT, EXIT_USAGE, UsageError
 from .files import read_json, write_json_atomically
 from .scanplan import (
@@ -145,7 +145,7 @@ def verdict_of(log: str) -> str | None:
         text = handle.read()[-20000:]
     lines = [line.strip() for line in text.splitlines() if line.startswith("[VERDICT]")]
     shown = " ".join(lines[-4:])
-    return "".join(ch for ch in shown if ch.isprintable())[:600] or None
+    return printable(shown)[:600] or None
 
 
 def bisect_environment(scan: Scan, interval: Interval, folder: str, max_regression: float, max_reads: float) -> dict:

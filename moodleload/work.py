@@ -127,7 +127,3 @@ def combine(row: dict, work: dict | None, judge: str, counts: tuple[str, list], 
     if verdict in ("same", "improvement") and failure_gap:
         verdict, reasons = "unsure", [*reasons, failure_gap]
     row["verdict"], row["reasons"] = verdict, reasons
-
-
-def rounded(value: float | None) -> float | None:
-    return None if value is None else round(value, 2)

@@ -6,13 +6,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import time
 import urllib.request
 
 import pytest
 
-from helpers import read, run_load, write_config
+from helpers import busy_loops, read, run_load, write_config
 from moodleload.exits import EXIT_USAGE
 from moodleload.htmlreport import render_report
 from moodleload.metrics import metrics_problem, parse_sample, point_between, saturation_notes
@@ -123,13 +122,8 @@ def test_a_run_keeps_each_hosts_timeline_and_the_report_charts_it(node_exporter,
 def test_a_saturated_host_is_named_in_the_report(node_exporter, sim_factory, tmp_path, capsys):
     server = sim_factory()
     config = write_config(tmp_path / "config.json", server.url)
-    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 1)]
-    try:
+    with busy_loops(os.cpu_count() or 1):
         status = run_load(config, "--metrics", node_exporter, duration=8, output=tmp_path / "run.json")
-    finally:
-        for burner in burners:
-            burner.kill()
-            burner.wait()
     out = capsys.readouterr().out
     label = node_exporter.split("/")[2]
     assert status in (0, 125)  # the load itself may suffer: what counts is that the host is named
