@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 
 from .exits import UsageError
@@ -55,7 +56,7 @@ def read_json(path: str, what: str, limit: int = MAX_JSON_BYTES):
     it should have been.  FileNotFoundError is left to the caller, which knows what a missing
     file means."""
     try:
-        with open(path, "rb") as handle:
+        with open_regular(path, what) as handle:
             size = os.fstat(handle.fileno()).st_size
             if size > limit:
                 raise UsageError(f"{what}: {path} is {size / 1048576:.0f} MB, over the {limit // 1048576} MB a "
@@ -80,6 +81,23 @@ def read_json(path: str, what: str, limit: int = MAX_JSON_BYTES):
         raise UsageError(f"{what}: {path} is nested too deeply to be a {what} file") from None
 
 
+def open_regular(path: str, what: str):
+    """``path`` opened for reading in binary, when it is a regular file.  A named pipe with no
+    writer would block the opening for ever, and a device never ends: both are refused, and
+    the opening itself never waits (O_NONBLOCK, which a regular file ignores)."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        mode = os.fstat(descriptor).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(path)
+        if not stat.S_ISREG(mode):
+            raise UsageError(f"{what}: {path} is not a regular file (a pipe or a device): give a saved file")
+        return os.fdopen(descriptor, "rb")
+    except BaseException:
+        os.close(descriptor)
+        raise
+
+
 def check_writable(path: str, option: str) -> None:
     """Refuse now, before any load or database change, a file that could not be written at
     the end: a missing or unwritable folder, a folder in its place, a read-only file (also
@@ -87,6 +105,9 @@ def check_writable(path: str, option: str) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
         raise UsageError(f"{option} {path} is a folder: give a file name")
+    if os.path.exists(path) and not os.path.isfile(path):
+        # Written by renaming a new file over it: a pipe or a device (/dev/null) would be replaced.
+        raise UsageError(f"{option} {path} is not a regular file (a pipe or a device): give a file name")
     if not os.path.isdir(directory):
         raise UsageError(f"cannot write {option} {path}: the folder {directory} does not exist")
     if not os.access(directory, os.W_OK | os.X_OK):

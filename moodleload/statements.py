@@ -121,59 +121,98 @@ def _rows(rows) -> dict:
     return counts
 
 
+# A snapshot takes milliseconds; a database that has not answered in this long (a stopped
+# backend, a lost network) never will in time: the run ends without the statistics, within
+# the same grace a stopping signal gives the requests in flight.
+SNAPSHOT_SECONDS = 5.0
+
+
 class Watcher:
     """One connection of its own to the site's database, held for the run: a snapshot when
-    the measured window opens and one after the last request of it has ended."""
+    the measured window opens and one after the last request of it has ended.  Every
+    snapshot runs on a daemon thread of its own and is waited for at most SNAPSHOT_SECONDS:
+    a database that stops answering costs the run its statistics, never its end."""
 
-    def __init__(self, database):
+    def __init__(self, database, deadline: float = SNAPSHOT_SECONDS):
         self.database = database  # databases.Postgres or MySQL, with its settings
         self.family = database.family
+        self.deadline = deadline
         self.conn = None
         self.before: dict | None = None
         self.result: dict | None = None
         self.problem: str | None = None  # set when a snapshot failed during the run
-        self.lock = threading.Lock()  # one connection: a snapshot at a time, even after a cancelled wait
+        self.off: str | None = None  # the line that says how to switch the statistics on, when they are off
+        self.stuck = False  # a snapshot still waits for the database: its thread owns the connection
+        self.lock = threading.Lock()  # one connection: a snapshot at a time
 
     def open(self) -> str | None:
         """Connect and read once, before any load: None when the statistics can be read, else the
         line that says how to switch them on (the run goes on without them).  A connection that
-        fails raises databases.DatabaseError: the settings are wrong, which is the user's to fix."""
+        fails, or a database that does not answer, raises databases.DatabaseError: that is the
+        user's to fix before the load."""
+        from .databases import DatabaseError
+
         self.conn = self.database.connect()
-        try:
-            snapshot(self.family, self.conn)
-        except Unavailable as error:
-            self.close()
-            return str(error)
-        except Exception:
-            self.close()
-            raise
-        return None
+        if not self._bounded(lambda: snapshot(self.family, self.conn), "checking"):
+            raise DatabaseError(f"the database at {self.database.where()} did not answer a read of its statement "
+                                f"statistics within {self.deadline:g} s; check that it is up and not locked")
+        problem, off, self.problem, self.off = self.problem, self.off, None, None
+        if problem is None:
+            return None
+        self.close()
+        if off is not None:
+            return off
+        raise DatabaseError(problem)
 
     def window_opens(self) -> None:
-        with self.lock:
-            self._snapshot_before()
-
-    def _snapshot_before(self) -> None:
-        try:
+        def first() -> None:
             self.before = snapshot(self.family, self.conn)
-        except Exception as error:  # noqa: BLE001  the load goes on; the results say why there is nothing
-            self.problem = f"query statistics lost: the first snapshot failed ({_first_line(error)})"
+
+        self._bounded(first, "first")
 
     def window_closed(self) -> None:
-        with self.lock:
-            self._snapshot_after()
-
-    def _snapshot_after(self) -> None:
         if self.before is None or self.conn is None:
             return
-        try:
+
+        def last() -> None:
+            assert self.before is not None
             self.result = window_delta(self.before, snapshot(self.family, self.conn), source_of(self.family))
-        except Exception as error:  # noqa: BLE001
-            self.problem = f"query statistics lost: the last snapshot failed ({_first_line(error)})"
+
+        self._bounded(last, "last")
+
+    def _bounded(self, read, which: str) -> bool:
+        """Run one snapshot on its own daemon thread, waiting at most the deadline: False when
+        the database did not answer in time (the thread is left to it; the process's end ends it)."""
+        if self.stuck:
+            return False
+        done = threading.Event()
+
+        def reading() -> None:
+            with self.lock:
+                try:
+                    read()
+                except Exception as error:  # noqa: BLE001  the load goes on; the results say why there is nothing
+                    self.problem = f"query statistics lost: the {which} snapshot failed ({_first_line(error)})"
+                    self.off = str(error) if isinstance(error, Unavailable) else None
+            done.set()
+
+        threading.Thread(target=reading, name=f"query statistics ({which} snapshot)", daemon=True).start()
+        if done.wait(self.deadline):
+            return True
+        self.stuck = True
+        self.problem = (f"query statistics lost: the database did not answer the {which} snapshot within "
+                        f"{self.deadline:g} s")
+        return False
 
     def close(self) -> None:
-        with self.lock:
+        # A snapshot that never came back holds the connection: closing it under that thread
+        # could block as long, so it is left for the process's end.
+        if self.stuck or not self.lock.acquire(timeout=self.deadline):
+            return
+        try:
             self._close()
+        finally:
+            self.lock.release()
 
     def _close(self) -> None:
         if self.conn is not None:

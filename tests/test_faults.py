@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -83,6 +84,23 @@ def test_a_config_that_cannot_be_used_is_one_line_and_the_usage_exit(tmp_path, c
     (tmp_path / "c.json").write_bytes(content)
     assert run_load(str(tmp_path / "c.json")) == EXIT_USAGE
     assert complaint in one_line_error(capsys)
+
+
+@pytest.mark.parametrize("option", ["--config", "--baseline", "--output"])
+def test_a_named_pipe_for_a_file_is_refused_in_one_line_never_waited_on(sim_factory, tmp_path, option):
+    """A pipe with no writer would block the opening for ever; written by renaming over it,
+    a pipe or a device would be replaced."""
+    server = sim_factory()
+    config = write_config(tmp_path / "c.json", server.url)
+    pipe = tmp_path / "pipe.json"
+    os.mkfifo(pipe)
+    paths = {"--config": config, option: str(pipe)}
+    extra = [] if option == "--config" else [option, str(pipe)]
+    result = subprocess.run(command("--config", paths["--config"], "--rpm", "60", "--duration", "1", *extra),
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == EXIT_USAGE, result.stderr
+    assert result.stderr.count("\n") == 1 and "is not a regular file (a pipe or a device)" in result.stderr
+    assert server.site.stats.requests == 0 and stat.S_ISFIFO(os.stat(pipe).st_mode)
 
 
 def test_standard_output_closed_early_is_one_line_and_the_usage_exit(sim_factory, tmp_path):

@@ -4,18 +4,24 @@ measured window, never a reset, and a comparison that names the statement that c
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import time
 from dataclasses import replace
 
 import bcrypt
 import pytest
 from conftest import MariaMoodleDb, seeded_mariadb
 
-from helpers import DATA, PASSWORD, read, run_load, write_config
-from moodleload.exits import EXIT_USAGE
+from helpers import DATA, PASSWORD, ROOT, read, run_load, write_config
+from moodleload.databases import Settings, database_for
+from moodleload.exits import EXIT_SIGTERM, EXIT_USAGE
 from moodleload.htmlreport import render_report
 from moodleload.resultcheck import document_problem
 from moodleload.results import Results
 from moodleload.statements import (
+    Watcher,
     attribute,
     change_lines,
     moved_page,
@@ -282,3 +288,68 @@ def test_a_frequent_statement_moving_with_the_page_mix_is_not_named():
     query = "SELECT * FROM mdl_config_plugins WHERE plugin = $1"
     assert statement_changes([document({query: 500})], [document({query: 510})])["by_calls"] == []  # 5.0 -> 5.1
     assert statement_changes([document({query: 500})], [document({query: 600})])["by_calls"] != []  # 5.0 -> 6.0
+
+
+# ---- a database that stops answering
+
+def watcher_backend(moodle_db) -> int:
+    """The process id of the run's own statistics connection (application name moodle_load)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        rows = moodle_db.query("SELECT pid FROM pg_stat_activity WHERE application_name = 'moodle_load'")
+        if rows:
+            return rows[0][0]
+        time.sleep(0.05)
+    raise AssertionError("the run never connected for its statistics")
+
+
+def test_a_stopped_database_backend_costs_the_snapshot_its_statistics_within_the_deadline(pg_db):
+    pg_db.query("CREATE EXTENSION pg_stat_statements")
+    settings = Settings()
+    for name, value in (("name", pg_db.name), ("host", pg_db.pg.socketdir), ("port", pg_db.pg.port),
+                        ("user", pg_db.pg.superuser)):
+        settings.offer(name, value, "test")
+    watcher = Watcher(database_for("pgsql", settings, "moodle_load"), deadline=1.0)
+    assert watcher.open() is None
+    backend = watcher_backend(pg_db)
+    os.kill(backend, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        watcher.window_opens()
+        watcher.window_closed()
+        watcher.close()
+        waited = time.monotonic() - started
+    finally:
+        os.kill(backend, signal.SIGCONT)
+    assert waited < 10  # one deadline of 1 s, not three, and never for ever
+    assert watcher.problem == "query statistics lost: the database did not answer the first snapshot within 1 s"
+    assert watcher.result is None
+
+
+def test_sigterm_ends_a_run_whose_database_stopped_answering_within_the_grace(pg_db, sim_factory, tmp_path):
+    pg_db.query("CREATE EXTENSION pg_stat_statements")
+    with_known_passwords(pg_db)
+    server, users = site_on(pg_db, sim_factory)
+    config = write_config(tmp_path / "config.json", server.url, urls=COURSE_ONLY)
+    process = subprocess.Popen([sys.executable, os.path.join(ROOT, "moodle_load.py"), "--config", config,
+                                "--rpm", "600", "--duration", "60", "--progress", "0", "--query-stats",
+                                *pg_db.cli_args(), "--output", str(tmp_path / "run.json")],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    backend = watcher_backend(pg_db)
+    try:
+        time.sleep(3)  # logged in, the window open
+        os.kill(backend, signal.SIGSTOP)
+        process.send_signal(signal.SIGTERM)  # the run closes its statistics on a database that will not answer
+        signalled = time.monotonic()
+        out, err = process.communicate(timeout=120)
+        ended_after = time.monotonic() - signalled
+    finally:
+        if process.poll() is None:
+            process.kill()
+        os.kill(backend, signal.SIGCONT)
+        users.close()
+    assert process.returncode == EXIT_SIGTERM, err
+    assert ended_after < 30, ended_after  # the 5 s grace and the 5 s snapshot deadline, on a busy machine
+    assert "[WARN] query statistics lost: the database did not answer the" in out and "Traceback" not in err
+    saved = read(tmp_path / "run.json")
+    assert saved["metadata"]["interrupted"] and "statements" not in saved
