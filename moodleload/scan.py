@@ -19,14 +19,16 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 
 from .changepoints import MIN_SEGMENT, describe, find_all, is_work
+from .compare import incomparable
 from .console import clock_text, printable
-from .exits import EXIT_SIGINT, EXIT_USAGE, UsageError
+from .exits import EXIT_USAGE, UsageError, exit_for_signal
 from .files import read_json, write_json_atomically
 from .scanplan import (
     CONFIRMATIONS,
@@ -39,6 +41,7 @@ from .scanplan import (
     configured_tolerances,
     first_commit,
     intervals_of,
+    outcome_problem,
     picked_positions,
     scan_exit,
     verdict_lines,
@@ -86,6 +89,58 @@ def git(*args: str, check: bool = True) -> str:
     return result.stdout.strip()
 
 
+class Stopped(Exception):
+    """A stopping signal (SIGTERM, SIGHUP) reached the scan."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def raise_stopped(signum, frame) -> None:
+    raise Stopped(signum)
+
+
+CHILD_GRACE = 30.0  # a step's load ends within its own 5 s grace and writes its report; then the rest
+
+
+def run_child(command: list, **options) -> subprocess.CompletedProcess:
+    """A step script (or git bisect run) in a process group of its own: a signal that stops
+    the scan is passed to the whole group (the bisect, the step, its load), and the scan
+    waits for it to end before it puts the checkout back."""
+    process = subprocess.Popen(command, start_new_session=True, **options)
+    try:
+        out, err = process.communicate()
+    except BaseException as stopping:
+        stop_group(process, stopping.signum if isinstance(stopping, Stopped) else signal.SIGINT)
+        raise
+    return subprocess.CompletedProcess(command, process.returncode, out, err)
+
+
+def stop_group(process: subprocess.Popen, signum: int) -> None:
+    """``signum`` to the child's group, CHILD_GRACE for all of it to end, then SIGKILL."""
+    for sent in (signum, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, sent)
+        except ProcessLookupError:
+            break
+        if group_ended(process, CHILD_GRACE):
+            break
+    process.wait()
+
+
+def group_ended(process: subprocess.Popen, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        process.poll()  # reaps the child itself, so that its group can empty
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
 MEASURE_TRIES = 3  # runs of one commit a scan makes before a run that could not judge stops it
 
 
@@ -95,6 +150,7 @@ def measure(scan: Scan) -> int | None:
     judge (the machine was busy, the site hiccuped) is made again, up to MEASURE_TRIES, its
     reason said and its log kept; a usage mistake or a fault (128 and above) stops at once."""
     todo = [position for position in range(len(scan.picked)) if not os.path.exists(scan.file_of(position))]
+    reference = one_series(scan, [position for position in range(len(scan.picked)) if position not in todo])
     started = time.monotonic()
     for done, position in enumerate(todo):
         output = scan.file_of(position)
@@ -108,6 +164,8 @@ def measure(scan: Scan) -> int | None:
                 f"{len(todo)}{left})" + (f", try {attempt} of {MEASURE_TRIES}" if attempt > 1 else ""))
             status = measure_once(scan, output, attempt)
             if status is None:
+                reference = position if reference is None else reference
+                one_series(scan, [reference, position], refused=position)
                 break
             if status > 127 or attempt == MEASURE_TRIES:
                 say(f"the run of {scan.short(index)} could not be measured (exit {status}"
@@ -118,11 +176,40 @@ def measure(scan: Scan) -> int | None:
     return None
 
 
+def one_series(scan: Scan, positions: list, refused: int | None = None) -> int | None:
+    """Refuse (UsageError) runs that cannot be one series: another load (LOAD_RPM,
+    LOAD_CONFIG, seed, warm-up, blocks changed since a scan began) would show its change as
+    a step of every page.  The first of ``positions`` is the reference, returned; a run that
+    does not match it and is ``refused`` is set aside (not measured) first."""
+    from .results import load_document
+
+    if not positions:
+        return None
+    first = load_document(scan.file_of(positions[0]))
+    for position in positions[1:]:
+        reasons = incomparable(first, load_document(scan.file_of(position)))
+        if not reasons:
+            continue
+        where = os.path.basename(scan.file_of(position))
+        if position == refused:
+            os.replace(scan.file_of(position), scan.file_of(position)[:-5] + ".refused.json")
+            where += " (set aside as .refused.json)"
+        raise UsageError(f"{where} cannot join the runs of this scan ({'; '.join(reasons)}, against "
+                         f"{os.path.basename(scan.file_of(positions[0]))}): put the settings back, or scan with "
+                         f"another RESULTS_DIR")
+    return positions[0]
+
+
 def measure_once(scan: Scan, output: str, attempt: int) -> int | None:
     """One --measure run into ``output``: None when it gave a whole results file, else its
     status, with its log kept as OUTPUT.tryN.log and its reason said."""
     partial = output + ".partial"
-    status = subprocess.run([scan.step_script, "--measure", partial], env=scan.environment).returncode
+    try:
+        status = run_child([scan.step_script, "--measure", partial], env=scan.environment).returncode
+    except BaseException:
+        if os.path.exists(partial):
+            os.unlink(partial)  # a stopped run is not measured; its log stays for the curious
+        raise
     if os.path.exists(partial) and status <= 1:
         os.replace(partial, output)  # only a whole run counts as measured when the scan resumes
         if os.path.exists(partial + ".log"):
@@ -175,7 +262,7 @@ def prepare_baseline(scan: Scan, interval: Interval, intervals: list, folder: st
     fresh = max(1, wanted - len(positions))
     for number in range(len(positions) + 1, len(positions) + fresh + 1):
         output = os.path.join(folder, f"baseline-{number}.json")
-        status = subprocess.run([scan.step_script, "--measure", output], env=environment).returncode
+        status = run_child([scan.step_script, "--measure", output], env=environment).returncode
         if status > 1 or not os.path.exists(output):
             raise UsageError(f"a baseline run of {scan.short(side)} failed (exit {status})")
     return [scan.label(position) for position in positions] + [f"{fresh} new run(s) of {scan.short(side)}"]
@@ -189,7 +276,7 @@ def run_bisect(scan: Scan, interval: Interval, folder: str, environment: dict) -
         scan.commits[scan.picked[interval.before]])
     try:
         with open(os.path.join(folder, "bisect.log"), "w", encoding="utf-8") as log:
-            subprocess.run(["git", "bisect", "run", scan.step_script], env=environment, stdout=log, text=True)
+            run_child(["git", "bisect", "run", scan.step_script], env=environment, stdout=log, text=True)
     finally:
         git("bisect", "reset", check=False)
     with open(os.path.join(folder, "bisect.log"), encoding="utf-8") as log:
@@ -205,7 +292,11 @@ def bisect_interval(scan: Scan, interval: Interval, intervals: list, labels: lis
                           f"step-{labels[interval.before]}-{labels[interval.after]}-{interval.direction}")
     done = os.path.join(folder, "outcome.json")
     if os.path.exists(done):
-        return read_json(done, "a scan's step outcome")
+        kept = read_json(done, "a scan's step outcome")
+        problem = outcome_problem(kept)
+        if problem:
+            raise UsageError(f"{done} is damaged ({problem}): remove the folder {folder} to bisect that step again")
+        return kept
     os.makedirs(folder, exist_ok=True)
     max_regression, max_reads = bisect_tolerances(interval, *scan.tolerances)
     environment = bisect_environment(scan, interval, folder, max_regression, max_reads)
@@ -228,8 +319,8 @@ def bisect_interval(scan: Scan, interval: Interval, intervals: list, labels: lis
     else:
         outcome["commit"] = commit
         outcome["subject"] = git("log", "-1", "--format=%s", commit)
-        result = subprocess.run([scan.step_script, "--confirm", commit], env=environment, capture_output=True,
-                                text=True)
+        result = run_child([scan.step_script, "--confirm", commit], env=environment, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
         with open(os.path.join(folder, "confirm.log"), "w", encoding="utf-8") as log:
             log.write(result.stdout + result.stderr)
         outcome["confirmation"] = CONFIRMATIONS.get(result.returncode, f"failed (exit {result.returncode})")
@@ -388,15 +479,20 @@ def main(argv=None) -> int:
         return EXIT_USAGE
     say(cost_line(scan))
     back = git("symbolic-ref", "-q", "--short", "HEAD", check=False) or git("rev-parse", "HEAD")
+    for stopping in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(stopping, raise_stopped)
     try:
         return run_scan(scan)
     except UsageError as error:
         say(str(error))
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        say("interrupted: what is measured and bisected stays; start the scan again to go on")
-        return EXIT_SIGINT
+    except (KeyboardInterrupt, Stopped) as stop:
+        signum = stop.signum if isinstance(stop, Stopped) else int(signal.SIGINT)
+        say(f"{signal.Signals(signum).name}: the step that ran is stopped and the checkout put back on {back}; "
+            f"what is measured and bisected stays: start the scan again to go on")
+        return exit_for_signal(signum)
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the checkout is put back whole
         git("checkout", "-q", back, check=False)
 
 

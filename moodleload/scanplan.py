@@ -95,6 +95,31 @@ def first_commit(bisect_output: str, direction: str) -> str | None:
 
 CONFIRMATIONS = {0: "confirmed", 1: "not confirmed", 125: "cannot tell"}
 
+# A step's outcome.json as bisect_interval writes it: key -> the types its value may have.
+OUTCOME_FIELDS = {"interval": (list,), "direction": (str,), "steps": (list,), "max_regression_pct": (int, float),
+                  "max_db_reads_increase": (int, float), "baseline": (list, type(None)),
+                  "commit": (str, type(None)), "subject": (str, type(None)),
+                  "confirmation": (str, type(None)), "reasons": (list,)}
+
+
+def outcome_problem(outcome) -> str | None:
+    """What is wrong with a saved step outcome (a scan reads it instead of bisecting the step
+    again), or None: what it reads must be what it wrote."""
+    if not isinstance(outcome, dict):
+        return "not an object"
+    for key, types in OUTCOME_FIELDS.items():
+        value = outcome.get(key)
+        if key not in outcome or isinstance(value, bool) or not isinstance(value, types):
+            return f"{key} is missing or of the wrong type"
+    if outcome["direction"] not in TERMS:
+        return "direction is neither regression nor improvement"
+    texts = [*outcome["interval"], *outcome["steps"], *outcome["reasons"], *(outcome["baseline"] or [])]
+    if len(outcome["interval"]) != 2 or not all(isinstance(text, str) for text in texts):
+        return "interval, steps, baseline and reasons must be lists of text"
+    if outcome["commit"] is not None and not re.fullmatch(r"[0-9a-f]{40}", outcome["commit"]):
+        return "commit is not a commit id"
+    return None
+
 
 def verdict_lines(output: str) -> list:
     return [line.removeprefix("[VERDICT]").strip() for line in output.splitlines() if line.startswith("[VERDICT]")]

@@ -201,3 +201,107 @@ def test_a_commit_that_cannot_be_measured_after_its_tries_stops_the_scan_in_one_
     assert err.count("ended with exit 125") == MEASURE_TRIES
     assert f"could not be measured (exit 125, {MEASURE_TRIES} tries): its logs are kept" in err
     assert all((tmp_path / f"000-one.try{number}.log").exists() for number in range(1, MEASURE_TRIES + 1))
+
+
+# ---- nothing mixed, nothing damaged, nothing left running
+
+def test_a_saved_step_outcome_must_be_what_the_scan_writes():
+    from moodleload.scanplan import outcome_problem
+
+    written = {"interval": ["000-aaaaaaa", "005-bbbbbbb"], "direction": "regression", "steps": ["course: slower"],
+               "max_regression_pct": 5.0, "max_db_reads_increase": 2, "baseline": ["000-aaaaaaa"],
+               "commit": "a" * 40, "subject": "MDL-1 slower", "confirmation": "confirmed", "reasons": []}
+    assert outcome_problem(written) is None
+    assert outcome_problem([written]) == "not an object"
+    assert outcome_problem({**written, "reasons": "none"}) == "reasons is missing or of the wrong type"
+    assert outcome_problem({**written, "direction": "sideways"}) == "direction is neither regression nor improvement"
+    assert outcome_problem({**written, "commit": "HEAD; rm -rf /"}) == "commit is not a commit id"
+    assert outcome_problem({**written, "steps": [1]}) == "interval, steps, baseline and reasons must be lists of text"
+    without = dict(written)
+    del without["confirmation"]
+    assert outcome_problem(without) == "confirmation is missing or of the wrong type"
+
+
+def test_a_damaged_step_outcome_stops_the_scan_in_one_line_never_read_as_a_verdict(tmp_path):
+    from types import SimpleNamespace
+
+    import pytest
+
+    from moodleload.exits import UsageError
+    from moodleload.scan import bisect_interval
+    from moodleload.scanplan import REGRESSION, Interval
+
+    labels = ["000-aaaaaaa", "005-bbbbbbb"]
+    folder = tmp_path / f"step-{labels[0]}-{labels[1]}-{REGRESSION}"
+    folder.mkdir()
+    (folder / "outcome.json").write_text('{"interval": 5, "confirmation": "confirmed"}')
+    scan = SimpleNamespace(results_dir=str(tmp_path))
+    with pytest.raises(UsageError, match=r"outcome.json is damaged \(interval is missing or of the wrong type\): "
+                                         r"remove the folder .* to bisect that step again"):
+        bisect_interval(scan, Interval(0, 1, REGRESSION, ()), [], labels)
+
+
+def test_a_run_made_with_other_settings_is_set_aside_and_the_scan_stops_before_mixing_it_in(tmp_path, monkeypatch):
+    """A scan resumed after LOAD_RPM changed: its new run would show the change as a step of every page."""
+    from types import SimpleNamespace
+
+    import pytest
+
+    from moodleload.exits import UsageError
+    from moodleload.scan import measure
+    commits = make_repo(tmp_path / "moodle", [site_settings(course_ms=30, course_reads=128)] * 2)
+    monkeypatch.chdir(tmp_path / "moodle")
+    recorded = json.loads(open(os.path.join(ROOT, "tests", "data", "recorded-run.json")).read())
+    results = tmp_path / "scan"
+    results.mkdir()
+    (results / "000.json").write_text(json.dumps(recorded))
+    other = {**recorded, "metadata": {**recorded["metadata"], "rpm": recorded["metadata"]["rpm"] * 2,
+                                      "started_at": "2026-12-05T06:00:00Z"}}
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    step = tmp_path / "step.sh"
+    step.write_text(f'#!/usr/bin/env bash\ncp "{tmp_path}/other.json" "$2"\n')
+    step.chmod(0o755)
+    scan = SimpleNamespace(picked=[0, 1], commits=commits, short=lambda index: commits[index][:7],
+                           step_script=str(step), environment=dict(os.environ),
+                           file_of=lambda position: str(results / f"00{position}.json"))
+    with pytest.raises(UsageError, match=r"001.json \(set aside as .refused.json\) cannot join the runs of this scan "
+                                         r"\(the runs differ in target rate \(--rpm\): 600.0 and 1200.0, against "
+                                         r"000.json\): put the settings back, or scan with another RESULTS_DIR"):
+        measure(scan)
+    assert sorted(path.name for path in results.iterdir()) == ["000.json", "001.refused.json"]
+
+
+def test_sigterm_stops_the_scans_step_and_puts_the_checkout_back(tmp_path):
+    import signal
+    import sys
+    import time
+
+    repo = tmp_path / "moodle"
+    make_repo(repo, [site_settings(course_ms=30, course_reads=128)] * 8)
+    git(repo, "checkout", "-q", "-B", "main")
+    toolkit = tmp_path / "toolkit"
+    (toolkit / "examples").mkdir(parents=True)
+    step = toolkit / "examples" / "bisect-step.sh"
+    step.write_text(f'#!/usr/bin/env bash\nsleep 300 & echo $! > "{tmp_path}/sleeping"\nwait\n')
+    step.chmod(0o755)
+    env = {**os.environ, "TOOLKIT": str(toolkit), "PYTHONPATH": ROOT, "STRIDE": "1",
+           "RESULTS_DIR": str(tmp_path / "scan")}
+    commits = git(repo, "rev-list", "--reverse", "HEAD").split()
+    scan = subprocess.Popen([sys.executable, "-m", "moodleload.scan", commits[0], commits[-1]], cwd=repo, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "sleeping").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    sleeping = int((tmp_path / "sleeping").read_text())
+    scan.send_signal(signal.SIGTERM)
+    _, err = scan.communicate(timeout=90)
+    assert scan.returncode == 143, err
+    assert "SIGTERM: the step that ran is stopped and the checkout put back on main" in err and "Traceback" not in err
+    try:
+        os.kill(sleeping, 0)
+        still_running = True
+    except ProcessLookupError:
+        still_running = False
+    assert not still_running
+    assert git(repo, "symbolic-ref", "--short", "HEAD") == "main"
+    assert not list((tmp_path / "scan").glob("*.partial"))
