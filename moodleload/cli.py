@@ -38,7 +38,7 @@ from .processes import PARENT_ONLY, run_processes
 from .results import Results, build_document, check_distinct, load_document, save_document
 from .runcompare import compare_runs
 from .scheduler import LoadRun, RunSettings
-from .statements import Watcher, attribute, moved_page, statement_changes, work_regression
+from .statements import Watcher, attribute, hidden_warning, moved_page, statement_changes, work_regression
 from .textreport import format_comparison, format_report, format_trust, rate_hints
 from .verdict import RunFacts, Verdict, baseline_limit, delivery_problems, judge_run, refused_passwords
 from .views import trust_signals
@@ -393,6 +393,9 @@ def run_in_process(args, config, settings: RunSettings, watcher, moodle: dict | 
             watcher.close()
     if watcher is not None and watcher.problem:
         say(f"[WARN] {watcher.problem}")
+    hidden = hidden_warning(watcher.result, watcher.database.settings.get("user")) if watcher is not None else None
+    if hidden:
+        say(f"[WARN] {hidden}")
     document = measured["document"] = build_document(run, argv, digest)
     if moodle is not None:
         document = measured["document"] = document.with_moodle(moodle)

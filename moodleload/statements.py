@@ -38,6 +38,9 @@ MIN_WORK_CHANGE = 1.0  # buffer pages or rows examined per request
 # The mix of pages differs a little from run to run (each request's page is drawn), so a
 # statement's calls per request move with it: a change within a tenth of its rate is the mix.
 RELATIVE_FLOOR = 0.1
+# What pg_stat_statements shows for another user's statement when the reader may not see it
+# (it lacks pg_read_all_stats): the server's GROUP BY folds all of them into this one text.
+HIDDEN = "<insufficient privilege>"
 OWN_STATEMENTS = ("pg_stat_statements", "events_statements_summary_by_digest", "@@performance_schema",
                   "pg_extension")
 
@@ -234,6 +237,7 @@ def window_delta(before: dict, after: dict, source: str) -> dict:
     whose counts fell was evicted or reset during the run: it counts from zero."""
     statements = []
     total_work = 0
+    hidden_calls = 0
     for query, counts in after.items():
         calls, rows, milliseconds, work = (list(counts) + [0.0])[:4]
         old = before.get(query)
@@ -241,6 +245,9 @@ def window_delta(before: dict, after: dict, source: str) -> dict:
             previous = (list(old) + [0.0])[:4]
             calls, rows, milliseconds, work = (now - then for now, then in zip((calls, rows, milliseconds, work),
                                                                                 previous, strict=True))
+        if query == HIDDEN:  # many statements under one text: never named as one that changed
+            hidden_calls = int(round(max(calls, 0)))
+            continue
         if calls > 0:
             statements.append({"query": query, "calls": int(round(calls)), "rows": int(round(max(rows, 0))),
                                "ms": round(max(milliseconds, 0.0), 3), "work": int(round(max(work, 0)))})
@@ -250,8 +257,22 @@ def window_delta(before: dict, after: dict, source: str) -> dict:
     heaviest = sorted(statements, key=lambda s: -s["work"])[:KEPT_STATEMENTS]
     kept = {s["query"]: s for s in busiest + slowest + heaviest}
     # The total is of every statement, kept or not: the database's whole work in the window.
-    return {"source": source, "statements": sorted(kept.values(), key=lambda s: (-s["calls"], s["query"])),
-            "left_out": len(statements) - len(kept), "work": total_work, "work_unit": WORK_UNITS[source]}
+    section = {"source": source, "statements": sorted(kept.values(), key=lambda s: (-s["calls"], s["query"])),
+               "left_out": len(statements) - len(kept), "work": total_work, "work_unit": WORK_UNITS[source]}
+    if hidden_calls:
+        section["hidden_calls"] = hidden_calls
+    return section
+
+
+def hidden_warning(section: dict | None, user: str | None) -> str | None:
+    """The line that says statements of the window were hidden from the statistics' reader."""
+    if not section or not section.get("hidden_calls"):
+        return None
+    seen = sum(entry["calls"] for entry in section["statements"])
+    who = f" {user}" if user else " the user --query-stats connects as"
+    return (f"query statistics incomplete: {section['hidden_calls']} calls in the window were by statements "
+            f"the database user may not read ({HIDDEN}; {seen} calls could be read), left out of the "
+            f"comparison; connect as the Moodle database user, or GRANT pg_read_all_stats TO{who}")
 
 
 def statements_problem(section) -> str | None:
@@ -260,6 +281,9 @@ def statements_problem(section) -> str | None:
         return "statements: not a section this tool writes"
     entries = section.get("statements")
     total = section.get("work", 0)
+    hidden = section.get("hidden_calls", 0)
+    if isinstance(hidden, bool) or not isinstance(hidden, int) or not 0 <= hidden < 1e15:
+        return "statements: hidden_calls is not a count"
     if isinstance(total, bool) or not isinstance(total, (int, float)) or not 0 <= total < 1e15:
         return "statements: work is not a count"
     if not isinstance(entries, list) or len(entries) > 3 * KEPT_STATEMENTS:
@@ -283,7 +307,7 @@ def per_request(document: Results) -> dict | None:
     if not section or not requests:
         return None
     return {entry["query"]: (entry["calls"] / requests, entry["ms"] / requests, entry.get("work", 0) / requests)
-            for entry in section["statements"]}
+            for entry in section["statements"] if entry["query"] != HIDDEN}
 
 
 def work_per_request(document: Results) -> float | None:

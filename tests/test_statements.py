@@ -21,9 +21,11 @@ from moodleload.htmlreport import render_report
 from moodleload.resultcheck import document_problem
 from moodleload.results import Results
 from moodleload.statements import (
+    HIDDEN,
     Watcher,
     attribute,
     change_lines,
+    hidden_warning,
     moved_page,
     shortened,
     statement_changes,
@@ -47,6 +49,19 @@ def test_the_window_keeps_what_it_added_and_never_a_negative_count():
     counts = {entry["query"]: entry["calls"] for entry in delta["statements"]}
     # mdl_course fell: evicted or reset during the run, so it counts from zero
     assert counts == {"SELECT a FROM mdl_user": 20, "SELECT b FROM mdl_course": 3, "SELECT c FROM mdl_log": 4}
+
+
+def test_statements_hidden_from_the_reader_are_counted_never_named_as_one_statement():
+    before = {"SELECT 1": [10, 10, 1.0, 5], HIDDEN: [100, 100, 9.0, 50]}
+    after = {"SELECT 1": [20, 20, 2.0, 10], HIDDEN: [700, 700, 60.0, 350]}
+    section = window_delta(before, after, "pg_stat_statements")
+    assert [entry["query"] for entry in section["statements"]] == ["SELECT 1"]
+    assert section["hidden_calls"] == 600 and section["work"] == 5
+    assert hidden_warning(section, "watcher") == (
+        "query statistics incomplete: 600 calls in the window were by statements the database user may not read "
+        "(<insufficient privilege>; 10 calls could be read), left out of the comparison; connect as the Moodle "
+        "database user, or GRANT pg_read_all_stats TO watcher")
+    assert hidden_warning(window_delta(before, {"SELECT 1": [20, 20, 2.0, 10]}, "pg_stat_statements"), "u") is None
 
 
 def test_the_window_keeps_each_statements_work_and_the_databases_whole_work():
@@ -233,6 +248,30 @@ def test_without_the_extension_one_line_says_how_to_switch_it_on_and_the_run_goe
     assert status == 0 and len(warnings) == 1 and warnings[0].startswith("[WARN] query statistics off")
     assert "shared_preload_libraries" in warnings[0] and "CREATE EXTENSION" in warnings[0]
     assert "statements" not in read(tmp_path / "run.json")
+
+
+def test_a_reader_without_the_right_to_see_moodles_statements_is_warned_and_none_is_named(pg_db, sim_factory,
+                                                                                          tmp_path, capsys):
+    pg_db.query("CREATE EXTENSION pg_stat_statements")
+    pg_db.query("DROP ROLE IF EXISTS lowly")
+    pg_db.query("CREATE ROLE lowly LOGIN PASSWORD 'lowly-secret'")  # neither the site's user nor pg_read_all_stats
+    (tmp_path / "db-pass").write_text("lowly-secret\n")
+    arguments = [*pg_db.cli_args()[:-1], "lowly", "--db-pass-file", str(tmp_path / "db-pass")]
+    with_known_passwords(pg_db)
+    server, users = site_on(pg_db, sim_factory)
+    pages = server.site.settings.pages
+    pages["course"] = replace(pages["course"], queries=[[EXTRA_QUERY, 40]])  # run as the site's own user
+    try:
+        config = write_config(tmp_path / "config.json", server.url, urls=COURSE_ONLY)
+        status = run_load(config, "--query-stats", *arguments, output=tmp_path / "run.json")
+    finally:
+        users.close()
+    out, err = capsys.readouterr()
+    warnings = [line for line in out.splitlines() if "query statistics incomplete" in line]
+    assert status == 0 and len(warnings) == 1, out + err
+    assert "GRANT pg_read_all_stats TO lowly" in warnings[0]
+    section = read(tmp_path / "run.json")["statements"]
+    assert section["hidden_calls"] > 0 and HIDDEN not in {entry["query"] for entry in section["statements"]}
 
 
 def test_mariadb_without_performance_schema_gets_one_line_and_the_run_goes_on(maria_db, sim_factory, tmp_path,
