@@ -28,7 +28,7 @@ from .exporters import EXPORTERS, Exported
 from .files import check_output_path, write_atomically
 from .httpclient import resolve_http_client
 from .machine import ensure_open_files
-from .metrics import Scraper, check_metrics_urls, host_lines, saturation_notes
+from .metrics import Scraper, argv_shown, check_metrics_urls, host_lines, saturation_notes
 from .moodletree import bisect_in_progress, describe
 from .options import argv_for, build_parser, check_load_options, check_numbers, gates_from, thresholds_from
 from .pairs import confirm
@@ -396,7 +396,7 @@ def run_in_process(args, config, settings: RunSettings, watcher, moodle: dict | 
     hidden = hidden_warning(watcher.result, watcher.database.settings.get("user")) if watcher is not None else None
     if hidden:
         say(f"[WARN] {hidden}")
-    document = measured["document"] = build_document(run, argv, digest)
+    document = measured["document"] = build_document(run, argv_shown(argv), digest)
     if moodle is not None:
         document = measured["document"] = document.with_moodle(moodle)
     if run.fault is not None:

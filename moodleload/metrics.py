@@ -17,7 +17,7 @@ import statistics
 import time
 import urllib.error
 import urllib.request
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from .console import printable
 from .exits import UsageError
@@ -34,6 +34,30 @@ POINT_KEYS = ("t", "cpu_busy", "load1", "memory_used_bytes", "disk_bytes_per_s",
 def host_label(url: str) -> str:
     parts = urlsplit(url)
     return parts.hostname + (f":{parts.port}" if parts.port else "") if parts.hostname else url
+
+
+def shown_url(url: str) -> str:
+    """An exporter's URL as results, reports and messages show it: the values of its query
+    (``?token=...``, a secret some exporters' proxies ask for) hidden, their names kept."""
+    parts = urlsplit(url)
+    if not parts.query:
+        return url
+    names = [name for name, _ in parse_qsl(parts.query, keep_blank_values=True)] or ["(query)"]
+    return urlunsplit(parts._replace(query="&".join(f"{name}=(hidden)" for name in names)))
+
+
+def argv_shown(argv: list) -> list:
+    """The command line as the results keep it: each --metrics URL through shown_url."""
+    shown = []
+    after_flag = False
+    for word in argv:
+        if after_flag:
+            word = shown_url(word)
+        elif word.startswith("--metrics="):
+            word = "--metrics=" + shown_url(word.removeprefix("--metrics="))
+        after_flag = word == "--metrics"
+        shown.append(word)
+    return shown
 
 
 CHECK_SECONDS = 10.0  # the whole answer of an exporter checked before the load, however it trickles
@@ -79,7 +103,8 @@ def check_metrics_urls(urls: list) -> None:
         raise UsageError("--metrics: the same host:port is given twice; give each exporter once")
     for url in urls:
         if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
-            raise UsageError(f"--metrics {url}: not an http(s) URL of an exporter, e.g. http://web1:9100/metrics")
+            raise UsageError(f"--metrics {shown_url(url)}: not an http(s) URL of an exporter, e.g. "
+                             f"http://web1:9100/metrics")
         if urlsplit(url).username or urlsplit(url).password:
             raise UsageError(f"--metrics {host_label(url)}: credentials in the URL would land in the results; "
                              f"scrape through a URL without them")
@@ -87,10 +112,10 @@ def check_metrics_urls(urls: list) -> None:
         try:
             sample = parse_sample(text)
         except ValueError as error:
-            raise UsageError(f"--metrics {url}: not Prometheus text format ({error})") from None
+            raise UsageError(f"--metrics {shown_url(url)}: not Prometheus text format ({error})") from None
         if all(value is None for value in sample.values()):
-            raise UsageError(f"--metrics {url}: none of the metrics this tool reads is there (node_exporter's "
-                             f"node_cpu_seconds_total, postgres_exporter's pg_stat_activity_count, "
+            raise UsageError(f"--metrics {shown_url(url)}: none of the metrics this tool reads is there "
+                             f"(node_exporter's node_cpu_seconds_total, postgres_exporter's pg_stat_activity_count, "
                              f"mysqld_exporter's mysql_global_status_threads_connected)")
 
 
@@ -234,7 +259,7 @@ class Scraper:
 
     def __init__(self, urls: list):
         self.urls = list(urls)
-        self.hosts = {host_label(url): {"url": url, "points": [], "failed_scrapes": 0} for url in self.urls}
+        self.hosts = {host_label(url): {"url": shown_url(url), "points": [], "failed_scrapes": 0} for url in self.urls}
         self._last: dict = {}
 
     async def run(self, clock, measure_from: float) -> None:

@@ -3,6 +3,7 @@ results and the report, and a saturated host named."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -14,7 +15,14 @@ import pytest
 from helpers import busy_loops, read, run_load, write_config
 from moodleload.exits import EXIT_USAGE
 from moodleload.htmlreport import render_report
-from moodleload.metrics import metrics_problem, parse_sample, point_between, saturation_notes
+from moodleload.metrics import (
+    argv_shown,
+    metrics_problem,
+    parse_sample,
+    point_between,
+    saturation_notes,
+    shown_url,
+)
 from moodleload.results import Results
 from sim.ports import free_port
 
@@ -145,6 +153,29 @@ def test_credentials_in_a_metrics_url_are_refused(sim_factory, tmp_path, capsys)
     assert run_load(config, "--metrics", "http://user:secret@127.0.0.1:9/metrics") == EXIT_USAGE
     err = capsys.readouterr().err
     assert "secret" not in err and "credentials in the URL" in err
+
+
+def test_a_token_in_a_metrics_url_is_used_to_scrape_and_never_kept_or_shown(node_exporter, sim_factory, tmp_path,
+                                                                              capsys):
+    server = sim_factory()
+    config = write_config(tmp_path / "config.json", server.url)
+    with_token = node_exporter + "?token=s3cr3t-t0ken&format=text"  # node_exporter ignores what it does not know
+    assert run_load(config, f"--metrics={with_token}", "--report", str(tmp_path / "run.html"), duration=3,
+                    output=tmp_path / "run.json") == 0
+    saved = (tmp_path / "run.json").read_text()
+    host = json.loads(saved)["metrics"]["hosts"][node_exporter.split("/")[2]]
+    assert host["url"] == node_exporter + "?token=(hidden)&format=(hidden)" and host["points"]
+    assert "--metrics=" + host["url"] in json.loads(saved)["metadata"]["argv"]
+    shown = capsys.readouterr()
+    for text in (saved, (tmp_path / "run.html").read_text(), shown.out, shown.err):
+        assert "s3cr3t" not in text
+
+
+def test_the_shown_url_hides_every_query_value_and_keeps_their_names():
+    assert shown_url("http://web1:9100/metrics") == "http://web1:9100/metrics"
+    assert shown_url("https://web1/metrics?token=abc&x") == "https://web1/metrics?token=(hidden)&x=(hidden)"
+    assert argv_shown(["--metrics", "http://a/m?k=v", "--metrics=http://b/m?t=1", "--rpm", "60"]) == \
+        ["--metrics", "http://a/m?k=(hidden)", "--metrics=http://b/m?t=(hidden)", "--rpm", "60"]
 
 
 def test_with_several_processes_one_shard_scrapes_for_the_whole_run(node_exporter, sim_factory, tmp_path):
