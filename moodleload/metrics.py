@@ -259,7 +259,8 @@ class Scraper:
 
     def __init__(self, urls: list):
         self.urls = list(urls)
-        self.hosts = {host_label(url): {"url": shown_url(url), "points": [], "failed_scrapes": 0} for url in self.urls}
+        self.hosts: dict[str, dict] = {host_label(url): {"url": shown_url(url), "points": [], "failed_scrapes": 0}
+                                       for url in self.urls}
         self._last: dict = {}
 
     async def run(self, clock, measure_from: float) -> None:
