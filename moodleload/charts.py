@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import html
 import math
 import re
 from typing import TYPE_CHECKING
 
+from .console import printable
 from .exits import UsageError
 from .histogram import Histogram
 from .metrics import cpu_busy_series
@@ -47,7 +49,8 @@ def svg_figure(matplotlib, pyplot, figure, name: str) -> str:
     text = re.sub(r"<\?xml[^>]*\?>\s*|<!DOCTYPE[^>]*>\s*", "", text)
     text = re.sub(r"<metadata>.*?</metadata>\s*", "", text, flags=re.S)
     text = re.sub(r'\s+xmlns(:\w+)?="[^"]*"', "", text)
-    return f'<figure class="chart" data-chart="{name}">{text}</figure>'
+    # A page's name is the config's text: an attribute holds it only escaped.
+    return f'<figure class="chart" data-chart="{html.escape(printable(name))}">{text}</figure>'
 
 
 PERCENTILE_CURVE = (0, 10, 25, 50, 75, 90, 95, 97.5, 99, 99.5, 99.9, 99.95, 99.99)

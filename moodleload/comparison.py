@@ -6,11 +6,129 @@ results (``comparison``) as ``to_dict`` gives it, and read back by ``from_dict``
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 
 from .exits import UsageError
 
 VERDICTS = ("regression", "improvement", "same", "unsure", "not comparable")
+LIMIT = 1e15  # as the results' other numbers (resultcheck.MAX_MAGNITUDE)
+
+
+# ---- what a saved comparison may hold: each field's check, one place, for every reader
+
+def _number(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) \
+        and abs(value) < LIMIT
+
+
+def _optional_number(value) -> bool:
+    return value is None or _number(value)
+
+
+def _count(value) -> bool:
+    return value is None or (not isinstance(value, bool) and isinstance(value, int) and 0 <= value < LIMIT)
+
+
+def _text(value) -> bool:
+    return isinstance(value, str)
+
+
+def _optional_text(value) -> bool:
+    return value is None or isinstance(value, str)
+
+
+def _texts(value) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+def _optional_texts(value) -> bool:
+    return value is None or _texts(value)
+
+
+def _pair(value) -> bool:
+    """(baseline, this run), either unknown."""
+    return value is None or (isinstance(value, list) and len(value) == 2 and all(map(_optional_number, value)))
+
+
+def _interval(value) -> bool:
+    return value is None or (isinstance(value, list) and len(value) == 2 and all(map(_number, value)))
+
+
+def _one_of(*choices):
+    return lambda value: value in choices
+
+
+def _fields(checks: dict, required: tuple = ()):
+    def check(value) -> str | None:
+        if not isinstance(value, dict):
+            return "not an object"
+        for key in required:
+            if key not in value:
+                return f"{key} is missing"
+        for key, is_right in checks.items():
+            if key in value and not is_right(value[key]):
+                return f"{key} is {value[key]!r:.40}"
+        return None
+    return check
+
+
+def _optional(check):
+    return lambda value: value is None or check(value) is None
+
+
+_WORK_ROW = _fields({"cpu_ms": _pair, "verdict": _one_of(*VERDICTS), "reasons": _texts, "ratio": _optional_number,
+                     "ratio_ci95": _interval, "rules_out_pct": _optional_number,
+                     "detectable_pct": _optional_number}, required=("verdict", "reasons"))
+_ROW = _fields({"verdict": _one_of(*VERDICTS), "reasons": _texts, "base_ms": _optional_number,
+                "new_ms": _optional_number, "ratio": _optional_number, "ratio_ci95": _interval,
+                "p_value": _optional_number, "db_reads": _pair, "rules_out_pct": _optional_number,
+                "detectable_pct": _optional_number, "server_ms": _pair, "work": _optional(_WORK_ROW),
+                "decided_by": _one_of("time", "work")}, required=("verdict", "reasons"))
+_CHANGE = _fields({"query": _text, "tables": _texts, **{f"{side}_{key}": _number for side in ("base", "new")
+                                                        for key in ("calls", "ms", "work")},
+                   **{f"{key}_change": _number for key in ("calls", "ms", "work")},
+                   "page": _text, "calls_change_per_view": _number},
+                  required=("query", "tables", "base_calls", "new_calls", "calls_change", "base_ms", "new_ms",
+                            "ms_change"))
+_WHOLE_WORK = _fields({"unit": _text, "base": _number, "new": _number, "noise": _number, "base_runs": _count,
+                       "new_runs": _count}, required=("unit", "base", "new", "noise", "base_runs", "new_runs"))
+
+
+def _changes(value) -> bool:
+    return isinstance(value, list) and all(_CHANGE(change) is None for change in value)
+
+
+_STATEMENTS = _fields({"per": _one_of("request", "page view"), "by_calls": _changes, "by_time": _changes,
+                       "by_work": _changes, "work": _optional(_WHOLE_WORK)}, required=("per", "by_calls", "by_time"))
+_MORE_RUNS = _fields({"candidate": _count, "baseline": _count, "each": _count})
+_COMPARISON = _fields({"verdict": _one_of(*VERDICTS), "method": _one_of("blocks", "runs"),
+                       "judge": _one_of("time", "work", "both"), "work_would_decide": _optional_text,
+                       "alpha_per_url": lambda value: _number(value) and 0 < value <= 1,
+                       "max_regression_pct": _number, "urls": lambda value: isinstance(value, dict),
+                       "notes": _texts, "not_comparable": _optional_texts, "rules_out_pct": _optional_number,
+                       "site_rules_out_pct": _optional_number, "site_detectable_pct": _optional_number,
+                       "undecided": _optional_text, "more_runs": _optional(_MORE_RUNS), "advice": _texts,
+                       "statements": _optional(_STATEMENTS), "db_work_regression": _optional_text,
+                       "baseline_runs": _count, "candidate_runs": _count},
+                      required=("verdict", "alpha_per_url", "max_regression_pct", "urls"))
+
+
+def comparison_problem(raw) -> str | None:
+    """What is wrong with a saved comparison, or None: every field a reader formats or sums
+    is of its type, so a damaged file is one line (exit 128), never a crash in a report."""
+    problem = _COMPARISON(raw)
+    if problem:
+        return problem
+    for name, row in raw["urls"].items():
+        problem = _ROW(row)
+        if problem:
+            return f"urls[{name!r:.60}]: {problem}"
+    if raw.get("statements") is not None:
+        problem = _STATEMENTS(raw["statements"])
+        if problem:
+            return f"statements: {problem}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -29,8 +147,6 @@ class WorkRow:
     def from_dict(cls, raw: dict | None) -> WorkRow | None:
         if raw is None:
             return None
-        if raw["verdict"] not in VERDICTS or not isinstance(raw["reasons"], list):
-            raise ValueError(f"a work row's verdict {raw['verdict']!r}")
         interval = tuple(raw["ratio_ci95"]) if raw.get("ratio_ci95") else None
         return cls(tuple(raw.get("cpu_ms") or (None, None)), raw["verdict"], tuple(raw["reasons"]), raw.get("ratio"),
                    interval, raw.get("rules_out_pct"), raw.get("detectable_pct"))
@@ -102,17 +218,10 @@ class Comparison:
     @classmethod
     def from_dict(cls, raw, where: str = "comparison") -> Comparison:
         """A saved comparison, refused in one line when it is not one."""
-        try:
-            if raw["verdict"] not in VERDICTS or not isinstance(raw["urls"], dict):
-                raise ValueError(f"verdict {raw['verdict']!r}")
-            if raw.get("judge", "time") not in ("time", "work", "both"):
-                raise ValueError(f"judge {raw['judge']!r}")
-            for row in raw["urls"].values():
-                if row["verdict"] not in VERDICTS or not isinstance(row["reasons"], list):
-                    raise ValueError(f"a row's verdict {row['verdict']!r}")
-            return cls(raw)
-        except (KeyError, TypeError, ValueError, AttributeError) as error:
-            raise UsageError(f"{where} is damaged ({error})") from None
+        problem = comparison_problem(raw)
+        if problem:
+            raise UsageError(f"{where} is damaged ({problem})")
+        return cls(raw)
 
     def to_dict(self) -> dict:
         return copy.deepcopy(self._raw)

@@ -9,6 +9,7 @@ import math
 from . import __version__
 from .changepoints import is_counter, is_work, series_of
 from .charts import load_pyplot, svg_figure
+from .console import printable
 from .htmlreport import REPORT_STYLE, escape, html_table
 
 WORSE, BETTER = "#b3261e", "#1e7b34"
@@ -25,23 +26,24 @@ def series_chart(matplotlib, pyplot, name: str, values: list, labels: list, step
     """One series over the commits: the steps shaded between their two commits and labelled
     with their size and the commit the bisect found."""
     counter = is_counter(name)
+    label = printable(name)  # drawn as text into the SVG, which may not hold a control character
     shown = values if counter else [math.exp(value) for value in values]
     figure, axes = pyplot.subplots(figsize=(9.5, 2.8))
     positions = list(range(len(shown)))
-    axes.plot(positions, shown, marker="o", color="#1a73e8", linewidth=1.2, label=name)
+    axes.plot(positions, shown, marker="o", color="#1a73e8", linewidth=1.2, label=label)
     top = max(shown)
     for item in steps:
         colour = WORSE if item.direction == "regression" else BETTER
         axes.axvspan(item.step.before, item.step.after, color=colour, alpha=0.12, linewidth=0)
         size = f"{item.step.change:+.1f} reads" if counter else f"x{item.step.ratio:.3f}"
         culprit = _culprit_of(outcomes, labels[item.step.before], labels[item.step.after], item.direction)
-        axes.annotate(f"{size}\n{culprit}".strip(), ((item.step.before + item.step.after) / 2, top), ha="center",
-                      va="bottom", fontsize=8, color=colour, annotation_clip=False)
-    axes.set_xticks(positions, labels, rotation=60, ha="right", fontsize=7)
+        axes.annotate(f"{size}\n{printable(culprit)}".strip(), ((item.step.before + item.step.after) / 2, top),
+                      ha="center", va="bottom", fontsize=8, color=colour, annotation_clip=False)
+    axes.set_xticks(positions, [printable(commit) for commit in labels], rotation=60, ha="right", fontsize=7)
     axes.set_ylabel("DB reads per page (median)" if counter else "CPU ms per answer (mean)" if is_work(name)
                     else "ms (median of block medians)")
     axes.set_ylim(bottom=0, top=top * 1.25)
-    axes.set_title(name, loc="left", fontsize=10)
+    axes.set_title(label, loc="left", fontsize=10)
     return svg_figure(matplotlib, pyplot, figure, f"range-{name}")
 
 

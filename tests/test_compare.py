@@ -10,6 +10,7 @@ import pytest
 
 import moodle_load
 from helpers import DATA, fast_settings, read, run_load, write_config
+from moodleload import htmlreport
 from moodleload.compare import (
     FAILURE_MARGIN,
     Thresholds,
@@ -19,7 +20,8 @@ from moodleload.compare import (
     mann_whitney_p,
     ratio_interval,
 )
-from moodleload.exits import EXIT_BAD, EXIT_CANNOT_JUDGE, EXIT_USAGE
+from moodleload.comparison import comparison_problem
+from moodleload.exits import EXIT_BAD, EXIT_CANNOT_JUDGE, EXIT_USAGE, UsageError
 from moodleload.histogram import Histogram
 from moodleload.results import Results
 
@@ -181,3 +183,74 @@ def test_no_failure_in_a_few_requests_does_not_rule_out_a_rise_of_failures():
 
 def test_the_rise_of_failures_bound_grows_with_the_failures_seen():
     assert failure_rise_upper(0, 1000, 30, 1000, 0.05) > failure_rise_upper(0, 1000, 0, 1000, 0.05) + 0.02
+
+
+# ---- a saved comparison read back: damaged in any field, it is refused in one line
+
+NOISY = os.path.join(DATA, "real-site-noisy")
+WRONG_VALUES = ("text", None, -1, 1e308, True, [None, None], {"a": 1}, [1])
+
+
+def _paths(value, path=()):
+    """Every field of a JSON document, as the keys that reach it; of a list and of the pages'
+    rows, only the first (the others are of its kind)."""
+    yield path
+    if isinstance(value, dict):
+        children = list(value.items())[:1] if path[-1:] == ("urls",) else value.items()
+    else:
+        children = enumerate(value[:1]) if isinstance(value, list) else ()
+    for key, child in children:
+        yield from _paths(child, (*path, key))
+
+
+def _replaced(document, path, wrong):
+    damaged = copy.deepcopy(document)
+    holder = damaged
+    for key in path[:-1]:
+        holder = holder[key]
+    holder[path[-1]] = wrong
+    return damaged
+
+
+@pytest.fixture(scope="module")
+def saved_comparison(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("saved")
+    bases = [os.path.join(NOISY, f"baseline-{n}.json") for n in (1, 2, 3)]
+    moodle_load.main(["--compare", *bases, os.path.join(NOISY, "slow-1.json"), "--judge", "both",
+                      "--output", str(folder / "compared.json")])
+    return read(folder / "compared.json")
+
+
+def test_a_damaged_saved_comparison_is_refused_in_one_line(saved_comparison, tmp_path, capsys):
+    with open(tmp_path / "damaged.json", "w") as handle:
+        json.dump(_replaced(saved_comparison, ("comparison", "notes"), [None]), handle)
+    assert moodle_load.main([str(tmp_path / "damaged.json"), "--report", str(tmp_path / "r.html")]) == EXIT_USAGE
+    captured = capsys.readouterr()
+    assert (captured.out + captured.err).strip().splitlines() == [
+        f"[ERROR] results: {tmp_path / 'damaged.json'}: its comparison is damaged (notes is [None])"]
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_a_saved_comparison_with_any_field_of_the_wrong_type_is_refused_or_reported_never_a_crash(
+        saved_comparison, tmp_path, capsys, monkeypatch):
+    assert saved_comparison["comparison"]["urls"]  # the document walked below is a whole comparison
+    # The charts draw the run, never its comparison (unchanged by every damage below), and cost
+    # 0.4 s a report: the report is made whole here, without them.
+    monkeypatch.setattr(htmlreport, "run_charts", lambda document: [])
+    reported = 0
+    for path in _paths(saved_comparison["comparison"]):
+        for wrong in WRONG_VALUES if path else ():
+            damaged = _replaced(saved_comparison, ("comparison", *path), wrong)
+            if comparison_problem(damaged["comparison"]):
+                with pytest.raises(UsageError, match="its comparison is damaged"):
+                    Results.from_dict(damaged, "damaged.json")
+                continue
+            with open(tmp_path / "damaged.json", "w") as handle:
+                json.dump(damaged, handle)
+            status = moodle_load.main([str(tmp_path / "damaged.json"), "--report", str(tmp_path / "r.html"),
+                                       "--export-csv", str(tmp_path / "r.csv"),
+                                       "--export-junit", str(tmp_path / "r.xml")])
+            captured = capsys.readouterr()
+            assert status < 200, (path, wrong, captured.out + captured.err)
+            reported += 1
+    assert reported > 100  # the wrong values a comparison may hold were reported, not only refused
