@@ -139,7 +139,8 @@ def test_merging_runs_that_ran_a_different_load_is_refused(key, value, word):
     (lambda d: d["generator"].update(due_in_window=-1), "generator.due_in_window"),
     (lambda d: d.update(comparison={"verdict": "maybe", "alpha_per_url": 0.05, "max_regression_pct": 5, "urls": {}}),
      "its comparison is damaged (verdict is 'maybe')"),
-    (lambda d: d.update(comparison={"verdict": "same", "urls": {}}), "its comparison is damaged (alpha_per_url is missing)"),
+    (lambda d: d.update(comparison={"verdict": "same", "urls": {}}),
+     "its comparison is damaged (alpha_per_url is missing)"),
     (lambda d: d.update(comparison=[]), "its comparison is damaged"),
 ])
 def test_a_damaged_results_file_is_one_line_naming_what_is_wrong(tmp_path, damage, complaint):
