@@ -144,3 +144,37 @@ def test_hostile_page_names_and_commit_subjects_are_data_in_the_range_report():
                                [outcome], ("aaaaaaa", "ccccccc"))
     assert "\x1b" not in page and "<script>" not in page and "<b>" not in page and "&lt;script&gt;" in page
     assert page.count("<svg") >= len(HOSTILE_NAMES)  # a chart per page, none stopped by its name
+
+
+def test_hostile_statement_text_and_release_string_are_data_in_the_console_and_the_report(tmp_path, capsys):
+    import json
+
+    import moodle_load
+    new, base, _, _ = hostile_runs()
+    query = "SELECT '\x1b[2J<script>alert(1)</script>' FROM mdl_user WHERE id = $1"
+    release = "5.0.6+ (Build: 20260403) \x1b]0;owned\x07<b>evil</b>"
+    for name, document, calls_per_request in (("base", base, 1), ("new", new, 9)):
+        raw = document.to_dict()
+        requests = document.summary.requests
+        raw["metadata"]["moodle"] = {"release": release, "version": "2025041406.06", "commit": "a" * 40,
+                                     "layout": "up to 5.0: code at the top", "uncommitted_changes": False}
+        raw["statements"] = {"source": "pg_stat_statements", "left_out": 0, "work": 3 * requests,
+                             "work_unit": "buffer pages",
+                             "statements": [{"query": query, "calls": calls_per_request * requests, "rows": requests,
+                                             "ms": 0.1 * requests, "work": 3 * requests}]}
+        with open(tmp_path / f"{name}.json", "w") as handle:
+            json.dump(raw, handle)
+    status = moodle_load.main(["--compare", str(tmp_path / "base.json"), str(tmp_path / "new.json"),
+                               "--report", str(tmp_path / "report.html")])
+    screen = capsys.readouterr().out
+    assert status in (0, 1, 125)
+    assert "Database statements that changed" in screen and "<script>alert(1)</script>" in screen  # as text
+    assert "\x1b" not in screen and "\x07" not in screen
+    page = (tmp_path / "report.html").read_text()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "&lt;b&gt;evil&lt;/b&gt;" in page
+    assert "<script>" not in page and "<b>evil" not in page and "\x1b" not in page and "\x07" not in page
+    from moodleload.results import Results
+    from moodleload.textreport import format_report
+    with open(tmp_path / "new.json") as handle:
+        report = format_report(Results.from_dict(json.load(handle), "new.json"))  # as a run prints it
+    assert "Moodle under test: 5.0.6+ (Build: 20260403) ?]0;owned?<b>evil</b>" in report and "\x1b" not in report
