@@ -33,14 +33,22 @@ from .moodletree import bisect_in_progress, describe
 from .options import argv_for, build_parser, check_load_options, check_numbers, gates_from, thresholds_from
 from .pairs import confirm
 from .passwords import connection_settings
-from .plan import parse_shard
+from .plan import parse_shard, parse_start_at
 from .processes import PARENT_ONLY, run_processes
 from .results import Results, build_document, check_distinct, load_document, save_document
 from .runcompare import compare_runs
 from .scheduler import LoadRun, RunSettings
 from .statements import Watcher, attribute, hidden_warning, moved_page, statement_changes, work_regression
 from .textreport import format_comparison, format_report, format_trust, rate_hints
-from .verdict import RunFacts, Verdict, baseline_limit, delivery_problems, judge_run, refused_passwords
+from .verdict import (
+    RunFacts,
+    Verdict,
+    baseline_limit,
+    delivery_problems,
+    incomplete_run,
+    judge_run,
+    refused_passwords,
+)
 from .views import trust_signals
 from .work import JUDGE_BOTH, JUDGE_WORK
 
@@ -281,9 +289,12 @@ def run_merge(args, say) -> int:
     say(format_report(merged))
     if not_recorded is None:
         say(f"[INFO] merged {len(args.merge)} results into {args.output}")
-    # The merged run is judged as the --processes parent judges its shards' merge.
+    # The merged run is judged as the --processes parent judges its shards' merge; one file
+    # of a run of several is not the run either.
+    missing = incomplete_run(merged.metadata.shards) if len(merged.metadata.shards) == 1 else None
     verdict = judge_run(RunFacts(merged.summary, gates_from(args), logins=merged.logins,
-                                 undelivered=tuple(undelivered(merged, {})), not_recorded=not_recorded,
+                                 undelivered=(*undelivered(merged, {}), *([missing] if missing else [])),
+                                 not_recorded=not_recorded,
                                  stopped_early=merged.metadata.interrupted))
     return conclude(args, say, merged, verdict)
 
@@ -359,7 +370,8 @@ def run_settings(args, live: bool = False) -> RunSettings:
                        login_timeout=args.login_timeout, request_timeout=args.request_timeout,
                        progress=progress, blocks=args.blocks, shard=parse_shard(args.shard), drain=args.drain,
                        http_client=resolve_http_client(args.http_client),
-                       max_body=int(args.max_body_mb * 1024 * 1024))
+                       max_body=int(args.max_body_mb * 1024 * 1024),
+                       start_at=None if args.start_at is None else parse_start_at(args.start_at, time.time()))
 
 
 def run_in_processes(args, parser, say, moodle: dict | None) -> tuple[Results | None, int | None, list,

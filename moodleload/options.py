@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import argparse
 import math
+import time
 
 from . import __version__
 from .compare import Thresholds
 from .exits import UsageError
 from .exporters import EXPORTERS
+from .plan import parse_start_at, start_at_text
 from .verdict import Gates
 from .work import JUDGE_BOTH, JUDGE_CHOICES
 
@@ -33,7 +35,7 @@ ADVANCED = {"--login-timeout", "--request-timeout", "--drain", "--http-client", 
             "--shard", "--rerun", "--max-db-reads-increase", "--in-bisect", "--alpha", "--max-other-cpu",
             "--max-p99-ms", "--min-rpm-ratio", "--cannot-judge-error-rate", "--max-login-failures", "--merge",
             "--db-type", "--db-name", "--db-user", "--db-pass-file", "--db-host", "--db-port", "--db-socket",
-            "--progress", "--max-failure-rise"}
+            "--progress", "--max-failure-rise", "--start-at"}
 
 
 class _Help(argparse.Action):
@@ -114,6 +116,9 @@ def add_load_options(parser) -> None:
                         help="N generator processes on this machine, merged (a run past one core)")
     parser.add_argument("--shard", default="1/1", metavar="K/N",
                         help="run shard K of N: its users and 1/N of the rate (merge with --merge)")
+    parser.add_argument("--start-at", metavar="T0",
+                        help="log in, then open the schedule at T0: a UTC time (2026-12-05T09:00:00Z) or +S "
+                             "seconds from now; shards on several machines given one T0 send one run's load")
     parser.add_argument("--metrics", action="append", metavar="URL",
                         help="a server's Prometheus exporter, scraped beside the load; repeat per host")
 
@@ -242,6 +247,9 @@ def check_load_options(args) -> None:
         raise UsageError("--config, --rpm and --duration are required for a load run")
     if args.processes > 1 and args.shard != "1/1":
         raise UsageError("--processes and --shard do not go together: each process is a shard")
+    if args.start_at is not None:
+        # One absolute time from here on: a --processes child reads the same T0, never "+S" of its own.
+        args.start_at = start_at_text(parse_start_at(args.start_at, time.time()))
 
 
 def thresholds_from(args) -> Thresholds:

@@ -5,6 +5,7 @@ refuses what this finds; merges check their result with it before writing."""
 from __future__ import annotations
 
 import math
+import re
 
 from .config import ROW_KINDS
 from .histogram import FineHistogram, Histogram
@@ -82,6 +83,14 @@ def document_problem(document: dict) -> str | None:
     return _timeline_problem(document.get("timeline", {"seconds": 1.0, "points": []}))
 
 
+def _is_shard(text) -> bool:
+    """"K/N" with 1 <= K <= N (a shard of a run of N)."""
+    if not isinstance(text, str) or not re.fullmatch(r"[0-9]{1,6}/[0-9]{1,6}", text):
+        return False
+    shard, shards = (int(part) for part in text.split("/"))
+    return 1 <= shard <= shards
+
+
 def _metadata_problem(meta: dict) -> str | None:
     for key in _META_NUMBERS:
         if not _number(meta.get(key)) or meta[key] < 0:
@@ -97,8 +106,14 @@ def _metadata_problem(meta: dict) -> str | None:
     if not isinstance(meta.get("interrupted"), bool):
         return "metadata.interrupted is not true or false"
     shards = meta.get("shards")
-    if not isinstance(shards, list) or not shards or not all(isinstance(s, str) for s in shards):
+    if not isinstance(shards, list) or not shards or not all(_is_shard(s) for s in shards):
         return "metadata.shards is not a list of K/N strings"
+    if meta.get("start_at") is not None and not isinstance(meta["start_at"], str):
+        return "metadata.start_at is not a time"
+    offsets = meta.get("start_offsets_s")
+    if offsets is not None and (not isinstance(offsets, dict) or not all(
+            shard in shards and _number(offset) and abs(offset) < 1e6 for shard, offset in offsets.items())):
+        return "metadata.start_offsets_s is not seconds per shard of the run"
     moodle = meta.get("moodle")
     if moodle is not None and (not isinstance(moodle, dict) or not all(
             value is None or isinstance(value, (str, bool)) for value in moodle.values())):

@@ -9,6 +9,7 @@ from collections import Counter
 
 from .exits import UsageError
 from .histogram import FineHistogram, Histogram
+from .plan import MAX_START_SKEW_S
 from .resultcheck import document_problem
 
 
@@ -49,7 +50,7 @@ def merge_raw(documents: list) -> dict:
 # Runs add up only when they ran the same load on the same clock: the same config, seed,
 # duration, warm-up and blocks (so block k of each run covers the same seconds).
 MERGE_CHECKED = (("config_sha256", "configs"), ("seed", "seeds"), ("duration_s", "durations"),
-                 ("warmup_s", "warm-ups"), ("blocks", "--blocks"))
+                 ("warmup_s", "warm-ups"), ("blocks", "--blocks"), ("start_at", "--start-at times"))
 
 
 def _check_mergeable(documents: list) -> None:
@@ -62,6 +63,27 @@ def _check_mergeable(documents: list) -> None:
     twice = sorted(shard for shard, times in seen.items() if times > 1)
     if twice:
         raise UsageError(f"merge: shard {', '.join(twice)} is given more than once; each shard counts once")
+    sizes = {shard.split("/")[1] for shard in seen}
+    if len(sizes) > 1:
+        raise UsageError(f"merge: the results are shards of runs of different sizes ({', '.join(sorted(seen))}); "
+                         f"merge shards of one run only")
+    _check_start_skew(documents)
+
+
+def _check_start_skew(documents: list) -> None:
+    """Shards given one --start-at must have opened their schedules together: one that woke
+    late sent its part of the load shifted in time, which no sum can put back."""
+    offsets = {shard: offset for document in documents
+               for shard, offset in (document["metadata"].get("start_offsets_s") or {}).items()}
+    if not offsets:
+        return
+    earliest = min(offsets.values())
+    for shard, offset in sorted(offsets.items(), key=lambda item: -item[1]):
+        if offset - earliest > MAX_START_SKEW_S or abs(offset) > MAX_START_SKEW_S:
+            raise UsageError(f"merge: shard {shard} opened its schedule {offset:+.2f} s from --start-at "
+                             f"{documents[0]['metadata'].get('start_at')} (the earliest shard {earliest:+.2f} s); "
+                             f"shards more than {MAX_START_SKEW_S:g} s apart did not send one run's load: run "
+                             f"them again")
 
 
 def _merge_metadata(merged: dict, other: dict) -> None:
@@ -71,6 +93,8 @@ def _merge_metadata(merged: dict, other: dict) -> None:
     meta["measured_seconds"] = max(meta["measured_seconds"], om["measured_seconds"])
     meta["concurrency"] += om["concurrency"]
     meta["shards"] = meta["shards"] + om["shards"]
+    if "start_offsets_s" in om:
+        meta["start_offsets_s"] = {**meta.get("start_offsets_s", {}), **om["start_offsets_s"]}
     meta["interrupted"] = meta["interrupted"] or om["interrupted"]
     merged["logins"]["ok"] += other["logins"]["ok"]
     merged["logins"]["relogins"] += other["logins"]["relogins"]

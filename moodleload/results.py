@@ -22,6 +22,7 @@ from .exits import UsageError
 from .files import read_json, write_json_atomically
 from .histogram import FineHistogram, Histogram, counter_median
 from .moodle import TICK_MS
+from .plan import start_at_text
 from .resultcheck import document_problem
 from .resultmerge import merge_raw
 from .resultsummary import Summary, summarize
@@ -102,6 +103,8 @@ class Metadata:
     host: str | None = None
     python: str | None = None
     moodle: MoodleUnderTest | None = None  # --moodle-dir, else None
+    start_at: str | None = None  # --start-at (UTC), where every shard opened its schedule
+    start_offsets_s: tuple[tuple[str, float], ...] = ()  # per shard: how late it opened it
 
     @classmethod
     def from_dict(cls, raw: dict) -> Metadata:
@@ -109,7 +112,8 @@ class Metadata:
                    raw["concurrency"], raw["seed"], raw["config_sha256"], raw["interrupted"], tuple(raw["shards"]),
                    raw.get("block_seconds"), raw.get("http_client"), raw.get("target"), raw.get("started_at"),
                    raw.get("version"), tuple(raw.get("argv") or ()), raw.get("host"), raw.get("python"),
-                   MoodleUnderTest.from_dict(raw.get("moodle")))
+                   MoodleUnderTest.from_dict(raw.get("moodle")), raw.get("start_at"),
+                   tuple(sorted((raw.get("start_offsets_s") or {}).items())))
 
 
 @dataclass(frozen=True)
@@ -349,6 +353,10 @@ def _run_document(run: LoadRun, argv: list, config_sha256: str) -> dict:
             "interrupted": run.interrupted_by is not None,
             "host": socket.gethostname(),
             "python": platform.python_version(),
+            **({} if settings.start_at is None else {
+                "start_at": start_at_text(settings.start_at),
+                "start_offsets_s": {} if run.start_offset_s is None else {
+                    f"{settings.shard[0]}/{settings.shard[1]}": round(run.start_offset_s, 4)}}),
         },
         "machine": run.machine,
         "logins": {"ok": run.logins_ok, "failed": dict(run.login_failures),

@@ -6,6 +6,7 @@ import asyncio
 import json
 import math
 import signal
+import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -15,12 +16,13 @@ from urllib.parse import urlsplit
 from .clock import PauseDetector, RealClock, wait_all, wake
 from .config import Config, User
 from .console import Printer, clock_text, fmt, round_or_none
+from .exits import UsageError
 from .histogram import Histogram
 from .httpclient import DEFAULT_MAX_BODY, HttpError, http_client
 from .journeys import JourneyRunner
 from .machine import cpu_counters, summarise
 from .moodle import LoginFailed, RedirectLoop, Session, failure_of, fetch, judge, login, origin_of, parse_footer
-from .plan import PlannedRequest, Timeline, plan_requests, user_order
+from .plan import PlannedRequest, Timeline, plan_requests, start_at_text, user_order
 from .recording import Recorder
 
 if TYPE_CHECKING:
@@ -46,6 +48,7 @@ class RunSettings:
     http_client: str = "httptools"  # or "aiohttp"
     max_body: int = DEFAULT_MAX_BODY  # bytes of an answer, as sent and as decoded
     login_retry_pause: float = 2.0  # before the one retry of a login that met a server error
+    start_at: float | None = None  # --start-at, seconds since the epoch: where the schedule opens
 
 
 class LoadRun:
@@ -68,6 +71,7 @@ class LoadRun:
         self.timeline_seconds = max(1.0, settings.duration / 600.0)
         self.recorder = Recorder(config, settings.blocks, self.block_seconds, self.timeline_seconds)
         self.started_at: datetime | None = None
+        self.start_offset_s: float | None = None  # --start-at: how late this process opened the schedule
         self.measured_seconds = 0.0
         self.cpu_seconds = 0.0
         self.machine: dict | None = None  # the machine beside the run (machine.py)
@@ -177,9 +181,14 @@ class LoadRun:
                      f"logged in")
         self.effective_concurrency = concurrency
         total_seconds = settings.warmup + settings.duration
+        start = clock.now() + 0.05
+        if settings.start_at is not None:
+            start = await self._wait_for_start(settings.start_at)
+            if start is None:  # stopped while waiting: nothing was due yet
+                return
         cpu_start = clock.cpu()
         machine_start = cpu_counters()
-        timeline = self.timeline = Timeline.of_run(clock.now() + 0.05, settings.rpm, total_seconds, settings.shard)
+        timeline = self.timeline = Timeline.of_run(start, settings.rpm, total_seconds, settings.shard)
         self.started_at = datetime.now(timezone.utc)
         self.measure_from = timeline.start + settings.warmup
         self.window_end = min(self.window_end, self.measure_from + settings.duration)
@@ -215,6 +224,27 @@ class LoadRun:
         self.cpu_seconds = clock.cpu() - cpu_start
         self.run_seconds = clock.now() - timeline.start
         self.machine = summarise(machine_start, cpu_counters(), self.run_seconds, self.cpu_seconds)
+
+    async def _wait_for_start(self, start_at: float) -> float | None:
+        """Wait for --start-at by the wall clock (the one shards on several machines share);
+        the clock reading of T0, or None when stopped first.  How late this process woke is
+        kept (``start_offset_s``): a merge refuses shards that opened too far apart."""
+        ahead = start_at - time.time()
+        if ahead <= 0:
+            raise UsageError(f"--start-at {start_at_text(start_at)}: the logins ended {-ahead:.1f} s after it, so "
+                             f"this process would start late; give the logins more time (a later --start-at)")
+        self.say(f"[INFO] waiting {ahead:.1f} s for --start-at {start_at_text(start_at)}")
+        sleeping = asyncio.ensure_future(self.clock.sleep(ahead))
+        stopped = asyncio.ensure_future(self.stopping.wait())
+        await asyncio.wait({sleeping, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (sleeping, stopped):
+            task.cancel()
+        await asyncio.gather(sleeping, stopped, return_exceptions=True)
+        if self.stopping.is_set():
+            return None
+        self.start_offset_s = time.time() - start_at
+        # Position 0 falls due at T0 itself: a late wake-up is the first requests' lateness.
+        return self.clock.now() - self.start_offset_s
 
     async def _watch_window(self) -> None:
         await self.clock.sleep(max(0.0, self.measure_from - self.clock.now()))

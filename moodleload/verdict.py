@@ -130,6 +130,19 @@ def partly_unreached(summary: Summary) -> list:
 MIN_DELIVERED = 0.95  # of the positions due in the measured window, sent in it
 
 
+def incomplete_run(shards: tuple | list) -> str | None:
+    """Why a merge of ``shards`` ("K/N") is not the whole run, or None when it is."""
+    of_run = {int(shard.split("/")[1]) for shard in shards}
+    if len(of_run) != 1:
+        return None
+    count = of_run.pop()
+    missing = [f"{k}/{count}" for k in range(1, count + 1) if f"{k}/{count}" not in shards]
+    if not missing:
+        return None
+    return (f"shard {', '.join(missing)} of the run missing: these results hold {len(shards)} of its {count} "
+            f"shards, so part of the load asked for was never sent; merge every shard of the run")
+
+
 def delivery_problems(generator: Generator, meta: Metadata, bottleneck: list | tuple,
                       saturated: list | tuple = ()) -> list:
     """Why the run did not do what was asked, by its own trust signals: the generator stood
@@ -150,6 +163,9 @@ def delivery_problems(generator: Generator, meta: Metadata, bottleneck: list | t
         problems.append("; ".join(saturated) + ": not the generator's limit but the site's pace; lower --rpm, raise "
                         "--concurrency (with as many users) if the site can serve more at once, or, where the site "
                         "answers slower than it does alone, run on a quieter machine")
+    missing = incomplete_run(meta.shards) if len(meta.shards) > 1 else None  # a lone shard is what it says
+    if missing:
+        problems.append(missing)
     due = generator.due_in_window
     if due is None:  # results before 0.7: what was due, from the rate and the measured time
         due = int(meta.rpm * meta.measured_seconds / 60.0)

@@ -1,10 +1,13 @@
 """The plan: which URL and which filled-in path at each position, seeded and shardable."""
 
+import re
 
+import pytest
 
 from helpers import valid_config
 from moodleload.config import validate_config
-from moodleload.plan import plan_requests
+from moodleload.exits import UsageError
+from moodleload.plan import parse_start_at, plan_requests, start_at_text
 
 
 def test_the_plan_draws_every_value_of_a_range_about_equally_often():
@@ -32,3 +35,31 @@ def test_urls_are_chosen_by_weight():
     config = validate_config(valid_config(urls=[{"path": "/a", "weight": 3}, {"path": "/b"}]))
     picks = [p.url_index for p in plan_requests(config, seed=1, count=4000)]
     assert 0.72 < picks.count(0) / len(picks) < 0.78
+
+
+# ---- --start-at: one moment every shard of a run opens its schedule at
+
+NOW = 1_796_461_200.0  # 2026-12-05T09:00:00Z
+
+
+def test_start_at_in_seconds_from_now_is_that_far_ahead():
+    assert parse_start_at("+30", NOW) == NOW + 30
+
+
+def test_start_at_as_a_utc_time_reads_the_same_on_every_machine():
+    assert parse_start_at("2026-12-05T09:00:30Z", NOW) == NOW + 30
+    assert parse_start_at("2026-12-05T10:00:30+01:00", NOW) == NOW + 30
+    assert parse_start_at(start_at_text(NOW + 30.25), NOW) == NOW + 30.25
+
+
+@pytest.mark.parametrize("text, says", [
+    ("2026-12-05T09:00:30", "has no zone"),  # each machine would read its own local time
+    ("2026-12-05T08:59:00Z", "is 60.0 s past"),
+    ("+0", "give +S with S seconds from now above 0"),
+    ("+nan", "give +S"),
+    ("tomorrow", "is not a time"),
+    ("2026-12-07T09:00:00Z", "hours ahead"),
+])
+def test_a_start_at_that_shards_could_not_meet_at_is_refused_in_one_line(text, says):
+    with pytest.raises(UsageError, match=re.escape(says)):
+        parse_start_at(text, NOW)
