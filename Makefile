@@ -15,9 +15,13 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
+# Test workers: one more than the cores, since most tests wait on servers and loads rather
+# than compute; every test holds on a machine this busy (docs/architecture.md, Tests and CI).
+WORKERS ?= $(shell $(PYTHON) -c 'import os; print((os.cpu_count() or 1) + 1)')
+
 test: $(BIN)/.installed
 	tools/system-packages.sh test
-	$(BIN)/python -m pytest -q -o console_output_style=count tests
+	$(BIN)/python -m pytest -q -o console_output_style=count -n $(WORKERS) tests
 
 test-quick: $(BIN)/.installed
 	$(BIN)/python -m pytest -q $(QUICK)

@@ -76,6 +76,9 @@ def test_beside_busy_loops_the_work_calls_a_cpu_slowdown_bad_and_never_identical
         slow_output = capsys.readouterr().out
     assert same in (0, 125), same_output
     assert "Work: Moodle's own CPU time per answer" in same_output
+    if slow == 125:  # the contention changed since the baseline (other jobs came or went): said, never guessed
+        assert "CPU time not judged: the load machine was" in slow_output, slow_output
+        return
     assert slow == 1, slow_output
     assert "course: CPU time per answer" in slow_output
     verdict = slow_output[slow_output.index("[VERDICT] bad"):]
