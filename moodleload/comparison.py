@@ -6,28 +6,26 @@ results (``comparison``) as ``to_dict`` gives it, and read back by ``from_dict``
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass
 
 from .exits import UsageError
+from .resultcheck import is_count, is_number
 
 VERDICTS = ("regression", "improvement", "same", "unsure", "not comparable")
-LIMIT = 1e15  # as the results' other numbers (resultcheck.MAX_MAGNITUDE)
 
 
 # ---- what a saved comparison may hold: each field's check, one place, for every reader
 
-def _number(value) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) \
-        and abs(value) < LIMIT
+# Numbers within the bounds the results' other numbers keep (resultcheck.MAX_MAGNITUDE).
+_number = is_number
 
 
 def _optional_number(value) -> bool:
-    return value is None or _number(value)
+    return value is None or is_number(value)
 
 
 def _count(value) -> bool:
-    return value is None or (not isinstance(value, bool) and isinstance(value, int) and 0 <= value < LIMIT)
+    return value is None or is_count(value)
 
 
 def _text(value) -> bool:

@@ -18,12 +18,12 @@ MAX_MAGNITUDE = 1e15
 MAX_FOOTER_VALUE = 1e9  # DB reads, included files, MB of memory of one page
 
 
-def _number(value) -> bool:
+def is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
         and abs(value) <= MAX_MAGNITUDE
 
 
-def _count(value) -> bool:
+def is_count(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_MAGNITUDE
 
 
@@ -31,7 +31,7 @@ def _tally_problem(tally, where: str) -> str | None:
     if not isinstance(tally, dict):
         return f"{where} is not an object"
     for key, count in tally.items():
-        if not _count(count):
+        if not is_count(count):
             return f"{where}.{key} is not a count"
     return None
 
@@ -43,16 +43,16 @@ def _histogram_problem(raw, where: str, base: float = Histogram.BASE) -> str | N
         return None
     if raw.get("base") != base:
         return f"{where}.base is {raw.get('base')!r}, not {base}"
-    if not _count(raw.get("count")) or not _number(raw.get("sum", 0)) or not _number(raw.get("max", 0)):
+    if not is_count(raw.get("count")) or not is_number(raw.get("sum", 0)) or not is_number(raw.get("max", 0)):
         return f"{where} has a bad count, sum or max"
-    if raw.get("min") is not None and not _number(raw["min"]):
+    if raw.get("min") is not None and not is_number(raw["min"]):
         return f"{where}.min is not a number"
     buckets = raw.get("buckets", {})
     if not isinstance(buckets, dict):
         return f"{where}.buckets is not an object"
     for key, count in buckets.items():
         digits = key.lstrip("-") if isinstance(key, str) else ""
-        if not (digits.isascii() and digits.isdigit()) or not _count(count):
+        if not (digits.isascii() and digits.isdigit()) or not is_count(count):
             return f"{where}.buckets has a bad entry {key!r}"
     if sum(buckets.values()) != raw["count"]:
         return f"{where}: its buckets do not add up to its count"
@@ -93,11 +93,11 @@ def _is_shard(text) -> bool:
 
 def _metadata_problem(meta: dict) -> str | None:
     for key in _META_NUMBERS:
-        if not _number(meta.get(key)) or meta[key] < 0:
+        if not is_number(meta.get(key)) or meta[key] < 0:
             return f"metadata.{key} is not a number of at least 0"
-    if not _count(meta.get("blocks")) or meta["blocks"] < 1:
+    if not is_count(meta.get("blocks")) or meta["blocks"] < 1:
         return "metadata.blocks is not a positive count"
-    if not _count(meta.get("concurrency")):
+    if not is_count(meta.get("concurrency")):
         return "metadata.concurrency is not a count"
     if not isinstance(meta.get("seed"), int) or isinstance(meta.get("seed"), bool):
         return "metadata.seed is not an integer"
@@ -112,7 +112,7 @@ def _metadata_problem(meta: dict) -> str | None:
         return "metadata.start_at is not a time"
     offsets = meta.get("start_offsets_s")
     if offsets is not None and (not isinstance(offsets, dict) or not all(
-            shard in shards and _number(offset) and abs(offset) < 1e6 for shard, offset in offsets.items())):
+            shard in shards and is_number(offset) and abs(offset) < 1e6 for shard, offset in offsets.items())):
         return "metadata.start_offsets_s is not seconds per shard of the run"
     moodle = meta.get("moodle")
     if moodle is not None and (not isinstance(moodle, dict) or not all(
@@ -125,7 +125,7 @@ def _sections_problem(document: dict) -> str | None:
     """The machine, the optional statements and metrics, the logins and the work done."""
     machine = document.get("machine")
     if machine is not None and (not isinstance(machine, dict) or not all(
-            value is None or _number(value) for value in machine.values())):
+            value is None or is_number(value) for value in machine.values())):
         return "machine is not a table of numbers"
     for key, check in (("statements", statements_problem), ("metrics", metrics_problem)):
         if key in document:
@@ -133,9 +133,9 @@ def _sections_problem(document: dict) -> str | None:
             if problem:
                 return problem
     logins = document.get("logins")
-    if not isinstance(logins, dict) or not _count(logins.get("ok")) or not _count(logins.get("relogins")):
+    if not isinstance(logins, dict) or not is_count(logins.get("ok")) or not is_count(logins.get("relogins")):
         return "logins is missing its ok and relogins counts"
-    if not _count(logins.get("retried", 0)):
+    if not is_count(logins.get("retried", 0)):
         return "logins.retried is not a count"
     kinds = document.get("row_kinds", {})
     if not isinstance(kinds, dict) or not all(kind in ROW_KINDS for kind in kinds.values()):
@@ -148,12 +148,12 @@ def _generator_problem(generator) -> str | None:
     if not isinstance(generator, dict):
         return "generator is missing"
     for key in _GENERATOR_COUNTS:
-        if not _count(generator.get(key)):
+        if not is_count(generator.get(key)):
             return f"generator.{key} is not a count"
-    if "due_in_window" in generator and not _count(generator["due_in_window"]):
+    if "due_in_window" in generator and not is_count(generator["due_in_window"]):
         return "generator.due_in_window is not a count"
     for key in ("cpu_seconds", "run_seconds", "paused_s"):
-        if (key != "paused_s" or key in generator) and not _number(generator.get(key)):
+        if (key != "paused_s" or key in generator) and not is_number(generator.get(key)):
             return f"generator.{key} is not a number"
     for key in ("lateness_ms", "loop_lag_ms"):
         problem = _histogram_problem(generator.get(key, {}), f"generator.{key}")
@@ -163,13 +163,13 @@ def _generator_problem(generator) -> str | None:
 
 
 def _timeline_problem(timeline) -> str | None:
-    if not isinstance(timeline, dict) or not _number(timeline.get("seconds")) or timeline["seconds"] <= 0 \
+    if not isinstance(timeline, dict) or not is_number(timeline.get("seconds")) or timeline["seconds"] <= 0 \
             or not isinstance(timeline.get("points"), list):
         return "timeline needs seconds and points"
     for position, point in enumerate(timeline["points"]):
         where = f"timeline.points[{position}]"
-        if not isinstance(point, dict) or not _number(point.get("t")) or not _count(point.get("sent")) \
-                or not _count(point.get("ok")) or not _number(point.get("cpu_seconds", 0)):
+        if not isinstance(point, dict) or not is_number(point.get("t")) or not is_count(point.get("sent")) \
+                or not is_count(point.get("ok")) or not is_number(point.get("cpu_seconds", 0)):
             return f"{where} needs t, sent, ok and cpu_seconds"
         problem = _tally_problem(point.get("failures"), f"{where}.failures") \
             or _histogram_problem(point.get("response_ms"), f"{where}.response_ms") \
@@ -183,7 +183,7 @@ def _url_problem(raw, where: str, blocks: int) -> str | None:
     if not isinstance(raw, dict):
         return f"{where} is not an object"
     for key in _URL_COUNTS:
-        if not _count(raw.get(key)):
+        if not is_count(raw.get(key)):
             return f"{where}.{key} is not a count"
     if raw["success"] + raw["failure"] != raw["requests"]:
         return f"{where}: success and failure do not add up to requests"

@@ -9,7 +9,7 @@ from collections import Counter
 
 from .exits import UsageError
 from .histogram import FineHistogram, Histogram
-from .plan import MAX_START_SKEW_S
+from .plan import MAX_START_SKEW_S, parse_shard
 from .resultcheck import document_problem
 
 
@@ -63,7 +63,7 @@ def _check_mergeable(documents: list) -> None:
     twice = sorted(shard for shard, times in seen.items() if times > 1)
     if twice:
         raise UsageError(f"merge: shard {', '.join(twice)} is given more than once; each shard counts once")
-    sizes = {shard.split("/")[1] for shard in seen}
+    sizes = {parse_shard(shard)[1] for shard in seen}
     if len(sizes) > 1:
         raise UsageError(f"merge: the results are shards of runs of different sizes ({', '.join(sorted(seen))}); "
                          f"merge shards of one run only")

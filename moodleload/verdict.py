@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from .console import printable
 from .exits import EXIT_BAD, EXIT_CANNOT_JUDGE, EXIT_GOOD, EXIT_UNREACHABLE, EXIT_USAGE
+from .plan import parse_shard
 
 if TYPE_CHECKING:
     from .comparison import Comparison
@@ -132,7 +133,7 @@ MIN_DELIVERED = 0.95  # of the positions due in the measured window, sent in it
 
 def incomplete_run(shards: tuple | list) -> str | None:
     """Why a merge of ``shards`` ("K/N") is not the whole run, or None when it is."""
-    of_run = {int(shard.split("/")[1]) for shard in shards}
+    of_run = {parse_shard(shard)[1] for shard in shards}
     if len(of_run) != 1:
         return None
     count = of_run.pop()
