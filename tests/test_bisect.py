@@ -314,6 +314,9 @@ def test_a_bisect_across_the_three_layouts_prepares_every_step_with_its_own_scri
     env = step_environment(tmp_path, port)
     env["RELOAD_CMD"] = env.pop("PREPARE_CMD")  # the layout's own scripts prepare; the reload starts the site
     env["PREPARED_LOG"] = str(tmp_path / "prepared.log")
+    # The counters carry the regression here (DB reads +40); a wide time tolerance lets each
+    # unchanged step be shown good even where other work on the machine moves wall time by 10 %.
+    env["LOAD_ARGS"] = "--blocks 10 --max-regression 50"
     git(repo, "checkout", "-q", commits[0])
     baseline = subprocess.run([STEP, "--baseline"], cwd=repo, env=env, capture_output=True, text=True, timeout=600)
     assert baseline.returncode == 0, baseline.stderr
@@ -321,8 +324,8 @@ def test_a_bisect_across_the_three_layouts_prepares_every_step_with_its_own_scri
     git(repo, "bisect", "start", commits[-1], commits[0])
     result = subprocess.run(["git", "bisect", "run", STEP], cwd=repo, env=env, capture_output=True, text=True,
                             timeout=900)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert f"{commits[5]} is the first bad commit" in result.stdout
+    assert_no_commit_was_misjudged(git(repo, "bisect", "log"), commits, culprit=5)
+    assert_found(result, commits, culprit=5)
     layout = {commits[0]: "top", commits[1]: "top", commits[2]: "top", commits[3]: "top", commits[4]: "public",
               commits[5]: "bin", commits[6]: "bin"}
     prepared = [line.split() for line in (tmp_path / "prepared.log").read_text().splitlines()]

@@ -1,0 +1,438 @@
+"""set_moodle_passwords.py's work: pick plainly-test accounts in a Moodle database, give
+them one known password in one transaction, and list them in config.json.
+
+Nothing is lost or leaked: the password never needs to be on the command line; the hash
+never appears in a statement's text; config.json is written whole (0600) and only after
+the database's commit, with SIGINT, SIGTERM and SIGHUP held back between the two, so
+both hold the new password or both the old one; a run killed outright (SIGKILL) leaves
+at most a private temporary file, which the next run removes and reports; two runs on one
+config.json cannot interleave (a lock)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import signal
+import sys
+import time
+
+from moodleload import __version__
+from moodleload.console import silence_closed_stdout
+from moodleload.database.accounts import (
+    BLOCKING_PREFERENCES,  # noqa: F401  (tests and the README name them from here)
+    Guards,
+    apply_changes,
+    check_where,
+    discover_parameters,
+    holding,
+    select_users,
+)
+from moodleload.database.families import DatabaseError, Settings, database_for, family_of, fill_defaults
+from moodleload.database.moodleconfig import offer_moodle_settings, read_moodle_config
+from moodleload.database.testconfig import (
+    chosen_base_url,
+    config_lock,
+    config_target,
+    leftovers_of,
+    missing_base_url,
+    read_config,
+    updated_config,
+)
+from moodleload.database.testpassword import (
+    DEFAULT_BCRYPT_COST,
+    PASSWORD_ENV,
+    hash_interruptibly,
+    read_secret_file,
+    resolve_password,
+)
+from moodleload.exits import STOPPING_SIGNALS, UsageError, exit_for_signal  # here a UsageError is exit 2
+from moodleload.files import check_writable, json_text, prepare_file
+from moodleload.needs import require
+from moodleload.siteurl import without_credentials
+
+EXIT_OK = 0
+EXIT_DATABASE = 1
+EXIT_USAGE = 2
+EXIT_NO_USERS = 3
+
+DEFAULT_PREFIX = "mdl_"
+MAX_BCRYPT_COST = 14  # every login pays it until Moodle rehashes: ~1 s a login at 14 on a fast core
+MAX_COUNT = 1_000_000
+PREFIX_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,30}$")
+AUTH_PATTERN = re.compile(r"^[a-z0-9_]{1,20}$")
+
+class Stopped(Exception):
+    """SIGTERM or SIGHUP arrived: end the way Ctrl-C does, rolling back what is not committed."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def signals_held():
+    """SIGINT, SIGTERM and SIGHUP wait until the block is done: between the commit and the
+    rename nothing may stop this process but SIGKILL."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOPPING_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOPPING_SIGNALS)
+
+
+def db_password(args) -> str | None:
+    if args.db_pass_file:
+        return read_secret_file(args.db_pass_file, "--db-pass-file")
+    return args.db_pass  # else None: libpq, ~/.my.cnf or config.php give it
+
+
+def connection_settings(args) -> tuple[str, Settings]:
+    """(family, settings): flags first, then the site's config.php, then the family's own
+    defaults (PG* variables and ~/.pgpass through libpq; ~/.my.cnf, port 3306, the socket).
+    Also settles args.prefix and args.wwwroot."""
+    moodle = read_moodle_config(args.moodle_config) if args.moodle_config else None
+    dbtype, dbtype_origin = (args.db_type, "--db-type") if args.db_type else \
+        ((moodle.get("dbtype"), "config.php") if moodle and moodle.get("dbtype") else ("pgsql", "default"))
+    family = family_of(str(dbtype))
+    settings = Settings()
+    settings.offer("type", dbtype, dbtype_origin)
+    for name, value in (("name", args.db_name), ("user", args.db_user), ("password", db_password(args)),
+                        ("host", args.db_host), ("port", args.db_port), ("socket", args.db_socket)):
+        settings.offer(name, value, "--db-" + {"name": "name", "password": "pass-file" if args.db_pass_file
+                                               else "pass"}.get(name, name))
+    if moodle:
+        offer_moodle_settings(moodle, family, settings)
+    fill_defaults(family, settings)
+    if "name" not in settings.values:
+        raise UsageError("give --db-name (or --moodle-config with the site's config.php)")
+    if args.prefix is None:
+        args.prefix = (moodle.get("prefix") if moodle else None) or DEFAULT_PREFIX
+        args.prefix_origin = "config.php" if moodle and moodle.get("prefix") else "default"
+    else:
+        args.prefix_origin = "--prefix"
+    args.wwwroot = moodle.get("wwwroot") if moodle else None
+    args.moodle_how = moodle.how if moodle else None
+    return family, settings
+
+
+# =========================================================================== command line
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="set_moodle_passwords.py", allow_abbrev=False,
+                     description="Give Moodle test users a known password and write them into config.json.",
+                     epilog="Exit status: 0 done, 1 database problem, 2 usage or input mistake, "
+                            "3 no user matched, 130/143/129 interrupted (nothing changed unless it says so).")
+    parser.add_argument("--moodle-config", metavar="PATH",
+                        help="the site's config.php: database type, host, port, socket, name, user, password, "
+                             "prefix and wwwroot (base_url) from it; the flags below override it")
+    parser.add_argument("--db-type", help="pgsql (default), mariadb, mysqli or auroramysql (Moodle's dbtype)")
+    parser.add_argument("--db-name", help="database name")
+    parser.add_argument("--db-user", help="database user (default: PGUSER or ~/.my.cnf, else the client's)")
+    parser.add_argument("--db-pass-file", metavar="FILE",
+                        help="read the database password from FILE's first line ('-': standard input)")
+    parser.add_argument("--db-pass", help="database password: shows in ps, prefer --db-pass-file, "
+                                          "--moodle-config, PGPASSWORD, ~/.pgpass or ~/.my.cnf")
+    parser.add_argument("--db-host", help="host name or address (PostgreSQL: or a socket directory; "
+                                          "MariaDB/MySQL: localhost means the unix socket)")
+    parser.add_argument("--db-port", type=int, help="port (default 5432 or 3306, or PGPORT / ~/.my.cnf)")
+    parser.add_argument("--db-socket", metavar="PATH",
+                        help="unix socket: MariaDB/MySQL its file, PostgreSQL its directory")
+    parser.add_argument("--prefix", help=f"Moodle table prefix (default: config.php's, else {DEFAULT_PREFIX})")
+    parser.add_argument("--count", type=int, default=100, help="how many users to update (default 100)")
+    parser.add_argument("--password-file", metavar="FILE",
+                        help=f"read the new password from FILE's first line ('-': standard input); or set "
+                             f"${PASSWORD_ENV}; else the password already in --config, else a prompt")
+    parser.add_argument("--password", help="the new password: shows in ps, prefer --password-file")
+    parser.add_argument("--config", default="config.json", help="config.json to update (default config.json)")
+    parser.add_argument("--base-url", metavar="URL",
+                        help="the site's address as the load reaches it, for config.json's base_url (default: "
+                             "the config's own, else config.php's wwwroot; without any, none is written and a "
+                             "[WARN] says what to add)")
+    parser.add_argument("--where", help="pick these accounts instead of maketestsite's tool_generator_* "
+                                        "users: one SQL condition on the user table u (no leading WHERE)")
+    parser.add_argument("--allow-auth", metavar="NAME[,NAME]",
+                        help="also pick accounts of these auth methods (default: manual only), e.g. email")
+    parser.add_argument("--allow-unconfirmed", action="store_true",
+                        help="also pick accounts that never confirmed their email")
+    parser.add_argument("--dry-run", action="store_true", help="show what would change; change nothing")
+    parser.add_argument("--params-from-db", action="store_true",
+                        help="fill the config's parameters with real ids: courseid, cmid (forums), pagecmid, "
+                             "discussionid, postid (posts one may reply to) and userid")
+    parser.add_argument("--bcrypt-cost", type=int, default=DEFAULT_BCRYPT_COST,
+                        help=f"bcrypt cost factor, 4..{MAX_BCRYPT_COST} (default {DEFAULT_BCRYPT_COST})")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return parser
+
+
+def guards_from(args) -> Guards:
+    auths = ["manual"]
+    for name in (args.allow_auth or "").split(","):
+        name = name.strip()
+        if not name:
+            continue
+        if not AUTH_PATTERN.match(name):
+            raise UsageError(f"--allow-auth {name!r} is not an auth plugin name (letters, digits, _)")
+        if name not in auths:
+            auths.append(name)
+    return Guards(args.prefix, tuple(auths), args.allow_unconfirmed)
+
+
+def check_arguments(args):
+    """(guards, database): everything checkable before the database is touched."""
+    family, settings = connection_settings(args)
+    if not PREFIX_PATTERN.match(args.prefix):
+        raise UsageError(f"prefix {args.prefix!r} ({args.prefix_origin}) is not a plain table prefix "
+                         f"(letters, digits, _)")
+    port = settings.get("port")
+    if port is not None:
+        digits = str(port)
+        if not (digits.isascii() and digits.isdigit()) or not 1 <= int(digits) <= 65535:
+            raise UsageError(f"database port {port!r} ({settings.origins['port']}) is not a port number 1..65535")
+        settings.values["port"] = int(port)
+    if not 1 <= args.count <= MAX_COUNT:
+        raise UsageError(f"--count must be between 1 and {MAX_COUNT}, got {args.count}")
+    if not 4 <= args.bcrypt_cost <= MAX_BCRYPT_COST:
+        raise UsageError(f"--bcrypt-cost must be between 4 and {MAX_BCRYPT_COST} (every login pays it until "
+                         f"Moodle rehashes), got {args.bcrypt_cost}")
+    database = database_for(family, settings)
+    if args.where is not None:
+        check_where(args.where, database)
+    if args.db_pass is not None and not args.db_pass_file:
+        print("[WARN] --db-pass is visible to every user of this machine (ps): prefer --db-pass-file, "
+              "--moodle-config, PGPASSWORD, ~/.pgpass or ~/.my.cnf")
+    return guards_from(args), database
+
+
+def run(args, database, target: str, guards: Guards, config: dict, existed: bool, password: str,
+        password_hash: str | None) -> int:
+    conn = database.connect()
+    temporary = None
+    try:
+        database.begin(conn, read_only=args.dry_run)
+        with conn.cursor() as cur:
+            users, parameters = pick_users(cur, database, guards, args)
+            if not users:
+                return EXIT_NO_USERS
+            if args.dry_run:
+                show_dry_run(args, database, users, config,
+                             updated_config(config, users, password, parameters, args.base_url_chosen), existed)
+                conn.rollback()
+                return EXIT_OK
+            assert password_hash is not None  # only a dry run has none, and it has ended above
+            try:
+                changed, preferences = apply_changes(cur, database, guards, users, password_hash)
+                for notice in database.notices:
+                    print(f"[WARN] {notice}", file=sys.stderr)
+            except database.errors as error:
+                raise DatabaseError(database.explain_query_error(error, args.prefix, args.where)) from None
+            if len(changed) < len(users):
+                print(f"[WARN] {len(users) - len(changed)} selected users changed meanwhile (suspended, made "
+                      f"admin, ...) and were left alone")
+            new_config = updated_config(config, changed, password, parameters, args.base_url_chosen)
+            # The config goes to a private temp file first; then the commit and the rename, with
+            # signals held back between them, so the two cannot disagree.
+            try:
+                temporary = prepare_file(target, json_text(new_config), mode=0o600)
+            except OSError as error:
+                raise UsageError(f"cannot write {args.config}: {error.strerror}") from None
+            with signals_held():
+                try:
+                    conn.commit()
+                except database.errors as error:
+                    if not database.commit_in_doubt(error):
+                        raise DatabaseError(f"commit failed, nothing changed: "
+                                            f"{str(error).strip().splitlines()[0]}") from None
+                    held = settle_commit_in_doubt(database, guards, changed, password_hash, args.config)
+                    if len(held) != len(changed):  # some changed meanwhile: the config names those that hold it
+                        changed, new_config = held, updated_config(config, held, password, parameters,
+                                                                   args.base_url_chosen)
+                        os.unlink(temporary)
+                        temporary = prepare_file(target, json_text(new_config), mode=0o600)
+                os.replace(temporary, target)
+                temporary = None
+                args.committed = True  # a signal held back until here finds the work done
+        report_done(args, config, new_config, len(changed), preferences, parameters)
+        return EXIT_OK
+    finally:
+        if temporary is not None and os.path.exists(temporary):
+            os.unlink(temporary)
+        conn.close()  # closing without a commit rolls back whatever was not committed
+
+
+def pick_users(cur, database, guards: Guards, args) -> tuple[list, dict | None]:
+    """The users to change (locked unless a dry run) and, with --params-from-db, the page
+    parameters that exist on this site; no users is said here, once."""
+    try:
+        users = select_users(cur, database, guards, args.where, args.count, lock=not args.dry_run)
+        parameters = discover_parameters(cur, database, args.prefix, users) if args.params_from_db and users else None
+    except database.errors as error:
+        raise DatabaseError(database.explain_query_error(error, args.prefix, args.where)) from None
+    if not users:
+        print("[ERROR] no user matches: nothing changed (without --where only maketestsite's "
+              "tool_generator_* users are picked; active, confirmed, auth manual, not admin or guest)",
+              file=sys.stderr)
+        return [], None
+    if len(users) < args.count:
+        print(f"[WARN] only {len(users)} users match, fewer than --count {args.count}")
+    ids = [user.id for user in users]
+    print(f"[INFO] {len(users)} users selected (ids {min(ids)}..{max(ids)})")
+    return users, parameters
+
+
+def report_done(args, config: dict, new_config: dict, changed: int, preferences: int, parameters: dict | None) -> None:
+    print(f"[INFO] updated {changed} users (bcrypt cost {args.bcrypt_cost}, auth=manual, confirmed=1), "
+          f"cleared {preferences} lockout/password-change preferences, in one transaction")
+    if parameters:
+        print("[INFO] parameters from the database: "
+              + ", ".join(f"{name} {len(spec['values'])} values" for name, spec in parameters.items()))
+    report_base_url(config, new_config, args)
+    print(f"[INFO] wrote {args.config} ({changed} users, mode 0600)")
+
+
+RECHECK_ATTEMPTS, RECHECK_PAUSE_SECONDS = 3, 2.0  # a restarting database gets a few seconds
+
+
+def settle_commit_in_doubt(database, guards: Guards, changed: list, password_hash: str, config_path: str) -> list:
+    """After a COMMIT whose answer was lost: reconnect and look.  Returns the users that
+    hold the new hash (the commit was done: the config must be written); raises a
+    DatabaseError that says what is known when nothing changed or nobody can tell."""
+    ids = [user.id for user in changed]
+    for attempt in range(RECHECK_ATTEMPTS):
+        if attempt:
+            time.sleep(RECHECK_PAUSE_SECONDS)
+        try:
+            conn = database.connect()
+        except DatabaseError:
+            continue
+        try:
+            database.begin(conn, read_only=True)
+            with conn.cursor() as cur:
+                held = holding(cur, database, guards, changed, password_hash)
+        except database.errors:
+            continue
+        finally:
+            conn.close()
+        if not held:
+            raise DatabaseError("the connection broke during COMMIT; reconnected to check: no selected user holds "
+                                "the new password, the commit was not done, nothing changed")
+        print(f"[WARN] the connection broke during COMMIT; reconnected to check: the commit was done ({len(held)} "
+              f"users hold the new password), so {config_path} is written", file=sys.stderr)
+        return held
+    raise DatabaseError(f"the connection broke during COMMIT and the database could not be reached again to check "
+                        f"whether it committed: the {len(ids)} selected users (ids {min(ids)}..{max(ids)}) may hold "
+                        f"the new password and {config_path} was not changed; when the database is back, run this "
+                        f"again with the same password: it sets those users again and writes {config_path}")
+
+
+def report_base_url(old: dict, new: dict, args) -> None:
+    """Where base_url came from; a base_url the user chose (another host, a load balancer)
+    is kept, and said so.  Credentials in it (user:password@) are never printed."""
+    wwwroot = args.wwwroot
+    shown = without_credentials(new.get("base_url", ""))
+    if args.base_url_chosen is None:
+        print(missing_base_url(args.config))
+        return
+    if args.base_url is not None:
+        if old.get("base_url") != new.get("base_url"):
+            print(f"[INFO] base_url {shown} (--base-url)")
+        return
+    if wwwroot is None:
+        return
+    if old.get("base_url") != new.get("base_url"):
+        print(f"[INFO] base_url {shown} (config.php's wwwroot)")
+    elif new.get("base_url") != wwwroot.rstrip("/"):
+        print(f"[WARN] base_url kept as {shown} although config.php's wwwroot is {without_credentials(wwwroot)}: "
+              f"delete base_url from the config, or give --base-url, to take another")
+
+
+def show_dry_run(args, database, users: list, old: dict, new: dict, existed: bool) -> None:
+    settings = database.settings
+    print(f"[INFO] dry run: {database.name}, "
+          + settings.describe(("type", "host", "port", "socket", "name", "user", "password"))
+          + f", prefix {args.prefix} ({args.prefix_origin})")
+    if args.moodle_config:
+        print(f"[INFO] {args.moodle_config}: {args.moodle_how}")
+    report_base_url(old, new, args)
+    print(f"[INFO] dry run: nothing is written; these {len(users)} users would get the new password:")
+    for user in users:
+        print(f"  {user.id:>8}  {user.username}")
+    before = {u.get("username") for u in old.get("users", []) if isinstance(u, dict)}
+    after = {u["username"] for u in new["users"]}
+    print(f"[INFO] {args.config} would be {'updated' if existed else 'created'}: users "
+          f"{len(before)} -> {len(after)} (+{len(after - before)} -{len(before - after)})")
+    for name, spec in new.get("parameters", {}).items():
+        if old.get("parameters", {}).get(name) != spec:
+            print(f"[INFO]   parameters.{name} -> {json.dumps(spec)[:120]}")
+
+
+def prepare(args) -> int:
+    """Everything up to the database: checks, the lock, leftovers, the config, the hash."""
+    guards, database = check_arguments(args)
+    require([database.driver] + ([] if args.dry_run else ["bcrypt"]), "set_moodle_passwords.py")
+    if args.where is None:
+        print("[INFO] picking maketestsite's test users (tool_generator_*); give --where to pick others")
+    target = config_target(args.config)  # a symlinked config.json: where it is really written
+    with config_lock(target):
+        for leftover in leftovers_of(target):
+            os.unlink(leftover)
+            print(f"[WARN] removed {os.path.basename(leftover)}, left by an earlier run that was killed; if it "
+                  f"was killed while committing, the database may hold that run's password: this run sets "
+                  f"the database and {args.config} again, so they agree")
+        config, existed = read_config(args.config)
+        args.base_url_chosen = chosen_base_url(config, args.base_url, args.wwwroot)
+        if not args.dry_run:
+            check_writable(target, "--config")
+        password = resolve_password(args, config)
+        # Hashed before the transaction opens: a high cost never leaves the database idle in it.
+        password_hash = None if args.dry_run else hash_interruptibly(password, args.bcrypt_cost)
+        return run(args, database, target, guards, config, existed, password, password_hash)
+
+
+def main(argv=None) -> int:
+    def stop(signum, _frame):
+        raise Stopped(signum)
+
+    previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGTERM, signal.SIGHUP)}
+    args = None
+    try:
+        args = build_parser().parse_args(argv)
+        args.committed = False
+        status = prepare(args)
+        sys.stdout.flush()  # here, where a closed pipe is still caught below
+        return status
+    except UsageError as error:
+        print(f"[ERROR] {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except DatabaseError as error:
+        print(f"[ERROR] {error}", file=sys.stderr)
+        return EXIT_DATABASE
+    except (KeyboardInterrupt, Stopped) as interruption:
+        signum = interruption.signum if isinstance(interruption, Stopped) else signal.SIGINT
+        name = signal.Signals(signum).name
+        if args is not None and getattr(args, "committed", False):
+            print(f"[WARN] {name} arrived while committing: the change was completed first, the database "
+                  f"and {args.config} both hold the new password", file=sys.stderr)
+        else:
+            print(f"[ERROR] interrupted ({name}): nothing was changed", file=sys.stderr)
+        return exit_for_signal(signum)
+    except BrokenPipeError:
+        # The reader went away (| head): say so where it can still be read, and end quietly
+        # (standard output pointed at /dev/null, so the flush at exit cannot fail again).
+        silence_closed_stdout()
+        config_path = args.config if args is not None and getattr(args, "committed", False) else None
+        print("[ERROR] standard output was closed before the end"
+              + (f" (the change itself was completed: the database and {config_path} agree)"
+                 if config_path else ""),
+              file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

@@ -1,0 +1,363 @@
+"""Comparing a run with its baseline, URL by URL."""
+
+from __future__ import annotations
+
+import math
+import random
+import statistics
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from moodleload.console import round_or_none
+from moodleload.judging.stats import normal_quantile
+from moodleload.judging.work import JUDGE_WORK, WORK, combine, cpu_judged, cpu_problem
+from moodleload.load.machine import contended, contention_shift
+from moodleload.results.comparison import Comparison
+
+if TYPE_CHECKING:
+    from moodleload.results.model import Results
+    from moodleload.results.sections import UrlRecord
+
+# ---- comparing two runs
+
+def mann_whitney_p(a: list, b: list) -> float:
+    """Two-sided p-value of the Mann-Whitney U test (normal approximation with tie
+    correction and continuity correction); fine from about 8 values a side."""
+    n1, n2 = len(a), len(b)
+    if not n1 or not n2:
+        return 1.0
+    combined = sorted([(v, 0) for v in a] + [(v, 1) for v in b])
+    ranks = [0.0] * len(combined)
+    tie_term = 0.0
+    i = 0
+    while i < len(combined):
+        j = i
+        while j + 1 < len(combined) and combined[j + 1][0] == combined[i][0]:
+            j += 1
+        average = (i + j) / 2.0 + 1.0
+        for k in range(i, j + 1):
+            ranks[k] = average
+        ties = j - i + 1
+        tie_term += ties ** 3 - ties
+        i = j + 1
+    rank_sum_a = sum(rank for rank, (_, side) in zip(ranks, combined, strict=True) if side == 0)
+    u = rank_sum_a - n1 * (n1 + 1) / 2.0
+    n = n1 + n2
+    variance = n1 * n2 / 12.0 * ((n + 1) - tie_term / (n * (n - 1)))
+    if variance <= 0:
+        return 1.0
+    z = (abs(u - n1 * n2 / 2.0) - 0.5) / math.sqrt(variance)
+    return max(0.0, min(1.0, math.erfc(max(z, 0.0) / math.sqrt(2.0))))
+
+
+def block_medians(record: UrlRecord, minimum_count: int = 3) -> list:
+    """Per time block, the median service time: the unit of evidence (requests within a
+    run are autocorrelated, blocks much less so).  From the block's 0.2 % histogram where
+    the run kept one (within 0.1 %), else from its 2 % one (within 1 %)."""
+    return [histogram.percentile(50) for histogram in record.block_histograms if histogram.count >= minimum_count]
+
+
+@dataclass
+class Thresholds:
+    max_regression_pct: float = 10.0
+    alpha: float = 0.05
+    max_db_reads_increase: float = 2.0
+    min_blocks: int = 6
+    max_other_cpu: float | None = None  # share of the load machine other processes may use (None: no limit)
+    judge: str = "both"  # what decides: "time", "work" (CPU time per answer, DB reads) or "both" (work.JUDGE_*)
+    failure_margin: float = 0.02  # a rise of failures (share of requests) good needs ruled out (--max-failure-rise)
+
+
+def ratio_interval(base_blocks: list, new_blocks: list, resamples: int = 400, seed: int = 0) -> tuple:
+    """95 % bootstrap interval of the ratio of block medians (new / base), resampling blocks,
+    not requests; seeded, so the same runs always give the same interval."""
+    rng = random.Random(seed)
+    ratios = []
+    for _ in range(resamples):
+        base = statistics.median(rng.choices(base_blocks, k=len(base_blocks)))
+        new = statistics.median(rng.choices(new_blocks, k=len(new_blocks)))
+        ratios.append(new / base if base > 0 else math.inf)
+    ratios.sort()
+    return ratios[int(0.025 * resamples)], ratios[int(0.975 * resamples) - 1]
+
+
+def failure_increase_p(base_failed: int, base_total: int, new_failed: int, new_total: int) -> float:
+    """One-sided p-value that the new failure rate is above the baseline's: the two-proportion
+    z-test with a pooled rate (and 1.0 where there is nothing to test)."""
+    if not base_total or not new_total:
+        return 1.0
+    pooled = (base_failed + new_failed) / (base_total + new_total)
+    spread = math.sqrt(pooled * (1 - pooled) * (1 / base_total + 1 / new_total))
+    difference = new_failed / new_total - base_failed / base_total
+    if spread == 0:
+        return 1.0 if difference <= 0 else 0.0
+    return 0.5 * math.erfc(difference / spread / math.sqrt(2.0))
+
+
+MIN_FAILURE_INCREASE = 0.01  # a rise of under one percentage point is not called, however certain
+# Good needs a rise above two points ruled out.  Between the two is an indifference zone, as
+# in Wald's sequential test: 0 failures in 240 requests rule out about 1 %, in 100 only 3 %.
+FAILURE_MARGIN = 0.02
+
+
+def failure_rise_upper(base_failed: int, base_total: int, new_failed: int, new_total: int, alpha: float) -> float:
+    """The one-sided (1 - alpha) upper bound of the rise in the failure rate (Agresti and
+    Caffo's interval: one failure and one success added to each side, so that 0 failures in
+    n requests still leaves room for the rate that n requests cannot see)."""
+    if not new_total:
+        return 1.0
+    base_rate = (base_failed + 1) / (base_total + 2)
+    new_rate = (new_failed + 1) / (new_total + 2)
+    error = math.sqrt(base_rate * (1 - base_rate) / (base_total + 2) + new_rate * (1 - new_rate) / (new_total + 2))
+    return new_rate - base_rate + normal_quantile(1 - alpha) * error
+
+
+def judge_counts(base_failed: int, base_total: int, new_failed: int, new_total: int, base_reads: float | None,
+                 new_reads: float | None, thresholds: Thresholds, alpha: float, failure_kinds: dict) -> dict:
+    """The start of a URL's row: what needs no clock.  More failures (a proportions test, and
+    a rise of at least a point) or more DB reads per page is a regression on its own."""
+    row: dict = {"verdict": "same", "reasons": []}
+    base_rate = base_failed / base_total if base_total else 0.0
+    new_rate = new_failed / new_total if new_total else 0.0
+    failures_p = failure_increase_p(base_failed, base_total, new_failed, new_total)
+    row["failure_rate"] = [round(base_rate, 4), round(new_rate, 4)]
+    rise_upper = failure_rise_upper(base_failed, base_total, new_failed, new_total, alpha)
+    row["failure_rise_upper"] = round(rise_upper, 4)
+    row["failures_ruled_out"] = rise_upper < thresholds.failure_margin
+    row["failure_margin"] = thresholds.failure_margin
+    if new_rate - base_rate >= MIN_FAILURE_INCREASE and failures_p <= alpha:
+        row["verdict"] = "regression"
+        kinds = ", ".join(f"{kind} {count}" for kind, count in sorted(failure_kinds.items()))
+        row["reasons"].append(f"failures {base_rate:.1%} -> {new_rate:.1%} of requests (p={failures_p:.2g}"
+                              f"{'; ' + kinds if kinds else ''})")
+    row["db_reads"] = [base_reads, new_reads]
+    if base_reads is not None and new_reads is not None \
+            and new_reads - base_reads > thresholds.max_db_reads_increase:
+        row["verdict"] = "regression"
+        row["reasons"].append(f"DB reads {base_reads:g} -> {new_reads:g} per page")
+    return row
+
+
+def compare_url(base: UrlRecord, new: UrlRecord, thresholds: Thresholds, alpha: float, kind: str = "page",
+                doubt: str | None = None) -> dict:
+    """Verdict for one URL: 'regression', 'improvement', 'same' or 'unsure' (plus why), by
+    service time, by the work (CPU time per answer) or by both, as thresholds.judge says."""
+    row = judge_counts(base.failure, base.requests, new.failure, new.requests, base.footer_median("db_reads"),
+                       new.footer_median("db_reads"), thresholds, alpha, new.failures)
+    counts = (row["verdict"], list(row["reasons"]))
+    time_row(row, base, new, thresholds, alpha)
+    combine(row, block_work(base, new, kind, thresholds, alpha), thresholds.judge, counts, failure_gap(row), doubt)
+    return row
+
+
+def time_row(row: dict, base: UrlRecord, new: UrlRecord, thresholds: Thresholds, alpha: float) -> None:
+    """The service-time side of a URL's row, one run a side: block medians compared."""
+    base_blocks, new_blocks = block_medians(base), block_medians(new)
+    tolerance = thresholds.max_regression_pct / 100.0
+    row["blocks"] = [len(base_blocks), len(new_blocks)]
+    if len(base_blocks) < thresholds.min_blocks or len(new_blocks) < thresholds.min_blocks:
+        row["ratio"] = None
+        row["p_value"] = None
+        if row["verdict"] == "same":
+            row["verdict"] = "unsure"
+            row["reasons"].append(f"too few blocks with data ({len(base_blocks)} vs {len(new_blocks)}, "
+                                  f"need {thresholds.min_blocks} with 3 answers each): run longer, at a higher "
+                                  f"rate, or with fewer --blocks")
+        return
+    base_median = statistics.median(base_blocks)
+    new_median = statistics.median(new_blocks)
+    ratio = new_median / base_median if base_median > 0 else math.inf
+    p_value = mann_whitney_p(base_blocks, new_blocks)
+    low, high = ratio_interval(base_blocks, new_blocks)
+    row.update(base_ms=round(base_median, 2), new_ms=round(new_median, 2), ratio=round(ratio, 4),
+               ratio_ci95=[round(low, 4), round(high, 4)], p_value=round(p_value, 6), alpha=round(alpha, 6))
+    if ratio > 1 + tolerance:
+        if p_value <= alpha:
+            row["verdict"] = "regression"
+            row["reasons"].append(f"median service time x{ratio:.3f} (p={p_value:.2g} <= {alpha:.2g})")
+        elif p_value <= max(0.1, 2 * alpha) and row["verdict"] == "same":
+            # Pinpoint's third answer: a large change the blocks cannot yet confirm.
+            row["verdict"] = "unsure"
+            row["reasons"].append(f"median service time x{ratio:.3f} but p={p_value:.2g}: run longer")
+    elif ratio < 1 - tolerance and p_value <= alpha and row["verdict"] == "same":
+        row["verdict"] = "improvement"
+    row["rules_out_pct"] = round((high - 1) * 100, 2)
+    unshown(row, high, tolerance)
+
+
+def block_work(base: UrlRecord, new: UrlRecord, kind: str, thresholds, alpha: float) -> dict | None:
+    """One run a side: the CPU time per answer of each time block, compared block by block
+    (Mann-Whitney and a bootstrap of the ratio of block medians, as service time is)."""
+    if not cpu_judged(base, kind) and not cpu_judged(new, kind):
+        return None
+    tolerance = thresholds.max_regression_pct / 100.0
+    problems = [f"{which}: {problem}" for which, record in (("baseline", base), ("this run", new))
+                if (problem := cpu_problem(record, kind, thresholds.max_regression_pct)) is not None]
+    row: dict = {"cpu_ms": [round_or_none(base.cpu_ms_mean, 2), round_or_none(new.cpu_ms_mean, 2)],
+                 "verdict": "unsure",
+                 "reasons": []}
+    if problems:
+        row["reasons"] = [f"CPU time not judged ({'; '.join(problems)})"]
+        return row
+    base_blocks, new_blocks = base.block_cpu_means(), new.block_cpu_means()
+    if len(base_blocks) < thresholds.min_blocks or len(new_blocks) < thresholds.min_blocks:
+        row["reasons"] = [f"CPU time: too few blocks with data ({len(base_blocks)} vs {len(new_blocks)}, need "
+                          f"{thresholds.min_blocks}): run longer or with fewer --blocks"]
+        return row
+    base_median, new_median = statistics.median(base_blocks), statistics.median(new_blocks)
+    ratio = new_median / base_median if base_median > 0 else math.inf
+    p_value = mann_whitney_p(base_blocks, new_blocks)
+    low, high = ratio_interval(base_blocks, new_blocks)
+    row.update(ratio=round(ratio, 4), ratio_ci95=[round(low, 4), round(high, 4)], p_value=round(p_value, 6),
+               rules_out_pct=round((high - 1) * 100, 2))
+    if ratio > 1 + tolerance and p_value <= alpha:
+        row["verdict"] = "regression"
+        row["reasons"] = [f"CPU time per answer {base_median:.1f} -> {new_median:.1f} ms, x{ratio:.3f} "
+                          f"(p={p_value:.2g} <= {alpha:.2g})"]
+    elif high < 1 + tolerance:
+        row["verdict"] = "improvement" if ratio < 1 - tolerance and p_value <= alpha else "same"
+    else:
+        row["reasons"] = [f"CPU time rises up to {high - 1:.1%} not ruled out (tolerance {tolerance:.0%})"]
+    return row
+
+
+def deciding(row: dict, judge: str) -> dict:
+    """The part of a row whose bounds decide good: its work row under --judge work, else the row."""
+    return (row.get("work") or {}) if judge == JUDGE_WORK else row
+
+
+def failure_gap(row: dict) -> str | None:
+    """A rise of failures the row's data cannot rule out, in words, or None."""
+    if row.get("failures_ruled_out", True):
+        return None
+    return f"a rise of failures up to {row['failure_rise_upper']:.1%} of requests not ruled out " \
+           f"(margin {row.get('failure_margin', FAILURE_MARGIN):.0%}, --max-failure-rise)"
+
+
+def unshown(row: dict, upper_ratio: float, tolerance: float) -> None:
+    """A row that found nothing is "same" only when its data rule out a slowdown beyond the
+    tolerance and a rise of failures beyond the margin; otherwise "unsure", saying which
+    bound is too wide.  "No significant difference" is not "no regression"."""
+    if row["verdict"] not in ("same", "improvement"):
+        return
+    gaps = []
+    if upper_ratio >= 1 + tolerance:
+        gaps.append(f"slowdowns up to {upper_ratio - 1:.1%} not ruled out (tolerance {tolerance:.0%})")
+    gap = failure_gap(row)
+    if gap:
+        gaps.append(gap)
+    if gaps:
+        row["verdict"] = "unsure"
+        row["reasons"] += gaps
+
+
+def compare_documents(base: Results, new: Results, thresholds: Thresholds) -> Comparison:
+    """Compare a run with its baseline URL by URL.  Bonferroni: with k URLs each test
+    runs at alpha/k, so the chance of a false alarm on some URL stays near alpha."""
+    names = [name for name in new.urls if name in base.urls]
+    missing = sorted(set(base.urls) ^ set(new.urls))
+    alpha = thresholds.alpha / max(1, len(names))
+    doubt = contention_shift([base.machine], [new.machine])
+    rows = {name: compare_url(base.urls[name], new.urls[name], thresholds, alpha, new.row_kind(name), doubt)
+            for name in names}
+    verdicts = [row["verdict"] for row in rows.values()]
+    if "regression" in verdicts:
+        overall = "regression"
+    elif not rows or "unsure" in verdicts:
+        overall = "unsure"
+    else:
+        overall = "same"
+    notes = []
+    if missing:
+        notes.append(f"URLs in only one run, not compared: {', '.join(missing)}")
+    notes += work_notes([base], [new]) + release_notes([base], [new])
+    differences = incomparable(base, new) + contended([base.machine], [new.machine], thresholds.max_other_cpu)
+    if differences:
+        overall = "not comparable"
+    rules_out = [value for row in rows.values() if (value := deciding(row, thresholds.judge).get("rules_out_pct"))
+                 is not None]
+    comparison = {"verdict": overall, "method": "blocks", "judge": thresholds.judge, "alpha_per_url": alpha,
+                  "urls": rows, "notes": notes,
+                  "max_regression_pct": thresholds.max_regression_pct, "not_comparable": differences,
+                  "baseline_runs": 1, "candidate_runs": 1,
+                  "rules_out_pct": max(rules_out) if rules_out else None,
+                  # one run a side says nothing of the run-to-run spread: the remedy is baseline runs
+                  "more_runs": {"candidate": 1 if overall == "unsure" else None,
+                                "baseline": 2 if overall == "unsure" else None, "each": None}}
+    if overall == "unsure":
+        comparison["undecided"] = f"{undecided_head(comparison)}; {ONE_RUN_REMEDY}"
+    return Comparison(comparison)
+
+
+ONE_RUN_REMEDY = "one run a side cannot know the run-to-run spread: record three baseline runs (--baseline)"
+
+
+def undecided_head(comparison: dict) -> str:
+    """The first half of the line that says why runs cannot call a commit good: what they
+    rule out.  The second half, what would decide, depends on how many runs there were."""
+    tolerance = comparison["max_regression_pct"]
+    rules_out = comparison.get("rules_out_pct")
+    what = "rises of CPU time per answer" if comparison.get("judge") == WORK else "slowdowns"
+    if rules_out is None:
+        head = f"these runs cannot bound the {what}"
+    elif rules_out >= tolerance:
+        head = f"these runs rule out only {what} above {rules_out:.1f} %"
+    else:
+        head = (f"these runs rule out {what} above {rules_out:.1f} % but not a rise of failures above "
+                f"{comparison.get('failure_margin', FAILURE_MARGIN):.0%} of requests (--max-failure-rise)")
+    return head
+
+
+# What must be the same for two runs to say anything about two commits: the load itself.
+COMPARABLE = (("config_sha256", "config"), ("rpm", "target rate (--rpm)"), ("concurrency", "concurrency"),
+              ("http_client", "HTTP client"), ("block_seconds", "block length (--duration / --blocks)"),
+              ("seed", "seed"), ("warmup_s", "warm-up"))
+
+
+WORK_TOLERANCE = 0.05  # open-loop runs of one load do the same work within a few percent
+
+
+def work_notes(bases: list, news: list) -> list:
+    """What the journeys wrote (work_done), per measured minute, when the two sides differ by
+    more than a few percent: a commit that stops some writes also changes what the pages
+    read afterwards.  The writes that failed are already judged as failures of their step."""
+    def per_minute(documents: list) -> dict:
+        totals: dict = {}
+        minutes = sum(document.metadata.measured_seconds for document in documents) / 60.0
+        for document in documents:
+            for name, count in document.work_done.items():
+                totals[name] = totals.get(name, 0) + count
+        return {name: count / minutes for name, count in totals.items()} if minutes > 0 else {}
+
+    before, after = per_minute(bases), per_minute(news)
+    notes = []
+    for name in sorted(set(before) | set(after)):
+        old, new = before.get(name, 0.0), after.get(name, 0.0)
+        if abs(new - old) > WORK_TOLERANCE * max(old, new):
+            notes.append(f"the runs did different work: {name} {old:.1f} and {new:.1f} a minute")
+    return notes
+
+
+def release_notes(bases: list, news: list) -> list:
+    """A note when the two sides ran different Moodle releases (as --moodle-dir recorded)."""
+    def releases(documents):
+        return {document.metadata.moodle.release for document in documents if document.metadata.moodle} - {None}
+    before, after = releases(bases), releases(news)
+    if before and after and before != after:
+        return [f"the two sides ran different Moodle releases: {', '.join(sorted(before))} and "
+                f"{', '.join(sorted(after))}"]
+    return []
+
+
+def incomparable(base: Results, new: Results) -> list:
+    """Why two runs cannot be compared, or []: a different load, or a run cut short."""
+    reasons = []
+    for key, label in COMPARABLE:
+        before, after = getattr(base.metadata, key), getattr(new.metadata, key)
+        if before is not None and after is not None and before != after:
+            shown = (before[:12], after[:12]) if isinstance(before, str) and len(before) > 20 else (before, after)
+            reasons.append(f"the runs differ in {label}: {shown[0]} and {shown[1]}")
+    for document, which in ((base, "the baseline"), (new, "this run")):
+        if document.metadata.interrupted:
+            reasons.append(f"{which} was interrupted before its end")
+    return reasons

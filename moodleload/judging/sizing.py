@@ -1,0 +1,139 @@
+"""How many runs a bisect needs, from the noise measured: the sizing a bisect step and its
+baseline read before they spend another run, and the cost said before a bisect starts.
+
+    python -m moodleload.judging.sizing baseline --max-regression 5 [--max-runs 6] [--commits 1200]
+        [--seconds-per-run 150] baseline-1.json baseline-2.json baseline-3.json
+    python -m moodleload.judging.sizing next RESULTS
+
+Both print shell assignments on standard output (for ``eval`` in bisect-step.sh) and say
+in words on standard error what they found."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+
+from moodleload.exits import EXIT_USAGE, UsageError
+from moodleload.judging.compare import Thresholds
+from moodleload.judging.runs import MAX_EXTRA_RUNS, Evidence, analyse_spread, decided, log_grids
+from moodleload.judging.work import JUDGE_BOTH, JUDGE_CHOICES, good_measure
+from moodleload.results.model import load_document
+
+
+def baseline_spread(bases: list, thresholds: Thresholds):
+    """The run-to-run spread of the baseline's own runs, and the pages it was read from."""
+    names = [name for name in bases[0].urls if all(name in document.urls for document in bases)]
+    spread = analyse_spread(log_grids(bases, [], names, thresholds, good_measure(thresholds.judge))[:1])
+    return spread, names
+
+
+def runs_for_identical_code(bases: list, thresholds: Thresholds, extra_baseline: int = 0) -> int | None:
+    """The fewest runs of a commit with code identical to the baseline's that would call it
+    good at the baseline's spread (None: not within MAX_EXTRA_RUNS).  Identical code is the
+    hard case for a bisect: a slowdown decides sooner, as bad."""
+    spread, names = baseline_spread(bases, thresholds)
+    if spread is None or not names:
+        return None
+    base_runs = len(bases) + extra_baseline
+    failures = {}
+    for name in names:
+        failed = sum(document.urls[name].failure for document in bases) * base_runs / len(bases)
+        requests = sum(document.urls[name].requests for document in bases) * base_runs / len(bases)
+        failures[name] = (failed, requests, failed / base_runs, requests / base_runs)
+    alpha = thresholds.alpha / len(names)
+    for runs in range(1, MAX_EXTRA_RUNS + 1):
+        grown = {name: (bf, bt, nf * runs, nt * runs) for name, (bf, bt, nf, nt) in failures.items()}
+        evidence = Evidence({name: 0.0 for name in names}, spread.grown(extra_baseline + runs - 1), base_runs,
+                            runs, grown)
+        if decided(evidence, thresholds, alpha):
+            return runs
+    return None
+
+
+def plan_baseline(bases: list, thresholds: Thresholds, max_runs: int) -> tuple[int | None, int | None]:
+    """(runs a step needs, baseline runs still to record so that a step needs at most
+    ``max_runs``): (k, 0) when the baseline is enough, (k, m) when m more would make it so,
+    (None, None) when not even MAX_EXTRA_RUNS more would."""
+    for extra in range(0, MAX_EXTRA_RUNS + 1):
+        runs = runs_for_identical_code(bases, thresholds, extra)
+        if runs is not None and runs <= max_runs:
+            return runs, extra
+    return None, None
+
+
+def cost_line(runs: int, seconds_per_run: float | None, commits: int | None, tolerance: float) -> str:
+    """What a bisect will cost, said before it starts."""
+    line = f"calling {tolerance:g} % needs about {runs} run{'s' * (runs > 1)} a step"
+    if seconds_per_run:
+        step_minutes = runs * seconds_per_run / 60.0
+        line += f", {step_minutes:.0f} minutes a step"
+        if commits and commits > 1:
+            steps = math.ceil(math.log2(commits + 1))
+            line += f", about {steps * step_minutes / 60.0:.1f} hours for a bisect of {commits} commits ({steps} steps)"
+    return line
+
+
+def _baseline(args) -> int:
+    thresholds = Thresholds(max_regression_pct=args.max_regression, alpha=args.alpha, judge=args.judge,
+                            failure_margin=args.max_failure_rise / 100.0)
+    bases = [load_document(path) for path in args.results]
+    spread, _ = baseline_spread(bases, thresholds)
+    if spread is None:
+        print("[bisect] the baseline has too few runs with data to know its spread: record at least two",
+              file=sys.stderr)
+        print("extra_baseline_runs=1\nruns_per_step=")
+        return 0
+    runs, extra = plan_baseline(bases, thresholds, args.max_runs)
+    what = "CPU time per answer" if good_measure(thresholds.judge) == "work" else "service time"
+    noise = f"{what}: {math.exp(spread.total) - 1:.1%} a page run to run, {math.exp(spread.site) - 1:.1%} for the site"
+    if runs is None:
+        print(f"[bisect] at this spread ({noise}) not even {MAX_EXTRA_RUNS} more baseline runs would let "
+              f"{args.max_runs} runs a step call {args.max_regression:g} %: lower the noise (a quieter machine, "
+              f"longer runs) or raise --max-regression", file=sys.stderr)
+        print("extra_baseline_runs=\nruns_per_step=")
+        return 0
+    if extra:
+        print(f"[bisect] at this spread ({noise}) the {len(bases)} baseline runs cannot support "
+              f"{args.max_regression:g} % within {args.max_runs} runs a step: about {extra} more baseline "
+              f"run{'s' * (extra > 1)} would", file=sys.stderr)
+    else:
+        print(f"[bisect] at this spread ({noise}), "
+              + cost_line(runs, args.seconds_per_run, args.commits, args.max_regression), file=sys.stderr)
+    print(f"extra_baseline_runs={extra}\nruns_per_step={runs}")
+    return 0
+
+
+def _next(args) -> int:
+    """What the comparison in a results file says more runs would do."""
+    document = load_document(args.results[0])
+    comparison = document.comparison
+    candidate = comparison.more_runs.candidate if comparison is not None else None
+    print(f"more_runs={'' if candidate is None else candidate}")
+    if comparison is not None and comparison.undecided:
+        print(f"[bisect] {comparison.undecided}", file=sys.stderr)
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m moodleload.judging.sizing", description=__doc__.splitlines()[0])
+    parser.add_argument("what", choices=("baseline", "next"))
+    parser.add_argument("results", nargs="+", metavar="RESULTS")
+    parser.add_argument("--max-regression", type=float, default=10.0)
+    parser.add_argument("--alpha", type=float, default=0.05)
+    parser.add_argument("--max-failure-rise", type=float, default=2.0, metavar="PCT")
+    parser.add_argument("--judge", choices=JUDGE_CHOICES, default=JUDGE_BOTH,
+                        help="the measure the steps decide good by: work sizes from the CPU time's spread")
+    parser.add_argument("--max-runs", type=int, default=6, help="runs a bisect step may spend on one commit")
+    parser.add_argument("--seconds-per-run", type=float, help="wall time of one prepared run")
+    parser.add_argument("--commits", type=int, help="commits the bisect spans")
+    args = parser.parse_args(argv)
+    try:
+        return _baseline(args) if args.what == "baseline" else _next(args)
+    except UsageError as error:
+        print(f"[ERROR] {error}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

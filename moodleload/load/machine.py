@@ -1,0 +1,145 @@
+"""What the machine running the load was doing beside it, from /proc: the CPU time every
+process used (less the generator's own), steal time, the load average.  Run-to-run spread
+often comes from there; a comparison names the run that ran beside the most other work."""
+
+from __future__ import annotations
+
+import os
+
+from moodleload.exits import UsageError
+
+
+def cpu_counters(path: str = "/proc/stat") -> tuple[float, float, float] | None:
+    """(busy seconds, steal seconds, all seconds) of every CPU since boot, or None off Linux."""
+    try:
+        with open(path, encoding="ascii") as handle:
+            fields = handle.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu" or len(fields) < 5:
+        return None
+    ticks = [int(value) for value in fields[1:] if value.isascii() and value.isdigit()]
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle and iowait
+    steal = ticks[7] if len(ticks) > 7 else 0
+    everything = sum(ticks[:8])  # guest time is already inside user time
+    return (everything - idle - steal) / tick, steal / tick, everything / tick
+
+
+def load_average() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except (OSError, AttributeError):
+        return None
+
+
+def summarise(before, after, wall_seconds: float, own_cpu_seconds: float) -> dict | None:
+    """The machine beside the run: cores kept busy by other processes, steal share."""
+    if before is None or after is None or wall_seconds <= 0:
+        return None
+    busy, steal, everything = (end - start for start, end in zip(before, after, strict=True))
+    return {"cpus": float(os.cpu_count() or 1), "busy_cores": round(busy / wall_seconds, 3),
+            "other_busy_cores": round(max(0.0, busy - own_cpu_seconds) / wall_seconds, 3),
+            "steal_share": round(steal / everything, 4) if everything > 0 else 0.0,
+            "load_average": load_average()}
+
+
+BUSY_DIFFERENCE = 0.25  # of the machine's cores: less is ordinary scatter of a shared box
+
+
+def noise_notes(bases: list, news: list) -> list:
+    """Where a large spread likely came from, where it is measurable: the run whose machine
+    was busiest with other processes, when it stands out from the rest.  ``bases`` and
+    ``news``: each run's machine table (summarise's), None where it was not recorded."""
+    labelled = [(f"baseline run {position}", machine) for position, machine in enumerate(bases, 1)]
+    labelled += [(f"run {position} of this commit", machine) for position, machine in enumerate(news, 1)]
+    measured = [(label, machine) for label, machine in labelled if machine]
+    if len(measured) < 2:
+        return []
+    label, busiest = max(measured, key=lambda item: item[1]["other_busy_cores"])
+    others = [machine["other_busy_cores"] for name, machine in measured if name != label]
+    cpus = busiest.get("cpus") or 1.0
+    notes = []
+    if busiest["other_busy_cores"] - max(others) > BUSY_DIFFERENCE * cpus:
+        notes.append(f"the load machine was {busiest['other_busy_cores'] / cpus:.0%} busy with other processes "
+                     f"during {label} (the other runs {min(others) / cpus:.0%}-{max(others) / cpus:.0%}): the "
+                     f"likeliest source of the spread")
+    stolen = [(name, machine["steal_share"]) for name, machine in measured if machine.get("steal_share", 0) > 0.05]
+    if stolen:
+        notes.append("the hypervisor took CPU from the load machine: " + ", ".join(
+            f"{share:.0%} during {name}" for name, share in stolen))
+    return notes
+
+
+# The work a page does moves with the machine's contention too: more runnable tasks per core
+# mean more preemptions, cold caches and scheduler time inside every request.  Measured with
+# bench/busy.py: a load average 20-30 % above the baseline's made a 40 ms page 5-8 % dearer.
+LOAD_SHIFT = 0.2  # relative change of the load average per core beyond which the work is in doubt
+LOAD_SHIFT_FLOOR = 0.25  # runnable tasks per core: below it a change is the ordinary scatter of a quiet box
+
+
+def load_per_core(machine: dict | None) -> float | None:
+    if not machine or machine.get("load_average") is None:
+        return None
+    return machine["load_average"] / (machine.get("cpus") or 1.0)
+
+
+def contention_shift(bases: list, news: list) -> str | None:
+    """Why the work (CPU time per answer) of these runs cannot be compared, or None: the load
+    machine's load average per core during this commit's runs moved away from the baseline's
+    by more than LOAD_SHIFT (and LOAD_SHIFT_FLOOR).  ``bases`` and ``news``: machine tables."""
+    before = [value for value in map(load_per_core, bases) if value is not None]
+    after = [value for value in map(load_per_core, news) if value is not None]
+    if not before or not after:
+        return None
+    base, new = sum(before) / len(before), sum(after) / len(after)
+    low, high = min(before), max(before)
+    distance = max(low - new, new - high, 0.0)
+    if distance <= LOAD_SHIFT_FLOOR or distance <= LOAD_SHIFT * max(base, new):
+        return None
+    word = "busier" if new > base else "quieter"
+    return (f"the load machine was {word} than during the baseline (load average {new:.1f} per core against "
+            f"{low:.1f}-{high:.1f}): the work a page does moves with contention too, so this commit's work cannot "
+            f"be told from the machine's; measure it when the machine is as busy as for the baseline, or record "
+            f"the baseline again")
+
+
+def contended(bases: list, news: list, max_other_cpu: float | None) -> list:
+    """Runs taken beside more other work than --max-other-cpu allows: not comparable.
+    ``bases`` and ``news``: each run's machine table, None where it was not recorded."""
+    if max_other_cpu is None:
+        return []
+    reasons = []
+    for position, machine in enumerate(bases + news):
+        if not machine:
+            continue
+        share = machine["other_busy_cores"] / (machine.get("cpus") or 1.0)
+        if share > max_other_cpu:
+            which = f"baseline run {position + 1}" if position < len(bases) else f"run {position - len(bases) + 1} " \
+                                                                                  f"of this commit"
+            reasons.append(f"{which} ran beside other processes using {share:.0%} of the machine "
+                           f"(--max-other-cpu {max_other_cpu:.0%})")
+    return reasons
+
+
+SPARE_FILES = 64  # what Python, the event loop, the output files and a few late sockets take
+
+
+def ensure_open_files(connections: int) -> None:
+    """Make sure this process may open a socket for each connection it will hold at once:
+    raise the soft open-file limit towards the hard one where needed (as locust and wrk
+    users do by hand), and refuse now, before any login, where even that is too low:
+    a generator out of file descriptors would read as a site that cannot be reached."""
+    try:
+        import resource
+    except ImportError:  # not a Unix: nothing to check
+        return
+    needed = connections + SPARE_FILES
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return
+    if hard == resource.RLIM_INFINITY or hard >= needed:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+        return
+    raise UsageError(f"this process may open {soft} files (ulimit -n; at most {hard}) but --concurrency "
+                     f"{connections} needs about {needed}: raise the limit (ulimit -n {needed}) or lower --concurrency")

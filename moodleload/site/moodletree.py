@@ -1,0 +1,69 @@
+"""The Moodle under test, read from its code tree (``--moodle-dir``): the layout (since 5.1,
+MDL-83424, the code lives under public/ and config.php stays at the top), the release and
+version from version.php, and the git commit with whether the tree had uncommitted changes.
+Recorded in every result so a comparison can say when its two sides ran different code."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+
+from moodleload.exits import UsageError
+
+LAYOUTS = (("public", "5.1+: web code under public/"), (".", "up to 5.0: code at the top"))
+_ASSIGNMENT = re.compile(r"^\s*\$(version|release|branch)\s*=\s*(?:'([^']*)'|\"([^\"]*)\"|([0-9.]+))\s*;", re.M)
+
+
+def code_root(moodle_dir: str) -> tuple[str, str] | None:
+    """(folder holding Moodle's code, the layout's name), or None for a tree of neither layout."""
+    for folder, layout in LAYOUTS:
+        if os.path.isfile(os.path.join(moodle_dir, folder, "version.php")):
+            return os.path.normpath(os.path.join(moodle_dir, folder)), layout
+    return None
+
+
+def parse_version_php(text: str) -> dict:
+    """$version, $release and $branch as version.php assigns them (plain literals only:
+    nothing is executed)."""
+    found: dict[str, str] = {}
+    for match in _ASSIGNMENT.finditer(text):
+        found.setdefault(match.group(1), next(group for group in match.groups()[1:] if group is not None))
+    return found
+
+
+def _git(moodle_dir: str, *args: str) -> str | None:
+    try:
+        result = subprocess.run(["git", "-C", moodle_dir, *args], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def bisect_in_progress(folder: str) -> bool:
+    """Whether a git bisect is under way in the repository holding ``folder``."""
+    path = _git(folder, "rev-parse", "--git-path", "BISECT_START")
+    if not path:
+        return False
+    return os.path.isfile(path if os.path.isabs(path) else os.path.join(folder, path))
+
+
+def describe(moodle_dir: str) -> dict:
+    """What the results record of the Moodle under test; a one-line UsageError when the
+    folder is not a Moodle tree of either layout."""
+    if not os.path.isdir(moodle_dir):
+        raise UsageError(f"--moodle-dir {moodle_dir} is not a folder")
+    found = code_root(moodle_dir)
+    if found is None:
+        raise UsageError(f"--moodle-dir {moodle_dir} holds neither public/version.php (Moodle 5.1+) nor version.php "
+                         f"(up to 5.0): give the top of the Moodle checkout, where config.php is")
+    root, layout = found
+    try:
+        with open(os.path.join(root, "version.php"), encoding="utf-8", errors="replace") as handle:
+            values = parse_version_php(handle.read(200_000))
+    except OSError as error:
+        raise UsageError(f"cannot read {os.path.join(root, 'version.php')}: {error.strerror}") from None
+    commit = _git(moodle_dir, "rev-parse", "HEAD")
+    changes = _git(moodle_dir, "status", "--porcelain", "--untracked-files=no") if commit else None
+    return {"release": values.get("release"), "version": values.get("version"), "branch": values.get("branch"),
+            "layout": layout, "commit": commit, "uncommitted_changes": None if changes is None else bool(changes)}
