@@ -30,7 +30,7 @@ wrong prefix, bad --where); 2 usage or input mistake; 3 no user matched;
 
 import sys
 
-from moodleload.passwords import main
+from moodleload.database.passwords import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -39,8 +39,8 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from moodleload.compare import Thresholds, compare_documents  # noqa: E402
-from moodleload.runcompare import compare_runs  # noqa: E402
+from moodleload.judging.compare import Thresholds, compare_documents  # noqa: E402
+from moodleload.judging.runcompare import compare_runs  # noqa: E402
 from sim.synthetic import synthetic_run  # noqa: E402
 
 PAGE = "course"

@@ -1,4 +1,4 @@
-"""How often moodleload/changepoints.py finds a step of each size in a series of 40
+"""How often moodleload/scan/changepoints.py finds a step of each size in a series of 40
 commits, and how often it names a step in a series that only scatters, at run-level
 noise of 1-4 % (lognormal, one value per commit, as one run per commit gives).  A step
 counts as found when it is named within one commit of where it is.  Seeded: the same
@@ -18,7 +18,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from moodleload.changepoints import find_steps  # noqa: E402
+from moodleload.scan.changepoints import find_steps  # noqa: E402
 
 COMMITS = 40
 STEPS = (0.03, 0.05, 0.10, 0.15)

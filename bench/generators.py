@@ -116,7 +116,7 @@ def moodle_load(tmp: str, url: str, rate: float | None, seconds: float, users: i
     summary = document["summary"]
     requests = summary["requests"]
     lateness = document["generator"]["lateness_ms"]
-    from moodleload.histogram import Histogram
+    from moodleload.results.histogram import Histogram
 
     late = Histogram.from_dict(lateness)
     # Reported: response time from the intended start; at "maximum" every request is late by

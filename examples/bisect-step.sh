@@ -99,7 +99,7 @@ restore_snapshot() {
     local family
     if [ -n "${MOODLE_CONFIG:-}" ]; then
         local assignments
-        assignments=$(PYTHONPATH="$TOOLKIT" "$PYTHON" -m moodleload.moodleconfig --shell "$MOODLE_CONFIG") \
+        assignments=$(PYTHONPATH="$TOOLKIT" "$PYTHON" -m moodleload.database.moodleconfig --shell "$MOODLE_CONFIG") \
             || return 1
         eval "$assignments"  # DB_FAMILY, DB_NAME and, for PostgreSQL, PG* exports
         family=$DB_FAMILY
@@ -127,7 +127,7 @@ restore_snapshot() {
     client=$(command -v mariadb || command -v mysql) || { say "no mariadb or mysql client on PATH"; return 1; }
     if [ -n "${MOODLE_CONFIG:-}" ]; then
         # The password reaches the client through a pipe, as an option file: never in argv.
-        "$client" --defaults-extra-file=<(PYTHONPATH="$TOOLKIT" "$PYTHON" -m moodleload.moodleconfig --my-cnf \
+        "$client" --defaults-extra-file=<(PYTHONPATH="$TOOLKIT" "$PYTHON" -m moodleload.database.moodleconfig --my-cnf \
             "$MOODLE_CONFIG") "$DB_NAME" < "$PRETEST_DUMP"
     else
         "$client" "${DB_NAME:-moodle}" < "$PRETEST_DUMP"
@@ -199,7 +199,7 @@ for position in "${!load_args[@]}"; do
         --max-regression|--alpha|--judge|--max-failure-rise) sizing_args+=("${load_args[$position]}" "${load_args[$((position + 1))]:-}") ;;
     esac
 done
-sizing() { PYTHONPATH="$TOOLKIT" "$PYTHON" -m moodleload.sizing "$@" "${sizing_args[@]}"; }
+sizing() { PYTHONPATH="$TOOLKIT" "$PYTHON" -m moodleload.judging.sizing "$@" "${sizing_args[@]}"; }
 MAX_RUNS=${MAX_RUNS:-6}
 MAX_STEP_SECONDS=$(( ${MAX_STEP_MINUTES:-90} * 60 ))
 

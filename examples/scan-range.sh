@@ -33,4 +33,4 @@ if [ -z "${PYTHON:-}" ]; then
     if [ -x "$TOOLKIT/.venv/bin/python" ]; then PYTHON=$TOOLKIT/.venv/bin/python; else PYTHON=python3; fi
 fi
 export TOOLKIT PYTHON
-PYTHONPATH="$TOOLKIT${PYTHONPATH:+:$PYTHONPATH}" exec "$PYTHON" -m moodleload.scan "$@"
+PYTHONPATH="$TOOLKIT${PYTHONPATH:+:$PYTHONPATH}" exec "$PYTHON" -m moodleload.scan.runner "$@"

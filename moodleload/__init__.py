@@ -1,12 +1,22 @@
-"""The Moodle load toolkit, one module per job in the order data flows through a run:
+"""The Moodle load toolkit, in wings by job; each wing's ``__init__`` names its rooms.
 
-config -> moodletree -> plan -> histogram -> httpclient -> forms -> moodle -> journeys -> recording
--> machine -> scheduler -> results -> work -> compare -> runs -> sizing / pairs -> verdict -> views
--> textreport / htmlreport -> cli;
-and for set_moodle_passwords.py: moodleconfig -> databases -> accounts -> passwords.
+Wings, lower layers first (a wing imports only from wings below it and the shared modules;
+tests/test_architecture.py holds it):
 
-``moodle_load.py`` and ``set_moodle_passwords.py`` at the top of the repository are thin
-entry points into ``cli`` and ``passwords``.  Importing the package has no side effects.
+- ``database``: the site's database, touched only as asked (set_moodle_passwords.py).
+- ``site``: the Moodle site as a browser meets it: HTTP, forms, login, the Moodle tree.
+- ``results``: the results document, its typed model, checks, merge and summary.
+- ``load``: one run: the plan, the scheduler, journeys, recording, what runs beside it.
+- ``judging``: comparisons of runs, the spread, sizing, the verdict and its exit status.
+- ``reports``: the console, HTML, CSV and JUnit views of results and comparisons.
+- ``scan``: a range of commits measured, its steps found and bisected.
+
+Shared modules at the top, importing no wing: ``config`` (config.json), ``siteurl``,
+``shards`` (``--shard`` and ``--start-at``), ``console``, ``files``, ``exits`` (every exit
+status), ``needs`` (optional packages).  Entry modules: ``cli`` (moodle_load.py's main),
+``options`` (its flags), ``build`` (zipapps).  ``moodle_load.py`` and
+``set_moodle_passwords.py`` at the top of the repository are thin entry points into ``cli``
+and ``database.passwords``.  Importing the package has no side effects.
 """
 
 __version__ = "0.6.0"

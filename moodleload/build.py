@@ -13,7 +13,7 @@ import tempfile
 import zipapp
 
 PACKAGE = os.path.dirname(os.path.abspath(__file__))
-ENTRIES = {"moodle_load.pyz": "moodleload.cli:main", "set_moodle_passwords.pyz": "moodleload.passwords:main"}
+ENTRIES = {"moodle_load.pyz": "moodleload.cli:main", "set_moodle_passwords.pyz": "moodleload.database.passwords:main"}
 
 
 def build(target: str, entry: str) -> str:

@@ -9,14 +9,12 @@ import sys
 import tempfile
 import time
 
-from . import __version__
-from .charts import load_pyplot
-from .compare import compare_documents
-from .comparison import Comparison
-from .config import load_config
-from .console import Printer, silence_closed_stdout
-from .databases import DatabaseError, database_for
-from .exits import (
+from moodleload import __version__
+from moodleload.config import load_config
+from moodleload.console import Printer, silence_closed_stdout
+from moodleload.database.families import DatabaseError, database_for
+from moodleload.database.passwords import connection_settings
+from moodleload.exits import (
     EXIT_FAULT,
     EXIT_SIGINT,
     EXIT_USAGE,
@@ -24,23 +22,12 @@ from .exits import (
     UsageError,
     exit_for_signal,
 )
-from .exporters import EXPORTERS, Exported
-from .files import check_output_path, write_atomically
-from .httpclient import resolve_http_client
-from .machine import ensure_open_files
-from .metrics import Scraper, argv_shown, check_metrics_urls, host_lines, saturation_notes
-from .moodletree import bisect_in_progress, describe
-from .options import argv_for, build_parser, check_load_options, check_numbers, gates_from, thresholds_from
-from .pairs import confirm
-from .passwords import connection_settings
-from .plan import parse_shard, parse_start_at
-from .processes import PARENT_ONLY, run_processes
-from .results import Results, build_document, check_distinct, load_document, save_document
-from .runcompare import compare_runs
-from .scheduler import LoadRun, RunSettings
-from .statements import Watcher, attribute, hidden_warning, moved_page, statement_changes, work_regression
-from .textreport import format_comparison, format_report, format_trust, rate_hints
-from .verdict import (
+from moodleload.files import check_output_path, write_atomically
+from moodleload.judging.compare import compare_documents
+from moodleload.judging.pairs import confirm
+from moodleload.judging.runcompare import compare_runs
+from moodleload.judging.statements import attribute, moved_page, statement_changes, work_regression
+from moodleload.judging.verdict import (
     RunFacts,
     Verdict,
     baseline_limit,
@@ -49,8 +36,24 @@ from .verdict import (
     judge_run,
     refused_passwords,
 )
-from .views import trust_signals
-from .work import JUDGE_BOTH, JUDGE_WORK
+from moodleload.judging.work import JUDGE_BOTH, JUDGE_WORK
+from moodleload.load.document import build_document
+from moodleload.load.machine import ensure_open_files
+from moodleload.load.metrics import Scraper, argv_shown, check_metrics_urls, host_lines, saturation_notes
+from moodleload.load.processes import PARENT_ONLY, run_processes
+from moodleload.load.scheduler import LoadRun, RunSettings
+from moodleload.load.statements import Watcher
+from moodleload.options import argv_for, build_parser, check_load_options, check_numbers, gates_from, thresholds_from
+from moodleload.reports.charts import load_pyplot
+from moodleload.reports.exporters import EXPORTERS, Exported
+from moodleload.reports.text import format_comparison, format_report, format_trust, rate_hints
+from moodleload.reports.views import trust_signals
+from moodleload.results.comparison import Comparison
+from moodleload.results.model import Results, check_distinct, load_document, save_document
+from moodleload.results.statements import hidden_warning
+from moodleload.shards import parse_shard, parse_start_at
+from moodleload.site.clients import resolve_http_client
+from moodleload.site.moodletree import bisect_in_progress, describe
 
 
 def main(argv=None) -> int:

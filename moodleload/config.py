@@ -9,9 +9,9 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from .exits import UsageError
-from .files import read_json
-from .siteurl import check_base_url
+from moodleload.exits import UsageError
+from moodleload.files import read_json
+from moodleload.siteurl import check_base_url
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import os
 import stat
 import tempfile
 
-from .exits import UsageError
+from moodleload.exits import UsageError
 
 
 def json_text(document, indent: int = 2) -> str:

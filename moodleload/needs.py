@@ -8,12 +8,16 @@ import importlib.util
 import os
 import sys
 
-from .exits import UsageError
+from moodleload.exits import UsageError
 
 # module -> what pip installs it as (requirements.txt)
 PIP_NAMES = {"aiohttp": "aiohttp", "httptools": "httptools", "bcrypt": "bcrypt", "psycopg2": "psycopg2-binary",
              "pymysql": "PyMySQL"}
-REQUIREMENTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "requirements.txt")
+# Where the package is imported from: the repository (examples/, requirements.txt beside it), or
+# the one-file build (a zip on sys.path).  The one place a path is worked out from __file__, so
+# moving a module into another wing cannot move it.
+IMPORT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REQUIREMENTS = os.path.join(IMPORT_ROOT, "requirements.txt")
 
 
 def have(module: str) -> bool:

@@ -7,13 +7,13 @@ import argparse
 import math
 import time
 
-from . import __version__
-from .compare import Thresholds
-from .exits import UsageError
-from .exporters import EXPORTERS
-from .plan import parse_start_at, start_at_text
-from .verdict import Gates
-from .work import JUDGE_BOTH, JUDGE_CHOICES
+from moodleload import __version__
+from moodleload.exits import UsageError
+from moodleload.judging.compare import Thresholds
+from moodleload.judging.verdict import Gates
+from moodleload.judging.work import JUDGE_BOTH, JUDGE_CHOICES
+from moodleload.reports.exporters import EXPORTERS
+from moodleload.shards import parse_start_at, start_at_text
 
 
 class _Parser(argparse.ArgumentParser):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from .exits import UsageError
+from moodleload.exits import UsageError
 
 EXAMPLE_BASE_URL = "https://moodle.example.test"  # config.example.json's placeholder: never a real site
 

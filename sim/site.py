@@ -15,7 +15,6 @@ import contextvars
 import json
 import random
 import secrets
-import string
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -31,36 +30,14 @@ from .sitepages import (
     login_form,
     page_html,
 )
+from .sitesession import TOKEN_ALPHABET, Session, new_sesskey
 from .sitesettings import SiteSettings, compact_json
 from .siteusers import password_matches
 from .siteviews import LOGGED_IN_PAGES, PageView
 
-TOKEN_ALPHABET = string.ascii_letters + string.digits
-
-
 # The worker's (user, sys) CPU ticks of the request being answered: set where the page does
 # its work, read where its footer is written (one asyncio task per request).
 REQUEST_CPU: contextvars.ContextVar[tuple[int, int]] = contextvars.ContextVar("request_cpu", default=(0, 0))
-
-
-def new_sesskey() -> str:
-    """Moodle's sesskey: random_string(10), letters and digits."""
-    return "".join(secrets.choice(TOKEN_ALPHABET) for _ in range(10))
-
-
-@dataclass
-class Session:
-    sid: str
-    userid: int | None = None
-    logintoken: str | None = None
-    last_access: float = field(default_factory=time.monotonic)
-    timed_out: bool = False
-    error: str | None = None
-    force_password_change: bool = False
-    sesskey: str = field(default_factory=lambda: new_sesskey())
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    in_flight: int = 0
-    drafts: set = field(default_factory=set)  # (message, attachments) draft item ids handed out by forms
 
 
 @dataclass

@@ -5,20 +5,37 @@ of one page view; LOGGED_IN_PAGES routes a path to it, as Moodle's scripts are f
 from __future__ import annotations
 
 import html
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from .sitepages import DASHBOARD_BLOCKS, INVALID_SESSKEY_PAGE, editor_script, reply_form, tour_script, whole_number
 
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from .site import MoodleSite, Session
+    from .moodledb import SiteData
+    from .sitesession import Session
+    from .sitesettings import SiteSettings
+
+
+class Site(Protocol):
+    """What a page view asks of the site that answers it (sim.site.MoodleSite)."""
+
+    data: SiteData
+    settings: SiteSettings
+
+    async def _work(self, kind: str) -> float: ...
+
+    def _redirect(self, request: web.Request, location: str, session: Session | None = None) -> web.Response: ...
+
+    def _page(self, request: web.Request, kind: str, *, status: int = 200, title: str, body_id: str,
+              content: str, session: Session | None, server_seconds: float, session_wait: float,
+              set_cookie: bool = False, page_config: dict | None = None, scripts: str = "") -> web.Response: ...
 
 
 class PageView:
     """One logged-in page view: the request, its session, and how the site answers it."""
 
-    def __init__(self, site: MoodleSite, request: web.Request, session: Session, session_wait: float):
+    def __init__(self, site: Site, request: web.Request, session: Session, session_wait: float):
         self.site, self.request, self.session, self.session_wait = site, request, session, session_wait
         self.data = site.data
 

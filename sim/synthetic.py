@@ -12,8 +12,8 @@ from __future__ import annotations
 import copy
 import random
 
-from moodleload.histogram import FineHistogram, Histogram
-from moodleload.results import Results
+from moodleload.results.histogram import FineHistogram, Histogram
+from moodleload.results.model import Results
 
 
 def _sampler(histogram: Histogram, rng: random.Random):

@@ -31,7 +31,7 @@ def written_results_follow_the_schema(monkeypatch):
     JSON Schema (docs/results.schema.json) as it is written: the schema is what users build on."""
     import jsonschema
 
-    from moodleload import results
+    from moodleload.results import model as results
 
     with open(RESULTS_SCHEMA) as handle:
         validator = jsonschema.Draft202012Validator(json.load(handle))
@@ -117,7 +117,7 @@ class MoodleDb:
     @property
     def database(self):
         """The password script's view of this family (for calling its SQL directly)."""
-        from moodleload.databases import Postgres, Settings
+        from moodleload.database.families import Postgres, Settings
 
         return Postgres(Settings())
 
@@ -166,7 +166,7 @@ class MariaMoodleDb(MoodleDb):
 
     @property
     def database(self):
-        from moodleload.databases import MySQL, Settings
+        from moodleload.database.families import MySQL, Settings
 
         return MySQL(Settings())
 

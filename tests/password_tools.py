@@ -4,7 +4,7 @@ reading what it left behind."""
 import json
 import re
 
-from moodleload import passwords as smp
+from moodleload.database import passwords as smp
 
 LEGACY_HASH = re.compile(r"^\$2y\$10\$[A-Za-z0-9./]{53}$")  # Moodle's password_is_legacy_hash()
 

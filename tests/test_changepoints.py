@@ -9,7 +9,7 @@ import os
 import random
 
 from helpers import DATA
-from moodleload.changepoints import find_steps, main, welch
+from moodleload.scan.changepoints import find_steps, main, welch
 from sim.synthetic import synthetic_run
 
 

@@ -10,8 +10,8 @@ import pytest
 
 import moodle_load
 from helpers import DATA, fast_settings, read, run_load, write_config
-from moodleload import htmlreport
-from moodleload.compare import (
+from moodleload.exits import EXIT_BAD, EXIT_CANNOT_JUDGE, EXIT_USAGE, UsageError
+from moodleload.judging.compare import (
     FAILURE_MARGIN,
     Thresholds,
     compare_documents,
@@ -20,10 +20,10 @@ from moodleload.compare import (
     mann_whitney_p,
     ratio_interval,
 )
-from moodleload.comparison import comparison_problem
-from moodleload.exits import EXIT_BAD, EXIT_CANNOT_JUDGE, EXIT_USAGE, UsageError
-from moodleload.histogram import Histogram
-from moodleload.results import Results
+from moodleload.reports import html as htmlreport
+from moodleload.results.comparison import comparison_problem
+from moodleload.results.histogram import Histogram
+from moodleload.results.model import Results
 
 
 def steady_settings(course_ms: float = 30.0, course_reads: int = 128):

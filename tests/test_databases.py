@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from moodleload import passwords as smp
-from moodleload.accounts import check_where
-from moodleload.databases import MySQL, Postgres, Settings, fill_defaults, read_my_cnf
+from moodleload.database import passwords as smp
+from moodleload.database.accounts import check_where
+from moodleload.database.families import MySQL, Postgres, Settings, fill_defaults, read_my_cnf
 from moodleload.exits import UsageError
 
 SITE_FLAG = ["--base-url", "https://moodle.test"]  # a new config.json needs the site's address
@@ -230,7 +230,7 @@ def test_an_account_that_may_switch_the_log_off_keeps_the_hash_out_of_it(maria_d
 
 
 def test_a_family_nobody_wrote_is_an_error_not_another_familys_sql():
-    from moodleload.databases import Settings, database_for
+    from moodleload.database.families import Settings, database_for
     from moodleload.exits import UsageError
 
     with pytest.raises(UsageError, match="not supported: mysql, pgsql"):

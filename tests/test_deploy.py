@@ -14,7 +14,7 @@ from kubernetes.client import ApiClient
 
 from helpers import ROOT
 from moodleload.options import build_parser
-from moodleload.plan import parse_shard, parse_start_at
+from moodleload.shards import parse_shard, parse_start_at
 
 DEPLOY = os.path.join(ROOT, "deploy")
 

@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ElementTree
 import moodle_load
 from helpers import run_load, write_config
 from moodleload.exits import EXIT_BAD, EXIT_GOOD, EXIT_USAGE
-from moodleload.exporters import EXPORTERS
+from moodleload.reports.exporters import EXPORTERS
 
 
 def test_every_exporter_has_its_own_option_and_destination():
@@ -95,8 +95,8 @@ def hostile_runs():
     import random
 
     from helpers import DATA
-    from moodleload.results import Results
-    from moodleload.runcompare import compare_runs
+    from moodleload.judging.runcompare import compare_runs
+    from moodleload.results.model import Results
     from sim.synthetic import synthetic_run
     with open(os.path.join(DATA, "recorded-run.json")) as handle:
         recorded = json.load(handle)
@@ -104,7 +104,7 @@ def hostile_runs():
     recorded["urls"] = {name: template for name in HOSTILE_NAMES}
     rng = random.Random(5)
     runs = [synthetic_run(recorded, rng, run_shift_sd=0.01) for _ in range(3)]
-    from moodleload.compare import Thresholds
+    from moodleload.judging.compare import Thresholds
     return runs[-1], runs[0], compare_runs(runs[:2], runs[2:], Thresholds()), Results
 
 
@@ -112,9 +112,9 @@ def test_hostile_page_names_are_data_in_every_export_and_report(capsys):
     import io
 
     from moodleload.console import Printer
-    from moodleload.exporters import CsvExporter, Exported, HtmlExporter, JunitExporter
-    from moodleload.textreport import format_comparison, format_report
-    from moodleload.verdict import Gates, decide
+    from moodleload.judging.verdict import Gates, decide
+    from moodleload.reports.exporters import CsvExporter, Exported, HtmlExporter, JunitExporter
+    from moodleload.reports.text import format_comparison, format_report
     new, base, comparison, _ = hostile_runs()
     verdict = decide(new.summary, Gates(), comparison)
     exported = Exported(new, verdict, base, comparison)
@@ -135,7 +135,7 @@ def test_hostile_page_names_are_data_in_every_export_and_report(capsys):
 
 
 def test_hostile_page_names_and_commit_subjects_are_data_in_the_range_report():
-    from moodleload.rangereport import render_range_report
+    from moodleload.scan.report import render_range_report
     new, base, _, _ = hostile_runs()
     outcome = {"interval": ["000-aaaaaaa", "002-ccccccc"], "direction": "regression", "steps": HOSTILE_NAMES[:3],
                "max_regression_pct": 5.0, "max_db_reads_increase": 2.0, "baseline": [], "commit": "c" * 40,
@@ -173,8 +173,8 @@ def test_hostile_statement_text_and_release_string_are_data_in_the_console_and_t
     page = (tmp_path / "report.html").read_text()
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "&lt;b&gt;evil&lt;/b&gt;" in page
     assert "<script>" not in page and "<b>evil" not in page and "\x1b" not in page and "\x07" not in page
-    from moodleload.results import Results
-    from moodleload.textreport import format_report
+    from moodleload.reports.text import format_report
+    from moodleload.results.model import Results
     with open(tmp_path / "new.json") as handle:
         report = format_report(Results.from_dict(json.load(handle), "new.json"))  # as a run prints it
     assert "Moodle under test: 5.0.6+ (Build: 20260403) ?]0;owned?<b>evil</b>" in report and "\x1b" not in report

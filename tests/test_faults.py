@@ -115,7 +115,7 @@ def test_standard_output_closed_early_is_one_line_and_the_usage_exit(sim_factory
 
 def test_an_unexpected_error_is_one_line_saves_what_was_measured_and_stops_the_bisect(sim_factory, tmp_path,
                                                                                     capsys, monkeypatch):
-    from moodleload import scheduler
+    from moodleload.load import scheduler
 
     calls = []
 

@@ -5,7 +5,7 @@ import os
 import re
 
 from helpers import DATA
-from moodleload.forms import (
+from moodleload.site.forms import (
     browser_calls,
     error_page,
     find_form,

@@ -3,7 +3,7 @@
 import math
 import random
 
-from moodleload.histogram import Histogram
+from moodleload.results.histogram import Histogram
 
 
 def test_histogram_percentiles_are_within_one_percent():

@@ -15,9 +15,9 @@ import pytest
 import moodle_load
 from helpers import ROOT, fast_settings, read, run_load, write_config
 from moodleload.exits import EXIT_BAD, EXIT_GOOD, EXIT_SIGINT, EXIT_USAGE
-from moodleload.htmlreport import render_report
-from moodleload.results import Results
-from moodleload.verdict import Verdict
+from moodleload.judging.verdict import Verdict
+from moodleload.reports.html import render_report
+from moodleload.results.model import Results
 from sim.moodledb import SiteData
 from sim.server import SimServer
 from sim.site import MoodleSite
@@ -207,7 +207,7 @@ def test_the_charts_scale_to_the_width_of_their_cards(recorded):
 
 
 def test_the_distribution_chart_draws_only_the_slowest_urls_a_legend_can_name(recorded):
-    from moodleload.charts import DISTRIBUTION_CURVES, slowest_urls
+    from moodleload.reports.charts import DISTRIBUTION_CURVES, slowest_urls
 
     document = json.loads(recorded["json"].read_text())
     template = next(raw for raw in document["urls"].values() if raw["success"])

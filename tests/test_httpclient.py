@@ -16,7 +16,8 @@ import pytest
 from aiohttp import web
 
 from helpers import free_port
-from moodleload.httpclient import BodyTooLarge, HttpError, Reply, decode_body, http_client, parse_set_cookie
+from moodleload.site.clients import http_client
+from moodleload.site.httpclient import BodyTooLarge, HttpError, Reply, decode_body, parse_set_cookie
 
 CLIENTS = ("httptools", "aiohttp")
 OK_KEEP_ALIVE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"

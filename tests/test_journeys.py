@@ -8,7 +8,7 @@ import urllib.request
 from aiohttp import web
 
 from helpers import PASSWORD, ROOT, FixedApp, mini_moodle, read, run_load, write_config
-from moodleload.results import Results
+from moodleload.results.model import Results
 from sim.server import SimServer
 
 HQ_PLAN = os.path.join(ROOT, "examples", "moodle-hq-plan.json")
@@ -225,7 +225,7 @@ def test_a_submission_that_lands_on_the_login_form_is_a_lost_session(tmp_path):
 
 
 def test_pages_journey_steps_and_web_service_calls_are_reported_under_their_own_headings(sim_factory, tmp_path):
-    from moodleload.textreport import format_report
+    from moodleload.reports.text import format_report
 
     server = sim_factory()
     config = write_config(tmp_path / "config.json", server.url, urls=[{"path": "/my/", "name": "dashboard"}])

@@ -1,6 +1,6 @@
 """What the load machine was doing beside a run, and where a large spread came from."""
 
-from moodleload.machine import contended, cpu_counters, noise_notes, summarise
+from moodleload.load.machine import contended, cpu_counters, noise_notes, summarise
 
 
 def document(other_busy_cores: float, steal: float = 0.0) -> dict:

@@ -14,16 +14,10 @@ import pytest
 
 from helpers import busy_loops, read, run_load, write_config
 from moodleload.exits import EXIT_USAGE
-from moodleload.htmlreport import render_report
-from moodleload.metrics import (
-    argv_shown,
-    metrics_problem,
-    parse_sample,
-    point_between,
-    saturation_notes,
-    shown_url,
-)
-from moodleload.results import Results
+from moodleload.load.metrics import argv_shown, parse_sample, point_between, saturation_notes, shown_url
+from moodleload.reports.html import render_report
+from moodleload.results.metrics import metrics_problem
+from moodleload.results.model import Results
 from sim.ports import free_port
 
 NODE_TEXT = """# HELP node_cpu_seconds_total Seconds the CPUs spent in each mode.
@@ -248,7 +242,7 @@ def test_an_exporter_that_trickles_or_is_not_http_is_one_line_before_the_load(si
 
 
 def test_an_exporters_absurd_values_are_lost_values_never_written_for_the_reader_to_refuse():
-    from moodleload.metrics import point_between
+    from moodleload.load.metrics import point_between
     current = sample(idle=1e308, user=1e308, rx=1e308, load=1e19)  # idle + iowait + user: beyond a float
     point = point_between(sample(idle=1, user=1), current, 2.0, 1.0)
     assert point["load1"] is None  # 1e19: a lost value, not written

@@ -6,7 +6,7 @@ import pytest
 
 from helpers import DATA
 from moodleload.config import User
-from moodleload.moodle import Session, find_logintoken, parse_footer
+from moodleload.site.moodle import Session, find_logintoken, parse_footer
 
 
 @pytest.mark.parametrize("html", [

@@ -8,9 +8,9 @@ import shutil
 import pytest
 
 from helpers import installer_config
-from moodleload import passwords as smp
+from moodleload.database import passwords as smp
+from moodleload.database.moodleconfig import parse_plain, read_moodle_config
 from moodleload.exits import UsageError
-from moodleload.moodleconfig import parse_plain, read_moodle_config
 
 HAS_PHP = shutil.which("php") is not None
 READERS = ["php", "text"]

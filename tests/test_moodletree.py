@@ -6,8 +6,9 @@ import pytest
 
 from helpers import read, run_load, write_config
 from moodleload.exits import EXIT_GOOD, EXIT_USAGE, UsageError
-from moodleload.moodletree import describe, parse_version_php
-from moodleload.results import MoodleUnderTest, load_document
+from moodleload.results.model import load_document
+from moodleload.results.sections import MoodleUnderTest
+from moodleload.site.moodletree import describe, parse_version_php
 
 VERSION_50 = "<?php\ndefined('MOODLE_INTERNAL') || die();\n$version  = 2025041400.06;  // YYYYMMDD\n" \
              "$release  = '5.0.6+ (Build: 20260403)';\n$branch   = '500';\n$maturity = MATURITY_STABLE;\n"

@@ -9,8 +9,8 @@ import pytest
 
 import moodle_load
 from moodleload.exits import EXIT_USAGE
+from moodleload.load.processes import PARENT_ONLY
 from moodleload.options import argv_for, build_parser, check_numbers
-from moodleload.processes import PARENT_ONLY
 
 LOAD = ["--config", "c.json", "--rpm", "600", "--duration", "10"]
 

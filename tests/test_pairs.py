@@ -9,9 +9,9 @@ import pytest
 
 import moodle_load
 from helpers import DATA
-from moodleload.compare import Thresholds
 from moodleload.exits import EXIT_BAD, EXIT_CANNOT_JUDGE, EXIT_GOOD, EXIT_USAGE
-from moodleload.pairs import confirm
+from moodleload.judging.compare import Thresholds
+from moodleload.judging.pairs import confirm
 from sim.synthetic import synthetic_run
 
 

@@ -12,7 +12,7 @@ import pytest
 from password_tools import LEGACY_HASH, SITE_FLAG, run_tool, snapshot, usernames
 
 from helpers import ROOT, Browser
-from moodleload import passwords as smp
+from moodleload.database import passwords as smp
 
 # ---- which users
 
@@ -367,7 +367,7 @@ def test_where_with_quotes_and_parentheses_inside_strings_still_works(moodle_db,
 
 
 def test_the_update_applies_the_guards_again(moodle_db):
-    from moodleload.accounts import Guards, SelectedUser, apply_changes
+    from moodleload.database.accounts import Guards, SelectedUser, apply_changes
 
     moodle_db.query("UPDATE mdl_config SET value = '2,100' WHERE name = 'siteadmins'")  # made admin meanwhile
     moodle_db.query("UPDATE mdl_user SET suspended = 1 WHERE id = 99")  # suspended meanwhile

@@ -17,7 +17,7 @@ from password_tools import SITE_FLAG, run_tool, snapshot, usernames
 from proxy import CommitCutter
 
 from helpers import ROOT
-from moodleload import passwords as smp
+from moodleload.database import passwords as smp
 
 # ---- secrets
 

@@ -7,7 +7,8 @@ import pytest
 from helpers import valid_config
 from moodleload.config import validate_config
 from moodleload.exits import UsageError
-from moodleload.plan import parse_start_at, plan_requests, start_at_text
+from moodleload.load.plan import plan_requests
+from moodleload.shards import parse_start_at, start_at_text
 
 
 def test_the_plan_draws_every_value_of_a_range_about_equally_often():

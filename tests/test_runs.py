@@ -13,12 +13,12 @@ import pytest
 
 import moodle_load
 from helpers import DATA, run_load, write_config
-from moodleload.compare import Thresholds, compare_documents
 from moodleload.exits import EXIT_BAD, EXIT_CANNOT_JUDGE, EXIT_GOOD
-from moodleload.histogram import FineHistogram
-from moodleload.results import load_document
-from moodleload.runcompare import compare_runs
-from moodleload.stats import student_t_cdf, student_t_quantile
+from moodleload.judging.compare import Thresholds, compare_documents
+from moodleload.judging.runcompare import compare_runs
+from moodleload.judging.stats import student_t_cdf, student_t_quantile
+from moodleload.results.histogram import FineHistogram
+from moodleload.results.model import load_document
 from sim.synthetic import synthetic_run
 
 REAL = os.path.join(DATA, "real-site")
@@ -265,20 +265,20 @@ def test_earlier_runs_of_the_same_commit_are_pooled(sim_factory, tmp_path, capsy
 
 
 def test_each_further_look_at_a_step_spends_less_of_alpha_and_all_looks_add_up_to_alpha():
-    from moodleload.runs import look_share
+    from moodleload.judging.runs import look_share
     shares = [look_share(runs) for runs in range(1, 10_000)]
     assert shares[0] > shares[1] > shares[2]
     assert sum(shares) == pytest.approx(1.0, abs=1e-3)
 
 
 def test_a_rerun_does_not_give_the_good_call_alpha_afresh():
-    from moodleload.runs import good_share
+    from moodleload.judging.runs import good_share
     assert good_share(1) == 0.8
     assert all(good_share(look) == 0.2 for look in range(2, 30))
 
 
 def test_with_one_baseline_run_the_commits_second_run_is_its_first_look():
-    from moodleload.runs import look_number
+    from moodleload.judging.runs import look_number
     assert look_number(1, 2) == 1 and look_number(1, 3) == 2
     assert look_number(3, 1) == 1 and look_number(3, 2) == 2
 

@@ -97,20 +97,20 @@ def test_a_scan_of_40_commits_finds_three_changes_and_the_bisects_name_their_com
 # ---- the scan's arithmetic, pure
 
 def found(series: str, before: int, change: float, counter: bool = False):
-    from moodleload.changepoints import Found, Step
+    from moodleload.scan.changepoints import Found, Step
 
     return Found(series, Step(before, before + 1, math.exp(change), change, 0.001), counter)
 
 
 def test_a_scan_measures_every_kth_commit_and_always_the_last():
-    from moodleload.scanplan import picked_positions
+    from moodleload.scan.plan import picked_positions
 
     assert picked_positions(40, 5) == [0, 5, 10, 15, 20, 25, 30, 35, 39]
     assert picked_positions(11, 5) == [0, 5, 10]
 
 
 def test_pages_that_stepped_between_the_same_commits_the_same_way_share_one_bisect():
-    from moodleload.scanplan import intervals_of
+    from moodleload.scan.plan import intervals_of
 
     intervals = intervals_of([found("course", 2, 0.14), found("course DB reads", 2, 20, True),
                               found("dashboard", 2, -0.1), found("forum", 5, 0.2)])
@@ -119,7 +119,7 @@ def test_pages_that_stepped_between_the_same_commits_the_same_way_share_one_bise
 
 
 def test_a_bisects_baseline_is_the_compared_level_nearest_the_step_and_never_crosses_another():
-    from moodleload.scanplan import baseline_positions, intervals_of
+    from moodleload.scan.plan import baseline_positions, intervals_of
 
     intervals = intervals_of([found("course", 2, 0.14), found("dashboard", 3, -0.1), found("forum", 5, 0.2)])
     course, dashboard, forum = intervals
@@ -129,7 +129,7 @@ def test_a_bisects_baseline_is_the_compared_level_nearest_the_step_and_never_cro
 
 
 def test_a_bisects_tolerance_is_half_the_step_unless_the_configured_one_is_smaller():
-    from moodleload.scanplan import bisect_tolerances, configured_tolerances, intervals_of
+    from moodleload.scan.plan import bisect_tolerances, configured_tolerances, intervals_of
 
     [interval] = intervals_of([found("course", 2, math.log(1.16)), found("course DB reads", 2, 3, True)])
     assert bisect_tolerances(interval, 10.0, 2.0) == (7.7, 1.5)
@@ -138,7 +138,7 @@ def test_a_bisects_tolerance_is_half_the_step_unless_the_configured_one_is_small
 
 
 def test_the_commit_a_bisect_names_is_read_in_its_own_terms_and_none_when_it_ended_among_skips():
-    from moodleload.scanplan import first_commit
+    from moodleload.scan.plan import first_commit
 
     commit = "a" * 40
     assert first_commit(f"{commit} is the first fast commit\n", "improvement") == commit
@@ -163,7 +163,7 @@ def test_a_run_that_could_not_judge_is_made_again_with_its_reason_said_and_its_l
     (125); the scan says why, keeps that run's log, and measures the commit again."""
     from types import SimpleNamespace
 
-    from moodleload.scan import measure
+    from moodleload.scan.runner import measure
     commit = one_commit_checkout(tmp_path, monkeypatch)
     step = tmp_path / "step.sh"
     step.write_text(f"""#!/usr/bin/env bash
@@ -189,7 +189,7 @@ cp "{os.path.join(DATA, "real-site", "base.json")}" "$2"; echo '[VERDICT] good (
 def test_a_commit_that_cannot_be_measured_after_its_tries_stops_the_scan_in_one_line(tmp_path, monkeypatch, capsys):
     from types import SimpleNamespace
 
-    from moodleload.scan import MEASURE_TRIES, measure
+    from moodleload.scan.runner import MEASURE_TRIES, measure
     commit = one_commit_checkout(tmp_path, monkeypatch)
     step = tmp_path / "step.sh"
     step.write_text("#!/usr/bin/env bash\necho '[VERDICT] cannot judge (exit 125)' > \"$2.log\"\nexit 125\n")
@@ -206,7 +206,7 @@ def test_a_commit_that_cannot_be_measured_after_its_tries_stops_the_scan_in_one_
 # ---- nothing mixed, nothing damaged, nothing left running
 
 def test_a_saved_step_outcome_must_be_what_the_scan_writes():
-    from moodleload.scanplan import outcome_problem
+    from moodleload.scan.plan import outcome_problem
 
     written = {"interval": ["000-aaaaaaa", "005-bbbbbbb"], "direction": "regression", "steps": ["course: slower"],
                "max_regression_pct": 5.0, "max_db_reads_increase": 2, "baseline": ["000-aaaaaaa"],
@@ -228,8 +228,8 @@ def test_a_damaged_step_outcome_stops_the_scan_in_one_line_never_read_as_a_verdi
     import pytest
 
     from moodleload.exits import UsageError
-    from moodleload.scan import bisect_interval
-    from moodleload.scanplan import REGRESSION, Interval
+    from moodleload.scan.plan import REGRESSION, Interval
+    from moodleload.scan.runner import bisect_interval
 
     labels = ["000-aaaaaaa", "005-bbbbbbb"]
     folder = tmp_path / f"step-{labels[0]}-{labels[1]}-{REGRESSION}"
@@ -248,7 +248,7 @@ def test_a_run_made_with_other_settings_is_set_aside_and_the_scan_stops_before_m
     import pytest
 
     from moodleload.exits import UsageError
-    from moodleload.scan import measure
+    from moodleload.scan.runner import measure
     commits = make_repo(tmp_path / "moodle", [site_settings(course_ms=30, course_reads=128)] * 2)
     monkeypatch.chdir(tmp_path / "moodle")
     recorded = json.loads(open(os.path.join(ROOT, "tests", "data", "recorded-run.json")).read())
@@ -287,8 +287,8 @@ def test_sigterm_stops_the_scans_step_and_puts_the_checkout_back(tmp_path):
     env = {**os.environ, "TOOLKIT": str(toolkit), "PYTHONPATH": ROOT, "STRIDE": "1",
            "RESULTS_DIR": str(tmp_path / "scan")}
     commits = git(repo, "rev-list", "--reverse", "HEAD").split()
-    scan = subprocess.Popen([sys.executable, "-m", "moodleload.scan", commits[0], commits[-1]], cwd=repo, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    scan = subprocess.Popen([sys.executable, "-m", "moodleload.scan.runner", commits[0], commits[-1]], cwd=repo,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while not (tmp_path / "sleeping").exists() and time.monotonic() < deadline:
         time.sleep(0.1)

@@ -8,13 +8,13 @@ from __future__ import annotations
 import asyncio
 import math
 
-from moodleload.clock import VirtualClock
 from moodleload.config import validate_config
 from moodleload.console import Printer
-from moodleload.httpclient import Reply
-from moodleload.plan import Timeline
-from moodleload.results import build_document
-from moodleload.scheduler import LoadRun, RunSettings
+from moodleload.load.clock import VirtualClock
+from moodleload.load.document import build_document
+from moodleload.load.plan import Timeline
+from moodleload.load.scheduler import LoadRun, RunSettings
+from moodleload.site.httpclient import Reply
 
 TOKEN_PAGE = b'<form><input type="hidden" name="logintoken" value="abcdefabcdefabcdefabcdefabcdefab"></form>'
 

@@ -11,8 +11,8 @@ from collections import Counter
 import moodle_load
 from helpers import ROOT, fast_settings, read, run_load, write_config
 from moodleload.exits import EXIT_CANNOT_JUDGE, EXIT_USAGE
-from moodleload.histogram import Histogram
-from moodleload.plan import MAX_START_SKEW_S, start_at_text
+from moodleload.results.histogram import Histogram
+from moodleload.shards import MAX_START_SKEW_S, start_at_text
 
 LOAD = ("--rpm", "1200", "--duration", "2", "--progress", "0")
 

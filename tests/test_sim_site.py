@@ -129,7 +129,7 @@ def test_pages_carry_the_performance_footer_with_the_configured_counters(sim_fac
 
 
 def _cpu_ticks(browser, path: str, views: int) -> list:
-    from moodleload.moodle import parse_footer
+    from moodleload.site.moodle import parse_footer
     return [parse_footer(browser.get(path)[2].encode())["cpu_ticks"] for _ in range(views)]
 
 
@@ -146,7 +146,7 @@ def test_a_page_that_does_cpu_work_reports_the_workers_measured_ticks_and_an_idl
 
 
 def test_busy_loops_stretch_a_pages_wall_time_but_not_its_cpu_ticks(sim_factory):
-    from moodleload.moodle import parse_footer
+    from moodleload.site.moodle import parse_footer
     settings = fast_settings()
     settings.pages["course"].cpu_ms = 30
     settings.pages["course"].cpu_jitter = 0.0
@@ -274,7 +274,7 @@ REAL_REPLY_FIELDS = ["timestart", "timeend", "course", "forum", "discussion", "p
 
 
 def test_the_reply_form_has_the_fields_of_the_real_one(sim_factory):
-    from moodleload.forms import find_form
+    from moodleload.site.forms import find_form
 
     browser = Browser(sim_factory().url)
     browser.login(USER, PASSWORD)
@@ -284,7 +284,7 @@ def test_the_reply_form_has_the_fields_of_the_real_one(sim_factory):
 
 
 def test_a_reply_is_stored_and_shown_in_its_discussion(sim_factory):
-    from moodleload.forms import find_form
+    from moodleload.site.forms import find_form
 
     server = sim_factory()
     browser = Browser(server.url)
@@ -297,7 +297,7 @@ def test_a_reply_is_stored_and_shown_in_its_discussion(sim_factory):
 
 
 def test_a_reply_with_a_wrong_sesskey_gets_moodles_invalidsesskey_page(sim_factory):
-    from moodleload.forms import error_page, find_form
+    from moodleload.site.forms import error_page, find_form
 
     browser = Browser(sim_factory().url)
     browser.login(USER, PASSWORD)
@@ -308,7 +308,7 @@ def test_a_reply_with_a_wrong_sesskey_gets_moodles_invalidsesskey_page(sim_facto
 
 
 def test_an_empty_subject_shows_the_form_again_with_its_error(sim_factory):
-    from moodleload.forms import find_form, form_errors
+    from moodleload.site.forms import find_form, form_errors
 
     browser = Browser(sim_factory().url)
     browser.login(USER, PASSWORD)
@@ -318,7 +318,7 @@ def test_an_empty_subject_shows_the_form_again_with_its_error(sim_factory):
 
 
 def test_the_pages_make_the_calls_the_real_pages_make(sim_factory):
-    from moodleload.forms import browser_calls
+    from moodleload.site.forms import browser_calls
 
     browser = Browser(sim_factory().url)
     browser.login(USER, PASSWORD)

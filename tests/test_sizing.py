@@ -3,9 +3,9 @@
 import os
 
 from helpers import DATA
-from moodleload.compare import Thresholds
-from moodleload.results import load_document
-from moodleload.sizing import cost_line, main, plan_baseline, runs_for_identical_code
+from moodleload.judging.compare import Thresholds
+from moodleload.judging.sizing import cost_line, main, plan_baseline, runs_for_identical_code
+from moodleload.results.model import load_document
 
 
 def baselines(folder, names):

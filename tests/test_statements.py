@@ -15,24 +15,22 @@ import pytest
 from conftest import MariaMoodleDb, seeded_mariadb
 
 from helpers import DATA, PASSWORD, ROOT, read, run_load, write_config
-from moodleload.databases import Settings, database_for
+from moodleload.database.families import Settings, database_for
 from moodleload.exits import EXIT_SIGTERM, EXIT_USAGE
-from moodleload.htmlreport import render_report
-from moodleload.resultcheck import document_problem
-from moodleload.results import Results
-from moodleload.statements import (
-    HIDDEN,
-    Watcher,
+from moodleload.judging.statements import (
     attribute,
     change_lines,
-    hidden_warning,
     moved_page,
     shortened,
     statement_changes,
     tables_in,
-    window_delta,
     work_regression,
 )
+from moodleload.load.statements import Watcher, window_delta
+from moodleload.reports.html import render_report
+from moodleload.results.check import document_problem
+from moodleload.results.model import Results
+from moodleload.results.statements import HIDDEN, hidden_warning
 from sim.moodledb import SiteData
 
 EXTRA_QUERY = "SELECT id, username FROM mdl_user WHERE id = 7"
@@ -159,7 +157,7 @@ def test_no_statements_on_a_side_means_no_statement_comparison():
 def test_a_damaged_statements_section_is_refused_when_read():
     damaged = statements_section({"SELECT 1": 1})
     damaged["statements"][0]["calls"] = -5
-    from moodleload.statements import statements_problem
+    from moodleload.results.statements import statements_problem
     assert statements_problem(damaged) == "statements: calls of an entry is not a count"
 
 

@@ -6,7 +6,6 @@ import socket
 import pytest
 
 from helpers import run_load, write_config
-from moodleload.comparison import Comparison
 from moodleload.exits import (
     EXIT_BAD,
     EXIT_CANNOT_JUDGE,
@@ -17,11 +16,12 @@ from moodleload.exits import (
     EXIT_UNREACHABLE,
     EXIT_USAGE,
 )
-from moodleload.httpclient import unreachable
-from moodleload.moodle import failure_of
-from moodleload.results import Generator, Logins, Metadata
-from moodleload.resultsummary import Percentiles, Summary, UrlSummary
-from moodleload.verdict import Gates, RunFacts, Verdict, decide, delivery_problems, judge_run
+from moodleload.judging.verdict import Gates, RunFacts, Verdict, decide, delivery_problems, judge_run
+from moodleload.results.comparison import Comparison
+from moodleload.results.sections import Generator, Logins, Metadata
+from moodleload.results.summary import Percentiles, Summary, UrlSummary
+from moodleload.site.httpclient import unreachable
+from moodleload.site.moodle import failure_of
 
 
 def test_a_gate_breach_is_bad_and_says_which_number_breached(sim_factory, tmp_path, capsys):
@@ -203,8 +203,8 @@ def test_a_site_nobody_could_reach_stops_the_bisect_and_says_what_to_check():
 
 
 def test_inside_a_bisect_an_unsure_answer_that_every_step_would_repeat_stops_it_with_the_remedy():
-    from moodleload.comparison import Comparison
-    from moodleload.verdict import Verdict, baseline_limit
+    from moodleload.judging.verdict import Verdict, baseline_limit
+    from moodleload.results.comparison import Comparison
     unsure = Verdict(125, "cannot judge", ("these runs rule out only slowdowns above 14.0 %",), undecided=True)
     one_run = Comparison({"verdict": "unsure", "method": "blocks", "alpha_per_url": 0.01, "max_regression_pct": 10,
                           "urls": {}, "more_runs": {"candidate": 1, "baseline": 2}})

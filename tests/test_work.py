@@ -9,10 +9,10 @@ import random
 import pytest
 
 from helpers import DATA
-from moodleload.compare import Thresholds, compare_documents
-from moodleload.results import Results
-from moodleload.runcompare import compare_runs
-from moodleload.work import cpu_problem, tick_resolution
+from moodleload.judging.compare import Thresholds, compare_documents
+from moodleload.judging.runcompare import compare_runs
+from moodleload.judging.work import cpu_problem, tick_resolution
+from moodleload.results.model import Results
 from sim.synthetic import synthetic_run
 
 # The recorded run's pages with a CPU time per answer like a real 2-core Moodle's (ms).
@@ -158,7 +158,7 @@ def test_the_cpu_time_travels_through_the_saved_results_and_merges_by_adding(rec
 
 
 def test_pairs_confirm_a_cpu_slowdown_by_the_work_and_clear_identical_code(recorded):
-    from moodleload.pairs import confirm
+    from moodleload.judging.pairs import confirm
     rng = random.Random(23)
     parents = [synthetic_run(recorded, rng, run_shift_sd=BUSY, cpu_ms=CPU) for _ in range(4)]
     culprits = [synthetic_run(recorded, rng, run_shift_sd=BUSY, cpu_ms=slower("course", 1.15)) for _ in range(4)]
@@ -170,7 +170,7 @@ def test_pairs_confirm_a_cpu_slowdown_by_the_work_and_clear_identical_code(recor
 
 
 def test_a_range_has_a_cpu_series_per_page_and_its_step_is_found(recorded):
-    from moodleload.changepoints import find_all
+    from moodleload.scan.changepoints import find_all
     rng = random.Random(24)
     documents = [synthetic_run(recorded, rng, run_shift_sd=BUSY, cpu_ms=CPU if commit < 6 else slower("course", 1.12))
                  for commit in range(12)]
@@ -180,7 +180,7 @@ def test_a_range_has_a_cpu_series_per_page_and_its_step_is_found(recorded):
 
 
 def test_a_rise_of_the_databases_work_alone_makes_the_verdict_bad_with_its_line(recorded):
-    from moodleload.verdict import Gates, decide
+    from moodleload.judging.verdict import Gates, decide
     bases, news = runs(recorded, 3, 25, wall=0.005), runs(recorded, 2, 26, wall=0.005)
     comparison = compare_runs(bases, news, Thresholds(max_regression_pct=10, judge="work"))
     assert comparison.verdict == "same"
@@ -195,10 +195,10 @@ def test_every_view_shows_the_work_and_what_decided(recorded):
     import io
     import xml.etree.ElementTree as ElementTree
 
-    from moodleload.exporters import CsvExporter, Exported, JunitExporter
-    from moodleload.htmlreport import render_report
-    from moodleload.textreport import format_comparison, format_report
-    from moodleload.verdict import Gates, decide
+    from moodleload.judging.verdict import Gates, decide
+    from moodleload.reports.exporters import CsvExporter, Exported, JunitExporter
+    from moodleload.reports.html import render_report
+    from moodleload.reports.text import format_comparison, format_report
     bases, news = runs(recorded, 3, 27), runs(recorded, 1, 28, cpu=slower("course", 1.3))
     comparison = compare_runs(bases, news, Thresholds(max_regression_pct=10, judge="work"))
     verdict = decide(news[0].summary, Gates(), comparison)
@@ -217,9 +217,9 @@ def test_every_view_shows_the_work_and_what_decided(recorded):
 def test_a_scans_step_that_only_the_work_showed_is_bisected_by_the_work():
     from types import SimpleNamespace
 
-    from moodleload.changepoints import Found, Step
-    from moodleload.scan import bisect_environment
-    from moodleload.scanplan import Interval
+    from moodleload.scan.changepoints import Found, Step
+    from moodleload.scan.plan import Interval
+    from moodleload.scan.runner import bisect_environment
     scan = SimpleNamespace(environment={"LOAD_ARGS": "--insecure"})
     step = Step(4, 5, 1.1, 0.095, 0.001)
     by_work = Interval(4, 5, "regression", (Found("course CPU", step, False),))
@@ -260,7 +260,7 @@ def test_a_machine_busier_than_during_the_baseline_leaves_the_work_unjudged_neve
 
 
 def test_the_ordinary_scatter_of_a_quiet_machines_load_is_no_doubt():
-    from moodleload.machine import contention_shift
+    from moodleload.load.machine import contention_shift
     quiet = [{"cpus": 2.0, "load_average": load} for load in (0.2, 0.3, 0.25)]
     assert contention_shift(quiet, [{"cpus": 2.0, "load_average": 0.6}]) is None  # 0.3 per core: scatter
     assert contention_shift(quiet, [{"cpus": 2.0, "load_average": 2.2}]) is not None
@@ -268,7 +268,7 @@ def test_the_ordinary_scatter_of_a_quiet_machines_load_is_no_doubt():
 
 
 def test_the_report_says_what_requests_counts_where_pages_made_web_service_calls(recorded):
-    from moodleload.textreport import format_report
+    from moodleload.reports.text import format_report
     raw = copy.deepcopy(recorded)
     raw["row_kinds"] = {**{name: "page" for name in raw["urls"]}, "profile": "web-service call"}
     document = Results.from_dict(raw)

@@ -17,10 +17,9 @@ from moodleload.exits import (
     STOPPING_SIGNALS,
     exit_for_signal,
 )
+from moodleload.needs import IMPORT_ROOT
 from moodleload.results.model import Results, load_document
 
-# Where the package is imported from: the repository, or the one-file build (a zip on sys.path).
-_IMPORT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _CHILD = ("import sys; sys.path.insert(0, sys.argv[1]); from moodleload.cli import main; "
           "sys.exit(main(sys.argv[2:]))")
 
@@ -36,7 +35,7 @@ def run_processes(count: int, child_argv: list) -> tuple[Results | None, int | N
     wrong with shards that died: a dead shard silently lowers the rate, so the run cannot judge)."""
     with tempfile.TemporaryDirectory(prefix="moodle-load-") as tmp:
         outputs = [os.path.join(tmp, f"shard-{k}.json") for k in range(1, count + 1)]
-        children = [subprocess.Popen([sys.executable, "-c", _CHILD, _IMPORT_ROOT, *child_argv,
+        children = [subprocess.Popen([sys.executable, "-c", _CHILD, IMPORT_ROOT, *child_argv,
                                       "--shard", f"{k}/{count}", "--output", outputs[k - 1],
                                       "--progress", "0", "--quiet", "--shard-process"])
                     for k in range(1, count + 1)]

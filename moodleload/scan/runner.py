@@ -29,6 +29,7 @@ from moodleload.console import clock_text, printable
 from moodleload.exits import EXIT_USAGE, UsageError, exit_for_signal
 from moodleload.files import read_json, write_json_atomically
 from moodleload.judging.compare import incomparable
+from moodleload.needs import IMPORT_ROOT
 from moodleload.scan.changepoints import MIN_SEGMENT, describe, find_all, is_work
 from moodleload.scan.plan import (
     CONFIRMATIONS,
@@ -368,7 +369,7 @@ def seconds(environment: dict, name: str, default: float) -> float:
 
 def open_scan(good: str, bad: str, environment: dict) -> Scan:
     """The scan of GOOD..BAD as the environment sets it, everything checked before a run."""
-    toolkit = environment.get("TOOLKIT") or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    toolkit = environment.get("TOOLKIT") or IMPORT_ROOT
     stride = whole_number(environment, "STRIDE", 5)
     bisect = environment.get("BISECT", "1") != "0"
     baseline_runs = whole_number(environment, "BASELINE_RUNS", 3)

@@ -8,8 +8,11 @@ import errno
 import re
 import zlib
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import quote, urlencode, urlsplit
+
+if TYPE_CHECKING:  # ssl is imported on the first https request: plain-http runs never pay for it
+    import ssl
 
 
 class HttpError(Exception):
@@ -285,17 +288,18 @@ class HttpClient:
         self._idle: dict = {}  # (scheme, host, port) -> idle connections, the most recent last
         self._user_agent = user_agent
         self._insecure = insecure
-        self._tls = None
+        self._tls: ssl.SSLContext | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def _tls_context(self):
+    def _tls_context(self) -> ssl.SSLContext:
         if self._tls is None:
             import ssl
 
-            self._tls = ssl.create_default_context()
+            context = ssl.create_default_context()
             if self._insecure:
-                self._tls.check_hostname = False
-                self._tls.verify_mode = ssl.CERT_NONE
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+            self._tls = context
         return self._tls
 
     async def _connect(self, scheme: str, host: str, port: int, deadline: float) -> _Connection:

@@ -1,0 +1,219 @@
+"""Which statements changed between the baseline's runs and the commit's, per request, and
+whether the database's whole work rose: the statements a regression is attributed to.
+Pure: it reads the saved ``statements`` sections (``results.statements``)."""
+
+from __future__ import annotations
+
+import re
+import statistics
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from moodleload.results.statements import HIDDEN
+
+if TYPE_CHECKING:
+    from moodleload.results.model import Results
+
+
+TOP_CHANGES = 5
+# A change of calls per request below this is rounding of the load mix, not a new query.
+MIN_CALLS_CHANGE = 0.05
+MIN_MS_CHANGE = 0.05
+MIN_WORK_CHANGE = 1.0  # buffer pages or rows examined per request
+# The mix of pages differs a little from run to run (each request's page is drawn), so a
+# statement's calls per request move with it: a change within a tenth of its rate is the mix.
+RELATIVE_FLOOR = 0.1
+
+
+def per_request(document: Results) -> dict | None:
+    """query -> (calls, milliseconds, work) per request of the run (per page view when only one URL ran)."""
+    section = document.statements
+    requests = document.summary.requests  # of the measured window, as the statistics' snapshots
+    if not section or not requests:
+        return None
+    return {entry["query"]: (entry["calls"] / requests, entry["ms"] / requests, entry.get("work", 0) / requests)
+            for entry in section["statements"] if entry["query"] != HIDDEN}
+
+
+def work_per_request(document: Results) -> float | None:
+    """The database's whole work in the window per request (None without statistics or before 0.7)."""
+    section = document.statements
+    requests = document.summary.requests
+    if not section or not requests or "work" not in section:
+        return None
+    return section["work"] / requests
+
+
+TABLE_PATTERN = re.compile(r"\b(?:FROM|JOIN|UPDATE|INTO)\s+[`\"]?([A-Za-z_][A-Za-z0-9_$]*)", re.IGNORECASE)
+
+
+def tables_in(query: str) -> list:
+    """The tables a statement names, in order of first appearance."""
+    found = []
+    for name in TABLE_PATTERN.findall(query):
+        if name.lower() not in ("select", "lateral") and name not in found:
+            found.append(name)
+    return found
+
+
+def shortened(query: str, limit: int = 110) -> str:
+    if len(query) <= limit:
+        return query
+    return query[: limit - 25] + " ... " + query[-20:]
+
+
+def _mean_and_noise(values: list) -> tuple[float, float]:
+    """The mean of the baseline runs' values and three of their standard deviations (0 with one run)."""
+    return statistics.fmean(values), 3 * statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def statement_changes(bases: list, news: list, top: int = TOP_CHANGES) -> dict | None:
+    """The statements whose calls, time or work per request changed most from the
+    baseline's runs to this commit's, beyond the spread of the baseline's own runs (three
+    standard deviations where there are two or more, else the floors), and the database's
+    whole work per request on each side.  None when a side has no statistics."""
+    base_rates = [rates for rates in map(per_request, bases) if rates is not None]
+    new_rates = [rates for rates in map(per_request, news) if rates is not None]
+    if not base_rates or not new_rates:
+        return None
+    queries = set().union(*base_rates, *new_rates)
+    changes = []
+    for query in queries:
+        change: dict = {"query": query, "tables": tables_in(query)}
+        for position, key, floor in ((0, "calls", MIN_CALLS_CHANGE), (1, "ms", MIN_MS_CHANGE),
+                                     (2, "work", MIN_WORK_CHANGE)):
+            base, noise = _mean_and_noise([rates.get(query, (0.0, 0.0, 0.0))[position] for rates in base_rates])
+            new = statistics.fmean(rates.get(query, (0.0, 0.0, 0.0))[position] for rates in new_rates)
+            digits = 4 if key == "ms" else 3
+            change[f"base_{key}"], change[f"new_{key}"] = round(base, digits), round(new, digits)
+            change[f"{key}_change"] = round(change[f"new_{key}"] - change[f"base_{key}"], digits)
+            change[f"{key}_changed"] = abs(change[f"{key}_change"]) >= max(floor, noise,
+                                                                             RELATIVE_FLOOR * max(base, new))
+        if change["calls_changed"] or change["ms_changed"] or change["work_changed"]:
+            changes.append(change)
+    one_url = all(len(document.urls) == 1 for document in bases + news)
+    result: dict = {"per": "page view" if one_url else "request", "base_runs": len(base_rates),
+                    "new_runs": len(new_rates)}
+    for key, listed in (("calls", "by_calls"), ("ms", "by_time"), ("work", "by_work")):
+        result[listed] = _most_changed(changes, key, top)
+    result["work"] = whole_work(bases, news)
+    return result
+
+
+def _most_changed(changes: list, key: str, top: int) -> list:
+    """The ``top`` changes whose ``key`` (calls, ms, work) changed, largest change first."""
+    changed = [change for change in changes if change[f"{key}_changed"]]
+    return sorted(changed, key=lambda change: (-abs(change[f"{key}_change"]), change["query"]))[:top]
+
+
+def whole_work(bases: list, news: list) -> dict | None:
+    """The database's whole work per request on each side (PostgreSQL's buffer pages, MariaDB's
+    rows examined), with the baseline runs' noise: None where a side has none recorded."""
+    base = [value for value in map(work_per_request, bases) if value is not None]
+    new = [value for value in map(work_per_request, news) if value is not None]
+    if not base or not new:
+        return None
+    units = {document.statements.get("work_unit") for document in bases + news if document.statements}
+    base_mean, noise = _mean_and_noise(base)
+    new_mean = statistics.fmean(new)
+    return {"unit": "/".join(sorted(unit for unit in units if unit)), "base": round(base_mean, 3),
+            "new": round(new_mean, 3), "noise": round(noise, 3), "base_runs": len(base), "new_runs": len(new)}
+
+
+def work_regression(work: dict | None, tolerance_pct: float) -> str | None:
+    """The line that calls the database's whole work per request a regression, or None: a
+    rise above the tolerance and beyond three standard deviations of the baseline's own
+    runs (so it needs two or more of them with statistics)."""
+    if not work or work["base_runs"] < 2 or work["base"] <= 0:
+        return None
+    rise = work["new"] - work["base"]
+    if work["new"] / work["base"] - 1 <= tolerance_pct / 100.0 or rise <= max(work["noise"], MIN_WORK_CHANGE):
+        return None
+    return (f"database work per request {work['base']:.1f} -> {work['new']:.1f} {work['unit']}, "
+            f"x{work['new'] / work['base']:.3f} (beyond the baseline runs' own spread of {work['noise']:.1f})")
+
+
+def moved_page(db_reads: dict) -> str | None:
+    """The one page whose footer DB reads moved (page -> (baseline, this run) medians), or
+    None where none or several did: only then is a statement's change clearly that page's."""
+    moved = [page for page, (before, after) in db_reads.items()
+             if before is not None and after is not None and abs(after - before) >= 1]
+    return moved[0] if len(moved) == 1 else None
+
+
+def attribute(changes: dict, page: str, share: float) -> dict:
+    """The statement changes seen from the one page whose footer DB reads moved: a change of
+    calls per request of the whole mix is, on that page, the change divided by its share of
+    the requests (a +40-reads course page is +40 calls per view, not +14.4 per request)."""
+    if share <= 0:
+        return changes
+    for change in changes["by_calls"]:
+        change["page"] = page
+        change["calls_change_per_view"] = round(change["calls_change"] / share, 2)
+    return changes
+
+
+@dataclass(frozen=True)
+class StatementChange:
+    """One statement whose calls or time per request (or page view) changed."""
+
+    query: str
+    tables: tuple[str, ...]
+    base_calls: float
+    new_calls: float
+    calls_change: float
+    base_ms: float
+    new_ms: float
+    ms_change: float
+    work_change: float = 0.0  # buffer pages or rows examined per request (0 before 0.7)
+
+
+def changed_statements(changes: dict) -> tuple[str, list[StatementChange]]:
+    """(what the numbers are per: "request" or "page view", the statements that changed,
+    most changed calls first, then most changed time, each once)."""
+    seen: set = set()
+    rows = []
+    for change in changes["by_calls"] + changes["by_time"] + changes.get("by_work", []):
+        if change["query"] in seen:
+            continue
+        seen.add(change["query"])
+        rows.append(StatementChange(change["query"], tuple(change["tables"]), change["base_calls"],
+                                    change["new_calls"], change["calls_change"], change["base_ms"], change["new_ms"],
+                                    change["ms_change"], change.get("work_change", 0.0)))
+    return changes["per"], rows
+
+
+def change_lines(changes: dict | None) -> list:
+    """The report's lines: ``+40.0 calls per request: SELECT ... (mdl_user)``."""
+    if not changes:
+        return []
+    per = changes["per"]
+    lines = []
+    work = changes.get("work")
+    if work:
+        lines.append(f"database work per {per}: {work['base']:.1f} -> {work['new']:.1f} {work['unit']} "
+                     f"(baseline runs' spread {work['noise']:.1f})")
+    for change in changes["by_calls"]:
+        if "page" in change:
+            lines.append(f"{change['calls_change_per_view']:+.1f} calls per view of {change['page']}, the page whose "
+                         f"DB reads moved ({change['calls_change']:+.1f} per {per} of the mix): "
+                         f"{shortened(change['query'])}{_tables(change)}")
+            continue
+        lines.append(f"{change['calls_change']:+.1f} calls per {per} ({change['base_calls']:.1f} -> "
+                     f"{change['new_calls']:.1f}): {shortened(change['query'])}{_tables(change)}")
+    for change in changes["by_time"]:
+        if change in changes["by_calls"]:
+            continue
+        lines.append(f"{change['ms_change']:+.2f} ms per {per} ({change['base_ms']:.2f} -> {change['new_ms']:.2f} ms):"
+                     f" {shortened(change['query'])}{_tables(change)}")
+    unit = work["unit"] if work else "work"
+    for change in changes.get("by_work", []):
+        if change in changes["by_calls"] or change in changes["by_time"]:
+            continue
+        lines.append(f"{change['work_change']:+.1f} {unit} per {per} ({change['base_work']:.1f} -> "
+                     f"{change['new_work']:.1f}): {shortened(change['query'])}{_tables(change)}")
+    return lines
+
+
+def _tables(change: dict) -> str:
+    return f" [{', '.join(change['tables'])}]" if change["tables"] else ""
