@@ -32,7 +32,7 @@ demo: $(BIN)/.installed
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
-	$(BIN)/mypy moodleload
+	$(BIN)/mypy
 
 dist:
 	$(PYTHON) -m moodleload.build dist
