@@ -61,7 +61,7 @@ def measured(command: list, *, cpu: str | None = GENERATOR_CPU, rss_at: tuple = 
     import threading
 
     def pump():
-        for line in process.stdout:
+        for line in process.stdout or ():
             output_file.write(line)
 
     thread = threading.Thread(target=pump, daemon=True)
@@ -177,14 +177,22 @@ def locust(tmp: str, url: str, rate: float | None, seconds: float, users: int = 
             "p50": float(aggregated["50%"]), "p99": float(aggregated["99%"]), "lateness_p99": None}
 
 
+def found(pattern: str, output: str) -> re.Match:
+    """``pattern`` in a tool's output; a tool whose output changed is named, never read as 0."""
+    match = re.search(pattern, output)
+    if match is None:
+        raise RuntimeError(f"no {pattern!r} in the tool's output: {output[-300:]!r}")
+    return match
+
+
 def wrk(url: str, seconds: float) -> dict:
     result = measured(["wrk", "-t1", "-c100", f"-d{int(seconds)}s", "--latency", url + "/course/view.php?id=10"])
     text = result["output"]
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
-    requests = int(re.search(r"(\d+) requests in", text).group(1))
+    rate = float(found(r"Requests/sec:\s+([\d.]+)", text).group(1))
+    requests = int(found(r"(\d+) requests in", text).group(1))
 
     def latency(label):
-        match = re.search(rf"{label}%\s+([\d.]+)(us|ms|s)\b", text)
+        match = found(rf"{label}%\s+([\d.]+)(us|ms|s)\b", text)
         value, unit = float(match.group(1)), match.group(2)
         return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
@@ -195,10 +203,10 @@ def wrk(url: str, seconds: float) -> dict:
 def hey(url: str, seconds: float) -> dict:
     result = measured(["hey", "-z", f"{int(seconds)}s", "-c", "100", url + "/course/view.php?id=10"])
     text = result["output"]
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+    rate = float(found(r"Requests/sec:\s+([\d.]+)", text).group(1))
 
     def latency(label):
-        return float(re.search(rf"{label}% in ([\d.]+) secs", text).group(1)) * 1000
+        return float(found(rf"{label}% in ([\d.]+) secs", text).group(1)) * 1000
 
     return {**result, "achieved": rate, "requests": int(rate * seconds), "p50": latency("50"), "p99": latency("99"),
             "lateness_p99": None}

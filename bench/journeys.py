@@ -105,7 +105,7 @@ def main(argv=None) -> int:
                 time.sleep(0.1)
         with tempfile.TemporaryDirectory() as folder:
             paths = configs(folder, url)
-            runs = {"GET": [], "journeys": []}
+            runs: dict[str, list] = {"GET": [], "journeys": []}
             for number in range(args.repeat):
                 for name in ("GET", "journeys"):
                     runs[name].append(run_once(paths[name], url, args.seconds, os.path.join(folder, "out.json")))

@@ -12,6 +12,7 @@ Writes a Markdown table to bench/results/passwords.md and prints it.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import os
 import platform
 import subprocess
@@ -68,7 +69,8 @@ def main() -> int:
         f"# set_moodle_passwords.py: {args.users:,} users",
         "",
         f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}, bcrypt {bcrypt.__version__}, PostgreSQL (throwaway, fsync off)",
+        f"Python {platform.python_version()}, bcrypt {importlib.metadata.version('bcrypt')}, "
+        "PostgreSQL (throwaway, fsync off)",
         "",
         "| approach | seconds for all users |",
         "|---|---|",

@@ -86,7 +86,7 @@ class Target:
             os.chmod(path, 0o755)
         with open(os.path.join(tmp, "nginx.conf"), "w") as handle:
             handle.write(NGINX_CONF.format(tmp=tmp, port=self.port))
-        self.process = None
+        self.process: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:

@@ -19,7 +19,7 @@ from aiohttp import web
 from .moodledb import SiteData
 from .site import MoodleSite
 from .sitesettings import SiteSettings
-from .siteusers import MemoryUsers, PostgresUsers
+from .siteusers import MemoryUsers, PostgresUsers, UserStore
 
 
 def main(argv=None) -> int:
@@ -54,7 +54,7 @@ def main(argv=None) -> int:
         conn = psycopg2.connect(**dsn)
         data = SiteData.from_database(conn, args.prefix)
         conn.close()
-        users = PostgresUsers(dsn, args.prefix)
+        users: UserStore = PostgresUsers(dsn, args.prefix)
     else:
         data = SiteData.testsite(args.users)
         users = MemoryUsers.testsite(args.users, args.password)

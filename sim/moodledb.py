@@ -190,7 +190,7 @@ def create_schema(conn, prefix: str = "mdl_") -> None:
 
 def testsite_rows(users: int, password_hash: str, now: int) -> dict:
     """Every row seed_testsite() writes, by table (column names first)."""
-    rows = {
+    rows: dict[str, list[tuple]] = {
         "user": [("id", "auth", "confirmed", "mnethostid", "username", "password", "firstname", "lastname",
                   "email", "timecreated", "timemodified"),
                  (1, "manual", 1, 1, "guest", password_hash, "Guest user", " ", "root@localhost", 0, now),

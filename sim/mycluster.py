@@ -42,10 +42,11 @@ class MyCluster:
 
     def __init__(self, performance_schema: bool = False):
         self.performance_schema = performance_schema  # per-statement statistics, off by default as in MariaDB
-        self.install_db = _find("mariadb-install-db", "mysql_install_db")
-        self.server = _find("mariadbd", "mysqld")
-        if not self.install_db or not self.server:
+        install_db = _find("mariadb-install-db", "mysql_install_db")
+        server = _find("mariadbd", "mysqld")
+        if not install_db or not server:
             raise MyUnavailable(INSTALL_HINT)
+        self.install_db, self.server = install_db, server
         self.account = None
         if os.geteuid() == 0:
             try:

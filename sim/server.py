@@ -18,8 +18,7 @@ class SimServer:
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="sim-server", daemon=True)
-        self._runner = None
-        self._error = None
+        self._error: Exception | None = None
 
     @property
     def url(self) -> str:
@@ -28,18 +27,18 @@ class SimServer:
     def _serve(self) -> None:
         asyncio.set_event_loop(self._loop)
         try:
-            self._runner = web.AppRunner(self.site.app(), access_log=None)
-            self._loop.run_until_complete(self._runner.setup())
-            tcp = web.TCPSite(self._runner, self.host, self._wanted_port)
+            runner = web.AppRunner(self.site.app(), access_log=None)
+            self._loop.run_until_complete(runner.setup())
+            tcp = web.TCPSite(runner, self.host, self._wanted_port)
             self._loop.run_until_complete(tcp.start())
-            self.port = tcp._server.sockets[0].getsockname()[1]
+            self.port = runner.addresses[0][1]
         except Exception as error:  # reported to start()
             self._error = error
             self._ready.set()
             return
         self._ready.set()
         self._loop.run_forever()
-        self._loop.run_until_complete(self._runner.cleanup())
+        self._loop.run_until_complete(runner.cleanup())
         self._loop.close()
 
     def call(self, function, *args):

@@ -16,9 +16,7 @@ import json
 import random
 import secrets
 import time
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 
 from aiohttp import web
 
@@ -32,7 +30,8 @@ from .sitepages import (
 )
 from .sitesession import TOKEN_ALPHABET, Session, new_sesskey
 from .sitesettings import SiteSettings, compact_json
-from .siteusers import password_matches
+from .sitestats import SiteStats
+from .siteusers import UserStore, password_matches
 from .siteviews import LOGGED_IN_PAGES, PageView
 
 # The worker's (user, sys) CPU ticks of the request being answered: set where the page does
@@ -40,28 +39,12 @@ from .siteviews import LOGGED_IN_PAGES, PageView
 REQUEST_CPU: contextvars.ContextVar[tuple[int, int]] = contextvars.ContextVar("request_cpu", default=(0, 0))
 
 
-@dataclass
-class SiteStats:
-    """What the site saw; tests read it to check the generator's behaviour."""
-
-    requests: int = 0
-    logins_ok: int = 0
-    logins_failed: int = 0
-    overlaps: int = 0  # a request arrived while its session already had one in flight
-    by_page: dict[str, int] = field(default_factory=dict)
-    posts_added: int = 0
-    service_calls: dict[str, int] = field(default_factory=dict)  # methodname -> calls answered
-    bad_sesskeys: int = 0
-    # (userid, path_qs) of the latest logged-in page views: enough for tests, bounded for long runs.
-    log: deque = field(default_factory=lambda: deque(maxlen=200_000))
-
-
 # --------------------------------------------------------------------------- the site
 
 class MoodleSite:
     """State and request handling of one simulated site; ``app()`` serves it."""
 
-    def __init__(self, users, data: SiteData | None = None, settings: SiteSettings | None = None):
+    def __init__(self, users: UserStore, data: SiteData | None = None, settings: SiteSettings | None = None):
         self.users = users
         self.data = data or SiteData.testsite()
         self.settings = settings or SiteSettings()
@@ -276,7 +259,7 @@ class MoodleSite:
             session.error = "Your session has timed out. Please log in again."
             return self._redirect(request, "/login/index.php?loginredirect=1")
         created = session is None
-        if created:
+        if session is None:
             session = self.new_session()
         seconds = await self._work("login")
         if session.userid:
@@ -311,7 +294,7 @@ class MoodleSite:
                               session=session, server_seconds=0.06, session_wait=0.0)
         password_ok = (user is not None and user.auth == "manual" and not user.suspended
                        and await asyncio.to_thread(password_matches, password, user.password_hash))
-        if not (token_ok and password_ok):
+        if user is None or not (token_ok and password_ok):
             self.stats.logins_failed += 1
             session.error = "Invalid login, please try again"
             return self._redirect(request, "/login/index.php?loginredirect=1", session)

@@ -9,6 +9,7 @@ import contextlib
 import queue
 import threading
 from dataclasses import dataclass
+from typing import Protocol
 
 import bcrypt
 
@@ -23,6 +24,12 @@ class UserRecord:
     suspended: int = 0
     locked: bool = False
     force_password_change: bool = False
+
+
+class UserStore(Protocol):
+    """Where the site looks a user up at login: memory or a Moodle database."""
+
+    async def lookup(self, username: str) -> UserRecord | None: ...
 
 
 class MemoryUsers:

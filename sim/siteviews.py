@@ -10,11 +10,14 @@ from typing import TYPE_CHECKING, Protocol
 from .sitepages import DASHBOARD_BLOCKS, INVALID_SESSKEY_PAGE, editor_script, reply_form, tour_script, whole_number
 
 if TYPE_CHECKING:
+    import random
+
     from aiohttp import web
 
     from .moodledb import SiteData
     from .sitesession import Session
     from .sitesettings import SiteSettings
+    from .sitestats import SiteStats
 
 
 class Site(Protocol):
@@ -22,6 +25,8 @@ class Site(Protocol):
 
     data: SiteData
     settings: SiteSettings
+    stats: SiteStats
+    random: random.Random
 
     async def _work(self, kind: str) -> float: ...
 
@@ -38,6 +43,13 @@ class PageView:
     def __init__(self, site: Site, request: web.Request, session: Session, session_wait: float):
         self.site, self.request, self.session, self.session_wait = site, request, session, session_wait
         self.data = site.data
+
+    @property
+    def userid(self) -> int:
+        """The logged-in user: page views are served to logged-in sessions only."""
+        if self.session.userid is None:
+            raise RuntimeError("a logged-in page view of a session without a user")
+        return self.session.userid
 
     def integer(self, name: str) -> int | None:
         try:
@@ -87,6 +99,8 @@ async def change_password(view: PageView):
 
 async def course(view: PageView):
     courseid = view.integer("id")
+    if courseid is None:
+        return await view.not_found()
     refused = await view.refusal(courseid, courseid in view.data.course_enrolments)
     if refused is not None:
         return refused
@@ -110,8 +124,10 @@ def course_content(view: PageView, courseid: int) -> str:
 
 async def forum(view: PageView):
     cmid = view.integer("id")
-    courseid = view.data.forum_courses.get(cmid)
-    refused = await view.refusal(courseid, courseid is not None)
+    courseid = None if cmid is None else view.data.forum_courses.get(cmid)
+    if cmid is None or courseid is None:
+        return await view.not_found()
+    refused = await view.refusal(courseid, True)
     if refused is not None:
         return refused
     links = "".join(f'<a href="/mod/forum/discuss.php?d={d}">Discussion {d}</a>\n'
@@ -122,9 +138,11 @@ async def forum(view: PageView):
 
 async def discussion(view: PageView):
     number = view.integer("d")
-    cmid = view.data.discussions.get(number)
-    courseid = None if cmid is None else view.data.forum_courses[cmid]
-    refused = await view.refusal(courseid, cmid is not None)
+    cmid = None if number is None else view.data.discussions.get(number)
+    if number is None or cmid is None:
+        return await view.not_found()
+    courseid = view.data.forum_courses[cmid]
+    refused = await view.refusal(courseid, True)
     if refused is not None:
         return refused
     posts = "".join(f'<article id="p{post}"><h3>{html.escape(view.data.posts[post][1])}</h3>'
@@ -175,15 +193,17 @@ async def forum_post(view: PageView):
                                           str(form.get("subject", ""))))
     session.drafts.discard(drafts)
     await site._work("post")
-    post = view.data.add_post(number, str(form["subject"]), session.userid)
+    post = view.data.add_post(number, str(form["subject"]), view.userid)
     site.stats.posts_added += 1
     return site._redirect(view.request, f"/mod/forum/discuss.php?d={number}#p{post}")
 
 
 async def page_resource(view: PageView):
     cmid = view.integer("id")
-    courseid = view.data.page_courses.get(cmid)
-    refused = await view.refusal(courseid, courseid is not None)
+    courseid = None if cmid is None else view.data.page_courses.get(cmid)
+    if cmid is None or courseid is None:
+        return await view.not_found()
+    refused = await view.refusal(courseid, True)
     if refused is not None:
         return refused
     return await view.page("page", "Page", "page-mod-page-view", "<p>Page content.</p>",
@@ -192,6 +212,8 @@ async def page_resource(view: PageView):
 
 async def participants(view: PageView):
     courseid = view.integer("id")
+    if courseid is None:
+        return await view.not_found()
     refused = await view.refusal(courseid, courseid in view.data.course_enrolments)
     if refused is not None:
         return refused
