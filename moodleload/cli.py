@@ -40,7 +40,7 @@ from moodleload.judging.work import JUDGE_BOTH, JUDGE_WORK
 from moodleload.load.document import build_document
 from moodleload.load.machine import ensure_open_files
 from moodleload.load.metrics import Scraper, argv_shown, check_metrics_urls, host_lines, saturation_notes
-from moodleload.load.processes import PARENT_ONLY, run_processes
+from moodleload.load.processes import CHILD_OPTIONS, run_processes
 from moodleload.load.scheduler import LoadRun, RunSettings
 from moodleload.load.statements import Watcher
 from moodleload.options import argv_for, build_parser, check_load_options, check_numbers, gates_from, thresholds_from
@@ -377,13 +377,18 @@ def run_settings(args, live: bool = False) -> RunSettings:
                        start_at=None if args.start_at is None else parse_start_at(args.start_at, time.time()))
 
 
+def child_options() -> frozenset:
+    """The options a --processes child is given: the load's, and the exports it may write."""
+    return CHILD_OPTIONS | {exporter.dest for exporter in EXPORTERS if exporter.child_writes}
+
+
 def run_in_processes(args, parser, say, moodle: dict | None) -> tuple[Results | None, int | None, list,
                                                                       Verdict | None]:
     """--processes N: (merged results with the Moodle under test, the status of a stopping
     signal, the shards that died, the verdict when no results came: a child's mistake or
     fault, or nothing saved)."""
     document, child_failed, interrupted, dead_shards = run_processes(args.processes,
-                                                                     argv_for(parser, args, PARENT_ONLY))
+                                                                     argv_for(parser, args, child_options()))
     for line in dead_shards:
         say(f"[ERROR] {line}")
     if document is not None:

@@ -265,12 +265,12 @@ def gates_from(args) -> Gates:
                  max_login_failures=args.max_login_failures)
 
 
-def argv_for(parser: argparse.ArgumentParser, args, leave_out: set) -> list:
-    """The command line that gives ``args`` again (less the options in ``leave_out``), built
-    from the parsed values: what a --processes child runs."""
+def argv_for(parser: argparse.ArgumentParser, args, keep: frozenset) -> list:
+    """The command line that gives the options of ``args`` named in ``keep`` again, built from
+    the parsed values: what a --processes child runs."""
     argv = []
     for action in parser._actions:
-        if action.dest in leave_out or not action.option_strings or action.help == argparse.SUPPRESS:
+        if action.dest not in keep or not action.option_strings:
             continue
         value = getattr(args, action.dest, None)
         if value is None or value == action.default or isinstance(action, argparse._VersionAction):

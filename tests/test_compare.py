@@ -254,3 +254,15 @@ def test_a_saved_comparison_with_any_field_of_the_wrong_type_is_refused_or_repor
             assert status < 200, (path, wrong, captured.out + captured.err)
             reported += 1
     assert reported > 100  # the wrong values a comparison may hold were reported, not only refused
+
+
+@pytest.mark.parametrize("added, more_work", [(2, False), (2.5, True), (40, True), (-40, False)])
+def test_the_db_read_rule_is_one_rule_for_the_baseline_comparison_and_the_pairs(added, more_work):
+    from moodleload.judging.pairs import judge_page
+
+    thresholds = Thresholds(max_db_reads_increase=2.0)
+    assert thresholds.more_db_reads(100, 100 + added) is more_work
+    counted = judge_counts(0, 1000, 0, 1000, 100, 100 + added, thresholds, 0.05, {})
+    assert (counted["verdict"] == "regression") is more_work
+    paired = judge_page([(0.0, 100, 100 + added)] * 4, thresholds, 0.05)
+    assert paired["more_db_reads"] is more_work and paired["same_reads"] is not more_work

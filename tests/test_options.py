@@ -8,9 +8,10 @@ import argparse
 import pytest
 
 import moodle_load
+from moodleload.cli import child_options
 from moodleload.exits import EXIT_USAGE
-from moodleload.load.processes import PARENT_ONLY
 from moodleload.options import argv_for, build_parser, check_numbers
+from moodleload.reports.exporters import EXPORTERS
 
 LOAD = ["--config", "c.json", "--rpm", "600", "--duration", "10"]
 
@@ -42,11 +43,45 @@ def test_a_child_command_line_is_rebuilt_from_the_parsed_values():
     parser = build_parser()
     args = parser.parse_args([*LOAD, "--processes", "3", "--output", "o.json", "--insecure", "--max-p95-ms",
                               "800", "--seed", "7", "--report", "r.html", "--baseline", "b.json"])
-    child = argv_for(parser, args, PARENT_ONLY)
+    child = argv_for(parser, args, child_options())
     again = parser.parse_args(child)
     for dest in ("config", "rpm", "duration", "insecure", "max_p95_ms", "seed"):
         assert getattr(again, dest) == getattr(args, dest)
     assert again.processes == 1 and again.output is None and again.report is None and again.baseline is None
+
+
+# Options only the parent of --processes acts on, and why: a new option must be put here or in
+# processes.CHILD_OPTIONS, or a child would silently run without it (or with it, twice).
+PARENT_KEEPS = {
+    "processes": "each child is one process",
+    "shard": "the parent gives each child its own --shard K/N",
+    "shard_process": "the parent marks its children itself",
+    "output": "each child writes its shard where the parent tells it; the parent saves the merge",
+    "baseline": "the parent judges the merged run against the baseline",
+    "rerun": "the parent re-runs a run that could not judge",
+    "moodle_dir": "the parent records the Moodle under test once",
+    "progress": "the parent prints the progress of the whole run",
+    "quiet": "the children are quiet; the parent prints what was asked",
+    "compare": "a mode without a load", "merge": "a mode without a load", "pairs": "a mode without a load",
+    "results": "a mode without a load",
+    "help": "prints and exits", "help_all": "prints and exits", "version": "prints and exits",
+}
+
+
+def test_every_option_is_either_given_to_the_children_or_kept_by_the_parent():
+    exports = {exporter.dest for exporter in EXPORTERS}
+    unplaced = [action.dest for action in build_parser()._actions
+                if action.dest not in child_options() | PARENT_KEEPS.keys() | exports]
+    assert unplaced == []
+    assert not child_options() & PARENT_KEEPS.keys()
+
+
+def test_a_child_writes_only_the_exports_its_exporter_allows():
+    parser = build_parser()
+    exported = [item for exporter in EXPORTERS for item in (exporter.option, f"out.{exporter.dest}")]
+    child = argv_for(parser, parser.parse_args([*LOAD, "--processes", "2", *exported]), child_options())
+    for exporter in EXPORTERS:
+        assert (exporter.option in child) == exporter.child_writes
 
 
 def test_help_leads_with_three_examples_and_fits_a_screen_and_a_half(capsys):

@@ -67,6 +67,12 @@ class Thresholds:
     judge: str = "both"  # what decides: "time", "work" (CPU time per answer, DB reads) or "both" (work.JUDGE_*)
     failure_margin: float = 0.02  # a rise of failures (share of requests) good needs ruled out (--max-failure-rise)
 
+    def more_db_reads(self, before: float, after: float) -> bool:
+        """The DB-read rule, the one place every judge reads it: a page reading more than
+        ``max_db_reads_increase`` more DB reads per answer does more work, however fast it was.
+        The count is deterministic (the footer's), so no statistics are needed."""
+        return after - before > self.max_db_reads_increase
+
 
 def ratio_interval(base_blocks: list, new_blocks: list, resamples: int = 400, seed: int = 0) -> tuple:
     """95 % bootstrap interval of the ratio of block medians (new / base), resampling blocks,
@@ -131,8 +137,7 @@ def judge_counts(base_failed: int, base_total: int, new_failed: int, new_total: 
         row["reasons"].append(f"failures {base_rate:.1%} -> {new_rate:.1%} of requests (p={failures_p:.2g}"
                               f"{'; ' + kinds if kinds else ''})")
     row["db_reads"] = [base_reads, new_reads]
-    if base_reads is not None and new_reads is not None \
-            and new_reads - base_reads > thresholds.max_db_reads_increase:
+    if base_reads is not None and new_reads is not None and thresholds.more_db_reads(base_reads, new_reads):
         row["verdict"] = "regression"
         row["reasons"].append(f"DB reads {base_reads:g} -> {new_reads:g} per page")
     return row

@@ -48,8 +48,8 @@ def judge_page(pairs: list, thresholds: Thresholds, alpha: float) -> dict:
     logs = [ratio for ratio, _, _ in pairs if ratio is not None]
     reads = [(before, after) for _, before, after in pairs if before is not None and after is not None]
     more_reads = bool(reads) and len(reads) == len(pairs) and all(
-        after - before > thresholds.max_db_reads_increase for before, after in reads)
-    same_reads = not reads or all(after - before <= thresholds.max_db_reads_increase for before, after in reads)
+        thresholds.more_db_reads(before, after) for before, after in reads)
+    same_reads = not reads or not any(thresholds.more_db_reads(before, after) for before, after in reads)
     row = {"pairs": len(pairs), "slower_in": sum(log > 0 for log in logs), "more_db_reads": more_reads,
            "db_reads": [round(sum(side) / len(reads), 1) for side in zip(*reads, strict=True)] if reads else None}
     if len(logs) < 2:

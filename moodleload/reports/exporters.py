@@ -1,7 +1,8 @@
-"""The files a run can be exported to, behind one interface: each exporter names its
-option and turns a results document (with its verdict and comparison) into text.  The
-command line, the output checks and the end of every mode read this list, so adding a
-format is one class here and one line in EXPORTERS (hyperfine's ``export/`` is the model).
+"""The files a run can be exported to, behind one interface (``Exporter``): each exporter
+names its option, says whether a ``--processes`` child may write it, and turns a results
+document (with its verdict and comparison) into text.  The command line, the output checks,
+the children's command line and the end of every mode read EXPORTERS, so adding a format is
+one class here and one line in EXPORTERS (hyperfine's ``export/`` is the model).
 
 Every exporter is a view of the results document; none measures anything."""
 
@@ -11,7 +12,7 @@ import csv
 import io
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from moodleload.judging.verdict import Verdict
 from moodleload.reports.views import url_rows
@@ -31,8 +32,24 @@ class Exported:
     comparison: Comparison | None = None
 
 
+class Exporter(Protocol):
+    """One export format: its option, and how a results document becomes its text."""
+
+    option: str  # the command-line option, e.g. "--export-csv"
+    dest: str  # the option's name in the parsed options
+    metavar: str
+    help: str
+    what: str  # what the file is called in messages ("CSV")
+    # May a --processes child write it?  Each child sees one shard: a file of the whole run
+    # can only come from the parent, after the merge.
+    child_writes: bool
+
+    def render(self, exported: Exported) -> str: ...
+
+
 class HtmlExporter:
     option, dest, metavar = "--report", "report", "HTML"
+    child_writes = False
     help = "a self-contained HTML report: of this run, of a saved RESULTS file, or of a --compare"
     what = "report"
 
@@ -45,6 +62,7 @@ class HtmlExporter:
 
 class CsvExporter:
     option, dest, metavar = "--export-csv", "export_csv", "CSV"
+    child_writes = False
     help = "one row per URL: counts, percentiles, CPU time, DB reads, ratios against a baseline"
     what = "CSV"
     columns = ("url", "requests", "success", "failure", "latency_ms_p50", "latency_ms_p95", "latency_ms_p99",
@@ -75,6 +93,7 @@ class CsvExporter:
 
 class JunitExporter:
     option, dest, metavar = "--export-junit", "export_junit", "XML"
+    child_writes = False
     help = "a JUnit XML summary for CI: a test case per URL against the baseline, one for the verdict"
     what = "JUnit summary"
 
@@ -111,7 +130,7 @@ class JunitExporter:
         return ElementTree.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
 
 
-EXPORTERS = (HtmlExporter(), CsvExporter(), JunitExporter())
+EXPORTERS: tuple[Exporter, ...] = (HtmlExporter(), CsvExporter(), JunitExporter())
 
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet would run as a formula
