@@ -30,6 +30,7 @@ from moodleload.judging.statements import attribute, moved_page, statement_chang
 from moodleload.judging.verdict import (
     RunFacts,
     Verdict,
+    VerdictWord,
     baseline_limit,
     delivery_problems,
     incomplete_run,
@@ -150,7 +151,8 @@ def save_results(path: str, document: Results, say, measured: dict | None = None
         where = measured["saved_to"] = save_fallback(document)
         saved = f"they were saved to {where} instead" if where else "and could not be saved anywhere"
         say(f"[ERROR] cannot write the results to {path} ({error.strerror or error}): {saved}")
-        return Verdict(EXIT_FAULT, "not recorded", (f"the results could not be written to {path}: {saved}",))
+        return Verdict(EXIT_FAULT, VerdictWord.NOT_RECORDED,
+                       (f"the results could not be written to {path}: {saved}",))
 
 
 def save_fallback(document: Results) -> str | None:

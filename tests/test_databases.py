@@ -9,7 +9,7 @@ import pytest
 from moodleload.database import passwords as smp
 from moodleload.database.accounts import check_where
 from moodleload.database.families import MySQL, Postgres, Settings, fill_defaults, read_my_cnf
-from moodleload.exits import UsageError
+from moodleload.exits import SETUP_DATABASE_PROBLEM, SETUP_USAGE, UsageError
 
 SITE_FLAG = ["--base-url", "https://moodle.test"]  # a new config.json needs the site's address
 
@@ -34,7 +34,7 @@ def test_a_failure_midway_leaves_every_row_as_it_was(maria_db, tmp_path):
     maria_db.query("CREATE TRIGGER refuse BEFORE DELETE ON mdl_user_preferences FOR EACH ROW"
                    " SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'preferences are read-only today'")
     before = snapshot(maria_db)
-    assert run_tool(maria_db, tmp_path, "--count", "3") == smp.EXIT_DATABASE
+    assert run_tool(maria_db, tmp_path, "--count", "3") == SETUP_DATABASE_PROBLEM
     assert snapshot(maria_db) == before  # the UPDATE that ran before the DELETE is rolled back
     assert not (tmp_path / "config.json").exists()
 
@@ -73,7 +73,7 @@ def test_double_quotes_name_columns_as_in_postgresql(maria_db, tmp_path):
 ])
 def test_mysql_comments_and_quotes_cannot_escape_the_guards(maria_db, tmp_path, where, capsys):
     before = snapshot(maria_db)
-    assert run_tool(maria_db, tmp_path, "--where", where) == smp.EXIT_USAGE
+    assert run_tool(maria_db, tmp_path, "--where", where) == SETUP_USAGE
     assert capsys.readouterr().err.count("\n") == 1
     assert snapshot(maria_db) == before
 
@@ -92,7 +92,7 @@ def test_nothing_listening_says_to_check_host_port_and_socket(tmp_path, capsys):
 
     code = smp.main([*SITE_FLAG, "--db-type", "mariadb", "--db-name", "moodle", "--db-host", "127.0.0.1", "--db-port",
                      str(free_port()), "--db-user", "x", "--password", "pw", "--config", str(tmp_path / "c.json")])
-    assert code == smp.EXIT_DATABASE
+    assert code == SETUP_DATABASE_PROBLEM
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "cannot reach MariaDB/MySQL at 127.0.0.1:" in err and "--db-socket" in err
 
@@ -114,7 +114,7 @@ def test_authentication_failure_says_to_check_user_and_password(maria_db, tmp_pa
                      "--db-socket", maria_db.cluster.socket,
                      "--db-user", "loadtester", "--db-pass", "wrong", "--password", "pw",
                      "--config", str(tmp_path / "c.json")])
-    assert code == smp.EXIT_DATABASE
+    assert code == SETUP_DATABASE_PROBLEM
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "authentication failed for database user loadtester" in err
 
@@ -127,7 +127,7 @@ def test_missing_privileges_say_which_tables_need_them(maria_db, tmp_path, capsy
                      "--db-socket", maria_db.cluster.socket,
                      "--db-user", "reader", "--db-pass", "pw", "--password", "pw",
                      "--config", str(tmp_path / "c.json")])
-    assert code == smp.EXIT_DATABASE
+    assert code == SETUP_DATABASE_PROBLEM
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "needs SELECT, UPDATE and DELETE" in err
     assert snapshot(maria_db) == before
@@ -168,21 +168,21 @@ def test_an_option_file_without_a_client_section_gives_nothing(tmp_path):
 
 def test_an_unknown_database_type_is_one_line(tmp_path, capsys):
     assert smp.main([*SITE_FLAG, "--db-type", "oci", "--db-name", "x", "--password", "pw",
-                     "--config", str(tmp_path / "c.json")]) == smp.EXIT_USAGE
+                     "--config", str(tmp_path / "c.json")]) == SETUP_USAGE
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "pgsql, mariadb, mysqli or auroramysql" in err
 
 
 def test_no_database_name_anywhere_says_how_to_give_one(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("PGDATABASE", raising=False)
-    assert smp.main([*SITE_FLAG, "--password", "pw", "--config", str(tmp_path / "c.json")]) == smp.EXIT_USAGE
+    assert smp.main([*SITE_FLAG, "--password", "pw", "--config", str(tmp_path / "c.json")]) == SETUP_USAGE
     assert "give --db-name (or --moodle-config" in capsys.readouterr().err
 
 
 def test_a_missing_socket_is_named(tmp_path, capsys):
     code = smp.main([*SITE_FLAG, "--db-type", "mariadb", "--db-name", "x", "--db-socket", str(tmp_path / "none.sock"),
                      "--password", "pw", "--config", str(tmp_path / "c.json")])
-    assert code == smp.EXIT_DATABASE
+    assert code == SETUP_DATABASE_PROBLEM
     assert f"cannot reach MariaDB/MySQL at {tmp_path / 'none.sock'}" in capsys.readouterr().err
 
 

@@ -10,7 +10,7 @@ import pytest
 from helpers import installer_config
 from moodleload.database import passwords as smp
 from moodleload.database.moodleconfig import parse_plain, read_moodle_config
-from moodleload.exits import UsageError
+from moodleload.exits import SETUP_DATABASE_PROBLEM, SETUP_USAGE, UsageError
 
 HAS_PHP = shutil.which("php") is not None
 READERS = ["php", "text"]
@@ -187,7 +187,7 @@ def test_config_php_is_the_whole_set_up_and_writes_base_url(moodle_db, tmp_path,
 def test_flags_override_config_php(moodle_db, tmp_path, capsys):
     config_php = site_config(moodle_db, tmp_path)
     assert smp.main(["--moodle-config", config_php, "--prefix", "other_", "--count", "1", "--password", "pw",
-                     "--config", str(tmp_path / "config.json")]) == smp.EXIT_DATABASE
+                     "--config", str(tmp_path / "config.json")]) == SETUP_DATABASE_PROBLEM
     assert "is --prefix 'other_' right" in capsys.readouterr().err
 
 
@@ -228,7 +228,7 @@ def test_a_port_that_is_no_number_is_one_line_naming_where_it_came_from(tmp_path
     path = tmp_path / "config.php"
     path.write_text(installer_config("mariadb", "127.0.0.1", "moodle", "u", "p", {"dbport": "\u00b2"}))
     assert smp.main(["--moodle-config", str(path), "--password", "pw",
-                     "--config", str(tmp_path / "config.json")]) == smp.EXIT_USAGE
+                     "--config", str(tmp_path / "config.json")]) == SETUP_USAGE
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "(config.php) is not a port number" in err
 

@@ -13,6 +13,7 @@ from password_tools import LEGACY_HASH, SITE_FLAG, run_tool, snapshot, usernames
 
 from helpers import ROOT, Browser
 from moodleload.database import passwords as smp
+from moodleload.exits import SETUP_DATABASE_PROBLEM, SETUP_NO_USERS, SETUP_USAGE
 
 # ---- which users
 
@@ -52,7 +53,7 @@ def test_count_larger_than_the_pool_warns_and_goes_on(moodle_db, tmp_path, capsy
 
 def test_no_matching_user_is_an_error_that_changes_nothing(moodle_db, tmp_path, capsys):
     before = snapshot(moodle_db)
-    assert run_tool(moodle_db, tmp_path, "--where", "username = 'nobody'") == smp.EXIT_NO_USERS
+    assert run_tool(moodle_db, tmp_path, "--where", "username = 'nobody'") == SETUP_NO_USERS
     assert "no user matches" in capsys.readouterr().err
     assert snapshot(moodle_db) == before
     assert not (tmp_path / "config.json").exists()
@@ -60,7 +61,7 @@ def test_no_matching_user_is_an_error_that_changes_nothing(moodle_db, tmp_path, 
 
 def test_bad_where_is_one_line_and_changes_nothing(moodle_db, tmp_path, capsys):
     before = snapshot(moodle_db)
-    assert run_tool(moodle_db, tmp_path, "--where", "usernme = 'x'") == smp.EXIT_DATABASE
+    assert run_tool(moodle_db, tmp_path, "--where", "usernme = 'x'") == SETUP_DATABASE_PROBLEM
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--where" in err and "usernme" in err
     assert snapshot(moodle_db) == before
@@ -103,7 +104,7 @@ def test_a_failure_midway_leaves_every_row_as_it_was(pg_db, tmp_path):
         CREATE TRIGGER refuse BEFORE DELETE ON mdl_user_preferences FOR EACH ROW EXECUTE FUNCTION refuse();
     """)
     before = snapshot(pg_db)
-    assert run_tool(pg_db, tmp_path, "--count", "3") == smp.EXIT_DATABASE
+    assert run_tool(pg_db, tmp_path, "--count", "3") == SETUP_DATABASE_PROBLEM
     assert snapshot(pg_db) == before  # the UPDATE that ran before the DELETE is rolled back
     assert not (tmp_path / "config.json").exists()
     assert not [name for name in os.listdir(tmp_path) if name.endswith(".tmp")]
@@ -140,7 +141,7 @@ def test_missing_config_is_created_from_defaults_with_mode_0600(pg_db, tmp_path)
 def test_invalid_config_is_refused_before_the_database_is_touched(pg_db, tmp_path, capsys):
     (tmp_path / "config.json").write_text("{ not json")
     before = snapshot(pg_db)
-    assert run_tool(pg_db, tmp_path) == smp.EXIT_USAGE
+    assert run_tool(pg_db, tmp_path) == SETUP_USAGE
     assert "is not valid JSON" in capsys.readouterr().err
     assert snapshot(pg_db) == before
     assert (tmp_path / "config.json").read_text() == "{ not json"
@@ -159,7 +160,7 @@ def test_unwritable_config_directory_changes_nothing_in_the_database(pg_db, tmp_
     target = tmp_path / "missing-dir" / "config.json"
     before = snapshot(pg_db)
     code = smp.main([*SITE_FLAG, *pg_db.cli_args(), "--config", str(target), "--password", "pw"])
-    assert code == smp.EXIT_USAGE
+    assert code == SETUP_USAGE
     assert "cannot write" in capsys.readouterr().err
     assert snapshot(pg_db) == before
 
@@ -208,7 +209,7 @@ def test_password_falls_back_to_the_environment_then_the_config(pg_db, tmp_path,
 
 def test_no_password_anywhere_says_how_to_give_one(pg_db, tmp_path, capsys, monkeypatch):
     monkeypatch.delenv(smp.PASSWORD_ENV, raising=False)
-    assert run_tool(pg_db, tmp_path, password=None) == smp.EXIT_USAGE
+    assert run_tool(pg_db, tmp_path, password=None) == SETUP_USAGE
     assert "--password" in capsys.readouterr().err
 
 
@@ -217,7 +218,7 @@ def test_no_password_anywhere_says_how_to_give_one(pg_db, tmp_path, capsys, monk
 def test_passwords_moodle_or_bcrypt_cannot_take_are_refused_up_front(pg_db, tmp_path, capsys, password,
                                                                       complaint, monkeypatch):
     monkeypatch.delenv(smp.PASSWORD_ENV, raising=False)
-    assert run_tool(pg_db, tmp_path, password=password) == smp.EXIT_USAGE
+    assert run_tool(pg_db, tmp_path, password=password) == SETUP_USAGE
     assert complaint in capsys.readouterr().err
 
 
@@ -229,12 +230,12 @@ def test_bcrypt_cost_flag_sets_the_cost(moodle_db, tmp_path):
 # ---- database errors, one line each
 
 def test_bad_prefix_is_refused_before_connecting(pg_db, tmp_path, capsys):
-    assert run_tool(pg_db, tmp_path, "--prefix", "mdl_; DROP TABLE x") == smp.EXIT_USAGE
+    assert run_tool(pg_db, tmp_path, "--prefix", "mdl_; DROP TABLE x") == SETUP_USAGE
     assert "--prefix" in capsys.readouterr().err
 
 
 def test_wrong_prefix_says_to_check_it(moodle_db, tmp_path, capsys):
-    assert run_tool(moodle_db, tmp_path, "--prefix", "m_") == smp.EXIT_DATABASE
+    assert run_tool(moodle_db, tmp_path, "--prefix", "m_") == SETUP_DATABASE_PROBLEM
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--prefix 'm_'" in err
 
@@ -242,7 +243,7 @@ def test_wrong_prefix_says_to_check_it(moodle_db, tmp_path, capsys):
 def test_nothing_listening_says_to_check_host_and_port(tmp_path, capsys):
     code = smp.main([*SITE_FLAG, "--db-name", "moodle", "--db-host", "127.0.0.1", "--db-port", "1",
                      "--db-user", "x", "--password", "pw", "--config", str(tmp_path / "c.json")])
-    assert code == smp.EXIT_DATABASE
+    assert code == SETUP_DATABASE_PROBLEM
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "cannot reach PostgreSQL at 127.0.0.1:1" in err
 
@@ -252,7 +253,7 @@ def test_authentication_failure_says_to_check_user_and_password(pg_db, tmp_path,
     code = smp.main([*SITE_FLAG, "--db-name", pg_db.name, "--db-host", pg_db.pg.socketdir,
                      "--db-port", str(pg_db.pg.port), "--db-user", "loadtester", "--db-pass", "wrong",
                      "--password", "pw", "--config", str(tmp_path / "c.json")])
-    assert code == smp.EXIT_DATABASE
+    assert code == SETUP_DATABASE_PROBLEM
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "authentication failed" in err and "--db-pass" in err
 
@@ -264,7 +265,7 @@ def test_missing_privileges_say_which_tables_need_them(pg_db, tmp_path, capsys):
     code = smp.main([*SITE_FLAG, "--db-name", pg_db.name, "--db-host", pg_db.pg.socketdir,
                      "--db-port", str(pg_db.pg.port), "--db-user", "reader", "--db-pass", "pw",
                      "--password", "pw", "--config", str(tmp_path / "c.json")])
-    assert code == smp.EXIT_DATABASE
+    assert code == SETUP_DATABASE_PROBLEM
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "needs SELECT, UPDATE and DELETE" in err
     assert snapshot(pg_db) == before
@@ -347,7 +348,7 @@ def test_a_disabled_account_stays_disabled_unless_its_auth_is_named(moodle_db, t
         "open-string"])
 def test_where_cannot_escape_its_guards(moodle_db, tmp_path, capsys, where):
     before = snapshot(moodle_db)
-    assert run_tool(moodle_db, tmp_path, "--where", where) == smp.EXIT_USAGE
+    assert run_tool(moodle_db, tmp_path, "--where", where) == SETUP_USAGE
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--where" in err
     assert snapshot(moodle_db) == before

@@ -18,6 +18,7 @@ from proxy import CommitCutter
 
 from helpers import ROOT
 from moodleload.database import passwords as smp
+from moodleload.exits import SETUP_DATABASE_PROBLEM, SETUP_USAGE
 
 # ---- secrets
 
@@ -42,7 +43,7 @@ def test_the_database_password_can_come_from_a_file(pg_db, tmp_path):
     assert smp.main([*SITE_FLAG, *arguments, "--db-pass-file", str(tmp_path / "dbpw")]) == 0
     assert usernames(tmp_path / "config.json") == ["tool_generator_000100"]
     (tmp_path / "dbpw").write_text("wrong\n")  # the file is what authenticates
-    assert smp.main([*SITE_FLAG, *arguments, "--db-pass-file", str(tmp_path / "dbpw")]) == smp.EXIT_DATABASE
+    assert smp.main([*SITE_FLAG, *arguments, "--db-pass-file", str(tmp_path / "dbpw")]) == SETUP_DATABASE_PROBLEM
 
 
 def test_the_hash_never_appears_in_a_statements_text(pg_db, tmp_path):
@@ -154,7 +155,7 @@ def test_a_second_run_on_the_same_config_refuses_while_the_first_holds_it(pg_db,
     try:
         fcntl.flock(folder, fcntl.LOCK_EX)
         before = snapshot(pg_db)
-        assert run_tool(pg_db, tmp_path, "--count", "1") == smp.EXIT_USAGE
+        assert run_tool(pg_db, tmp_path, "--count", "1") == SETUP_USAGE
         assert "another set_moodle_passwords.py" in capsys.readouterr().err
         assert snapshot(pg_db) == before
     finally:
@@ -168,7 +169,7 @@ def test_two_runs_at_once_never_mix_their_results(pg_db, tmp_path):
     wait_for_commit(pg_db, first)
     second = subprocess.run(script(pg_db, tmp_path, "--count", "5"), capture_output=True, text=True, timeout=60)
     first.communicate(timeout=30)
-    assert first.returncode == 0 and second.returncode == smp.EXIT_USAGE
+    assert first.returncode == 0 and second.returncode == SETUP_USAGE
     assert "another set_moodle_passwords.py" in second.stderr
     assert len(usernames(tmp_path / "config.json")) == 3
 
@@ -178,7 +179,7 @@ def test_a_read_only_config_is_not_replaced(pg_db, tmp_path, capsys):
     path.write_text(json.dumps({"base_url": "https://x.test", "users": []}))
     path.chmod(0o400)
     before = snapshot(pg_db)
-    assert run_tool(pg_db, tmp_path, "--count", "1") == smp.EXIT_USAGE
+    assert run_tool(pg_db, tmp_path, "--count", "1") == SETUP_USAGE
     assert "read-only" in capsys.readouterr().err
     assert snapshot(pg_db) == before
     assert json.loads(path.read_text()) == {"base_url": "https://x.test", "users": []}
@@ -204,7 +205,7 @@ def test_a_symlinked_config_is_written_through_to_its_target(pg_db, tmp_path):
 def test_a_bad_config_is_one_line(pg_db, tmp_path, capsys, content, complaint):
     (tmp_path / "config.json").write_bytes(content)
     before = snapshot(pg_db)
-    assert run_tool(pg_db, tmp_path, password=None) == smp.EXIT_USAGE
+    assert run_tool(pg_db, tmp_path, password=None) == SETUP_USAGE
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and complaint in err
     assert snapshot(pg_db) == before
@@ -215,7 +216,7 @@ def test_a_bad_config_is_one_line(pg_db, tmp_path, capsys, content, complaint):
     ("--allow-auth", "ldap;x", "--allow-auth"),
 ])
 def test_numbers_and_names_out_of_range_are_one_line(pg_db, tmp_path, capsys, flag, value, complaint):
-    assert run_tool(pg_db, tmp_path, flag, value) == smp.EXIT_USAGE
+    assert run_tool(pg_db, tmp_path, flag, value) == SETUP_USAGE
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and complaint in err
 
@@ -225,7 +226,7 @@ def test_a_password_that_is_not_utf8_is_one_line(pg_db, tmp_path):
     command += [b"--password", b"caf\xe9"]
     command = [part for part in command if part not in (b"--password-file", os.fsencode(tmp_path / "pw"))]
     result = subprocess.run(command, capture_output=True, timeout=60)
-    assert result.returncode == smp.EXIT_USAGE
+    assert result.returncode == SETUP_USAGE
     assert b"not valid UTF-8" in result.stderr and b"Traceback" not in result.stderr
 
 
@@ -235,7 +236,7 @@ def test_dry_run_into_a_closed_pipe_has_no_traceback(pg_db, tmp_path):
     result = subprocess.run(["bash", "-c", f"{shell} | true; exit ${{PIPESTATUS[0]}}"], capture_output=True,
                             text=True, timeout=60)
     assert result.stderr == "[ERROR] standard output was closed before the end\n"
-    assert result.returncode == smp.EXIT_USAGE
+    assert result.returncode == SETUP_USAGE
 
 
 def test_the_lock_is_on_the_folder_a_symlinked_config_is_really_written_in(pg_db, tmp_path, capsys):
@@ -246,7 +247,7 @@ def test_the_lock_is_on_the_folder_a_symlinked_config_is_really_written_in(pg_db
     folder = os.open(tmp_path / "real", os.O_RDONLY)
     try:
         fcntl.flock(folder, fcntl.LOCK_EX)
-        assert run_tool(pg_db, tmp_path, "--count", "1") == smp.EXIT_USAGE
+        assert run_tool(pg_db, tmp_path, "--count", "1") == SETUP_USAGE
         assert "another set_moodle_passwords.py" in capsys.readouterr().err
     finally:
         os.close(folder)
@@ -346,7 +347,7 @@ def test_a_commit_that_never_reached_the_server_is_checked_and_said_to_have_chan
     with cutter:
         code = smp.main([*flags, *SITE_FLAG, "--count", "3", "--password", "pw", "--config",
                          str(tmp_path / "config.json")])
-    assert code == smp.EXIT_DATABASE
+    assert code == SETUP_DATABASE_PROBLEM
     assert "reconnected to check: no selected user holds the new password" in capsys.readouterr().err
     assert snapshot(moodle_db) == before and not (tmp_path / "config.json").exists()
 
@@ -357,7 +358,7 @@ def test_a_commit_nobody_can_check_is_reported_as_unknown_with_what_to_do(moodle
     with cutter:
         code = smp.main([*flags, *SITE_FLAG, "--count", "3", "--password", "pw", "--config",
                          str(tmp_path / "config.json")])
-    assert code == smp.EXIT_DATABASE
+    assert code == SETUP_DATABASE_PROBLEM
     err = capsys.readouterr().err
     assert "could not be reached again to check whether it committed: the 3 selected users" in err
     assert "run this again with the same password" in err and "nothing changed" not in err

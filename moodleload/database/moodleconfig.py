@@ -22,7 +22,7 @@ import sys
 from dataclasses import dataclass, field
 
 from moodleload.database.families import Settings, family_of
-from moodleload.exits import UsageError
+from moodleload.exits import SETUP_DONE, SETUP_USAGE, UsageError
 
 SETTINGS = ("dbtype", "dbhost", "dbname", "dbuser", "dbpass", "prefix", "wwwroot")
 OPTIONS = ("dbport", "dbsocket")
@@ -315,9 +315,9 @@ def main(argv=None) -> int:
         family, settings = client_settings(args.config_php)
     except UsageError as error:
         print(f"[ERROR] {error}", file=sys.stderr)
-        return 2
+        return SETUP_USAGE
     sys.stdout.write(shell_assignments(family, settings) if args.shell else client_option_file(settings))
-    return 0
+    return SETUP_DONE
 
 
 if __name__ == "__main__":

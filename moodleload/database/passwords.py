@@ -48,15 +48,18 @@ from moodleload.database.testpassword import (
     read_secret_file,
     resolve_password,
 )
-from moodleload.exits import STOPPING_SIGNALS, UsageError, exit_for_signal  # here a UsageError is exit 2
+from moodleload.exits import (
+    SETUP_DATABASE_PROBLEM,
+    SETUP_DONE,
+    SETUP_NO_USERS,
+    SETUP_USAGE,
+    STOPPING_SIGNALS,
+    UsageError,
+    exit_for_signal,
+)
 from moodleload.files import check_writable, json_text, prepare_file
 from moodleload.needs import require
 from moodleload.siteurl import without_credentials
-
-EXIT_OK = 0
-EXIT_DATABASE = 1
-EXIT_USAGE = 2
-EXIT_NO_USERS = 3
 
 DEFAULT_PREFIX = "mdl_"
 MAX_BCRYPT_COST = 14  # every login pays it until Moodle rehashes: ~1 s a login at 14 on a fast core
@@ -220,12 +223,12 @@ def run(args, database, target: str, guards: Guards, config: dict, existed: bool
         with conn.cursor() as cur:
             users, parameters = pick_users(cur, database, guards, args)
             if not users:
-                return EXIT_NO_USERS
+                return SETUP_NO_USERS
             if args.dry_run:
                 show_dry_run(args, database, users, config,
                              updated_config(config, users, password, parameters, args.base_url_chosen), existed)
                 conn.rollback()
-                return EXIT_OK
+                return SETUP_DONE
             assert password_hash is not None  # only a dry run has none, and it has ended above
             try:
                 changed, preferences = apply_changes(cur, database, guards, users, password_hash)
@@ -260,7 +263,7 @@ def run(args, database, target: str, guards: Guards, config: dict, existed: bool
                 temporary = None
                 args.committed = True  # a signal held back until here finds the work done
         report_done(args, config, new_config, len(changed), preferences, parameters)
-        return EXIT_OK
+        return SETUP_DONE
     finally:
         if temporary is not None and os.path.exists(temporary):
             os.unlink(temporary)
@@ -410,10 +413,10 @@ def main(argv=None) -> int:
         return status
     except UsageError as error:
         print(f"[ERROR] {error}", file=sys.stderr)
-        return EXIT_USAGE
+        return SETUP_USAGE
     except DatabaseError as error:
         print(f"[ERROR] {error}", file=sys.stderr)
-        return EXIT_DATABASE
+        return SETUP_DATABASE_PROBLEM
     except (KeyboardInterrupt, Stopped) as interruption:
         signum = interruption.signum if isinstance(interruption, Stopped) else signal.SIGINT
         name = signal.Signals(signum).name
@@ -432,7 +435,7 @@ def main(argv=None) -> int:
               + (f" (the change itself was completed: the database and {config_path} agree)"
                  if config_path else ""),
               file=sys.stderr)
-        return EXIT_USAGE
+        return SETUP_USAGE
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

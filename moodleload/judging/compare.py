@@ -12,7 +12,7 @@ from moodleload.console import round_or_none
 from moodleload.judging.stats import normal_quantile
 from moodleload.judging.work import JUDGE_WORK, WORK, combine, cpu_judged, cpu_problem
 from moodleload.load.machine import contended, contention_shift
-from moodleload.results.comparison import Comparison
+from moodleload.results.comparison import Comparison, RowVerdict
 
 if TYPE_CHECKING:
     from moodleload.results.model import Results
@@ -122,7 +122,7 @@ def judge_counts(base_failed: int, base_total: int, new_failed: int, new_total: 
                  new_reads: float | None, thresholds: Thresholds, alpha: float, failure_kinds: dict) -> dict:
     """The start of a URL's row: what needs no clock.  More failures (a proportions test, and
     a rise of at least a point) or more DB reads per page is a regression on its own."""
-    row: dict = {"verdict": "same", "reasons": []}
+    row: dict = {"verdict": RowVerdict.SAME, "reasons": []}
     base_rate = base_failed / base_total if base_total else 0.0
     new_rate = new_failed / new_total if new_total else 0.0
     failures_p = failure_increase_p(base_failed, base_total, new_failed, new_total)
@@ -132,13 +132,13 @@ def judge_counts(base_failed: int, base_total: int, new_failed: int, new_total: 
     row["failures_ruled_out"] = rise_upper < thresholds.failure_margin
     row["failure_margin"] = thresholds.failure_margin
     if new_rate - base_rate >= MIN_FAILURE_INCREASE and failures_p <= alpha:
-        row["verdict"] = "regression"
+        row["verdict"] = RowVerdict.REGRESSION
         kinds = ", ".join(f"{kind} {count}" for kind, count in sorted(failure_kinds.items()))
         row["reasons"].append(f"failures {base_rate:.1%} -> {new_rate:.1%} of requests (p={failures_p:.2g}"
                               f"{'; ' + kinds if kinds else ''})")
     row["db_reads"] = [base_reads, new_reads]
     if base_reads is not None and new_reads is not None and thresholds.more_db_reads(base_reads, new_reads):
-        row["verdict"] = "regression"
+        row["verdict"] = RowVerdict.REGRESSION
         row["reasons"].append(f"DB reads {base_reads:g} -> {new_reads:g} per page")
     return row
 
@@ -163,8 +163,8 @@ def time_row(row: dict, base: UrlRecord, new: UrlRecord, thresholds: Thresholds,
     if len(base_blocks) < thresholds.min_blocks or len(new_blocks) < thresholds.min_blocks:
         row["ratio"] = None
         row["p_value"] = None
-        if row["verdict"] == "same":
-            row["verdict"] = "unsure"
+        if row["verdict"] == RowVerdict.SAME:
+            row["verdict"] = RowVerdict.UNSURE
             row["reasons"].append(f"too few blocks with data ({len(base_blocks)} vs {len(new_blocks)}, "
                                   f"need {thresholds.min_blocks} with 3 answers each): run longer, at a higher "
                                   f"rate, or with fewer --blocks")
@@ -178,14 +178,14 @@ def time_row(row: dict, base: UrlRecord, new: UrlRecord, thresholds: Thresholds,
                ratio_ci95=[round(low, 4), round(high, 4)], p_value=round(p_value, 6), alpha=round(alpha, 6))
     if ratio > 1 + tolerance:
         if p_value <= alpha:
-            row["verdict"] = "regression"
+            row["verdict"] = RowVerdict.REGRESSION
             row["reasons"].append(f"median service time x{ratio:.3f} (p={p_value:.2g} <= {alpha:.2g})")
-        elif p_value <= max(0.1, 2 * alpha) and row["verdict"] == "same":
+        elif p_value <= max(0.1, 2 * alpha) and row["verdict"] == RowVerdict.SAME:
             # Pinpoint's third answer: a large change the blocks cannot yet confirm.
-            row["verdict"] = "unsure"
+            row["verdict"] = RowVerdict.UNSURE
             row["reasons"].append(f"median service time x{ratio:.3f} but p={p_value:.2g}: run longer")
-    elif ratio < 1 - tolerance and p_value <= alpha and row["verdict"] == "same":
-        row["verdict"] = "improvement"
+    elif ratio < 1 - tolerance and p_value <= alpha and row["verdict"] == RowVerdict.SAME:
+        row["verdict"] = RowVerdict.IMPROVEMENT
     row["rules_out_pct"] = round((high - 1) * 100, 2)
     unshown(row, high, tolerance)
 
@@ -199,7 +199,7 @@ def block_work(base: UrlRecord, new: UrlRecord, kind: str, thresholds, alpha: fl
     problems = [f"{which}: {problem}" for which, record in (("baseline", base), ("this run", new))
                 if (problem := cpu_problem(record, kind, thresholds.max_regression_pct)) is not None]
     row: dict = {"cpu_ms": [round_or_none(base.cpu_ms_mean, 2), round_or_none(new.cpu_ms_mean, 2)],
-                 "verdict": "unsure",
+                 "verdict": RowVerdict.UNSURE,
                  "reasons": []}
     if problems:
         row["reasons"] = [f"CPU time not judged ({'; '.join(problems)})"]
@@ -216,11 +216,11 @@ def block_work(base: UrlRecord, new: UrlRecord, kind: str, thresholds, alpha: fl
     row.update(ratio=round(ratio, 4), ratio_ci95=[round(low, 4), round(high, 4)], p_value=round(p_value, 6),
                rules_out_pct=round((high - 1) * 100, 2))
     if ratio > 1 + tolerance and p_value <= alpha:
-        row["verdict"] = "regression"
+        row["verdict"] = RowVerdict.REGRESSION
         row["reasons"] = [f"CPU time per answer {base_median:.1f} -> {new_median:.1f} ms, x{ratio:.3f} "
                           f"(p={p_value:.2g} <= {alpha:.2g})"]
     elif high < 1 + tolerance:
-        row["verdict"] = "improvement" if ratio < 1 - tolerance and p_value <= alpha else "same"
+        row["verdict"] = RowVerdict.IMPROVEMENT if ratio < 1 - tolerance and p_value <= alpha else RowVerdict.SAME
     else:
         row["reasons"] = [f"CPU time rises up to {high - 1:.1%} not ruled out (tolerance {tolerance:.0%})"]
     return row
@@ -243,7 +243,7 @@ def unshown(row: dict, upper_ratio: float, tolerance: float) -> None:
     """A row that found nothing is "same" only when its data rule out a slowdown beyond the
     tolerance and a rise of failures beyond the margin; otherwise "unsure", saying which
     bound is too wide.  "No significant difference" is not "no regression"."""
-    if row["verdict"] not in ("same", "improvement"):
+    if row["verdict"] not in (RowVerdict.SAME, RowVerdict.IMPROVEMENT):
         return
     gaps = []
     if upper_ratio >= 1 + tolerance:
@@ -252,7 +252,7 @@ def unshown(row: dict, upper_ratio: float, tolerance: float) -> None:
     if gap:
         gaps.append(gap)
     if gaps:
-        row["verdict"] = "unsure"
+        row["verdict"] = RowVerdict.UNSURE
         row["reasons"] += gaps
 
 
@@ -266,19 +266,19 @@ def compare_documents(base: Results, new: Results, thresholds: Thresholds) -> Co
     rows = {name: compare_url(base.urls[name], new.urls[name], thresholds, alpha, new.row_kind(name), doubt)
             for name in names}
     verdicts = [row["verdict"] for row in rows.values()]
-    if "regression" in verdicts:
-        overall = "regression"
-    elif not rows or "unsure" in verdicts:
-        overall = "unsure"
+    if RowVerdict.REGRESSION in verdicts:
+        overall = RowVerdict.REGRESSION
+    elif not rows or RowVerdict.UNSURE in verdicts:
+        overall = RowVerdict.UNSURE
     else:
-        overall = "same"
+        overall = RowVerdict.SAME
     notes = []
     if missing:
         notes.append(f"URLs in only one run, not compared: {', '.join(missing)}")
     notes += work_notes([base], [new]) + release_notes([base], [new])
     differences = incomparable(base, new) + contended([base.machine], [new.machine], thresholds.max_other_cpu)
     if differences:
-        overall = "not comparable"
+        overall = RowVerdict.NOT_COMPARABLE
     rules_out = [value for row in rows.values() if (value := deciding(row, thresholds.judge).get("rules_out_pct"))
                  is not None]
     comparison = {"verdict": overall, "method": "blocks", "judge": thresholds.judge, "alpha_per_url": alpha,
@@ -287,9 +287,9 @@ def compare_documents(base: Results, new: Results, thresholds: Thresholds) -> Co
                   "baseline_runs": 1, "candidate_runs": 1,
                   "rules_out_pct": max(rules_out) if rules_out else None,
                   # one run a side says nothing of the run-to-run spread: the remedy is baseline runs
-                  "more_runs": {"candidate": 1 if overall == "unsure" else None,
-                                "baseline": 2 if overall == "unsure" else None, "each": None}}
-    if overall == "unsure":
+                  "more_runs": {"candidate": 1 if overall == RowVerdict.UNSURE else None,
+                                "baseline": 2 if overall == RowVerdict.UNSURE else None, "each": None}}
+    if overall == RowVerdict.UNSURE:
         comparison["undecided"] = f"{undecided_head(comparison)}; {ONE_RUN_REMEDY}"
     return Comparison(comparison)
 

@@ -15,7 +15,7 @@ from moodleload.exits import EXIT_BAD, EXIT_CANNOT_JUDGE, EXIT_GOOD, UsageError
 from moodleload.judging.compare import Thresholds
 from moodleload.judging.runs import run_value
 from moodleload.judging.stats import student_t_cdf, student_t_quantile
-from moodleload.judging.verdict import Verdict
+from moodleload.judging.verdict import Verdict, VerdictWord
 from moodleload.judging.work import TIME, WORK, cpu_judged, good_measure, measures
 
 MAX_EXTRA_PAIRS = 20
@@ -93,16 +93,16 @@ def confirm(parents: list, culprits: list, thresholds: Thresholds) -> tuple[Verd
     confirmed += [f"{name} DB reads {row['db_reads'][0]:g} -> {row['db_reads'][1]:g} in every pair"
                   for name, row in rows.items() if row["more_db_reads"]]
     if confirmed:
-        return Verdict(EXIT_GOOD, "confirmed", tuple(confirmed)), rows
+        return Verdict(EXIT_GOOD, VerdictWord.CONFIRMED, tuple(confirmed)), rows
     if all(row["shown_within"] and row["same_reads"] for row in rows.values()):
         cleared = [f"{name} x{row['ratio']:.3f} ({row['interval'][0]:.3f}-{row['interval'][1]:.3f}), within "
                    f"{thresholds.max_regression_pct:g} %" for name, row in rows.items()]
-        return Verdict(EXIT_BAD, "not confirmed", tuple(cleared)), rows
+        return Verdict(EXIT_BAD, VerdictWord.NOT_CONFIRMED, tuple(cleared)), rows
     more = pairs_needed(rows, thresholds, good_alpha)
     reasons = [f"{name} x{row['ratio']:.3f} ({row['interval'][0]:.3f}-{row['interval'][1]:.3f})"
                if row.get("ratio") else f"{name}: too few pairs with data" for name, row in rows.items()]
     tail = f"about {more} more pairs would decide" if more else f"not even {MAX_EXTRA_PAIRS} more pairs would decide"
-    return Verdict(EXIT_CANNOT_JUDGE, "cannot tell", (tail, *reasons)), rows
+    return Verdict(EXIT_CANNOT_JUDGE, VerdictWord.CANNOT_TELL, (tail, *reasons)), rows
 
 
 def pairs_needed(rows: dict, thresholds: Thresholds, alpha: float) -> int | None:

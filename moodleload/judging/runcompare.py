@@ -36,7 +36,7 @@ from moodleload.judging.runs import (
 )
 from moodleload.judging.work import TIME, WORK, combine, cpu_judged, cpu_problem, good_measure
 from moodleload.load.machine import contended, contention_shift, noise_notes
-from moodleload.results.comparison import Comparison
+from moodleload.results.comparison import Comparison, RowVerdict
 from moodleload.results.histogram import counter_median
 
 
@@ -132,26 +132,29 @@ def _comparison(bases: list, news: list, names: list, rows: dict, thresholds: Th
                 deciding: Side, work_side: Side) -> Comparison:
     """The comparison document from the judged rows and the side whose bounds decide good."""
     verdicts = [row["verdict"] for row in rows.values()]
-    overall = "regression" if "regression" in verdicts else \
-        "unsure" if not rows or "unsure" in verdicts else "same"
+    overall = RowVerdict.REGRESSION if RowVerdict.REGRESSION in verdicts else \
+        RowVerdict.UNSURE if not rows or RowVerdict.UNSURE in verdicts else RowVerdict.SAME
     tolerance = thresholds.max_regression_pct / 100.0
     outcome, spread = deciding.outcome, deciding.spread
     whole = outcome["whole"] if outcome else None
-    if overall == "same" and whole is not None and whole["upper"] >= math.log1p(tolerance):
-        overall = "unsure"
+    if overall == RowVerdict.SAME and whole is not None and whole["upper"] >= math.log1p(tolerance):
+        overall = RowVerdict.UNSURE
     site = outcome["site"] if outcome else None
-    notes = run_notes(bases, news, spread, site if overall != "regression" else None, rows, names, deciding.measure)
+    notes = run_notes(bases, news, spread, site if overall != RowVerdict.REGRESSION else None, rows, names,
+                      deciding.measure)
     differences = []
     for document in bases + news[1:]:
         differences += [reason for reason in incomparable(document, news[0]) if reason not in differences]
     differences += contended(machines(bases), machines(news), thresholds.max_other_cpu)
-    needed = more_runs(deciding.evidence, thresholds, alpha) if deciding.evidence is not None and overall == "unsure" \
+    needed = more_runs(deciding.evidence, thresholds, alpha) \
+        if deciding.evidence is not None and overall == RowVerdict.UNSURE \
         else {"candidate": None, "baseline": None, "each": None}
     rules_out = [value for row in rows.values()
                  if (value := decisive(row, thresholds.judge).get("rules_out_pct")) is not None]
     if whole is not None:
         rules_out.append(round(math.expm1(whole["upper"]) * 100, 2))
-    comparison = {"verdict": "not comparable" if differences else overall, "method": "runs", "judge": thresholds.judge,
+    comparison = {"verdict": RowVerdict.NOT_COMPARABLE if differences else overall, "method": "runs",
+                  "judge": thresholds.judge,
                   "failure_margin": thresholds.failure_margin,
                   "alpha_per_url": alpha, "urls": rows, "notes": notes,
                   "max_regression_pct": thresholds.max_regression_pct,
@@ -161,7 +164,7 @@ def _comparison(bases: list, news: list, names: list, rows: dict, thresholds: Th
                   "site_rules_out_pct": None if whole is None else round(math.expm1(whole["upper"]) * 100, 2),
                   "rules_out_pct": max(rules_out) if rules_out else None, "more_runs": needed,
                   "advice": advice(rows, thresholds)}
-    if overall == "unsure":
+    if overall == RowVerdict.UNSURE:
         comparison["undecided"] = undecided_line(comparison)
         if deciding.measure == TIME:
             comparison["work_would_decide"] = work_would_decide(rows, work_side, thresholds)
@@ -176,12 +179,12 @@ def work_would_decide(rows: dict, work_side: Side, thresholds: Thresholds) -> st
     works = {name: row["work"] for name, row in rows.items() if row.get("work")}
     if not works or work_side.outcome is None:
         return None
-    regressions = [name for name, work in works.items() if work["verdict"] == "regression"]
+    regressions = [name for name, work in works.items() if work["verdict"] == RowVerdict.REGRESSION]
     if regressions:
         return f"--judge work would call it bad: {regressions[0]}: {works[regressions[0]]['reasons'][0]}"
     upper = math.expm1(work_side.outcome["whole"]["upper"]) * 100
     worst = max((work.get("rules_out_pct") or math.inf) for work in works.values())
-    if all(work["verdict"] in ("same", "improvement") for work in works.values()) \
+    if all(work["verdict"] in (RowVerdict.SAME, RowVerdict.IMPROVEMENT) for work in works.values()) \
             and upper < thresholds.max_regression_pct:
         return (f"--judge work would decide: the CPU time per answer rules out rises above {max(worst, upper):.1f} % "
                 f"on every page (the time waited, which a busy machine inflates, could not)")
@@ -254,8 +257,8 @@ def _judge_url(name: str, bases: list, news: list, side: Side, thresholds: Thres
     page = None if outcome is None else outcome["pages"].get(name)
     if page is None:
         row.update(ratio=None, p_value=None)
-        if row["verdict"] == "same":
-            row["verdict"] = "unsure"
+        if row["verdict"] == RowVerdict.SAME:
+            row["verdict"] = RowVerdict.UNSURE
             row["reasons"].append(f"too few runs with {thresholds.min_blocks} blocks of data "
                                   f"({len(base_logs)} baseline, {len(new_logs)} this commit): more runs may decide, "
                                   f"or longer ones, or fewer --blocks")
@@ -271,15 +274,15 @@ def _judge_url(name: str, bases: list, news: list, side: Side, thresholds: Thres
                rules_out_pct=round(math.expm1(page["upper"]) * 100, 2),
                relative_ratio=None if page["relative"] is None else round(math.exp(page["relative"]), 4))
     if page["bad"]:
-        row["verdict"] = "regression"
+        row["verdict"] = RowVerdict.REGRESSION
         if page["relative_bad"]:
             row["reasons"].append(f"median service time x{math.exp(page['relative']):.3f} against the other pages "
                                   f"(x{ratio:.3f} in all, the rest moved with the run; p={page['p']:.2g})")
         else:
             row["reasons"].append(f"median service time x{ratio:.3f}, {low:.3f}-{high:.3f} with the run-to-run "
                                   f"spread (p={page['p']:.2g})")
-    elif page["faster"] and row["verdict"] == "same":
-        row["verdict"] = "improvement"
+    elif page["faster"] and row["verdict"] == RowVerdict.SAME:
+        row["verdict"] = RowVerdict.IMPROVEMENT
     unshown(row, math.exp(page["upper"]), thresholds.max_regression_pct / 100.0)
     return row, counts
 
@@ -297,7 +300,7 @@ def _judge_work(name: str, bases: list, news: list, side: Side, thresholds: Thre
     page = None if side.outcome is None else side.outcome["pages"].get(name)
     work: dict = {"cpu_ms": [round_or_none(math.exp(mean(base_logs)), 2) if base_logs else None,
                              round_or_none(math.exp(mean(new_logs)), 2) if new_logs else None],
-                  "runs": [len(base_logs), len(new_logs)], "verdict": "unsure", "reasons": []}
+                  "runs": [len(base_logs), len(new_logs)], "verdict": RowVerdict.UNSURE, "reasons": []}
     if problems:
         work["reasons"] = [f"CPU time not judged ({problems[0]}" + (f"; {len(problems) - 1} more" if problems[1:]
                                                                    else "") + ")"]
@@ -313,13 +316,13 @@ def _judge_work(name: str, bases: list, news: list, side: Side, thresholds: Thre
                 detectable_pct=round(math.expm1(page["detectable"]) * 100, 2),
                 rules_out_pct=round(math.expm1(page["upper"]) * 100, 2))
     if page["bad"]:
-        work["verdict"] = "regression"
+        work["verdict"] = RowVerdict.REGRESSION
         shown = f"x{math.exp(page['relative']):.3f} against the other pages" if page["relative_bad"] \
             else f"x{ratio:.3f}, {low:.3f}-{high:.3f} with the run-to-run spread"
         work["reasons"] = [f"CPU time per answer {work['cpu_ms'][0]:.1f} -> {work['cpu_ms'][1]:.1f} ms, {shown} "
                            f"(p={page['p']:.2g})"]
     elif page["shown_within"]:
-        work["verdict"] = "improvement" if page["faster"] else "same"
+        work["verdict"] = RowVerdict.IMPROVEMENT if page["faster"] else RowVerdict.SAME
     else:
         work["reasons"] = [f"CPU time rises up to {math.expm1(page['upper']):.1%} not ruled out (tolerance "
                            f"{thresholds.max_regression_pct:g} %)"]

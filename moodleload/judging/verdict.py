@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from moodleload.console import printable
 from moodleload.exits import EXIT_BAD, EXIT_CANNOT_JUDGE, EXIT_GOOD, EXIT_UNREACHABLE, EXIT_USAGE
+from moodleload.results.comparison import RowVerdict
 from moodleload.shards import parse_shard
 
 if TYPE_CHECKING:
@@ -15,30 +17,47 @@ if TYPE_CHECKING:
     from moodleload.results.summary import Summary
 
 
+class VerdictWord(StrEnum):
+    """The word a verdict is printed with; its exit status is what git bisect reads."""
+
+    GOOD = "good"
+    BAD = "bad"
+    CANNOT_JUDGE = "cannot judge"
+    SITE_NOT_REACHED = "site not reached"
+    NOT_RECORDED = "not recorded"
+    BISECT_STOPPED = "bisect stopped"
+    CONFIGURATION_MISTAKE = "configuration mistake"
+    NOT_MEASURED = "not measured"
+    INTERRUPTED = "interrupted"
+    CONFIRMED = "confirmed"
+    NOT_CONFIRMED = "not confirmed"
+    CANNOT_TELL = "cannot tell"
+
+
 @dataclass(frozen=True)
 class Verdict:
     """What a run says about the commit: the exit status, its word, and why."""
 
     status: int
-    word: str  # "good", "bad", "cannot judge", "interrupted"
+    word: VerdictWord
     reasons: tuple = ()
     undecided: bool = False  # a 125 because the comparison could neither show nor rule out a regression
 
     @classmethod
     def good(cls) -> Verdict:
-        return cls(EXIT_GOOD, "good")
+        return cls(EXIT_GOOD, VerdictWord.GOOD)
 
     @classmethod
     def bad(cls, reasons) -> Verdict:
-        return cls(EXIT_BAD, "bad", tuple(reasons))
+        return cls(EXIT_BAD, VerdictWord.BAD, tuple(reasons))
 
     @classmethod
     def cannot_judge(cls, reasons) -> Verdict:
-        return cls(EXIT_CANNOT_JUDGE, "cannot judge", tuple(reasons))
+        return cls(EXIT_CANNOT_JUDGE, VerdictWord.CANNOT_JUDGE, tuple(reasons))
 
     @classmethod
     def unreachable(cls, reasons) -> Verdict:
-        return cls(EXIT_UNREACHABLE, "site not reached", tuple(reasons))
+        return cls(EXIT_UNREACHABLE, VerdictWord.SITE_NOT_REACHED, tuple(reasons))
 
     def lines(self) -> list:
         """How it is printed: the word and status, then one line per reason."""
@@ -205,8 +224,8 @@ def decide(summary: Summary, gates: Gates, comparison: Comparison | None, logins
     if comparison is not None and comparison.not_comparable:
         return Verdict.cannot_judge(["not compared with the baseline: " + "; ".join(comparison.not_comparable)])
     reasons = check_gates(summary, gates)
-    if comparison is not None and comparison.verdict == "regression":
-        reasons += [f"{row.name}: {'; '.join(row.reasons)}" for row in comparison.rows_with("regression")]
+    if comparison is not None and comparison.verdict == RowVerdict.REGRESSION:
+        reasons += [f"{row.name}: {'; '.join(row.reasons)}" for row in comparison.rows_with(RowVerdict.REGRESSION)]
         if comparison.db_work_regression:
             reasons.append(comparison.db_work_regression)
     if reasons:
@@ -215,14 +234,14 @@ def decide(summary: Summary, gates: Gates, comparison: Comparison | None, logins
              if row.requests and not row.success]
     if never:
         return Verdict.cannot_judge([*never, *notes])
-    if comparison is not None and comparison.verdict == "unsure":
+    if comparison is not None and comparison.verdict == RowVerdict.UNSURE:
         headline = [comparison.undecided] if comparison.undecided else []
         if comparison.work_would_decide:
             headline.append(comparison.work_would_decide)
-        return Verdict(EXIT_CANNOT_JUDGE, "cannot judge",
+        return Verdict(EXIT_CANNOT_JUDGE, VerdictWord.CANNOT_JUDGE,
                        tuple(headline + [f"{row.name}: {'; '.join(row.reasons)}"
-                                         for row in comparison.rows_with("unsure")] + notes), undecided=True)
-    return Verdict(EXIT_GOOD, "good", tuple(notes))
+                                         for row in comparison.rows_with(RowVerdict.UNSURE)] + notes), undecided=True)
+    return Verdict(EXIT_GOOD, VerdictWord.GOOD, tuple(notes))
 
 
 def baseline_limit(verdict: Verdict, comparison: Comparison | None) -> Verdict:
@@ -250,7 +269,7 @@ def baseline_limit(verdict: Verdict, comparison: Comparison | None) -> Verdict:
                   "--max-regression")
     else:
         return verdict
-    return Verdict(EXIT_USAGE, "bisect stopped", (f"{why}: {remedy}", *verdict.reasons))
+    return Verdict(EXIT_USAGE, VerdictWord.BISECT_STOPPED, (f"{why}: {remedy}", *verdict.reasons))
 
 
 def refused_passwords(verdict: Verdict, logins: Logins | None, baseline_logged_in: bool | None) -> Verdict:
@@ -264,7 +283,7 @@ def refused_passwords(verdict: Verdict, logins: Logins | None, baseline_logged_i
     if baseline_logged_in:
         return Verdict.cannot_judge([f"Moodle refused the password of all {users} users, which the baseline's runs "
                                      f"logged in: this commit (or the site since the baseline) broke login"])
-    return Verdict(EXIT_USAGE, "configuration mistake",
+    return Verdict(EXIT_USAGE, VerdictWord.CONFIGURATION_MISTAKE,
                    (f"Moodle refused the password of all {users} users (invalid login): set it again with "
                     f"set_moodle_passwords.py (the same --password), or fix the passwords in config.json",))
 
@@ -298,14 +317,14 @@ def judge_run(facts: RunFacts) -> Verdict:
     if facts.not_recorded is not None:
         return facts.not_recorded
     if facts.child_failed is not None:
-        return Verdict(facts.child_failed, "not measured",
+        return Verdict(facts.child_failed, VerdictWord.NOT_MEASURED,
                        (f"a generator process ended with exit {facts.child_failed} (its error is above): "
                         f"nothing was measured",))
     if facts.confirmation is not None:
         return facts.confirmation
     if not facts.logged_in:
         if facts.interrupted:
-            return Verdict(facts.interrupted, "interrupted", ("stopped while logging in",))
+            return Verdict(facts.interrupted, VerdictWord.INTERRUPTED, ("stopped while logging in",))
         unreached = not_reached(None, facts.gates, facts.logins)
         if unreached:
             return Verdict.unreachable(unreached)
@@ -315,7 +334,7 @@ def judge_run(facts: RunFacts) -> Verdict:
     if facts.dead_shards and not facts.interrupted:
         return Verdict.cannot_judge([*facts.dead_shards, "the surviving shards sent less than the target rate"])
     if facts.interrupted:
-        return Verdict(facts.interrupted, "interrupted",
+        return Verdict(facts.interrupted, VerdictWord.INTERRUPTED,
                        ("the run was stopped before its end: what was measured is shown",))
     # Unreachable (no summary returned above, stopped or not): it narrows the type for mypy.
     assert facts.summary is not None

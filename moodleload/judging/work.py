@@ -25,6 +25,7 @@ import math
 from typing import TYPE_CHECKING
 
 from moodleload.config import CALL_ROW
+from moodleload.results.comparison import RowVerdict
 from moodleload.site.moodle import TICK_MS
 
 if TYPE_CHECKING:
@@ -103,27 +104,28 @@ def combine(row: dict, work: dict | None, judge: str, counts: tuple[str, list], 
     reads, before the clock) and ``failure_gap`` (a rise of failures not ruled out, or None).
     ``doubt``: why the work of these runs cannot be compared at all (machine.contention_shift):
     the work row then says neither good nor bad.  The work row is kept in the row, whatever decides."""
-    if work is not None and doubt is not None and work["verdict"] != "unsure":
-        work = {**work, "verdict": "unsure", "reasons": [f"CPU time not judged: {doubt}"], "measured": work["verdict"]}
+    if work is not None and doubt is not None and work["verdict"] != RowVerdict.UNSURE:
+        work = {**work, "verdict": RowVerdict.UNSURE, "reasons": [f"CPU time not judged: {doubt}"],
+                "measured": work["verdict"]}
     if work is not None:
         row["work"] = work
     row["decided_by"] = TIME
     if judge == JUDGE_TIME:
         return
     if judge == JUDGE_BOTH:
-        if work is not None and work["verdict"] == "regression" and row["verdict"] != "regression":
-            row["verdict"] = "regression"
+        if work is not None and work["verdict"] == RowVerdict.REGRESSION and row["verdict"] != RowVerdict.REGRESSION:
+            row["verdict"] = RowVerdict.REGRESSION
             row["reasons"] = [*counts[1], *work["reasons"]]
             row["decided_by"] = WORK
         return
     verdict, reasons = counts
     row["decided_by"] = WORK
-    if verdict == "regression":
+    if verdict == RowVerdict.REGRESSION:
         row["verdict"], row["reasons"] = verdict, [*reasons, *(work["reasons"] if work and
-                                                                work["verdict"] == "regression" else [])]
+                                                                work["verdict"] == RowVerdict.REGRESSION else [])]
         return
     # a web-service call (no work row): its failures alone are judged
-    verdict, reasons = (work["verdict"], list(work["reasons"])) if work is not None else ("same", [])
-    if verdict in ("same", "improvement") and failure_gap:
-        verdict, reasons = "unsure", [*reasons, failure_gap]
+    verdict, reasons = (work["verdict"], list(work["reasons"])) if work is not None else (RowVerdict.SAME, [])
+    if verdict in (RowVerdict.SAME, RowVerdict.IMPROVEMENT) and failure_gap:
+        verdict, reasons = RowVerdict.UNSURE, [*reasons, failure_gap]
     row["verdict"], row["reasons"] = verdict, reasons

@@ -14,8 +14,9 @@ import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from moodleload.judging.verdict import Verdict
+from moodleload.judging.verdict import Verdict, VerdictWord
 from moodleload.reports.views import url_rows
+from moodleload.results.comparison import RowVerdict
 
 if TYPE_CHECKING:
     from moodleload.results.comparison import Comparison
@@ -108,17 +109,17 @@ class JunitExporter:
             if row.work is not None and row.work.cpu_ms[1] is not None:
                 case.set("cpu_ms", f"{row.work.cpu_ms[1]:g}")
             cases += 1
-            if row.verdict == "regression":
+            if row.verdict == RowVerdict.REGRESSION:
                 failures += 1
                 ElementTree.SubElement(case, "failure", message=_xml_text("; ".join(row.reasons) or "slower"))
-            elif row.verdict == "unsure":
+            elif row.verdict == RowVerdict.UNSURE:
                 skipped += 1
-                ElementTree.SubElement(case, "skipped", message=_xml_text("; ".join(row.reasons) or "unsure"))
+                ElementTree.SubElement(case, "skipped", message=_xml_text("; ".join(row.reasons) or RowVerdict.UNSURE))
         case = ElementTree.SubElement(suite, "testcase", classname="moodle_load", name="verdict")
         cases += 1
         message = _xml_text(f"{verdict.word} (exit {verdict.status})"
                             + "".join(f"; {reason}" for reason in verdict.reasons))
-        if verdict.word == "bad":
+        if verdict.word == VerdictWord.BAD:
             failures += 1
             ElementTree.SubElement(case, "failure", message=message)
         elif verdict.status != 0:

@@ -9,7 +9,7 @@ from moodleload.console import fmt, printable, ruled
 from moodleload.exits import EXIT_BAD, EXIT_CANNOT_JUDGE, EXIT_GOOD
 from moodleload.files import write_atomically
 from moodleload.judging.statements import changed_statements, shortened
-from moodleload.judging.verdict import Verdict
+from moodleload.judging.verdict import Verdict, VerdictWord
 from moodleload.load.metrics import host_lines, saturation_notes
 from moodleload.reports.charts import compare_charts, run_charts
 from moodleload.reports.views import ROW_HEADINGS, bottleneck_warning, good_grounds, trust_signals, url_rows
@@ -56,10 +56,10 @@ def _verdict_block(verdict: Verdict | None, document: Results, comparison: Compa
     if verdict is None:
         return '<div class="verdict none">No verdict: no gates and no baseline were given.</div>'
     css = {EXIT_GOOD: "good", EXIT_BAD: "bad", EXIT_CANNOT_JUDGE: "skip"}.get(verdict.status, "none")
-    label = {"good": "Good", "bad": "Regression (bad)", "cannot judge": "Cannot judge (skip)"}.get(verdict.word,
-                                                                                                 verdict.word)
+    label = {VerdictWord.GOOD: "Good", VerdictWord.BAD: "Regression (bad)",
+             VerdictWord.CANNOT_JUDGE: "Cannot judge (skip)"}.get(verdict.word, verdict.word)
     reasons = list(verdict.reasons)
-    if verdict.word == "good":  # a good verdict shows what it rests on, not only that nothing was wrong
+    if verdict.word == VerdictWord.GOOD:  # a good verdict shows what it rests on, not only that nothing was wrong
         reasons = good_grounds(document, comparison) + reasons
     items = "".join(f"<li>{escape(reason)}</li>" for reason in reasons)
     return (f'<div class="verdict {css}" id="verdict"><strong>{escape(label)}</strong> &middot; exit {verdict.status}'

@@ -9,6 +9,7 @@ from moodleload.config import CALL_ROW
 from moodleload.console import fmt, printable, ruled
 from moodleload.judging.statements import change_lines, changed_statements
 from moodleload.reports.views import ROW_HEADINGS, TrustSignals, bottleneck_warning, shorten, url_rows
+from moodleload.results.comparison import RowVerdict
 
 if TYPE_CHECKING:
     from moodleload.results.comparison import Comparison
@@ -172,8 +173,8 @@ def work_table(comparison: Comparison) -> list:
         interval = "-" if work.interval is None else "{:.3f}-{:.3f}".format(*work.interval)
         lines.append(f"{shorten(row.name, 38):<38} {fmt(work.cpu_ms[0]):>8} {fmt(work.cpu_ms[1]):>8} "
                      f"{fmt(work.ratio, '.3f'):>7} {interval:>13} {'':>8} {ruled(work.rules_out_pct):>9} {'':>11}  "
-                     f"{work.verdict}" + (f" ({work.reasons[0]})" if work.reasons and work.verdict != "regression"
-                                          else ""))
+                     f"{work.verdict}" + (f" ({work.reasons[0]})"
+                                          if work.reasons and work.verdict != RowVerdict.REGRESSION else ""))
     return lines
 
 

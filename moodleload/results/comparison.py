@@ -7,11 +7,23 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from enum import StrEnum
 
 from moodleload.exits import UsageError
 from moodleload.results.check import is_count, is_number
 
-VERDICTS = ("regression", "improvement", "same", "unsure", "not comparable")
+
+class RowVerdict(StrEnum):
+    """What the comparison says of a page, and of the whole run: saved as its text."""
+
+    REGRESSION = "regression"
+    IMPROVEMENT = "improvement"
+    SAME = "same"  # a slowdown beyond the tolerance ruled out
+    UNSURE = "unsure"  # neither shown nor ruled out: more runs would tell
+    NOT_COMPARABLE = "not comparable"  # the runs were made with other settings
+
+
+VERDICTS = tuple(RowVerdict)
 
 
 # ---- what a saved comparison may hold: each field's check, one place, for every reader
@@ -134,7 +146,7 @@ class WorkRow:
     """One row's work against the baseline: the PHP worker's CPU time per answer (work.py)."""
 
     cpu_ms: tuple  # (baseline, this run) mean ms per answer, None where not known
-    verdict: str
+    verdict: RowVerdict
     reasons: tuple
     ratio: float | None = None
     interval: tuple | None = None  # 95 % interval of the ratio
@@ -146,8 +158,8 @@ class WorkRow:
         if raw is None:
             return None
         interval = tuple(raw["ratio_ci95"]) if raw.get("ratio_ci95") else None
-        return cls(tuple(raw.get("cpu_ms") or (None, None)), raw["verdict"], tuple(raw["reasons"]), raw.get("ratio"),
-                   interval, raw.get("rules_out_pct"), raw.get("detectable_pct"))
+        return cls(tuple(raw.get("cpu_ms") or (None, None)), RowVerdict(raw["verdict"]), tuple(raw["reasons"]),
+                   raw.get("ratio"), interval, raw.get("rules_out_pct"), raw.get("detectable_pct"))
 
 
 @dataclass(frozen=True)
@@ -161,7 +173,7 @@ class ComparisonRow:
     interval: tuple | None  # 95 % interval of the ratio
     p_value: float | None
     db_reads: tuple  # (baseline, this run), None where a page had no footer
-    verdict: str
+    verdict: RowVerdict
     reasons: tuple
     rules_out_pct: float | None = None  # the slowdown above which the data rule it out (good needs < tolerance)
     detectable_pct: float | None = None  # the smallest slowdown these runs can call (runs against their spread)
@@ -174,7 +186,7 @@ class ComparisonRow:
         interval = tuple(row["ratio_ci95"]) if row.get("ratio_ci95") else None
         server = tuple(row["server_ms"]) if row.get("server_ms") else None
         return cls(name, row.get("base_ms"), row.get("new_ms"), row.get("ratio"), interval, row.get("p_value"),
-                   tuple(row.get("db_reads") or (None, None)), row["verdict"], tuple(row["reasons"]),
+                   tuple(row.get("db_reads") or (None, None)), RowVerdict(row["verdict"]), tuple(row["reasons"]),
                    row.get("rules_out_pct"), row.get("detectable_pct"), server, WorkRow.from_dict(row.get("work")),
                    row.get("decided_by", "time"))
 
@@ -193,7 +205,7 @@ class Comparison:
 
     def __init__(self, raw: dict):
         self._raw = raw
-        self.verdict: str = raw["verdict"]
+        self.verdict = RowVerdict(raw["verdict"])
         self.method: str = raw.get("method", "blocks")  # "blocks" (one run a side) or "runs"
         self.judge: str = raw.get("judge", "time")  # --judge: time, work or both (comparisons before 0.7: time)
         # When time could not decide: what the work would have said (runcompare.work_would_decide)
@@ -236,10 +248,10 @@ class Comparison:
         raw["statements"] = changes
         if work_regression is not None:
             raw["db_work_regression"] = work_regression
-            if raw["verdict"] != "not comparable":
-                raw["verdict"] = "regression"
+            if raw["verdict"] != RowVerdict.NOT_COMPARABLE:
+                raw["verdict"] = RowVerdict.REGRESSION
                 raw["undecided"] = None
         return Comparison(raw)
 
-    def rows_with(self, verdict: str) -> list[ComparisonRow]:
+    def rows_with(self, verdict: RowVerdict) -> list[ComparisonRow]:
         return [row for row in self.rows.values() if row.verdict == verdict]

@@ -25,11 +25,19 @@ import math
 import statistics
 import sys
 from dataclasses import dataclass
+from enum import StrEnum
 
 from moodleload.judging.stats import student_t_cdf
 
 MIN_SEGMENT = 3  # values on each side of a split: fewer, and one outlier at an end reads as a step
 
+
+
+class Direction(StrEnum):
+    """Which way a series stepped between two measured commits: saved as its text."""
+
+    REGRESSION = "regression"  # slower, or more work
+    IMPROVEMENT = "improvement"
 
 @dataclass(frozen=True)
 class Step:
@@ -143,8 +151,8 @@ class Found:
     counter: bool
 
     @property
-    def direction(self) -> str:
-        return "regression" if self.step.change > 0 else "improvement"
+    def direction(self) -> Direction:
+        return Direction.REGRESSION if self.step.change > 0 else Direction.IMPROVEMENT
 
 
 def find_all(documents: list, alpha: float = 0.01, min_step_pct: float = 3.0, min_reads: float = 2.0) -> list:

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 
 from moodleload.exits import EXIT_BAD, EXIT_GOOD, UsageError
 from moodleload.judging.compare import Thresholds
+from moodleload.scan.changepoints import Direction
 
-REGRESSION, IMPROVEMENT = "regression", "improvement"  # Found.direction's values
+REGRESSION, IMPROVEMENT = Direction.REGRESSION, Direction.IMPROVEMENT
 TERMS = {REGRESSION: ("good", "bad"), IMPROVEMENT: ("slow", "fast")}  # git bisect's old and new terms
 SCAN_FORMAT = 1
 
@@ -23,7 +24,7 @@ class Interval:
 
     before: int
     after: int
-    direction: str
+    direction: Direction
     found: tuple
 
 
@@ -85,7 +86,7 @@ def configured_tolerances(load_args: str) -> tuple:
 FIRST_COMMIT = re.compile(r"^([0-9a-f]{40}) is the first (\w+) commit", re.MULTILINE)
 
 
-def first_commit(bisect_output: str, direction: str) -> str | None:
+def first_commit(bisect_output: str, direction: Direction) -> str | None:
     """The commit ``git bisect run`` named, or None when it ended among skipped commits."""
     for commit, term in FIRST_COMMIT.findall(bisect_output):
         if term == TERMS[direction][1]:

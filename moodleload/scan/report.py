@@ -10,7 +10,7 @@ from moodleload import __version__
 from moodleload.console import printable
 from moodleload.reports.charts import load_pyplot, svg_figure
 from moodleload.reports.html import REPORT_STYLE, escape, html_table
-from moodleload.scan.changepoints import is_counter, is_work, series_of
+from moodleload.scan.changepoints import Direction, is_counter, is_work, series_of
 
 WORSE, BETTER = "#b3261e", "#1e7b34"
 
@@ -33,7 +33,7 @@ def series_chart(matplotlib, pyplot, name: str, values: list, labels: list, step
     axes.plot(positions, shown, marker="o", color="#1a73e8", linewidth=1.2, label=label)
     top = max(shown)
     for item in steps:
-        colour = WORSE if item.direction == "regression" else BETTER
+        colour = WORSE if item.direction == Direction.REGRESSION else BETTER
         axes.axvspan(item.step.before, item.step.after, color=colour, alpha=0.12, linewidth=0)
         size = f"{item.step.change:+.1f} reads" if counter else f"x{item.step.ratio:.3f}"
         culprit = _culprit_of(outcomes, labels[item.step.before], labels[item.step.after], item.direction)
