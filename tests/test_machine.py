@@ -38,3 +38,12 @@ def test_a_run_beside_too_much_other_work_is_not_comparable_when_asked():
     assert contended([document(0.2)], [document(1.9)], 0.5) == [
         "run 1 of this commit ran beside other processes using 95% of the machine (--max-other-cpu 50%)"]
     assert contended([document(0.2)], [document(1.9)], None) == []
+
+
+def test_a_shift_of_the_neighbours_within_a_quarter_of_the_cores_is_ordinary_scatter():
+    from moodleload.load.machine import neighbours_shift
+
+    assert neighbours_shift([0.1, 0.2], [0.6], cpus=2.0) is None
+    assert neighbours_shift([0.1, 0.2], [0.8], cpus=2.0)[0] == "busier"
+    assert neighbours_shift([1.8, 1.9], [1.0], cpus=2.0)[0] == "quieter"
+    assert neighbours_shift([0.1, None], [None], cpus=2.0) is None  # not recorded: nothing to say

@@ -5,6 +5,7 @@ import copy
 import json
 import os
 import random
+import re
 
 import pytest
 
@@ -277,3 +278,68 @@ def test_the_report_says_what_requests_counts_where_pages_made_web_service_calls
     assert line == (f"requests: {document.summary.requests} in all = {document.summary.requests - calls} page views "
                     f"and journey steps, paced at 600 a minute, + {calls} web-service calls the pages made beside "
                     f"them (not counted in the rate)")
+
+
+def beside(document: Results, other_busy_cores: float) -> Results:
+    """The run as if the load machine's other processes had kept ``other_busy_cores`` busy."""
+    raw = document.to_dict()
+    raw["machine"] = {"cpus": 2.0, "busy_cores": other_busy_cores + 0.1, "other_busy_cores": other_busy_cores,
+                      "steal_share": 0.0, "load_average": None}
+    return Results.from_dict(raw)
+
+
+QUIET_SPREAD = 0.005  # a quiet machine: whole runs within half a per cent of each other
+
+
+@pytest.mark.parametrize("judge", ["time", "both"])
+def test_a_machine_busier_than_during_the_baseline_never_makes_identical_code_bad_by_time(recorded, judge):
+    """Two busy loops beside a commit's runs after a quiet baseline: every page waits 30 % longer
+    for a core.  Not the commit's doing: the answer is 125 and says why, never bad."""
+    bases = [beside(document, 0.05) for document in runs(recorded, 3, 41, wall=QUIET_SPREAD)]
+    news = [beside(document, 1.9) for document in runs(recorded, 2, 42, wall=QUIET_SPREAD,
+                                                           slowdown={name: 1.3 for name in CPU})]
+    comparison = compare_runs(bases, news, Thresholds(max_regression_pct=10, judge=judge))
+    assert comparison.verdict == "unsure"
+    assert all(row.verdict == "unsure" for row in comparison.rows.values())
+    # the site's own CPU time (the footer's, the site answered on 127.0.0.1) is not the neighbours'
+    assert re.search(r"the load machine was busier than during the baseline \(its other processes kept 1\.\d of "
+                     r"its 2 cores busy, against 0\.0-0\.0\)", comparison.rows["course"].reasons[-1])
+    same_machine = compare_runs(bases, [beside(document, 0.05) for document in news],
+                                Thresholds(max_regression_pct=10, judge=judge))
+    assert same_machine.verdict == "regression"  # the same slowdown on the baseline's machine is the commit's
+
+
+def test_on_a_busier_machine_more_work_is_still_bad_under_both(recorded):
+    bases = [beside(document, 0.05) for document in runs(recorded, 3, 43, wall=QUIET_SPREAD)]
+    news = [beside(document, 1.9) for document in runs(recorded, 2, 44, wall=QUIET_SPREAD, cpu=slower("course", 1.3),
+                                                           slowdown={name: 1.3 for name in CPU})]
+    comparison = compare_runs(bases, news, Thresholds(max_regression_pct=10, judge="both"))
+    assert comparison.rows["course"].verdict == "regression" and comparison.rows["course"].decided_by == "work"
+    assert comparison.rows["dashboard"].verdict == "unsure"
+
+
+def test_a_machine_quieter_than_during_the_baseline_shows_no_good_by_time(recorded):
+    """A baseline taken beside busy loops, a commit measured on a quiet machine: a slowdown of
+    the commit may hide under the waiting that went away, so a time that held proves nothing."""
+    bases = [beside(document, 1.9) for document in runs(recorded, 3, 45, wall=QUIET_SPREAD)]
+    news = [beside(document, 0.05) for document in runs(recorded, 2, 46, wall=QUIET_SPREAD)]
+    comparison = compare_runs(bases, news, Thresholds(max_regression_pct=10, judge="time"))
+    assert comparison.verdict == "unsure"
+    assert "the load machine was quieter than during the baseline" in comparison.rows["course"].reasons[-1]
+
+
+def test_the_sites_own_cpu_on_a_loopback_site_is_not_counted_as_the_neighbours():
+    from moodleload.judging.compare import neighbour_cores
+
+    with open(os.path.join(DATA, "recorded-run.json")) as handle:
+        raw = json.load(handle)
+    rng = random.Random(47)
+    document = synthetic_run(raw, rng, cpu_ms=CPU)
+    site_cores = sum(record.cpu_ms_mean * record.cpu_requests for record in document.urls.values()) / 1000.0 \
+        / document.metadata.measured_seconds
+    local, remote = document.to_dict(), document.to_dict()
+    local["metadata"]["target"], remote["metadata"]["target"] = "http://127.0.0.1:8080", "https://moodle.example.org"
+    for raw_run in (local, remote):
+        raw_run["machine"] = {"cpus": 2.0, "busy_cores": 1.5, "other_busy_cores": 1.4, "steal_share": 0.0}
+    assert neighbour_cores(Results.from_dict(local)) == pytest.approx(max(0.0, 1.4 - site_cores))
+    assert neighbour_cores(Results.from_dict(remote)) == 1.4

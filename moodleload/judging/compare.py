@@ -7,11 +7,12 @@ import random
 import statistics
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from moodleload.console import round_or_none
 from moodleload.judging.stats import normal_quantile
 from moodleload.judging.work import JUDGE_WORK, WORK, combine, cpu_judged, cpu_problem
-from moodleload.load.machine import contended, contention_shift
+from moodleload.load.machine import contended, contention_shift, neighbours_shift
 from moodleload.results.comparison import Comparison, RowVerdict
 
 if TYPE_CHECKING:
@@ -144,15 +145,58 @@ def judge_counts(base_failed: int, base_total: int, new_failed: int, new_total: 
 
 
 def compare_url(base: UrlRecord, new: UrlRecord, thresholds: Thresholds, alpha: float, kind: str = "page",
-                doubt: str | None = None) -> dict:
+                doubt: str | None = None, waiting: tuple[str, str] | None = None) -> dict:
     """Verdict for one URL: 'regression', 'improvement', 'same' or 'unsure' (plus why), by
-    service time, by the work (CPU time per answer) or by both, as thresholds.judge says."""
+    service time, by the work (CPU time per answer) or by both, as thresholds.judge says.
+    ``doubt``: why the work cannot be compared; ``waiting``: why the time cannot (waiting_doubt)."""
     row = judge_counts(base.failure, base.requests, new.failure, new.requests, base.footer_median("db_reads"),
                        new.footer_median("db_reads"), thresholds, alpha, new.failures)
     counts = (row["verdict"], list(row["reasons"]))
     time_row(row, base, new, thresholds, alpha)
+    doubt_time(row, counts, waiting)
     combine(row, block_work(base, new, kind, thresholds, alpha), thresholds.judge, counts, failure_gap(row), doubt)
     return row
+
+
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+
+
+def neighbour_cores(document: Results) -> float | None:
+    """The cores the load machine's other processes kept busy during a run (machine.py), less
+    Moodle's own PHP time where the site answered on this machine (a loopback address) and
+    its footer counted it: the neighbours' part, which a commit does not change."""
+    machine = document.machine
+    if not machine or machine.get("other_busy_cores") is None:
+        return None
+    busy = float(machine["other_busy_cores"])
+    target, seconds = document.metadata.target, document.metadata.measured_seconds
+    if target and urlsplit(target).hostname in LOOPBACK_HOSTS and seconds > 0:
+        site_ms = sum(record.cpu_ms_mean * record.cpu_requests for record in document.urls.values()
+                      if record.cpu_ms_mean is not None)
+        busy = max(0.0, busy - site_ms / 1000.0 / seconds)
+    return busy
+
+
+def waiting_doubt(bases: list, news: list) -> tuple[str, str] | None:
+    """neighbours_shift over these runs: ("busier" or "quieter", why) or None."""
+    cpus = next((float(document.machine.get("cpus") or 1.0) for document in bases + news if document.machine), 1.0)
+    return neighbours_shift([neighbour_cores(document) for document in bases],
+                            [neighbour_cores(document) for document in news], cpus)
+
+
+def doubt_time(row: dict, counts: tuple, doubt: tuple[str, str] | None) -> None:
+    """The time side of a row under a shift of the machine (waiting_doubt): on a busier machine
+    a slowdown by time is not the commit's, on a quieter one a time that held is not shown to,
+    so the row says neither (the counters, failures and DB reads, still decide on their own,
+    and under --judge both the work may still call it bad)."""
+    if doubt is None:
+        return
+    direction, why = doubt
+    if direction == "busier" and row["verdict"] == RowVerdict.REGRESSION and counts[0] != RowVerdict.REGRESSION:
+        row["verdict"], row["reasons"] = RowVerdict.UNSURE, [*counts[1], f"service time not judged: {why}"]
+    elif direction == "quieter" and row["verdict"] in (RowVerdict.SAME, RowVerdict.IMPROVEMENT):
+        row["verdict"] = RowVerdict.UNSURE
+        row["reasons"].append(f"service time not judged: {why}")
 
 
 def time_row(row: dict, base: UrlRecord, new: UrlRecord, thresholds: Thresholds, alpha: float) -> None:
@@ -263,7 +307,8 @@ def compare_documents(base: Results, new: Results, thresholds: Thresholds) -> Co
     missing = sorted(set(base.urls) ^ set(new.urls))
     alpha = thresholds.alpha / max(1, len(names))
     doubt = contention_shift([base.machine], [new.machine])
-    rows = {name: compare_url(base.urls[name], new.urls[name], thresholds, alpha, new.row_kind(name), doubt)
+    waiting = waiting_doubt([base], [new])
+    rows = {name: compare_url(base.urls[name], new.urls[name], thresholds, alpha, new.row_kind(name), doubt, waiting)
             for name in names}
     verdicts = [row["verdict"] for row in rows.values()]
     if RowVerdict.REGRESSION in verdicts:

@@ -12,12 +12,14 @@ from moodleload.console import round_or_none
 from moodleload.judging.compare import (
     ONE_RUN_REMEDY,
     Thresholds,
+    doubt_time,
     failure_gap,
     incomparable,
     judge_counts,
     release_notes,
     undecided_head,
     unshown,
+    waiting_doubt,
     work_notes,
 )
 from moodleload.judging.compare import (
@@ -116,9 +118,11 @@ def compare_runs(bases: list, news: list, thresholds: Thresholds) -> Comparison:
     time_side = measure_side(bases, news, names, thresholds, alpha, failures, TIME)
     work_side = measure_side(bases, news, names, thresholds, alpha, failures, WORK)
     doubt = contention_shift(machines(bases), machines(news))
+    waiting = waiting_doubt(bases, news)
     rows = {}
     for name in names:
         row, counts = _judge_url(name, bases, news, time_side, thresholds, alpha, failures[name])
+        doubt_time(row, counts, waiting)
         kind = news[0].row_kind(name)
         work = _judge_work(name, bases, news, work_side, thresholds, kind) \
             if any(cpu_judged(document.urls[name], kind) for document in bases + news) else None

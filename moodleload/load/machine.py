@@ -71,6 +71,29 @@ def noise_notes(bases: list, news: list) -> list:
     return notes
 
 
+def neighbours_shift(bases: list, news: list, cpus: float) -> tuple[str, str] | None:
+    """Whether the waiting in this commit's runs cannot be told from the machine's: the cores
+    the load machine's other processes kept busy (``bases``, ``news``: per run, None where not
+    recorded) moved outside the baseline runs' range by more than BUSY_DIFFERENCE of the
+    cores.  Service time is work plus waiting for a core, so a machine busier than during the
+    baseline makes any page slower, and a quieter one hides a slowdown.  Returns ("busier" or
+    "quieter", why) or None."""
+    before = [value for value in bases if value is not None]
+    after = [value for value in news if value is not None]
+    if not before or not after:
+        return None
+    low, high = min(before), max(before)
+    new = sum(after) / len(after)
+    if low - BUSY_DIFFERENCE * cpus <= new <= high + BUSY_DIFFERENCE * cpus:
+        return None
+    word = "busier" if new > high else "quieter"
+    return word, (f"the load machine was {word} than during the baseline (its other processes kept {new:.1f} of its "
+                  f"{cpus:g} cores busy, against {low:.1f}-{high:.1f}): service time moves with the machine, so "
+                  f"it cannot tell this commit from the machine; measure it when the machine is as busy as for "
+                  f"the baseline, record the baseline again, or judge by the work (--judge work, with the "
+                  f"footer's CPU time)")
+
+
 # The work a page does moves with the machine's contention too: more runnable tasks per core
 # mean more preemptions, cold caches and scheduler time inside every request.  Measured with
 # bench/busy.py: a load average 20-30 % above the baseline's made a 40 ms page 5-8 % dearer.
