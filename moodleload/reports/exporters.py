@@ -43,14 +43,13 @@ class Exporter(Protocol):
     what: str  # what the file is called in messages ("CSV")
     # May a --processes child write it?  Each child sees one shard: a file of the whole run
     # can only come from the parent, after the merge.
-    child_writes: bool
+    child_writes: bool = False
 
     def render(self, exported: Exported) -> str: ...
 
 
-class HtmlExporter:
+class HtmlExporter(Exporter):
     option, dest, metavar = "--report", "report", "HTML"
-    child_writes = False
     help = "a self-contained HTML report: of this run, of a saved RESULTS file, or of a --compare"
     what = "report"
 
@@ -61,9 +60,8 @@ class HtmlExporter:
                              comparison=exported.comparison)
 
 
-class CsvExporter:
+class CsvExporter(Exporter):
     option, dest, metavar = "--export-csv", "export_csv", "CSV"
-    child_writes = False
     help = "one row per URL: counts, percentiles, CPU time, DB reads, ratios against a baseline"
     what = "CSV"
     columns = ("url", "requests", "success", "failure", "latency_ms_p50", "latency_ms_p95", "latency_ms_p99",
@@ -92,9 +90,8 @@ class CsvExporter:
         return buffer.getvalue()
 
 
-class JunitExporter:
+class JunitExporter(Exporter):
     option, dest, metavar = "--export-junit", "export_junit", "XML"
-    child_writes = False
     help = "a JUnit XML summary for CI: a test case per URL against the baseline, one for the verdict"
     what = "JUnit summary"
 
