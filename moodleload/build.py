@@ -29,7 +29,7 @@ def build(target: str, entry: str) -> str:
     return target
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     folder = argv[0] if argv else "dist"
     for name, entry in ENTRIES.items():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from typing import TextIO
 
 
 class Printer:
@@ -14,7 +15,7 @@ class Printer:
 
     CLEAR = "\r\033[K"
 
-    def __init__(self, stream=None, quiet: bool = False):
+    def __init__(self, stream: TextIO | None = None, quiet: bool = False):
         self.stream = stream or sys.stdout
         self.quiet = quiet
         self.live = not quiet and hasattr(self.stream, "isatty") and self.stream.isatty()
@@ -52,7 +53,7 @@ def round_or_none(value: float | None, digits: int = 1) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def fmt(value, pattern: str = ".1f") -> str:
+def fmt(value: float | None, pattern: str = ".1f") -> str:
     return "-" if value is None else format(value, pattern)
 
 
@@ -68,7 +69,7 @@ def ruled(pct: float | None) -> str:
     return "-" if pct is None else f">{pct:.1f}%"
 
 
-def printable(text) -> str:
+def printable(text: object) -> str:
     """Text from the site, the database or a results file, safe for a terminal and a log:
     control characters (an escape sequence would act on the terminal) become "?"."""
     return "".join(character if character.isprintable() else "?" for character in str(text))

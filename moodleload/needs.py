@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+from collections.abc import Iterable
 
 from moodleload.exits import UsageError
 
@@ -27,7 +28,7 @@ def have(module: str) -> bool:
         return False
 
 
-def require(modules, why: str) -> None:
+def require(modules: Iterable[str], why: str) -> None:
     """Refuse, with the install command, when any of ``modules`` is missing."""
     missing = [module for module in modules if not have(module)]
     if missing:

@@ -10,7 +10,7 @@ from moodleload.exits import UsageError
 EXAMPLE_BASE_URL = "https://moodle.example.test"  # config.example.json's placeholder: never a real site
 
 
-def check_base_url(base_url) -> tuple[str, str | None]:
+def check_base_url(base_url: object) -> tuple[str, str | None]:
     """The site's URL without credentials, and the HTTP basic auth they stand for (staging
     sites often sit behind it).  Credentials are never printed or stored: only the URL
     without them goes into messages, results and reports."""

@@ -3,10 +3,12 @@ what Moodle accepts of it, and its bcrypt hash in the form Moodle stores ($2y$).
 
 from __future__ import annotations
 
+import argparse
 import getpass
 import os
 import sys
 import threading
+from typing import Any
 
 from moodleload.database.testconfig import stored_password
 from moodleload.exits import UsageError
@@ -45,7 +47,7 @@ def moodle_bcrypt_hash(password: str, cost: int = DEFAULT_BCRYPT_COST) -> str:
 def hash_interruptibly(password: str, cost: int) -> str:
     """The hash, computed in a thread: the main thread stays free to take Ctrl-C at once,
     however high the cost (a signal handler runs only in the main thread, between calls)."""
-    result: list = []
+    result: list[str] = []
     worker = threading.Thread(target=lambda: result.append(moodle_bcrypt_hash(password, cost)), daemon=True)
     worker.start()
     while worker.is_alive():
@@ -70,7 +72,7 @@ def read_secret_file(path: str, what: str) -> str:
     return line.rstrip("\r\n")
 
 
-def resolve_password(args, config: dict) -> str:
+def resolve_password(args: argparse.Namespace, config: dict[str, Any]) -> str:
     """--password-file, then --password (seen by every user in ps: it warns), then
     $MOODLE_TEST_PASSWORD, then the password already in config.json, then a prompt on a
     terminal."""

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from types import FrameType
 
 from moodleload.exits import (
     EXIT_BAD,
@@ -43,7 +44,7 @@ CHILD_OPTIONS = frozenset({
 })
 
 
-def run_processes(count: int, child_argv: list) -> tuple[Results | None, int | None, int | None, list]:
+def run_processes(count: int, child_argv: list[str]) -> tuple[Results | None, int | None, int | None, list[str]]:
     """Run ``count`` shards of ``child_argv``; returns (merged results, the exit status of a
     child's usage mistake or fault, the status of the signal that interrupted them, what went
     wrong with shards that died: a dead shard silently lowers the rate, so the run cannot judge)."""
@@ -55,7 +56,7 @@ def run_processes(count: int, child_argv: list) -> tuple[Results | None, int | N
                     for k in range(1, count + 1)]
         interrupted = []
 
-        def forward(signum, _frame):
+        def forward(signum: int, _frame: FrameType | None) -> None:
             interrupted.append(signum)
             for child in children:
                 if child.poll() is None:

@@ -134,7 +134,7 @@ EXPORTERS: tuple[Exporter, ...] = (HtmlExporter(), CsvExporter(), JunitExporter(
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet would run as a formula
 
 
-def _cells(values: list) -> list:
+def _cells(values: list[object]) -> list[object]:
     """CSV cells: a text that a spreadsheet would take for a formula (a page named "=cmd|...")
     gets a leading apostrophe, as OWASP advises; numbers stay numbers."""
     return ["" if value is None else "'" + value if isinstance(value, str) and value.startswith(FORMULA_STARTS)

@@ -10,13 +10,13 @@ POINT_KEYS = ("t", "cpu_busy", "load1", "memory_used_bytes", "disk_bytes_per_s",
 MAX_METRIC = 1e18  # beyond it an exporter's value is damage, not a measurement
 
 
-def metric_value_ok(value) -> bool:
+def metric_value_ok(value: object) -> bool:
     """What a metrics point may hold: the writer's and the reader's one test."""
     return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) \
         and abs(value) <= MAX_METRIC
 
 
-def metrics_problem(section) -> str | None:
+def metrics_problem(section: object) -> str | None:
     """What is wrong with a results file's ``metrics`` section, or None."""
     if not isinstance(section, dict) or not isinstance(section.get("hosts"), dict) or len(section["hosts"]) > 64:
         return "metrics: not a section this tool writes"

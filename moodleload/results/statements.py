@@ -5,6 +5,7 @@ statement's calls, rows, milliseconds and work in the measured window) and its c
 from __future__ import annotations
 
 import math
+from typing import Any
 
 SOURCES = ("pg_stat_statements", "performance_schema")
 KEPT_STATEMENTS = 300  # per run, the busiest by calls and by time: enough to compare, small in the results
@@ -16,7 +17,7 @@ HIDDEN = "<insufficient privilege>"
 WORK_UNITS = {"pg_stat_statements": "buffer pages", "performance_schema": "rows examined"}
 
 
-def hidden_warning(section: dict | None, user: str | None) -> str | None:
+def hidden_warning(section: dict[str, Any] | None, user: str | None) -> str | None:
     """The line that says statements of the window were hidden from the statistics' reader."""
     if not section or not section.get("hidden_calls"):
         return None
@@ -27,7 +28,7 @@ def hidden_warning(section: dict | None, user: str | None) -> str | None:
             f"comparison; connect as the Moodle database user, or GRANT pg_read_all_stats TO{who}")
 
 
-def statements_problem(section) -> str | None:
+def statements_problem(section: object) -> str | None:
     """What is wrong with a results file's ``statements`` section, or None."""
     if not isinstance(section, dict) or section.get("source") not in SOURCES:
         return "statements: not a section this tool writes"

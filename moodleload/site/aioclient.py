@@ -6,7 +6,15 @@ from __future__ import annotations
 import asyncio
 from urllib.parse import urlsplit
 
-from moodleload.site.httpclient import DEFAULT_MAX_BODY, BodyTooLarge, HttpError, Reply, encode_body, unreachable
+from moodleload.site.httpclient import (
+    DEFAULT_MAX_BODY,
+    Authorization,
+    BodyTooLarge,
+    HttpError,
+    Reply,
+    encode_body,
+    unreachable,
+)
 
 
 class AiohttpClient:
@@ -14,7 +22,7 @@ class AiohttpClient:
     (cookies are per user, kept by each Session)."""
 
     def __init__(self, *, insecure: bool, user_agent: str, max_body: int = DEFAULT_MAX_BODY,
-                 authorization: tuple | None = None):
+                 authorization: Authorization | None = None):
         import aiohttp
 
         self._aiohttp = aiohttp
@@ -24,7 +32,7 @@ class AiohttpClient:
         self._session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
                                               headers={"User-Agent": user_agent})
 
-    async def request(self, method: str, url: str, cookie: str | None, form: dict | None,
+    async def request(self, method: str, url: str, cookie: str | None, form: dict[str, str] | None,
                       timeout: float) -> Reply:
         aiohttp = self._aiohttp
         headers = {"Cookie": cookie} if cookie else {}

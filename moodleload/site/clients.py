@@ -3,9 +3,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from moodleload import __version__
 from moodleload.needs import have, require
-from moodleload.site.httpclient import DEFAULT_MAX_BODY, HttpClient
+from moodleload.site.httpclient import DEFAULT_MAX_BODY, Authorization, HttpClient
+
+if TYPE_CHECKING:
+    from moodleload.site.aioclient import AiohttpClient
 
 
 def resolve_http_client(name: str) -> str:
@@ -20,7 +25,8 @@ def resolve_http_client(name: str) -> str:
     return name
 
 
-def http_client(name: str, *, insecure: bool, max_body: int = DEFAULT_MAX_BODY, authorization: tuple | None = None):
+def http_client(name: str, *, insecure: bool, max_body: int = DEFAULT_MAX_BODY,
+                authorization: Authorization | None = None) -> HttpClient | AiohttpClient:
     """A new client: "httptools" (HttpClient) or "aiohttp" (AiohttpClient)."""
     if name == "httptools":
         client_class: type = HttpClient

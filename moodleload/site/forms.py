@@ -231,7 +231,7 @@ AUTOSAVE = re.compile(rb'"pagehash":"([0-9a-f]{40})","pageinstance":"([0-9a-f]{3
 MESSAGE_DRAFT = re.compile(rb'name="message\[itemid\]" value="(\d+)"')
 
 
-def browser_calls(body: bytes, page_url: str, midnight: int, seen_courses: set) -> list:
+def browser_calls(body: bytes, page_url: str, midnight: int, seen_courses: set[int]) -> list[tuple[str, dict]]:
     """The service.php calls Moodle 5.0's JavaScript makes after this page loads, as a real
     browser was seen making them (docs/browser-calls.md), found from what the page holds:
     the dashboard's blocks, a course page's state (first visit per session only), a user

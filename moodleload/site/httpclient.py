@@ -15,6 +15,12 @@ if TYPE_CHECKING:  # ssl is imported on the first https request: plain-http runs
     import ssl
 
 
+# (scheme, host, port) of a site, and the Authorization header sent to it only (basic auth
+# from user:password@ in base_url).
+Origin = tuple[str, str, int]
+Authorization = tuple[Origin, str]
+
+
 class HttpError(Exception):
     """The connection failed, or what came back was not HTTP: a "connection" failure."""
 
@@ -278,7 +284,7 @@ class HttpClient:
     is missing."""
 
     def __init__(self, *, insecure: bool, user_agent: str, max_body: int = DEFAULT_MAX_BODY,
-                 authorization: tuple | None = None):
+                 authorization: Authorization | None = None):
         import httptools
 
         self._parser_class = httptools.HttpResponseParser
@@ -317,7 +323,7 @@ class HttpClient:
             raise HttpError(f"cannot connect to {host}:{port} ({error})") from None
         return connection
 
-    async def request(self, method: str, url: str, cookie: str | None, form: dict | None,
+    async def request(self, method: str, url: str, cookie: str | None, form: dict[str, str] | None,
                       timeout: float) -> Reply:
         if self._loop is None:
             self._loop = asyncio.get_running_loop()

@@ -23,7 +23,7 @@ def code_root(moodle_dir: str) -> tuple[str, str] | None:
     return None
 
 
-def parse_version_php(text: str) -> dict:
+def parse_version_php(text: str) -> dict[str, str]:
     """$version, $release and $branch as version.php assigns them (plain literals only:
     nothing is executed)."""
     found: dict[str, str] = {}
@@ -48,7 +48,7 @@ def bisect_in_progress(folder: str) -> bool:
     return os.path.isfile(path if os.path.isabs(path) else os.path.join(folder, path))
 
 
-def describe(moodle_dir: str) -> dict:
+def describe(moodle_dir: str) -> dict[str, object]:
     """What the results record of the Moodle under test; a one-line UsageError when the
     folder is not a Moodle tree of either layout."""
     if not os.path.isdir(moodle_dir):

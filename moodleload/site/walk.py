@@ -14,10 +14,10 @@ class Walk:
 
     journey: Journey | None = None
     step: int = 0
-    values: dict = field(default_factory=dict)
+    values: dict[str, int | str] = field(default_factory=dict)
     page: bytes = b""
     page_url: str = ""
-    seen_courses: set = field(default_factory=set)
+    seen_courses: set[int] = field(default_factory=set)
     logged_out: bool = False
 
     def end(self) -> None:
