@@ -8,12 +8,13 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import replace
 
 from moodleload import __version__
 from moodleload.config import load_config
 from moodleload.console import Printer, silence_closed_stdout
 from moodleload.database.families import DatabaseError, database_for
-from moodleload.database.passwords import connection_settings
+from moodleload.database.passwords import DatabaseFlags, connection_settings
 from moodleload.exits import (
     EXIT_FAULT,
     EXIT_SIGINT,
@@ -196,12 +197,13 @@ def open_query_stats(args, say):
     """--query-stats: the database's statement statistics, read once before any load.  Wrong
     settings are the user's to fix (exit 128); statistics that are off get one line and the
     run goes on without them."""
-    if not args.moodle_config and args.moodle_dir and not (args.db_name or args.db_host or args.db_socket):
+    flags = DatabaseFlags.from_options(args)
+    if not flags.moodle_config and args.moodle_dir and not (flags.db_name or flags.db_host or flags.db_socket):
         candidate = os.path.join(args.moodle_dir, "config.php")
         if os.path.isfile(candidate):
-            args.moodle_config = candidate
-    family, settings = connection_settings(args)
-    watcher = Watcher(database_for(family, settings, "moodle_load"))
+            flags = replace(flags, moodle_config=candidate)
+    site = connection_settings(flags)
+    watcher = Watcher(database_for(site.family, site.settings, "moodle_load"))
     try:
         line = watcher.open()
     except DatabaseError as error:

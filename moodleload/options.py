@@ -193,7 +193,6 @@ def add_query_stats_options(parser) -> None:
     stats.add_argument("--db-host", help="database host (PostgreSQL: or a socket directory)")
     stats.add_argument("--db-port", type=int, help="database port")
     stats.add_argument("--db-socket", metavar="PATH", help="unix socket (MariaDB/MySQL: its file)")
-    parser.set_defaults(db_pass=None, prefix=None)
 
 
 # Every number an option takes, with its range: checked before the first login, so no

@@ -18,6 +18,8 @@ import re
 import signal
 import sys
 import time
+from dataclasses import dataclass, fields
+from typing import Any
 
 from moodleload import __version__
 from moodleload.console import silence_closed_stdout
@@ -86,39 +88,78 @@ def signals_held():
         signal.pthread_sigmask(signal.SIG_UNBLOCK, STOPPING_SIGNALS)
 
 
-def db_password(args) -> str | None:
-    if args.db_pass_file:
-        return read_secret_file(args.db_pass_file, "--db-pass-file")
-    return args.db_pass  # else None: libpq, ~/.my.cnf or config.php give it
+@dataclass(frozen=True)
+class DatabaseFlags:
+    """The database flags both scripts take (moodle_load.py for --query-stats), read once
+    from the parsed command line."""
+
+    moodle_config: str | None = None
+    db_type: str | None = None
+    db_name: str | None = None
+    db_user: str | None = None
+    db_pass_file: str | None = None
+    db_pass: str | None = None
+    db_host: str | None = None
+    db_port: int | None = None
+    db_socket: str | None = None
+    prefix: str | None = None
+
+    @classmethod
+    def from_options(cls, options: argparse.Namespace) -> DatabaseFlags:
+        return cls(**{field.name: getattr(options, field.name, None) for field in fields(cls)})
+
+    def password(self) -> str | None:
+        if self.db_pass_file:
+            return read_secret_file(self.db_pass_file, "--db-pass-file")
+        return self.db_pass  # else None: libpq, ~/.my.cnf or config.php give it
 
 
-def connection_settings(args) -> tuple[str, Settings]:
-    """(family, settings): flags first, then the site's config.php, then the family's own
-    defaults (PG* variables and ~/.pgpass through libpq; ~/.my.cnf, port 3306, the socket).
-    Also settles args.prefix and args.wwwroot."""
-    moodle = read_moodle_config(args.moodle_config) if args.moodle_config else None
-    dbtype, dbtype_origin = (args.db_type, "--db-type") if args.db_type else \
+@dataclass(frozen=True)
+class SiteDatabase:
+    """Where the site's database is and what its config.php said: settled once, before the
+    database is touched."""
+
+    family: str
+    settings: Settings
+    prefix: str
+    prefix_origin: str  # "--prefix", "config.php" or "default"
+    wwwroot: str | None  # config.php's $CFG->wwwroot, where one was read
+    moodle_how: str | None  # how config.php was read (PHP, or as text)
+
+
+def connection_settings(flags: DatabaseFlags) -> SiteDatabase:
+    """The database from the flags first, then the site's config.php, then the family's own
+    defaults (PG* variables and ~/.pgpass through libpq; ~/.my.cnf, port 3306, the socket),
+    with the table prefix and the site's wwwroot."""
+    moodle = read_moodle_config(flags.moodle_config) if flags.moodle_config else None
+    dbtype, dbtype_origin = (flags.db_type, "--db-type") if flags.db_type else \
         ((moodle.get("dbtype"), "config.php") if moodle and moodle.get("dbtype") else ("pgsql", "default"))
     family = family_of(str(dbtype))
     settings = Settings()
     settings.offer("type", dbtype, dbtype_origin)
-    for name, value in (("name", args.db_name), ("user", args.db_user), ("password", db_password(args)),
-                        ("host", args.db_host), ("port", args.db_port), ("socket", args.db_socket)):
-        settings.offer(name, value, "--db-" + {"name": "name", "password": "pass-file" if args.db_pass_file
+    for name, value in (("name", flags.db_name), ("user", flags.db_user), ("password", flags.password()),
+                        ("host", flags.db_host), ("port", flags.db_port), ("socket", flags.db_socket)):
+        settings.offer(name, value, "--db-" + {"name": "name", "password": "pass-file" if flags.db_pass_file
                                                else "pass"}.get(name, name))
     if moodle:
         offer_moodle_settings(moodle, family, settings)
     fill_defaults(family, settings)
     if "name" not in settings.values:
         raise UsageError("give --db-name (or --moodle-config with the site's config.php)")
-    if args.prefix is None:
-        args.prefix = (moodle.get("prefix") if moodle else None) or DEFAULT_PREFIX
-        args.prefix_origin = "config.php" if moodle and moodle.get("prefix") else "default"
+    if flags.prefix is not None:
+        prefix, prefix_origin = flags.prefix, "--prefix"
     else:
-        args.prefix_origin = "--prefix"
-    args.wwwroot = moodle.get("wwwroot") if moodle else None
-    args.moodle_how = moodle.how if moodle else None
-    return family, settings
+        prefix = (moodle.get("prefix") if moodle else None) or DEFAULT_PREFIX
+        prefix_origin = "config.php" if moodle and moodle.get("prefix") else "default"
+    return SiteDatabase(family, settings, prefix, prefix_origin, moodle.get("wwwroot") if moodle else None,
+                        moodle.how if moodle else None)
+
+
+@dataclass
+class Progress:
+    """How far a run got: a signal that arrives after the commit finds the work done."""
+
+    committed: bool = False
 
 
 # =========================================================================== command line
@@ -175,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def guards_from(args) -> Guards:
+def guards_from(args: argparse.Namespace, prefix: str) -> Guards:
     auths = ["manual"]
     for name in (args.allow_auth or "").split(","):
         name = name.strip()
@@ -185,14 +226,15 @@ def guards_from(args) -> Guards:
             raise UsageError(f"--allow-auth {name!r} is not an auth plugin name (letters, digits, _)")
         if name not in auths:
             auths.append(name)
-    return Guards(args.prefix, tuple(auths), args.allow_unconfirmed)
+    return Guards(prefix, tuple(auths), args.allow_unconfirmed)
 
 
-def check_arguments(args):
-    """(guards, database): everything checkable before the database is touched."""
-    family, settings = connection_settings(args)
-    if not PREFIX_PATTERN.match(args.prefix):
-        raise UsageError(f"prefix {args.prefix!r} ({args.prefix_origin}) is not a plain table prefix "
+def check_arguments(args: argparse.Namespace) -> tuple[Guards, Any, SiteDatabase]:
+    """(guards, database, site): everything checkable before the database is touched."""
+    site = connection_settings(DatabaseFlags.from_options(args))
+    settings = site.settings
+    if not PREFIX_PATTERN.match(site.prefix):
+        raise UsageError(f"prefix {site.prefix!r} ({site.prefix_origin}) is not a plain table prefix "
                          f"(letters, digits, _)")
     port = settings.get("port")
     if port is not None:
@@ -205,28 +247,41 @@ def check_arguments(args):
     if not 4 <= args.bcrypt_cost <= MAX_BCRYPT_COST:
         raise UsageError(f"--bcrypt-cost must be between 4 and {MAX_BCRYPT_COST} (every login pays it until "
                          f"Moodle rehashes), got {args.bcrypt_cost}")
-    database = database_for(family, settings)
+    database = database_for(site.family, settings)
     if args.where is not None:
         check_where(args.where, database)
     if args.db_pass is not None and not args.db_pass_file:
         print("[WARN] --db-pass is visible to every user of this machine (ps): prefer --db-pass-file, "
               "--moodle-config, PGPASSWORD, ~/.pgpass or ~/.my.cnf")
-    return guards_from(args), database
+    return guards_from(args, site.prefix), database, site
 
 
-def run(args, database, target: str, guards: Guards, config: dict, existed: bool, password: str,
-        password_hash: str | None) -> int:
+@dataclass(frozen=True)
+class Change:
+    """What a run is to write: where, into which config, with which password and base_url."""
+
+    target: str  # the config's real path (a symlink followed)
+    config: dict[str, Any]  # the config as it was read
+    existed: bool
+    password: str
+    password_hash: str | None  # None in a dry run
+    base_url: str | None  # what config.json's base_url will be (chosen_base_url), None: none known
+
+
+def run(args: argparse.Namespace, database: Any, site: SiteDatabase, guards: Guards, change: Change,
+        progress: Progress) -> int:
+    target, config, password, password_hash = change.target, change.config, change.password, change.password_hash
     conn = database.connect()
     temporary = None
     try:
         database.begin(conn, read_only=args.dry_run)
         with conn.cursor() as cur:
-            users, parameters = pick_users(cur, database, guards, args)
+            users, parameters = pick_users(cur, database, guards, args, site.prefix)
             if not users:
                 return SETUP_NO_USERS
             if args.dry_run:
-                show_dry_run(args, database, users, config,
-                             updated_config(config, users, password, parameters, args.base_url_chosen), existed)
+                show_dry_run(args, database, site, users, config,
+                             updated_config(config, users, password, parameters, change.base_url), change)
                 conn.rollback()
                 return SETUP_DONE
             assert password_hash is not None  # only a dry run has none, and it has ended above
@@ -235,11 +290,11 @@ def run(args, database, target: str, guards: Guards, config: dict, existed: bool
                 for notice in database.notices:
                     print(f"[WARN] {notice}", file=sys.stderr)
             except database.errors as error:
-                raise DatabaseError(database.explain_query_error(error, args.prefix, args.where)) from None
+                raise DatabaseError(database.explain_query_error(error, site.prefix, args.where)) from None
             if len(changed) < len(users):
                 print(f"[WARN] {len(users) - len(changed)} selected users changed meanwhile (suspended, made "
                       f"admin, ...) and were left alone")
-            new_config = updated_config(config, changed, password, parameters, args.base_url_chosen)
+            new_config = updated_config(config, changed, password, parameters, change.base_url)
             # The config goes to a private temp file first; then the commit and the rename, with
             # signals held back between them, so the two cannot disagree.
             try:
@@ -256,13 +311,13 @@ def run(args, database, target: str, guards: Guards, config: dict, existed: bool
                     held = settle_commit_in_doubt(database, guards, changed, password_hash, args.config)
                     if len(held) != len(changed):  # some changed meanwhile: the config names those that hold it
                         changed, new_config = held, updated_config(config, held, password, parameters,
-                                                                   args.base_url_chosen)
+                                                                   change.base_url)
                         os.unlink(temporary)
                         temporary = prepare_file(target, json_text(new_config), mode=0o600)
                 os.replace(temporary, target)
                 temporary = None
-                args.committed = True  # a signal held back until here finds the work done
-        report_done(args, config, new_config, len(changed), preferences, parameters)
+                progress.committed = True  # a signal held back until here finds the work done
+        report_done(args, site, change, new_config, len(changed), preferences, parameters)
         return SETUP_DONE
     finally:
         if temporary is not None and os.path.exists(temporary):
@@ -270,14 +325,15 @@ def run(args, database, target: str, guards: Guards, config: dict, existed: bool
         conn.close()  # closing without a commit rolls back whatever was not committed
 
 
-def pick_users(cur, database, guards: Guards, args) -> tuple[list, dict | None]:
+def pick_users(cur: Any, database: Any, guards: Guards, args: argparse.Namespace,
+               prefix: str) -> tuple[list, dict | None]:
     """The users to change (locked unless a dry run) and, with --params-from-db, the page
     parameters that exist on this site; no users is said here, once."""
     try:
         users = select_users(cur, database, guards, args.where, args.count, lock=not args.dry_run)
-        parameters = discover_parameters(cur, database, args.prefix, users) if args.params_from_db and users else None
+        parameters = discover_parameters(cur, database, prefix, users) if args.params_from_db and users else None
     except database.errors as error:
-        raise DatabaseError(database.explain_query_error(error, args.prefix, args.where)) from None
+        raise DatabaseError(database.explain_query_error(error, prefix, args.where)) from None
     if not users:
         print("[ERROR] no user matches: nothing changed (without --where only maketestsite's "
               "tool_generator_* users are picked; active, confirmed, auth manual, not admin or guest)",
@@ -290,13 +346,14 @@ def pick_users(cur, database, guards: Guards, args) -> tuple[list, dict | None]:
     return users, parameters
 
 
-def report_done(args, config: dict, new_config: dict, changed: int, preferences: int, parameters: dict | None) -> None:
+def report_done(args: argparse.Namespace, site: SiteDatabase, change: Change, new_config: dict, changed: int,
+                preferences: int, parameters: dict | None) -> None:
     print(f"[INFO] updated {changed} users (bcrypt cost {args.bcrypt_cost}, auth=manual, confirmed=1), "
           f"cleared {preferences} lockout/password-change preferences, in one transaction")
     if parameters:
         print("[INFO] parameters from the database: "
               + ", ".join(f"{name} {len(spec['values'])} values" for name, spec in parameters.items()))
-    report_base_url(config, new_config, args)
+    report_base_url(change.config, new_config, args, site, change.base_url)
     print(f"[INFO] wrote {args.config} ({changed} users, mode 0600)")
 
 
@@ -335,12 +392,13 @@ def settle_commit_in_doubt(database, guards: Guards, changed: list, password_has
                         f"again with the same password: it sets those users again and writes {config_path}")
 
 
-def report_base_url(old: dict, new: dict, args) -> None:
+def report_base_url(old: dict, new: dict, args: argparse.Namespace, site: SiteDatabase,
+                    base_url: str | None) -> None:
     """Where base_url came from; a base_url the user chose (another host, a load balancer)
     is kept, and said so.  Credentials in it (user:password@) are never printed."""
-    wwwroot = args.wwwroot
+    wwwroot = site.wwwroot
     shown = without_credentials(new.get("base_url", ""))
-    if args.base_url_chosen is None:
+    if base_url is None:
         print(missing_base_url(args.config))
         return
     if args.base_url is not None:
@@ -356,29 +414,30 @@ def report_base_url(old: dict, new: dict, args) -> None:
               f"delete base_url from the config, or give --base-url, to take another")
 
 
-def show_dry_run(args, database, users: list, old: dict, new: dict, existed: bool) -> None:
+def show_dry_run(args: argparse.Namespace, database: Any, site: SiteDatabase, users: list, old: dict, new: dict,
+                 change: Change) -> None:
     settings = database.settings
     print(f"[INFO] dry run: {database.name}, "
           + settings.describe(("type", "host", "port", "socket", "name", "user", "password"))
-          + f", prefix {args.prefix} ({args.prefix_origin})")
+          + f", prefix {site.prefix} ({site.prefix_origin})")
     if args.moodle_config:
-        print(f"[INFO] {args.moodle_config}: {args.moodle_how}")
-    report_base_url(old, new, args)
+        print(f"[INFO] {args.moodle_config}: {site.moodle_how}")
+    report_base_url(old, new, args, site, change.base_url)
     print(f"[INFO] dry run: nothing is written; these {len(users)} users would get the new password:")
     for user in users:
         print(f"  {user.id:>8}  {user.username}")
     before = {u.get("username") for u in old.get("users", []) if isinstance(u, dict)}
     after = {u["username"] for u in new["users"]}
-    print(f"[INFO] {args.config} would be {'updated' if existed else 'created'}: users "
+    print(f"[INFO] {args.config} would be {'updated' if change.existed else 'created'}: users "
           f"{len(before)} -> {len(after)} (+{len(after - before)} -{len(before - after)})")
     for name, spec in new.get("parameters", {}).items():
         if old.get("parameters", {}).get(name) != spec:
             print(f"[INFO]   parameters.{name} -> {json.dumps(spec)[:120]}")
 
 
-def prepare(args) -> int:
+def prepare(args: argparse.Namespace, progress: Progress) -> int:
     """Everything up to the database: checks, the lock, leftovers, the config, the hash."""
-    guards, database = check_arguments(args)
+    guards, database, site = check_arguments(args)
     require([database.driver] + ([] if args.dry_run else ["bcrypt"]), "set_moodle_passwords.py")
     if args.where is None:
         print("[INFO] picking maketestsite's test users (tool_generator_*); give --where to pick others")
@@ -390,13 +449,14 @@ def prepare(args) -> int:
                   f"was killed while committing, the database may hold that run's password: this run sets "
                   f"the database and {args.config} again, so they agree")
         config, existed = read_config(args.config)
-        args.base_url_chosen = chosen_base_url(config, args.base_url, args.wwwroot)
+        base_url = chosen_base_url(config, args.base_url, site.wwwroot)
         if not args.dry_run:
             check_writable(target, "--config")
         password = resolve_password(args, config)
         # Hashed before the transaction opens: a high cost never leaves the database idle in it.
         password_hash = None if args.dry_run else hash_interruptibly(password, args.bcrypt_cost)
-        return run(args, database, target, guards, config, existed, password, password_hash)
+        return run(args, database, site, guards, Change(target, config, existed, password, password_hash, base_url),
+                   progress)
 
 
 def main(argv=None) -> int:
@@ -405,10 +465,10 @@ def main(argv=None) -> int:
 
     previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGTERM, signal.SIGHUP)}
     args = None
+    progress = Progress()
     try:
         args = build_parser().parse_args(argv)
-        args.committed = False
-        status = prepare(args)
+        status = prepare(args, progress)
         sys.stdout.flush()  # here, where a closed pipe is still caught below
         return status
     except UsageError as error:
@@ -420,7 +480,7 @@ def main(argv=None) -> int:
     except (KeyboardInterrupt, Stopped) as interruption:
         signum = interruption.signum if isinstance(interruption, Stopped) else signal.SIGINT
         name = signal.Signals(signum).name
-        if args is not None and getattr(args, "committed", False):
+        if args is not None and progress.committed:
             print(f"[WARN] {name} arrived while committing: the change was completed first, the database "
                   f"and {args.config} both hold the new password", file=sys.stderr)
         else:
@@ -430,7 +490,7 @@ def main(argv=None) -> int:
         # The reader went away (| head): say so where it can still be read, and end quietly
         # (standard output pointed at /dev/null, so the flush at exit cannot fail again).
         silence_closed_stdout()
-        config_path = args.config if args is not None and getattr(args, "committed", False) else None
+        config_path = args.config if args is not None and progress.committed else None
         print("[ERROR] standard output was closed before the end"
               + (f" (the change itself was completed: the database and {config_path} agree)"
                  if config_path else ""),
