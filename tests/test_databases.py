@@ -235,3 +235,15 @@ def test_a_family_nobody_wrote_is_an_error_not_another_familys_sql():
 
     with pytest.raises(UsageError, match="not supported: mysql, pgsql"):
         database_for("oracle", Settings())
+
+
+def test_every_family_is_one_class_that_satisfies_the_family_protocol():
+    from moodleload.database.families import FAMILIES, DatabaseFamily, Settings, database_for
+
+    for key, family_class in FAMILIES.items():
+        database = database_for(key, Settings())
+        assert isinstance(database, DatabaseFamily) and type(database) is family_class
+        assert database.family == key and database.statements_source
+    assert len({family_class.statements_source for family_class in FAMILIES.values()}) == len(FAMILIES)
+    assert not any(issubclass(one, other) for one in FAMILIES.values() for other in FAMILIES.values()
+                   if one is not other)  # no family is another's subclass: the protocol is the interface

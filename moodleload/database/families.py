@@ -1,6 +1,7 @@
-"""The two database families Moodle 5.0 runs on, behind one interface for the password
-script: how to connect (and where each setting came from), how a transaction starts, the
-SQL that differs, and how each family's errors become one line.
+"""The two database families Moodle 5.0 runs on, behind one interface (``DatabaseFamily``):
+its defaults (and where each setting came from), how to connect, how a transaction starts,
+the SQL that differs, how each family's errors become one line, and its statement
+statistics.  A new family is one class here satisfying the protocol, in FAMILIES.
 
 PostgreSQL (Moodle's ``pgsql``) goes through psycopg2/libpq, which honours PG* variables
 and ~/.pgpass.  MariaDB and MySQL (``mariadb``, ``mysqli``, ``auroramysql``) go through
@@ -12,7 +13,9 @@ from __future__ import annotations
 import configparser
 import io
 import os
+from typing import Any, Protocol, runtime_checkable
 
+from moodleload.database.statistics import my_statement_rows, pg_statement_rows
 from moodleload.exits import UsageError
 
 MOODLE_DBTYPES = {"pgsql": "pgsql", "postgres": "pgsql", "postgresql": "pgsql",
@@ -60,7 +63,69 @@ class Settings:
         return ", ".join(shown)
 
 
-class Postgres:
+@runtime_checkable
+class DatabaseFamily(Protocol):
+    """What the password script and --query-stats ask of a database family."""
+
+    family: str  # the family's key: "pgsql", "mysql" (MOODLE_DBTYPES maps $CFG->dbtype to it)
+    driver: str  # the Python module that speaks to it (needs.py checks it is there)
+    name: str  # as messages name it
+    default_port: int
+    quote_chars: str  # what quotes a name in its SQL (accounts.check_where reads them)
+    line_comment_chars: str
+    backslash_strings: bool
+    statements_source: str  # where its statement statistics live
+    settings: Settings
+    notices: list[str]
+
+    @staticmethod
+    def fill_defaults(settings: Settings) -> None:
+        """What no flag and no config.php gave, from the family's own conventions."""
+
+    @staticmethod
+    def quote(identifier: str) -> str: ...
+
+    @staticmethod
+    def config_number(config_table: str, name: str) -> str: ...
+
+    @staticmethod
+    def not_same(column: str, expression: str) -> str: ...
+
+    @staticmethod
+    def not_site_admin(column: str, config_table: str) -> str: ...
+
+    def store_hash(self, cur: Any, password_hash: str) -> None: ...
+
+    def where(self) -> str: ...
+
+    def connect(self) -> Any: ...
+
+    def begin(self, conn: Any, read_only: bool) -> None: ...
+
+    @property
+    def errors(self) -> Any: ...
+
+    def commit_in_doubt(self, error: Exception) -> bool: ...
+
+    def explain_connect_error(self, error: Exception) -> str: ...
+
+    def explain_query_error(self, error: Exception, prefix: str, where: str | None) -> str: ...
+
+    def statement_rows(self, conn: Any) -> list[tuple[Any, ...]]:
+        """Its statement statistics now (statistics.py): raises statistics.Unavailable."""
+        ...
+
+
+class Family:
+    """What every family keeps: its settings, the name its connections carry, its notices."""
+
+    def __init__(self, settings: Settings, application: str = "set_moodle_passwords"):
+        self.settings = settings
+        self.application = application  # what the server's activity views name the connection
+        self.notices: list[str] = []  # what the user must know of how the change was made (printed as warnings)
+
+
+class Postgres(Family):
     family = "pgsql"
     driver = "psycopg2"  # the Python module that speaks to it (needs.py checks it is there)
     name = "PostgreSQL"
@@ -68,11 +133,18 @@ class Postgres:
     quote_chars = '"'
     line_comment_chars = ""
     backslash_strings = True  # E'...' strings take backslash escapes
+    statements_source = "pg_stat_statements"
 
-    def __init__(self, settings: Settings, application: str = "set_moodle_passwords"):
-        self.settings = settings
-        self.application = application  # what the server's activity views name the connection
-        self.notices: list = []  # what the user must know of how the change was made (printed as warnings)
+    @staticmethod
+    def fill_defaults(settings: Settings) -> None:
+        if settings.get("socket"):  # libpq takes a socket directory as the host
+            settings.offer("host", settings.get("socket"), settings.origins["socket"])
+        for name, variable in (("host", "PGHOST"), ("port", "PGPORT"), ("user", "PGUSER"), ("name", "PGDATABASE")):
+            settings.offer(name, os.environ.get(variable), variable)
+        # the password: libpq reads PGPASSWORD and ~/.pgpass itself
+
+    def statement_rows(self, conn: Any) -> list[tuple[Any, ...]]:
+        return pg_statement_rows(conn)
 
     @staticmethod
     def quote(identifier: str) -> str:
@@ -174,7 +246,7 @@ class Postgres:
         return first
 
 
-class MySQL(Postgres):
+class MySQL(Family):
     family = "mysql"
     driver = "pymysql"
     name = "MariaDB/MySQL"
@@ -182,6 +254,34 @@ class MySQL(Postgres):
     quote_chars = '"`'  # with ANSI_QUOTES (set in begin) "..." names a column, as in PostgreSQL
     line_comment_chars = "#"
     backslash_strings = False  # NO_BACKSLASH_ESCAPES (set in begin): '\' is just a character
+    statements_source = "performance_schema"
+
+    @staticmethod
+    def fill_defaults(settings: Settings) -> None:
+        options = read_my_cnf()
+        for name, key in (("host", "host"), ("port", "port"), ("socket", "socket"), ("user", "user"),
+                          ("password", "password"), ("name", "database")):
+            settings.offer(name, options.get(key), "~/.my.cnf")
+        settings.offer("host", os.environ.get("MYSQL_HOST"), "MYSQL_HOST")
+        settings.offer("port", os.environ.get("MYSQL_TCP_PORT"), "MYSQL_TCP_PORT")
+        settings.offer("socket", os.environ.get("MYSQL_UNIX_PORT"), "MYSQL_UNIX_PORT")
+        host = settings.get("host")
+        if host and host.startswith("/"):  # a path given as the host: the socket, as libpq's directories
+            settings.values.setdefault("socket", host)
+            settings.origins.setdefault("socket", settings.origins["host"])
+        # The mysql client (and PHP's mysqli, so Moodle) reads "localhost" as "the unix socket".
+        if host in (None, "localhost") and "socket" not in settings.values and "port" not in settings.values:
+            for candidate in MYSQL_SOCKETS:
+                if os.path.exists(candidate):
+                    settings.offer("socket", candidate, "the usual socket path")
+                    break
+        if host not in (None, "localhost") and not host.startswith("/") \
+                and settings.origins.get("socket") != "--db-socket":
+            settings.values.pop("socket", None)  # a host name or address means TCP, whatever the socket says
+            settings.origins.pop("socket", None)
+
+    def statement_rows(self, conn: Any) -> list[tuple[Any, ...]]:
+        return my_statement_rows(conn)
 
     @staticmethod
     def quote(identifier: str) -> str:
@@ -331,10 +431,10 @@ def read_my_cnf(path: str = "~/.my.cnf") -> dict:
     return values
 
 
-FAMILIES = {Postgres.family: Postgres, MySQL.family: MySQL}
+FAMILIES: dict[str, type[Postgres] | type[MySQL]] = {Postgres.family: Postgres, MySQL.family: MySQL}
 
 
-def database_for(family: str, settings: Settings, application: str = "set_moodle_passwords"):
+def database_for(family: str, settings: Settings, application: str = "set_moodle_passwords") -> DatabaseFamily:
     """The family's implementation; a family nobody wrote is an error, never another family's SQL."""
     if family not in FAMILIES:
         raise UsageError(f"database family {family!r} is not supported: {', '.join(sorted(FAMILIES))}")
@@ -343,29 +443,4 @@ def database_for(family: str, settings: Settings, application: str = "set_moodle
 
 def fill_defaults(family: str, settings: Settings) -> None:
     """What no flag and no config.php gave, from each family's own conventions."""
-    if family == "pgsql":
-        if settings.get("socket"):  # libpq takes a socket directory as the host
-            settings.offer("host", settings.get("socket"), settings.origins["socket"])
-        for name, variable in (("host", "PGHOST"), ("port", "PGPORT"), ("user", "PGUSER"), ("name", "PGDATABASE")):
-            settings.offer(name, os.environ.get(variable), variable)
-        return  # the password: libpq reads PGPASSWORD and ~/.pgpass itself
-    options = read_my_cnf()
-    for name, key in (("host", "host"), ("port", "port"), ("socket", "socket"), ("user", "user"),
-                      ("password", "password"), ("name", "database")):
-        settings.offer(name, options.get(key), "~/.my.cnf")
-    settings.offer("host", os.environ.get("MYSQL_HOST"), "MYSQL_HOST")
-    settings.offer("port", os.environ.get("MYSQL_TCP_PORT"), "MYSQL_TCP_PORT")
-    settings.offer("socket", os.environ.get("MYSQL_UNIX_PORT"), "MYSQL_UNIX_PORT")
-    host = settings.get("host")
-    if host and host.startswith("/"):  # a path given as the host: the socket, as libpq's directories
-        settings.values.setdefault("socket", host)
-        settings.origins.setdefault("socket", settings.origins["host"])
-    # The mysql client (and PHP's mysqli, so Moodle) reads "localhost" as "the unix socket".
-    if host in (None, "localhost") and "socket" not in settings.values and "port" not in settings.values:
-        for candidate in MYSQL_SOCKETS:
-            if os.path.exists(candidate):
-                settings.offer("socket", candidate, "the usual socket path")
-                break
-    if host not in (None, "localhost") and not host.startswith("/") and settings.origins.get("socket") != "--db-socket":
-        settings.values.pop("socket", None)  # a host name or address means TCP, whatever the socket says
-        settings.origins.pop("socket", None)
+    FAMILIES[family].fill_defaults(settings)

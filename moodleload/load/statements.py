@@ -18,76 +18,23 @@ comparison ``judging.statements``."""
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING, Any
 
+from moodleload.database.statistics import Unavailable
 from moodleload.results.statements import HIDDEN, KEPT_STATEMENTS, MAX_QUERY_CHARS, WORK_UNITS
+
+if TYPE_CHECKING:
+    from moodleload.database.families import DatabaseFamily
 
 OWN_STATEMENTS = ("pg_stat_statements", "events_statements_summary_by_digest", "@@performance_schema",
                   "pg_extension")
 
-PG_SNAPSHOT = ("SELECT query, sum(calls), sum(rows), sum(total_exec_time), sum(shared_blks_hit + shared_blks_read) "
-               "FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = current_database() "
-               "GROUP BY query")
-MY_SNAPSHOT = ("SELECT DIGEST_TEXT, SUM(COUNT_STAR), SUM(SUM_ROWS_SENT + SUM_ROWS_AFFECTED), "
-               "SUM(SUM_TIMER_WAIT) / 1000000000, SUM(SUM_ROWS_EXAMINED) "
-               "FROM performance_schema.events_statements_summary_by_digest "
-               "WHERE SCHEMA_NAME = DATABASE() AND DIGEST_TEXT IS NOT NULL GROUP BY DIGEST_TEXT")
-
-PG_HOW_TO = ("add shared_preload_libraries = 'pg_stat_statements' to postgresql.conf, restart PostgreSQL, then "
-             "run CREATE EXTENSION pg_stat_statements; in the Moodle database")
-MY_HOW_TO = ("start the server with performance_schema=ON (a line in the [mysqld] section of its my.cnf, then "
-             "a restart) and let the Moodle database user SELECT on performance_schema.*")
-
-
-class Unavailable(Exception):
-    """The statistics cannot be read: the one line says how to switch them on."""
-
-
 # =========================================================================== snapshots (I/O)
 
-def snapshot(family: str, conn) -> dict:
-    """normalised statement -> [calls, rows, milliseconds, work], as the server has them now."""
-    return READERS[family][0](conn)
-
-
-def source_of(family: str) -> str:
-    return READERS[family][1]
-
-
-def _pg_snapshot(conn) -> dict:
-    import psycopg2
-
-    try:
-        with conn.cursor() as cur:
-            cur.execute(PG_SNAPSHOT)
-            rows = cur.fetchall()
-    except psycopg2.Error as error:
-        conn.rollback()
-        first = (str(error).strip().splitlines() or ["?"])[0]
-        raise Unavailable(f"query statistics off: PostgreSQL says {first!r}; to switch them on, {PG_HOW_TO}") \
-            from None
-    conn.rollback()  # a snapshot must not hold a transaction open across the run
-    return _rows(rows)
-
-
-def _my_snapshot(conn) -> dict:
-    import pymysql
-
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT @@performance_schema")
-            if str(cur.fetchone()[0]) not in ("1", "ON"):
-                raise Unavailable(f"query statistics off: the server runs with performance_schema off; to switch "
-                                  f"them on, {MY_HOW_TO}")
-            cur.execute(MY_SNAPSHOT)
-            rows = cur.fetchall()
-    except pymysql.Error as error:
-        message = error.args[1] if len(error.args) > 1 else str(error)
-        raise Unavailable(f"query statistics not readable: the server says {message!r}; {MY_HOW_TO}") from None
-    conn.rollback()
-    return _rows(rows)
-
-
-READERS = {"pgsql": (_pg_snapshot, "pg_stat_statements"), "mysql": (_my_snapshot, "performance_schema")}
+def snapshot(database: DatabaseFamily, conn: Any) -> dict:
+    """normalised statement -> [calls, rows, milliseconds, work], as the server has them now
+    (the family reads its own statistics: DatabaseFamily.statement_rows)."""
+    return _rows(database.statement_rows(conn))
 
 
 def _rows(rows) -> dict:
@@ -115,8 +62,7 @@ class Watcher:
     a database that stops answering costs the run its statistics, never its end."""
 
     def __init__(self, database, deadline: float = SNAPSHOT_SECONDS):
-        self.database = database  # databases.Postgres or MySQL, with its settings
-        self.family = database.family
+        self.database = database  # the site's database family (families.DatabaseFamily), with its settings
         self.deadline = deadline
         self.conn = None
         self.before: dict | None = None
@@ -134,7 +80,7 @@ class Watcher:
         from moodleload.database.families import DatabaseError
 
         self.conn = self.database.connect()
-        if not self._bounded(lambda: snapshot(self.family, self.conn), "checking"):
+        if not self._bounded(lambda: snapshot(self.database, self.conn), "checking"):
             raise DatabaseError(f"the database at {self.database.where()} did not answer a read of its statement "
                                 f"statistics within {self.deadline:g} s; check that it is up and not locked")
         problem, off, self.problem, self.off = self.problem, self.off, None, None
@@ -147,7 +93,7 @@ class Watcher:
 
     def window_opens(self) -> None:
         def first() -> None:
-            self.before = snapshot(self.family, self.conn)
+            self.before = snapshot(self.database, self.conn)
 
         self._bounded(first, "first")
 
@@ -157,7 +103,7 @@ class Watcher:
 
         def last() -> None:
             assert self.before is not None
-            self.result = window_delta(self.before, snapshot(self.family, self.conn), source_of(self.family))
+            self.result = window_delta(self.before, snapshot(self.database, self.conn), self.database.statements_source)
 
         self._bounded(last, "last")
 
