@@ -177,11 +177,39 @@ def neighbour_cores(document: Results) -> float | None:
     return busy
 
 
-def waiting_doubt(bases: list, news: list) -> tuple[str, str] | None:
-    """neighbours_shift over these runs: ("busier" or "quieter", why) or None."""
+def common_time_ratio(bases: list, news: list) -> float | None:
+    """How the pages' service times moved together, this commit's runs against the
+    baseline's: the median over the pages both sides answered of the ratio of their runs'
+    mean log block medians (the judge's own unit).  A machine's waiting moves every page at
+    once; one commit rarely does."""
+    def log_median(document: Results, name: str) -> float | None:
+        blocks = block_medians(document.urls[name]) if name in document.urls else []
+        median = statistics.median(blocks) if blocks else None
+        return math.log(median) if median else None
+
+    ratios = []
+    for name in news[0].urls:
+        sides = [[value for value in (log_median(document, name) for document in documents) if value is not None]
+                 for documents in (bases, news)]
+        if sides[0] and sides[1]:
+            ratios.append(math.exp(statistics.fmean(sides[1]) - statistics.fmean(sides[0])))
+    return statistics.median(ratios) if ratios else None
+
+
+def waiting_doubt(bases: list, news: list, tolerance_pct: float) -> tuple[str, str] | None:
+    """neighbours_shift over these runs: ("busier" or "quieter", why) or None.  A quieter
+    machine hides a slowdown only where the waiting it took away was large: the doubt holds
+    when the pages as a whole got faster by more than half the tolerance (a site whose pages
+    do not wait on the machine's cores, or a small shift, leaves its times to be judged)."""
     cpus = next((float(document.machine.get("cpus") or 1.0) for document in bases + news if document.machine), 1.0)
-    return neighbours_shift([neighbour_cores(document) for document in bases],
-                            [neighbour_cores(document) for document in news], cpus)
+    shift = neighbours_shift([neighbour_cores(document) for document in bases],
+                             [neighbour_cores(document) for document in news], cpus)
+    if shift is not None and shift[0] == "quieter":
+        common = common_time_ratio(bases, news)
+        if common is None or common >= 1 - tolerance_pct / 200.0:
+            return None
+        return shift[0], shift[1].replace("): service time", f"; the pages as a whole x{common:.3f}): service time", 1)
+    return shift
 
 
 def doubt_time(row: dict, counts: tuple, doubt: tuple[str, str] | None) -> None:
@@ -307,7 +335,7 @@ def compare_documents(base: Results, new: Results, thresholds: Thresholds) -> Co
     missing = sorted(set(base.urls) ^ set(new.urls))
     alpha = thresholds.alpha / max(1, len(names))
     doubt = contention_shift([base.machine], [new.machine])
-    waiting = waiting_doubt([base], [new])
+    waiting = waiting_doubt([base], [new], thresholds.max_regression_pct)
     rows = {name: compare_url(base.urls[name], new.urls[name], thresholds, alpha, new.row_kind(name), doubt, waiting)
             for name in names}
     verdicts = [row["verdict"] for row in rows.values()]

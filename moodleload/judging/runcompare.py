@@ -118,7 +118,7 @@ def compare_runs(bases: list, news: list, thresholds: Thresholds) -> Comparison:
     time_side = measure_side(bases, news, names, thresholds, alpha, failures, TIME)
     work_side = measure_side(bases, news, names, thresholds, alpha, failures, WORK)
     doubt = contention_shift(machines(bases), machines(news))
-    waiting = waiting_doubt(bases, news)
+    waiting = waiting_doubt(bases, news, thresholds.max_regression_pct)
     rows = {}
     for name in names:
         row, counts = _judge_url(name, bases, news, time_side, thresholds, alpha, failures[name])
