@@ -44,6 +44,6 @@ def test_a_shift_of_the_neighbours_within_a_quarter_of_the_cores_is_ordinary_sca
     from moodleload.load.machine import neighbours_shift
 
     assert neighbours_shift([0.1, 0.2], [0.6], cpus=2.0) is None
-    assert neighbours_shift([0.1, 0.2], [0.8], cpus=2.0)[0] == "busier"
-    assert neighbours_shift([1.8, 1.9], [1.0], cpus=2.0)[0] == "quieter"
+    assert neighbours_shift([0.1, 0.2], [0.8], cpus=2.0).direction == "busier"
+    assert neighbours_shift([1.8, 1.9], [1.0], cpus=2.0).direction == "quieter"
     assert neighbours_shift([0.1, None], [None], cpus=2.0) is None  # not recorded: nothing to say

@@ -204,12 +204,14 @@ def waiting_doubt(bases: list, news: list, tolerance_pct: float) -> tuple[str, s
     cpus = next((float(document.machine.get("cpus") or 1.0) for document in bases + news if document.machine), 1.0)
     shift = neighbours_shift([neighbour_cores(document) for document in bases],
                              [neighbour_cores(document) for document in news], cpus)
-    if shift is not None and shift[0] == "quieter":
+    if shift is None:
+        return None
+    if shift.direction == "quieter":
         common = common_time_ratio(bases, news)
         if common is None or common >= 1 - tolerance_pct / 200.0:
             return None
-        return shift[0], shift[1].replace("): service time", f"; the pages as a whole x{common:.3f}): service time", 1)
-    return shift
+        return shift.direction, shift.line(f"; the pages as a whole x{common:.3f}")
+    return shift.direction, shift.line()
 
 
 def doubt_time(row: dict, counts: tuple, doubt: tuple[str, str] | None) -> None:

@@ -5,6 +5,7 @@ often comes from there; a comparison names the run that ran beside the most othe
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 from moodleload.exits import UsageError
 
@@ -71,13 +72,32 @@ def noise_notes(bases: list, news: list) -> list:
     return notes
 
 
-def neighbours_shift(bases: list, news: list, cpus: float) -> tuple[str, str] | None:
+@dataclass(frozen=True)
+class NeighboursShift:
+    """The load machine's other processes during this commit's runs against the baseline's."""
+
+    direction: str  # "busier" or "quieter"
+    cores: float  # what they kept busy during this commit's runs (mean)
+    low: float  # ... and the range during the baseline's runs
+    high: float
+    cpus: float
+
+    def line(self, aside: str = "") -> str:
+        """Why service time cannot tell this commit from the machine; ``aside``: one more fact
+        for the parenthesis."""
+        return (f"the load machine was {self.direction} than during the baseline (its other processes kept "
+                f"{self.cores:.1f} of its {self.cpus:g} cores busy, against {self.low:.1f}-{self.high:.1f}{aside}): "
+                f"service time moves with the machine, so it cannot tell this commit from the machine; measure it "
+                f"when the machine is as busy as for the baseline, record the baseline again, or judge by the work "
+                f"(--judge work, with the footer's CPU time)")
+
+
+def neighbours_shift(bases: list, news: list, cpus: float) -> NeighboursShift | None:
     """Whether the waiting in this commit's runs cannot be told from the machine's: the cores
     the load machine's other processes kept busy (``bases``, ``news``: per run, None where not
     recorded) moved outside the baseline runs' range by more than BUSY_DIFFERENCE of the
     cores.  Service time is work plus waiting for a core, so a machine busier than during the
-    baseline makes any page slower, and a quieter one hides a slowdown.  Returns ("busier" or
-    "quieter", why) or None."""
+    baseline makes any page slower, and a quieter one hides a slowdown."""
     before = [value for value in bases if value is not None]
     after = [value for value in news if value is not None]
     if not before or not after:
@@ -86,12 +106,7 @@ def neighbours_shift(bases: list, news: list, cpus: float) -> tuple[str, str] | 
     new = sum(after) / len(after)
     if low - BUSY_DIFFERENCE * cpus <= new <= high + BUSY_DIFFERENCE * cpus:
         return None
-    word = "busier" if new > high else "quieter"
-    return word, (f"the load machine was {word} than during the baseline (its other processes kept {new:.1f} of its "
-                  f"{cpus:g} cores busy, against {low:.1f}-{high:.1f}): service time moves with the machine, so "
-                  f"it cannot tell this commit from the machine; measure it when the machine is as busy as for "
-                  f"the baseline, record the baseline again, or judge by the work (--judge work, with the "
-                  f"footer's CPU time)")
+    return NeighboursShift("busier" if new > high else "quieter", new, low, high, cpus)
 
 
 # The work a page does moves with the machine's contention too: more runnable tasks per core
