@@ -197,21 +197,20 @@ def common_time_ratio(bases: list, news: list) -> float | None:
 
 
 def waiting_doubt(bases: list, news: list, tolerance_pct: float) -> tuple[str, str] | None:
-    """neighbours_shift over these runs: ("busier" or "quieter", why) or None.  A quieter
-    machine hides a slowdown only where the waiting it took away was large: the doubt holds
-    when the pages as a whole got faster by more than half the tolerance (a site whose pages
-    do not wait on the machine's cores, or a small shift, leaves its times to be judged)."""
+    """neighbours_shift over these runs: ("busier" or "quieter", why) or None.  The machine
+    moves the pages' times only where they wait on its cores, and then it moves them all: the
+    doubt holds when the pages as a whole got slower (busier) or faster (quieter) by more than
+    half the tolerance.  A site whose pages do not wait on the load machine's cores, or one
+    page that moved alone, leaves its times to be judged."""
     cpus = next((float(document.machine.get("cpus") or 1.0) for document in bases + news if document.machine), 1.0)
     shift = neighbours_shift([neighbour_cores(document) for document in bases],
                              [neighbour_cores(document) for document in news], cpus)
     if shift is None:
         return None
-    if shift.direction == "quieter":
-        common = common_time_ratio(bases, news)
-        if common is None or common >= 1 - tolerance_pct / 200.0:
-            return None
-        return shift.direction, shift.line(f"; the pages as a whole x{common:.3f}")
-    return shift.direction, shift.line()
+    common = common_time_ratio(bases, news)
+    moved = common is not None and (common > 1 + tolerance_pct / 200.0 if shift.direction == "busier"
+                                    else common < 1 - tolerance_pct / 200.0)
+    return (shift.direction, shift.line(f"; the pages as a whole x{common:.3f}")) if moved else None
 
 
 def doubt_time(row: dict, counts: tuple, doubt: tuple[str, str] | None) -> None:
