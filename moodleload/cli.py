@@ -55,7 +55,7 @@ from moodleload.results.model import Results, check_distinct, load_document, sav
 from moodleload.results.statements import hidden_warning
 from moodleload.shards import parse_shard, parse_start_at
 from moodleload.site.clients import resolve_http_client
-from moodleload.site.moodletree import bisect_in_progress, describe
+from moodleload.site.moodletree import MoodleUnderTest, bisect_in_progress, describe
 
 
 def main(argv=None) -> int:
@@ -386,7 +386,8 @@ def child_options() -> frozenset:
     return CHILD_OPTIONS | {exporter.dest for exporter in EXPORTERS if exporter.child_writes}
 
 
-def run_in_processes(args, parser, say, moodle: dict | None) -> tuple[Results | None, int | None, list,
+def run_in_processes(args, parser, say,
+                     moodle: MoodleUnderTest | None) -> tuple[Results | None, int | None, list,
                                                                       Verdict | None]:
     """--processes N: (merged results with the Moodle under test, the status of a stopping
     signal, the shards that died, the verdict when no results came: a child's mistake or
@@ -402,8 +403,8 @@ def run_in_processes(args, parser, say, moodle: dict | None) -> tuple[Results | 
                                                               interrupted=interrupted))
 
 
-def run_in_process(args, config, settings: RunSettings, watcher, moodle: dict | None, argv: list, digest: str, say,
-                   measured: dict) -> tuple[Results, int | None, Verdict | None]:
+def run_in_process(args, config, settings: RunSettings, watcher, moodle: MoodleUnderTest | None, argv: list,
+                   digest: str, say, measured: dict) -> tuple[Results, int | None, Verdict | None]:
     """The load in this process: (results, the status of a stopping signal, the verdict when
     nobody could log in).  A fault of the tool is raised after what was measured is kept."""
     run = LoadRun(config, settings, say)

@@ -1,12 +1,13 @@
 """What the load machine was doing beside a run, and where a large spread came from."""
 
 from moodleload.load.machine import contended, cpu_counters, noise_notes, summarise
+from moodleload.results.sections import Machine
 
 
-def document(other_busy_cores: float, steal: float = 0.0) -> dict:
-    """A run's machine table: a 2-core machine that other processes kept this busy."""
-    return {"cpus": 2.0, "busy_cores": other_busy_cores + 0.1, "other_busy_cores": other_busy_cores,
-            "steal_share": steal, "load_average": 1.0}
+def document(other_busy_cores: float, steal: float = 0.0) -> Machine:
+    """A run's machine: a 2-core machine that other processes kept this busy."""
+    return Machine(busy_cores=other_busy_cores + 0.1, other_busy_cores=other_busy_cores, cpus=2.0,
+                   steal_share=steal, load_average=1.0)
 
 
 def test_the_cpu_counters_of_this_machine_are_read_from_proc():
@@ -16,8 +17,8 @@ def test_the_cpu_counters_of_this_machine_are_read_from_proc():
 
 def test_other_processes_cpu_is_the_machine_busy_time_less_the_generator():
     summary = summarise((100.0, 0.0, 400.0), (160.0, 1.0, 520.0), wall_seconds=60.0, own_cpu_seconds=12.0)
-    assert summary["busy_cores"] == 1.0 and summary["other_busy_cores"] == 0.8
-    assert summary["steal_share"] == round(1 / 120, 4)
+    assert summary is not None and summary.busy_cores == 1.0 and summary.other_busy_cores == 0.8
+    assert summary.steal_share == round(1 / 120, 4)
 
 
 def test_the_run_that_ran_beside_the_most_other_work_is_named():

@@ -16,7 +16,7 @@ from helpers import busy_loops, read, run_load, write_config
 from moodleload.exits import EXIT_USAGE
 from moodleload.load.metrics import argv_shown, parse_sample, point_between, saturation_notes, shown_url
 from moodleload.reports.html import render_report
-from moodleload.results.metrics import metrics_problem
+from moodleload.results.metrics import Metrics, metrics_problem
 from moodleload.results.model import Results
 from sim.ports import free_port
 
@@ -57,10 +57,11 @@ def test_a_restarted_exporter_gives_no_negative_rate():
     assert point["cpu_busy"] is None and point["net_bytes_per_s"] is None
 
 
-def host_points(busy: list) -> dict:
-    return {"hosts": {"web1:9100": {"url": "http://web1:9100/metrics", "failed_scrapes": 0, "points": [
-        {"t": 2.0 * n, "cpu_busy": value, "load1": 1.0, "memory_used_bytes": 1.0, "disk_bytes_per_s": 0.0,
-         "net_bytes_per_s": 0.0, "db_connections": None} for n, value in enumerate(busy)]}}}
+def host_points(busy: list) -> Metrics:
+    points = [{"t": 2.0 * n, "cpu_busy": value, "load1": 1.0, "memory_used_bytes": 1.0, "disk_bytes_per_s": 0.0,
+               "net_bytes_per_s": 0.0, "db_connections": None} for n, value in enumerate(busy)]
+    return Metrics.from_dict({"hosts": {"web1:9100": {"url": "http://web1:9100/metrics", "failed_scrapes": 0,
+                                                      "points": points}}})
 
 
 def test_a_host_busy_most_of_the_run_is_named_with_how_busy_and_how_long():
@@ -73,7 +74,7 @@ def test_a_host_with_room_is_not_named():
 
 
 def test_a_damaged_metrics_section_is_refused_when_read():
-    damaged = host_points([0.5])
+    damaged = host_points([0.5]).to_dict()
     damaged["hosts"]["web1:9100"]["points"][0]["cpu_busy"] = "busy"
     assert metrics_problem(damaged) == "metrics: a value that is not a number"
 

@@ -7,7 +7,6 @@ import pytest
 from helpers import read, run_load, write_config
 from moodleload.exits import EXIT_GOOD, EXIT_USAGE, UsageError
 from moodleload.results.model import load_document
-from moodleload.results.sections import MoodleUnderTest
 from moodleload.site.moodletree import describe, parse_version_php
 
 VERSION_50 = "<?php\ndefined('MOODLE_INTERNAL') || die();\n$version  = 2025041400.06;  // YYYYMMDD\n" \
@@ -40,12 +39,11 @@ def test_version_php_literals_are_read_without_running_it():
 def test_both_layouts_name_their_release_and_commit(tmp_path, layout, text, release, named):
     tree(tmp_path, layout, text)
     moodle = describe(str(tmp_path))
-    assert moodle["release"] == release and moodle["layout"].startswith(named)
-    assert len(moodle["commit"]) == 40 and moodle["uncommitted_changes"] is False
+    assert moodle.release == release and moodle.layout is not None and moodle.layout.startswith(named)
+    assert moodle.commit is not None and len(moodle.commit) == 40 and moodle.uncommitted_changes is False
     (tmp_path / "config.php").write_text("<?php // changed\n")
-    assert describe(str(tmp_path))["uncommitted_changes"] is True
-    recorded = MoodleUnderTest.from_dict(describe(str(tmp_path)))
-    assert recorded is not None and recorded.label.endswith("with uncommitted changes")
+    recorded = describe(str(tmp_path))
+    assert recorded.uncommitted_changes is True and recorded.label.endswith("with uncommitted changes")
 
 
 def test_a_folder_that_is_no_moodle_tree_is_one_line(tmp_path):

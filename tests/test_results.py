@@ -182,16 +182,79 @@ def test_the_recorded_run_is_valid():
     assert load_document(f"{DATA}/recorded-run.json").to_dict()["format"] == 1
 
 
+def test_a_saved_run_read_back_saves_exactly_what_it_read(sim_factory, tmp_path):
+    """The typed model is the whole truth: nothing of a saved run is kept beside it, so
+    reading and saving again must give the file back, every section, key and number."""
+    server = sim_factory()
+    saved = tmp_path / "run.json"
+    assert run_load(write_config(tmp_path / "c.json", server.url, urls=TWO_URLS), output=saved) == 0
+    document = read(saved)
+    assert Results.from_dict(document).to_dict() == document
+
+
+def leaves(tree, path: str = "") -> dict:
+    """Every value of a saved document by its path ("generator/tokens_dropped", "urls/course/...")."""
+    if isinstance(tree, dict):
+        return {where: value for key, branch in tree.items()
+                for where, value in leaves(branch, f"{path}/{key}").items()}
+    if isinstance(tree, list):
+        return {where: value for index, branch in enumerate(tree)
+                for where, value in leaves(branch, f"{path}[{index}]").items()}
+    return {path: tree}
+
+
+# What an older version saved that this one derives or no longer keeps (RESULTS_FORMAT's history).
+DROPPED = {"/metadata/moodle_release", "/generator/worst_wait_ms", "/summary"}
+
+
+def test_an_older_run_read_back_keeps_every_measurement_it_had():
+    recorded = recorded_run()  # saved by 0.3
+    resaved = Results.from_dict(recorded).to_dict()
+    kept = leaves(resaved)
+    lost = {path: value for path, value in leaves(recorded).items()
+            if not path.startswith(tuple(DROPPED)) and kept.get(path, "missing") != value}
+    assert lost == {}
+    assert Results.from_dict(resaved).to_dict() == resaved
+
+
+def test_shards_merged_as_typed_values_add_up_section_by_section(sim_factory, tmp_path):
+    server = sim_factory()
+    config = write_config(tmp_path / "c.json", server.url, urls=TWO_URLS)
+    for shard in (1, 2):
+        assert run_load(config, "--shard", f"{shard}/2", output=tmp_path / f"s{shard}.json") == 0
+    shards = [load_document(str(tmp_path / f"s{shard}.json")) for shard in (1, 2)]
+    merged = Results.merge(shards)
+    assert merged.metadata.shards == ("1/2", "2/2")
+    assert merged.metadata.rpm == sum(shard.metadata.rpm for shard in shards)
+    assert merged.logins.ok == sum(shard.logins.ok for shard in shards)
+    assert merged.generator.sent_in_window == sum(shard.generator.sent_in_window for shard in shards)
+    for name, record in merged.urls.items():
+        parts = [shard.urls[name] for shard in shards if name in shard.urls]
+        assert record.requests == sum(part.requests for part in parts)
+        assert record.service_ms.count == sum(part.service_ms.count for part in parts)
+        assert [block.count for block in record.blocks_service_ms] == [
+            sum(counts) for counts in zip(*([block.count for block in part.blocks_service_ms] for part in parts),
+                                          strict=True)]
+    assert sum(point.sent for point in merged.timeline.points) == sum(
+        point.sent for shard in shards for point in shard.timeline.points)
+    assert Results.from_dict(merged.to_dict()).to_dict() == merged.to_dict()  # the merge saves and reads back
+    assert all(shard.metadata.shards in (("1/2",), ("2/2",)) for shard in shards)  # the shards are left as they were
+
+
 # The results model owns the saved form: every other module reads its typed fields.
 MODEL_MODULES = {"results/model.py", "results/sections.py", "results/check.py", "results/merge.py",
-                 "results/summary.py", "results/comparison.py",
+                 "results/summary.py", "results/comparison.py", "results/metrics.py", "results/statements.py",
                  # they build the comparison's saved form, which comparison.Comparison then reads
                  "judging/compare.py", "judging/runcompare.py"}
 SAVED_SECTIONS = {"metadata", "logins", "generator", "urls", "summary", "comparison", "timeline", "row_kinds",
                   "work_done", "machine", "blocks_service_ms", "blocks_service_fine_ms", "footer", "response_ms",
                   "service_ms", "sent_in_window", "tokens_unsent", "tokens_dropped", "due_in_window",
-                  "latency_ms_p95", "req_per_min_observed", "error_rate"}
-OTHER_FORMATS = {("config.py", "urls")}  # config.json has urls of its own
+                  "latency_ms_p95", "req_per_min_observed", "error_rate",
+                  # the optional sections: the load machine, the servers' exporters, the statements
+                  "busy_cores", "other_busy_cores", "cpus", "steal_share", "load_average", "metrics", "hosts",
+                  "cpu_busy", "load1", "failed_scrapes", "statements", "work_unit", "hidden_calls", "left_out"}
+# config.json has urls of its own; an exporter's parsed sample has its load1
+OTHER_FORMATS = {("config.py", "urls"), ("load/metrics.py", "load1")}
 
 
 def keys_read(tree) -> list:

@@ -262,9 +262,14 @@ def test_a_machine_busier_than_during_the_baseline_leaves_the_work_unjudged_neve
 
 def test_the_ordinary_scatter_of_a_quiet_machines_load_is_no_doubt():
     from moodleload.load.machine import contention_shift
-    quiet = [{"cpus": 2.0, "load_average": load} for load in (0.2, 0.3, 0.25)]
-    assert contention_shift(quiet, [{"cpus": 2.0, "load_average": 0.6}]) is None  # 0.3 per core: scatter
-    assert contention_shift(quiet, [{"cpus": 2.0, "load_average": 2.2}]) is not None
+    from moodleload.results.sections import Machine
+
+    def machine(load: float) -> Machine:
+        return Machine(busy_cores=0.1, other_busy_cores=0.0, cpus=2.0, load_average=load)
+
+    quiet = [machine(load) for load in (0.2, 0.3, 0.25)]
+    assert contention_shift(quiet, [machine(0.6)]) is None  # 0.3 per core: scatter
+    assert contention_shift(quiet, [machine(2.2)]) is not None
     assert contention_shift(quiet, [None]) is None  # not recorded: nothing to say
 
 

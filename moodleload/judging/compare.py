@@ -166,9 +166,9 @@ def neighbour_cores(document: Results) -> float | None:
     Moodle's own PHP time where the site answered on this machine (a loopback address) and
     its footer counted it: the neighbours' part, which a commit does not change."""
     machine = document.machine
-    if not machine or machine.get("other_busy_cores") is None:
+    if machine is None:
         return None
-    busy = float(machine["other_busy_cores"])
+    busy = machine.other_busy_cores
     target, seconds = document.metadata.target, document.metadata.measured_seconds
     if target and urlsplit(target).hostname in LOOPBACK_HOSTS and seconds > 0:
         site_ms = sum(record.cpu_ms_mean * record.cpu_requests for record in document.urls.values()
@@ -202,7 +202,7 @@ def waiting_doubt(bases: list, news: list, tolerance_pct: float) -> tuple[str, s
     doubt holds when the pages as a whole got slower (busier) or faster (quieter) by more than
     half the tolerance.  A site whose pages do not wait on the load machine's cores, or one
     page that moved alone, leaves its times to be judged."""
-    cpus = next((float(document.machine.get("cpus") or 1.0) for document in bases + news if document.machine), 1.0)
+    cpus = next((document.machine.cores for document in bases + news if document.machine is not None), 1.0)
     shift = neighbours_shift([neighbour_cores(document) for document in bases],
                              [neighbour_cores(document) for document in news], cpus)
     if shift is None:

@@ -62,7 +62,7 @@ def _server_median(documents: list, name: str) -> float | None:
 
 
 def machines(documents: list) -> list:
-    """Each run's load-machine table (machine.py's), None where it was not recorded."""
+    """Each run's load machine (machine.py's Machine), None where it was not recorded."""
     return [document.machine for document in documents]
 
 

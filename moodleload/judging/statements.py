@@ -31,17 +31,17 @@ def per_request(document: Results) -> dict | None:
     requests = document.summary.requests  # of the measured window, as the statistics' snapshots
     if not section or not requests:
         return None
-    return {entry["query"]: (entry["calls"] / requests, entry["ms"] / requests, entry.get("work", 0) / requests)
-            for entry in section["statements"] if entry["query"] != HIDDEN}
+    return {entry.query: (entry.calls / requests, entry.ms / requests, entry.work / requests)
+            for entry in section.statements if entry.query != HIDDEN}
 
 
 def work_per_request(document: Results) -> float | None:
     """The database's whole work in the window per request (None without statistics or before 0.7)."""
     section = document.statements
     requests = document.summary.requests
-    if not section or not requests or "work" not in section:
+    if section is None or not requests or section.work is None:
         return None
-    return section["work"] / requests
+    return section.work / requests
 
 
 TABLE_PATTERN = re.compile(r"\b(?:FROM|JOIN|UPDATE|INTO)\s+[`\"]?([A-Za-z_][A-Za-z0-9_$]*)", re.IGNORECASE)
@@ -113,7 +113,7 @@ def whole_work(bases: list, news: list) -> dict | None:
     new = [value for value in map(work_per_request, news) if value is not None]
     if not base or not new:
         return None
-    units = {document.statements.get("work_unit") for document in bases + news if document.statements}
+    units = {document.statements.work_unit for document in bases + news if document.statements is not None}
     base_mean, noise = _mean_and_noise(base)
     new_mean = statistics.fmean(new)
     return {"unit": "/".join(sorted(unit for unit in units if unit)), "base": round(base_mean, 3),

@@ -8,6 +8,7 @@ import os
 from dataclasses import dataclass
 
 from moodleload.exits import UsageError
+from moodleload.results.sections import Machine
 
 
 def cpu_counters(path: str = "/proc/stat") -> tuple[float, float, float] | None:
@@ -34,15 +35,15 @@ def load_average() -> float | None:
         return None
 
 
-def summarise(before, after, wall_seconds: float, own_cpu_seconds: float) -> dict | None:
+def summarise(before, after, wall_seconds: float, own_cpu_seconds: float) -> Machine | None:
     """The machine beside the run: cores kept busy by other processes, steal share."""
     if before is None or after is None or wall_seconds <= 0:
         return None
     busy, steal, everything = (end - start for start, end in zip(before, after, strict=True))
-    return {"cpus": float(os.cpu_count() or 1), "busy_cores": round(busy / wall_seconds, 3),
-            "other_busy_cores": round(max(0.0, busy - own_cpu_seconds) / wall_seconds, 3),
-            "steal_share": round(steal / everything, 4) if everything > 0 else 0.0,
-            "load_average": load_average()}
+    return Machine(busy_cores=round(busy / wall_seconds, 3),
+                   other_busy_cores=round(max(0.0, busy - own_cpu_seconds) / wall_seconds, 3),
+                   cpus=float(os.cpu_count() or 1), steal_share=round(steal / everything, 4) if everything > 0 else 0.0,
+                   load_average=load_average())
 
 
 BUSY_DIFFERENCE = 0.25  # of the machine's cores: less is ordinary scatter of a shared box
@@ -51,21 +52,21 @@ BUSY_DIFFERENCE = 0.25  # of the machine's cores: less is ordinary scatter of a 
 def noise_notes(bases: list, news: list) -> list:
     """Where a large spread likely came from, where it is measurable: the run whose machine
     was busiest with other processes, when it stands out from the rest.  ``bases`` and
-    ``news``: each run's machine table (summarise's), None where it was not recorded."""
+    ``news``: each run's Machine (summarise's), None where it was not recorded."""
     labelled = [(f"baseline run {position}", machine) for position, machine in enumerate(bases, 1)]
     labelled += [(f"run {position} of this commit", machine) for position, machine in enumerate(news, 1)]
     measured = [(label, machine) for label, machine in labelled if machine]
     if len(measured) < 2:
         return []
-    label, busiest = max(measured, key=lambda item: item[1]["other_busy_cores"])
-    others = [machine["other_busy_cores"] for name, machine in measured if name != label]
-    cpus = busiest.get("cpus") or 1.0
+    label, busiest = max(measured, key=lambda item: item[1].other_busy_cores)
+    others = [machine.other_busy_cores for name, machine in measured if name != label]
+    cpus = busiest.cores
     notes = []
-    if busiest["other_busy_cores"] - max(others) > BUSY_DIFFERENCE * cpus:
-        notes.append(f"the load machine was {busiest['other_busy_cores'] / cpus:.0%} busy with other processes "
+    if busiest.other_busy_cores - max(others) > BUSY_DIFFERENCE * cpus:
+        notes.append(f"the load machine was {busiest.other_busy_cores / cpus:.0%} busy with other processes "
                      f"during {label} (the other runs {min(others) / cpus:.0%}-{max(others) / cpus:.0%}): the "
                      f"likeliest source of the spread")
-    stolen = [(name, machine["steal_share"]) for name, machine in measured if machine.get("steal_share", 0) > 0.05]
+    stolen = [(name, machine.steal_share) for name, machine in measured if machine.steal_share > 0.05]
     if stolen:
         notes.append("the hypervisor took CPU from the load machine: " + ", ".join(
             f"{share:.0%} during {name}" for name, share in stolen))
@@ -116,16 +117,14 @@ LOAD_SHIFT = 0.2  # relative change of the load average per core beyond which th
 LOAD_SHIFT_FLOOR = 0.25  # runnable tasks per core: below it a change is the ordinary scatter of a quiet box
 
 
-def load_per_core(machine: dict | None) -> float | None:
-    if not machine or machine.get("load_average") is None:
-        return None
-    return machine["load_average"] / (machine.get("cpus") or 1.0)
+def load_per_core(machine: Machine | None) -> float | None:
+    return None if machine is None else machine.load_per_core
 
 
 def contention_shift(bases: list, news: list) -> str | None:
     """Why the work (CPU time per answer) of these runs cannot be compared, or None: the load
     machine's load average per core during this commit's runs moved away from the baseline's
-    by more than LOAD_SHIFT (and LOAD_SHIFT_FLOOR).  ``bases`` and ``news``: machine tables."""
+    by more than LOAD_SHIFT (and LOAD_SHIFT_FLOOR).  ``bases`` and ``news``: each run's Machine."""
     before = [value for value in map(load_per_core, bases) if value is not None]
     after = [value for value in map(load_per_core, news) if value is not None]
     if not before or not after:
@@ -144,14 +143,14 @@ def contention_shift(bases: list, news: list) -> str | None:
 
 def contended(bases: list, news: list, max_other_cpu: float | None) -> list:
     """Runs taken beside more other work than --max-other-cpu allows: not comparable.
-    ``bases`` and ``news``: each run's machine table, None where it was not recorded."""
+    ``bases`` and ``news``: each run's Machine, None where it was not recorded."""
     if max_other_cpu is None:
         return []
     reasons = []
     for position, machine in enumerate(bases + news):
         if not machine:
             continue
-        share = machine["other_busy_cores"] / (machine.get("cpus") or 1.0)
+        share = machine.other_busy_cores / machine.cores
         if share > max_other_cpu:
             which = f"baseline run {position + 1}" if position < len(bases) else f"run {position - len(bases) + 1} " \
                                                                                   f"of this commit"

@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from moodleload.console import printable
 from moodleload.exits import UsageError
-from moodleload.results.metrics import MAX_POINTS, metric_value_ok
+from moodleload.results.metrics import MAX_POINTS, Metrics, metric_value_ok
 
 SCRAPE_SECONDS = 2.0
 SCRAPE_TIMEOUT_SECONDS = 8.0  # a saturated host answers late: its scrape is the one that matters
@@ -179,12 +179,12 @@ def point_between(previous: dict | None, current: dict, seconds: float, t: float
     return {key: value if value is None or metric_value_ok(value) else None for key, value in point.items()}
 
 
-def saturation_notes(metrics: dict | None) -> list:
+def saturation_notes(metrics: Metrics | None) -> list[str]:
     """The hosts whose CPU was busy beyond SATURATED_BUSY for at least SATURATED_SHARE of the
     measured window's scrapes, named with how busy and for how long."""
     notes = []
-    for label, host in (metrics or {}).get("hosts", {}).items():
-        busy = [point["cpu_busy"] for point in host["points"] if point["t"] >= 0 and point["cpu_busy"] is not None]
+    for label, host in (metrics.hosts if metrics is not None else {}).items():
+        busy = [point.cpu_busy for point in host.measured if point.cpu_busy is not None]
         if not busy:
             continue
         share = sum(value >= SATURATED_BUSY for value in busy) / len(busy)
@@ -194,35 +194,35 @@ def saturation_notes(metrics: dict | None) -> list:
     return notes
 
 
-def cpu_busy_series(metrics: dict | None) -> dict:
+def cpu_busy_series(metrics: Metrics | None) -> dict[str, tuple[list[float], list[float]]]:
     """host label -> (seconds into the window, CPU busy share) of the scrapes that measured it."""
     series = {}
-    for label, host in (metrics or {}).get("hosts", {}).items():
-        shown = [point for point in host["points"] if point["cpu_busy"] is not None]
-        series[label] = ([point["t"] for point in shown], [point["cpu_busy"] for point in shown])
+    for label, host in (metrics.hosts if metrics is not None else {}).items():
+        shown = [(point.t, point.cpu_busy) for point in host.points if point.cpu_busy is not None]
+        series[label] = ([t for t, _ in shown], [busy for _, busy in shown])
     return series
 
 
-def host_lines(metrics: dict | None) -> list:
+def host_lines(metrics: Metrics | None) -> list[str]:
     """One line per host for the text report."""
     lines = []
-    for label, host in (metrics or {}).get("hosts", {}).items():
-        points = [point for point in host["points"] if point["t"] >= 0]
+    for label, host in (metrics.hosts if metrics is not None else {}).items():
+        points = host.measured
         parts = []
-        busy = [p["cpu_busy"] for p in points if p["cpu_busy"] is not None]
+        busy = [p.cpu_busy for p in points if p.cpu_busy is not None]
         if busy:
             parts.append(f"CPU busy median {statistics.median(busy):.0%}, max {max(busy):.0%}")
-        load = [p["load1"] for p in points if p["load1"] is not None]
+        load = [p.load1 for p in points if p.load1 is not None]
         if load:
             parts.append(f"load max {max(load):.1f}")
-        memory = [p["memory_used_bytes"] for p in points if p["memory_used_bytes"] is not None]
+        memory = [p.memory_used_bytes for p in points if p.memory_used_bytes is not None]
         if memory:
             parts.append(f"memory used max {max(memory) / 2 ** 30:.1f} GiB")
-        connections = [p["db_connections"] for p in points if p["db_connections"] is not None]
+        connections = [p.db_connections for p in points if p.db_connections is not None]
         if connections:
             parts.append(f"database connections max {max(connections):.0f}")
-        if host.get("failed_scrapes"):
-            parts.append(f"{host['failed_scrapes']} scrapes failed")
+        if host.failed_scrapes:
+            parts.append(f"{host.failed_scrapes} scrapes failed")
         lines.append(f"Server {label}: " + (", ".join(parts) if parts else "no scrape in the measured window"))
     return lines
 
@@ -274,5 +274,5 @@ class Scraper:
             host["points"].append(point_between(previous[1] if previous else None, sample,
                                                 now - previous[0] if previous else 0.0, now - measure_from))
 
-    def result(self) -> dict:
-        return {"interval_s": SCRAPE_SECONDS, "hosts": self.hosts}
+    def result(self) -> Metrics:
+        return Metrics.from_dict({"interval_s": SCRAPE_SECONDS, "hosts": self.hosts})

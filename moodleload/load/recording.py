@@ -7,6 +7,8 @@ from math import log
 
 from moodleload.config import Config
 from moodleload.results.histogram import FineHistogram, Histogram
+from moodleload.results.sections import TimelinePoint as TimelineRecord
+from moodleload.results.sections import UrlRecord
 
 _COARSE, _FINE = Histogram._LOG_BASE, FineHistogram._LOG_BASE
 
@@ -44,24 +46,23 @@ class UrlStats:
             if name in footer:
                 histogram.record(footer[name])
 
-    def to_dict(self) -> dict:
-        footer = {name: {str(k): v for k, v in sorted(tally.items())}
-                  for name, tally in self.footer_counts.items() if tally}
-        for name, histogram in self.footer_times.items():
-            if histogram.count:
-                footer[name] = histogram.to_dict()
-        return {
-            "requests": self.requests, "success": self.success,
-            "failure": self.requests - self.success,
-            "failures": dict(sorted(self.failures.items())),
-            "redirects": dict(self.redirects.most_common()),
-            "response_ms": self.response.to_dict(), "service_ms": self.service.to_dict(),
-            "blocks_service_ms": [block.to_dict() for block in self.blocks],
-            "blocks_service_fine_ms": [block.to_dict() for block in self.blocks_fine],
-            "footer": footer,
-            **({"blocks_cpu_ticks": [{str(k): v for k, v in sorted(tally.items())} for tally in self.blocks_cpu]}
-               if footer.get("cpu_ticks") else {}),
-        }
+    def record(self) -> UrlRecord:
+        """What this row measured, as the results keep it."""
+        tallies = {name: {str(k): v for k, v in sorted(tally.items())}
+                   for name, tally in self.footer_counts.items() if tally}
+        return UrlRecord(
+            self.requests, self.success, self.requests - self.success, dict(sorted(self.failures.items())),
+            dict(self.redirects.most_common()), settled(self.response), settled(self.service),
+            tuple(map(settled, self.blocks)), tuple(map(settled, self.blocks_fine)), tallies,
+            {name: settled(histogram) for name, histogram in self.footer_times.items() if histogram.count},
+            tuple({str(k): v for k, v in sorted(tally.items())} for tally in self.blocks_cpu)
+            if tallies.get("cpu_ticks") else None)
+
+
+def settled(histogram: Histogram) -> Histogram:
+    """A histogram as its saved form keeps it (sum and extremes to the microsecond), so a
+    run's own report and one read back from its file say the same."""
+    return type(histogram).from_dict(histogram.to_dict())
 
 
 class TimelinePoint:
@@ -77,10 +78,10 @@ class TimelinePoint:
         self.service = Histogram()
         self.cpu_seconds = 0.0
 
-    def to_dict(self, index: int, seconds: float) -> dict:
-        return {"t": round(index * seconds, 3), "sent": self.sent, "ok": self.ok,
-                "failures": dict(self.failures), "response_ms": self.response.to_dict(),
-                "service_ms": self.service.to_dict(), "cpu_seconds": round(self.cpu_seconds, 4)}
+    def record(self, index: int, seconds: float) -> TimelineRecord:
+        """This slice as the results keep it (the index-th slice of ``seconds``)."""
+        return TimelineRecord(round(index * seconds, 3), self.sent, self.ok, round(self.cpu_seconds, 4),
+                              dict(self.failures), settled(self.response), settled(self.service))
 
 
 class Recorder:

@@ -22,6 +22,7 @@ from moodleload.load.machine import cpu_counters, summarise
 from moodleload.load.plan import PlannedRequest, Timeline, plan_requests, user_order
 from moodleload.load.recording import Recorder
 from moodleload.results.histogram import Histogram
+from moodleload.results.sections import Machine
 from moodleload.shards import start_at_text
 from moodleload.site.clients import http_client
 from moodleload.site.httpclient import DEFAULT_MAX_BODY, HttpError
@@ -86,7 +87,7 @@ class LoadRun:
         self.start_offset_s: float | None = None  # --start-at: how late this process opened the schedule
         self.measured_seconds = 0.0
         self.cpu_seconds = 0.0
-        self.machine: dict | None = None  # the machine beside the run (machine.py)
+        self.machine: Machine | None = None  # the machine beside the run (machine.py)
         self.effective_concurrency = settings.concurrency
         self.run_seconds = 0.0
         self.window_end = math.inf

@@ -125,8 +125,9 @@ def _sections_problem(document: dict) -> str | None:
     """The machine, the optional statements and metrics, the logins and the work done."""
     machine = document.get("machine")
     if machine is not None and (not isinstance(machine, dict) or not all(
-            value is None or is_number(value) for value in machine.values())):
-        return "machine is not a table of numbers"
+            value is None or is_number(value) for value in machine.values())
+            or not all(is_number(machine.get(key)) for key in ("busy_cores", "other_busy_cores"))):
+        return "machine is not a table of numbers with busy_cores and other_busy_cores"
     for key, check in (("statements", statements_problem), ("metrics", metrics_problem)):
         if key in document:
             problem = check(document[key])

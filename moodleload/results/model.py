@@ -6,19 +6,24 @@ once.  The reports, the comparison and the verdict read these fields, never the 
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from functools import cached_property
+from typing import Any, TypeVar
 
 from moodleload.config import PAGE_ROW
 from moodleload.exits import UsageError
 from moodleload.files import read_json, write_json_atomically
 from moodleload.results.check import document_problem
 from moodleload.results.comparison import Comparison
-from moodleload.results.merge import merge_raw
-from moodleload.results.sections import Generator, Logins, Metadata, Timeline, UrlRecord
+from moodleload.results.merge import check_mergeable, merged_machine
+from moodleload.results.metrics import Metrics
+from moodleload.results.sections import Generator, Logins, Machine, Metadata, Timeline, UrlRecord, added_tallies
+from moodleload.results.statements import Statements
 from moodleload.results.summary import Summary, summarize
+from moodleload.site.moodletree import MoodleUnderTest
 
 # Format history (a reader refuses formats it does not know):
 #   1  moodle_load.py 0.2-0.4: metadata, logins, generator, per-URL counts, histograms of
@@ -37,29 +42,28 @@ from moodleload.results.summary import Summary, summarize
 #      Readers take all of them.
 RESULTS_FORMAT = 1
 
-DERIVED_KEYS = ("summary", "comparison")  # recomputed by readers: not part of what a run measured
+Section = TypeVar("Section")
 
-
+@dataclass(eq=False)
 class Results:
-    """One run's results (or a merge of its shards), checked when built."""
+    """One run's results (or a merge of its shards): typed sections, and nothing else.  The
+    saved form is what ``to_dict`` makes of them; ``from_dict`` checks a document before
+    reading it."""
 
-    def __init__(self, raw: dict, comparison: Comparison | None = None):
-        """``raw``: a document ``document_problem`` found nothing wrong with; use from_dict."""
-        self._raw = {key: value for key, value in raw.items() if key not in DERIVED_KEYS}
-        self.metadata = Metadata.from_dict(raw["metadata"])
-        self.logins = Logins.from_dict(raw["logins"])
-        self.generator = Generator.from_dict(raw["generator"])
-        self.urls = {name: UrlRecord.from_dict(url) for name, url in raw["urls"].items()}
-        self.row_kinds: dict[str, str] = dict(raw.get("row_kinds", {}))
-        self.work_done: dict[str, int] = dict(raw.get("work_done") or {})
-        self.timeline = Timeline.from_dict(raw.get("timeline", {"seconds": 1.0, "points": []}))
-        self.machine: dict | None = raw.get("machine")  # machine.summarise's table (the load machine beside the run)
-        self.metrics: dict | None = raw.get("metrics")  # results.metrics checks it (--metrics)
-        self.statements: dict | None = raw.get("statements")  # results.statements checks it (--query-stats)
-        self.comparison = comparison  # compare's verdict against a baseline, where one was judged
+    metadata: Metadata
+    logins: Logins
+    generator: Generator
+    urls: dict[str, UrlRecord]
+    row_kinds: dict[str, str] = field(default_factory=dict)  # page, journey step or web-service call (0.7+)
+    work_done: dict[str, int] = field(default_factory=dict)  # what the journeys' writes counted (0.5+)
+    timeline: Timeline = field(default_factory=Timeline)
+    machine: Machine | None = None  # the load machine beside the run (load.machine.summarise)
+    metrics: Metrics | None = None  # the servers' exporters (--metrics)
+    statements: Statements | None = None  # the database's statement statistics (--query-stats)
+    comparison: Comparison | None = None  # compare's verdict against a baseline, where one was judged
 
     @classmethod
-    def from_dict(cls, raw, where: str = "results") -> Results:
+    def from_dict(cls, raw: object, where: str = "results") -> Results:
         if not isinstance(raw, dict) or raw.get("tool", "moodle_load.py") != "moodle_load.py" or "urls" not in raw:
             raise UsageError(f"{where} is not a moodle_load.py results file (format {RESULTS_FORMAT})")
         if raw.get("format") != RESULTS_FORMAT:
@@ -69,11 +73,40 @@ class Results:
         if problem:
             raise UsageError(f"{where} is damaged: {problem}")
         comparison = raw.get("comparison")
-        return cls(raw, None if comparison is None else Comparison.from_dict(comparison, f"{where}: its comparison"))
+        return cls.read_checked(raw, None if comparison is None
+                                else Comparison.from_dict(comparison, f"{where}: its comparison"))
 
-    def to_dict(self) -> dict:
+    @classmethod
+    def read_checked(cls, raw: dict[str, Any], comparison: Comparison | None = None) -> Results:
+        """The typed form of a document ``document_problem`` found nothing wrong with."""
+        return cls(Metadata.from_dict(raw["metadata"]), Logins.from_dict(raw["logins"]),
+                   Generator.from_dict(raw["generator"]),
+                   {name: UrlRecord.from_dict(url) for name, url in raw["urls"].items()},
+                   row_kinds=dict(raw.get("row_kinds") or {}), work_done=dict(raw.get("work_done") or {}),
+                   timeline=Timeline.from_dict(raw.get("timeline", {"seconds": 1.0, "points": []})),
+                   machine=_optional(Machine.from_dict, raw.get("machine")),
+                   metrics=_optional(Metrics.from_dict, raw.get("metrics")),
+                   statements=_optional(Statements.from_dict, raw.get("statements")), comparison=comparison)
+
+    def measured(self) -> dict[str, Any]:
+        """The saved form of what the run measured: everything but what readers derive."""
+        saved: dict[str, Any] = {"format": RESULTS_FORMAT, "tool": "moodle_load.py",
+                                 "metadata": self.metadata.to_dict(),
+                                 "machine": None if self.machine is None else self.machine.to_dict(),
+                                 "logins": self.logins.to_dict(), "generator": self.generator.to_dict(),
+                                 "urls": {name: record.to_dict() for name, record in self.urls.items()},
+                                 "row_kinds": dict(self.row_kinds)}
+        if self.statements is not None:
+            saved["statements"] = self.statements.to_dict()
+        if self.metrics is not None:
+            saved["metrics"] = self.metrics.to_dict()
+        saved["work_done"] = dict(self.work_done)
+        saved["timeline"] = self.timeline.to_dict()
+        return saved
+
+    def to_dict(self) -> dict[str, Any]:
         """The saved form: what was measured, its summary, and the comparison where there is one."""
-        document = copy.deepcopy(self._raw)
+        document = self.measured()
         document["summary"] = self.summary.to_dict()
         if self.comparison is not None:
             document["comparison"] = self.comparison.to_dict()
@@ -87,21 +120,46 @@ class Results:
     def row_kind(self, name: str) -> str:
         return self.row_kinds.get(name, PAGE_ROW)  # results before 0.7 know only pages
 
-    def with_moodle(self, moodle: dict) -> Results:
+    def with_moodle(self, moodle: MoodleUnderTest) -> Results:
         """These results with the Moodle under test recorded (--moodle-dir)."""
-        raw = copy.deepcopy(self._raw)
-        raw["metadata"]["moodle"] = moodle
-        return Results(raw, self.comparison)
+        return replace(self, metadata=replace(self.metadata, moodle=moodle))
 
     @classmethod
     def merge(cls, shards: list[Results]) -> Results:
-        """The shards of one run as one run; refuses runs of different loads or a shard twice."""
-        return cls(merge_raw([shard._raw for shard in shards]))
+        """The shards of one run as one run (--shard K/N on several machines, --processes):
+        counts and histograms add up, the rate targets add up, the measured time is the
+        longest; refuses runs of different loads or a shard twice (merge.check_mergeable)."""
+        check_mergeable([shard.metadata for shard in shards])
+        merged, *others = shards
+        for other in others:
+            urls = dict(merged.urls)
+            for name, record in other.urls.items():
+                urls[name] = urls[name].added(record) if name in urls else record
+            merged = replace(
+                merged, metadata=merged.metadata.added(other.metadata), logins=merged.logins.added(other.logins),
+                generator=merged.generator.added(other.generator), urls=urls,
+                timeline=merged.timeline.added(other.timeline),
+                # One shard scrapes the servers for all; each snapshot of the statistics saw the
+                # whole database, every shard's queries: one of them is the run's.
+                metrics=merged.metrics or other.metrics, statements=merged.statements or other.statements,
+                row_kinds={**other.row_kinds, **merged.row_kinds},
+                work_done=added_tallies(merged.work_done, other.work_done))
+        merged = replace(merged, machine=merged_machine([(shard.metadata, shard.generator, shard.machine)
+                                                        for shard in shards]), comparison=None)
+        problem = document_problem(merged.measured())
+        if problem:  # what no reader would take back (a sum beyond reason): never written
+            raise UsageError(f"merge: the merged results would be damaged ({problem}): merge shards of one run only")
+        return merged
 
     def identity(self) -> str:
         """What makes a run that run: a digest of all it measured.  Two files with one
         identity are one run (a copy, or one file named twice), and count once."""
-        return hashlib.sha256(json.dumps(self._raw, sort_keys=True).encode()).hexdigest()
+        return hashlib.sha256(json.dumps(self.measured(), sort_keys=True).encode()).hexdigest()
+
+
+def _optional(read: Callable[[dict[str, Any]], Section], raw: dict[str, Any] | None) -> Section | None:
+    """An optional section read where the document has it."""
+    return None if raw is None else read(raw)
 
 
 def load_document(path: str) -> Results:

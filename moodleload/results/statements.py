@@ -1,10 +1,12 @@
 """The saved ``statements`` section of a results file: what it holds (each normalised
-statement's calls, rows, milliseconds and work in the measured window) and its check.
+statement's calls, rows, milliseconds and work in the measured window), its check and its
+typed form.
 ``load.statements`` takes the snapshots that fill it; ``judging.statements`` compares it."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 SOURCES = ("pg_stat_statements", "performance_schema")
@@ -51,3 +53,49 @@ def statements_problem(section: object) -> str | None:
                     or not math.isfinite(value):
                 return f"statements: {key} of an entry is not a count"
     return None
+
+
+@dataclass(frozen=True)
+class StatementCounts:
+    """What one normalised statement did in the measured window."""
+
+    query: str
+    calls: int
+    rows: int = 0
+    ms: float = 0.0
+    work: float = 0  # buffer pages or rows examined (the section's work_unit)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"query": self.query, "calls": self.calls, "rows": self.rows, "ms": self.ms, "work": self.work}
+
+
+@dataclass(frozen=True)
+class Statements:
+    """The saved ``statements`` section (--query-stats), typed: the window's busiest
+    statements, how many were left out, the database's whole work (None before 0.7) and
+    the calls the reader could not see."""
+
+    source: str
+    statements: tuple[StatementCounts, ...]
+    left_out: int = 0
+    work: float | None = None
+    work_unit: str | None = None
+    hidden_calls: int = 0
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Statements:
+        return cls(raw["source"], tuple(StatementCounts(entry["query"], entry.get("calls", 0), entry.get("rows", 0),
+                                                        entry.get("ms", 0.0), entry.get("work", 0))
+                                        for entry in raw["statements"]),
+                   raw.get("left_out", 0), raw.get("work"), raw.get("work_unit"), raw.get("hidden_calls", 0))
+
+    def to_dict(self) -> dict[str, Any]:
+        saved: dict[str, Any] = {"source": self.source, "statements": [entry.to_dict() for entry in self.statements],
+                                 "left_out": self.left_out}
+        if self.work is not None:
+            saved["work"] = self.work
+        if self.work_unit is not None:
+            saved["work_unit"] = self.work_unit
+        if self.hidden_calls:
+            saved["hidden_calls"] = self.hidden_calls
+        return saved

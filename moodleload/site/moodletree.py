@@ -8,11 +8,47 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+from dataclasses import dataclass
+from typing import Any
 
 from moodleload.exits import UsageError
 
 LAYOUTS = (("public", "5.1+: web code under public/"), (".", "up to 5.0: code at the top"))
 _ASSIGNMENT = re.compile(r"^\s*\$(version|release|branch)\s*=\s*(?:'([^']*)'|\"([^\"]*)\"|([0-9.]+))\s*;", re.M)
+
+
+@dataclass(frozen=True)
+class MoodleUnderTest:
+    """What --moodle-dir recorded of the Moodle under test (moodletree.describe)."""
+
+    release: str | None = None
+    version: str | None = None
+    branch: str | None = None
+    layout: str | None = None  # "5.1+: web code under public/" or "up to 5.0: code at the top"
+    commit: str | None = None
+    uncommitted_changes: bool | None = None
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any] | None) -> MoodleUnderTest | None:
+        if not raw:
+            return None
+        return cls(raw.get("release"), raw.get("version"), raw.get("branch"), raw.get("layout"), raw.get("commit"),
+                   raw.get("uncommitted_changes"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"release": self.release, "version": self.version, "branch": self.branch, "layout": self.layout,
+                "commit": self.commit, "uncommitted_changes": self.uncommitted_changes}
+
+    @property
+    def label(self) -> str:
+        """One line naming it: release, version and commit."""
+        parts = [self.release or "release unknown"]
+        if self.version:
+            parts.append(f"version {self.version}")
+        if self.commit:
+            parts.append(f"commit {self.commit[:12]}" + (" with uncommitted changes" if self.uncommitted_changes
+                                                         else ""))
+        return ", ".join(parts)
 
 
 def code_root(moodle_dir: str) -> tuple[str, str] | None:
@@ -48,7 +84,7 @@ def bisect_in_progress(folder: str) -> bool:
     return os.path.isfile(path if os.path.isabs(path) else os.path.join(folder, path))
 
 
-def describe(moodle_dir: str) -> dict[str, object]:
+def describe(moodle_dir: str) -> MoodleUnderTest:
     """What the results record of the Moodle under test; a one-line UsageError when the
     folder is not a Moodle tree of either layout."""
     if not os.path.isdir(moodle_dir):
@@ -65,5 +101,5 @@ def describe(moodle_dir: str) -> dict[str, object]:
         raise UsageError(f"cannot read {os.path.join(root, 'version.php')}: {error.strerror}") from None
     commit = _git(moodle_dir, "rev-parse", "HEAD")
     changes = _git(moodle_dir, "status", "--porcelain", "--untracked-files=no") if commit else None
-    return {"release": values.get("release"), "version": values.get("version"), "branch": values.get("branch"),
-            "layout": layout, "commit": commit, "uncommitted_changes": None if changes is None else bool(changes)}
+    return MoodleUnderTest(values.get("release"), values.get("version"), values.get("branch"), layout, commit,
+                           None if changes is None else bool(changes))
