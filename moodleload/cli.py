@@ -187,7 +187,7 @@ def judge_against(bases: list, news: list, thresholds, say) -> Comparison:
         if page is not None:
             requests = sum(document.summary.requests for document in news)
             changes = attribute(changes, page, sum(document.urls[page].requests for document in news) / requests)
-        regression = work_regression(changes.get("work"), thresholds.max_regression_pct) \
+        regression = work_regression(changes.work, thresholds.max_regression_pct) \
             if thresholds.judge in (JUDGE_WORK, JUDGE_BOTH) else None
         comparison = comparison.with_statements(changes, regression)
     return comparison

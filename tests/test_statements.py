@@ -29,6 +29,7 @@ from moodleload.judging.statements import (
 from moodleload.load.statements import Watcher, window_delta
 from moodleload.reports.html import render_report
 from moodleload.results.check import document_problem
+from moodleload.results.comparison import StatementChanges
 from moodleload.results.model import Results
 from moodleload.results.statements import HIDDEN, hidden_warning
 from sim.moodledb import SiteData
@@ -83,11 +84,11 @@ def test_the_databases_work_per_request_is_bad_only_above_the_tolerance_and_the_
     steady = {"SELECT * FROM mdl_course WHERE id = $1": 100}
     bases = [with_work(document(steady), work) for work in (10000, 10200, 9800)]  # 100 pages a request, 2 % apart
     heavier = statement_changes(bases, [with_work(document(steady), 13000)])
-    assert work_regression(heavier["work"], 10) == ("database work per request 100.0 -> 130.0 buffer pages, x1.300 "
+    assert work_regression(heavier.work, 10) == ("database work per request 100.0 -> 130.0 buffer pages, x1.300 "
                                                     "(beyond the baseline runs' own spread of 6.0)")
-    assert work_regression(statement_changes(bases, [with_work(document(steady), 10500)])["work"], 10) is None
+    assert work_regression(statement_changes(bases, [with_work(document(steady), 10500)]).work, 10) is None
     one_baseline = statement_changes(bases[:1], [with_work(document(steady), 13000)])
-    assert work_regression(one_baseline["work"], 10) is None  # no spread known: named, not judged
+    assert work_regression(one_baseline.work, 10) is None  # no spread known: named, not judged
     assert change_lines(heavier)[0] == ("database work per page view: 100.0 -> 130.0 buffer pages (baseline runs' "
                                         "spread 6.0)")
 
@@ -96,8 +97,8 @@ def test_a_statement_change_is_told_per_view_of_the_one_page_whose_db_reads_move
     assert moved_page({"course": (128, 168), "dashboard": (43, 43)}) == "course"
     assert moved_page({"course": (128, 168), "dashboard": (43, 50)}) is None
     assert moved_page({"course": (None, None)}) is None
-    changes = {"per": "request", "by_calls": [{"query": EXTRA_QUERY, "tables": ["mdl_user"], "calls_change": 14.4,
-                                               "base_calls": 0.0, "new_calls": 14.4}], "by_time": []}
+    changes = StatementChanges.from_dict({"per": "request", "by_time": [], "by_calls": [
+        {"query": EXTRA_QUERY, "tables": ["mdl_user"], "calls_change": 14.4, "base_calls": 0.0, "new_calls": 14.4}]})
     attributed = attribute(changes, "course", 0.36)
     assert change_lines(attributed)[0] == ("+40.0 calls per view of course, the page whose DB reads moved (+14.4 per "
                                            "request of the mix): SELECT id, username FROM mdl_user WHERE id = 7 "
@@ -138,7 +139,7 @@ def test_the_comparison_names_the_statement_whose_calls_per_page_view_rose():
     bases = [document(steady), document({**steady, "SELECT * FROM mdl_course WHERE id = $1": 101})]
     news = [document({**steady, EXTRA_QUERY: 4000})]
     changes = statement_changes(bases, news)
-    assert [change["query"] for change in changes["by_calls"]] == [EXTRA_QUERY]
+    assert [change.query for change in changes.by_calls] == [EXTRA_QUERY]
     assert change_lines(changes)[0].startswith("+40.0 calls per page view (0.0 -> 40.0): SELECT id, username FROM "
                                                "mdl_user WHERE id = 7 [mdl_user]")
 
@@ -146,7 +147,7 @@ def test_the_comparison_names_the_statement_whose_calls_per_page_view_rose():
 def test_a_change_within_the_baselines_own_spread_is_not_named():
     query = "SELECT * FROM mdl_config"
     bases = [document({query: 100}), document({query: 300}), document({query: 200})]
-    assert statement_changes(bases, [document({query: 290})])["by_calls"] == []
+    assert statement_changes(bases, [document({query: 290})]).by_calls == ()
 
 
 def test_no_statements_on_a_side_means_no_statement_comparison():
@@ -323,8 +324,8 @@ def test_with_several_processes_one_shard_reads_the_statistics_for_the_whole_run
 
 def test_a_frequent_statement_moving_with_the_page_mix_is_not_named():
     query = "SELECT * FROM mdl_config_plugins WHERE plugin = $1"
-    assert statement_changes([document({query: 500})], [document({query: 510})])["by_calls"] == []  # 5.0 -> 5.1
-    assert statement_changes([document({query: 500})], [document({query: 600})])["by_calls"] != []  # 5.0 -> 6.0
+    assert statement_changes([document({query: 500})], [document({query: 510})]).by_calls == ()  # 5.0 -> 5.1
+    assert statement_changes([document({query: 500})], [document({query: 600})]).by_calls != ()  # 5.0 -> 6.0
 
 
 # ---- a database that stops answering

@@ -206,14 +206,16 @@ def test_inside_a_bisect_an_unsure_answer_that_every_step_would_repeat_stops_it_
     from moodleload.judging.verdict import Verdict, baseline_limit
     from moodleload.results.comparison import Comparison
     unsure = Verdict(125, "cannot judge", ("these runs rule out only slowdowns above 14.0 %",), undecided=True)
-    one_run = Comparison({"verdict": "unsure", "method": "blocks", "alpha_per_url": 0.01, "max_regression_pct": 10,
-                          "urls": {}, "more_runs": {"candidate": 1, "baseline": 2}})
+    one_run = Comparison.from_dict({"verdict": "unsure", "method": "blocks", "alpha_per_url": 0.01,
+                                    "max_regression_pct": 10, "urls": {},
+                                    "more_runs": {"candidate": 1, "baseline": 2}})
     stopped = baseline_limit(unsure, one_run)
     assert (stopped.status, stopped.word) == (128, "bisect stopped")
     assert "record three baseline runs" in stopped.reasons[0] and stopped.reasons[1] == unsure.reasons[0]
-    weak = Comparison({**one_run.to_dict(), "method": "runs", "more_runs": {"candidate": None, "baseline": 4}})
+    weak = Comparison.from_dict({**one_run.to_dict(), "method": "runs",
+                                 "more_runs": {"candidate": None, "baseline": 4}})
     assert "record about 4 more baseline runs" in baseline_limit(unsure, weak).reasons[0]
-    more_of_this_commit = Comparison({**one_run.to_dict(), "method": "runs", "more_runs": {"candidate": 2}})
+    more_of_this_commit = Comparison.from_dict({**one_run.to_dict(), "method": "runs", "more_runs": {"candidate": 2}})
     assert baseline_limit(unsure, more_of_this_commit) is unsure  # the commit's own runs may still decide
     bad = Verdict(1, "bad", ("course: DB reads 128 -> 168 per page",))
     assert baseline_limit(bad, one_run) is bad

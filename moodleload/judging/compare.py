@@ -365,7 +365,7 @@ def compare_documents(base: Results, new: Results, thresholds: Thresholds) -> Co
                                 "baseline": 2 if overall == RowVerdict.UNSURE else None, "each": None}}
     if overall == RowVerdict.UNSURE:
         comparison["undecided"] = f"{undecided_head(comparison)}; {ONE_RUN_REMEDY}"
-    return Comparison(comparison)
+    return Comparison.read_checked(comparison)
 
 
 ONE_RUN_REMEDY = "one run a side cannot know the run-to-run spread: record three baseline runs (--baseline)"

@@ -174,7 +174,7 @@ def _comparison(bases: list, news: list, names: list, rows: dict, thresholds: Th
             comparison["work_would_decide"] = work_would_decide(rows, work_side, thresholds)
     else:
         comparison["undecided"] = None
-    return Comparison(comparison)
+    return Comparison.read_checked(comparison)
 
 
 def work_would_decide(rows: dict, work_side: Side, thresholds: Thresholds) -> str | None:

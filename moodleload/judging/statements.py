@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import re
 import statistics
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from moodleload.results.comparison import StatementChange, StatementChanges, WholeWork
 from moodleload.results.statements import HIDDEN
 
 if TYPE_CHECKING:
@@ -67,7 +68,7 @@ def _mean_and_noise(values: list) -> tuple[float, float]:
     return statistics.fmean(values), 3 * statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def statement_changes(bases: list, news: list, top: int = TOP_CHANGES) -> dict | None:
+def statement_changes(bases: list, news: list, top: int = TOP_CHANGES) -> StatementChanges | None:
     """The statements whose calls, time or work per request changed most from the
     baseline's runs to this commit's, beyond the spread of the baseline's own runs (three
     standard deviations where there are two or more, else the floors), and the database's
@@ -92,21 +93,19 @@ def statement_changes(bases: list, news: list, top: int = TOP_CHANGES) -> dict |
         if change["calls_changed"] or change["ms_changed"] or change["work_changed"]:
             changes.append(change)
     one_url = all(len(document.urls) == 1 for document in bases + news)
-    result: dict = {"per": "page view" if one_url else "request", "base_runs": len(base_rates),
-                    "new_runs": len(new_rates)}
-    for key, listed in (("calls", "by_calls"), ("ms", "by_time"), ("work", "by_work")):
-        result[listed] = _most_changed(changes, key, top)
-    result["work"] = whole_work(bases, news)
-    return result
+    return StatementChanges("page view" if one_url else "request", len(base_rates), len(new_rates),
+                            _most_changed(changes, "calls", top), _most_changed(changes, "ms", top),
+                            _most_changed(changes, "work", top), whole_work(bases, news))
 
 
-def _most_changed(changes: list, key: str, top: int) -> list:
+def _most_changed(changes: list, key: str, top: int) -> tuple[StatementChange, ...]:
     """The ``top`` changes whose ``key`` (calls, ms, work) changed, largest change first."""
     changed = [change for change in changes if change[f"{key}_changed"]]
-    return sorted(changed, key=lambda change: (-abs(change[f"{key}_change"]), change["query"]))[:top]
+    return tuple(StatementChange.from_dict(change) for change in
+                 sorted(changed, key=lambda change: (-abs(change[f"{key}_change"]), change["query"]))[:top])
 
 
-def whole_work(bases: list, news: list) -> dict | None:
+def whole_work(bases: list, news: list) -> WholeWork | None:
     """The database's whole work per request on each side (PostgreSQL's buffer pages, MariaDB's
     rows examined), with the baseline runs' noise: None where a side has none recorded."""
     base = [value for value in map(work_per_request, bases) if value is not None]
@@ -116,21 +115,21 @@ def whole_work(bases: list, news: list) -> dict | None:
     units = {document.statements.work_unit for document in bases + news if document.statements is not None}
     base_mean, noise = _mean_and_noise(base)
     new_mean = statistics.fmean(new)
-    return {"unit": "/".join(sorted(unit for unit in units if unit)), "base": round(base_mean, 3),
-            "new": round(new_mean, 3), "noise": round(noise, 3), "base_runs": len(base), "new_runs": len(new)}
+    return WholeWork("/".join(sorted(unit for unit in units if unit)), round(base_mean, 3), round(new_mean, 3),
+                     round(noise, 3), len(base), len(new))
 
 
-def work_regression(work: dict | None, tolerance_pct: float) -> str | None:
+def work_regression(work: WholeWork | None, tolerance_pct: float) -> str | None:
     """The line that calls the database's whole work per request a regression, or None: a
     rise above the tolerance and beyond three standard deviations of the baseline's own
     runs (so it needs two or more of them with statistics)."""
-    if not work or work["base_runs"] < 2 or work["base"] <= 0:
+    if work is None or work.base_runs < 2 or work.base <= 0:
         return None
-    rise = work["new"] - work["base"]
-    if work["new"] / work["base"] - 1 <= tolerance_pct / 100.0 or rise <= max(work["noise"], MIN_WORK_CHANGE):
+    rise = work.new - work.base
+    if work.new / work.base - 1 <= tolerance_pct / 100.0 or rise <= max(work.noise, MIN_WORK_CHANGE):
         return None
-    return (f"database work per request {work['base']:.1f} -> {work['new']:.1f} {work['unit']}, "
-            f"x{work['new'] / work['base']:.3f} (beyond the baseline runs' own spread of {work['noise']:.1f})")
+    return (f"database work per request {work.base:.1f} -> {work.new:.1f} {work.unit}, "
+            f"x{work.new / work.base:.3f} (beyond the baseline runs' own spread of {work.noise:.1f})")
 
 
 def moved_page(db_reads: dict) -> str | None:
@@ -141,79 +140,62 @@ def moved_page(db_reads: dict) -> str | None:
     return moved[0] if len(moved) == 1 else None
 
 
-def attribute(changes: dict, page: str, share: float) -> dict:
+def attribute(changes: StatementChanges, page: str, share: float) -> StatementChanges:
     """The statement changes seen from the one page whose footer DB reads moved: a change of
     calls per request of the whole mix is, on that page, the change divided by its share of
     the requests (a +40-reads course page is +40 calls per view, not +14.4 per request)."""
     if share <= 0:
         return changes
-    for change in changes["by_calls"]:
-        change["page"] = page
-        change["calls_change_per_view"] = round(change["calls_change"] / share, 2)
-    return changes
+    return replace(changes, by_calls=tuple(
+        replace(change, page=page, calls_change_per_view=round(change.calls_change / share, 2))
+        for change in changes.by_calls))
 
 
-@dataclass(frozen=True)
-class StatementChange:
-    """One statement whose calls or time per request (or page view) changed."""
-
-    query: str
-    tables: tuple[str, ...]
-    base_calls: float
-    new_calls: float
-    calls_change: float
-    base_ms: float
-    new_ms: float
-    ms_change: float
-    work_change: float = 0.0  # buffer pages or rows examined per request (0 before 0.7)
-
-
-def changed_statements(changes: dict) -> tuple[str, list[StatementChange]]:
+def changed_statements(changes: StatementChanges) -> tuple[str, list[StatementChange]]:
     """(what the numbers are per: "request" or "page view", the statements that changed,
-    most changed calls first, then most changed time, each once)."""
-    seen: set = set()
+    most changed calls first, then most changed time, then work, each once)."""
+    seen: set[str] = set()
     rows = []
-    for change in changes["by_calls"] + changes["by_time"] + changes.get("by_work", []):
-        if change["query"] in seen:
-            continue
-        seen.add(change["query"])
-        rows.append(StatementChange(change["query"], tuple(change["tables"]), change["base_calls"],
-                                    change["new_calls"], change["calls_change"], change["base_ms"], change["new_ms"],
-                                    change["ms_change"], change.get("work_change", 0.0)))
-    return changes["per"], rows
+    for change in changes.by_calls + changes.by_time + changes.by_work:
+        if change.query not in seen:
+            seen.add(change.query)
+            rows.append(change)
+    return changes.per, rows
 
 
-def change_lines(changes: dict | None) -> list:
+def change_lines(changes: StatementChanges | None) -> list[str]:
     """The report's lines: ``+40.0 calls per request: SELECT ... (mdl_user)``."""
-    if not changes:
+    if changes is None:
         return []
-    per = changes["per"]
+    per = changes.per
     lines = []
-    work = changes.get("work")
-    if work:
-        lines.append(f"database work per {per}: {work['base']:.1f} -> {work['new']:.1f} {work['unit']} "
-                     f"(baseline runs' spread {work['noise']:.1f})")
-    for change in changes["by_calls"]:
-        if "page" in change:
-            lines.append(f"{change['calls_change_per_view']:+.1f} calls per view of {change['page']}, the page whose "
-                         f"DB reads moved ({change['calls_change']:+.1f} per {per} of the mix): "
-                         f"{shortened(change['query'])}{_tables(change)}")
+    work = changes.work
+    if work is not None:
+        lines.append(f"database work per {per}: {work.base:.1f} -> {work.new:.1f} {work.unit} "
+                     f"(baseline runs' spread {work.noise:.1f})")
+    listed = {change.query for change in changes.by_calls}
+    for change in changes.by_calls:
+        if change.page is not None and change.calls_change_per_view is not None:
+            lines.append(f"{change.calls_change_per_view:+.1f} calls per view of {change.page}, the page whose "
+                         f"DB reads moved ({change.calls_change:+.1f} per {per} of the mix): "
+                         f"{shortened(change.query)}{_tables(change)}")
             continue
-        lines.append(f"{change['calls_change']:+.1f} calls per {per} ({change['base_calls']:.1f} -> "
-                     f"{change['new_calls']:.1f}): {shortened(change['query'])}{_tables(change)}")
-    for change in changes["by_time"]:
-        if change in changes["by_calls"]:
+        lines.append(f"{change.calls_change:+.1f} calls per {per} ({change.base_calls:.1f} -> "
+                     f"{change.new_calls:.1f}): {shortened(change.query)}{_tables(change)}")
+    for change in changes.by_time:
+        if change.query in listed:
             continue
-        lines.append(f"{change['ms_change']:+.2f} ms per {per} ({change['base_ms']:.2f} -> {change['new_ms']:.2f} ms):"
-                     f" {shortened(change['query'])}{_tables(change)}")
-    unit = work["unit"] if work else "work"
-    for change in changes.get("by_work", []):
-        if change in changes["by_calls"] or change in changes["by_time"]:
+        lines.append(f"{change.ms_change:+.2f} ms per {per} ({change.base_ms:.2f} -> {change.new_ms:.2f} ms):"
+                     f" {shortened(change.query)}{_tables(change)}")
+    listed |= {change.query for change in changes.by_time}
+    unit = work.unit if work is not None else "work"
+    for change in changes.by_work:
+        if change.query in listed:
             continue
-        lines.append(f"{change['work_change']:+.1f} {unit} per {per} ({change['base_work']:.1f} -> "
-                     f"{change['new_work']:.1f}): {shortened(change['query'])}{_tables(change)}")
+        lines.append(f"{change.work_change or 0.0:+.1f} {unit} per {per} ({change.base_work or 0.0:.1f} -> "
+                     f"{change.new_work or 0.0:.1f}): {shortened(change.query)}{_tables(change)}")
     return lines
 
 
-def _tables(change: dict) -> str:
-    return f" [{', '.join(change['tables'])}]" if change["tables"] else ""
+def _tables(change: StatementChange) -> str:
+    return f" [{', '.join(change.tables)}]" if change.tables else ""

@@ -13,6 +13,7 @@ from moodleload.judging.verdict import Verdict, VerdictWord
 from moodleload.load.metrics import host_lines, saturation_notes
 from moodleload.reports.charts import compare_charts, run_charts
 from moodleload.reports.views import ROW_HEADINGS, bottleneck_warning, good_grounds, trust_signals, url_rows
+from moodleload.results.comparison import StatementChanges
 from moodleload.results.summary import UrlSummary
 
 if TYPE_CHECKING:
@@ -66,16 +67,16 @@ def _verdict_block(verdict: Verdict | None, document: Results, comparison: Compa
             f'{f"<ul>{items}</ul>" if items else ""}</div>')
 
 
-def statements_section(changes: dict | None) -> list:
+def statements_section(changes: StatementChanges | None) -> list[str]:
     """The database statements that changed most, from the server's own statistics."""
     if changes is None:
         return []
     per, changed = changed_statements(changes)
     parts = [f"<h3>Database statements that changed (per {escape(per)} of the run)</h3>"]
-    work = changes.get("work")
-    unit = work["unit"] if work else "work"
-    if work:
-        whole = f"{work['base']:.1f} \u2192 {work['new']:.1f} {unit}"
+    work = changes.work
+    unit = work.unit if work is not None else "work"
+    if work is not None:
+        whole = f"{work.base:.1f} \u2192 {work.new:.1f} {unit}"
         parts.append(f"<p><small>The database's whole work per {escape(per)}: {escape(whole)}.</small></p>")
     rows = []
     for change in changed:
@@ -83,7 +84,7 @@ def statements_section(changes: dict | None) -> list:
         rows.append([f"<code>{escape(shortened(change.query, 160))}</code>",
                      escape(", ".join(change.tables) or "-"), escape(calls),
                      escape(f"{change.base_ms:.2f} \u2192 {change.new_ms:.2f} ({change.ms_change:+.2f})"),
-                     escape(f"{change.work_change:+.1f}")])
+                     escape(f"{change.work_change or 0.0:+.1f}")])
     if not rows:
         return parts + ["<p><small>No statement's calls, time or work per request changed beyond the baseline's "
                         "spread.</small></p>"]

@@ -5,9 +5,10 @@ results (``comparison``) as ``to_dict`` gives it, and read back by ``from_dict``
 
 from __future__ import annotations
 
-import copy
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
+from typing import Any, TypeVar
 
 from moodleload.exits import UsageError
 from moodleload.results.check import is_count, is_number
@@ -87,17 +88,31 @@ def _optional(check):
     return lambda value: value is None or check(value) is None
 
 
+def _counts(value) -> bool:
+    """(baseline, this run) counts."""
+    return value is None or (isinstance(value, list) and len(value) == 2 and all(map(is_count, value)))
+
+
+def _optional_bool(value) -> bool:
+    return value is None or isinstance(value, bool)
+
+
 _WORK_ROW = _fields({"cpu_ms": _pair, "verdict": _one_of(*VERDICTS), "reasons": _texts, "ratio": _optional_number,
-                     "ratio_ci95": _interval, "rules_out_pct": _optional_number,
-                     "detectable_pct": _optional_number}, required=("verdict", "reasons"))
+                     "ratio_ci95": _interval, "rules_out_pct": _optional_number, "p_value": _optional_number,
+                     "noise_pct": _optional_number, "detectable_pct": _optional_number, "runs": _counts,
+                     "measured": _one_of(None, *VERDICTS)}, required=("verdict", "reasons"))
 _ROW = _fields({"verdict": _one_of(*VERDICTS), "reasons": _texts, "base_ms": _optional_number,
                 "new_ms": _optional_number, "ratio": _optional_number, "ratio_ci95": _interval,
                 "p_value": _optional_number, "db_reads": _pair, "rules_out_pct": _optional_number,
                 "detectable_pct": _optional_number, "server_ms": _pair, "work": _optional(_WORK_ROW),
-                "decided_by": _one_of("time", "work")}, required=("verdict", "reasons"))
+                "decided_by": _one_of("time", "work"), "alpha": _optional_number, "relative_ratio": _optional_number,
+                "noise_pct": _optional_number, "blocks": _counts, "runs": _counts, "failure_rate": _pair,
+                "failure_rise_upper": _optional_number, "failures_ruled_out": _optional_bool,
+                "failure_margin": _optional_number}, required=("verdict", "reasons"))
 _CHANGE = _fields({"query": _text, "tables": _texts, **{f"{side}_{key}": _number for side in ("base", "new")
                                                         for key in ("calls", "ms", "work")},
                    **{f"{key}_change": _number for key in ("calls", "ms", "work")},
+                   **{f"{key}_changed": _optional_bool for key in ("calls", "ms", "work")},
                    "page": _text, "calls_change_per_view": _number},
                   required=("query", "tables", "base_calls", "new_calls", "calls_change", "base_ms", "new_ms",
                             "ms_change"))
@@ -110,7 +125,8 @@ def _changes(value) -> bool:
 
 
 _STATEMENTS = _fields({"per": _one_of("request", "page view"), "by_calls": _changes, "by_time": _changes,
-                       "by_work": _changes, "work": _optional(_WHOLE_WORK)}, required=("per", "by_calls", "by_time"))
+                       "by_work": _changes, "work": _optional(_WHOLE_WORK), "base_runs": _count, "new_runs": _count},
+                      required=("per", "by_calls", "by_time"))
 _MORE_RUNS = _fields({"candidate": _count, "baseline": _count, "each": _count})
 _COMPARISON = _fields({"verdict": _one_of(*VERDICTS), "method": _one_of("blocks", "runs"),
                        "judge": _one_of("time", "work", "both"), "work_would_decide": _optional_text,
@@ -120,7 +136,8 @@ _COMPARISON = _fields({"verdict": _one_of(*VERDICTS), "method": _one_of("blocks"
                        "site_rules_out_pct": _optional_number, "site_detectable_pct": _optional_number,
                        "undecided": _optional_text, "more_runs": _optional(_MORE_RUNS), "advice": _texts,
                        "statements": _optional(_STATEMENTS), "db_work_regression": _optional_text,
-                       "baseline_runs": _count, "candidate_runs": _count},
+                       "baseline_runs": _count, "candidate_runs": _count, "failure_margin": _optional_number,
+                       "spread_pct": _optional_number},
                       required=("verdict", "alpha_per_url", "max_regression_pct", "urls"))
 
 
@@ -141,54 +158,181 @@ def comparison_problem(raw) -> str | None:
     return None
 
 
+# ---- the typed form: each class's fields are its saved keys (``key`` where the saved name
+# differs); a field that is None is not written, and reads back as None.
+
+def _saved(key: str | None = None, read: Callable[[Any], Any] | None = None, default: Any = None) -> Any:
+    """A field whose saved key is ``key`` (its own name when None), read with ``read``."""
+    return field(default=default, metadata={"key": key, "read": read})
+
+
+def _tuple(value: Any) -> tuple[Any, ...]:
+    return tuple(value)
+
+
+def _read_fields(cls: type[Typed], raw: dict[str, Any], **given: Any) -> Typed:
+    """An instance of the dataclass ``cls`` from its saved form (``given``: fields not saved in it)."""
+    values = dict(given)
+    for item in fields(cls):  # type: ignore[arg-type]
+        if item.name in given:
+            continue
+        key = item.metadata.get("key") or item.name
+        if raw.get(key) is not None:
+            read = item.metadata.get("read")
+            values[item.name] = read(raw[key]) if read is not None else raw[key]
+    return cls(**values)
+
+
+def _write_fields(instance: Any, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The saved form of a dataclass of this module: its fields that are not None, by saved key."""
+    saved: dict[str, Any] = {}
+    for item in fields(instance):
+        value = getattr(instance, item.name)
+        if item.name in skip or value is None:
+            continue
+        if hasattr(value, "to_dict"):
+            value = value.to_dict()
+        elif isinstance(value, tuple):
+            value = [entry.to_dict() if hasattr(entry, "to_dict") else entry for entry in value]
+        saved[item.metadata.get("key") or item.name] = value
+    return saved
+
+
+Typed = TypeVar("Typed")
+Pair = tuple[Any, Any]  # (baseline, this run), either may be None
+
+
 @dataclass(frozen=True)
 class WorkRow:
     """One row's work against the baseline: the PHP worker's CPU time per answer (work.py)."""
 
-    cpu_ms: tuple  # (baseline, this run) mean ms per answer, None where not known
-    verdict: RowVerdict
-    reasons: tuple
+    cpu_ms: Pair = _saved(read=_tuple, default=(None, None))  # mean ms per answer, None where not known
+    verdict: RowVerdict = _saved(read=RowVerdict, default=RowVerdict.UNSURE)
+    reasons: tuple[str, ...] = _saved(read=_tuple, default=())
     ratio: float | None = None
-    interval: tuple | None = None  # 95 % interval of the ratio
-    rules_out_pct: float | None = None
+    interval: Pair | None = _saved("ratio_ci95", _tuple)  # 95 % interval of the ratio
+    p_value: float | None = None
+    noise_pct: float | None = None  # the run-to-run spread of CPU time (runs)
     detectable_pct: float | None = None
+    rules_out_pct: float | None = None
+    runs: Pair | None = _saved(read=_tuple)  # runs with data: (baseline, this commit)
+    measured: RowVerdict | None = _saved(read=RowVerdict)  # what the work said before a doubt held it
 
     @classmethod
-    def from_dict(cls, raw: dict | None) -> WorkRow | None:
-        if raw is None:
-            return None
-        interval = tuple(raw["ratio_ci95"]) if raw.get("ratio_ci95") else None
-        return cls(tuple(raw.get("cpu_ms") or (None, None)), RowVerdict(raw["verdict"]), tuple(raw["reasons"]),
-                   raw.get("ratio"), interval, raw.get("rules_out_pct"), raw.get("detectable_pct"))
+    def from_dict(cls, raw: dict[str, Any]) -> WorkRow:
+        return _read_fields(cls, raw)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _write_fields(self)
 
 
 @dataclass(frozen=True)
 class ComparisonRow:
     """One URL's line in the comparison with the baseline."""
 
-    name: str
-    base_ms: float | None
-    new_ms: float | None
-    ratio: float | None
-    interval: tuple | None  # 95 % interval of the ratio
-    p_value: float | None
-    db_reads: tuple  # (baseline, this run), None where a page had no footer
-    verdict: RowVerdict
-    reasons: tuple
+    name: str = ""
+    verdict: RowVerdict = _saved(read=RowVerdict, default=RowVerdict.UNSURE)
+    reasons: tuple[str, ...] = _saved(read=_tuple, default=())
+    base_ms: float | None = None
+    new_ms: float | None = None
+    ratio: float | None = None
+    interval: Pair | None = _saved("ratio_ci95", _tuple)  # 95 % interval of the ratio
+    p_value: float | None = None
+    alpha: float | None = None  # the page's own significance level (runs)
+    relative_ratio: float | None = None  # against the other pages (runs)
+    noise_pct: float | None = None  # the run-to-run spread of service time (runs)
+    db_reads: Pair = _saved(read=_tuple, default=(None, None))  # None where a page had no footer
     rules_out_pct: float | None = None  # the slowdown above which the data rule it out (good needs < tolerance)
     detectable_pct: float | None = None  # the smallest slowdown these runs can call (runs against their spread)
-    server_ms: tuple | None = None  # Moodle's own server time (footer, median ms): (baseline, this run)
-    work: WorkRow | None = None  # the CPU time per answer, where the row's footer gave it
-    decided_by: str = "time"  # "time" or "work": what the row's verdict rests on (--judge)
+    server_ms: Pair | None = _saved(read=_tuple)  # Moodle's own server time (footer, median ms)
+    work: WorkRow | None = _saved(read=WorkRow.from_dict)  # the CPU time per answer, where the footer gave it
+    decided_by: str = _saved(default="time")  # "time" or "work": what the row's verdict rests on (--judge)
+    blocks: Pair | None = _saved(read=_tuple)  # time blocks with data (one run a side)
+    runs: Pair | None = _saved(read=_tuple)  # runs with data (runs against their spread)
+    failure_rate: Pair | None = _saved(read=_tuple)
+    failure_rise_upper: float | None = None  # the rise of the failure rate the data do not rule out
+    failures_ruled_out: bool | None = None
+    failure_margin: float | None = None
 
     @classmethod
-    def from_dict(cls, name: str, row: dict) -> ComparisonRow:
-        interval = tuple(row["ratio_ci95"]) if row.get("ratio_ci95") else None
-        server = tuple(row["server_ms"]) if row.get("server_ms") else None
-        return cls(name, row.get("base_ms"), row.get("new_ms"), row.get("ratio"), interval, row.get("p_value"),
-                   tuple(row.get("db_reads") or (None, None)), RowVerdict(row["verdict"]), tuple(row["reasons"]),
-                   row.get("rules_out_pct"), row.get("detectable_pct"), server, WorkRow.from_dict(row.get("work")),
-                   row.get("decided_by", "time"))
+    def from_dict(cls, name: str, row: dict[str, Any]) -> ComparisonRow:
+        return _read_fields(cls, row, name=name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _write_fields(self, skip=("name",))
+
+
+@dataclass(frozen=True)
+class StatementChange:
+    """One statement whose calls, time or work per request (or page view) changed."""
+
+    query: str = ""
+    tables: tuple[str, ...] = _saved(read=_tuple, default=())
+    base_calls: float = 0.0
+    new_calls: float = 0.0
+    calls_change: float = 0.0
+    calls_changed: bool | None = None  # beyond the baseline runs' noise (None before 0.7)
+    base_ms: float = 0.0
+    new_ms: float = 0.0
+    ms_change: float = 0.0
+    ms_changed: bool | None = None
+    base_work: float | None = None  # buffer pages or rows examined per request (0.7+)
+    new_work: float | None = None
+    work_change: float | None = None
+    work_changed: bool | None = None
+    page: str | None = None  # the one page whose DB reads moved, where one did (statements.attribute)
+    calls_change_per_view: float | None = None  # the change seen from that page
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> StatementChange:
+        return _read_fields(cls, raw)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _write_fields(self)
+
+
+@dataclass(frozen=True)
+class WholeWork:
+    """The database's whole work per request on each side, with the baseline runs' noise."""
+
+    unit: str = ""
+    base: float = 0.0
+    new: float = 0.0
+    noise: float = 0.0
+    base_runs: int = 0
+    new_runs: int = 0
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> WholeWork:
+        return _read_fields(cls, raw)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _write_fields(self)
+
+
+def _read_changes(raw: list[dict[str, Any]]) -> tuple[StatementChange, ...]:
+    return tuple(StatementChange.from_dict(change) for change in raw)
+
+
+@dataclass(frozen=True)
+class StatementChanges:
+    """The statements that changed most from the baseline's runs to this commit's
+    (judging.statements.statement_changes), by calls, time and work."""
+
+    per: str = "request"  # "request", or "page view" where only one URL ran
+    base_runs: int | None = None
+    new_runs: int | None = None
+    by_calls: tuple[StatementChange, ...] = _saved(read=_read_changes, default=())
+    by_time: tuple[StatementChange, ...] = _saved(read=_read_changes, default=())
+    by_work: tuple[StatementChange, ...] = _saved(read=_read_changes, default=())
+    work: WholeWork | None = _saved(read=WholeWork.from_dict)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> StatementChanges:
+        return _read_fields(cls, raw)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _write_fields(self)
 
 
 @dataclass(frozen=True)
@@ -199,59 +343,72 @@ class MoreRuns:
     baseline: int | None = None  # of the baseline
     each: int | None = None  # of both
 
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> MoreRuns:
+        return _read_fields(cls, raw)
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"candidate": self.candidate, "baseline": self.baseline, "each": self.each}
+
+
+@dataclass(frozen=True)
 class Comparison:
     """What the runs of a commit say against its baseline's, page by page and as a whole."""
 
-    def __init__(self, raw: dict):
-        self._raw = raw
-        self.verdict = RowVerdict(raw["verdict"])
-        self.method: str = raw.get("method", "blocks")  # "blocks" (one run a side) or "runs"
-        self.judge: str = raw.get("judge", "time")  # --judge: time, work or both (comparisons before 0.7: time)
-        # When time could not decide: what the work would have said (runcompare.work_would_decide)
-        self.work_would_decide: str | None = raw.get("work_would_decide")
-        self.alpha_per_url: float = raw["alpha_per_url"]
-        self.max_regression_pct: float = raw["max_regression_pct"]
-        self.rows = {name: ComparisonRow.from_dict(name, row) for name, row in raw["urls"].items()}
-        self.notes: tuple[str, ...] = tuple(raw.get("notes", ()))
-        self.not_comparable: tuple[str, ...] = tuple(raw.get("not_comparable") or ())
-        self.rules_out_pct: float | None = raw.get("rules_out_pct")
-        self.site_rules_out_pct: float | None = raw.get("site_rules_out_pct")
-        self.site_detectable_pct: float | None = raw.get("site_detectable_pct")
-        self.undecided: str | None = raw.get("undecided")
-        needed = raw.get("more_runs") or {}
-        self.more_runs = MoreRuns(needed.get("candidate"), needed.get("baseline"), needed.get("each"))
-        self.advice: tuple[str, ...] = tuple(raw.get("advice", ()))
-        self.statements: dict | None = raw.get("statements")  # statements.statement_changes's format
-        self.db_work_regression: str | None = raw.get("db_work_regression")
+    verdict: RowVerdict = _saved(read=RowVerdict, default=RowVerdict.UNSURE)
+    method: str = _saved(default="blocks")  # "blocks" (one run a side) or "runs"
+    judge: str = _saved(default="time")  # --judge: time, work or both (comparisons before 0.7: time)
+    alpha_per_url: float = 0.05
+    max_regression_pct: float = 0.0
+    rows: dict[str, ComparisonRow] = field(default_factory=dict, metadata={"key": "urls"})
+    failure_margin: float | None = None
+    notes: tuple[str, ...] = _saved(read=_tuple, default=())
+    not_comparable: tuple[str, ...] = _saved(read=_tuple, default=())
+    baseline_runs: int | None = None
+    candidate_runs: int | None = None
+    spread_pct: float | None = None  # the run-to-run spread of the baseline's runs (runs)
+    rules_out_pct: float | None = None
+    site_rules_out_pct: float | None = None
+    site_detectable_pct: float | None = None
+    undecided: str | None = None
+    # When time could not decide: what the work would have said (runcompare.work_would_decide)
+    work_would_decide: str | None = None
+    more_runs: MoreRuns = _saved(read=MoreRuns.from_dict, default=MoreRuns())
+    advice: tuple[str, ...] = _saved(read=_tuple, default=())
+    statements: StatementChanges | None = _saved(read=StatementChanges.from_dict)
+    db_work_regression: str | None = None
 
     @classmethod
-    def from_dict(cls, raw, where: str = "comparison") -> Comparison:
+    def from_dict(cls, raw: object, where: str = "comparison") -> Comparison:
         """A saved comparison, refused in one line when it is not one."""
         problem = comparison_problem(raw)
         if problem:
             raise UsageError(f"{where} is damaged ({problem})")
-        return cls(raw)
+        assert isinstance(raw, dict)  # comparison_problem refuses anything else
+        return cls.read_checked(raw)
 
-    def to_dict(self) -> dict:
-        return copy.deepcopy(self._raw)
+    @classmethod
+    def read_checked(cls, raw: dict[str, Any]) -> Comparison:
+        """The typed form of a comparison ``comparison_problem`` found nothing wrong with: what
+        compare.py and runcompare.py build is read here too."""
+        return _read_fields(cls, raw, rows={name: ComparisonRow.from_dict(name, row)
+                                            for name, row in raw["urls"].items()})
+
+    def to_dict(self) -> dict[str, Any]:
+        saved = _write_fields(self, skip=("rows",))
+        saved["urls"] = {name: row.to_dict() for name, row in self.rows.items()}
+        return saved
 
     def with_note(self, note: str) -> Comparison:
-        raw = self.to_dict()
-        raw["notes"] = [*raw.get("notes", []), note]
-        return Comparison(raw)
+        return replace(self, notes=(*self.notes, note))
 
-    def with_statements(self, changes: dict, work_regression: str | None = None) -> Comparison:
+    def with_statements(self, changes: StatementChanges | None, work_regression: str | None = None) -> Comparison:
         """With the statements that changed; ``work_regression``: the line that calls the
         database's whole work per request a regression (statements.work_regression)."""
-        raw = self.to_dict()
-        raw["statements"] = changes
-        if work_regression is not None:
-            raw["db_work_regression"] = work_regression
-            if raw["verdict"] != RowVerdict.NOT_COMPARABLE:
-                raw["verdict"] = RowVerdict.REGRESSION
-                raw["undecided"] = None
-        return Comparison(raw)
+        if work_regression is None or self.verdict == RowVerdict.NOT_COMPARABLE:
+            return replace(self, statements=changes, db_work_regression=work_regression)
+        return replace(self, statements=changes, db_work_regression=work_regression, verdict=RowVerdict.REGRESSION,
+                       undecided=None)
 
     def rows_with(self, verdict: RowVerdict) -> list[ComparisonRow]:
         return [row for row in self.rows.values() if row.verdict == verdict]
