@@ -9,6 +9,8 @@ tests/test_architecture.py holds it):
 - ``load``: one run: the plan, the scheduler, journeys, recording, what runs beside it.
 - ``judging``: comparisons of runs, the spread, sizing, the verdict and its exit status.
 - ``reports``: the console, HTML, CSV and JUnit views of results and comparisons.
+- ``bisect``: one git bisect step (``python -m moodleload.bisect``): the site prepared for the
+  checked-out commit, runs pooled until decided, the baseline, the culprit confirmed.
 - ``scan``: a range of commits measured, its steps found and bisected.
 
 Shared modules at the top, importing no wing: ``config`` (config.json), ``siteurl``,

@@ -179,7 +179,7 @@ cp "{os.path.join(DATA, "real-site", "base.json")}" "$2"; echo '[VERDICT] good (
     step.chmod(0o755)
     results = tmp_path / "results"
     results.mkdir()
-    scan = SimpleNamespace(picked=[0], commits=[commit], short=lambda index: commit[:7], step_script=str(step),
+    scan = SimpleNamespace(picked=[0], commits=[commit], short=lambda index: commit[:7], step_command=[str(step)],
                            environment=dict(os.environ), file_of=lambda position: str(results / "000-one.json"))
     assert measure(scan) is None
     err = capsys.readouterr().err
@@ -196,7 +196,7 @@ def test_a_commit_that_cannot_be_measured_after_its_tries_stops_the_scan_in_one_
     step = tmp_path / "step.sh"
     step.write_text("#!/usr/bin/env bash\necho '[VERDICT] cannot judge (exit 125)' > \"$2.log\"\nexit 125\n")
     step.chmod(0o755)
-    scan = SimpleNamespace(picked=[0], commits=[commit], short=lambda index: commit[:7], step_script=str(step),
+    scan = SimpleNamespace(picked=[0], commits=[commit], short=lambda index: commit[:7], step_command=[str(step)],
                            environment=dict(os.environ), file_of=lambda position: str(tmp_path / "000-one.json"))
     assert measure(scan) == 1
     err = capsys.readouterr().err
@@ -264,7 +264,7 @@ def test_a_run_made_with_other_settings_is_set_aside_and_the_scan_stops_before_m
     step.write_text(f'#!/usr/bin/env bash\ncp "{tmp_path}/other.json" "$2"\n')
     step.chmod(0o755)
     scan = SimpleNamespace(picked=[0, 1], commits=commits, short=lambda index: commits[index][:7],
-                           step_script=str(step), environment=dict(os.environ),
+                           step_command=[str(step)], environment=dict(os.environ),
                            file_of=lambda position: str(results / f"00{position}.json"))
     with pytest.raises(UsageError, match=r"001.json \(set aside as .refused.json\) cannot join the runs of this scan "
                                          r"\(the runs differ in target rate \(--rpm\): 600.0 and 1200.0, against "
@@ -281,11 +281,15 @@ def test_sigterm_stops_the_scans_step_and_puts_the_checkout_back(tmp_path):
     repo = tmp_path / "moodle"
     make_repo(repo, [site_settings(course_ms=30, course_reads=128)] * 8)
     git(repo, "checkout", "-q", "-B", "main")
+    # The toolkit the scan names (TOOLKIT) comes first on its steps' import path: its bisect
+    # step is a child that sleeps, in the step's process group.
     toolkit = tmp_path / "toolkit"
-    (toolkit / "examples").mkdir(parents=True)
-    step = toolkit / "examples" / "bisect-step.sh"
-    step.write_text(f'#!/usr/bin/env bash\nsleep 300 & echo $! > "{tmp_path}/sleeping"\nwait\n')
-    step.chmod(0o755)
+    (toolkit / "moodleload" / "bisect").mkdir(parents=True)
+    (toolkit / "moodleload" / "__init__.py").write_text("")
+    (toolkit / "moodleload" / "bisect" / "__init__.py").write_text("")
+    (toolkit / "moodleload" / "bisect" / "__main__.py").write_text(
+        f'import pathlib, subprocess\nsleeper = subprocess.Popen(["sleep", "300"])\n'
+        f'pathlib.Path("{tmp_path}/sleeping").write_text(str(sleeper.pid))\nsleeper.wait()\n')
     env = {**os.environ, "TOOLKIT": str(toolkit), "PYTHONPATH": ROOT, "STRIDE": "1",
            "RESULTS_DIR": str(tmp_path / "scan")}
     commits = git(repo, "rev-list", "--reverse", "HEAD").split()

@@ -13,6 +13,10 @@ from __future__ import annotations
 import configparser
 import io
 import os
+import re
+import shutil
+import subprocess
+import tempfile
 from typing import Any, Protocol, runtime_checkable
 
 from moodleload.database.statistics import my_statement_rows, pg_statement_rows
@@ -115,6 +119,12 @@ class DatabaseFamily(Protocol):
         """Its statement statistics now (statistics.py): raises statistics.Unavailable."""
         ...
 
+    def restore(self, snapshot: str) -> str | None:
+        """Put a snapshot back as the Moodle database user (the bisect step, before every
+        run): None when it was, else what failed, in a few words.  The client tools' own
+        errors go to standard error; no password reaches their command line."""
+        ...
+
 
 class Family:
     """What every family keeps: its settings, the name its connections carry, its notices."""
@@ -145,6 +155,33 @@ class Postgres(Family):
 
     def statement_rows(self, conn: Any) -> list[tuple[Any, ...]]:
         return pg_statement_rows(conn)
+
+    def client_environment(self) -> dict[str, str]:
+        """The PG* variables libpq's tools read, from the settings (the password too: never argv)."""
+        environment = dict(os.environ)
+        for name, variable in (("host", "PGHOST"), ("port", "PGPORT"), ("name", "PGDATABASE"), ("user", "PGUSER"),
+                               ("password", "PGPASSWORD")):
+            if self.settings.get(name) is not None:
+                environment[variable] = str(self.settings.get(name))
+        return environment
+
+    def restore(self, snapshot: str) -> str | None:
+        """A pg_dump -Fc snapshot back, cleaning what it holds first.  Extensions
+        (pg_stat_statements for --query-stats) are a superuser's: the Moodle user may neither
+        drop nor create them, so the restore list leaves them out, and what they hold stays
+        as the superuser made it."""
+        environment = self.client_environment()
+        listing = subprocess.run(["pg_restore", "-l", snapshot], env=environment, stdout=subprocess.PIPE, text=True)
+        kept = [line for line in listing.stdout.splitlines(keepends=True) if not EXTENSION_ENTRY.match(line)]
+        if listing.returncode != 0 or not kept:
+            return "pg_restore could not list the snapshot"
+        with tempfile.NamedTemporaryFile("w", suffix=".list", encoding="utf-8") as restore_list:
+            restore_list.writelines(kept)
+            restore_list.flush()
+            status = subprocess.run(["pg_restore", "--clean", "--if-exists", "--no-owner", "-L", restore_list.name,
+                                     "-d", environment.get("PGDATABASE", "moodle"), snapshot],
+                                    env=environment).returncode
+        return None if status == 0 else f"pg_restore exited {status}"
 
     @staticmethod
     def quote(identifier: str) -> str:
@@ -282,6 +319,27 @@ class MySQL(Family):
 
     def statement_rows(self, conn: Any) -> list[tuple[Any, ...]]:
         return my_statement_rows(conn)
+
+    def restore(self, snapshot: str) -> str | None:
+        """An SQL snapshot (mariadb-dump, mysqldump) fed to the client.  The settings reach it
+        through a pipe, as an option file: the password is never in argv or on disk."""
+        client = shutil.which("mariadb") or shutil.which("mysql")
+        if client is None:
+            return "no mariadb or mysql client on PATH"
+        options = client_option_file(self.settings).encode()
+        read_end, write_end = os.pipe()
+        try:
+            os.write(write_end, options)  # a few hundred bytes: the pipe holds them until the client reads
+        finally:
+            os.close(write_end)
+        try:
+            with open(snapshot, "rb") as dump:
+                status = subprocess.run([client, f"--defaults-extra-file=/dev/fd/{read_end}",
+                                         str(self.settings.get("name") or os.environ.get("DB_NAME") or "moodle")],
+                                        stdin=dump, pass_fds=(read_end,)).returncode
+        finally:
+            os.close(read_end)
+        return None if status == 0 else f"{os.path.basename(client)} exited {status}"
 
     @staticmethod
     def quote(identifier: str) -> str:
@@ -430,6 +488,22 @@ def read_my_cnf(path: str = "~/.my.cnf") -> dict:
         values[key.replace("_", "-")] = value
     return values
 
+
+def client_option_file(settings: Settings) -> str:
+    """A ``[client]`` option file for the mysql/mariadb tools (read through a pipe: the
+    password is never in argv or on disk)."""
+    lines = ["[client]"]
+    for name, key in (("user", "user"), ("password", "password"), ("host", "host"), ("port", "port"),
+                      ("socket", "socket")):
+        value = settings.get(name)
+        if value is not None:
+            escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
+            lines.append(f'{key}="{escaped}"')
+    return "\n".join(lines) + "\n"
+
+
+# A pg_restore list's entries for an extension and its comment: a superuser's objects.
+EXTENSION_ENTRY = re.compile(r"^[0-9]+; [0-9]+ [0-9]+ (EXTENSION|COMMENT - EXTENSION) ")
 
 FAMILIES: dict[str, type[Postgres] | type[MySQL]] = {Postgres.family: Postgres, MySQL.family: MySQL}
 

@@ -21,7 +21,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 
-from moodleload.database.families import Settings, family_of
+from moodleload.database.families import Settings, client_option_file, family_of
 from moodleload.exits import SETUP_DONE, SETUP_USAGE, UsageError
 
 SETTINGS = ("dbtype", "dbhost", "dbname", "dbuser", "dbpass", "prefix", "wwwroot")
@@ -286,19 +286,6 @@ def shell_assignments(family: str, settings: Settings) -> str:
                                ("password", "PGPASSWORD")):
             if settings.get(name) is not None:
                 lines.append(f"export {variable}={shlex.quote(str(settings.get(name)))}")
-    return "\n".join(lines) + "\n"
-
-
-def client_option_file(settings: Settings) -> str:
-    """A ``[client]`` option file for the mysql/mariadb tools (read through a pipe: the
-    password is never in argv or on disk)."""
-    lines = ["[client]"]
-    for name, key in (("user", "user"), ("password", "password"), ("host", "host"), ("port", "port"),
-                      ("socket", "socket")):
-        value = settings.get(name)
-        if value is not None:
-            escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
-            lines.append(f'{key}="{escaped}"')
     return "\n".join(lines) + "\n"
 
 

@@ -13,12 +13,13 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from dataclasses import dataclass
 
 from moodleload.exits import EXIT_USAGE, UsageError
 from moodleload.judging.compare import Thresholds
 from moodleload.judging.runs import MAX_EXTRA_RUNS, Evidence, analyse_spread, decided, log_grids
 from moodleload.judging.work import JUDGE_BOTH, JUDGE_CHOICES, good_measure
-from moodleload.results.model import load_document
+from moodleload.results.model import Results, load_document
 
 
 def baseline_spread(bases: list, thresholds: Thresholds):
@@ -74,44 +75,67 @@ def cost_line(runs: int, seconds_per_run: float | None, commits: int | None, tol
     return line
 
 
-def _baseline(args) -> int:
-    thresholds = Thresholds(max_regression_pct=args.max_regression, alpha=args.alpha, judge=args.judge,
-                            failure_margin=args.max_failure_rise / 100.0)
-    bases = [load_document(path) for path in args.results]
+@dataclass(frozen=True)
+class BaselinePlan:
+    """What the baseline's runs support: baseline runs still to record (None: not even
+    MAX_EXTRA_RUNS more would do), runs a step needs, and the line that says so."""
+
+    extra_baseline_runs: int | None
+    runs_per_step: int | None
+    line: str
+
+
+def plan_for(bases: list, thresholds: Thresholds, max_runs: int, seconds_per_run: float | None = None,
+             commits: int | None = None) -> BaselinePlan:
+    """The sizing a bisect's baseline reads after each of its runs."""
+    tolerance = thresholds.max_regression_pct
     spread, _ = baseline_spread(bases, thresholds)
     if spread is None:
-        print("[bisect] the baseline has too few runs with data to know its spread: record at least two",
-              file=sys.stderr)
-        print("extra_baseline_runs=1\nruns_per_step=")
-        return 0
-    runs, extra = plan_baseline(bases, thresholds, args.max_runs)
+        return BaselinePlan(1, None, "the baseline has too few runs with data to know its spread: record at least two")
+    runs, extra = plan_baseline(bases, thresholds, max_runs)
     what = "CPU time per answer" if good_measure(thresholds.judge) == "work" else "service time"
     noise = f"{what}: {math.exp(spread.total) - 1:.1%} a page run to run, {math.exp(spread.site) - 1:.1%} for the site"
     if runs is None:
-        print(f"[bisect] at this spread ({noise}) not even {MAX_EXTRA_RUNS} more baseline runs would let "
-              f"{args.max_runs} runs a step call {args.max_regression:g} %: lower the noise (a quieter machine, "
-              f"longer runs) or raise --max-regression", file=sys.stderr)
-        print("extra_baseline_runs=\nruns_per_step=")
-        return 0
+        return BaselinePlan(None, None, f"at this spread ({noise}) not even {MAX_EXTRA_RUNS} more baseline runs "
+                                        f"would let {max_runs} runs a step call {tolerance:g} %: lower the noise (a "
+                                        f"quieter machine, longer runs) or raise --max-regression")
     if extra:
-        print(f"[bisect] at this spread ({noise}) the {len(bases)} baseline runs cannot support "
-              f"{args.max_regression:g} % within {args.max_runs} runs a step: about {extra} more baseline "
-              f"run{'s' * (extra > 1)} would", file=sys.stderr)
-    else:
-        print(f"[bisect] at this spread ({noise}), "
-              + cost_line(runs, args.seconds_per_run, args.commits, args.max_regression), file=sys.stderr)
-    print(f"extra_baseline_runs={extra}\nruns_per_step={runs}")
+        return BaselinePlan(extra, runs, f"at this spread ({noise}) the {len(bases)} baseline runs cannot support "
+                                         f"{tolerance:g} % within {max_runs} runs a step: about {extra} more baseline "
+                                         f"run{'s' * (extra > 1)} would")
+    return BaselinePlan(0, runs, f"at this spread ({noise}), " + cost_line(runs, seconds_per_run, commits, tolerance))
+
+
+def more_runs_of(document: Results) -> tuple[int | None, str | None]:
+    """What the comparison in a step's results says more runs of the commit would do: (how
+    many would decide, None where none would; why it is undecided, where it says)."""
+    comparison = document.comparison
+    if comparison is None:
+        return None, None
+    return comparison.more_runs.candidate, comparison.undecided
+
+
+def thresholds_of(max_regression: float, alpha: float, judge: str, max_failure_rise: float) -> Thresholds:
+    return Thresholds(max_regression_pct=max_regression, alpha=alpha, judge=judge,
+                      failure_margin=max_failure_rise / 100.0)
+
+
+def _baseline(args) -> int:
+    thresholds = thresholds_of(args.max_regression, args.alpha, args.judge, args.max_failure_rise)
+    plan = plan_for([load_document(path) for path in args.results], thresholds, args.max_runs,
+                    args.seconds_per_run, args.commits)
+    print(f"[bisect] {plan.line}", file=sys.stderr)
+    print(f"extra_baseline_runs={'' if plan.extra_baseline_runs is None else plan.extra_baseline_runs}\n"
+          f"runs_per_step={'' if plan.runs_per_step is None else plan.runs_per_step}")
     return 0
 
 
 def _next(args) -> int:
     """What the comparison in a results file says more runs would do."""
-    document = load_document(args.results[0])
-    comparison = document.comparison
-    candidate = comparison.more_runs.candidate if comparison is not None else None
+    candidate, undecided = more_runs_of(load_document(args.results[0]))
     print(f"more_runs={'' if candidate is None else candidate}")
-    if comparison is not None and comparison.undecided:
-        print(f"[bisect] {comparison.undecided}", file=sys.stderr)
+    if undecided:
+        print(f"[bisect] {undecided}", file=sys.stderr)
     return 0
 
 

@@ -2,14 +2,15 @@
 bisect inside each step and the confirmation of the commit it names.
 
 ``examples/scan-range.sh GOOD BAD`` (run in the Moodle checkout) calls ``main``.  Each
-commit is measured by ``examples/bisect-step.sh --measure``, the same preparation and load
-a bisect step uses, into RESULTS_DIR/NNN-<commit>.json; a file is written whole or not at
-all, so a scan started again measures only what it lacks.  The per-commit series of every
-page (and its DB reads) go to moodleload.scan.changepoints.  Each step found is bisected between
-the two measured commits around it with bisect-step.sh, its baseline the runs the scan
+commit is measured by the bisect step's ``--measure`` (``python -m moodleload.bisect``),
+the same preparation and load a bisect step uses, into RESULTS_DIR/NNN-<commit>.json; a
+file is written whole or not at all, so a scan started again measures only what it lacks.
+The per-commit series of every page (and its DB reads) go to moodleload.scan.changepoints.
+Each step found is bisected between the two measured commits around it with the bisect
+step, its baseline the runs the scan
 already made on the old level (for an improvement: on the new, fast level, with
 BISECT_FOR=improvement), and the first commit the bisect names is confirmed against its
-parent by interleaved runs (bisect-step.sh --confirm).  The bisect's tolerance is half the
+parent by interleaved runs (the step's --confirm).  The bisect's tolerance is half the
 step (or the configured one, if smaller): the two levels are then equally far from it.
 What was found goes to RESULTS_DIR/scan.json and, with matplotlib, RESULTS_DIR/range.html.
 """
@@ -66,7 +67,14 @@ class Scan:
 
     @property
     def step_script(self) -> str:
+        """The step as a user runs it by hand (the commands the scan prints)."""
         return os.path.join(self.toolkit, "examples", "bisect-step.sh")
+
+    @property
+    def step_command(self) -> list[str]:
+        """The step as the scan runs it: the package's, in this interpreter (``environment``
+        puts the toolkit on PYTHONPATH)."""
+        return [sys.executable, "-m", "moodleload.bisect"]
 
     def short(self, index: int) -> str:
         return self.commits[index][:7]
@@ -206,7 +214,7 @@ def measure_once(scan: Scan, output: str, attempt: int) -> int | None:
     status, with its log kept as OUTPUT.tryN.log and its reason said."""
     partial = output + ".partial"
     try:
-        status = run_child([scan.step_script, "--measure", partial], env=scan.environment).returncode
+        status = run_child([*scan.step_command, "--measure", partial], env=scan.environment).returncode
     except BaseException:
         if os.path.exists(partial):
             os.unlink(partial)  # a stopped run is not measured; its log stays for the curious
@@ -263,7 +271,7 @@ def prepare_baseline(scan: Scan, interval: Interval, intervals: list, folder: st
     fresh = max(1, wanted - len(positions))
     for number in range(len(positions) + 1, len(positions) + fresh + 1):
         output = os.path.join(folder, f"baseline-{number}.json")
-        status = run_child([scan.step_script, "--measure", output], env=environment).returncode
+        status = run_child([*scan.step_command, "--measure", output], env=environment).returncode
         if status > 1 or not os.path.exists(output):
             raise UsageError(f"a baseline run of {scan.short(side)} failed (exit {status})")
     return [scan.label(position) for position in positions] + [f"{fresh} new run(s) of {scan.short(side)}"]
@@ -277,7 +285,7 @@ def run_bisect(scan: Scan, interval: Interval, folder: str, environment: dict) -
         scan.commits[scan.picked[interval.before]])
     try:
         with open(os.path.join(folder, "bisect.log"), "w", encoding="utf-8") as log:
-            run_child(["git", "bisect", "run", scan.step_script], env=environment, stdout=log, text=True)
+            run_child(["git", "bisect", "run", *scan.step_command], env=environment, stdout=log, text=True)
     finally:
         git("bisect", "reset", check=False)
     with open(os.path.join(folder, "bisect.log"), encoding="utf-8") as log:
@@ -320,7 +328,7 @@ def bisect_interval(scan: Scan, interval: Interval, intervals: list, labels: lis
     else:
         outcome["commit"] = commit
         outcome["subject"] = git("log", "-1", "--format=%s", commit)
-        result = run_child([scan.step_script, "--confirm", commit], env=environment, stdout=subprocess.PIPE,
+        result = run_child([*scan.step_command, "--confirm", commit], env=environment, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)
         with open(os.path.join(folder, "confirm.log"), "w", encoding="utf-8") as log:
             log.write(result.stdout + result.stderr)
@@ -398,7 +406,9 @@ def open_scan(good: str, bad: str, environment: dict) -> Scan:
         os.makedirs(results_dir, exist_ok=True)
     except OSError as error:
         raise UsageError(f"cannot create RESULTS_DIR {results_dir}: {error.strerror}") from None
-    return Scan(toolkit, results_dir, history, picked, {**environment, "RESULTS_DIR": results_dir}, stride, bisect,
+    import_path = os.pathsep.join(filter(None, (toolkit, environment.get("PYTHONPATH"))))
+    return Scan(toolkit, results_dir, history, picked,
+                {**environment, "RESULTS_DIR": results_dir, "PYTHONPATH": import_path}, stride, bisect,
                 baseline_runs, per_run, pairs, configured)
 
 
