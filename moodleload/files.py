@@ -6,11 +6,12 @@ import json
 import os
 import stat
 import tempfile
+from typing import Any, BinaryIO
 
 from moodleload.exits import UsageError
 
 
-def json_text(document, indent: int = 2) -> str:
+def json_text(document: object, indent: int = 2) -> str:
     return json.dumps(document, indent=indent, ensure_ascii=False) + "\n"
 
 
@@ -43,14 +44,14 @@ def write_atomically(path: str, text: str, mode: int | None = None) -> None:
         raise
 
 
-def write_json_atomically(path: str, document, mode: int | None = None, indent: int = 2) -> None:
+def write_json_atomically(path: str, document: object, mode: int | None = None, indent: int = 2) -> None:
     write_atomically(path, json_text(document, indent), mode)
 
 
 MAX_JSON_BYTES = 64 * 1024 * 1024  # a day-long run's results are a few MB; a config with 100,000 users ~10 MB
 
 
-def read_json(path: str, what: str, limit: int = MAX_JSON_BYTES):
+def read_json(path: str, what: str, limit: int = MAX_JSON_BYTES) -> Any:
     """The parsed JSON of ``path``; a file that is not UTF-8 JSON, is over ``limit`` bytes
     (checked before it is read), or is nested beyond reason, is a UsageError naming ``what``
     it should have been.  FileNotFoundError is left to the caller, which knows what a missing
@@ -81,7 +82,7 @@ def read_json(path: str, what: str, limit: int = MAX_JSON_BYTES):
         raise UsageError(f"{what}: {path} is nested too deeply to be a {what} file") from None
 
 
-def open_regular(path: str, what: str):
+def open_regular(path: str, what: str) -> BinaryIO:
     """``path`` opened for reading in binary, when it is a regular file.  A named pipe with no
     writer would block the opening for ever, and a device never ends: both are refused, and
     the opening itself never waits (O_NONBLOCK, which a regular file ignores)."""
@@ -116,7 +117,7 @@ def check_writable(path: str, option: str) -> None:
         raise UsageError(f"{option} {path} is read-only: make it writable (chmod u+w) or give another file")
 
 
-def check_output_path(path: str, option: str, others: dict) -> None:
+def check_output_path(path: str, option: str, others: dict[str, str]) -> None:
     """``check_writable``, and not the same file as an input (``others``: option -> path)
     that writing it would destroy."""
     check_writable(path, option)

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import platform
 import socket
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from moodleload import __version__
-from moodleload.config import CALL_ROW
+from moodleload.config import CALL_ROW, Config
 from moodleload.load.recording import settled
 from moodleload.results.model import Results
 from moodleload.results.sections import Generator, Logins, Metadata, Timeline
@@ -57,7 +58,7 @@ def build_document(run: LoadRun, argv: list[str], config_sha256: str) -> Results
         statements=None if statements is None else Statements.from_dict(statements))
 
 
-def row_kinds(config, names) -> dict:
+def row_kinds(config: Config, names: Iterable[str]) -> dict[str, str]:
     """What each row is (page, journey step, web-service call); a row the config does not
     name was a page's browser call, first seen during the run."""
     kinds = config.row_kinds()

@@ -10,8 +10,10 @@ from dataclasses import dataclass
 from moodleload.exits import UsageError
 from moodleload.results.sections import Machine
 
+CpuCounters = tuple[float, float, float]  # busy, steal and all seconds of every CPU since boot
 
-def cpu_counters(path: str = "/proc/stat") -> tuple[float, float, float] | None:
+
+def cpu_counters(path: str = "/proc/stat") -> CpuCounters | None:
     """(busy seconds, steal seconds, all seconds) of every CPU since boot, or None off Linux."""
     try:
         with open(path, encoding="ascii") as handle:
@@ -35,7 +37,8 @@ def load_average() -> float | None:
         return None
 
 
-def summarise(before, after, wall_seconds: float, own_cpu_seconds: float) -> Machine | None:
+def summarise(before: CpuCounters | None, after: CpuCounters | None, wall_seconds: float,
+              own_cpu_seconds: float) -> Machine | None:
     """The machine beside the run: cores kept busy by other processes, steal share."""
     if before is None or after is None or wall_seconds <= 0:
         return None
@@ -49,7 +52,7 @@ def summarise(before, after, wall_seconds: float, own_cpu_seconds: float) -> Mac
 BUSY_DIFFERENCE = 0.25  # of the machine's cores: less is ordinary scatter of a shared box
 
 
-def noise_notes(bases: list, news: list) -> list:
+def noise_notes(bases: list[Machine | None], news: list[Machine | None]) -> list[str]:
     """Where a large spread likely came from, where it is measurable: the run whose machine
     was busiest with other processes, when it stands out from the rest.  ``bases`` and
     ``news``: each run's Machine (summarise's), None where it was not recorded."""
@@ -93,7 +96,7 @@ class NeighboursShift:
                 f"(--judge work, with the footer's CPU time)")
 
 
-def neighbours_shift(bases: list, news: list, cpus: float) -> NeighboursShift | None:
+def neighbours_shift(bases: list[float | None], news: list[float | None], cpus: float) -> NeighboursShift | None:
     """Whether the waiting in this commit's runs cannot be told from the machine's: the cores
     the load machine's other processes kept busy (``bases``, ``news``: per run, None where not
     recorded) moved outside the baseline runs' range by more than BUSY_DIFFERENCE of the
@@ -121,7 +124,7 @@ def load_per_core(machine: Machine | None) -> float | None:
     return None if machine is None else machine.load_per_core
 
 
-def contention_shift(bases: list, news: list) -> str | None:
+def contention_shift(bases: list[Machine | None], news: list[Machine | None]) -> str | None:
     """Why the work (CPU time per answer) of these runs cannot be compared, or None: the load
     machine's load average per core during this commit's runs moved away from the baseline's
     by more than LOAD_SHIFT (and LOAD_SHIFT_FLOOR).  ``bases`` and ``news``: each run's Machine."""
@@ -141,7 +144,8 @@ def contention_shift(bases: list, news: list) -> str | None:
             f"the baseline again")
 
 
-def contended(bases: list, news: list, max_other_cpu: float | None) -> list:
+def contended(bases: list[Machine | None], news: list[Machine | None],
+              max_other_cpu: float | None) -> list[str]:
     """Runs taken beside more other work than --max-other-cpu allows: not comparable.
     ``bases`` and ``news``: each run's Machine, None where it was not recorded."""
     if max_other_cpu is None:

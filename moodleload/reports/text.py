@@ -67,7 +67,7 @@ def format_report(document: Results) -> str:
     return "\n".join(lines)
 
 
-def request_count_lines(document: Results) -> list:
+def request_count_lines(document: Results) -> list[str]:
     """What ``requests`` counts, where the pages also made web-service calls: the rate paces
     the page views and journey steps; each page's browser calls ride along, uncounted by it."""
     calls = sum(record.requests for name, record in document.urls.items() if document.row_kind(name) == CALL_ROW)
@@ -87,7 +87,7 @@ def summary_json(summary: Summary) -> str:
                       separators=(",", ":"))
 
 
-def rate_hints(document: Results) -> list:
+def rate_hints(document: Results) -> list[str]:
     """Why the observed rate fell short of the target, when it did."""
     summary, meta, generator = document.summary, document.metadata, document.generator
     target = summary.req_per_min_target
@@ -161,7 +161,7 @@ JUDGED = {"time": "service time decides", "work": "Moodle's CPU time per answer 
           "both": "service time decides, a rise of CPU time alone is bad too"}
 
 
-def work_table(comparison: Comparison) -> list:
+def work_table(comparison: Comparison) -> list[str]:
     """The CPU time per answer against the baseline, page by page, where the footers gave it."""
     rows = [row for row in comparison.rows.values() if row.work is not None]
     if not rows:
@@ -178,7 +178,7 @@ def work_table(comparison: Comparison) -> list:
     return lines
 
 
-def format_trust(signals: TrustSignals) -> list:
+def format_trust(signals: TrustSignals) -> list[str]:
     lines = []
     if signals.cpu_cores_used is not None:
         lines.append(f"Trust: generator CPU {signals.cpu_cores_used:.0%} of a core; requests waited inside it "

@@ -37,8 +37,8 @@ class UrlRow:
     service_p95: float | None
     db_reads: float | None
     db_writes: float | None
-    failures: dict
-    redirects: dict
+    failures: dict[str, int]
+    redirects: dict[str, int]
     kind: str = PAGE_ROW  # page, journey step or web-service call (results before 0.7 know only pages)
     cpu_ms: float | None = None  # the PHP worker's mean CPU time per answer (footer), where shown
 
@@ -46,7 +46,7 @@ class UrlRow:
 ROW_HEADINGS = {"page": "pages", "journey step": "journey steps", "web-service call": "web-service calls"}
 
 
-def url_rows(document: Results) -> list:
+def url_rows(document: Results) -> list[UrlRow]:
     """The rows of the per-URL tables, grouped by kind (pages, journey steps, web-service
     calls), each group in the order of the results."""
     rows = []
@@ -135,7 +135,7 @@ SATURATION_REMEDY = ("Lower --rpm, raise --concurrency (with as many users) if t
                      "to itself.")
 
 
-def good_grounds(document: Results, comparison: Comparison | None) -> list:
+def good_grounds(document: Results, comparison: Comparison | None) -> list[str]:
     """What a good verdict rests on, in the run's own numbers: the load was delivered, how
     few requests failed, and against a baseline the slowdowns the data rule out (or, with
     no baseline, that only the absolute gates judged it)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from moodleload.exits import UsageError
 
@@ -17,7 +18,7 @@ class Histogram:
 
     __slots__ = ("counts", "count", "total", "minimum", "maximum")
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.counts: dict[int, int] = {}
         self.count = 0
         self.total = 0.0
@@ -73,13 +74,13 @@ class Histogram:
     def mean(self) -> float | None:
         return self.total / self.count if self.count else None
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"base": self.BASE, "unit": "ms", "count": self.count, "sum": round(self.total, 3),
                 "min": round(self.minimum, 3) if self.count else None, "max": round(self.maximum, 3),
                 "buckets": {str(k): v for k, v in sorted(self.counts.items())}}
 
     @classmethod
-    def from_dict(cls, raw: dict | None) -> Histogram:
+    def from_dict(cls, raw: dict[str, Any] | None) -> Histogram:
         histogram = cls()
         if not raw:
             return histogram
@@ -104,7 +105,7 @@ class FineHistogram(Histogram):
     __slots__ = ()
 
 
-def counter_median(counts: dict) -> float | None:
+def counter_median(counts: dict[str, int]) -> float | None:
     """Median of a {value: how many times} tally."""
     total = sum(counts.values())
     if not total:

@@ -172,10 +172,10 @@ def load_document(path: str) -> Results:
     return Results.from_dict(document, f"results: {path}")
 
 
-def check_distinct(documents: dict) -> None:
+def check_distinct(documents: dict[str, Results]) -> None:
     """Refuse runs given twice (``documents``: label -> Results): each run is one
     observation of the run-to-run spread, and a copy would shrink it to nothing."""
-    seen: dict = {}
+    seen: dict[str, str] = {}
     for label, results in documents.items():
         identity = results.identity()
         if identity in seen:

@@ -38,7 +38,7 @@ class Metadata:
     start_offsets_s: tuple[tuple[str, float], ...] = ()  # per shard: how late it opened it
 
     @classmethod
-    def from_dict(cls, raw: dict) -> Metadata:
+    def from_dict(cls, raw: dict[str, Any]) -> Metadata:
         return cls(raw["rpm"], raw["duration_s"], raw["warmup_s"], raw["measured_seconds"], raw["blocks"],
                    raw["concurrency"], raw["seed"], raw["config_sha256"], raw["interrupted"], tuple(raw["shards"]),
                    raw.get("block_seconds"), raw.get("http_client"), raw.get("target"), raw.get("started_at"),
@@ -79,7 +79,7 @@ class Logins:
     failed: dict[str, int] = field(default_factory=dict)  # why -> how many users
 
     @classmethod
-    def from_dict(cls, raw: dict) -> Logins:
+    def from_dict(cls, raw: dict[str, Any]) -> Logins:
         return cls(raw["ok"], raw["relogins"], raw.get("retried", 0), dict(raw["failed"]))
 
     def to_dict(self) -> dict[str, Any]:
@@ -107,7 +107,7 @@ class Generator:
     request_errors_suppressed: int = 0
 
     @classmethod
-    def from_dict(cls, raw: dict) -> Generator:
+    def from_dict(cls, raw: dict[str, Any]) -> Generator:
         return cls(raw["cpu_seconds"], raw["run_seconds"], Histogram.from_dict(raw.get("lateness_ms")),
                    Histogram.from_dict(raw.get("loop_lag_ms")), raw["tokens_waited_for_worker"],
                    raw["tokens_dropped"], raw["tokens_unsent"], raw["sent_in_window"], raw.get("due_in_window"),
@@ -168,7 +168,7 @@ class UrlRecord:
     blocks_cpu_ticks: tuple[dict[str, int], ...] | None = None  # the worker's CPU ticks, tallied per block (0.7+)
 
     @classmethod
-    def from_dict(cls, raw: dict) -> UrlRecord:
+    def from_dict(cls, raw: dict[str, Any]) -> UrlRecord:
         fine = raw.get("blocks_service_fine_ms")
         cpu_blocks = raw.get("blocks_cpu_ticks")
         footer = raw["footer"]
@@ -269,7 +269,7 @@ class TimelinePoint:
     service_ms: Histogram = field(default_factory=Histogram)
 
     @classmethod
-    def from_dict(cls, raw: dict) -> TimelinePoint:
+    def from_dict(cls, raw: dict[str, Any]) -> TimelinePoint:
         return cls(raw["t"], raw["sent"], raw["ok"], raw.get("cpu_seconds", 0.0), dict(raw["failures"]),
                    Histogram.from_dict(raw["response_ms"]), Histogram.from_dict(raw["service_ms"]))
 
@@ -290,7 +290,7 @@ class Timeline:
     points: tuple[TimelinePoint, ...] = ()
 
     @classmethod
-    def from_dict(cls, raw: dict) -> Timeline:
+    def from_dict(cls, raw: dict[str, Any]) -> Timeline:
         return cls(raw["seconds"], tuple(TimelinePoint.from_dict(point) for point in raw["points"]))
 
     def to_dict(self) -> dict[str, Any]:

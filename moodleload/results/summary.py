@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from moodleload.console import round_or_none
 from moodleload.results.histogram import Histogram, counter_median
@@ -37,7 +37,7 @@ class Percentiles:
         p50, p90, p95, p99, p99_9 = (round_or_none(histogram.percentile(q)) for q in PERCENTILES)
         return cls(p50, p90, p95, p99, p99_9, round_or_none(histogram.maximum if histogram.count else None))
 
-    def to_dict(self, prefix: str) -> dict:
+    def to_dict(self, prefix: str) -> dict[str, Any]:
         return {f"{prefix}_p50": self.p50, f"{prefix}_p90": self.p90, f"{prefix}_p95": self.p95,
                 f"{prefix}_p99": self.p99, f"{prefix}_p99_9": self.p99_9, f"{prefix}_max": self.max}
 
@@ -70,7 +70,7 @@ class UrlSummary:
         spread = self.footer.get(name)
         return spread.max if spread is not None else None
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         summary = {"requests": self.requests, "success": self.success, "failure": self.failure,
                    **self.latency_ms.to_dict("latency_ms"), **self.service_ms.to_dict("service_ms")}
         for name, spread in self.footer.items():
@@ -103,7 +103,7 @@ class Summary:
     def error_rate(self) -> float | None:
         return round(self.failure / self.requests, 4) if self.requests else None
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         summary = {
             "req_per_min_target": self.req_per_min_target,
             "req_per_min_observed": self.req_per_min_observed,
@@ -140,10 +140,10 @@ def url_summary(record: UrlRecord) -> UrlSummary:
 
 
 def summarize(rpm: float, measured_seconds: float, sent_in_window: int, urls: dict[str, UrlRecord],
-              work_done: dict) -> Summary:
+              work_done: dict[str, int]) -> Summary:
     """The run's summary.  Pure: from the recorded histograms, whether one run or a merge."""
     response, service = Histogram(), Histogram()
-    failures: Counter = Counter()
+    failures: Counter[str] = Counter()
     requests = success = 0
     for record in urls.values():
         response.merge(record.response_ms)
