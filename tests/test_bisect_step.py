@@ -31,7 +31,8 @@ def test_the_settings_default_to_the_documented_load_and_limits():
 
 @pytest.mark.parametrize("environment, complaint", [
     ({"BISECT_FOR": "faster"}, "BISECT_FOR must be regression or improvement"),
-    ({"MAX_RUNS": "six"}, "MAX_RUNS must be a whole number, not 'six'"),
+    ({"MAX_RUNS": "six"}, "MAX_RUNS must be a whole number of at least 1, not 'six'"),
+    ({"BASELINE_RUNS": "0"}, "BASELINE_RUNS must be a whole number of at least 1, not '0'"),
     ({"PRETEST_DUMP": "missing.dump"}, "PRETEST_DUMP missing.dump is not a readable file"),
     ({"MOODLE_CONFIG": "nowhere/config.php"}, "MOODLE_CONFIG nowhere/config.php is not a readable file"),
     ({"LOAD_ARGS": "--max-regression '5"}, "LOAD_ARGS cannot be split into flags"),

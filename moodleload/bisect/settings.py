@@ -9,7 +9,7 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from moodleload.exits import EXIT_USAGE
+from moodleload.exits import EXIT_USAGE, UsageError
 
 
 class StepEnd(Exception):
@@ -71,10 +71,11 @@ class StepSettings:
         return flags
 
 
-def _whole(environment: Mapping[str, str], name: str, default: int) -> int:
-    text = environment.get(name) or str(default)
-    if not text.isdigit():
-        raise stop(f"{name} must be a whole number, not {text!r}")
+def whole_number(environment: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+    """A setting that counts something (runs, pairs, minutes), or a UsageError naming it."""
+    text = environment.get(name, "") or str(default)
+    if not text.isdigit() or int(text) < minimum:
+        raise UsageError(f"{name} must be a whole number of at least {minimum}, not {text!r}")
     return int(text)
 
 
@@ -95,15 +96,19 @@ def read_settings(environment: Mapping[str, str], toolkit: str, cwd: str) -> Ste
         load_args = tuple(shlex.split(environment.get("LOAD_ARGS") or ""))
     except ValueError as error:
         raise stop(f"LOAD_ARGS cannot be split into flags ({error}): check its quotes") from None
+    try:  # MAX_STEP_MINUTES 0: no further run of a step
+        counts = {name: whole_number(environment, name, default, minimum) for name, default, minimum in (
+            ("BASELINE_RUNS", 3, 1), ("MAX_BASELINE_RUNS", 12, 1), ("MAX_RUNS", 6, 1), ("MAX_STEP_MINUTES", 90, 0),
+            ("PAIRS", 4, 1))}
+    except UsageError as error:
+        raise stop(str(error)) from None
     return StepSettings(
         toolkit=toolkit, results_dir=results_dir,
         baseline=environment.get("BASELINE") or os.path.join(results_dir, "baseline.json"),
         load_config=environment.get("LOAD_CONFIG") or os.path.join(toolkit, "config.json"),
-        baseline_runs=_whole(environment, "BASELINE_RUNS", 3),
-        max_baseline_runs=_whole(environment, "MAX_BASELINE_RUNS", 12),
-        max_runs=_whole(environment, "MAX_RUNS", 6),
-        max_step_seconds=_whole(environment, "MAX_STEP_MINUTES", 90) * 60,
-        pairs=_whole(environment, "PAIRS", 4), bisect_for=bisect_for, load=load, load_args=load_args,
+        baseline_runs=counts["BASELINE_RUNS"], max_baseline_runs=counts["MAX_BASELINE_RUNS"],
+        max_runs=counts["MAX_RUNS"], max_step_seconds=counts["MAX_STEP_MINUTES"] * 60, pairs=counts["PAIRS"],
+        bisect_for=bisect_for, load=load, load_args=load_args,
         pretest_dump=environment.get("PRETEST_DUMP") or None, moodle_config=environment.get("MOODLE_CONFIG") or None,
         db_type=environment.get("DB_TYPE") or "pgsql", restore_cmd=environment.get("RESTORE_CMD") or None,
         prepare_cmd=environment.get("PREPARE_CMD") or None, reload_cmd=environment.get("RELOAD_CMD") or None,

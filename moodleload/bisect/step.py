@@ -171,6 +171,14 @@ class Step:
             files = [self.settings.baseline]
         return files
 
+    def judged_against(self) -> list[str]:
+        """The baseline runs a step or a confirmation needs, or StepEnd(128) saying how to make them."""
+        files = self.baseline_files()
+        if not files:
+            raise stop(f"no baseline in {self.settings.results_dir}: run this script with --baseline on the good "
+                       f"commit first")
+        return files
+
     def confirm(self, given: str | None) -> int:
         """The culprit against its parent, alternately on freshly prepared sites: per-pair
         ratios cancel slow drift of the machine; the order swaps every pair (A B, B A, ...) so
@@ -215,10 +223,7 @@ class Step:
         cannot show the run-to-run spread, so its block verdict is never the last word: a
         second run of this commit is always made, and the two show the spread."""
         settings = self.settings
-        baselines = self.baseline_files()
-        if not baselines:
-            raise stop(f"no baseline in {settings.results_dir}: run this script with --baseline on the good commit "
-                       f"first")
+        baselines = self.judged_against()
         started = time.monotonic()
         self.prepare()
         first = os.path.join(settings.results_dir, f"{self.commit}.json")
@@ -299,9 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         if mode == "--measure":
             return step.measure(arguments[1] if len(arguments) > 1 else None)
         if mode == "--confirm":
-            if not step.baseline_files():
-                raise stop(f"no baseline in {settings.results_dir}: run this script with --baseline on the good "
-                           f"commit first")
+            step.judged_against()
             return step.confirm(arguments[1] if len(arguments) > 1 else None)
         return step.step()
     except StepEnd as end:

@@ -159,8 +159,7 @@ class Postgres(Family):
     def client_environment(self) -> dict[str, str]:
         """The PG* variables libpq's tools read, from the settings (the password too: never argv)."""
         environment = dict(os.environ)
-        for name, variable in (("host", "PGHOST"), ("port", "PGPORT"), ("name", "PGDATABASE"), ("user", "PGUSER"),
-                               ("password", "PGPASSWORD")):
+        for name, variable in PG_VARIABLES:
             if self.settings.get(name) is not None:
                 environment[variable] = str(self.settings.get(name))
         return environment
@@ -501,6 +500,10 @@ def client_option_file(settings: Settings) -> str:
             lines.append(f'{key}="{escaped}"')
     return "\n".join(lines) + "\n"
 
+
+# The settings libpq's client tools (pg_restore, psql) read from the environment.
+PG_VARIABLES = (("host", "PGHOST"), ("port", "PGPORT"), ("name", "PGDATABASE"), ("user", "PGUSER"),
+                ("password", "PGPASSWORD"))
 
 # A pg_restore list's entries for an extension and its comment: a superuser's objects.
 EXTENSION_ENTRY = re.compile(r"^[0-9]+; [0-9]+ [0-9]+ (EXTENSION|COMMENT - EXTENSION) ")

@@ -21,7 +21,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 
-from moodleload.database.families import Settings, client_option_file, family_of
+from moodleload.database.families import PG_VARIABLES, Settings, client_option_file, family_of
 from moodleload.exits import SETUP_DONE, SETUP_USAGE, UsageError
 
 SETTINGS = ("dbtype", "dbhost", "dbname", "dbuser", "dbpass", "prefix", "wwwroot")
@@ -282,8 +282,7 @@ def shell_assignments(family: str, settings: Settings) -> str:
     every value shell-quoted.  MariaDB/MySQL's password goes by --my-cnf instead."""
     lines = [f"DB_FAMILY={family}", f"DB_NAME={shlex.quote(str(settings.get('name', '')))}"]
     if family == "pgsql":
-        for name, variable in (("host", "PGHOST"), ("port", "PGPORT"), ("name", "PGDATABASE"), ("user", "PGUSER"),
-                               ("password", "PGPASSWORD")):
+        for name, variable in PG_VARIABLES:
             if settings.get(name) is not None:
                 lines.append(f"export {variable}={shlex.quote(str(settings.get(name)))}")
     return "\n".join(lines) + "\n"

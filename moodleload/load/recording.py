@@ -48,15 +48,18 @@ class UrlStats:
 
     def record(self) -> UrlRecord:
         """What this row measured, as the results keep it."""
-        tallies = {name: {str(k): v for k, v in sorted(tally.items())}
-                   for name, tally in self.footer_counts.items() if tally}
+        tallies = {name: saved_tally(tally) for name, tally in self.footer_counts.items() if tally}
         return UrlRecord(
             self.requests, self.success, self.requests - self.success, dict(sorted(self.failures.items())),
             dict(self.redirects.most_common()), settled(self.response), settled(self.service),
             tuple(map(settled, self.blocks)), tuple(map(settled, self.blocks_fine)), tallies,
             {name: settled(histogram) for name, histogram in self.footer_times.items() if histogram.count},
-            tuple({str(k): v for k, v in sorted(tally.items())} for tally in self.blocks_cpu)
-            if tallies.get("cpu_ticks") else None)
+            tuple(map(saved_tally, self.blocks_cpu)) if tallies.get("cpu_ticks") else None)
+
+
+def saved_tally(tally: Counter) -> dict[str, int]:
+    """A tally of footer values as the results keep it: the values in order, as text."""
+    return {str(value): count for value, count in sorted(tally.items())}
 
 
 def settled(histogram: Histogram) -> Histogram:

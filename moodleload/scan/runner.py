@@ -26,6 +26,7 @@ import sys
 import time
 from dataclasses import dataclass
 
+from moodleload.bisect.settings import whole_number
 from moodleload.console import clock_text, printable
 from moodleload.exits import EXIT_USAGE, UsageError, exit_for_signal
 from moodleload.files import read_json, write_json_atomically
@@ -355,13 +356,6 @@ def bisect_commands(scan: Scan, interval: Interval) -> str:
                 f" && git bisect run {step}")
     return (f"bisect this step: git checkout {after} && BISECT_FOR=improvement {step} --baseline && git bisect start"
             f" --term-old=slow --term-new=fast {after} {before} && BISECT_FOR=improvement git bisect run {step}")
-
-
-def whole_number(environment: dict, name: str, default: int, minimum: int = 1) -> int:
-    text = environment.get(name, "") or str(default)
-    if not text.isdigit() or int(text) < minimum:
-        raise UsageError(f"{name} must be a whole number of at least {minimum}, not {text!r}")
-    return int(text)
 
 
 def seconds(environment: dict, name: str, default: float) -> float:
