@@ -5,6 +5,8 @@ tests/test_architecture.py holds it):
 
 - ``database``: the site's database, touched only as asked (set_moodle_passwords.py).
 - ``site``: the Moodle site as a browser meets it: HTTP, forms, login, the Moodle tree.
+- ``steps``: the kinds of journey step (a page, a form submitted, a web-service call, the
+  logout), each one class: its fields, its parser, its rows, its requests.
 - ``results``: the results document, its typed model, checks, merge and summary.
 - ``load``: one run: the plan, the scheduler, journeys, recording, what runs beside it.
 - ``judging``: comparisons of runs, the spread, sizing, the verdict and its exit status.

@@ -56,6 +56,7 @@ from moodleload.results.statements import hidden_warning
 from moodleload.shards import parse_shard, parse_start_at
 from moodleload.site.clients import resolve_http_client
 from moodleload.site.moodletree import MoodleUnderTest, bisect_in_progress, describe
+from moodleload.steps.kinds import STEP_KINDS
 
 
 def main(argv=None) -> int:
@@ -309,7 +310,7 @@ def run_merge(args, say) -> int:
 def run_load(args, argv: list, parser, say, measured: dict) -> int:
     """A load: everything checked, the load made (in this process or in --processes shards),
     then reported and judged."""
-    config, digest = load_config(args.config)
+    config, digest = load_config(args.config, STEP_KINDS)
     if args.processes > len(config.users):
         raise UsageError(f"--processes {args.processes} is more than the {len(config.users)} users in "
                          f"{args.config}: each process needs users of its own")

@@ -6,8 +6,9 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from moodleload.exits import UsageError
 from moodleload.files import read_json
@@ -54,34 +55,40 @@ class Call:
     name: str  # its row in the reports
 
 
-@dataclass(frozen=True)
-class Step:
-    """One step of a journey: a page, a form submitted from the page before it, a
-    web-service call, or the logout (``kind``); ``login`` is the step a journey after a
-    logout begins with."""
+class JourneyStep(Protocol):
+    """One step of a journey, as the config knows it; its kind (steps/) knows the rest:
+    its own fields, its requests."""
 
-    name: str
-    kind: str  # "page", "submit", "call", "logout", "login"
-    path: str = ""  # page: the URL path template
-    calls: object = ()  # page: tuple of Call, or "browser" (what the page's JavaScript calls)
-    form: str | None = None  # submit: the form's id on the page before
-    fields: tuple = ()  # submit: (name, template) pairs that replace the form's values
-    button: str | None = None  # submit: the submit button pressed (default the first)
-    expect: str | None = None  # submit: the path a good submission redirects to
-    takes: tuple = ()  # (variable, compiled pattern): values read from this step's answer
-    counts: str | None = None  # what each success of this step counts as (work done)
-    call: Call | None = None  # call: the call
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def takes(self) -> tuple[tuple[str, re.Pattern[bytes]], ...]: ...
+
+    def rows(self) -> Iterator[tuple[str, str]]:
+        """(row name, row kind) of every row the step adds to the reports."""
+        ...
+
+
+class StepParser(Protocol):
+    """A journey step kind, as config.json meets it: the key that makes a step of the kind,
+    and its parser (steps.kinds.STEP_KINDS lists them)."""
+
+    @property
+    def KEY(self) -> str: ...
+
+    def parse(self, source: StepSource) -> JourneyStep: ...
 
 
 @dataclass(frozen=True)
 class Journey:
     name: str
     weight: float
-    steps: tuple
-    draws: tuple  # the parameters drawn when the journey starts, in order of first use
+    steps: tuple[JourneyStep, ...]
+    draws: tuple[str, ...]  # the parameters drawn when the journey starts, in order of first use
 
 
-LOGIN_STEP = Step(name="login", kind="login")
+LOGIN_ROW = "login"  # the row of the logins after a logout: a journey after it begins there
 
 
 @dataclass
@@ -106,12 +113,8 @@ class Config:
         kinds = {spec.name: PAGE_ROW for spec in self.urls}
         for journey in self.journeys:
             for step in journey.steps:
-                kinds.setdefault(step.name, CALL_ROW if step.kind == "call" else STEP_ROW)
-                if step.kind == "page" and step.calls != "browser":
-                    for call in step.calls:  # type: ignore[attr-defined]  # a tuple of Call here
-                        kinds.setdefault(call.name, CALL_ROW)
-        if any(step.kind == "logout" for journey in self.journeys for step in journey.steps):
-            kinds.setdefault(LOGIN_STEP.name, STEP_ROW)
+                for name, kind in step.rows():
+                    kinds.setdefault(name, kind)
         return kinds
 
 
@@ -130,8 +133,9 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def validate_config(raw) -> Config:
-    """Check a parsed config.json and build a Config; raise UsageError naming the key."""
+def validate_config(raw: Any, step_kinds: Sequence[StepParser]) -> Config:
+    """Check a parsed config.json and build a Config, its journeys' steps of ``step_kinds``
+    (steps.kinds.STEP_KINDS); raise UsageError naming the key."""
     if not isinstance(raw, dict):
         raise UsageError("config: the top level must be a JSON object")
     warnings = [f"config: unknown key '{key}' ignored" for key in raw if key not in KNOWN_KEYS]
@@ -142,7 +146,7 @@ def validate_config(raw) -> Config:
     users = check_users(raw.get("users"))
     parameters = check_parameters(raw.get("parameters", {}))
     urls, names = check_urls(raw.get("urls", []), parameters, bool(raw.get("journeys")))
-    journeys = check_journeys(raw.get("journeys", []), parameters, names)
+    journeys = check_journeys(raw.get("journeys", []), parameters, names, step_kinds)
     total_weight = sum(spec.weight for spec in urls) + sum(journey.weight for journey in journeys)
     if not math.isfinite(total_weight):
         raise UsageError("config: the weights add up to more than a number can hold; use smaller weights")
@@ -269,10 +273,12 @@ def _call(raw, key: str, known: set, draws: list) -> Call:
     return Call(raw["methodname"], args, _name(raw, key, raw["methodname"]))
 
 
-def check_journeys(raw, parameters: dict, names: set) -> list:
-    """Journeys: ordered steps one user walks through.  Every placeholder must be a
-    parameter (drawn once when the journey starts), a value an earlier step takes from its
-    page, or a built-in; a form is submitted from the page step right before it."""
+def check_journeys(raw: Any, parameters: dict[str, Parameter], names: set[str],
+                   step_kinds: Sequence[StepParser]) -> list[Journey]:
+    """Journeys: ordered steps one user walks through, each of one of ``step_kinds``.  Every
+    placeholder must be a parameter (drawn once when the journey starts), a value an earlier
+    step takes from its page, or a built-in; a form is submitted from the page step right
+    before it."""
     if not isinstance(raw, list):
         raise UsageError("config: journeys must be a list of {\"name\", \"steps\": [...]}")
     journeys = []
@@ -282,21 +288,21 @@ def check_journeys(raw, parameters: dict, names: set) -> list:
             raise UsageError(f"config: {key} needs a non-empty 'steps' list")
         journey_name = _name(entry, key, f"journey {number + 1}")
         known = set(parameters) | set(BUILT_IN_PLACEHOLDERS)
-        draws: list = []
-        steps: list[Step] = []
+        draws: list[str] = []
+        steps: list[JourneyStep] = []
         for position, raw_step in enumerate(entry["steps"]):
             step_key = f"{key}.steps[{position}]"
             if not isinstance(raw_step, dict):
                 raise UsageError(f"config: {step_key} must be an object")
-            kinds = [kind for kind in STEP_KINDS if kind in raw_step]
+            kinds = [kind for kind in step_kinds if kind.KEY in raw_step]
             if len(kinds) != 1:
                 raise UsageError(f"config: {step_key} needs exactly one of "
-                                 + ", ".join(f"'{kind}'" for kind in STEP_KINDS))
-            kind = kinds[0]
-            step = _step(raw_step, kind, step_key, known, draws, steps)
+                                 + ", ".join(f"'{kind.KEY}'" for kind in step_kinds))
+            takes, counts = _step_common(raw_step, step_key)
+            step = kinds[0].parse(StepSource(raw_step, step_key, takes, counts, tuple(steps), known, draws))
             if step.name in names:
                 raise UsageError(f"config: {step_key}.name {step.name!r} is used twice; give each step its own name")
-            if step.name == LOGIN_STEP.name:
+            if step.name == LOGIN_ROW:
                 raise UsageError(f"config: {step_key}.name 'login' is the row of the logins after a logout; "
                                  f"choose another")
             names.add(step.name)
@@ -308,8 +314,9 @@ def check_journeys(raw, parameters: dict, names: set) -> list:
     return journeys
 
 
-def _step(raw: dict, kind: str, key: str, known: set, draws: list, before: list) -> Step:
-    """A journey step: what every kind has (take, counts), then its kind's own parser."""
+def _step_common(raw: dict[str, Any], key: str) -> tuple[tuple[tuple[str, re.Pattern[bytes]], ...], str | None]:
+    """What every kind of step may have: the values it takes from its answer, and what each
+    of its successes counts as."""
     takes = raw.get("take", {})
     if not isinstance(takes, dict) or not all(isinstance(v, str) for v in takes.values()):
         raise UsageError(f"config: {key}.take must map names to regular expressions with one group")
@@ -327,70 +334,49 @@ def _step(raw: dict, kind: str, key: str, known: set, draws: list, before: list)
     counts = raw.get("counts")
     if counts is not None and (not isinstance(counts, str) or not counts):
         raise UsageError(f"config: {key}.counts must name what a success counts as, e.g. \"replies posted\"")
-    step = STEP_KINDS[kind](raw, key, known, draws, before)
-    return replace(step, takes=tuple(compiled), counts=counts)
+    return tuple(compiled), counts
 
 
-def _page_step(raw: dict, key: str, known: set, draws: list, before: list) -> Step:
-    path = raw["path"]
-    if not isinstance(path, str) or not path.startswith("/"):
-        raise UsageError(f"config: {key}.path must start with '/'")
-    draws += _check_placeholders(path, f"{key}.path", known)
-    calls = raw.get("calls", [])
-    if calls != "browser":
-        if not isinstance(calls, list):
-            raise UsageError(f"config: {key}.calls must be \"browser\" or a list of {{\"methodname\", \"args\"}}")
-        calls = tuple(_call(call, f"{key}.calls[{n}]", known, draws) for n, call in enumerate(calls))
-    return Step(name=_name(raw, key, path), kind="page", path=path, calls=calls)
+@dataclass
+class StepSource:
+    """One journey step's object in config.json, for its kind's parser: the object, its key
+    (errors name it), what every kind has (already checked), and the journey before it."""
+
+    raw: dict[str, Any]
+    key: str
+    takes: tuple[tuple[str, re.Pattern[bytes]], ...]
+    counts: str | None
+    before: tuple[JourneyStep, ...]
+    known: set[str]  # the placeholders a template here may use
+    draws: list[str]  # the placeholders the journey's templates use, in order (kinds add theirs)
+
+    def error(self, problem: str) -> UsageError:
+        """The error of this step: ``problem`` follows its key (".path must ...")."""
+        return UsageError(f"config: {self.key}{problem}")
+
+    def name(self, default: str) -> str:
+        """The step's row name: its own "name", or the kind's default."""
+        return _name(self.raw, self.key, default)
+
+    def placeholders(self, template: str, where: str) -> None:
+        """Check a template's placeholders (each known here) and note the ones it draws."""
+        self.draws += _check_placeholders(template, f"{self.key}{where}", self.known)
+
+    def call(self, raw_call: Any, where: str) -> Call:
+        """A web-service call of this step, checked, its placeholders noted."""
+        return _call(raw_call, f"{self.key}{where}", self.known, self.draws)
 
 
-def _submit_step(raw: dict, key: str, known: set, draws: list, before: list) -> Step:
-    if not before or before[-1].kind != "page":
-        raise UsageError(f"config: {key} submits a form, so the step before it must be the page holding it")
-    form = raw["submit"]
-    if not isinstance(form, str) or not form:
-        raise UsageError(f"config: {key}.submit must be the form's id, e.g. \"mformforum\"")
-    fields = raw.get("fields", {})
-    if not isinstance(fields, dict) or not all(isinstance(v, str) for v in fields.values()):
-        raise UsageError(f"config: {key}.fields must map field names to strings")
-    for value in fields.values():
-        draws += _check_placeholders(value, f"{key}.fields", known)
-    expect = raw.get("expect")
-    if expect is not None and (not isinstance(expect, str) or not expect.startswith("/")):
-        raise UsageError(f"config: {key}.expect must be the path a good submission redirects to")
-    button = raw.get("button")
-    if button is not None and not isinstance(button, str):
-        raise UsageError(f"config: {key}.button must be the name of a submit button")
-    return Step(name=_name(raw, key, f"{before[-1].name}: submit"), kind="submit", form=form,
-                fields=tuple(fields.items()), button=button, expect=expect)
-
-
-def _call_step(raw: dict, key: str, known: set, draws: list, before: list) -> Step:
-    call = _call(raw["call"], f"{key}.call", known, draws)
-    return Step(name=_name(raw, key, call.name), kind="call", call=call)
-
-
-def _logout_step(raw: dict, key: str, known: set, draws: list, before: list) -> Step:
-    if raw["logout"] is not True:
-        raise UsageError(f"config: {key}.logout must be true")
-    return Step(name=_name(raw, key, "logout"), kind="logout")
-
-
-# The kinds of journey step: the config key that makes a step of that kind, and its parser.
-# A new kind is one parser here and one runner in journeys.STEP_RUNNERS.
-STEP_KINDS: dict[str, Callable[[dict, str, set, list, list], Step]] = {
-    "path": _page_step, "submit": _submit_step, "call": _call_step, "logout": _logout_step}
-
-
-def load_config(path: str) -> tuple[Config, str]:
-    """Read and validate config.json; returns the config and the SHA-256 of its load
-    (users' passwords excluded, so a password reset does not break comparisons)."""
+def load_config(path: str, step_kinds: Sequence[StepParser]) -> tuple[Config, str]:
+    """Read and validate config.json (``step_kinds`` as for validate_config); returns the
+    config and the SHA-256 of its load (users' passwords excluded, so a password reset does
+    not break comparisons)."""
     try:
         raw = read_json(path, "config")
     except FileNotFoundError:
         raise UsageError(f"config: {path} not found (copy config.example.json or run "
                          f"set_moodle_passwords.py)") from None
-    config = validate_config(raw)
+    config = validate_config(raw, step_kinds)
     return config, config_digest(raw)
 
 

@@ -12,7 +12,7 @@ from helpers import ROOT
 
 # Lower layers first: a wing imports only from wings before it (and the shared modules at the
 # package's top); the entry modules (cli, options, build) may import anything.
-LAYERS = [("database", "site"), ("results",), ("load",), ("judging",), ("reports",), ("bisect",), ("scan",)]
+LAYERS = [("database", "site"), ("steps",), ("results",), ("load",), ("judging",), ("reports",), ("bisect",), ("scan",)]
 ENTRY_MODULES = {"cli", "options", "build"}
 
 

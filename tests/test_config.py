@@ -6,18 +6,23 @@ import pytest
 from helpers import valid_config
 from moodleload.config import fill_url, validate_config
 from moodleload.exits import UsageError
+from moodleload.steps.call import CallStep
+from moodleload.steps.kinds import STEP_KINDS
+from moodleload.steps.logout import LogoutStep
+from moodleload.steps.page import PageStep
+from moodleload.steps.submit import SubmitStep
 
 
 def error_of(raw) -> str:
     with pytest.raises(UsageError) as caught:
-        validate_config(raw)
+        validate_config(raw, STEP_KINDS)
     message = str(caught.value)
     assert "\n" not in message
     return message
 
 
 def test_a_valid_config_loads_with_defaults():
-    config = validate_config(valid_config())
+    config = validate_config(valid_config(), STEP_KINDS)
     assert config.login_path == "/login/index.php"
     assert [u.name for u in config.urls] == ["/course/view.php?id={courseid}", "/mod/forum/view.php?id={cmid}"]
     assert [u.weight for u in config.urls] == [1.0, 1.0]
@@ -49,12 +54,12 @@ def test_each_config_mistake_is_one_line_naming_the_key(changes, complaint):
 
 
 def test_unknown_top_level_keys_only_warn():
-    config = validate_config(valid_config(colour="blue"))
+    config = validate_config(valid_config(colour="blue"), STEP_KINDS)
     assert config.warnings == ["config: unknown key 'colour' ignored"]
 
 
 def test_placeholders_are_filled_from_ranges_and_value_lists():
-    config = validate_config(valid_config())
+    config = validate_config(valid_config(), STEP_KINDS)
     units = [0.0, 0.2499, 0.25, 0.5, 0.75, 0.9999]
     courses = [fill_url(config.urls[0], config.parameters, iter([u])) for u in units]
     assert courses == [f"/course/view.php?id={n}" for n in (2, 2, 3, 4, 5, 5)]
@@ -81,7 +86,7 @@ def journey(*steps, name="j") -> dict:
 ])
 def test_each_journey_mistake_is_one_line_naming_the_step(steps, complaint):
     with pytest.raises(UsageError) as error:
-        validate_config(valid_config(journeys=[journey(*steps)]))
+        validate_config(valid_config(journeys=[journey(*steps)]), STEP_KINDS)
     assert complaint in str(error.value) and "journeys[0].steps" in str(error.value)
 
 
@@ -91,9 +96,9 @@ def test_values_taken_by_a_step_fill_the_steps_after_it():
         {"name": "discussion", "path": "/mod/forum/discuss.php?d={discussion}&k={sesskey}"},
         {"name": "reply", "submit": "mformforum", "fields": {"message[text]": "by {username} at {position}"}},
         {"name": "unsent", "call": {"methodname": "core_message_get_unsent_message", "args": {"d": "{discussion}"}}},
-        {"logout": True})]))
+        {"logout": True})]), STEP_KINDS)
     (walk,) = config.journeys
-    assert [step.kind for step in walk.steps] == ["page", "page", "submit", "call", "logout"]
+    assert [type(step) for step in walk.steps] == [PageStep, PageStep, SubmitStep, CallStep, LogoutStep]
     assert walk.draws == ("cmid",)  # parameters are drawn once, when the journey starts
     assert config.row_names()[-6:] == ["forum", "discussion", "reply", "unsent", "logout", "login"]
 
@@ -101,7 +106,7 @@ def test_values_taken_by_a_step_fill_the_steps_after_it():
 def test_a_config_of_journeys_alone_needs_no_urls():
     raw = valid_config(journeys=[journey({"path": "/my/"})])
     del raw["urls"]
-    assert validate_config(raw).urls == []
+    assert validate_config(raw, STEP_KINDS).urls == []
 
 
 def test_web_service_arguments_keep_numbers_numbers():

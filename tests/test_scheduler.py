@@ -15,6 +15,7 @@ from moodleload.load.document import build_document
 from moodleload.load.plan import Timeline
 from moodleload.load.scheduler import LoadRun, RunSettings
 from moodleload.site.httpclient import Reply
+from moodleload.steps.kinds import STEP_KINDS
 
 TOKEN_PAGE = b'<form><input type="hidden" name="logintoken" value="abcdefabcdefabcdefabcdefabcdefab"></form>'
 
@@ -63,7 +64,7 @@ class VirtualMoodle:
 def config(users: int) -> dict:
     return validate_config({"base_url": "http://moodle.test", "users": [
         {"username": f"tool_generator_{n:06d}", "password": "x"} for n in range(1, users + 1)],
-        "urls": [{"path": "/my/", "name": "dashboard"}]})
+        "urls": [{"path": "/my/", "name": "dashboard"}]}, STEP_KINDS)
 
 
 def run_virtually(users: int, site=None, clock=None, during=None, **settings) -> dict:

@@ -10,6 +10,7 @@ from moodleload.site.httpclient import (
     DEFAULT_MAX_BODY,
     Authorization,
     BodyTooLarge,
+    Form,
     HttpError,
     Reply,
     encode_body,
@@ -32,7 +33,7 @@ class AiohttpClient:
         self._session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
                                               headers={"User-Agent": user_agent})
 
-    async def request(self, method: str, url: str, cookie: str | None, form: dict[str, str] | None,
+    async def request(self, method: str, url: str, cookie: str | None, form: Form | None,
                       timeout: float) -> Reply:
         aiohttp = self._aiohttp
         headers = {"Cookie": cookie} if cookie else {}

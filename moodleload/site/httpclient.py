@@ -62,10 +62,15 @@ class Body:
 
     content_type: str
     data: bytes
-    headers: tuple = ()  # more (name, value) pairs
+    headers: tuple[tuple[str, str], ...] = ()  # more (name, value) pairs
 
 
-def encode_body(form) -> tuple:
+# What a POST sends: a plain form (a dict, or (name, value) pairs in the order a browser sends
+# them) or another Body.
+Form = dict[str, str] | list[tuple[str, str]] | Body
+
+
+def encode_body(form: Form) -> tuple[bytes, str, tuple[tuple[str, str], ...]]:
     """(bytes, Content-Type, extra headers) of a form (a dict or (name, value) pairs) or a Body."""
     if isinstance(form, Body):
         return form.data, form.content_type, form.headers
@@ -323,7 +328,7 @@ class HttpClient:
             raise HttpError(f"cannot connect to {host}:{port} ({error})") from None
         return connection
 
-    async def request(self, method: str, url: str, cookie: str | None, form: dict[str, str] | None,
+    async def request(self, method: str, url: str, cookie: str | None, form: Form | None,
                       timeout: float) -> Reply:
         if self._loop is None:
             self._loop = asyncio.get_running_loop()

@@ -9,7 +9,7 @@ from urllib.parse import urljoin, urlsplit
 
 from moodleload.config import Config, User
 from moodleload.site.forms import find_sesskey
-from moodleload.site.httpclient import BodyTooLarge, HeadersTooLarge, HttpError, Unreachable, parse_set_cookie
+from moodleload.site.httpclient import BodyTooLarge, Form, HeadersTooLarge, HttpError, Unreachable, parse_set_cookie
 from moodleload.site.walk import Walk
 
 # =========================================================================== login
@@ -221,7 +221,7 @@ def judge(fetched: Fetched, login_path: str) -> tuple:
     return None, redirected_to
 
 
-async def fetch(http, session: Session, url: str, *, timeout: float, form: dict | None = None,
+async def fetch(http, session: Session, url: str, *, timeout: float, form: Form | None = None,
                 follow: bool = True) -> Fetched:
     """One request as a browser makes it: the user's cookies, redirects followed hop by
     hop (keeping cookies set on the way), the whole body read.  ``timeout`` is for the whole
