@@ -22,9 +22,9 @@ class Parameter:
     name: str
     minimum: int | None = None
     maximum: int | None = None
-    values: tuple = ()
+    values: tuple[int | str, ...] = ()
 
-    def pick(self, unit: float):
+    def pick(self, unit: float) -> int | str:
         """The value for a uniform number in [0, 1)."""
         if self.values:
             return self.values[int(unit * len(self.values))]
@@ -37,7 +37,7 @@ class UrlSpec:
     path: str  # template with {placeholders}
     name: str  # how reports call it
     weight: float
-    placeholders: tuple
+    placeholders: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class Call:
     """One web-service call as Moodle's JavaScript makes it (lib/ajax/service.php)."""
 
     methodname: str
-    args: dict  # string values may hold {placeholders}
+    args: dict[str, Any]  # string values may hold {placeholders}
     name: str  # its row in the reports
 
 
@@ -95,18 +95,18 @@ LOGIN_ROW = "login"  # the row of the logins after a logout: a journey after it 
 class Config:
     base_url: str
     login_path: str
-    users: list
-    parameters: dict
-    urls: list
-    warnings: list = field(default_factory=list)
+    users: list[User]
+    parameters: dict[str, Parameter]
+    urls: list[UrlSpec]
+    warnings: list[str] = field(default_factory=list)
     basic_auth: str | None = None  # "Basic ..." from user:password@ in base_url, sent to the site only
-    journeys: list = field(default_factory=list)
+    journeys: list[Journey] = field(default_factory=list)
 
-    def row_names(self) -> list:
+    def row_names(self) -> list[str]:
         """Every row the reports have: the URLs, the journeys' steps and calls, in order."""
         return list(self.row_kinds())
 
-    def row_kinds(self) -> dict:
+    def row_kinds(self) -> dict[str, str]:
         """name -> what the row is, for the reports' headings: a page of ``urls``, a journey
         step, or a web-service call (of a step, or of a page's browser calls, which are
         named when first seen and are calls too)."""
@@ -129,7 +129,7 @@ PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-def _is_int(value) -> bool:
+def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -153,7 +153,7 @@ def validate_config(raw: Any, step_kinds: Sequence[StepParser]) -> Config:
     return Config(base_url, login_path, users, parameters, urls, warnings, basic_auth, journeys)
 
 
-def check_users(users_raw) -> list:
+def check_users(users_raw: Any) -> list[User]:
     if not isinstance(users_raw, list) or not users_raw:
         raise UsageError("config: users must be a non-empty list (run set_moodle_passwords.py to fill it)")
     users = []
@@ -162,7 +162,7 @@ def check_users(users_raw) -> list:
                 or not entry.get("username") or not isinstance(entry.get("password"), str):
             raise UsageError(f"config: users[{position}] needs a 'username' and a 'password' string")
         users.append(User(entry["username"], entry["password"]))
-    places: dict = {}
+    places: dict[str, int] = {}
     for position, user in enumerate(users):
         if user.username in places:  # two sessions of one user would share Moodle's session lock
             raise UsageError(f"config: users[{places[user.username]}] and users[{position}] are both "
@@ -171,7 +171,7 @@ def check_users(users_raw) -> list:
     return users
 
 
-def check_parameters(params_raw) -> dict:
+def check_parameters(params_raw: Any) -> dict[str, Parameter]:
     if not isinstance(params_raw, dict):
         raise UsageError("config: parameters must be an object of name -> {min, max} or {values}")
     parameters = {}
@@ -198,7 +198,7 @@ def check_parameters(params_raw) -> dict:
     return parameters
 
 
-def check_urls(urls_raw, parameters: dict, has_journeys: bool) -> tuple[list, set]:
+def check_urls(urls_raw: Any, parameters: dict[str, Parameter], has_journeys: bool) -> tuple[list[UrlSpec], set[str]]:
     if not isinstance(urls_raw, list) or (not urls_raw and not has_journeys):
         raise UsageError("config: urls must be a non-empty list of {\"path\": ...} (or give journeys)")
     urls, names = [], set()
@@ -219,14 +219,14 @@ def check_urls(urls_raw, parameters: dict, has_journeys: bool) -> tuple[list, se
     return urls, names
 
 
-def _weight(entry: dict, key: str) -> float:
+def _weight(entry: dict[str, Any], key: str) -> float:
     weight = entry.get("weight", 1)
     if not isinstance(weight, (int, float)) or isinstance(weight, bool) or weight <= 0 or not math.isfinite(weight):
         raise UsageError(f"config: {key}.weight must be a positive number, got {weight!r}")
     return float(weight)
 
 
-def _name(entry: dict, key: str, default: str | None = None) -> str:
+def _name(entry: dict[str, Any], key: str, default: str | None = None) -> str:
     name = entry.get("name", default)
     if not isinstance(name, str) or not name:
         raise UsageError(f"config: {key}.name must be a non-empty string")
@@ -237,7 +237,7 @@ UNKNOWN_IN_JOURNEY = (", which is no parameter, no value taken by an earlier ste
                       + ", ".join(BUILT_IN_PLACEHOLDERS))
 
 
-def _check_placeholders(text: str, key: str, known: set, unknown: str = UNKNOWN_IN_JOURNEY) -> list:
+def _check_placeholders(text: str, key: str, known: set[str], unknown: str = UNKNOWN_IN_JOURNEY) -> list[str]:
     """The {placeholders} of ``text``; each must be a plain name in ``known`` (``unknown``
     says why not, with {name} standing for it)."""
     found = PLACEHOLDER.findall(text)
@@ -249,7 +249,7 @@ def _check_placeholders(text: str, key: str, known: set, unknown: str = UNKNOWN_
     return found
 
 
-def _strings_of(value):
+def _strings_of(value: Any) -> Iterator[str]:
     if isinstance(value, str):
         yield value
     elif isinstance(value, dict):
@@ -260,7 +260,7 @@ def _strings_of(value):
             yield from _strings_of(item)
 
 
-def _call(raw, key: str, known: set, draws: list) -> Call:
+def _call(raw: Any, key: str, known: set[str], draws: list[str]) -> Call:
     if not isinstance(raw, dict) or not isinstance(raw.get("methodname"), str) \
             or not METHODNAME.match(raw["methodname"]):
         raise UsageError(f"config: {key} needs a 'methodname' (a web-service function, e.g. "
@@ -380,7 +380,7 @@ def load_config(path: str, step_kinds: Sequence[StepParser]) -> tuple[Config, st
     return config, config_digest(raw)
 
 
-def config_digest(raw: dict) -> str:
+def config_digest(raw: dict[str, Any]) -> str:
     """Hash of what shapes the load: URLs, parameters, base URL and the user names."""
     shape = {key: raw.get(key) for key in ("login_path", "parameters", "urls")}
     if raw.get("journeys"):
@@ -390,14 +390,14 @@ def config_digest(raw: dict) -> str:
     return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()
 
 
-def fill(template: str, values: dict) -> str:
+def fill(template: str, values: dict[str, Any]) -> str:
     """``template`` with each {placeholder} replaced by its value in ``values``."""
     if "{" not in template:
         return template
     return PLACEHOLDER.sub(lambda m: str(values[m.group(1)]), template)
 
 
-def fill_args(args, values: dict):
+def fill_args(args: Any, values: dict[str, Any]) -> Any:
     """Web-service arguments with the placeholders in their strings filled; a string that
     is one placeholder of a number becomes that number."""
     if isinstance(args, str):
@@ -412,7 +412,7 @@ def fill_args(args, values: dict):
     return args
 
 
-def fill_url(spec: UrlSpec, parameters: dict, units) -> str:
+def fill_url(spec: UrlSpec, parameters: dict[str, Parameter], units: Iterator[float]) -> str:
     """The URL's path with each {placeholder} replaced by its parameter's value for the next
     uniform number from ``units`` (an iterator of floats in [0, 1))."""
     if not spec.placeholders:

@@ -45,7 +45,7 @@ def test_the_window_keeps_what_it_added_and_never_a_negative_count():
     after = {"SELECT a FROM mdl_user": [30, 30, 9.0], "SELECT b FROM mdl_course": [3, 3, 0.5],
              "SELECT c FROM mdl_log": [4, 0, 0.2]}
     delta = window_delta(before, after, "pg_stat_statements")
-    counts = {entry["query"]: entry["calls"] for entry in delta["statements"]}
+    counts = {entry.query: entry.calls for entry in delta.statements}
     # mdl_course fell: evicted or reset during the run, so it counts from zero
     assert counts == {"SELECT a FROM mdl_user": 20, "SELECT b FROM mdl_course": 3, "SELECT c FROM mdl_log": 4}
 
@@ -54,8 +54,8 @@ def test_statements_hidden_from_the_reader_are_counted_never_named_as_one_statem
     before = {"SELECT 1": [10, 10, 1.0, 5], HIDDEN: [100, 100, 9.0, 50]}
     after = {"SELECT 1": [20, 20, 2.0, 10], HIDDEN: [700, 700, 60.0, 350]}
     section = window_delta(before, after, "pg_stat_statements")
-    assert [entry["query"] for entry in section["statements"]] == ["SELECT 1"]
-    assert section["hidden_calls"] == 600 and section["work"] == 5
+    assert [entry.query for entry in section.statements] == ["SELECT 1"]
+    assert section.hidden_calls == 600 and section.work == 5
     assert hidden_warning(section, "watcher") == (
         "query statistics incomplete: 600 calls in the window were by statements the database user may not read "
         "(<insufficient privilege>; 10 calls could be read), left out of the comparison; connect as the Moodle "
@@ -67,10 +67,10 @@ def test_the_window_keeps_each_statements_work_and_the_databases_whole_work():
     before = {"SELECT a FROM mdl_user": [10, 10, 5.0, 100], "SELECT b FROM mdl_course": [50, 5, 1.0, 40]}
     after = {"SELECT a FROM mdl_user": [30, 30, 9.0, 400], "SELECT b FROM mdl_course": [60, 6, 1.5, 60]}
     delta = window_delta(before, after, "pg_stat_statements")
-    assert {entry["query"]: entry["work"] for entry in delta["statements"]} == {
+    assert {entry.query: entry.work for entry in delta.statements} == {
         "SELECT a FROM mdl_user": 300, "SELECT b FROM mdl_course": 20}
-    assert (delta["work"], delta["work_unit"]) == (320, "buffer pages")
-    assert window_delta({}, {"SELECT 1": [1, 1, 0.1, 7]}, "performance_schema")["work_unit"] == "rows examined"
+    assert (delta.work, delta.work_unit) == (320, "buffer pages")
+    assert window_delta({}, {"SELECT 1": [1, 1, 0.1, 7]}, "performance_schema").work_unit == "rows examined"
 
 
 def with_work(document_: Results, work: int) -> Results:

@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
+from typing import Any
 
 from moodleload.database.families import PG_VARIABLES, Settings, client_option_file, family_of
 from moodleload.exits import SETUP_DONE, SETUP_USAGE, UsageError
@@ -71,8 +72,8 @@ class MoodleConfig:
 
     path: str
     how: str
-    values: dict = field(default_factory=dict)
-    unreadable: dict = field(default_factory=dict)  # setting -> why it could not be read as text
+    values: dict[str, Any] = field(default_factory=dict)
+    unreadable: dict[str, str] = field(default_factory=dict)  # setting -> why it could not be read as text
 
     def get(self, name: str) -> str | None:
         """The value, None where config.php does not set it (or sets it empty); a UsageError
@@ -122,7 +123,7 @@ def strip_comments(text: str) -> str:
     return "".join(result)
 
 
-def _literal(text: str, position: int):
+def _literal(text: str, position: int) -> tuple[str | None, int] | None:
     """(value, end) of the PHP literal at ``position``, or None if it is not a plain one."""
     if text.startswith("'", position):
         match = _SINGLE.match(text, position)
@@ -148,13 +149,13 @@ def _statement_end(text: str, position: int) -> int:
     return len(text) if end < 0 else end
 
 
-def _array(text: str, position: int):
+def _array(text: str, position: int) -> tuple[dict[str, str | None], int] | None:
     """({key: value}, end) of a literal ``array(...)`` or ``[...]`` of 'key' => literal pairs."""
     match = re.compile(r"array\s*\(|\[", re.I).match(text, position)
     if not match:
         return None
     closing = ")" if match.group(0) != "[" else "]"
-    values: dict = {}
+    values: dict[str, str | None] = {}
     position = match.end()
     pair = re.compile(r"\s*(?:'([^'\\]*)'|\"([^\"\\$]*)\")\s*=>\s*", re.S)
     while True:
@@ -288,7 +289,7 @@ def shell_assignments(family: str, settings: Settings) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m moodleload.database.moodleconfig", allow_abbrev=False,
                                      description="A site's database settings from its config.php, for scripts "
                                                  "(examples/bisect-step.sh restores snapshots with them).")

@@ -9,6 +9,8 @@ import copy
 import fcntl
 import glob
 import os
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from moodleload.exits import UsageError
@@ -37,7 +39,7 @@ def config_target(path: str) -> str:
     return os.path.realpath(path) if os.path.islink(path) else path
 
 
-def read_config(path: str) -> tuple[dict, bool]:
+def read_config(path: str) -> tuple[dict[str, Any], bool]:
     """The config to update and whether it exists; checked before the database is touched."""
     try:
         raw = read_json(path, "config")
@@ -55,13 +57,13 @@ def read_config(path: str) -> tuple[dict, bool]:
     return raw, True
 
 
-def stored_password(config: dict) -> str | None:
+def stored_password(config: dict[str, Any]) -> str | None:
     """The password the config's users already share, if they share one."""
     passwords = {u["password"] for u in config.get("users", []) if isinstance(u, dict) and "password" in u}
     return passwords.pop() if len(passwords) == 1 else None
 
 
-def chosen_base_url(config: dict, given: str | None, wwwroot: str | None) -> str | None:
+def chosen_base_url(config: dict[str, Any], given: str | None, wwwroot: str | None) -> str | None:
     """The site's address for config.json: --base-url, else the config's own (unless it is
     the example's placeholder), else config.php's wwwroot; None when nothing gave one.
     Never a value nobody gave: then none is written (missing_base_url says what to add),
@@ -87,8 +89,15 @@ def missing_base_url(path: str) -> str:
             f"--base-url or --moodle-config (its wwwroot), before moodle_load.py")
 
 
-def updated_config(config: dict, users: list, password: str, parameters: dict | None = None,
-                   base_url: str | None = None) -> dict:
+class Named(Protocol):
+    """An account as the config keeps it: its username (its password is the run's)."""
+
+    @property
+    def username(self) -> str: ...
+
+
+def updated_config(config: dict[str, Any], users: Sequence[Named], password: str,
+                   parameters: dict[str, Any] | None = None, base_url: str | None = None) -> dict[str, Any]:
     """The config with ``users`` replaced (and ``parameters`` merged in, and ``base_url``
     set where given); every other key and the order of keys kept."""
     result = dict(config)
@@ -104,14 +113,14 @@ def updated_config(config: dict, users: list, password: str, parameters: dict | 
     return result
 
 
-def leftovers_of(path: str) -> list:
+def leftovers_of(path: str) -> list[str]:
     """Temporary configs an earlier run left beside ``path`` when it was killed outright."""
     directory, name = os.path.split(os.path.abspath(path))
     return sorted(glob.glob(os.path.join(glob.escape(directory), f".{glob.escape(name)}-*.tmp")))
 
 
 @contextlib.contextmanager
-def config_lock(path: str):
+def config_lock(path: str) -> Iterator[None]:
     """One run at a time per folder of config.json (a lock on the folder itself, so no lock
     file is left behind): a second run refuses in one line instead of losing the first
     run's users or parameters."""

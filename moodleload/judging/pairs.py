@@ -10,6 +10,7 @@ DB reads added.  Otherwise: cannot tell, with how many more pairs would."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from moodleload.exits import EXIT_BAD, EXIT_CANNOT_JUDGE, EXIT_GOOD, UsageError
 from moodleload.judging.compare import Thresholds
@@ -17,11 +18,16 @@ from moodleload.judging.runs import run_value
 from moodleload.judging.stats import student_t_cdf, student_t_quantile
 from moodleload.judging.verdict import Verdict, VerdictWord
 from moodleload.judging.work import TIME, WORK, cpu_judged, good_measure, measures
+from moodleload.results.model import Results
 
 MAX_EXTRA_PAIRS = 20
 
 
-def pair_values(parents: list, culprits: list, thresholds: Thresholds, measure: str = TIME) -> dict:
+PairValues = tuple[float | None, float | None, float | None]  # (log ratio, DB reads parent, DB reads culprit)
+
+
+def pair_values(parents: list[Results], culprits: list[Results], thresholds: Thresholds,
+                measure: str = TIME) -> dict[str, list[PairValues]]:
     """page -> per pair (log ratio of run values of ``measure`` or None, DB reads parent, DB
     reads culprit); under work, the pages whose work is judged (not web-service calls)."""
     names = [name for name in culprits[0].urls
@@ -30,19 +36,19 @@ def pair_values(parents: list, culprits: list, thresholds: Thresholds, measure: 
         names = [name for name in names if cpu_judged(culprits[0].urls[name], culprits[0].row_kind(name))]
     pages = {}
     for name in names:
-        pairs = []
+        pairs: list[PairValues] = []
         for parent, culprit in zip(parents, culprits, strict=True):
             before, after = (run_value(document.urls[name], thresholds.min_blocks, measure, document.row_kind(name),
                                        thresholds.max_regression_pct) for document in (parent, culprit))
             ratio = math.log(after / before) if before and after else None
             reads = [document.urls[name].footer_median("db_reads")
                      for document in (parent, culprit)]
-            pairs.append((ratio, *reads))
+            pairs.append((ratio, reads[0], reads[1]))
         pages[name] = pairs
     return pages
 
 
-def judge_page(pairs: list, thresholds: Thresholds, alpha: float) -> dict:
+def judge_page(pairs: list[PairValues], thresholds: Thresholds, alpha: float) -> dict[str, Any]:
     """One page over the pairs: the mean log ratio, its interval, and what it shows."""
     tolerance = math.log1p(thresholds.max_regression_pct / 100.0)
     logs = [ratio for ratio, _, _ in pairs if ratio is not None]
@@ -50,7 +56,7 @@ def judge_page(pairs: list, thresholds: Thresholds, alpha: float) -> dict:
     more_reads = bool(reads) and len(reads) == len(pairs) and all(
         thresholds.more_db_reads(before, after) for before, after in reads)
     same_reads = not reads or not any(thresholds.more_db_reads(before, after) for before, after in reads)
-    row = {"pairs": len(pairs), "slower_in": sum(log > 0 for log in logs), "more_db_reads": more_reads,
+    row: dict[str, Any] = {"pairs": len(pairs), "slower_in": sum(log > 0 for log in logs), "more_db_reads": more_reads,
            "db_reads": [round(sum(side) / len(reads), 1) for side in zip(*reads, strict=True)] if reads else None}
     if len(logs) < 2:
         row.update(ratio=None, shown_slower=False, shown_within=False, same_reads=same_reads)
@@ -68,14 +74,15 @@ def judge_page(pairs: list, thresholds: Thresholds, alpha: float) -> dict:
     return row
 
 
-def confirm(parents: list, culprits: list, thresholds: Thresholds) -> tuple[Verdict, dict]:
+def confirm(parents: list[Results], culprits: list[Results],
+            thresholds: Thresholds) -> tuple[Verdict, dict[str, dict[str, Any]]]:
     """The confirmation's verdict (0 confirmed, 1 not confirmed, 125 cannot tell) and its rows:
     by service time, by the work (CPU time per answer) or by both, as thresholds.judge says
     (under both, either confirms; clearing needs the time)."""
     if len(parents) != len(culprits) or len(parents) < 2:
         raise UsageError("--pairs needs PARENT CULPRIT PARENT CULPRIT ...: at least two pairs")
     confirmed: list[str] = []
-    rows: dict = {}
+    rows: dict[str, dict[str, Any]] = {}
     good_alpha = thresholds.alpha
     for measure in measures(thresholds.judge):
         pages = pair_values(parents, culprits, thresholds, measure)
@@ -105,7 +112,7 @@ def confirm(parents: list, culprits: list, thresholds: Thresholds) -> tuple[Verd
     return Verdict(EXIT_CANNOT_JUDGE, VerdictWord.CANNOT_TELL, (tail, *reasons)), rows
 
 
-def pairs_needed(rows: dict, thresholds: Thresholds, alpha: float) -> int | None:
+def pairs_needed(rows: dict[str, dict[str, Any]], thresholds: Thresholds, alpha: float) -> int | None:
     """More pairs that would decide if each page's mean and scatter stayed as measured."""
     tolerance = math.log1p(thresholds.max_regression_pct / 100.0)
     for extra in range(1, MAX_EXTRA_PAIRS + 1):

@@ -153,7 +153,8 @@ class Evidence:
     spread: Spread
     base_runs: int
     new_runs: int
-    failures: dict[str, tuple[int, int, int, int]]  # page -> (base failed, base requests, new failed, new requests)
+    # page -> (base failed, base requests, new failed, new requests); projections scale them
+    failures: dict[str, tuple[float, float, float, float]]
 
     @property
     def runs_factor(self) -> float:

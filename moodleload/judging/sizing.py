@@ -17,19 +17,19 @@ from dataclasses import dataclass
 
 from moodleload.exits import EXIT_USAGE, UsageError
 from moodleload.judging.compare import Thresholds
-from moodleload.judging.runs import MAX_EXTRA_RUNS, Evidence, analyse_spread, decided, log_grids
+from moodleload.judging.runs import MAX_EXTRA_RUNS, Evidence, Spread, analyse_spread, decided, log_grids
 from moodleload.judging.work import JUDGE_BOTH, JUDGE_CHOICES, good_measure
 from moodleload.results.model import Results, load_document
 
 
-def baseline_spread(bases: list, thresholds: Thresholds):
+def baseline_spread(bases: list[Results], thresholds: Thresholds) -> tuple[Spread | None, list[str]]:
     """The run-to-run spread of the baseline's own runs, and the pages it was read from."""
     names = [name for name in bases[0].urls if all(name in document.urls for document in bases)]
     spread = analyse_spread(log_grids(bases, [], names, thresholds, good_measure(thresholds.judge))[:1])
     return spread, names
 
 
-def runs_for_identical_code(bases: list, thresholds: Thresholds, extra_baseline: int = 0) -> int | None:
+def runs_for_identical_code(bases: list[Results], thresholds: Thresholds, extra_baseline: int = 0) -> int | None:
     """The fewest runs of a commit with code identical to the baseline's that would call it
     good at the baseline's spread (None: not within MAX_EXTRA_RUNS).  Identical code is the
     hard case for a bisect: a slowdown decides sooner, as bad."""
@@ -52,7 +52,7 @@ def runs_for_identical_code(bases: list, thresholds: Thresholds, extra_baseline:
     return None
 
 
-def plan_baseline(bases: list, thresholds: Thresholds, max_runs: int) -> tuple[int | None, int | None]:
+def plan_baseline(bases: list[Results], thresholds: Thresholds, max_runs: int) -> tuple[int | None, int | None]:
     """(runs a step needs, baseline runs still to record so that a step needs at most
     ``max_runs``): (k, 0) when the baseline is enough, (k, m) when m more would make it so,
     (None, None) when not even MAX_EXTRA_RUNS more would."""
@@ -85,7 +85,7 @@ class BaselinePlan:
     line: str
 
 
-def plan_for(bases: list, thresholds: Thresholds, max_runs: int, seconds_per_run: float | None = None,
+def plan_for(bases: list[Results], thresholds: Thresholds, max_runs: int, seconds_per_run: float | None = None,
              commits: int | None = None) -> BaselinePlan:
     """The sizing a bisect's baseline reads after each of its runs."""
     tolerance = thresholds.max_regression_pct
@@ -120,7 +120,7 @@ def thresholds_of(max_regression: float, alpha: float, judge: str, max_failure_r
                       failure_margin=max_failure_rise / 100.0)
 
 
-def _baseline(args) -> int:
+def _baseline(args: argparse.Namespace) -> int:
     thresholds = thresholds_of(args.max_regression, args.alpha, args.judge, args.max_failure_rise)
     plan = plan_for([load_document(path) for path in args.results], thresholds, args.max_runs,
                     args.seconds_per_run, args.commits)
@@ -130,7 +130,7 @@ def _baseline(args) -> int:
     return 0
 
 
-def _next(args) -> int:
+def _next(args: argparse.Namespace) -> int:
     """What the comparison in a results file says more runs would do."""
     candidate, undecided = more_runs_of(load_document(args.results[0]))
     print(f"more_runs={'' if candidate is None else candidate}")
@@ -139,7 +139,7 @@ def _next(args) -> int:
     return 0
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m moodleload.judging.sizing", description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=("baseline", "next"))
     parser.add_argument("results", nargs="+", metavar="RESULTS")

@@ -13,7 +13,6 @@ from moodleload.config import CALL_ROW, Config
 from moodleload.load.recording import settled
 from moodleload.results.model import Results
 from moodleload.results.sections import Generator, Logins, Metadata, Timeline
-from moodleload.results.statements import Statements
 from moodleload.shards import start_at_text
 
 if TYPE_CHECKING:
@@ -43,7 +42,6 @@ def build_document(run: LoadRun, argv: list[str], config_sha256: str) -> Results
         tokens_dropped=recorder.tokens_dropped, tokens_unsent=recorder.tokens_unsent,
         sent_in_window=recorder.sent_in_window, due_in_window=recorder.due_in_window,
         paused_s=round(recorder.paused_seconds, 3), request_errors_suppressed=recorder.request_errors_suppressed)
-    statements = run.window_watch.result if run.window_watch is not None else None
     return Results(
         metadata, Logins(run.logins_ok, sum(s.relogins for s in run.sessions), run.login_retries,
                          dict(run.login_failures)),
@@ -55,7 +53,7 @@ def build_document(run: LoadRun, argv: list[str], config_sha256: str) -> Results
         timeline=Timeline(run.timeline_seconds, tuple(point.record(index, run.timeline_seconds)
                                                       for index, point in sorted(recorder.timeline.items()))),
         machine=run.machine, metrics=None if run.metrics_scraper is None else run.metrics_scraper.result(),
-        statements=None if statements is None else Statements.from_dict(statements))
+        statements=None if run.window_watch is None else run.window_watch.result)
 
 
 def row_kinds(config: Config, names: Iterable[str]) -> dict[str, str]:

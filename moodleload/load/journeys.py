@@ -70,14 +70,14 @@ class JourneyRunner:
         if walk.logged_out:
             return [await self._login(session, walk)]
         if walk.journey is None:
-            kind, number, chosen = pick_entry(self.config, self.seed, index, self.weights)
-            if kind == "url":
+            _, number, chosen = pick_entry(self.config, self.seed, index, self.weights)
+            if isinstance(chosen, str):  # a URL of the config's urls, its path filled
                 page = PageStep(name=self.config.urls[number].name, path=chosen)
                 return [await visit(self, session, None, page, chosen, index)]
             walk.journey, walk.step, walk.values = self.config.journeys[number], 0, dict(chosen)
         journey = walk.journey
         step = journey.steps[walk.step]
-        assert isinstance(step, StepKind)  # a journey's steps are of the steps wing's kinds (config.STEP_KINDS)
+        assert isinstance(step, StepKind)  # config reads journeys with the steps wing's kinds (steps.kinds)
         walk.step += 1
         values = {**walk.values, "sesskey": session.sesskey or "", "username": session.user.username,
                   "position": index}

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 
-from moodleload.config import Config, fill_url
+from moodleload.config import Config, User, fill_url
 
 
 @dataclass(frozen=True)
@@ -29,11 +30,12 @@ def unit_interval(seed: int, index: int, draw: int) -> float:
     return ((z ^ (z >> 31)) >> 11) * (1.0 / (1 << 53))
 
 
-def plan_requests(config: Config, seed: int, count: int, start: int = 0, step: int = 1):
+def plan_requests(config: Config, seed: int, count: int, start: int = 0,
+                  step: int = 1) -> Iterator[PlannedRequest]:
     """The deterministic request sequence: for timeline positions start, start+step, ...
     below count, which URL and which filled-in path.  The same config and seed give the
     same sequence, whatever the shard, so shards of one run add up to the whole run."""
-    cumulative = []
+    cumulative: list[float] = []
     total = 0.0
     for spec in config.urls:
         total += spec.weight
@@ -46,16 +48,18 @@ def plan_requests(config: Config, seed: int, count: int, start: int = 0, step: i
         yield PlannedRequest(index, url_index, fill_url(spec, config.parameters, units))
 
 
-def entry_weights(config: Config) -> tuple[list, float]:
+def entry_weights(config: Config) -> tuple[list[float], float]:
     """Cumulative weights of the URLs, then the journeys, and their total."""
-    cumulative, total = [], 0.0
-    for entry in (*config.urls, *config.journeys):
-        total += entry.weight
+    cumulative: list[float] = []
+    total = 0.0
+    for weight in [spec.weight for spec in config.urls] + [journey.weight for journey in config.journeys]:
+        total += weight
         cumulative.append(total)
     return cumulative, total
 
 
-def pick_entry(config: Config, seed: int, index: int, weights: tuple) -> tuple:
+def pick_entry(config: Config, seed: int, index: int,
+               weights: tuple[list[float], float]) -> tuple[str, int, str | dict[str, int | str]]:
     """What an idle user starts at timeline position ``index``: ("url", i, path) with the
     path filled as plan_requests() fills it, or ("journey", j, values) with the journey's
     parameters drawn once for all its steps.  Seeded by position, like the plan."""
@@ -72,7 +76,7 @@ def pick_entry(config: Config, seed: int, index: int, weights: tuple) -> tuple:
     return "journey", chosen - len(config.urls), values
 
 
-def user_order(users: list, seed: int) -> list:
+def user_order(users: list[User], seed: int) -> list[User]:
     """Users in a seeded order: requests take them round-robin."""
     order = list(users)
     random.Random(seed).shuffle(order)
@@ -92,7 +96,7 @@ class Timeline:
     shards: int = 1
 
     @classmethod
-    def of_run(cls, start: float, rpm: float, seconds: float, shard: tuple = (1, 1)) -> Timeline:
+    def of_run(cls, start: float, rpm: float, seconds: float, shard: tuple[int, int] = (1, 1)) -> Timeline:
         interval = 60.0 / rpm
         # The small epsilon keeps a position that falls exactly on the end (float error) in.
         count = int(math.floor(seconds / interval + 1e-9))

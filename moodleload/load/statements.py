@@ -18,10 +18,18 @@ comparison ``judging.statements``."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from moodleload.database.statistics import Unavailable
-from moodleload.results.statements import HIDDEN, KEPT_STATEMENTS, MAX_QUERY_CHARS, WORK_UNITS
+from moodleload.results.statements import (
+    HIDDEN,
+    KEPT_STATEMENTS,
+    MAX_QUERY_CHARS,
+    WORK_UNITS,
+    StatementCounts,
+    Statements,
+)
 
 if TYPE_CHECKING:
     from moodleload.database.families import DatabaseFamily
@@ -31,14 +39,17 @@ OWN_STATEMENTS = ("pg_stat_statements", "events_statements_summary_by_digest", "
 
 # =========================================================================== snapshots (I/O)
 
-def snapshot(database: DatabaseFamily, conn: Any) -> dict:
+Snapshot = dict[str, list[float]]  # normalised statement -> [calls, rows, milliseconds, work]
+
+
+def snapshot(database: DatabaseFamily, conn: Any) -> Snapshot:
     """normalised statement -> [calls, rows, milliseconds, work], as the server has them now
     (the family reads its own statistics: DatabaseFamily.statement_rows)."""
     return _rows(database.statement_rows(conn))
 
 
-def _rows(rows) -> dict:
-    counts: dict = {}
+def _rows(rows: Iterable[Sequence[Any]]) -> Snapshot:
+    counts: Snapshot = {}
     for query, *numbers in rows:
         if query is None or any(own in query for own in OWN_STATEMENTS):
             continue
@@ -61,12 +72,12 @@ class Watcher:
     snapshot runs on a daemon thread of its own and is waited for at most SNAPSHOT_SECONDS:
     a database that stops answering costs the run its statistics, never its end."""
 
-    def __init__(self, database, deadline: float = SNAPSHOT_SECONDS):
+    def __init__(self, database: DatabaseFamily, deadline: float = SNAPSHOT_SECONDS):
         self.database = database  # the site's database family (families.DatabaseFamily), with its settings
         self.deadline = deadline
         self.conn = None
-        self.before: dict | None = None
-        self.result: dict | None = None
+        self.before: Snapshot | None = None
+        self.result: Statements | None = None
         self.problem: str | None = None  # set when a snapshot failed during the run
         self.off: str | None = None  # the line that says how to switch the statistics on, when they are off
         self.stuck = False  # a snapshot still waits for the database: its thread owns the connection
@@ -107,7 +118,7 @@ class Watcher:
 
         self._bounded(last, "last")
 
-    def _bounded(self, read, which: str) -> bool:
+    def _bounded(self, read: Callable[[], object], which: str) -> bool:
         """Run one snapshot on its own daemon thread, waiting at most the deadline: False when
         the database did not answer in time (the thread is left to it; the process's end ends it)."""
         if self.stuck:
@@ -156,10 +167,10 @@ def _first_line(error: Exception) -> str:
 
 # =========================================================================== pure
 
-def window_delta(before: dict, after: dict, source: str) -> dict:
+def window_delta(before: Snapshot, after: Snapshot, source: str) -> Statements:
     """What the measured window added: the results' ``statements`` section.  A statement
     whose counts fell was evicted or reset during the run: it counts from zero."""
-    statements = []
+    statements: list[StatementCounts] = []
     total_work = 0
     hidden_calls = 0
     for query, counts in after.items():
@@ -173,18 +184,17 @@ def window_delta(before: dict, after: dict, source: str) -> dict:
             hidden_calls = int(round(max(calls, 0)))
             continue
         if calls > 0:
-            statements.append({"query": query, "calls": int(round(calls)), "rows": int(round(max(rows, 0))),
-                               "ms": round(max(milliseconds, 0.0), 3), "work": int(round(max(work, 0)))})
-            total_work += statements[-1]["work"]
-    busiest = sorted(statements, key=lambda s: -s["calls"])[:KEPT_STATEMENTS]
-    slowest = sorted(statements, key=lambda s: -s["ms"])[:KEPT_STATEMENTS]
-    heaviest = sorted(statements, key=lambda s: -s["work"])[:KEPT_STATEMENTS]
-    kept = {s["query"]: s for s in busiest + slowest + heaviest}
+            statement_work = int(round(max(work, 0)))
+            statements.append(StatementCounts(query, int(round(calls)), int(round(max(rows, 0))),
+                                              round(max(milliseconds, 0.0), 3), statement_work))
+            total_work += statement_work
+    busiest = sorted(statements, key=lambda s: -s.calls)[:KEPT_STATEMENTS]
+    slowest = sorted(statements, key=lambda s: -s.ms)[:KEPT_STATEMENTS]
+    heaviest = sorted(statements, key=lambda s: -s.work)[:KEPT_STATEMENTS]
+    kept = {s.query: s for s in busiest + slowest + heaviest}
     # The total is of every statement, kept or not: the database's whole work in the window.
-    section = {"source": source, "statements": sorted(kept.values(), key=lambda s: (-s["calls"], s["query"])),
-               "left_out": len(statements) - len(kept), "work": total_work, "work_unit": WORK_UNITS[source]}
-    if hidden_calls:
-        section["hidden_calls"] = hidden_calls
-    return section
+    return Statements(source, tuple(sorted(kept.values(), key=lambda s: (-s.calls, s.query))),
+                      left_out=len(statements) - len(kept), work=total_work, work_unit=WORK_UNITS[source],
+                      hidden_calls=hidden_calls)
 
 

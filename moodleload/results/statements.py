@@ -19,13 +19,13 @@ HIDDEN = "<insufficient privilege>"
 WORK_UNITS = {"pg_stat_statements": "buffer pages", "performance_schema": "rows examined"}
 
 
-def hidden_warning(section: dict[str, Any] | None, user: str | None) -> str | None:
+def hidden_warning(section: Statements | None, user: str | None) -> str | None:
     """The line that says statements of the window were hidden from the statistics' reader."""
-    if not section or not section.get("hidden_calls"):
+    if section is None or not section.hidden_calls:
         return None
-    seen = sum(entry["calls"] for entry in section["statements"])
+    seen = sum(entry.calls for entry in section.statements)
     who = f" {user}" if user else " the user --query-stats connects as"
-    return (f"query statistics incomplete: {section['hidden_calls']} calls in the window were by statements "
+    return (f"query statistics incomplete: {section.hidden_calls} calls in the window were by statements "
             f"the database user may not read ({HIDDEN}; {seen} calls could be read), left out of the "
             f"comparison; connect as the Moodle database user, or GRANT pg_read_all_stats TO{who}")
 

@@ -7,10 +7,11 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from moodleload.exits import EXIT_BAD, EXIT_GOOD, UsageError
 from moodleload.judging.compare import Thresholds
-from moodleload.scan.changepoints import Direction
+from moodleload.scan.changepoints import Direction, Found
 
 REGRESSION, IMPROVEMENT = Direction.REGRESSION, Direction.IMPROVEMENT
 TERMS = {REGRESSION: ("good", "bad"), IMPROVEMENT: ("slow", "fast")}  # git bisect's old and new terms
@@ -25,26 +26,26 @@ class Interval:
     before: int
     after: int
     direction: Direction
-    found: tuple
+    found: tuple[Found, ...]
 
 
-def picked_positions(count: int, stride: int) -> list:
+def picked_positions(count: int, stride: int) -> list[int]:
     """The commits a scan measures: every ``stride``-th of ``count`` and always the last."""
     return [index for index in range(count) if index % stride == 0 or index == count - 1]
 
 
-def intervals_of(found: list) -> list:
+def intervals_of(found: list[Found]) -> list[Interval]:
     """One bisect per interval and direction: pages that stepped between the same two
     commits the same way are most likely one commit's doing; a slower and a faster page
     between the same two commits are two bisects."""
-    groups: dict = {}
+    groups: dict[tuple[int, int, Direction], list[Found]] = {}
     for item in found:
         groups.setdefault((item.step.before, item.step.after, item.direction), []).append(item)
     return [Interval(before, after, direction, tuple(items))
             for (before, after, direction), items in sorted(groups.items(), key=lambda pair: (pair[0][1], pair[0][2]))]
 
 
-def baseline_positions(interval: Interval, intervals: list, count: int, wanted: int) -> list:
+def baseline_positions(interval: Interval, intervals: list[Interval], count: int, wanted: int) -> list[int]:
     """The measured commits whose runs serve as the bisect's baseline: the level the bisect
     compares with (the old one for a regression, the new one for an improvement), the
     ``wanted`` nearest the step, never across another step of any series (a step elsewhere
@@ -56,7 +57,7 @@ def baseline_positions(interval: Interval, intervals: list, count: int, wanted: 
     return list(range(interval.after, end + 1))[:wanted]
 
 
-def bisect_tolerances(interval: Interval, max_regression_pct: float, max_reads: float) -> tuple:
+def bisect_tolerances(interval: Interval, max_regression_pct: float, max_reads: float) -> tuple[float, float]:
     """(max regression %, max DB reads increase) for the bisect of ``interval``: half the step
     where that is smaller than the configured value, so that a commit on either level is as
     far from the line as the other (a tolerance above the step would call the new level good)."""
@@ -65,7 +66,7 @@ def bisect_tolerances(interval: Interval, max_regression_pct: float, max_reads: 
     return round(min([max_regression_pct, *times]), 2), round(min([max_reads, *reads]), 2)
 
 
-def configured_tolerances(load_args: str) -> tuple:
+def configured_tolerances(load_args: str) -> tuple[float, float]:
     """--max-regression and --max-db-reads-increase as LOAD_ARGS sets them (the last wins, as
     in moodle_load.py), else moodle_load.py's defaults."""
     defaults = Thresholds()
@@ -103,7 +104,7 @@ OUTCOME_FIELDS = {"interval": (list,), "direction": (str,), "steps": (list,), "m
                   "confirmation": (str, type(None)), "reasons": (list,)}
 
 
-def outcome_problem(outcome) -> str | None:
+def outcome_problem(outcome: Any) -> str | None:
     """What is wrong with a saved step outcome (a scan reads it instead of bisecting the step
     again), or None: what it reads must be what it wrote."""
     if not isinstance(outcome, dict):
@@ -122,11 +123,11 @@ def outcome_problem(outcome) -> str | None:
     return None
 
 
-def verdict_lines(output: str) -> list:
+def verdict_lines(output: str) -> list[str]:
     return [line.removeprefix("[VERDICT]").strip() for line in output.splitlines() if line.startswith("[VERDICT]")]
 
 
-def scan_exit(outcomes: list) -> int:
+def scan_exit(outcomes: list[dict[str, Any]]) -> int:
     """0 when every step's commit was named and confirmed (or there was no step), 1 when one
     was not: the report says which and why."""
     return EXIT_GOOD if all(outcome.get("confirmation") == "confirmed" for outcome in outcomes) else EXIT_BAD

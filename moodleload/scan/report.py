@@ -5,24 +5,27 @@ One self-contained file, like the run report (inline SVG, no script, nothing fet
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from moodleload import __version__
 from moodleload.console import printable
 from moodleload.reports.charts import load_pyplot, svg_figure
 from moodleload.reports.html import REPORT_STYLE, escape, html_table
-from moodleload.scan.changepoints import Direction, is_counter, is_work, series_of
+from moodleload.results.model import Results
+from moodleload.scan.changepoints import Direction, Found, is_counter, is_work, series_of
 
 WORSE, BETTER = "#b3261e", "#1e7b34"
 
 
-def _culprit_of(outcomes: list, before: str, after: str, direction: str) -> str:
+def _culprit_of(outcomes: list[dict[str, Any]], before: str, after: str, direction: str) -> str:
     for outcome in outcomes:
         if outcome["interval"] == [before, after] and outcome["direction"] == direction and outcome["commit"]:
             return f"{outcome['commit'][:7]} ({outcome['confirmation']})"
     return ""
 
 
-def series_chart(matplotlib, pyplot, name: str, values: list, labels: list, steps: list, outcomes: list) -> str:
+def series_chart(matplotlib: Any, pyplot: Any, name: str, values: list[float], labels: list[str], steps: list[Found],
+                 outcomes: list[dict[str, Any]]) -> str:
     """One series over the commits: the steps shaded between their two commits and labelled
     with their size and the commit the bisect found."""
     counter = is_counter(name)
@@ -47,7 +50,8 @@ def series_chart(matplotlib, pyplot, name: str, values: list, labels: list, step
     return svg_figure(matplotlib, pyplot, figure, f"range-{name}")
 
 
-def render_range_report(documents: list, labels: list, found: list, outcomes: list, ends: tuple) -> str:
+def render_range_report(documents: list[Results], labels: list[str], found: list[Found],
+                        outcomes: list[dict[str, Any]], ends: tuple[str, str]) -> str:
     matplotlib, pyplot = load_pyplot()
     title = f"Scan of {ends[0]}..{ends[1]}"
     parts = [f"<!doctype html><html><head><meta charset=\"utf-8\"><title>{escape(title)}</title>"
