@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import statistics
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -26,7 +27,7 @@ MIN_WORK_CHANGE = 1.0  # buffer pages or rows examined per request
 RELATIVE_FLOOR = 0.1
 
 
-def per_request(document: Results) -> dict | None:
+def per_request(document: Results) -> dict[str, tuple[float, float, float]] | None:
     """query -> (calls, milliseconds, work) per request of the run (per page view when only one URL ran)."""
     section = document.statements
     requests = document.summary.requests  # of the measured window, as the statistics' snapshots
@@ -48,7 +49,7 @@ def work_per_request(document: Results) -> float | None:
 TABLE_PATTERN = re.compile(r"\b(?:FROM|JOIN|UPDATE|INTO)\s+[`\"]?([A-Za-z_][A-Za-z0-9_$]*)", re.IGNORECASE)
 
 
-def tables_in(query: str) -> list:
+def tables_in(query: str) -> list[str]:
     """The tables a statement names, in order of first appearance."""
     found = []
     for name in TABLE_PATTERN.findall(query):
@@ -63,12 +64,12 @@ def shortened(query: str, limit: int = 110) -> str:
     return query[: limit - 25] + " ... " + query[-20:]
 
 
-def _mean_and_noise(values: list) -> tuple[float, float]:
+def _mean_and_noise(values: list[float]) -> tuple[float, float]:
     """The mean of the baseline runs' values and three of their standard deviations (0 with one run)."""
     return statistics.fmean(values), 3 * statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def statement_changes(bases: list, news: list, top: int = TOP_CHANGES) -> StatementChanges | None:
+def statement_changes(bases: list[Results], news: list[Results], top: int = TOP_CHANGES) -> StatementChanges | None:
     """The statements whose calls, time or work per request changed most from the
     baseline's runs to this commit's, beyond the spread of the baseline's own runs (three
     standard deviations where there are two or more, else the floors), and the database's
@@ -77,35 +78,51 @@ def statement_changes(bases: list, news: list, top: int = TOP_CHANGES) -> Statem
     new_rates = [rates for rates in map(per_request, news) if rates is not None]
     if not base_rates or not new_rates:
         return None
-    queries = set().union(*base_rates, *new_rates)
+    queries: set[str] = set().union(*base_rates, *new_rates)
     changes = []
     for query in queries:
-        change: dict = {"query": query, "tables": tables_in(query)}
-        for position, key, floor in ((0, "calls", MIN_CALLS_CHANGE), (1, "ms", MIN_MS_CHANGE),
-                                     (2, "work", MIN_WORK_CHANGE)):
-            base, noise = _mean_and_noise([rates.get(query, (0.0, 0.0, 0.0))[position] for rates in base_rates])
-            new = statistics.fmean(rates.get(query, (0.0, 0.0, 0.0))[position] for rates in new_rates)
-            digits = 4 if key == "ms" else 3
-            change[f"base_{key}"], change[f"new_{key}"] = round(base, digits), round(new, digits)
-            change[f"{key}_change"] = round(change[f"new_{key}"] - change[f"base_{key}"], digits)
-            change[f"{key}_changed"] = abs(change[f"{key}_change"]) >= max(floor, noise,
-                                                                             RELATIVE_FLOOR * max(base, new))
-        if change["calls_changed"] or change["ms_changed"] or change["work_changed"]:
-            changes.append(change)
+        base_seen = [rates.get(query, (0.0, 0.0, 0.0)) for rates in base_rates]
+        new_seen = [rates.get(query, (0.0, 0.0, 0.0)) for rates in new_rates]
+        calls, ms, work = (_moved(base_seen, new_seen, 0, MIN_CALLS_CHANGE, 3),
+                           _moved(base_seen, new_seen, 1, MIN_MS_CHANGE, 4),
+                           _moved(base_seen, new_seen, 2, MIN_WORK_CHANGE, 3))
+        if calls[3] or ms[3] or work[3]:
+            changes.append(StatementChange(
+                query, tuple(tables_in(query)), base_calls=calls[0], new_calls=calls[1], calls_change=calls[2],
+                calls_changed=calls[3], base_ms=ms[0], new_ms=ms[1], ms_change=ms[2], ms_changed=ms[3],
+                base_work=work[0], new_work=work[1], work_change=work[2], work_changed=work[3]))
     one_url = all(len(document.urls) == 1 for document in bases + news)
     return StatementChanges("page view" if one_url else "request", len(base_rates), len(new_rates),
                             _most_changed(changes, "calls", top), _most_changed(changes, "ms", top),
                             _most_changed(changes, "work", top), whole_work(bases, news))
 
 
-def _most_changed(changes: list, key: str, top: int) -> tuple[StatementChange, ...]:
+# Each rate a statement is ranked by: (whether it changed, by how much).
+RATES: dict[str, Callable[[StatementChange], tuple[bool | None, float | None]]] = {
+    "calls": lambda change: (change.calls_changed, change.calls_change),
+    "ms": lambda change: (change.ms_changed, change.ms_change),
+    "work": lambda change: (change.work_changed, change.work_change)}
+
+
+def _moved(base_seen: list[tuple[float, float, float]], new_seen: list[tuple[float, float, float]], position: int,
+           floor: float, digits: int) -> tuple[float, float, float, bool]:
+    """(base, new, change, changed beyond the noise) of one rate of a statement (calls, ms or
+    work per request: ``position``), from each run's rates."""
+    base, noise = _mean_and_noise([rates[position] for rates in base_seen])
+    new = statistics.fmean(rates[position] for rates in new_seen)
+    change = round(round(new, digits) - round(base, digits), digits)
+    return round(base, digits), round(new, digits), change, abs(change) >= max(floor, noise,
+                                                                                RELATIVE_FLOOR * max(base, new))
+
+
+def _most_changed(changes: list[StatementChange], key: str, top: int) -> tuple[StatementChange, ...]:
     """The ``top`` changes whose ``key`` (calls, ms, work) changed, largest change first."""
-    changed = [change for change in changes if change[f"{key}_changed"]]
-    return tuple(StatementChange.from_dict(change) for change in
-                 sorted(changed, key=lambda change: (-abs(change[f"{key}_change"]), change["query"]))[:top])
+    rate = RATES[key]
+    changed = [change for change in changes if rate(change)[0]]
+    return tuple(sorted(changed, key=lambda change: (-abs(rate(change)[1] or 0.0), change.query))[:top])
 
 
-def whole_work(bases: list, news: list) -> WholeWork | None:
+def whole_work(bases: list[Results], news: list[Results]) -> WholeWork | None:
     """The database's whole work per request on each side (PostgreSQL's buffer pages, MariaDB's
     rows examined), with the baseline runs' noise: None where a side has none recorded."""
     base = [value for value in map(work_per_request, bases) if value is not None]
@@ -132,7 +149,7 @@ def work_regression(work: WholeWork | None, tolerance_pct: float) -> str | None:
             f"x{work.new / work.base:.3f} (beyond the baseline runs' own spread of {work.noise:.1f})")
 
 
-def moved_page(db_reads: dict) -> str | None:
+def moved_page(db_reads: dict[str, tuple[float | None, float | None]]) -> str | None:
     """The one page whose footer DB reads moved (page -> (baseline, this run) medians), or
     None where none or several did: only then is a statement's change clearly that page's."""
     moved = [page for page, (before, after) in db_reads.items()

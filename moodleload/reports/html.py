@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from moodleload import __version__
@@ -38,7 +39,7 @@ code{background:#eef0f3;padding:1px 4px;border-radius:3px} small{color:#5f6368}
 """
 
 
-def escape(value) -> str:
+def escape(value: object) -> str:
     """Text for the page: HTML's special characters as entities, and control characters (which
     HTML may not hold; a terminal escape among them) as "?"."""
     import html
@@ -46,7 +47,7 @@ def escape(value) -> str:
     return html.escape(printable("-" if value is None else value))
 
 
-def html_table(headers: list, rows: list, left: int = 1) -> str:
+def html_table(headers: Sequence[str], rows: Iterable[Sequence[object]], left: int = 1) -> str:
     head = "".join(f'<th class="{"l" if i < left else ""}">{escape(h)}</th>' for i, h in enumerate(headers))
     body = "".join("<tr>" + "".join(f'<td class="{"l" if i < left else ""}">{cell}</td>' for i, cell in enumerate(row))
                    + "</tr>" for row in rows)
@@ -111,9 +112,9 @@ def render_report(document: Results, verdict: Verdict | None = None, baseline: R
     return "\n".join(parts)
 
 
-def identity_section(document: Results) -> list:
+def identity_section(document: Results) -> list[str]:
     summary, meta = document.summary, document.metadata
-    identity: list[tuple] = [("target", meta.target)]
+    identity: list[tuple[str, object]] = [("target", meta.target)]
     if meta.moodle is not None:  # only what --moodle-dir recorded: never a placeholder
         identity += [("Moodle under test", meta.moodle.label), ("Moodle layout", meta.moodle.layout)]
     identity += [("tool", f"moodle_load.py {meta.version}"), ("seed", meta.seed),
@@ -127,7 +128,7 @@ def identity_section(document: Results) -> list:
     return [html_table(["", ""], [[escape(k), escape(v)] for k, v in identity], left=2)]
 
 
-def trust_section(document: Results) -> list:
+def trust_section(document: Results) -> list[str]:
     summary, signals = document.summary, trust_signals(document)
     parts = ["<h2>Can these numbers be trusted?</h2>"]
     warning = bottleneck_warning(signals)
@@ -154,7 +155,7 @@ def trust_section(document: Results) -> list:
     return parts
 
 
-def comparison_section(document: Results, comparison: Comparison, baseline: Results | None) -> list:
+def comparison_section(document: Results, comparison: Comparison, baseline: Results | None) -> list[str]:
     parts = ["<h2>Against the baseline</h2>"]
     method = "per-run medians against the run-to-run spread" if comparison.method == "runs" else \
         "the median of per-block median service times, Mann-Whitney U on the blocks"
@@ -194,7 +195,7 @@ JUDGED = {"time": "service time decides", "work": "Moodle's own CPU time per ans
           "both": "service time decides, and a rise of CPU time alone is bad too"}
 
 
-def work_section(comparison: Comparison) -> list:
+def work_section(comparison: Comparison) -> list[str]:
     """The work against the baseline: each page's CPU time per answer, and what decided."""
     rows = []
     for row in comparison.rows.values():
@@ -219,7 +220,7 @@ def work_section(comparison: Comparison) -> list:
     return parts
 
 
-def url_section(document: Results) -> list:
+def url_section(document: Results) -> list[str]:
     rows = []
     every = url_rows(document)
     headed = len({row.kind for row in every}) > 1
@@ -256,7 +257,7 @@ FOOTER_COLUMNS = (("CPU ms (mean)", "cpu_ms_mean", lambda row, _name: row.cpu_ms
                   ("session wait ms (max)", "session_wait_ms", UrlSummary.footer_max))
 
 
-def footer_section(document: Results) -> list:
+def footer_section(document: Results) -> list[str]:
     urls = document.summary.urls
     if not any(row.footer_median("db_reads") is not None for row in urls.values()):
         return ["<p><small>The pages showed no performance footer: set <code>$CFG-&gt;perfdebug = 15</code> "

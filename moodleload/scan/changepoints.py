@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from moodleload.judging.stats import student_t_cdf
+from moodleload.results.model import Results
 
 MIN_SEGMENT = 3  # values on each side of a split: fewer, and one outlier at an end reads as a step
 
@@ -50,7 +51,7 @@ class Step:
     p_value: float
 
 
-def welch(left: list, right: list) -> tuple[float, float]:
+def welch(left: list[float], right: list[float]) -> tuple[float, float]:
     """(t, two-sided p) of the difference of means right - left, with the two sides'
     variance pooled: the noise of one series is the same before and after a step, and a
     pooled estimate does not collapse on a short side the way Welch's does (two values that
@@ -66,7 +67,7 @@ def welch(left: list, right: list) -> tuple[float, float]:
     return t, 2.0 * (1.0 - student_t_cdf(abs(t), freedom))
 
 
-def best_split(values: list) -> tuple[int, float, float] | None:
+def best_split(values: list[float]) -> tuple[int, float, float] | None:
     """(split, t, p): the values before ``split`` against those from it, the largest |t|."""
     best = None
     for split in range(MIN_SEGMENT, len(values) - MIN_SEGMENT + 1):
@@ -76,11 +77,12 @@ def best_split(values: list) -> tuple[int, float, float] | None:
     return best
 
 
-def find_steps(values: list, alpha: float = 0.01, min_step: float = 0.03, log_scale: bool = True) -> list:
+def find_steps(values: list[float], alpha: float = 0.01, min_step: float = 0.03,
+               log_scale: bool = True) -> list[Step]:
     """The steps of one series (values in commit order; for times give log values and
     log_scale=True, so min_step is relative), earliest first."""
     threshold = math.log1p(min_step) if log_scale else min_step
-    steps: list = []
+    steps: list[Step] = []
 
     def search(start: int, end: int) -> None:
         segment = values[start:end]
@@ -103,7 +105,7 @@ def find_steps(values: list, alpha: float = 0.01, min_step: float = 0.03, log_sc
     return sorted(steps, key=lambda step: step.after)
 
 
-def series_of(documents: list, minimum_blocks: int = 8) -> dict:
+def series_of(documents: list[Results], minimum_blocks: int = 8) -> dict[str, list[float]]:
     """page -> per-commit values: the log of each run's value (the median of its block medians),
     the log of its CPU time per answer ("<page> CPU", where every run's footer gave enough of
     it) and the median DB reads ("<page> DB reads"), for pages every document has."""
@@ -117,9 +119,10 @@ def series_of(documents: list, minimum_blocks: int = 8) -> dict:
         positive = [value for value in times if value is not None and value > 0]
         if len(positive) == len(times):
             series[name] = [math.log(value) for value in positive]
-        work = [document.urls[name].cpu_ms_mean for document in documents
-                if document.urls[name].cpu_requests >= MIN_CPU_ANSWERS and not document.urls[name].cpu_unreadable]
-        if len(work) == len(documents) and all(value and value > 0 for value in work):
+        work = [value for document in documents
+                if document.urls[name].cpu_requests >= MIN_CPU_ANSWERS and not document.urls[name].cpu_unreadable
+                and (value := document.urls[name].cpu_ms_mean) is not None and value > 0]
+        if len(work) == len(documents):
             series[name + CPU_SUFFIX] = [math.log(value) for value in work]
         reads = [document.urls[name].footer_median("db_reads")
                  for document in documents]
@@ -155,7 +158,8 @@ class Found:
         return Direction.REGRESSION if self.step.change > 0 else Direction.IMPROVEMENT
 
 
-def find_all(documents: list, alpha: float = 0.01, min_step_pct: float = 3.0, min_reads: float = 2.0) -> list:
+def find_all(documents: list[Results], alpha: float = 0.01, min_step_pct: float = 3.0,
+             min_reads: float = 2.0) -> list[Found]:
     """Every step of every series of ``documents`` (results in commit order), series by series."""
     found = []
     for name, values in series_of(documents).items():
@@ -165,7 +169,7 @@ def find_all(documents: list, alpha: float = 0.01, min_step_pct: float = 3.0, mi
     return found
 
 
-def describe(name: str, step: Step, labels: list, counter: bool) -> str:
+def describe(name: str, step: Step, labels: list[str], counter: bool) -> str:
     between = f"between {labels[step.before]} and {labels[step.after]}"
     if counter:
         return f"{name}: {step.change:+.1f} {between} (p {step.p_value:.2g})"
@@ -173,7 +177,7 @@ def describe(name: str, step: Step, labels: list, counter: bool) -> str:
     return f"{name}: x{step.ratio:.3f} ({abs(step.ratio - 1):.1%} {word}) {between} (p {step.p_value:.2g})"
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     from moodleload.exits import EXIT_USAGE, UsageError
     from moodleload.results.model import load_document
 
