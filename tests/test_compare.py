@@ -177,8 +177,8 @@ def test_no_failure_in_a_few_requests_does_not_rule_out_a_rise_of_failures():
     """0 failures in 80 requests leave room for a 3 % failure rate: good is not shown."""
     few = judge_counts(0, 80, 0, 80, None, None, Thresholds(), 0.025, {})
     many = judge_counts(0, 400, 0, 400, None, None, Thresholds(), 0.025, {})
-    assert not few["failures_ruled_out"] and few["failure_rise_upper"] > FAILURE_MARGIN
-    assert many["failures_ruled_out"]
+    assert not few.failures_ruled_out and few.failure_rise_upper > FAILURE_MARGIN
+    assert many.failures_ruled_out
 
 
 def test_the_rise_of_failures_bound_grows_with_the_failures_seen():
@@ -281,6 +281,6 @@ def test_the_db_read_rule_is_one_rule_for_the_baseline_comparison_and_the_pairs(
     thresholds = Thresholds(max_db_reads_increase=2.0)
     assert thresholds.more_db_reads(100, 100 + added) is more_work
     counted = judge_counts(0, 1000, 0, 1000, 100, 100 + added, thresholds, 0.05, {})
-    assert (counted["verdict"] == "regression") is more_work
+    assert (counted.verdict == "regression") is more_work
     paired = judge_page([(0.0, 100, 100 + added)] * 4, thresholds, 0.05)
-    assert paired["more_db_reads"] is more_work and paired["same_reads"] is not more_work
+    assert paired.more_db_reads is more_work and paired.same_reads is not more_work

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import random
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -13,7 +13,7 @@ from moodleload.console import round_or_none
 from moodleload.judging.stats import normal_quantile
 from moodleload.judging.work import JUDGE_WORK, WORK, combine, cpu_judged, cpu_problem
 from moodleload.load.machine import contended, contention_shift, neighbours_shift
-from moodleload.results.comparison import Comparison, RowVerdict
+from moodleload.results.comparison import Comparison, ComparisonRow, MoreRuns, RowVerdict, WorkRow
 
 if TYPE_CHECKING:
     from moodleload.results.model import Results
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 # ---- comparing two runs
 
-def mann_whitney_p(a: list, b: list) -> float:
+def mann_whitney_p(a: list[float], b: list[float]) -> float:
     """Two-sided p-value of the Mann-Whitney U test (normal approximation with tie
     correction and continuity correction); fine from about 8 values a side."""
     n1, n2 = len(a), len(b)
@@ -51,11 +51,12 @@ def mann_whitney_p(a: list, b: list) -> float:
     return max(0.0, min(1.0, math.erfc(max(z, 0.0) / math.sqrt(2.0))))
 
 
-def block_medians(record: UrlRecord, minimum_count: int = 3) -> list:
+def block_medians(record: UrlRecord, minimum_count: int = 3) -> list[float]:
     """Per time block, the median service time: the unit of evidence (requests within a
     run are autocorrelated, blocks much less so).  From the block's 0.2 % histogram where
     the run kept one (within 0.1 %), else from its 2 % one (within 1 %)."""
-    return [histogram.percentile(50) for histogram in record.block_histograms if histogram.count >= minimum_count]
+    return [median for histogram in record.block_histograms
+            if histogram.count >= minimum_count and (median := histogram.percentile(50)) is not None]
 
 
 @dataclass
@@ -75,7 +76,8 @@ class Thresholds:
         return after - before > self.max_db_reads_increase
 
 
-def ratio_interval(base_blocks: list, new_blocks: list, resamples: int = 400, seed: int = 0) -> tuple:
+def ratio_interval(base_blocks: list[float], new_blocks: list[float], resamples: int = 400,
+                   seed: int = 0) -> tuple[float, float]:
     """95 % bootstrap interval of the ratio of block medians (new / base), resampling blocks,
     not requests; seeded, so the same runs always give the same interval."""
     rng = random.Random(seed)
@@ -107,7 +109,8 @@ MIN_FAILURE_INCREASE = 0.01  # a rise of under one percentage point is not calle
 FAILURE_MARGIN = 0.02
 
 
-def failure_rise_upper(base_failed: int, base_total: int, new_failed: int, new_total: int, alpha: float) -> float:
+def failure_rise_upper(base_failed: float, base_total: float, new_failed: float, new_total: float,
+                       alpha: float) -> float:
     """The one-sided (1 - alpha) upper bound of the rise in the failure rate (Agresti and
     Caffo's interval: one failure and one success added to each side, so that 0 failures in
     n requests still leaves room for the rate that n requests cannot see)."""
@@ -120,42 +123,49 @@ def failure_rise_upper(base_failed: int, base_total: int, new_failed: int, new_t
 
 
 def judge_counts(base_failed: int, base_total: int, new_failed: int, new_total: int, base_reads: float | None,
-                 new_reads: float | None, thresholds: Thresholds, alpha: float, failure_kinds: dict) -> dict:
+                 new_reads: float | None, thresholds: Thresholds, alpha: float, failure_kinds: dict[str, int],
+                 name: str = "") -> ComparisonRow:
     """The start of a URL's row: what needs no clock.  More failures (a proportions test, and
     a rise of at least a point) or more DB reads per page is a regression on its own."""
-    row: dict = {"verdict": RowVerdict.SAME, "reasons": []}
+    verdict, reasons = RowVerdict.SAME, []
     base_rate = base_failed / base_total if base_total else 0.0
     new_rate = new_failed / new_total if new_total else 0.0
     failures_p = failure_increase_p(base_failed, base_total, new_failed, new_total)
-    row["failure_rate"] = [round(base_rate, 4), round(new_rate, 4)]
     rise_upper = failure_rise_upper(base_failed, base_total, new_failed, new_total, alpha)
-    row["failure_rise_upper"] = round(rise_upper, 4)
-    row["failures_ruled_out"] = rise_upper < thresholds.failure_margin
-    row["failure_margin"] = thresholds.failure_margin
     if new_rate - base_rate >= MIN_FAILURE_INCREASE and failures_p <= alpha:
-        row["verdict"] = RowVerdict.REGRESSION
+        verdict = RowVerdict.REGRESSION
         kinds = ", ".join(f"{kind} {count}" for kind, count in sorted(failure_kinds.items()))
-        row["reasons"].append(f"failures {base_rate:.1%} -> {new_rate:.1%} of requests (p={failures_p:.2g}"
-                              f"{'; ' + kinds if kinds else ''})")
-    row["db_reads"] = [base_reads, new_reads]
+        reasons.append(f"failures {base_rate:.1%} -> {new_rate:.1%} of requests (p={failures_p:.2g}"
+                       f"{'; ' + kinds if kinds else ''})")
     if base_reads is not None and new_reads is not None and thresholds.more_db_reads(base_reads, new_reads):
-        row["verdict"] = RowVerdict.REGRESSION
-        row["reasons"].append(f"DB reads {base_reads:g} -> {new_reads:g} per page")
-    return row
+        verdict = RowVerdict.REGRESSION
+        reasons.append(f"DB reads {base_reads:g} -> {new_reads:g} per page")
+    return ComparisonRow(name, verdict, tuple(reasons), db_reads=(base_reads, new_reads),
+                         failure_rate=(round(base_rate, 4), round(new_rate, 4)),
+                         failure_rise_upper=round(rise_upper, 4),
+                         failures_ruled_out=rise_upper < thresholds.failure_margin,
+                         failure_margin=thresholds.failure_margin)
 
 
-def compare_url(base: UrlRecord, new: UrlRecord, thresholds: Thresholds, alpha: float, kind: str = "page",
-                doubt: str | None = None, waiting: tuple[str, str] | None = None) -> dict:
+Counts = tuple[RowVerdict, tuple[str, ...]]  # what a row's counters (failures, DB reads) alone said
+
+
+def counted(row: ComparisonRow) -> Counts:
+    return row.verdict, row.reasons
+
+
+def compare_url(name: str, base: UrlRecord, new: UrlRecord, thresholds: Thresholds, alpha: float,
+                kind: str = "page", doubt: str | None = None,
+                waiting: tuple[str, str] | None = None) -> ComparisonRow:
     """Verdict for one URL: 'regression', 'improvement', 'same' or 'unsure' (plus why), by
     service time, by the work (CPU time per answer) or by both, as thresholds.judge says.
     ``doubt``: why the work cannot be compared; ``waiting``: why the time cannot (waiting_doubt)."""
     row = judge_counts(base.failure, base.requests, new.failure, new.requests, base.footer_median("db_reads"),
-                       new.footer_median("db_reads"), thresholds, alpha, new.failures)
-    counts = (row["verdict"], list(row["reasons"]))
-    time_row(row, base, new, thresholds, alpha)
-    doubt_time(row, counts, waiting)
-    combine(row, block_work(base, new, kind, thresholds, alpha), thresholds.judge, counts, failure_gap(row), doubt)
-    return row
+                       new.footer_median("db_reads"), thresholds, alpha, new.failures, name)
+    counts = counted(row)
+    row = doubt_time(time_row(row, base, new, thresholds, alpha), counts, waiting)
+    return combine(row, block_work(base, new, kind, thresholds, alpha), thresholds.judge, counts, failure_gap(row),
+                   doubt)
 
 
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
@@ -177,7 +187,7 @@ def neighbour_cores(document: Results) -> float | None:
     return busy
 
 
-def common_time_ratio(bases: list, news: list) -> float | None:
+def common_time_ratio(bases: list[Results], news: list[Results]) -> float | None:
     """How the pages' service times moved together, this commit's runs against the
     baseline's: the median over the pages both sides answered of the ratio of their runs'
     mean log block medians (the judge's own unit).  A machine's waiting moves every page at
@@ -196,7 +206,7 @@ def common_time_ratio(bases: list, news: list) -> float | None:
     return statistics.median(ratios) if ratios else None
 
 
-def waiting_doubt(bases: list, news: list, tolerance_pct: float) -> tuple[str, str] | None:
+def waiting_doubt(bases: list[Results], news: list[Results], tolerance_pct: float) -> tuple[str, str] | None:
     """neighbours_shift over these runs: ("busier" or "quieter", why) or None.  The machine
     moves the pages' times only where they wait on its cores, and then it moves them all: the
     doubt holds when the pages as a whole got slower (busier) or faster (quieter) by more than
@@ -213,57 +223,57 @@ def waiting_doubt(bases: list, news: list, tolerance_pct: float) -> tuple[str, s
     return (shift.direction, shift.line(f"; the pages as a whole x{common:.3f}")) if moved else None
 
 
-def doubt_time(row: dict, counts: tuple, doubt: tuple[str, str] | None) -> None:
+def doubt_time(row: ComparisonRow, counts: Counts, doubt: tuple[str, str] | None) -> ComparisonRow:
     """The time side of a row under a shift of the machine (waiting_doubt): on a busier machine
     a slowdown by time is not the commit's, on a quieter one a time that held is not shown to,
     so the row says neither (the counters, failures and DB reads, still decide on their own,
     and under --judge both the work may still call it bad)."""
     if doubt is None:
-        return
+        return row
     direction, why = doubt
-    if direction == "busier" and row["verdict"] == RowVerdict.REGRESSION and counts[0] != RowVerdict.REGRESSION:
-        row["verdict"], row["reasons"] = RowVerdict.UNSURE, [*counts[1], f"service time not judged: {why}"]
-    elif direction == "quieter" and row["verdict"] in (RowVerdict.SAME, RowVerdict.IMPROVEMENT):
-        row["verdict"] = RowVerdict.UNSURE
-        row["reasons"].append(f"service time not judged: {why}")
+    if direction == "busier" and row.verdict == RowVerdict.REGRESSION and counts[0] != RowVerdict.REGRESSION:
+        return replace(row, verdict=RowVerdict.UNSURE, reasons=(*counts[1], f"service time not judged: {why}"))
+    if direction == "quieter" and row.verdict in (RowVerdict.SAME, RowVerdict.IMPROVEMENT):
+        return replace(row, verdict=RowVerdict.UNSURE, reasons=(*row.reasons, f"service time not judged: {why}"))
+    return row
 
 
-def time_row(row: dict, base: UrlRecord, new: UrlRecord, thresholds: Thresholds, alpha: float) -> None:
+def time_row(row: ComparisonRow, base: UrlRecord, new: UrlRecord, thresholds: Thresholds,
+             alpha: float) -> ComparisonRow:
     """The service-time side of a URL's row, one run a side: block medians compared."""
     base_blocks, new_blocks = block_medians(base), block_medians(new)
     tolerance = thresholds.max_regression_pct / 100.0
-    row["blocks"] = [len(base_blocks), len(new_blocks)]
+    row = replace(row, blocks=(len(base_blocks), len(new_blocks)))
     if len(base_blocks) < thresholds.min_blocks or len(new_blocks) < thresholds.min_blocks:
-        row["ratio"] = None
-        row["p_value"] = None
-        if row["verdict"] == RowVerdict.SAME:
-            row["verdict"] = RowVerdict.UNSURE
-            row["reasons"].append(f"too few blocks with data ({len(base_blocks)} vs {len(new_blocks)}, "
-                                  f"need {thresholds.min_blocks} with 3 answers each): run longer, at a higher "
-                                  f"rate, or with fewer --blocks")
-        return
+        if row.verdict == RowVerdict.SAME:
+            row = replace(row, verdict=RowVerdict.UNSURE, reasons=(
+                *row.reasons, f"too few blocks with data ({len(base_blocks)} vs {len(new_blocks)}, need "
+                              f"{thresholds.min_blocks} with 3 answers each): run longer, at a higher rate, or with "
+                              f"fewer --blocks"))
+        return row
     base_median = statistics.median(base_blocks)
     new_median = statistics.median(new_blocks)
     ratio = new_median / base_median if base_median > 0 else math.inf
     p_value = mann_whitney_p(base_blocks, new_blocks)
     low, high = ratio_interval(base_blocks, new_blocks)
-    row.update(base_ms=round(base_median, 2), new_ms=round(new_median, 2), ratio=round(ratio, 4),
-               ratio_ci95=[round(low, 4), round(high, 4)], p_value=round(p_value, 6), alpha=round(alpha, 6))
+    verdict, reasons = row.verdict, row.reasons
     if ratio > 1 + tolerance:
         if p_value <= alpha:
-            row["verdict"] = RowVerdict.REGRESSION
-            row["reasons"].append(f"median service time x{ratio:.3f} (p={p_value:.2g} <= {alpha:.2g})")
-        elif p_value <= max(0.1, 2 * alpha) and row["verdict"] == RowVerdict.SAME:
+            verdict = RowVerdict.REGRESSION
+            reasons = (*reasons, f"median service time x{ratio:.3f} (p={p_value:.2g} <= {alpha:.2g})")
+        elif p_value <= max(0.1, 2 * alpha) and verdict == RowVerdict.SAME:
             # Pinpoint's third answer: a large change the blocks cannot yet confirm.
-            row["verdict"] = RowVerdict.UNSURE
-            row["reasons"].append(f"median service time x{ratio:.3f} but p={p_value:.2g}: run longer")
-    elif ratio < 1 - tolerance and p_value <= alpha and row["verdict"] == RowVerdict.SAME:
-        row["verdict"] = RowVerdict.IMPROVEMENT
-    row["rules_out_pct"] = round((high - 1) * 100, 2)
-    unshown(row, high, tolerance)
+            verdict = RowVerdict.UNSURE
+            reasons = (*reasons, f"median service time x{ratio:.3f} but p={p_value:.2g}: run longer")
+    elif ratio < 1 - tolerance and p_value <= alpha and verdict == RowVerdict.SAME:
+        verdict = RowVerdict.IMPROVEMENT
+    row = replace(row, verdict=verdict, reasons=reasons, base_ms=round(base_median, 2), new_ms=round(new_median, 2),
+                  ratio=round(ratio, 4), interval=(round(low, 4), round(high, 4)), p_value=round(p_value, 6),
+                  alpha=round(alpha, 6), rules_out_pct=round((high - 1) * 100, 2))
+    return unshown(row, high, tolerance)
 
 
-def block_work(base: UrlRecord, new: UrlRecord, kind: str, thresholds, alpha: float) -> dict | None:
+def block_work(base: UrlRecord, new: UrlRecord, kind: str, thresholds: Thresholds, alpha: float) -> WorkRow | None:
     """One run a side: the CPU time per answer of each time block, compared block by block
     (Mann-Whitney and a bootstrap of the ratio of block medians, as service time is)."""
     if not cpu_judged(base, kind) and not cpu_judged(new, kind):
@@ -271,53 +281,52 @@ def block_work(base: UrlRecord, new: UrlRecord, kind: str, thresholds, alpha: fl
     tolerance = thresholds.max_regression_pct / 100.0
     problems = [f"{which}: {problem}" for which, record in (("baseline", base), ("this run", new))
                 if (problem := cpu_problem(record, kind, thresholds.max_regression_pct)) is not None]
-    row: dict = {"cpu_ms": [round_or_none(base.cpu_ms_mean, 2), round_or_none(new.cpu_ms_mean, 2)],
-                 "verdict": RowVerdict.UNSURE,
-                 "reasons": []}
+    cpu_ms = (round_or_none(base.cpu_ms_mean, 2), round_or_none(new.cpu_ms_mean, 2))
     if problems:
-        row["reasons"] = [f"CPU time not judged ({'; '.join(problems)})"]
-        return row
+        return WorkRow(cpu_ms, RowVerdict.UNSURE, (f"CPU time not judged ({'; '.join(problems)})",))
     base_blocks, new_blocks = base.block_cpu_means(), new.block_cpu_means()
     if len(base_blocks) < thresholds.min_blocks or len(new_blocks) < thresholds.min_blocks:
-        row["reasons"] = [f"CPU time: too few blocks with data ({len(base_blocks)} vs {len(new_blocks)}, need "
-                          f"{thresholds.min_blocks}): run longer or with fewer --blocks"]
-        return row
+        return WorkRow(cpu_ms, RowVerdict.UNSURE, (
+            f"CPU time: too few blocks with data ({len(base_blocks)} vs {len(new_blocks)}, need "
+            f"{thresholds.min_blocks}): run longer or with fewer --blocks",))
     base_median, new_median = statistics.median(base_blocks), statistics.median(new_blocks)
     ratio = new_median / base_median if base_median > 0 else math.inf
     p_value = mann_whitney_p(base_blocks, new_blocks)
     low, high = ratio_interval(base_blocks, new_blocks)
-    row.update(ratio=round(ratio, 4), ratio_ci95=[round(low, 4), round(high, 4)], p_value=round(p_value, 6),
-               rules_out_pct=round((high - 1) * 100, 2))
+    verdict = RowVerdict.UNSURE
+    reasons: tuple[str, ...] = ()
     if ratio > 1 + tolerance and p_value <= alpha:
-        row["verdict"] = RowVerdict.REGRESSION
-        row["reasons"] = [f"CPU time per answer {base_median:.1f} -> {new_median:.1f} ms, x{ratio:.3f} "
-                          f"(p={p_value:.2g} <= {alpha:.2g})"]
+        verdict, reasons = RowVerdict.REGRESSION, (f"CPU time per answer {base_median:.1f} -> {new_median:.1f} ms, "
+                                                   f"x{ratio:.3f} (p={p_value:.2g} <= {alpha:.2g})",)
     elif high < 1 + tolerance:
-        row["verdict"] = RowVerdict.IMPROVEMENT if ratio < 1 - tolerance and p_value <= alpha else RowVerdict.SAME
+        verdict = RowVerdict.IMPROVEMENT if ratio < 1 - tolerance and p_value <= alpha else RowVerdict.SAME
     else:
-        row["reasons"] = [f"CPU time rises up to {high - 1:.1%} not ruled out (tolerance {tolerance:.0%})"]
-    return row
+        reasons = (f"CPU time rises up to {high - 1:.1%} not ruled out (tolerance {tolerance:.0%})",)
+    return WorkRow(cpu_ms, verdict, reasons, ratio=round(ratio, 4), interval=(round(low, 4), round(high, 4)),
+                   p_value=round(p_value, 6), rules_out_pct=round((high - 1) * 100, 2))
 
 
-def deciding(row: dict, judge: str) -> dict:
-    """The part of a row whose bounds decide good: its work row under --judge work, else the row."""
-    return (row.get("work") or {}) if judge == JUDGE_WORK else row
+def deciding(row: ComparisonRow, judge: str) -> ComparisonRow | WorkRow | None:
+    """The part of a row whose bounds decide good: its work row under --judge work (None
+    where it has none), else the row."""
+    return row.work if judge == JUDGE_WORK else row
 
 
-def failure_gap(row: dict) -> str | None:
+def failure_gap(row: ComparisonRow) -> str | None:
     """A rise of failures the row's data cannot rule out, in words, or None."""
-    if row.get("failures_ruled_out", True):
+    if row.failures_ruled_out is None or row.failures_ruled_out or row.failure_rise_upper is None:
         return None
-    return f"a rise of failures up to {row['failure_rise_upper']:.1%} of requests not ruled out " \
-           f"(margin {row.get('failure_margin', FAILURE_MARGIN):.0%}, --max-failure-rise)"
+    margin = FAILURE_MARGIN if row.failure_margin is None else row.failure_margin
+    return f"a rise of failures up to {row.failure_rise_upper:.1%} of requests not ruled out " \
+           f"(margin {margin:.0%}, --max-failure-rise)"
 
 
-def unshown(row: dict, upper_ratio: float, tolerance: float) -> None:
+def unshown(row: ComparisonRow, upper_ratio: float, tolerance: float) -> ComparisonRow:
     """A row that found nothing is "same" only when its data rule out a slowdown beyond the
     tolerance and a rise of failures beyond the margin; otherwise "unsure", saying which
     bound is too wide.  "No significant difference" is not "no regression"."""
-    if row["verdict"] not in (RowVerdict.SAME, RowVerdict.IMPROVEMENT):
-        return
+    if row.verdict not in (RowVerdict.SAME, RowVerdict.IMPROVEMENT):
+        return row
     gaps = []
     if upper_ratio >= 1 + tolerance:
         gaps.append(f"slowdowns up to {upper_ratio - 1:.1%} not ruled out (tolerance {tolerance:.0%})")
@@ -325,8 +334,8 @@ def unshown(row: dict, upper_ratio: float, tolerance: float) -> None:
     if gap:
         gaps.append(gap)
     if gaps:
-        row["verdict"] = RowVerdict.UNSURE
-        row["reasons"] += gaps
+        return replace(row, verdict=RowVerdict.UNSURE, reasons=(*row.reasons, *gaps))
+    return row
 
 
 def compare_documents(base: Results, new: Results, thresholds: Thresholds) -> Comparison:
@@ -337,9 +346,10 @@ def compare_documents(base: Results, new: Results, thresholds: Thresholds) -> Co
     alpha = thresholds.alpha / max(1, len(names))
     doubt = contention_shift([base.machine], [new.machine])
     waiting = waiting_doubt([base], [new], thresholds.max_regression_pct)
-    rows = {name: compare_url(base.urls[name], new.urls[name], thresholds, alpha, new.row_kind(name), doubt, waiting)
+    rows = {name: compare_url(name, base.urls[name], new.urls[name], thresholds, alpha, new.row_kind(name), doubt,
+                              waiting)
             for name in names}
-    verdicts = [row["verdict"] for row in rows.values()]
+    verdicts = [row.verdict for row in rows.values()]
     if RowVerdict.REGRESSION in verdicts:
         overall = RowVerdict.REGRESSION
     elif not rows or RowVerdict.UNSURE in verdicts:
@@ -353,37 +363,38 @@ def compare_documents(base: Results, new: Results, thresholds: Thresholds) -> Co
     differences = incomparable(base, new) + contended([base.machine], [new.machine], thresholds.max_other_cpu)
     if differences:
         overall = RowVerdict.NOT_COMPARABLE
-    rules_out = [value for row in rows.values() if (value := deciding(row, thresholds.judge).get("rules_out_pct"))
-                 is not None]
-    comparison = {"verdict": overall, "method": "blocks", "judge": thresholds.judge, "alpha_per_url": alpha,
-                  "urls": rows, "notes": notes,
-                  "max_regression_pct": thresholds.max_regression_pct, "not_comparable": differences,
-                  "baseline_runs": 1, "candidate_runs": 1,
-                  "rules_out_pct": max(rules_out) if rules_out else None,
-                  # one run a side says nothing of the run-to-run spread: the remedy is baseline runs
-                  "more_runs": {"candidate": 1 if overall == RowVerdict.UNSURE else None,
-                                "baseline": 2 if overall == RowVerdict.UNSURE else None, "each": None}}
-    if overall == RowVerdict.UNSURE:
-        comparison["undecided"] = f"{undecided_head(comparison)}; {ONE_RUN_REMEDY}"
-    return Comparison.read_checked(comparison)
+    rules_out = [value for row in rows.values()
+                 if (part := deciding(row, thresholds.judge)) is not None and (value := part.rules_out_pct) is not None]
+    unsure = overall == RowVerdict.UNSURE
+    comparison = Comparison(
+        verdict=overall, method="blocks", judge=thresholds.judge, alpha_per_url=alpha,
+        max_regression_pct=thresholds.max_regression_pct, rows=rows, notes=tuple(notes),
+        not_comparable=tuple(differences), baseline_runs=1, candidate_runs=1,
+        rules_out_pct=max(rules_out) if rules_out else None,
+        # one run a side says nothing of the run-to-run spread: the remedy is baseline runs
+        more_runs=MoreRuns(candidate=1 if unsure else None, baseline=2 if unsure else None))
+    if unsure:
+        comparison = replace(comparison, undecided=f"{undecided_head(comparison)}; {ONE_RUN_REMEDY}")
+    return comparison
 
 
 ONE_RUN_REMEDY = "one run a side cannot know the run-to-run spread: record three baseline runs (--baseline)"
 
 
-def undecided_head(comparison: dict) -> str:
+def undecided_head(comparison: Comparison) -> str:
     """The first half of the line that says why runs cannot call a commit good: what they
     rule out.  The second half, what would decide, depends on how many runs there were."""
-    tolerance = comparison["max_regression_pct"]
-    rules_out = comparison.get("rules_out_pct")
-    what = "rises of CPU time per answer" if comparison.get("judge") == WORK else "slowdowns"
+    tolerance = comparison.max_regression_pct
+    rules_out = comparison.rules_out_pct
+    what = "rises of CPU time per answer" if comparison.judge == WORK else "slowdowns"
     if rules_out is None:
         head = f"these runs cannot bound the {what}"
     elif rules_out >= tolerance:
         head = f"these runs rule out only {what} above {rules_out:.1f} %"
     else:
+        margin = FAILURE_MARGIN if comparison.failure_margin is None else comparison.failure_margin
         head = (f"these runs rule out {what} above {rules_out:.1f} % but not a rise of failures above "
-                f"{comparison.get('failure_margin', FAILURE_MARGIN):.0%} of requests (--max-failure-rise)")
+                f"{margin:.0%} of requests (--max-failure-rise)")
     return head
 
 
@@ -396,12 +407,12 @@ COMPARABLE = (("config_sha256", "config"), ("rpm", "target rate (--rpm)"), ("con
 WORK_TOLERANCE = 0.05  # open-loop runs of one load do the same work within a few percent
 
 
-def work_notes(bases: list, news: list) -> list:
+def work_notes(bases: list[Results], news: list[Results]) -> list[str]:
     """What the journeys wrote (work_done), per measured minute, when the two sides differ by
     more than a few percent: a commit that stops some writes also changes what the pages
     read afterwards.  The writes that failed are already judged as failures of their step."""
-    def per_minute(documents: list) -> dict:
-        totals: dict = {}
+    def per_minute(documents: list[Results]) -> dict[str, float]:
+        totals: dict[str, float] = {}
         minutes = sum(document.metadata.measured_seconds for document in documents) / 60.0
         for document in documents:
             for name, count in document.work_done.items():
@@ -417,10 +428,11 @@ def work_notes(bases: list, news: list) -> list:
     return notes
 
 
-def release_notes(bases: list, news: list) -> list:
+def release_notes(bases: list[Results], news: list[Results]) -> list[str]:
     """A note when the two sides ran different Moodle releases (as --moodle-dir recorded)."""
-    def releases(documents):
-        return {document.metadata.moodle.release for document in documents if document.metadata.moodle} - {None}
+    def releases(documents: list[Results]) -> set[str]:
+        return {document.metadata.moodle.release for document in documents
+                if document.metadata.moodle and document.metadata.moodle.release is not None}
     before, after = releases(bases), releases(news)
     if before and after and before != after:
         return [f"the two sides ran different Moodle releases: {', '.join(sorted(before))} and "
@@ -428,7 +440,7 @@ def release_notes(bases: list, news: list) -> list:
     return []
 
 
-def incomparable(base: Results, new: Results) -> list:
+def incomparable(base: Results, new: Results) -> list[str]:
     """Why two runs cannot be compared, or []: a different load, or a run cut short."""
     reasons = []
     for key, label in COMPARABLE:

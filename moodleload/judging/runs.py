@@ -42,6 +42,7 @@ from moodleload.judging.compare import (
 )
 from moodleload.judging.stats import f_cdf, student_t_cdf, student_t_quantile
 from moodleload.judging.work import TIME, WORK, work_value
+from moodleload.results.comparison import MoreRuns
 
 if TYPE_CHECKING:
     from moodleload.results.sections import UrlRecord
@@ -169,7 +170,59 @@ class Evidence:
                        new_runs=self.new_runs + new, failures={k: scaled(v) for k, v in self.failures.items()})
 
 
-def page_tests(evidence: Evidence, alpha: float) -> dict:
+@dataclass(frozen=True)
+class PageTest:
+    """One page against the others (page_tests)."""
+
+    contrast: float  # its log change less the others' mean
+    error: float
+    p: float  # one-sided, slower
+    p_faster: float
+    control: bool  # whether the others may serve as its control
+    significant: bool
+
+
+@dataclass(frozen=True)
+class SiteTest:
+    """Every page together (site_test): the mean log change and its one-sided bounds."""
+
+    change: float
+    alpha: float
+    p: float
+    p_faster: float
+    upper: float
+    detectable: float
+
+
+@dataclass(frozen=True)
+class PageOutcome:
+    """What assess made of one page: its log change, interval and bounds, and what they show."""
+
+    change: float
+    interval: tuple[float, float]
+    upper: float
+    p: float
+    significant: bool
+    bad: bool
+    relative: float | None  # against the other pages, where they could serve as a control
+    relative_bad: bool  # bad by that alone
+    shown_within: bool
+    detectable: float
+    faster: bool
+    failures: tuple[float, float, float, float] | None
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """The clock's side of a comparison of runs (assess): the site's tests and every page's."""
+
+    site: SiteTest  # the shift of every page together, at the bad call's share of alpha
+    whole: SiteTest  # the same at the good call's share: its upper bound must be below the tolerance
+    pages: dict[str, PageOutcome]
+    page_alpha: float
+
+
+def page_tests(evidence: Evidence, alpha: float) -> dict[str, PageTest]:
     """Each page against the others: the shift a run shares with every page cancels out, so
     one page's slowdown is seen against its own scatter only, with many degrees of freedom.
     The others serve as a control only when they agree among themselves and did not, all
@@ -191,13 +244,13 @@ def page_tests(evidence: Evidence, alpha: float) -> dict:
             agree = 1.0 - f_cdf(ratio, len(others) - 1, spread.own_freedom) > alpha
         others_error = spread.site * evidence.runs_factor
         others_faster = student_t_cdf(centre / others_error, spread.shared_freedom) <= alpha
-        tests[name] = {"contrast": change - centre, "error": error, "p": 1.0 - student_t_cdf(t, spread.own_freedom),
-                       "p_faster": student_t_cdf(t, spread.own_freedom), "control": agree and not others_faster}
-        tests[name]["significant"] = tests[name]["p"] <= alpha
+        p = 1.0 - student_t_cdf(t, spread.own_freedom)
+        tests[name] = PageTest(change - centre, error, p, student_t_cdf(t, spread.own_freedom),
+                               agree and not others_faster, p <= alpha)
     return tests
 
 
-def site_test(evidence: Evidence, alpha: float, changes: dict | None = None) -> dict:
+def site_test(evidence: Evidence, alpha: float, changes: dict[str, float] | None = None) -> SiteTest:
     """Every page moving together (a change under every page, or the environment): the mean
     change over pages against the shift runs share, with the few degrees of freedom only
     runs give; and its one-sided upper bound, which good needs below the tolerance."""
@@ -206,10 +259,10 @@ def site_test(evidence: Evidence, alpha: float, changes: dict | None = None) -> 
     change = mean(values)
     error = spread.site * evidence.runs_factor
     t = change / error
-    return {"change": change, "alpha": alpha, "p": 1.0 - student_t_cdf(t, spread.shared_freedom),
-            "p_faster": student_t_cdf(t, spread.shared_freedom),
-            "upper": change + student_t_quantile(1 - alpha, spread.shared_freedom) * error,
-            "detectable": student_t_quantile(1 - alpha, spread.shared_freedom) * error}
+    return SiteTest(change, alpha, 1.0 - student_t_cdf(t, spread.shared_freedom),
+                    student_t_cdf(t, spread.shared_freedom),
+                    change + student_t_quantile(1 - alpha, spread.shared_freedom) * error,
+                    student_t_quantile(1 - alpha, spread.shared_freedom) * error)
 
 
 def look_number(base_runs: int, new_runs: int) -> int:
@@ -241,7 +294,7 @@ def good_share(look: int) -> float:
     return 0.8 if look <= 1 else 0.2
 
 
-def assess(evidence: Evidence, thresholds: Thresholds, pages_alpha: float) -> dict:
+def assess(evidence: Evidence, thresholds: Thresholds, pages_alpha: float) -> Assessment:
     """The clock's side of every page's verdict, pure: bad when slower than the tolerance and
     shown so; good only when the one-sided upper bound of its change is below it."""
     tolerance = math.log1p(thresholds.max_regression_pct / 100.0)
@@ -250,7 +303,7 @@ def assess(evidence: Evidence, thresholds: Thresholds, pages_alpha: float) -> di
     pages = page_tests(evidence, pages_alpha * share / 2)
     split = bool(pages)
     steady = {name: change for name, change in evidence.changes.items()
-              if not pages.get(name, {}).get("significant")}
+              if name not in pages or not pages[name].significant}
     site_alpha = thresholds.alpha * share / (2 if split else 1)
     site = site_test(evidence, site_alpha, steady or None)
     good_alpha = thresholds.alpha * good_share(look_number(evidence.base_runs, evidence.new_runs))
@@ -259,50 +312,48 @@ def assess(evidence: Evidence, thresholds: Thresholds, pages_alpha: float) -> di
     freedom = spread.total_freedom
     upper_quantile = student_t_quantile(1 - good_alpha, freedom)
     half95 = student_t_quantile(0.975, freedom) * spread.total * evidence.runs_factor
-    result: dict = {"site": site, "whole": whole, "pages": {}, "page_alpha": page_alpha}
+    outcomes = {}
     for name, change in evidence.changes.items():
         page = pages.get(name)
-        significant = (page is not None and page["significant"]) or site["p"] <= site["alpha"]
+        significant = (page is not None and page.significant) or site.p <= site.alpha
         raw_bad = change > tolerance and significant
-        relative_bad = page is not None and page["significant"] and page["control"] and page["contrast"] > tolerance
+        relative_bad = page is not None and page.significant and page.control and page.contrast > tolerance
         upper = change + upper_quantile * spread.total * evidence.runs_factor
-        p_slower = min(p for p in (page["p"] if page else None, site["p"]) if p is not None)
+        p_slower = min(page.p, site.p) if page is not None else site.p
         if page is not None:
-            detectable = student_t_quantile(1 - page_alpha, spread.own_freedom) * page["error"]
+            detectable = student_t_quantile(1 - page_alpha, spread.own_freedom) * page.error
         else:
-            detectable = site["detectable"]
-        failures = evidence.failures.get(name)
-        result["pages"][name] = {
-            "change": change, "interval": (change - half95, change + half95), "upper": upper,
-            "p": p_slower, "significant": significant, "bad": raw_bad or relative_bad,
-            "relative": None if page is None else page["contrast"], "relative_bad": relative_bad and not raw_bad,
-            "shown_within": upper < tolerance, "detectable": detectable,
-            "faster": change < -tolerance and ((page is not None and page["p_faster"] <= page_alpha)
-                                               or site["p_faster"] <= site["alpha"]),
-            "failures": failures}
-    return result
+            detectable = site.detectable
+        outcomes[name] = PageOutcome(
+            change=change, interval=(change - half95, change + half95), upper=upper, p=p_slower,
+            significant=significant, bad=raw_bad or relative_bad, relative=None if page is None else page.contrast,
+            relative_bad=relative_bad and not raw_bad, shown_within=upper < tolerance, detectable=detectable,
+            faster=change < -tolerance and ((page is not None and page.p_faster <= page_alpha)
+                                            or site.p_faster <= site.alpha),
+            failures=evidence.failures.get(name))
+    return Assessment(site, whole, outcomes, page_alpha)
 
 
 def decided(evidence: Evidence, thresholds: Thresholds, pages_alpha: float) -> bool:
     """Would these runs answer good or bad?  Bad on one page decides; good needs every page
     and the site shown within the tolerance and no rise of failures beyond the margin."""
     outcome = assess(evidence, thresholds, pages_alpha)
-    if any(page["bad"] for page in outcome["pages"].values()):
+    if any(page.bad for page in outcome.pages.values()):
         return True
-    if outcome["whole"]["upper"] >= math.log1p(thresholds.max_regression_pct / 100.0):
+    if outcome.whole.upper >= math.log1p(thresholds.max_regression_pct / 100.0):
         return False
-    for page in outcome["pages"].values():
-        if not page["shown_within"]:
+    for page in outcome.pages.values():
+        if not page.shown_within:
             return False
-        if page["failures"]:
-            base_failed, base_total, new_failed, new_total = page["failures"]
+        if page.failures:
+            base_failed, base_total, new_failed, new_total = page.failures
             if failure_rise_upper(base_failed, base_total, new_failed, new_total,
-                                  outcome["page_alpha"]) >= thresholds.failure_margin:
+                                  outcome.page_alpha) >= thresholds.failure_margin:
                 return False
     return True
 
 
-def more_runs(evidence: Evidence, thresholds: Thresholds, pages_alpha: float) -> dict:
+def more_runs(evidence: Evidence, thresholds: Thresholds, pages_alpha: float) -> MoreRuns:
     """How many more runs of this commit, and separately of the baseline, would decide if
     the changes and the spread stayed as measured (None: not within MAX_EXTRA_RUNS)."""
     def first(grow) -> int | None:
@@ -310,9 +361,9 @@ def more_runs(evidence: Evidence, thresholds: Thresholds, pages_alpha: float) ->
             if decided(grow(extra), thresholds, pages_alpha):
                 return extra
         return None
-    return {"candidate": first(lambda extra: evidence.with_more_runs(new=extra)),
-            "baseline": first(lambda extra: evidence.with_more_runs(base=extra)),
-            "each": first(lambda extra: evidence.with_more_runs(new=extra, base=extra))}
+    return MoreRuns(candidate=first(lambda extra: evidence.with_more_runs(new=extra)),
+                    baseline=first(lambda extra: evidence.with_more_runs(base=extra)),
+                    each=first(lambda extra: evidence.with_more_runs(new=extra, base=extra)))
 
 
 def log_grids(bases: list, news: list, names: list, thresholds: Thresholds, measure: str = TIME) -> list:

@@ -22,10 +22,11 @@ for the tick) is named; under ``work`` it makes the answer 125, never good."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from moodleload.config import CALL_ROW
-from moodleload.results.comparison import RowVerdict
+from moodleload.results.comparison import ComparisonRow, RowVerdict, WorkRow
 from moodleload.site.moodle import TICK_MS
 
 if TYPE_CHECKING:
@@ -96,36 +97,30 @@ def work_value(record: UrlRecord, kind: str, tolerance_pct: float) -> float | No
     return record.cpu_ms_mean
 
 
-def combine(row: dict, work: dict | None, judge: str, counts: tuple[str, list], failure_gap: str | None,
-            doubt: str | None = None) -> None:
+def combine(row: ComparisonRow, work: WorkRow | None, judge: str, counts: tuple[RowVerdict, tuple[str, ...]],
+            failure_gap: str | None, doubt: str | None = None) -> ComparisonRow:
     """The row's verdict under ``judge``, from the time row (``row``, as compare built it),
     the work row (``work``; None where the row's work is not judged, a web-service call),
     what the counters alone said (``counts``: the verdict and reasons of failures and DB
     reads, before the clock) and ``failure_gap`` (a rise of failures not ruled out, or None).
     ``doubt``: why the work of these runs cannot be compared at all (machine.contention_shift):
     the work row then says neither good nor bad.  The work row is kept in the row, whatever decides."""
-    if work is not None and doubt is not None and work["verdict"] != RowVerdict.UNSURE:
-        work = {**work, "verdict": RowVerdict.UNSURE, "reasons": [f"CPU time not judged: {doubt}"],
-                "measured": work["verdict"]}
-    if work is not None:
-        row["work"] = work
-    row["decided_by"] = TIME
+    if work is not None and doubt is not None and work.verdict != RowVerdict.UNSURE:
+        work = replace(work, verdict=RowVerdict.UNSURE, reasons=(f"CPU time not judged: {doubt}",),
+                       measured=work.verdict)
+    row = replace(row, work=work, decided_by=TIME)
     if judge == JUDGE_TIME:
-        return
+        return row
     if judge == JUDGE_BOTH:
-        if work is not None and work["verdict"] == RowVerdict.REGRESSION and row["verdict"] != RowVerdict.REGRESSION:
-            row["verdict"] = RowVerdict.REGRESSION
-            row["reasons"] = [*counts[1], *work["reasons"]]
-            row["decided_by"] = WORK
-        return
+        if work is not None and work.verdict == RowVerdict.REGRESSION and row.verdict != RowVerdict.REGRESSION:
+            return replace(row, verdict=RowVerdict.REGRESSION, reasons=(*counts[1], *work.reasons), decided_by=WORK)
+        return row
     verdict, reasons = counts
-    row["decided_by"] = WORK
     if verdict == RowVerdict.REGRESSION:
-        row["verdict"], row["reasons"] = verdict, [*reasons, *(work["reasons"] if work and
-                                                                work["verdict"] == RowVerdict.REGRESSION else [])]
-        return
+        more = work.reasons if work is not None and work.verdict == RowVerdict.REGRESSION else ()
+        return replace(row, verdict=verdict, reasons=(*reasons, *more), decided_by=WORK)
     # a web-service call (no work row): its failures alone are judged
-    verdict, reasons = (work["verdict"], list(work["reasons"])) if work is not None else (RowVerdict.SAME, [])
+    verdict, reasons = (work.verdict, work.reasons) if work is not None else (RowVerdict.SAME, ())
     if verdict in (RowVerdict.SAME, RowVerdict.IMPROVEMENT) and failure_gap:
-        verdict, reasons = RowVerdict.UNSURE, [*reasons, failure_gap]
-    row["verdict"], row["reasons"] = verdict, reasons
+        verdict, reasons = RowVerdict.UNSURE, (*reasons, failure_gap)
+    return replace(row, verdict=verdict, reasons=reasons, decided_by=WORK)

@@ -1,5 +1,5 @@
 """The comparison of a run with its baseline, as a typed value.  compare.py (two runs, block
-by block) and runcompare.py (runs against their spread) build its saved form; everything
+by block) and runcompare.py (runs against their spread) build it row by row; everything
 else (the verdict, the reports, --sizing) reads these fields.  It is saved inside the
 results (``comparison``) as ``to_dict`` gives it, and read back by ``from_dict``."""
 
@@ -389,8 +389,7 @@ class Comparison:
 
     @classmethod
     def read_checked(cls, raw: dict[str, Any]) -> Comparison:
-        """The typed form of a comparison ``comparison_problem`` found nothing wrong with: what
-        compare.py and runcompare.py build is read here too."""
+        """The typed form of a saved comparison ``comparison_problem`` found nothing wrong with."""
         return _read_fields(cls, raw, rows={name: ComparisonRow.from_dict(name, row)
                                             for name, row in raw["urls"].items()})
 
