@@ -45,16 +45,16 @@ def sample(idle: float, user: float, rx: float = 0, load: float = 0.5) -> dict:
 
 def test_cpu_busy_is_the_share_of_cpu_time_not_idle_between_two_scrapes():
     point = point_between(sample(100, 10), sample(101, 13), 4.0, t=3.0)
-    assert point["cpu_busy"] == 0.75 and point["memory_used_bytes"] == 2e9
+    assert point.cpu_busy == 0.75 and point.memory_used_bytes == 2e9
 
 
 def test_loopback_traffic_is_not_the_hosts_network_io():
-    assert point_between(sample(100, 10, rx=1000), sample(101, 13, rx=9000), 4.0, t=3.0)["net_bytes_per_s"] == 2000
+    assert point_between(sample(100, 10, rx=1000), sample(101, 13, rx=9000), 4.0, t=3.0).net_bytes_per_s == 2000
 
 
 def test_a_restarted_exporter_gives_no_negative_rate():
     point = point_between(sample(100, 10, rx=9000), sample(1, 1, rx=10), 2.0, t=5.0)
-    assert point["cpu_busy"] is None and point["net_bytes_per_s"] is None
+    assert point.cpu_busy is None and point.net_bytes_per_s is None
 
 
 def host_points(busy: list) -> Metrics:
@@ -246,5 +246,5 @@ def test_an_exporters_absurd_values_are_lost_values_never_written_for_the_reader
     from moodleload.load.metrics import point_between
     current = sample(idle=1e308, user=1e308, rx=1e308, load=1e19)  # idle + iowait + user: beyond a float
     point = point_between(sample(idle=1, user=1), current, 2.0, 1.0)
-    assert point["load1"] is None  # 1e19: a lost value, not written
-    assert metrics_problem({"hosts": {"h:9100": {"points": [point]}}}) is None
+    assert point.load1 is None  # 1e19: a lost value, not written
+    assert metrics_problem({"hosts": {"h:9100": {"points": [point.to_dict()]}}}) is None

@@ -103,7 +103,7 @@ Failures = tuple[int, int, int, int]  # (base failed, base requests, new failed,
 def measure_side(bases: list[Results], news: list[Results], names: list[str], thresholds: Thresholds, alpha: float,
                  failures: dict[str, Failures], measure: str) -> Side:
     grids = log_grids(bases, news, names, thresholds, measure)
-    values = {name: [[run[position] for run in grid if run[position] is not None] for grid in grids]
+    values = {name: [[value for run in grid if (value := run[position]) is not None] for grid in grids]
               for position, name in enumerate(names)}
     spread = analyse_spread(grids)
     changes = {name: mean(groups[1]) - mean(groups[0]) for name, groups in values.items()

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -45,6 +46,7 @@ from moodleload.judging.work import TIME, WORK, work_value
 from moodleload.results.comparison import MoreRuns
 
 if TYPE_CHECKING:
+    from moodleload.results.model import Results
     from moodleload.results.sections import UrlRecord
 
 NOISY_SPREAD = 0.03  # a page's run-to-run spread above which the report looks for where it came from
@@ -55,7 +57,7 @@ MAX_EXTRA_RUNS = 30  # projections stop here: beyond it the noise, not the run c
 SPREAD_FLOOR = 0.002
 
 
-def mean(values: list) -> float:
+def mean(values: Sequence[float]) -> float:
     return sum(values) / len(values)
 
 
@@ -119,7 +121,7 @@ class Spread:
         return max(math.sqrt(self.shared_mean_square / self.pages), SPREAD_FLOOR)
 
 
-def analyse_spread(groups: list) -> Spread | None:
+def analyse_spread(groups: list[list[list[float | None]]]) -> Spread | None:
     """``groups``: for each commit, its runs, each a list of log values by page (None where
     a page had too few blocks); pages missing from any run of a commit are left out here."""
     shared_squares = own_squares = 0.0
@@ -131,8 +133,9 @@ def analyse_spread(groups: list) -> Spread | None:
         if not complete:
             continue
         pages = max(pages, len(complete))
-        means = {page: sum(run[page] for run in runs) / len(runs) for page in complete}
-        for run in runs:
+        known = [[value or 0.0 for value in run] for run in runs]  # every page of ``complete`` is known
+        means = {page: sum(run[page] for run in known) / len(known) for page in complete}
+        for run in known:
             deviations = [run[page] - means[page] for page in complete]
             shift = sum(deviations) / len(deviations)
             shared_squares += len(deviations) * shift ** 2
@@ -150,7 +153,7 @@ class Evidence:
     """What a comparison of runs rests on, in the form that projections can grow: the log
     change of every page, the spread, the run counts and the pooled failure counts."""
 
-    changes: dict  # page -> mean log value of this commit's runs minus the baseline's
+    changes: dict[str, float]  # page -> mean log value of this commit's runs minus the baseline's
     spread: Spread
     base_runs: int
     new_runs: int
@@ -162,7 +165,7 @@ class Evidence:
         return math.sqrt(1 / self.base_runs + 1 / self.new_runs)
 
     def with_more_runs(self, new: int = 0, base: int = 0) -> Evidence:
-        def scaled(counts):
+        def scaled(counts: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
             bf, bt, nf, nt = counts
             grow_base, grow_new = (self.base_runs + base) / self.base_runs, (self.new_runs + new) / self.new_runs
             return bf * grow_base, bt * grow_base, nf * grow_new, nt * grow_new
@@ -356,7 +359,7 @@ def decided(evidence: Evidence, thresholds: Thresholds, pages_alpha: float) -> b
 def more_runs(evidence: Evidence, thresholds: Thresholds, pages_alpha: float) -> MoreRuns:
     """How many more runs of this commit, and separately of the baseline, would decide if
     the changes and the spread stayed as measured (None: not within MAX_EXTRA_RUNS)."""
-    def first(grow) -> int | None:
+    def first(grow: Callable[[int], Evidence]) -> int | None:
         for extra in range(1, MAX_EXTRA_RUNS + 1):
             if decided(grow(extra), thresholds, pages_alpha):
                 return extra
@@ -366,7 +369,8 @@ def more_runs(evidence: Evidence, thresholds: Thresholds, pages_alpha: float) ->
                     each=first(lambda extra: evidence.with_more_runs(new=extra, base=extra)))
 
 
-def log_grids(bases: list, news: list, names: list, thresholds: Thresholds, measure: str = TIME) -> list:
+def log_grids(bases: list[Results], news: list[Results], names: list[str], thresholds: Thresholds,
+              measure: str = TIME) -> list[list[list[float | None]]]:
     """For each commit, runs x pages of log values of ``measure`` (None: too few data on that page in that run)."""
     grids = []
     for documents in (bases, news):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
@@ -40,7 +41,7 @@ class Verdict:
 
     status: int
     word: VerdictWord
-    reasons: tuple = ()
+    reasons: tuple[str, ...] = ()
     undecided: bool = False  # a 125 because the comparison could neither show nor rule out a regression
 
     @classmethod
@@ -48,18 +49,18 @@ class Verdict:
         return cls(EXIT_GOOD, VerdictWord.GOOD)
 
     @classmethod
-    def bad(cls, reasons) -> Verdict:
+    def bad(cls, reasons: Iterable[str]) -> Verdict:
         return cls(EXIT_BAD, VerdictWord.BAD, tuple(reasons))
 
     @classmethod
-    def cannot_judge(cls, reasons) -> Verdict:
+    def cannot_judge(cls, reasons: Iterable[str]) -> Verdict:
         return cls(EXIT_CANNOT_JUDGE, VerdictWord.CANNOT_JUDGE, tuple(reasons))
 
     @classmethod
-    def unreachable(cls, reasons) -> Verdict:
+    def unreachable(cls, reasons: Iterable[str]) -> Verdict:
         return cls(EXIT_UNREACHABLE, VerdictWord.SITE_NOT_REACHED, tuple(reasons))
 
-    def lines(self) -> list:
+    def lines(self) -> list[str]:
         """How it is printed: the word and status, then one line per reason."""
         return [f"[VERDICT] {self.word} (exit {self.status})"] + [f"[VERDICT]   {printable(reason)}"
                                                                    for reason in self.reasons]
@@ -75,7 +76,7 @@ class Gates:
     max_login_failures: float = 0.1  # share of users that may fail to log in before the run cannot judge
 
 
-def check_gates(summary: Summary, gates: Gates) -> list:
+def check_gates(summary: Summary, gates: Gates) -> list[str]:
     """The absolute limits this run breached, each as a line with the breaching number."""
     breaches = []
     p95, p99, error_rate = summary.latency_ms.p95, summary.latency_ms.p99, summary.error_rate
@@ -92,7 +93,7 @@ def check_gates(summary: Summary, gates: Gates) -> list:
     return breaches
 
 
-def login_reasons(logins: Logins | None) -> tuple[list, float]:
+def login_reasons(logins: Logins | None) -> tuple[list[str], float]:
     """Lines naming the failed logins, and the share of users they were."""
     if logins is None:
         return [], 0.0
@@ -112,7 +113,7 @@ REMEDIES = {"the site could not be reached": "check base_url and that the web se
             "the generator could not open sockets": "raise the open-file limit (ulimit -n) or lower --concurrency"}
 
 
-def not_reached(summary: Summary | None, gates: Gates, logins: Logins | None) -> list:
+def not_reached(summary: Summary | None, gates: Gates, logins: Logins | None) -> list[str]:
     """Why the site was never really asked (empty if it was): logins or requests that could not open a
     connection at all (refused, unknown host, no route, out of file descriptors).  A site that
     answers, even with errors, is the commit's business; one that cannot be reached is not,
@@ -134,7 +135,7 @@ def not_reached(summary: Summary | None, gates: Gates, logins: Logins | None) ->
 MAX_UNREACHED_SHARE = 0.01  # of the requests; beyond it, the failures' rise is the environment's, not the commit's
 
 
-def partly_unreached(summary: Summary) -> list:
+def partly_unreached(summary: Summary) -> list[str]:
     """Requests that could not open a connection, too few to stop a bisect but enough to
     move the failure rate a comparison judges (a web server restarted during the run)."""
     requests = summary.requests
@@ -150,7 +151,7 @@ def partly_unreached(summary: Summary) -> list:
 MIN_DELIVERED = 0.95  # of the positions due in the measured window, sent in it
 
 
-def incomplete_run(shards: tuple | list) -> str | None:
+def incomplete_run(shards: Sequence[str]) -> str | None:
     """Why a merge of ``shards`` ("K/N") is not the whole run, or None when it is."""
     of_run = {parse_shard(shard)[1] for shard in shards}
     if len(of_run) != 1:
@@ -163,8 +164,8 @@ def incomplete_run(shards: tuple | list) -> str | None:
             f"shards, so part of the load asked for was never sent; merge every shard of the run")
 
 
-def delivery_problems(generator: Generator, meta: Metadata, bottleneck: list | tuple,
-                      saturated: list | tuple = ()) -> list:
+def delivery_problems(generator: Generator, meta: Metadata, bottleneck: Sequence[str],
+                      saturated: Sequence[str] = ()) -> list[str]:
     """Why the run did not do what was asked, by its own trust signals: the generator stood
     still (a suspended machine, SIGSTOP, a blocked event loop), the generator was the
     bottleneck (``bottleneck``, from views.trust_signals), or the requests due in the
@@ -199,7 +200,7 @@ def delivery_problems(generator: Generator, meta: Metadata, bottleneck: list | t
 
 
 def decide(summary: Summary, gates: Gates, comparison: Comparison | None, logins: Logins | None = None,
-           undelivered: list | tuple = ()) -> Verdict:
+           undelivered: Sequence[str] = ()) -> Verdict:
     """The verdict of one run from its summary, the gates, the comparison with a baseline
     and the logins.  Anything that makes the numbers meaningless is "cannot judge" (125),
     never "good" nor "bad": no requests, a load not delivered or a stalled generator
@@ -298,9 +299,9 @@ class RunFacts:
     comparison: Comparison | None = None
     logins: Logins | None = None
     logged_in: int = 1  # users that logged in: none, and there was no load to judge
-    undelivered: tuple = ()  # the run's and the other runs' own trust problems (delivery_problems)
+    undelivered: tuple[str, ...] = ()  # the run's and the other runs' own trust problems (delivery_problems)
     not_recorded: Verdict | None = None  # the results could not be written where asked
-    dead_shards: tuple = ()  # --processes children that died, each named
+    dead_shards: tuple[str, ...] = ()  # --processes children that died, each named
     interrupted: int | None = None  # the exit status of the signal that stopped the run
     stopped_early: bool = False  # a saved run that records it was interrupted (--report RESULTS, --merge)
     confirmation: Verdict | None = None  # --pairs: the culprit confirmed, cleared or undecided (pairs.confirm)

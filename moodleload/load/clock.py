@@ -8,9 +8,29 @@ import asyncio
 import heapq
 import itertools
 import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, Protocol, TypeVar
+
+Result = TypeVar("Result")
 
 
-def wake(waiter: asyncio.Future) -> None:
+class Cancellable(Protocol):
+    def cancel(self) -> None: ...
+
+
+class Clock(Protocol):
+    """What a run reads and sleeps on: RealClock, or VirtualClock in tests."""
+
+    def now(self) -> float: ...
+
+    def cpu(self) -> float: ...
+
+    def call_at(self, moment: float, callback: Callable[..., object], *args: Any) -> Cancellable: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+def wake(waiter: asyncio.Future[None]) -> None:
     """End a wait (its timer fired, or the run is stopping)."""
     if not waiter.done():
         waiter.set_result(None)
@@ -22,7 +42,7 @@ class RealClock:
     now = staticmethod(time.perf_counter)
     cpu = staticmethod(time.process_time)
 
-    def call_at(self, moment: float, callback, *args):
+    def call_at(self, moment: float, callback: Callable[..., object], *args: Any) -> asyncio.TimerHandle:
         return asyncio.get_running_loop().call_later(max(0.0, moment - self.now()), callback, *args)
 
     async def sleep(self, seconds: float) -> None:
@@ -32,7 +52,7 @@ class RealClock:
 class _Timer:
     __slots__ = ("callback", "args", "cancelled")
 
-    def __init__(self, callback, args):
+    def __init__(self, callback: Callable[..., object], args: tuple[Any, ...]):
         self.callback, self.args, self.cancelled = callback, args, False
 
     def cancel(self) -> None:
@@ -46,7 +66,7 @@ class VirtualClock:
 
     def __init__(self, start: float = 1000.0, cpu_per_second: float = 0.0):
         self._now = start
-        self._timers: list = []
+        self._timers: list[tuple[float, int, _Timer]] = []
         self._order = itertools.count()
         self.cpu_per_second = cpu_per_second
         self._started = start
@@ -57,7 +77,7 @@ class VirtualClock:
     def cpu(self) -> float:
         return (self._now - self._started) * self.cpu_per_second
 
-    def call_at(self, moment: float, callback, *args) -> _Timer:
+    def call_at(self, moment: float, callback: Callable[..., object], *args: Any) -> _Timer:
         timer = _Timer(callback, args)
         heapq.heappush(self._timers, (max(moment, self._now), next(self._order), timer))
         return timer
@@ -82,7 +102,7 @@ class VirtualClock:
                 if not getattr(loop, "_ready", None):
                     return
 
-    async def run(self, coroutine):
+    async def run(self, coroutine: Awaitable[Result]) -> Result:
         task = asyncio.ensure_future(coroutine)
         while True:
             await self._settle()
@@ -98,11 +118,12 @@ class VirtualClock:
             timer.callback(*timer.args)
 
 
-async def wait_all(clock, tasks: set, timeout: float | None, until: asyncio.Event | None = None) -> set:
+async def wait_all(clock: Clock, tasks: Iterable[asyncio.Future[Any]], timeout: float | None,
+                   until: asyncio.Event | None = None) -> set[asyncio.Future[Any]]:
     """Wait for ``tasks`` until ``timeout`` on ``clock`` (None: no limit) or until the event
     ``until`` is set; returns those still pending."""
     pending = set(tasks)
-    ends = set()
+    ends: set[asyncio.Future[Any]] = set()
     if timeout is not None:
         ends.add(asyncio.ensure_future(clock.sleep(timeout)))
     if until is not None:
@@ -121,11 +142,11 @@ class PauseDetector:
     """Notices when this process stopped running (SIGSTOP, a long GC, a blocked event loop):
     a 50 ms sleep that took far longer.  Like HdrHistogram's pause detector."""
 
-    def __init__(self, clock, tick: float = 0.05, threshold: float = 0.5):
+    def __init__(self, clock: Clock, tick: float = 0.05, threshold: float = 0.5):
         self.clock = clock
         self.tick = tick
         self.threshold = threshold
-        self.intervals: list = []  # (from, to) of each pause
+        self.intervals: list[tuple[float, float]] = []  # (from, to) of each pause
 
     async def watch(self) -> None:
         while True:

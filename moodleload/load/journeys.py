@@ -10,12 +10,13 @@ logout."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Protocol
+from typing import Protocol
 
 from moodleload.config import LOGIN_ROW, Config
 from moodleload.console import Printer
+from moodleload.load.clock import Clock
 from moodleload.load.plan import entry_weights, pick_entry, unit_interval
-from moodleload.site.httpclient import Form, HttpError
+from moodleload.site.httpclient import Client, Form, HttpError
 from moodleload.site.moodle import Fetched, LoginFailed, RedirectLoop, Session, fetch, judge, login, parse_footer
 from moodleload.site.walk import Walk
 from moodleload.steps.base import Outcome, StepKind
@@ -38,8 +39,8 @@ class LoadRunParts(Protocol):
 
     config: Config
     login_url_path: str
-    clock: Any  # load.clock: RealClock or VirtualClock
-    http: Any  # site.clients: the run's HTTP client
+    clock: Clock
+    http: Client | None  # set before the first step
 
     @property
     def settings(self) -> RunSettings: ...
@@ -99,6 +100,11 @@ class JourneyRunner:
     def now(self) -> float:
         return self.run.clock.now()
 
+    @property
+    def http(self) -> Client:
+        assert self.run.http is not None  # the run makes its client before its first step
+        return self.run.http
+
     def unit(self, index: int, draw: int) -> float:
         return unit_interval(self.seed, index, draw)
 
@@ -107,7 +113,7 @@ class JourneyRunner:
                   follow: bool = True) -> tuple[Fetched | None, Outcome]:
         sent = self.run.clock.now()
         try:
-            fetched = await fetch(self.run.http, session, url, timeout=self.timeout, form=form, follow=follow)
+            fetched = await fetch(self.http, session, url, timeout=self.timeout, form=form, follow=follow)
         except (asyncio.TimeoutError, HttpError, RedirectLoop) as error:
             return None, Outcome(name, self.run.request_failed(error, url), sent)
         return fetched, Outcome(name, None, sent, self.run.clock.now())
@@ -123,7 +129,7 @@ class JourneyRunner:
     async def _login(self, session: Session, walk: Walk) -> Outcome:
         sent = self.run.clock.now()
         try:
-            await login(self.run.http, session, self.config, self.run.settings.login_timeout, self.run.say)
+            await login(self.http, session, self.config, self.run.settings.login_timeout, self.run.say)
         except LoginFailed as failure:
             self.run.report_request_error(f"login of {session.user.username} failed: {failure}")
             return Outcome(LOGIN_ROW, "login", sent)

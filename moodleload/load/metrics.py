@@ -17,11 +17,16 @@ import statistics
 import time
 import urllib.error
 import urllib.request
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from moodleload.console import printable
 from moodleload.exits import UsageError
-from moodleload.results.metrics import MAX_POINTS, Metrics, metric_value_ok
+from moodleload.load.clock import Clock
+from moodleload.results.metrics import MAX_POINTS, HostMetrics, Metrics, MetricsPoint, metric_value_ok
+
+if TYPE_CHECKING:
+    import aiohttp
 
 SCRAPE_SECONDS = 2.0
 SCRAPE_TIMEOUT_SECONDS = 8.0  # a saturated host answers late: its scrape is the one that matters
@@ -45,7 +50,7 @@ def shown_url(url: str) -> str:
     return urlunsplit(parts._replace(query="&".join(f"{name}=(hidden)" for name in names)))
 
 
-def argv_shown(argv: list) -> list:
+def argv_shown(argv: list[str]) -> list[str]:
     """The command line as the results keep it: each --metrics URL through shown_url."""
     shown = []
     after_flag = False
@@ -90,7 +95,7 @@ def read_answer(url: str) -> str:
     return b"".join(chunks).decode("utf-8", "replace")
 
 
-def check_metrics_urls(urls: list) -> None:
+def check_metrics_urls(urls: list[str]) -> None:
     """Each --metrics URL answers with Prometheus text before any load (one line otherwise)."""
     try:
         import prometheus_client  # noqa: F401
@@ -118,11 +123,14 @@ def check_metrics_urls(urls: list) -> None:
                              f"mysqld_exporter's mysql_global_status_threads_connected)")
 
 
-def parse_sample(text: str) -> dict:
+Sample = dict[str, float | None]  # one scrape's totals by name (parse_sample), None: not exported
+
+
+def parse_sample(text: str) -> Sample:
     """One scrape's totals: counters as they stand, gauges as they are (None: not exported)."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    found: dict = {}
+    found: dict[str, float] = {}
 
     def add(key: str, value: float) -> None:
         total = found.get(key, 0.0) + value
@@ -154,29 +162,30 @@ def parse_sample(text: str) -> dict:
                                             "disk_bytes", "net_bytes", "db_connections")}
 
 
-def point_between(previous: dict | None, current: dict, seconds: float, t: float) -> dict:
+def point_between(previous: Sample | None, current: Sample, seconds: float, t: float) -> MetricsPoint:
     """The timeline point for a scrape: rates over the interval since the previous one."""
+    def change(key: str) -> float | None:
+        before, now = (previous or {}).get(key), current.get(key)
+        return None if before is None or now is None else now - before
+
     def rate(key: str) -> float | None:
-        if previous is None or seconds <= 0 or previous.get(key) is None or current.get(key) is None:
+        moved = change(key)
+        if seconds <= 0 or moved is None:
             return None
-        change = current[key] - previous[key]
-        return round(change / seconds, 1) if change >= 0 else None  # a restarted exporter starts again
+        return round(moved / seconds, 1) if moved >= 0 else None  # a restarted exporter starts again
+
+    def kept(value: float | None) -> float | None:
+        # What the reader would refuse is never written: an absurd value is a lost value.
+        return value if value is None or metric_value_ok(value) else None
 
     busy = None
-    if previous is not None and None not in (previous.get("cpu_total"), current.get("cpu_total"),
-                                             previous.get("cpu_idle"), current.get("cpu_idle")):
-        total = current["cpu_total"] - previous["cpu_total"]
-        idle = current["cpu_idle"] - previous["cpu_idle"]
-        if total > 0 and 0 <= idle <= total:
-            busy = round(1.0 - idle / total, 4)
-    memory = None
-    if current.get("memtotal") is not None and current.get("memavailable") is not None:
-        memory = current["memtotal"] - current["memavailable"]
-    point = {"t": round(t, 2), "cpu_busy": busy, "load1": current.get("load1"), "memory_used_bytes": memory,
-             "disk_bytes_per_s": rate("disk_bytes"), "net_bytes_per_s": rate("net_bytes"),
-             "db_connections": current.get("db_connections")}
-    # What the reader would refuse is never written: an absurd value is a lost value.
-    return {key: value if value is None or metric_value_ok(value) else None for key, value in point.items()}
+    total, idle = change("cpu_total"), change("cpu_idle")
+    if total is not None and idle is not None and total > 0 and 0 <= idle <= total:
+        busy = round(1.0 - idle / total, 4)
+    memory_total, available = current.get("memtotal"), current.get("memavailable")
+    memory = None if memory_total is None or available is None else memory_total - available
+    return MetricsPoint(round(t, 2), kept(busy), kept(current.get("load1")), kept(memory),
+                        kept(rate("disk_bytes")), kept(rate("net_bytes")), kept(current.get("db_connections")))
 
 
 def saturation_notes(metrics: Metrics | None) -> list[str]:
@@ -230,13 +239,13 @@ def host_lines(metrics: Metrics | None) -> list[str]:
 class Scraper:
     """Scrapes each endpoint every SCRAPE_SECONDS while a run lasts (LoadRun drives it)."""
 
-    def __init__(self, urls: list):
+    def __init__(self, urls: list[str]):
         self.urls = list(urls)
-        self.hosts: dict[str, dict] = {host_label(url): {"url": shown_url(url), "points": [], "failed_scrapes": 0}
-                                       for url in self.urls}
-        self._last: dict = {}
+        self.points: dict[str, list[MetricsPoint]] = {host_label(url): [] for url in self.urls}
+        self.failed_scrapes: dict[str, int] = {host_label(url): 0 for url in self.urls}
+        self._last: dict[str, tuple[float, Sample]] = {}
 
-    async def run(self, clock, measure_from: float) -> None:
+    async def run(self, clock: Clock, measure_from: float) -> None:
         import asyncio
 
         import aiohttp
@@ -248,10 +257,10 @@ class Scraper:
                 await asyncio.gather(*(self._scrape(session, url, clock, measure_from) for url in self.urls))
                 await clock.sleep(max(0.1, SCRAPE_SECONDS - (clock.now() - started)))
 
-    async def _scrape(self, session, url: str, clock, measure_from: float) -> None:
+    async def _scrape(self, session: aiohttp.ClientSession, url: str, clock: Clock, measure_from: float) -> None:
         import asyncio
 
-        host = self.hosts[host_label(url)]
+        label = host_label(url)
         try:
             async with session.get(url) as response:
                 if response.status != 200:
@@ -266,13 +275,15 @@ class Scraper:
             now = clock.now()
             sample = await asyncio.to_thread(parse_sample, body.decode("utf-8", "replace"))
         except (Exception, asyncio.TimeoutError):  # noqa: BLE001  a lost scrape is counted, the load goes on
-            host["failed_scrapes"] += 1
+            self.failed_scrapes[label] += 1
             return
         previous = self._last.get(url)
         self._last[url] = (now, sample)
-        if len(host["points"]) < MAX_POINTS:
-            host["points"].append(point_between(previous[1] if previous else None, sample,
-                                                now - previous[0] if previous else 0.0, now - measure_from))
+        if len(self.points[label]) < MAX_POINTS:
+            self.points[label].append(point_between(previous[1] if previous else None, sample,
+                                                    now - previous[0] if previous else 0.0, now - measure_from))
 
     def result(self) -> Metrics:
-        return Metrics.from_dict({"interval_s": SCRAPE_SECONDS, "hosts": self.hosts})
+        return Metrics(SCRAPE_SECONDS, {
+            label: HostMetrics(shown_url(url), tuple(self.points[label]), self.failed_scrapes[label])
+            for url in self.urls if (label := host_label(url))})

@@ -33,45 +33,49 @@ VERDICTS = tuple(RowVerdict)
 _number = is_number
 
 
-def _optional_number(value) -> bool:
+def _optional_number(value: Any) -> bool:
     return value is None or is_number(value)
 
 
-def _count(value) -> bool:
+def _count(value: Any) -> bool:
     return value is None or is_count(value)
 
 
-def _text(value) -> bool:
+def _text(value: Any) -> bool:
     return isinstance(value, str)
 
 
-def _optional_text(value) -> bool:
+def _optional_text(value: Any) -> bool:
     return value is None or isinstance(value, str)
 
 
-def _texts(value) -> bool:
+def _texts(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(item, str) for item in value)
 
 
-def _optional_texts(value) -> bool:
+def _optional_texts(value: Any) -> bool:
     return value is None or _texts(value)
 
 
-def _pair(value) -> bool:
+def _pair(value: Any) -> bool:
     """(baseline, this run), either unknown."""
     return value is None or (isinstance(value, list) and len(value) == 2 and all(map(_optional_number, value)))
 
 
-def _interval(value) -> bool:
+def _interval(value: Any) -> bool:
     return value is None or (isinstance(value, list) and len(value) == 2 and all(map(_number, value)))
 
 
-def _one_of(*choices):
+Check = Callable[[Any], bool]
+FieldsCheck = Callable[[Any], "str | None"]
+
+
+def _one_of(*choices: Any) -> Check:
     return lambda value: value in choices
 
 
-def _fields(checks: dict, required: tuple = ()):
-    def check(value) -> str | None:
+def _fields(checks: dict[str, Check], required: tuple[str, ...] = ()) -> FieldsCheck:
+    def check(value: Any) -> str | None:
         if not isinstance(value, dict):
             return "not an object"
         for key in required:
@@ -84,16 +88,16 @@ def _fields(checks: dict, required: tuple = ()):
     return check
 
 
-def _optional(check):
+def _optional(check: FieldsCheck) -> Check:
     return lambda value: value is None or check(value) is None
 
 
-def _counts(value) -> bool:
+def _counts(value: Any) -> bool:
     """(baseline, this run) counts."""
     return value is None or (isinstance(value, list) and len(value) == 2 and all(map(is_count, value)))
 
 
-def _optional_bool(value) -> bool:
+def _optional_bool(value: Any) -> bool:
     return value is None or isinstance(value, bool)
 
 
@@ -120,7 +124,7 @@ _WHOLE_WORK = _fields({"unit": _text, "base": _number, "new": _number, "noise": 
                        "new_runs": _count}, required=("unit", "base", "new", "noise", "base_runs", "new_runs"))
 
 
-def _changes(value) -> bool:
+def _changes(value: Any) -> bool:
     return isinstance(value, list) and all(_CHANGE(change) is None for change in value)
 
 
@@ -141,7 +145,7 @@ _COMPARISON = _fields({"verdict": _one_of(*VERDICTS), "method": _one_of("blocks"
                       required=("verdict", "alpha_per_url", "max_regression_pct", "urls"))
 
 
-def comparison_problem(raw) -> str | None:
+def comparison_problem(raw: Any) -> str | None:
     """What is wrong with a saved comparison, or None: every field a reader formats or sums
     is of its type, so a damaged file is one line (exit 128), never a crash in a report."""
     problem = _COMPARISON(raw)

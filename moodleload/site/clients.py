@@ -3,14 +3,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from moodleload import __version__
 from moodleload.needs import have, require
-from moodleload.site.httpclient import DEFAULT_MAX_BODY, Authorization, HttpClient
-
-if TYPE_CHECKING:
-    from moodleload.site.aioclient import AiohttpClient
+from moodleload.site.httpclient import DEFAULT_MAX_BODY, Authorization, Client, HttpClient
 
 
 def resolve_http_client(name: str) -> str:
@@ -26,7 +21,7 @@ def resolve_http_client(name: str) -> str:
 
 
 def http_client(name: str, *, insecure: bool, max_body: int = DEFAULT_MAX_BODY,
-                authorization: Authorization | None = None) -> HttpClient | AiohttpClient:
+                authorization: Authorization | None = None) -> Client:
     """A new client: "httptools" (HttpClient) or "aiohttp" (AiohttpClient)."""
     if name == "httptools":
         client_class: type = HttpClient

@@ -7,8 +7,9 @@ import asyncio
 import errno
 import re
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, cast
 from urllib.parse import quote, urlencode, urlsplit
 
 if TYPE_CHECKING:  # ssl is imported on the first https request: plain-http runs never pay for it
@@ -38,10 +39,19 @@ class Unreachable(HttpError):
         self.out_of_files = out_of_files
 
 
-def unreachable(host: str, port, error: BaseException) -> Unreachable:
+def unreachable(host: str, port: int | str | None, error: BaseException) -> Unreachable:
     number = getattr(error, "errno", None)
     reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
     return Unreachable(f"cannot connect to {host}:{port} ({reason})", out_of_files=number in OUT_OF_FILES)
+
+
+class Client(Protocol):
+    """What a run sends its requests through: HttpClient (httptools), or aioclient's AiohttpClient."""
+
+    async def request(self, method: str, url: str, cookie: str | None, form: Form | None,
+                      timeout: float) -> Reply: ...
+
+    async def close(self) -> None: ...
 
 
 @dataclass
@@ -50,7 +60,7 @@ class Reply:
 
     status: int
     location: str  # the Location header, "" if none
-    set_cookies: list  # the raw Set-Cookie headers
+    set_cookies: list[str]  # the raw Set-Cookie headers
     body: bytes  # decoded from gzip/deflate by the client's request()
     encoding: bytes = b""  # the Content-Encoding still to decode, inside the client only
 
@@ -160,29 +170,30 @@ class _Connection(asyncio.Protocol):
     """One keep-alive HTTP/1.1 connection carrying one request at a time.  The answer
     is parsed by httptools (llhttp, Node.js's parser in C), called back as bytes arrive."""
 
-    def __init__(self, parser_class, max_body: int = DEFAULT_MAX_BODY):
+    def __init__(self, parser_class: Callable[[_Connection], Any], max_body: int = DEFAULT_MAX_BODY):
         self.parser = parser_class(self)
         self.max_body = max_body
-        self.transport = None
-        self.waiter: asyncio.Future | None = None
+        self.transport: asyncio.Transport | None = None
+        self.waiter: asyncio.Future[Reply] | None = None
         self.closed = False
         self.received = False  # any byte of the current answer
-        self.timer = None
+        self.timer: asyncio.TimerHandle | None = None
         self._new_message()
 
     def _new_message(self) -> None:
         self.location = ""
-        self.set_cookies: list = []
+        self.set_cookies: list[str] = []
         self.encoding = b""
         self.delimited = False  # Content-Length or chunked: else the body ends when the server closes
         self.headers_done = False
         self.head_bytes = 0
-        self.chunks: list = []
+        self.chunks: list[bytes] = []
         self.body_bytes = 0
 
     # -- asyncio.Protocol
-    def connection_made(self, transport) -> None:
-        self.transport = transport
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # A stream connection (create_connection); uvloop's transports do not subclass asyncio's.
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         self.received = True
@@ -197,7 +208,7 @@ class _Connection(asyncio.Protocol):
         except Exception as error:  # httptools.HttpParserError and its kinds
             self._fail(HttpError(f"not an HTTP answer ({error})"))
 
-    def connection_lost(self, error) -> None:
+    def connection_lost(self, error: Exception | None) -> None:
         self.closed = True
         if self.timer is not None:
             self.timer.cancel()
@@ -268,7 +279,7 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()  # nothing of ours is left to send: no lingering half-close
 
-    async def exchange(self, request: bytes, deadline: float, loop) -> Reply:
+    async def exchange(self, request: bytes, deadline: float, loop: asyncio.AbstractEventLoop) -> Reply:
         self.received = False
         self.waiter = loop.create_future()
         self.timer = loop.call_at(deadline, self._timed_out)
@@ -296,7 +307,7 @@ class HttpClient:
         self._max_body = max_body
         # ((scheme, host, port), "Basic ...") of base_url's user:password@: sent to that origin only.
         self._authorization = authorization
-        self._idle: dict = {}  # (scheme, host, port) -> idle connections, the most recent last
+        self._idle: dict[tuple[str, str, int], list[_Connection]] = {}  # the most recent last
         self._user_agent = user_agent
         self._insecure = insecure
         self._tls: ssl.SSLContext | None = None

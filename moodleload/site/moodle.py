@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 
 from moodleload.config import Config, User
 from moodleload.site.forms import find_sesskey
-from moodleload.site.httpclient import BodyTooLarge, Form, HeadersTooLarge, HttpError, Unreachable, parse_set_cookie
+from moodleload.site.httpclient import (
+    BodyTooLarge,
+    Client,
+    Form,
+    HeadersTooLarge,
+    HttpError,
+    Unreachable,
+    parse_set_cookie,
+)
 from moodleload.site.walk import Walk
 
 # =========================================================================== login
@@ -48,7 +57,10 @@ class BadRedirect(HttpError):
     """A redirect whose Location cannot be a URL (e.g. ``http://[::1/oops``): its own failure kind."""
 
 
-def redirect_target(url: str, location: str) -> tuple[str, tuple]:
+Origin = tuple[str, str, int]  # (scheme, host, port)
+
+
+def redirect_target(url: str, location: str) -> tuple[str, Origin]:
     """Where a redirect from ``url`` to ``location`` leads, and that URL's origin; a
     Location that cannot be a URL is a BadRedirect."""
     try:
@@ -58,7 +70,7 @@ def redirect_target(url: str, location: str) -> tuple[str, tuple]:
         raise BadRedirect(f"a redirect to {location[:200]!r}, which is not a usable URL") from None
 
 
-def origin_of(url: str) -> tuple:
+def origin_of(url: str) -> Origin:
     """(scheme, host, port) of an absolute URL; ValueError where it has none."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -89,17 +101,18 @@ class Session:
     cookie of the site reaches another host."""
 
     user: User
-    origin: tuple  # (scheme, host, port) of the site
-    jar: dict = field(default_factory=dict)  # (name, path) -> (value, secure)
+    origin: Origin  # of the site
+    jar: dict[tuple[str, str], tuple[str, bool]] = field(default_factory=dict)  # (name, path) -> (value, secure)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     needs_login: bool = False
     relogins: int = 0
     sesskey: str | None = None  # from the last page that had one; it changes at each login
     walk: Walk | None = None  # where the user is in a journey
-    _headers: dict = field(default_factory=dict)  # (https, path) -> Cookie header, until a cookie changes
+    # (https, path) -> Cookie header, until a cookie changes
+    _headers: dict[tuple[bool, str], str | None] = field(default_factory=dict)
     _everywhere: str | bool | None = ""  # see keep()
 
-    def keep(self, set_cookie_headers: list, url: str) -> None:
+    def keep(self, set_cookie_headers: list[str], url: str) -> None:
         parts = urlsplit(url)
         host = (parts.hostname or "").lower()
         for header in set_cookie_headers:
@@ -136,15 +149,14 @@ class Session:
 
     def cookie_header(self, https: bool, path: str) -> str | None:
         key = (https, path)
-        header = self._headers.get(key, False)
-        if header is False:
-            header = self._headers[key] = "; ".join(
+        if key not in self._headers:
+            self._headers[key] = "; ".join(
                 f"{name}={value}" for (name, cookie_path), (value, secure) in self.jar.items()
                 if (https or not secure) and _path_matches(path, cookie_path)) or None
-        return header
+        return self._headers[key]
 
     @property
-    def cookies(self) -> dict:
+    def cookies(self) -> dict[str, str]:
         """Name -> value of every cookie held (for messages and tests)."""
         return {name: value for (name, _), (value, _) in self.jar.items()}
 
@@ -205,7 +217,7 @@ def is_login_page(body: bytes, login_path: str) -> bool:
     return False
 
 
-def judge(fetched: Fetched, login_path: str) -> tuple:
+def judge(fetched: Fetched, login_path: str) -> tuple[str | None, str | None]:
     """(failure kind or None, where it was redirected) of a page the site answered: a
     redirect off the site is not the site's answer, landing on the login page (by a redirect,
     or served in place with a 200) means the session is gone, and only a 2xx is a success."""
@@ -221,7 +233,7 @@ def judge(fetched: Fetched, login_path: str) -> tuple:
     return None, redirected_to
 
 
-async def fetch(http, session: Session, url: str, *, timeout: float, form: Form | None = None,
+async def fetch(http: Client, session: Session, url: str, *, timeout: float, form: Form | None = None,
                 follow: bool = True) -> Fetched:
     """One request as a browser makes it: the user's cookies, redirects followed hop by
     hop (keeping cookies set on the way), the whole body read.  ``timeout`` is for the whole
@@ -251,7 +263,7 @@ async def fetch(http, session: Session, url: str, *, timeout: float, form: Form 
     raise RedirectLoop(f"more than {MAX_REDIRECTS} redirects, last to {url}")
 
 
-async def login(http, session: Session, config: Config, timeout: float, warn) -> None:
+async def login(http: Client, session: Session, config: Config, timeout: float, warn: Callable[[str], object]) -> None:
     """Moodle's login: GET the form (taking its logintoken), POST the credentials, and
     follow the ``testsession`` redirect.  Raises LoginFailed with the reason."""
     user = session.user
@@ -347,7 +359,7 @@ def cpu_ticks(wall: int, user: int, system: int) -> int | None:
     return cpu
 
 
-def parse_footer(body: bytes) -> dict | None:
+def parse_footer(body: bytes) -> dict[str, float] | None:
     """Counters of Moodle's performance footer ($CFG->perfdebug = 15), or None if the
     page has none.  Reads only the footer's own lines: it runs on every page, at
     hundreds of 100-250 KB pages a second, so it stays a few microseconds."""
