@@ -22,21 +22,21 @@ class UrlStats:
     def __init__(self, blocks: int):
         self.requests = 0
         self.success = 0
-        self.failures: Counter = Counter()  # "http_404", "timeout", "connection", ...
-        self.redirects: Counter = Counter()  # final path -> count, when redirected
+        self.failures: Counter[str] = Counter()  # "http_404", "timeout", "connection", ...
+        self.redirects: Counter[str] = Counter()  # final path -> count, when redirected
         self.response = Histogram()
         self.service = Histogram()
         self.blocks = [Histogram() for _ in range(blocks)]  # service time per time block
         # The same again in 0.2 % buckets: block medians fine enough to call slowdowns of a few percent.
         self.blocks_fine = [FineHistogram() for _ in range(blocks)]
         # Discrete counters are tallied value by value; times go into histograms.
-        self.footer_counts: dict[str, Counter] = {name: Counter() for name in FOOTER_COUNTERS}
+        self.footer_counts: dict[str, Counter[float]] = {name: Counter() for name in FOOTER_COUNTERS}
         self.footer_times = {"server_time_ms": Histogram(), "session_wait_ms": Histogram(), "db_time_ms": Histogram()}
         # The PHP worker's CPU ticks per time block, tallied: the work a page did, which a
         # busy machine hardly inflates, with the same blocks as service time.
-        self.blocks_cpu: list[Counter] = [Counter() for _ in range(blocks)]
+        self.blocks_cpu: list[Counter[float]] = [Counter() for _ in range(blocks)]
 
-    def record_footer(self, footer: dict, block: int) -> None:
+    def record_footer(self, footer: dict[str, float], block: int) -> None:
         for name, tally in self.footer_counts.items():
             if name in footer:
                 tally[footer[name]] += 1
@@ -57,7 +57,7 @@ class UrlStats:
             tuple(map(saved_tally, self.blocks_cpu)) if tallies.get("cpu_ticks") else None)
 
 
-def saved_tally(tally: Counter) -> dict[str, int]:
+def saved_tally(tally: Counter[float]) -> dict[str, int]:
     """A tally of footer values as the results keep it: the values in order, as text."""
     return {str(value): count for value, count in sorted(tally.items())}
 
@@ -73,10 +73,10 @@ class TimelinePoint:
 
     __slots__ = ("sent", "ok", "failures", "response", "service", "cpu_seconds")
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.sent = 0
         self.ok = 0
-        self.failures: Counter = Counter()
+        self.failures: Counter[str] = Counter()
         self.response = Histogram()
         self.service = Histogram()
         self.cpu_seconds = 0.0
@@ -97,7 +97,7 @@ class Recorder:
         self.timeline: dict[int, TimelinePoint] = {}
         self.blocks = blocks
         self.urls = {name: UrlStats(blocks) for name in config.row_names()}
-        self.work_done: Counter = Counter()  # what the journeys' writes did (e.g. replies posted)
+        self.work_done: Counter[str] = Counter()  # what the journeys' writes did (e.g. replies posted)
         self.lateness = Histogram()  # actual send minus intended start
         self.loop_lag = Histogram()  # how late a sleeping worker woke: the generator's own delay
         self.tokens_waited = 0  # already due when a worker became free
@@ -122,7 +122,7 @@ class Recorder:
 
     def record(self, url_name: str, measured_offset: float | None, *, response_ms: float | None = None,
                service_ms: float | None = None, failure: str | None = None,
-               redirected_to: str | None = None, footer: dict | None = None,
+               redirected_to: str | None = None, footer: dict[str, float] | None = None,
                sent_offset: float | None = None, extra: bool = False) -> None:
         """``extra``: a request that rides along with a step (a page's browser calls): it
         has its own row, but the rate, the progress lines and the timeline count steps."""

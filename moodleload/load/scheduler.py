@@ -8,15 +8,16 @@ import math
 import signal
 import time
 from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from moodleload.config import Config, User
 from moodleload.console import Printer, clock_text, fmt, round_or_none
 from moodleload.exits import UsageError
-from moodleload.load.clock import PauseDetector, RealClock, wait_all, wake
+from moodleload.load.clock import Clock, PauseDetector, RealClock, wait_all, wake
 from moodleload.load.journeys import JourneyRunner
 from moodleload.load.machine import cpu_counters, summarise
 from moodleload.load.plan import PlannedRequest, Timeline, plan_requests, user_order
@@ -25,7 +26,7 @@ from moodleload.results.histogram import Histogram
 from moodleload.results.sections import Machine
 from moodleload.shards import start_at_text
 from moodleload.site.clients import http_client
-from moodleload.site.httpclient import DEFAULT_MAX_BODY, HttpError
+from moodleload.site.httpclient import DEFAULT_MAX_BODY, Client, HttpError
 from moodleload.site.moodle import (
     LoginFailed,
     RedirectLoop,
@@ -55,7 +56,7 @@ class RunSettings:
     request_timeout: float = 60.0
     progress: float = 30.0
     blocks: int = 20
-    shard: tuple = (1, 1)
+    shard: tuple[int, int] = (1, 1)
     grace: float = 5.0  # how long requests in flight may finish after a stop
     drain: float = 30.0  # how long a backlog may still be worked off after the schedule ends
     http_client: str = "httptools"  # or "aiohttp"
@@ -67,13 +68,14 @@ class RunSettings:
 class LoadRun:
     """Logs users in, then runs the schedule.  ``stop()`` ends it early (signals)."""
 
-    def __init__(self, config: Config, settings: RunSettings, say: Printer, *, clock=None, http=None):
+    def __init__(self, config: Config, settings: RunSettings, say: Printer, *, clock: Clock | None = None,
+                 http: Client | None = None):
         self.config = config
         self.settings = settings
         self.say = say
         self.stopping = asyncio.Event()
         self.interrupted_by: int | None = None
-        self.login_failures: Counter = Counter()
+        self.login_failures: Counter[str] = Counter()
         self.logins_ok = 0
         self.sessions: list[Session] = []
         shard, shards = settings.shard
@@ -92,12 +94,12 @@ class LoadRun:
         self.run_seconds = 0.0
         self.window_end = math.inf
         self.login_url_path = urlsplit(config.base_url + config.login_path).path
-        self.clock = clock or RealClock()
-        self.http = http  # None: a client of settings.http_client is made, and closed at the end
+        self.clock: Clock = clock or RealClock()
+        self.http: Client | None = http  # None: a client of settings.http_client is made, and closed at the end
         self.site_origin = origin_of(config.base_url)
         self.login_retries = 0
         self.fault: BaseException | None = None  # an error of the tool itself: the run stops, nothing is judged
-        self._sleepers: set = set()  # workers waiting for their due time
+        self._sleepers: set[asyncio.Future[None]] = set()  # workers waiting for their due time
         self.timeline: Timeline | None = None
         self.measure_from = math.inf
         self.give_up_at = math.inf
@@ -120,17 +122,24 @@ class LoadRun:
     async def run(self) -> None:
         # One client and pool for all users; each Session carries its own cookies.
         own_client = self.http is None
-        if own_client:
+        if self.http is None:
             authorization = (self.site_origin, self.config.basic_auth) if self.config.basic_auth else None
             self.http = http_client(self.settings.http_client, insecure=self.settings.insecure,
                                     max_body=self.settings.max_body, authorization=authorization)
+        client = self.http
         try:
             await self._login_all()
             if self.sessions and not self.stopping.is_set():
                 await self._run_schedule()
         finally:
             if own_client:
-                await self.http.close()
+                await client.close()
+
+    @property
+    def client(self) -> Client:
+        """The run's HTTP client, from run() on."""
+        assert self.http is not None  # run() makes one before the first request
+        return self.http
 
     async def _login_all(self) -> None:
         users = self.shard_users
@@ -164,7 +173,7 @@ class LoadRun:
                     return
                 session = Session(user, self.site_origin)
                 try:
-                    await login(self.http, session, self.config, self.settings.login_timeout, self.say)
+                    await login(self.client, session, self.config, self.settings.login_timeout, self.say)
                 except LoginFailed as failure:
                     if failure.retryable and attempt == 1:
                         self.say(f"[WARN] Login of {user.username} failed ({failure}): trying again in "
@@ -196,9 +205,10 @@ class LoadRun:
         total_seconds = settings.warmup + settings.duration
         start = clock.now() + 0.05
         if settings.start_at is not None:
-            start = await self._wait_for_start(settings.start_at)
-            if start is None:  # stopped while waiting: nothing was due yet
+            opened = await self._wait_for_start(settings.start_at)
+            if opened is None:  # stopped while waiting: nothing was due yet
                 return
+            start = opened
         cpu_start = clock.cpu()
         machine_start = cpu_counters()
         timeline = self.timeline = Timeline.of_run(start, settings.rpm, total_seconds, settings.shard)
@@ -268,7 +278,7 @@ class LoadRun:
         """Seconds into the measured window, or None for the warm-up (executed, not counted)."""
         return due - self.measure_from if due >= self.measure_from else None
 
-    async def _worker(self, plan) -> None:
+    async def _worker(self, plan: Iterator[tuple[int, PlannedRequest]]) -> None:
         """Take the next position of the shared plan, wait for its due time, send it; again.
         An error of the tool itself stops the whole run: it must never pass for the site's."""
         try:
@@ -278,7 +288,7 @@ class LoadRun:
                 self.fault = error
             self.stop()
 
-    async def _work(self, plan) -> None:
+    async def _work(self, plan: Iterator[tuple[int, PlannedRequest]]) -> None:
         clock, recorder, sessions, timeline = self.clock, self.recorder, self.sessions, self.timeline
         assert timeline is not None  # set when the schedule starts, before any worker
         for local, planned in plan:
@@ -328,7 +338,8 @@ class LoadRun:
             recorder.point(index * self.timeline_seconds).cpu_seconds += cpu - last_cpu
             last_cpu, index = cpu, index + 1
 
-    async def _shut_down(self, workers: set, helpers: list, timeout: float) -> None:
+    async def _shut_down(self, workers: set[asyncio.Task[None]], helpers: Sequence[asyncio.Future[Any]],
+                         timeout: float) -> None:
         """Wait for the workers to finish the plan; after a stop (or past the time a backlog
         gets), requests in flight may finish within the grace, the rest are cut off."""
         pending = await wait_all(self.clock, workers, timeout, until=self.stopping)
@@ -342,7 +353,7 @@ class LoadRun:
         if hasattr(self.say, "end_status"):
             self.say.end_status()
 
-    async def _perform(self, planned, due: float, session: Session) -> None:
+    async def _perform(self, planned: PlannedRequest, due: float, session: Session) -> None:
         if planned.url_index < 0:
             await self._perform_step(planned.index, due, session)
             return
@@ -356,7 +367,7 @@ class LoadRun:
             sent = self._count_sent(due, measured)
             sent_offset = sent - due + measured if measured is not None else None
             try:
-                fetched = await fetch(self.http, session, self.config.base_url + planned.path,
+                fetched = await fetch(self.client, session, self.config.base_url + planned.path,
                                       timeout=self.settings.request_timeout)
             except (asyncio.TimeoutError, HttpError, RedirectLoop) as error:
                 recorder.record(spec.name, measured, failure=self.request_failed(error, planned.path),
@@ -373,7 +384,7 @@ class LoadRun:
             session.needs_login = True
         recorder.record(spec.name, measured, failure=failure, redirected_to=redirected_to, sent_offset=sent_offset)
 
-    def _count_sent(self, due: float, measured) -> float:
+    def _count_sent(self, due: float, measured: float | None) -> float:
         """The moment a position is sent, counted for the rate and its lateness."""
         sent = self.clock.now()
         if measured is not None:
@@ -392,11 +403,11 @@ class LoadRun:
             self.report_request_error(f"{type(error).__name__}: {error} ({what})")
         return failure_of(error)
 
-    async def _relogin(self, session: Session, row: str, measured) -> bool:
+    async def _relogin(self, session: Session, row: str, measured: float | None) -> bool:
         """Log a user whose session was lost in again (under its lock); a failure is counted
         in ``row`` and the request is not sent."""
         try:
-            await login(self.http, session, self.config, self.settings.login_timeout, self.say)
+            await login(self.client, session, self.config, self.settings.login_timeout, self.say)
         except LoginFailed as failure:
             self.report_request_error(f"re-login of {session.user.username} failed: {failure}")
             self.recorder.record(row, measured, failure="login")

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
+from typing import Any
 
 from moodleload.config import ROW_KINDS
 from moodleload.results.histogram import FineHistogram, Histogram
@@ -18,16 +20,16 @@ MAX_MAGNITUDE = 1e15
 MAX_FOOTER_VALUE = 1e9  # DB reads, included files, MB of memory of one page
 
 
-def is_number(value) -> bool:
+def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
         and abs(value) <= MAX_MAGNITUDE
 
 
-def is_count(value) -> bool:
+def is_count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_MAGNITUDE
 
 
-def _tally_problem(tally, where: str) -> str | None:
+def _tally_problem(tally: Any, where: str) -> str | None:
     if not isinstance(tally, dict):
         return f"{where} is not an object"
     for key, count in tally.items():
@@ -36,7 +38,7 @@ def _tally_problem(tally, where: str) -> str | None:
     return None
 
 
-def _histogram_problem(raw, where: str, base: float = Histogram.BASE) -> str | None:
+def _histogram_problem(raw: Any, where: str, base: float = Histogram.BASE) -> str | None:
     if not isinstance(raw, dict):
         return f"{where} is not a histogram"
     if not raw:
@@ -65,7 +67,7 @@ _GENERATOR_COUNTS = ("tokens_waited_for_worker", "tokens_dropped", "tokens_unsen
 _URL_COUNTS = ("requests", "success", "failure")
 
 
-def document_problem(document: dict) -> str | None:
+def document_problem(document: dict[str, Any]) -> str | None:
     """What is wrong with a results document, or None: the keys and types every reader relies on."""
     meta = document.get("metadata")
     if not isinstance(meta, dict):
@@ -83,7 +85,7 @@ def document_problem(document: dict) -> str | None:
     return _timeline_problem(document.get("timeline", {"seconds": 1.0, "points": []}))
 
 
-def _is_shard(text) -> bool:
+def _is_shard(text: Any) -> bool:
     """"K/N" with 1 <= K <= N (a shard of a run of N)."""
     if not isinstance(text, str) or not re.fullmatch(r"[0-9]{1,6}/[0-9]{1,6}", text):
         return False
@@ -91,7 +93,7 @@ def _is_shard(text) -> bool:
     return 1 <= shard <= shards
 
 
-def _metadata_problem(meta: dict) -> str | None:
+def _metadata_problem(meta: dict[str, Any]) -> str | None:
     for key in _META_NUMBERS:
         if not is_number(meta.get(key)) or meta[key] < 0:
             return f"metadata.{key} is not a number of at least 0"
@@ -121,7 +123,7 @@ def _metadata_problem(meta: dict) -> str | None:
     return None
 
 
-def _sections_problem(document: dict) -> str | None:
+def _sections_problem(document: dict[str, Any]) -> str | None:
     """The machine, the optional statements and metrics, the logins and the work done."""
     machine = document.get("machine")
     if machine is not None and (not isinstance(machine, dict) or not all(
@@ -145,7 +147,7 @@ def _sections_problem(document: dict) -> str | None:
         or _tally_problem(document.get("work_done", {}), "work_done")
 
 
-def _generator_problem(generator) -> str | None:
+def _generator_problem(generator: Any) -> str | None:
     if not isinstance(generator, dict):
         return "generator is missing"
     for key in _GENERATOR_COUNTS:
@@ -163,7 +165,7 @@ def _generator_problem(generator) -> str | None:
     return None
 
 
-def _timeline_problem(timeline) -> str | None:
+def _timeline_problem(timeline: Any) -> str | None:
     if not isinstance(timeline, dict) or not is_number(timeline.get("seconds")) or timeline["seconds"] <= 0 \
             or not isinstance(timeline.get("points"), list):
         return "timeline needs seconds and points"
@@ -180,7 +182,7 @@ def _timeline_problem(timeline) -> str | None:
     return None
 
 
-def _url_problem(raw, where: str, blocks: int) -> str | None:
+def _url_problem(raw: Any, where: str, blocks: int) -> str | None:
     if not isinstance(raw, dict):
         return f"{where} is not an object"
     for key in _URL_COUNTS:
@@ -222,7 +224,8 @@ def _url_problem(raw, where: str, blocks: int) -> str | None:
     return None
 
 
-def _per_block_problem(items, where: str, key: str, blocks: int, what: str, check) -> str | None:
+def _per_block_problem(items: Any, where: str, key: str, blocks: int, what: str,
+                       check: Callable[[Any, str], str | None]) -> str | None:
     """A list with one item per time block, each item checked by ``check(item, place)``."""
     if not isinstance(items, list) or len(items) != blocks:
         return f"{where}.{key} does not hold metadata.blocks ({blocks}) {what}"
@@ -233,7 +236,7 @@ def _per_block_problem(items, where: str, key: str, blocks: int, what: str, chec
     return None
 
 
-def _footer_tally_problem(tally, place: str) -> str | None:
+def _footer_tally_problem(tally: Any, place: str) -> str | None:
     """A tally of footer values: counts, and values that are numbers a footer can show."""
     problem = _tally_problem(tally, place)
     if problem:

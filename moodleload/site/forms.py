@@ -9,6 +9,7 @@ import html
 import json
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 SESSKEY_IN_CONFIG = re.compile(rb'"sesskey":"([A-Za-z0-9]{1,32})"')
 SESSKEY_ELSEWHERE = re.compile(rb'(?:name="sesskey"\s+value="|[?&]sesskey=)([A-Za-z0-9]{1,32})')
@@ -32,7 +33,7 @@ def find_sesskey(body: bytes) -> str | None:
     return value or None
 
 
-def _attributes(text: str) -> dict:
+def _attributes(text: str) -> dict[str, str]:
     return {name.lower(): html.unescape(double if double is not None and double != "" else
                                         single if single else bare or double or "")
             for name, double, single, bare in ATTRIBUTE.findall(text)}
@@ -46,13 +47,13 @@ class Form:
     action: str
     method: str
     enctype: str
-    fields: list = field(default_factory=list)  # (name, value) pairs, repeats allowed
-    buttons: list = field(default_factory=list)  # (name, value) of submit buttons, in order
+    fields: list[tuple[str, str]] = field(default_factory=list)  # (name, value) pairs, repeats allowed
+    buttons: list[tuple[str, str]] = field(default_factory=list)  # (name, value) of submit buttons, in order
 
-    def values(self) -> dict:
+    def values(self) -> dict[str, str]:
         return {name: value for name, value in self.fields}
 
-    def submission(self, overrides: dict, button: str | None = None) -> list:
+    def submission(self, overrides: dict[str, str], button: str | None = None) -> list[tuple[str, str]]:
         """The pairs to send: every field, the overrides replacing (or adding) theirs, and the
         submit button the user pressed (by name; default the first, as Enter does)."""
         pairs, done = [], set()
@@ -89,8 +90,8 @@ def _read_controls(inner: str, form: Form) -> None:
     """Successful controls as HTML defines them: enabled, named; checkboxes and radios only
     when checked; a select's selected options (a single select without one: its first);
     textareas' text; file inputs and non-submit buttons never."""
-    select: tuple | None = None  # (name, multiple, options, selected)
-    textarea: tuple | None = None  # (name, start of its text)
+    select: tuple[str, bool, list[str], list[str]] | None = None  # (name, multiple, options, selected)
+    textarea: tuple[str, int] | None = None  # (name, start of its text)
     for match in CONTROL.finditer(inner):
         tag, rest, closing = match.group(1), match.group(2), match.group(3)
         if closing:
@@ -100,10 +101,10 @@ def _read_controls(inner: str, form: Form) -> None:
                                     .replace("\r\n", "\n").replace("\n", "\r\n")))
                 textarea = None
             elif closing == "select" and select is not None:
-                name, multiple, options, chosen = select
+                select_name, multiple, options, chosen = select
                 if not chosen and not multiple and options:
                     chosen = options[:1]
-                form.fields += [(name, value) for value in chosen]
+                form.fields += [(select_name, value) for value in chosen]
                 select = None
             continue
         if textarea is not None:
@@ -115,13 +116,13 @@ def _read_controls(inner: str, form: Form) -> None:
         name = attributes.get("name")
         if tag == "option":
             if select is not None and "disabled" not in attributes:
-                value = attributes.get("value")
-                if value is None:
+                option = attributes.get("value")
+                if option is None:
                     end = inner.find("<", match.end())
-                    value = html.unescape(inner[match.end():end]).strip()
-                select[2].append(value)
+                    option = html.unescape(inner[match.end():end]).strip()
+                select[2].append(option)
                 if "selected" in attributes:
-                    select[3].append(value)
+                    select[3].append(option)
             continue
         if not name:
             continue
@@ -143,7 +144,7 @@ def _read_controls(inner: str, form: Form) -> None:
                 form.fields.append((name, attributes.get("value", "")))
 
 
-def multipart(pairs: list, boundary: str) -> tuple[bytes, str]:
+def multipart(pairs: list[tuple[str, str]], boundary: str) -> tuple[bytes, str]:
     """(body, Content-Type) of the pairs as ``multipart/form-data``, as a browser encodes a
     form that says so (no files: a load test uploads none)."""
     parts = []
@@ -154,7 +155,7 @@ def multipart(pairs: list, boundary: str) -> tuple[bytes, str]:
     return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
-def form_errors(body: bytes) -> list:
+def form_errors(body: bytes) -> list[tuple[str, str]]:
     """The fields Moodle's form validation complained about, with its words."""
     return [(name.decode("utf-8", "replace"), html.unescape(text.decode("utf-8", "replace")).strip())
             for name, text in FIELD_ERROR.findall(body)]
@@ -176,7 +177,7 @@ def error_page(body: bytes) -> str | None:
                         html.unescape(match.group(1).decode("utf-8", "replace")), 80)
 
 
-def take(body: bytes, pattern: re.Pattern, unit: float) -> str | None:
+def take(body: bytes, pattern: re.Pattern[bytes], unit: float) -> str | None:
     """One of the values ``pattern`` (one group) finds in the page, picked by ``unit`` in
     [0, 1): the same page and the same draw give the same value."""
     found = pattern.findall(body)
@@ -188,7 +189,7 @@ def take(body: bytes, pattern: re.Pattern, unit: float) -> str | None:
 
 # ----------------------------------------------------------------------------- web services
 
-def service_request(methodname: str, args: dict) -> bytes:
+def service_request(methodname: str, args: dict[str, Any]) -> bytes:
     """The body Moodle's JavaScript (core/ajax) posts to lib/ajax/service.php."""
     return json.dumps([{"index": 0, "methodname": methodname, "args": args}], separators=(",", ":")).encode()
 
@@ -231,12 +232,13 @@ AUTOSAVE = re.compile(rb'"pagehash":"([0-9a-f]{40})","pageinstance":"([0-9a-f]{3
 MESSAGE_DRAFT = re.compile(rb'name="message\[itemid\]" value="(\d+)"')
 
 
-def browser_calls(body: bytes, page_url: str, midnight: int, seen_courses: set[int]) -> list[tuple[str, dict]]:
+def browser_calls(body: bytes, page_url: str, midnight: int,
+                  seen_courses: set[int]) -> list[tuple[str, dict[str, Any]]]:
     """The service.php calls Moodle 5.0's JavaScript makes after this page loads, as a real
     browser was seen making them (docs/browser-calls.md), found from what the page holds:
     the dashboard's blocks, a course page's state (first visit per session only), a user
     tour, the editor's autosave.  (methodname, args) in order."""
-    calls: list[tuple[str, dict]] = [("core_message_get_unsent_message", {})]
+    calls: list[tuple[str, dict[str, Any]]] = [("core_message_get_unsent_message", {})]
     context = CONTEXT_ID.search(body)
     if b"block_recentlyaccesseditems" in body:
         calls.append(("block_recentlyaccesseditems_get_recent_items", {"limit": 9}))
