@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from typing import Any, NoReturn
 
 from moodleload import __version__
 from moodleload.exits import UsageError
@@ -17,7 +18,7 @@ from moodleload.shards import parse_start_at, start_at_text
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # argparse would exit 2, which git bisect takes for "bad"
+    def error(self, message: str) -> NoReturn:  # argparse would exit 2, which git bisect takes for "bad"
         raise UsageError(message)
 
 
@@ -41,11 +42,12 @@ ADVANCED = {"--login-timeout", "--request-timeout", "--drain", "--http-client", 
 class _Help(argparse.Action):
     """-h: the options most runs need, grouped, after three examples; --help-all: every one."""
 
-    def __init__(self, option_strings, dest, every: bool = False, **kwargs):
+    def __init__(self, option_strings: list[str], dest: str, every: bool = False, **kwargs: Any):
         super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
         self.every = every
 
-    def __call__(self, parser, namespace, values, option_string=None):
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
         print(help_text(every=self.every), end="")
         parser.exit(0)
 
@@ -84,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def add_load_options(parser) -> None:
+def add_load_options(parser: argparse._ActionsContainer) -> None:
     """The load: what is sent, how fast, for how long, from how many processes."""
     load = parser.add_argument_group("the load")
     load.add_argument("--config", metavar="FILE", help="config.json: the site, its users, the pages")
@@ -123,7 +125,7 @@ def add_load_options(parser) -> None:
                         help="a server's Prometheus exporter, scraped beside the load; repeat per host")
 
 
-def add_judging_options(parser) -> None:
+def add_judging_options(parser: argparse._ActionsContainer) -> None:
     """How the run is judged: the baseline, the tolerance and the gates."""
     parser = parser.add_argument_group("judging against a baseline")
     parser.add_argument("--baseline", nargs="+", metavar="RESULTS",
@@ -162,7 +164,7 @@ def add_judging_options(parser) -> None:
                              "(default 0.1)")
 
 
-def add_mode_options(parser) -> None:
+def add_mode_options(parser: argparse._ActionsContainer) -> None:
     """The modes without a load, and the reports every mode can write."""
     top = parser
     parser = parser.add_argument_group("outputs, and the modes without a load")
@@ -179,7 +181,7 @@ def add_mode_options(parser) -> None:
                         help="PARENT CULPRIT ...: confirm a culprit from runs made in alternation")
 
 
-def add_query_stats_options(parser) -> None:
+def add_query_stats_options(parser: argparse.ArgumentParser) -> None:
     """--query-stats and the database settings it reads."""
     stats = parser.add_argument_group("the database's own statistics")
     stats.add_argument("--query-stats", action="store_true",
@@ -225,7 +227,7 @@ NUMBER_RANGES = {
 }
 
 
-def check_numbers(args) -> None:
+def check_numbers(args: argparse.Namespace) -> None:
     """Each numeric option finite and in its range; one line naming the option otherwise."""
     for dest, (lowest, lowest_allowed, highest) in NUMBER_RANGES.items():
         value = getattr(args, dest, None)
@@ -241,7 +243,7 @@ def check_numbers(args) -> None:
         raise UsageError(f"--progress must be 0 (none) or at least 0.1 seconds, got {args.progress:g}")
 
 
-def check_load_options(args) -> None:
+def check_load_options(args: argparse.Namespace) -> None:
     if args.rpm is None or args.duration is None or args.config is None:
         raise UsageError("--config, --rpm and --duration are required for a load run")
     if args.processes > 1 and args.shard != "1/1":
@@ -251,20 +253,20 @@ def check_load_options(args) -> None:
         args.start_at = start_at_text(parse_start_at(args.start_at, time.time()))
 
 
-def thresholds_from(args) -> Thresholds:
+def thresholds_from(args: argparse.Namespace) -> Thresholds:
     return Thresholds(max_regression_pct=args.max_regression, alpha=args.alpha,
                       max_db_reads_increase=args.max_db_reads_increase, max_other_cpu=args.max_other_cpu,
                       judge=args.judge, failure_margin=args.max_failure_rise / 100.0)
 
 
-def gates_from(args) -> Gates:
+def gates_from(args: argparse.Namespace) -> Gates:
     return Gates(max_p95_ms=args.max_p95_ms, max_p99_ms=args.max_p99_ms,
                  max_error_rate=args.max_error_rate, min_rpm_ratio=args.min_rpm_ratio,
                  cannot_judge_error_rate=args.cannot_judge_error_rate,
                  max_login_failures=args.max_login_failures)
 
 
-def argv_for(parser: argparse.ArgumentParser, args, keep: frozenset) -> list:
+def argv_for(parser: argparse.ArgumentParser, args: argparse.Namespace, keep: frozenset[str]) -> list[str]:
     """The command line that gives the options of ``args`` named in ``keep`` again, built from
     the parsed values: what a --processes child runs."""
     argv = []

@@ -10,9 +10,11 @@ account suspended or made admin meanwhile is left alone."""
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
-from moodleload.database.families import DatabaseError, Postgres
+from moodleload.database.families import DatabaseError, DatabaseFamily, Postgres
 from moodleload.exits import UsageError
 
 # maketestsite's (admin/tool/generator) accounts: what is plainly test data on any site.
@@ -34,11 +36,19 @@ class SelectedUser:
 @dataclass(frozen=True)
 class Guards:
     prefix: str
-    auths: tuple = ("manual",)
+    auths: tuple[str, ...] = ("manual",)
     allow_unconfirmed: bool = False
 
 
-def check_where(where: str, database=Postgres) -> str:
+class SqlDialect(Protocol):
+    """How a family's SQL quotes names and strings and starts a comment (its class or an instance)."""
+
+    quote_chars: str
+    line_comment_chars: str
+    backslash_strings: bool
+
+
+def check_where(where: str, database: SqlDialect = Postgres) -> str:
     """``where`` if it is one SQL expression and nothing else; a UsageError otherwise.
     Outside string literals and quoted names (as ``database`` reads them) it may not close a
     parenthesis it did not open, end the statement (;), start a comment, or use dollar
@@ -92,12 +102,12 @@ def check_where(where: str, database=Postgres) -> str:
     return where
 
 
-def table(database, guards_or_prefix, name: str) -> str:
+def table(database: DatabaseFamily, guards_or_prefix: Guards | str, name: str) -> str:
     prefix = guards_or_prefix if isinstance(guards_or_prefix, str) else guards_or_prefix.prefix
     return database.quote(prefix + name)
 
 
-def guard_sql(database, guards: Guards) -> str:
+def guard_sql(database: DatabaseFamily, guards: Guards) -> str:
     """The conditions every touched row of {user} u meets, as SQL on ``u`` (auth names are
     checked plain words, the prefix a plain name: both safe to write into the text)."""
     config = table(database, guards, "config")
@@ -111,7 +121,7 @@ def guard_sql(database, guards: Guards) -> str:
     return text
 
 
-def selection_query(database, guards: Guards, where: str | None, count: int, lock: bool) -> str:
+def selection_query(database: DatabaseFamily, guards: Guards, where: str | None, count: int, lock: bool) -> str:
     """Most recent accounts first (highest id) that meet the guards and ``where`` (by default
     maketestsite's test users); ``lock`` holds them until the transaction ends."""
     condition = where if where is not None else TEST_USERS_CONDITION
@@ -120,7 +130,8 @@ def selection_query(database, guards: Guards, where: str | None, count: int, loc
     return query + database.lock_clause if lock else query
 
 
-def select_users(cur, database, guards: Guards, where: str | None, count: int, lock: bool) -> list:
+def select_users(cur: Any, database: DatabaseFamily, guards: Guards, where: str | None, count: int,
+                 lock: bool) -> list[SelectedUser]:
     cur.execute(selection_query(database, guards, where, count, lock))
     users = [SelectedUser(row[0], row[1]) for row in cur.fetchall()]
     if len(users) > count:  # cannot happen with a checked --where: a last line of defence
@@ -128,7 +139,8 @@ def select_users(cur, database, guards: Guards, where: str | None, count: int, l
     return users
 
 
-def discover_parameters(cur, database, prefix: str, users: list) -> dict:
+def discover_parameters(cur: Any, database: DatabaseFamily, prefix: str,
+                        users: Sequence[SelectedUser]) -> dict[str, dict[str, list[int]]]:
     """Value lists of real ids for URLs and journeys: the courses the selected users are
     enrolled in, the forums and page resources of those courses, the discussions of those
     forums that students may reply in (not news or Q and A forums) and their first posts
@@ -158,7 +170,8 @@ def discover_parameters(cur, database, prefix: str, users: list) -> dict:
     return {name: {"values": [int(value) for value in values]} for name, values in found.items() if values}
 
 
-def holding(cur, database, guards: Guards, users: list, password_hash: str) -> list:
+def holding(cur: Any, database: DatabaseFamily, guards: Guards, users: Sequence[SelectedUser],
+            password_hash: str) -> list[SelectedUser]:
     """The users whose row holds ``password_hash`` now (compared here: the hash never goes
     into a statement)."""
     cur.execute(f"SELECT id, password FROM {table(database, guards, 'user')} WHERE id IN %s",
@@ -167,7 +180,8 @@ def holding(cur, database, guards: Guards, users: list, password_hash: str) -> l
     return [user for user in users if user.id in have]
 
 
-def apply_changes(cur, database, guards: Guards, users: list, password_hash: str) -> tuple[list, int]:
+def apply_changes(cur: Any, database: DatabaseFamily, guards: Guards, users: Sequence[SelectedUser],
+                  password_hash: str) -> tuple[list[SelectedUser], int]:
     """Set-based updates inside the caller's transaction; returns (the users changed, the
     preferences removed).  The hash reaches the server apart from the statements that use
     it (database.store_hash); a row changed is one holding the new hash afterwards (bcrypt's

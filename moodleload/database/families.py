@@ -17,6 +17,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterable
 from typing import Any, Protocol, runtime_checkable
 
 from moodleload.database.statistics import my_statement_rows, pg_statement_rows
@@ -45,20 +46,20 @@ class Settings:
     """Connection settings with the place each came from (a flag, config.php, an
     environment variable, ~/.my.cnf, a default), for --dry-run."""
 
-    def __init__(self):
-        self.values: dict = {}
-        self.origins: dict = {}
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+        self.origins: dict[str, str] = {}
 
-    def offer(self, name: str, value, origin: str) -> None:
+    def offer(self, name: str, value: Any, origin: str) -> None:
         """Keep the first value offered: callers offer in order of precedence."""
         if name not in self.values and value not in (None, ""):
             self.values[name] = value
             self.origins[name] = origin
 
-    def get(self, name: str, default=None):
+    def get(self, name: str, default: Any = None) -> Any:
         return self.values.get(name, default)
 
-    def describe(self, names) -> str:
+    def describe(self, names: Iterable[str]) -> str:
         shown = []
         for name in names:
             if name in self.values:
@@ -79,6 +80,7 @@ class DatabaseFamily(Protocol):
     line_comment_chars: str
     backslash_strings: bool
     statements_source: str  # where its statement statistics live
+    lock_clause: str  # what holds the selected rows until the transaction ends
     settings: Settings
     notices: list[str]
 
@@ -206,7 +208,7 @@ class Postgres(Family):
 
     lock_clause = " FOR UPDATE OF u"
 
-    def store_hash(self, cur, password_hash: str) -> None:
+    def store_hash(self, cur: Any, password_hash: str) -> None:
         """The hash into a temporary table by COPY: never in the text of a statement, so it is
         neither in pg_stat_activity nor in the server's log of a failing statement."""
         cur.execute("CREATE TEMPORARY TABLE moodleload_password (hash text NOT NULL) ON COMMIT DROP")
@@ -218,7 +220,7 @@ class Postgres(Family):
         host = self.settings.get("host", "localhost")
         return f"{host}:{self.settings.get('port', self.default_port)}"
 
-    def connect(self):
+    def connect(self) -> Any:
         import psycopg2
 
         arguments = {"dbname": self.settings.get("name"), "user": self.settings.get("user"),
@@ -231,7 +233,7 @@ class Postgres(Family):
         except psycopg2.Error as error:
             raise DatabaseError(self.explain_connect_error(error)) from None
 
-    def begin(self, conn, read_only: bool) -> None:
+    def begin(self, conn: Any, read_only: bool) -> None:
         if read_only:
             conn.set_session(readonly=True)
         with conn.cursor() as cur:
@@ -239,13 +241,13 @@ class Postgres(Family):
             cur.execute("SET LOCAL standard_conforming_strings = on")
 
     @property
-    def errors(self):
+    def errors(self) -> type[Exception]:
         import psycopg2
 
         return psycopg2.Error
 
     @staticmethod
-    def commit_in_doubt(error) -> bool:
+    def commit_in_doubt(error: Exception) -> bool:
         """Whether a failed COMMIT may have been done anyway: the connection broke (no
         SQLSTATE came back), so the server may have committed before the answer was lost."""
         import psycopg2
@@ -253,7 +255,7 @@ class Postgres(Family):
         return isinstance(error, (psycopg2.OperationalError, psycopg2.InterfaceError)) \
             and getattr(error, "pgcode", None) is None
 
-    def explain_connect_error(self, error) -> str:
+    def explain_connect_error(self, error: Exception) -> str:
         message = str(error).strip()
         first = message.splitlines()[0] if message else type(error).__name__
         lowered = message.lower()
@@ -269,7 +271,7 @@ class Postgres(Family):
             return f"cannot reach PostgreSQL at {self.where()} ({first}): is it running? check --db-host and --db-port"
         return f"cannot connect to PostgreSQL at {self.where()}: {first}"
 
-    def explain_query_error(self, error, prefix: str, where: str | None) -> str:
+    def explain_query_error(self, error: Exception, prefix: str, where: str | None) -> str:
         import psycopg2.errors as pgerrors
 
         first = (getattr(error, "pgerror", None) or str(error)).strip().splitlines()[0]
@@ -277,7 +279,8 @@ class Postgres(Family):
             return f"{first}: is --prefix '{prefix}' right for this Moodle database?"
         if isinstance(error, pgerrors.InsufficientPrivilege):
             return privileges_needed(first, prefix)
-        if where and error.pgcode and error.pgcode.startswith(("42", "22")):
+        code = getattr(error, "pgcode", None)  # psycopg2's SQLSTATE
+        if where and code and code.startswith(("42", "22")):
             return f"--where {where!r} is not valid SQL here: {first}"
         return first
 
@@ -362,7 +365,7 @@ class MySQL(Family):
 
     lock_clause = " FOR UPDATE"  # MariaDB has no FOR UPDATE OF; the subqueries read other tables unlocked
 
-    def store_hash(self, cur, password_hash: str) -> None:
+    def store_hash(self, cur: Any, password_hash: str) -> None:
         # MySQL's protocol has no COPY: the hash is in the text of this one INSERT, kept out of
         # the general query log where the account may say so (sql_log_off needs SUPER).
         try:
@@ -383,7 +386,7 @@ class MySQL(Family):
             return self.settings.get("socket")
         return f"{self.settings.get('host', 'localhost')}:{self.settings.get('port', self.default_port)}"
 
-    def connect(self):
+    def connect(self) -> Any:
         import pymysql
 
         arguments = {"database": self.settings.get("name"), "user": self.settings.get("user"),
@@ -400,7 +403,7 @@ class MySQL(Family):
         except pymysql.Error as error:
             raise DatabaseError(self.explain_connect_error(error)) from None
 
-    def begin(self, conn, read_only: bool) -> None:
+    def begin(self, conn: Any, read_only: bool) -> None:
         with conn.cursor() as cur:
             # Strings and names read as check_where and PostgreSQL read them.
             cur.execute("SET SESSION sql_mode = CONCAT(@@SESSION.sql_mode, IF(@@SESSION.sql_mode = '', '', ','),"
@@ -409,13 +412,13 @@ class MySQL(Family):
             cur.execute("START TRANSACTION READ ONLY" if read_only else "START TRANSACTION")
 
     @property
-    def errors(self):
+    def errors(self) -> type[Exception]:
         import pymysql
 
         return pymysql.Error
 
     @classmethod
-    def commit_in_doubt(cls, error) -> bool:
+    def commit_in_doubt(cls, error: Exception) -> bool:
         import pymysql
 
         # 2006 gone away, 2013 lost during the query, 2014/2055 lost in the protocol
@@ -424,7 +427,7 @@ class MySQL(Family):
                                                                                                    2055))
 
     @staticmethod
-    def _code_and_message(error) -> tuple:
+    def _code_and_message(error: Exception) -> tuple[int, str]:
         """PyMySQL's (errno, message), the message's first line; errno 0 where it has none."""
         if len(error.args) >= 2 and isinstance(error.args[0], int):
             code, message = error.args[0], str(error.args[1])
@@ -432,7 +435,7 @@ class MySQL(Family):
             code, message = 0, str(error)
         return code, (message.strip().splitlines() or [type(error).__name__])[0]
 
-    def explain_connect_error(self, error) -> str:
+    def explain_connect_error(self, error: Exception) -> str:
         code, message = self._code_and_message(error)
         if code == 1045:
             return (f"authentication failed for database user {self.settings.get('user', '?')}:"
@@ -446,7 +449,7 @@ class MySQL(Family):
                     f"--db-port and --db-socket")
         return f"cannot connect to {self.name} at {self.where()}: {message}"
 
-    def explain_query_error(self, error, prefix: str, where: str | None) -> str:
+    def explain_query_error(self, error: Exception, prefix: str, where: str | None) -> str:
         code, message = self._code_and_message(error)
         if code == 1146:
             return f"{message}: is --prefix '{prefix}' right for this Moodle database?"
@@ -464,7 +467,7 @@ def privileges_needed(first: str, prefix: str) -> str:
             f"{prefix}user_preferences and {prefix}config tables")
 
 
-def read_my_cnf(path: str = "~/.my.cnf") -> dict:
+def read_my_cnf(path: str = "~/.my.cnf") -> dict[str, str]:
     """The ``[client]`` section of the mysql client's option file, as the client reads it."""
     path = os.path.expanduser(path)
     if not os.path.isfile(path):

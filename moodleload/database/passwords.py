@@ -18,21 +18,23 @@ import re
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, NoReturn
 
 from moodleload import __version__
 from moodleload.console import silence_closed_stdout
 from moodleload.database.accounts import (
     BLOCKING_PREFERENCES,  # noqa: F401  (tests and the README name them from here)
     Guards,
+    SelectedUser,
     apply_changes,
     check_where,
     discover_parameters,
     holding,
     select_users,
 )
-from moodleload.database.families import DatabaseError, Settings, database_for, family_of, fill_defaults
+from moodleload.database.families import DatabaseError, DatabaseFamily, Settings, database_for, family_of, fill_defaults
 from moodleload.database.moodleconfig import offer_moodle_settings, read_moodle_config
 from moodleload.database.testconfig import (
     chosen_base_url,
@@ -78,7 +80,7 @@ class Stopped(Exception):
 
 
 @contextlib.contextmanager
-def signals_held():
+def signals_held() -> Iterator[None]:
     """SIGINT, SIGTERM and SIGHUP wait until the block is done: between the commit and the
     rename nothing may stop this process but SIGKILL."""
     signal.pthread_sigmask(signal.SIG_BLOCK, STOPPING_SIGNALS)
@@ -165,7 +167,7 @@ class Progress:
 # =========================================================================== command line
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message):
+    def error(self, message: str) -> NoReturn:
         raise UsageError(message)
 
 
@@ -326,7 +328,7 @@ def run(args: argparse.Namespace, database: Any, site: SiteDatabase, guards: Gua
 
 
 def pick_users(cur: Any, database: Any, guards: Guards, args: argparse.Namespace,
-               prefix: str) -> tuple[list, dict | None]:
+               prefix: str) -> tuple[list[SelectedUser], dict[str, Any] | None]:
     """The users to change (locked unless a dry run) and, with --params-from-db, the page
     parameters that exist on this site; no users is said here, once."""
     try:
@@ -346,8 +348,8 @@ def pick_users(cur: Any, database: Any, guards: Guards, args: argparse.Namespace
     return users, parameters
 
 
-def report_done(args: argparse.Namespace, site: SiteDatabase, change: Change, new_config: dict, changed: int,
-                preferences: int, parameters: dict | None) -> None:
+def report_done(args: argparse.Namespace, site: SiteDatabase, change: Change, new_config: dict[str, Any], changed: int,
+                preferences: int, parameters: dict[str, Any] | None) -> None:
     print(f"[INFO] updated {changed} users (bcrypt cost {args.bcrypt_cost}, auth=manual, confirmed=1), "
           f"cleared {preferences} lockout/password-change preferences, in one transaction")
     if parameters:
@@ -360,7 +362,8 @@ def report_done(args: argparse.Namespace, site: SiteDatabase, change: Change, ne
 RECHECK_ATTEMPTS, RECHECK_PAUSE_SECONDS = 3, 2.0  # a restarting database gets a few seconds
 
 
-def settle_commit_in_doubt(database, guards: Guards, changed: list, password_hash: str, config_path: str) -> list:
+def settle_commit_in_doubt(database: DatabaseFamily, guards: Guards, changed: list[SelectedUser], password_hash: str,
+                           config_path: str) -> list[SelectedUser]:
     """After a COMMIT whose answer was lost: reconnect and look.  Returns the users that
     hold the new hash (the commit was done: the config must be written); raises a
     DatabaseError that says what is known when nothing changed or nobody can tell."""
@@ -392,7 +395,7 @@ def settle_commit_in_doubt(database, guards: Guards, changed: list, password_has
                         f"again with the same password: it sets those users again and writes {config_path}")
 
 
-def report_base_url(old: dict, new: dict, args: argparse.Namespace, site: SiteDatabase,
+def report_base_url(old: dict[str, Any], new: dict[str, Any], args: argparse.Namespace, site: SiteDatabase,
                     base_url: str | None) -> None:
     """Where base_url came from; a base_url the user chose (another host, a load balancer)
     is kept, and said so.  Credentials in it (user:password@) are never printed."""
@@ -414,8 +417,8 @@ def report_base_url(old: dict, new: dict, args: argparse.Namespace, site: SiteDa
               f"delete base_url from the config, or give --base-url, to take another")
 
 
-def show_dry_run(args: argparse.Namespace, database: Any, site: SiteDatabase, users: list, old: dict, new: dict,
-                 change: Change) -> None:
+def show_dry_run(args: argparse.Namespace, database: Any, site: SiteDatabase, users: list[SelectedUser],
+                 old: dict[str, Any], new: dict[str, Any], change: Change) -> None:
     settings = database.settings
     print(f"[INFO] dry run: {database.name}, "
           + settings.describe(("type", "host", "port", "socket", "name", "user", "password"))
@@ -459,8 +462,8 @@ def prepare(args: argparse.Namespace, progress: Progress) -> int:
                    progress)
 
 
-def main(argv=None) -> int:
-    def stop(signum, _frame):
+def main(argv: list[str] | None = None) -> int:
+    def stop(signum: int, _frame: object) -> NoReturn:
         raise Stopped(signum)
 
     previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGTERM, signal.SIGHUP)}

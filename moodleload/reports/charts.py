@@ -5,7 +5,8 @@ from __future__ import annotations
 import html
 import math
 import re
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from moodleload.console import printable
 from moodleload.exits import UsageError
@@ -15,13 +16,14 @@ from moodleload.results.histogram import Histogram
 
 if TYPE_CHECKING:
     from moodleload.results.model import Results
+    from moodleload.results.sections import TimelinePoint
 
 
 class ReportUnavailable(UsageError):
     pass
 
 
-def load_pyplot():
+def load_pyplot() -> tuple[Any, Any]:
     """matplotlib, imported only for --report (requirements.txt installs it; a Python without
     it, such as a bare zipapp's, is told in one line what to install)."""
     try:
@@ -37,7 +39,7 @@ def load_pyplot():
     return matplotlib, pyplot
 
 
-def svg_figure(matplotlib, pyplot, figure, name: str) -> str:
+def svg_figure(matplotlib: Any, pyplot: Any, figure: Any, name: str) -> str:
     """The figure as inline SVG: no XML prologue, no metadata links, ids unique per chart."""
     import io
 
@@ -56,20 +58,22 @@ def svg_figure(matplotlib, pyplot, figure, name: str) -> str:
 PERCENTILE_CURVE = (0, 10, 25, 50, 75, 90, 95, 97.5, 99, 99.5, 99.9, 99.95, 99.99)
 
 
-def percentile_curve(histogram: Histogram) -> tuple[list, list]:
+def percentile_curve(histogram: Histogram) -> tuple[list[float], list[float]]:
     """x = 1/(1-q) (so 90, 99, 99.9 are evenly spaced on a log axis), y = latency ms."""
-    xs, ys = [], []
+    xs: list[float] = []
+    ys: list[float] = []
     for q in PERCENTILE_CURVE:
-        if histogram.count and q <= 100 * (1 - 1 / histogram.count) + 1e-9:
+        if histogram.count and q <= 100 * (1 - 1 / histogram.count) + 1e-9 \
+                and (value := histogram.percentile(q)) is not None:
             xs.append(1 / (1 - q / 100))
-            ys.append(histogram.percentile(q))
+            ys.append(value)
     if histogram.count:
         xs.append(max(xs[-1] * 2 if xs else 2, histogram.count))
         ys.append(histogram.maximum)
     return xs, ys
 
 
-def _percentile_axes(axes) -> None:
+def _percentile_axes(axes: Any) -> None:
     axes.set_xscale("log")
     ticks = [1, 2, 10, 100, 1000, 10000]
     axes.set_xticks(ticks)
@@ -78,12 +82,12 @@ def _percentile_axes(axes) -> None:
     axes.set_ylabel("ms")
 
 
-def _timeline_series(document: Results):
+def _timeline_series(document: Results) -> tuple[tuple[TimelinePoint, ...], float, list[float]]:
     points, seconds = document.timeline.points, document.timeline.seconds
     return points, seconds, [point.t for point in points]
 
 
-def run_charts(document: Results) -> list:
+def run_charts(document: Results) -> list[str]:
     """The charts of one run, each an inline SVG figure, in the report's order."""
     matplotlib, pyplot = load_pyplot()
     points, seconds, times = _timeline_series(document)
@@ -95,12 +99,13 @@ def run_charts(document: Results) -> list:
     return charts
 
 
-def _outside_legend(axes) -> None:
+def _outside_legend(axes: Any) -> None:
     """Legends beside the plot, never over the data."""
     axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7)
 
 
-def rate_chart(matplotlib, pyplot, document: Results, points: list, seconds: float, times: list) -> str:
+def rate_chart(matplotlib: Any, pyplot: Any, document: Results, points: Sequence[TimelinePoint], seconds: float,
+                times: list[float]) -> str:
     figure, axes = pyplot.subplots(figsize=(9, 2.6))
     axes.plot(times, [p.sent / seconds for p in points], label="sent/s", color="#1f77b4", linewidth=2)
     axes.plot(times, [p.ok / seconds for p in points], label="succeeded/s", color="#2ca02c", linestyle="--")
@@ -113,7 +118,8 @@ def rate_chart(matplotlib, pyplot, document: Results, points: list, seconds: flo
     return svg_figure(matplotlib, pyplot, figure, "rate")
 
 
-def latency_chart(matplotlib, pyplot, document: Results, points: list, seconds: float, times: list) -> str:
+def latency_chart(matplotlib: Any, pyplot: Any, document: Results, points: Sequence[TimelinePoint], seconds: float,
+                   times: list[float]) -> str:
     figure, axes = pyplot.subplots(figsize=(9, 3))
     # With few requests a point, p95 and p99 are the same value: p99 is drawn wide and pale
     # underneath, so p95 stays visible on top of it instead of hiding under it.
@@ -131,7 +137,8 @@ def latency_chart(matplotlib, pyplot, document: Results, points: list, seconds: 
     return svg_figure(matplotlib, pyplot, figure, "latency")
 
 
-def failures_chart(matplotlib, pyplot, document: Results, points: list, seconds: float, times: list) -> str:
+def failures_chart(matplotlib: Any, pyplot: Any, document: Results, points: Sequence[TimelinePoint], seconds: float,
+                    times: list[float]) -> str:
     kinds = sorted({kind for p in points for kind in p.failures})
     figure, axes = pyplot.subplots(figsize=(9, 2.4))
     bottom = [0.0] * len(points)
@@ -150,7 +157,8 @@ def failures_chart(matplotlib, pyplot, document: Results, points: list, seconds:
     return svg_figure(matplotlib, pyplot, figure, "failures")
 
 
-def distribution_chart(matplotlib, pyplot, document: Results, points: list, seconds: float, times: list) -> str:
+def distribution_chart(matplotlib: Any, pyplot: Any, document: Results, points: Sequence[TimelinePoint], seconds: float,
+                        times: list[float]) -> str:
     figure, axes = pyplot.subplots(figsize=(9, 3.2))
     shown = slowest_urls(document, DISTRIBUTION_CURVES)
     for name in shown:
@@ -166,7 +174,8 @@ def distribution_chart(matplotlib, pyplot, document: Results, points: list, seco
     return svg_figure(matplotlib, pyplot, figure, "distribution")
 
 
-def cpu_chart(matplotlib, pyplot, document: Results, points: list, seconds: float, times: list) -> str:
+def cpu_chart(matplotlib: Any, pyplot: Any, document: Results, points: Sequence[TimelinePoint], seconds: float,
+               times: list[float]) -> str:
     figure, axes = pyplot.subplots(figsize=(9, 2.2))
     axes.plot(times, [100 * p.cpu_seconds / seconds for p in points], color="#7f7f7f",
               label="the generator's CPU")
@@ -183,14 +192,15 @@ def cpu_chart(matplotlib, pyplot, document: Results, points: list, seconds: floa
 DISTRIBUTION_CURVES = 8  # more curves than this are a tangle no legend can name
 
 
-def slowest_urls(document: Results, count: int) -> list:
+def slowest_urls(document: Results, count: int) -> list[str]:
     """The names of the ``count`` URLs with the highest response time p95, slowest first."""
     timed = [(url.latency_ms.p95, name) for name, url in document.summary.urls.items() if url.success]
     return [name for p95, name in sorted(((p95, name) for p95, name in timed if p95 is not None), reverse=True)
             [:count]]
 
 
-def hosts_chart(matplotlib, pyplot, hosts: dict, points: list, times: list) -> str:
+def hosts_chart(matplotlib: Any, pyplot: Any, hosts: dict[str, tuple[list[float], list[float]]],
+                points: Sequence[TimelinePoint], times: list[float]) -> str:
     """Each server's CPU busy (--metrics; ``hosts`` from metrics.cpu_busy_series) beside the
     response time p95 of the same seconds."""
     figure, axes = pyplot.subplots(figsize=(9, 2.8))
@@ -212,7 +222,7 @@ def hosts_chart(matplotlib, pyplot, hosts: dict, points: list, times: list) -> s
     return svg_figure(matplotlib, pyplot, figure, "hosts")
 
 
-def compare_charts(base: Results, new: Results) -> list:
+def compare_charts(base: Results, new: Results) -> list[str]:
     matplotlib, pyplot = load_pyplot()
     names = [name for name in new.urls if name in base.urls]
     if not names:
