@@ -224,6 +224,17 @@ def test_a_saved_step_outcome_must_be_what_the_scan_writes():
     assert outcome_problem(without) == "confirmation is missing or of the wrong type"
 
 
+def test_a_saved_step_outcome_reads_back_to_what_was_written():
+    from moodleload.scan.plan import REGRESSION, StepOutcome
+
+    written = {"interval": ["000-aaaaaaa", "005-bbbbbbb"], "direction": "regression", "steps": ["course: slower"],
+               "max_regression_pct": 5.0, "max_db_reads_increase": 2, "baseline": ["000-aaaaaaa"],
+               "commit": "a" * 40, "subject": "MDL-1 slower", "confirmation": "confirmed", "reasons": ["x1.2"]}
+    outcome = StepOutcome.from_dict(written)
+    assert outcome.direction == REGRESSION and outcome.confirmed and outcome.baseline == ("000-aaaaaaa",)
+    assert outcome.to_dict() == written
+
+
 def test_a_damaged_step_outcome_stops_the_scan_in_one_line_never_read_as_a_verdict(tmp_path):
     from types import SimpleNamespace
 

@@ -104,6 +104,42 @@ OUTCOME_FIELDS = {"interval": (list,), "direction": (str,), "steps": (list,), "m
                   "confirmation": (str, type(None)), "reasons": (list,)}
 
 
+@dataclass(frozen=True)
+class StepOutcome:
+    """What the bisect of one step found: the two measured commits around it, which way it
+    went, the series that stepped, the tolerances the bisect ran with, its baseline, the
+    commit it named and what the confirmation said.  Kept in the step's folder (outcome.json)
+    and in scan.json; ``from_dict`` reads it after ``outcome_problem`` found nothing wrong."""
+
+    interval: tuple[str, str]
+    direction: Direction
+    steps: tuple[str, ...]
+    max_regression_pct: float
+    max_db_reads_increase: float
+    baseline: tuple[str, ...] | None = None
+    commit: str | None = None
+    subject: str | None = None
+    confirmation: str | None = None
+    reasons: tuple[str, ...] = ()
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> StepOutcome:
+        return cls((raw["interval"][0], raw["interval"][1]), Direction(raw["direction"]), tuple(raw["steps"]),
+                   raw["max_regression_pct"], raw["max_db_reads_increase"],
+                   None if raw["baseline"] is None else tuple(raw["baseline"]), raw["commit"], raw["subject"],
+                   raw["confirmation"], tuple(raw["reasons"]))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"interval": list(self.interval), "direction": str(self.direction), "steps": list(self.steps),
+                "max_regression_pct": self.max_regression_pct, "max_db_reads_increase": self.max_db_reads_increase,
+                "baseline": None if self.baseline is None else list(self.baseline), "commit": self.commit,
+                "subject": self.subject, "confirmation": self.confirmation, "reasons": list(self.reasons)}
+
+    @property
+    def confirmed(self) -> bool:
+        return self.confirmation == "confirmed"
+
+
 def outcome_problem(outcome: Any) -> str | None:
     """What is wrong with a saved step outcome (a scan reads it instead of bisecting the step
     again), or None: what it reads must be what it wrote."""
@@ -127,7 +163,7 @@ def verdict_lines(output: str) -> list[str]:
     return [line.removeprefix("[VERDICT]").strip() for line in output.splitlines() if line.startswith("[VERDICT]")]
 
 
-def scan_exit(outcomes: list[dict[str, Any]]) -> int:
+def scan_exit(outcomes: list[StepOutcome]) -> int:
     """0 when every step's commit was named and confirmed (or there was no step), 1 when one
     was not: the report says which and why."""
-    return EXIT_GOOD if all(outcome.get("confirmation") == "confirmed" for outcome in outcomes) else EXIT_BAD
+    return EXIT_GOOD if all(outcome.confirmed for outcome in outcomes) else EXIT_BAD

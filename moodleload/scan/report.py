@@ -13,19 +13,20 @@ from moodleload.reports.charts import load_pyplot, svg_figure
 from moodleload.reports.html import REPORT_STYLE, escape, html_table
 from moodleload.results.model import Results
 from moodleload.scan.changepoints import Direction, Found, is_counter, is_work, series_of
+from moodleload.scan.plan import StepOutcome
 
 WORSE, BETTER = "#b3261e", "#1e7b34"
 
 
-def _culprit_of(outcomes: list[dict[str, Any]], before: str, after: str, direction: str) -> str:
+def _culprit_of(outcomes: list[StepOutcome], before: str, after: str, direction: str) -> str:
     for outcome in outcomes:
-        if outcome["interval"] == [before, after] and outcome["direction"] == direction and outcome["commit"]:
-            return f"{outcome['commit'][:7]} ({outcome['confirmation']})"
+        if outcome.interval == (before, after) and outcome.direction == direction and outcome.commit:
+            return f"{outcome.commit[:7]} ({outcome.confirmation})"
     return ""
 
 
 def series_chart(matplotlib: Any, pyplot: Any, name: str, values: list[float], labels: list[str], steps: list[Found],
-                 outcomes: list[dict[str, Any]]) -> str:
+                 outcomes: list[StepOutcome]) -> str:
     """One series over the commits: the steps shaded between their two commits and labelled
     with their size and the commit the bisect found."""
     counter = is_counter(name)
@@ -51,17 +52,17 @@ def series_chart(matplotlib: Any, pyplot: Any, name: str, values: list[float], l
 
 
 def render_range_report(documents: list[Results], labels: list[str], found: list[Found],
-                        outcomes: list[dict[str, Any]], ends: tuple[str, str]) -> str:
+                        outcomes: list[StepOutcome], ends: tuple[str, str]) -> str:
     matplotlib, pyplot = load_pyplot()
     title = f"Scan of {ends[0]}..{ends[1]}"
     parts = [f"<!doctype html><html><head><meta charset=\"utf-8\"><title>{escape(title)}</title>"
              f"<style>{REPORT_STYLE}</style></head><body><main><h1>{escape(title)}</h1>",
              f"<p>{len(labels)} commits measured, {len(found)} step(s) found, "
-             f"{sum(1 for o in outcomes if o.get('confirmation') == 'confirmed')} commit(s) named and confirmed.</p>"]
+             f"{sum(1 for o in outcomes if o.confirmed)} commit(s) named and confirmed.</p>"]
     if outcomes:
-        rows = [[escape(f"{o['interval'][0]} .. {o['interval'][1]}"), escape(o["direction"]),
-                 escape("; ".join(o["steps"])), escape(o["commit"][:12] if o["commit"] else "none"),
-                 escape(o["subject"] or ""), escape(o["confirmation"] or "-"), escape("; ".join(o["reasons"]))]
+        rows = [[escape(f"{o.interval[0]} .. {o.interval[1]}"), escape(o.direction),
+                 escape("; ".join(o.steps)), escape(o.commit[:12] if o.commit else "none"),
+                 escape(o.subject or ""), escape(o.confirmation or "-"), escape("; ".join(o.reasons))]
                 for o in outcomes]
         parts += ["<h2>Steps and their commits</h2>",
                   html_table(["between", "way", "what stepped", "commit", "subject", "against its parent", "why"], rows,

@@ -24,7 +24,8 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 from moodleload.bisect.settings import whole_number
 from moodleload.console import clock_text, printable
@@ -32,13 +33,14 @@ from moodleload.exits import EXIT_USAGE, UsageError, exit_for_signal
 from moodleload.files import read_json, write_json_atomically
 from moodleload.judging.compare import incomparable
 from moodleload.needs import IMPORT_ROOT
-from moodleload.scan.changepoints import MIN_SEGMENT, describe, find_all, is_work
+from moodleload.scan.changepoints import MIN_SEGMENT, Found, describe, find_all, is_work
 from moodleload.scan.plan import (
     CONFIRMATIONS,
     REGRESSION,
     SCAN_FORMAT,
     TERMS,
     Interval,
+    StepOutcome,
     baseline_positions,
     bisect_tolerances,
     configured_tolerances,
@@ -56,15 +58,15 @@ from moodleload.scan.plan import (
 class Scan:
     toolkit: str
     results_dir: str
-    commits: list  # every first-parent commit of the range, oldest first (the good one first)
-    picked: list  # positions in ``commits`` measured
-    environment: dict  # what the step script is run with
+    commits: list[str]  # every first-parent commit of the range, oldest first (the good one first)
+    picked: list[int]  # positions in ``commits`` measured
+    environment: dict[str, str]  # what the step script is run with
     stride: int
     bisect: bool  # False (BISECT=0): measure and name the steps only
     baseline_runs: int
     seconds_per_run: int  # for the cost said first
     pairs: int
-    tolerances: tuple  # the configured (max regression %, max DB reads increase)
+    tolerances: tuple[float, float]  # the configured (max regression %, max DB reads increase)
 
     @property
     def step_script(self) -> str:
@@ -98,6 +100,9 @@ def git(*args: str, check: bool = True) -> str:
         raise UsageError(f"git {' '.join(args)}: {result.stderr.strip() or 'failed'}")
     return result.stdout.strip()
 
+if TYPE_CHECKING:
+    from moodleload.results.model import Results
+
 
 class Stopped(Exception):
     """A stopping signal (SIGTERM, SIGHUP) reached the scan."""
@@ -107,14 +112,14 @@ class Stopped(Exception):
         self.signum = signum
 
 
-def raise_stopped(signum, frame) -> None:
+def raise_stopped(signum: int, frame: object) -> None:
     raise Stopped(signum)
 
 
 CHILD_GRACE = 30.0  # a step's load ends within its own 5 s grace and writes its report; then the rest
 
 
-def run_child(command: list, **options) -> subprocess.CompletedProcess:
+def run_child(command: list[str], **options: Any) -> subprocess.CompletedProcess[Any]:
     """A step script (or git bisect run) in a process group of its own: a signal that stops
     the scan is passed to the whole group (the bisect, the step, its load), and the scan
     waits for it to end before it puts the checkout back."""
@@ -127,7 +132,7 @@ def run_child(command: list, **options) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(command, process.returncode, out, err)
 
 
-def stop_group(process: subprocess.Popen, signum: int) -> None:
+def stop_group(process: subprocess.Popen[Any], signum: int) -> None:
     """``signum`` to the child's group, CHILD_GRACE for all of it to end, then SIGKILL."""
     for sent in (signum, signal.SIGKILL):
         try:
@@ -139,7 +144,7 @@ def stop_group(process: subprocess.Popen, signum: int) -> None:
     process.wait()
 
 
-def group_ended(process: subprocess.Popen, seconds: float) -> bool:
+def group_ended(process: subprocess.Popen[Any], seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         process.poll()  # reaps the child itself, so that its group can empty
@@ -186,7 +191,7 @@ def measure(scan: Scan) -> int | None:
     return None
 
 
-def one_series(scan: Scan, positions: list, refused: int | None = None) -> int | None:
+def one_series(scan: Scan, positions: list[int], refused: int | None = None) -> int | None:
     """Refuse (UsageError) runs that cannot be one series: another load (LOAD_RPM,
     LOAD_CONFIG, seed, warm-up, blocks changed since a scan began) would show its change as
     a step of every page.  The first of ``positions`` is the reference, returned; a run that
@@ -245,7 +250,8 @@ def verdict_of(log: str) -> str | None:
     return printable(shown)[:600] or None
 
 
-def bisect_environment(scan: Scan, interval: Interval, folder: str, max_regression: float, max_reads: float) -> dict:
+def bisect_environment(scan: Scan, interval: Interval, folder: str, max_regression: float,
+                       max_reads: float) -> dict[str, str]:
     load_args = scan.environment.get("LOAD_ARGS", "")
     # A step that only the work showed (the time was too noisy to) is bisected by the work.
     judge = " --judge work" if all(is_work(item.series) for item in interval.found) else ""
@@ -254,7 +260,8 @@ def bisect_environment(scan: Scan, interval: Interval, folder: str, max_regressi
                          f"{judge}"}
 
 
-def prepare_baseline(scan: Scan, interval: Interval, intervals: list, folder: str, environment: dict) -> list:
+def prepare_baseline(scan: Scan, interval: Interval, intervals: list[Interval], folder: str,
+                     environment: dict[str, str]) -> list[str]:
     """The bisect's baseline in ``folder``: the scan's own runs of the level compared with
     (up to BASELINE_RUNS), and fresh runs of the commit on that side made now, at least one:
     the scan's runs may be hours old, and a baseline whose spread includes the drift since
@@ -278,7 +285,7 @@ def prepare_baseline(scan: Scan, interval: Interval, intervals: list, folder: st
     return [scan.label(position) for position in positions] + [f"{fresh} new run(s) of {scan.short(side)}"]
 
 
-def run_bisect(scan: Scan, interval: Interval, folder: str, environment: dict) -> str:
+def run_bisect(scan: Scan, interval: Interval, folder: str, environment: dict[str, str]) -> str:
     """``git bisect run`` between the interval's two commits; its output, kept in bisect.log."""
     old, new = TERMS[interval.direction]
     terms = [] if interval.direction == REGRESSION else [f"--term-old={old}", f"--term-new={new}"]
@@ -293,7 +300,7 @@ def run_bisect(scan: Scan, interval: Interval, folder: str, environment: dict) -
         return log.read()
 
 
-def bisect_interval(scan: Scan, interval: Interval, intervals: list, labels: list) -> dict:
+def bisect_interval(scan: Scan, interval: Interval, intervals: list[Interval], labels: list[str]) -> StepOutcome:
     """Bisect one step and confirm the commit found; the outcome is kept in the step's
     folder, so a scan started again does not bisect it twice."""
     # Named by the commits, not by their positions: a scan resumed with another STRIDE
@@ -306,46 +313,44 @@ def bisect_interval(scan: Scan, interval: Interval, intervals: list, labels: lis
         problem = outcome_problem(kept)
         if problem:
             raise UsageError(f"{done} is damaged ({problem}): remove the folder {folder} to bisect that step again")
-        return kept
+        return StepOutcome.from_dict(kept)
     os.makedirs(folder, exist_ok=True)
     max_regression, max_reads = bisect_tolerances(interval, *scan.tolerances)
     environment = bisect_environment(scan, interval, folder, max_regression, max_reads)
-    outcome = {"interval": [labels[interval.before], labels[interval.after]], "direction": interval.direction,
-               "steps": [describe(item.series, item.step, labels, item.counter) for item in interval.found],
-               "max_regression_pct": max_regression, "max_db_reads_increase": max_reads, "baseline": None,
-               "commit": None, "subject": None, "confirmation": None, "reasons": []}
+    outcome = StepOutcome((labels[interval.before], labels[interval.after]), interval.direction,
+                          tuple(describe(item.series, item.step, labels, item.counter) for item in interval.found),
+                          max_regression, max_reads)
     say(f"bisecting the {interval.direction} between {labels[interval.before]} and {labels[interval.after]} "
         f"(tolerance {max_regression:g} %, {max_reads:g} DB reads)")
     try:
-        outcome["baseline"] = prepare_baseline(scan, interval, intervals, folder, environment)
+        outcome = replace(outcome, baseline=tuple(prepare_baseline(scan, interval, intervals, folder, environment)))
     except UsageError as error:
-        outcome["reasons"] = [str(error)]
-        return outcome  # not kept: a scan started again tries once more
+        return replace(outcome, reasons=(str(error),))  # not kept: a scan started again tries once more
     text = run_bisect(scan, interval, folder, environment)
     commit = first_commit(text, interval.direction)
     if commit is None:
         tail = [line for line in text.splitlines() if line.strip()][-3:]
-        outcome["reasons"] = ["the bisect named no single commit", *tail]
+        outcome = replace(outcome, reasons=("the bisect named no single commit", *tail))
     else:
-        outcome["commit"] = commit
-        outcome["subject"] = git("log", "-1", "--format=%s", commit)
+        subject = git("log", "-1", "--format=%s", commit)
         result = run_child([*scan.step_command, "--confirm", commit], env=environment, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)
         with open(os.path.join(folder, "confirm.log"), "w", encoding="utf-8") as log:
             log.write(result.stdout + result.stderr)
-        outcome["confirmation"] = CONFIRMATIONS.get(result.returncode, f"failed (exit {result.returncode})")
-        outcome["reasons"] = verdict_lines(result.stdout)[1:] or result.stderr.strip().splitlines()[-2:]
-    write_json_atomically(done, outcome)
+        outcome = replace(outcome, commit=commit, subject=subject,
+                          confirmation=CONFIRMATIONS.get(result.returncode, f"failed (exit {result.returncode})"),
+                          reasons=tuple(verdict_lines(result.stdout)[1:] or result.stderr.strip().splitlines()[-2:]))
+    write_json_atomically(done, outcome.to_dict())
     return outcome
 
 
-def outcome_lines(outcome: dict) -> list:
-    word = "slower" if outcome["direction"] == REGRESSION else "faster"
-    head = f"{outcome['direction']} between {outcome['interval'][0]} and {outcome['interval'][1]}"
-    if not outcome["commit"]:
-        return [f"{head}: no commit named", *(f"  {reason}" for reason in outcome["reasons"])]
-    return [f"{head}: first {word} commit {outcome['commit'][:12]} \"{outcome['subject']}\", "
-            f"{outcome['confirmation']} against its parent", *(f"  {reason}" for reason in outcome["reasons"])]
+def outcome_lines(outcome: StepOutcome) -> list[str]:
+    word = "slower" if outcome.direction == REGRESSION else "faster"
+    head = f"{outcome.direction} between {outcome.interval[0]} and {outcome.interval[1]}"
+    if not outcome.commit:
+        return [f"{head}: no commit named", *(f"  {reason}" for reason in outcome.reasons)]
+    return [f"{head}: first {word} commit {outcome.commit[:12]} \"{outcome.subject}\", "
+            f"{outcome.confirmation} against its parent", *(f"  {reason}" for reason in outcome.reasons)]
 
 
 def bisect_commands(scan: Scan, interval: Interval) -> str:
@@ -358,7 +363,7 @@ def bisect_commands(scan: Scan, interval: Interval) -> str:
             f" --term-old=slow --term-new=fast {after} {before} && BISECT_FOR=improvement git bisect run {step}")
 
 
-def seconds(environment: dict, name: str, default: float) -> float:
+def seconds(environment: dict[str, str], name: str, default: float) -> float:
     text = environment.get(name, "") or str(default)
     try:
         value = float(text)
@@ -369,16 +374,17 @@ def seconds(environment: dict, name: str, default: float) -> float:
     return value
 
 
-def open_scan(good: str, bad: str, environment: dict) -> Scan:
+def open_scan(good: str, bad: str, environment: dict[str, str]) -> Scan:
     """The scan of GOOD..BAD as the environment sets it, everything checked before a run."""
     toolkit = environment.get("TOOLKIT") or IMPORT_ROOT
     stride = whole_number(environment, "STRIDE", 5)
     bisect = environment.get("BISECT", "1") != "0"
     baseline_runs = whole_number(environment, "BASELINE_RUNS", 3)
     pairs = whole_number(environment, "PAIRS", 4, minimum=2)
-    per_run = environment.get("SECONDS_PER_RUN") and whole_number(environment, "SECONDS_PER_RUN", 1)
-    per_run = per_run or round(seconds(environment, "LOAD_WARMUP", 30) + seconds(environment, "LOAD_DURATION", 120)
-                               + 60)
+    if environment.get("SECONDS_PER_RUN"):
+        per_run = whole_number(environment, "SECONDS_PER_RUN", 1)
+    else:  # the run, and a minute to prepare the site
+        per_run = round(seconds(environment, "LOAD_WARMUP", 30) + seconds(environment, "LOAD_DURATION", 120) + 60)
     configured = configured_tolerances(environment.get("LOAD_ARGS", ""))
     commits = []
     for name in (good, bad):
@@ -419,7 +425,7 @@ def cost_line(scan: Scan) -> str:
     return line
 
 
-def write_summary(scan: Scan, found: list, outcomes: list, labels: list) -> None:
+def write_summary(scan: Scan, found: list[Found], outcomes: list[StepOutcome], labels: list[str]) -> None:
     write_json_atomically(os.path.join(scan.results_dir, "scan.json"), {
         "format": SCAN_FORMAT, "tool": "moodleload.scan.runner", "range": [scan.commits[0], scan.commits[-1]],
         "measured": [{"label": label, "commit": scan.commits[index]} for label, index in zip(labels, scan.picked,
@@ -428,10 +434,11 @@ def write_summary(scan: Scan, found: list, outcomes: list, labels: list) -> None
                    "direction": item.direction, "ratio": None if item.counter else round(item.step.ratio, 4),
                    "change": round(item.step.change, 4), "p_value": float(f"{item.step.p_value:.3g}")}
                   for item in found],
-        "bisects": outcomes})
+        "bisects": [outcome.to_dict() for outcome in outcomes]})
 
 
-def write_range_report(scan: Scan, documents: list, found: list, outcomes: list, labels: list) -> None:
+def write_range_report(scan: Scan, documents: list[Results], found: list[Found], outcomes: list[StepOutcome],
+                       labels: list[str]) -> None:
     from moodleload.reports.html import write_report
     from moodleload.scan.report import render_range_report
 
@@ -472,7 +479,7 @@ def run_scan(scan: Scan) -> int:
     return scan_exit(outcomes)
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 2 or argv[0].startswith("-"):
         say("usage: scan-range.sh GOOD_COMMIT BAD_COMMIT (settings through the environment: scan-range.sh --help)")
