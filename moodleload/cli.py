@@ -3,15 +3,17 @@ the verdict, return its exit status.  Every mode ends in ``conclude``."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import sys
 import tempfile
 import time
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 from moodleload import __version__
-from moodleload.config import load_config
+from moodleload.config import Config, load_config
 from moodleload.console import Printer, silence_closed_stdout
 from moodleload.database.families import DatabaseError, database_for
 from moodleload.database.passwords import DatabaseFlags, connection_settings
@@ -24,7 +26,7 @@ from moodleload.exits import (
     exit_for_signal,
 )
 from moodleload.files import check_output_path, write_atomically
-from moodleload.judging.compare import compare_documents
+from moodleload.judging.compare import Thresholds, compare_documents
 from moodleload.judging.pairs import confirm
 from moodleload.judging.runcompare import compare_runs
 from moodleload.judging.statements import attribute, moved_page, statement_changes, work_regression
@@ -58,14 +60,16 @@ from moodleload.site.clients import resolve_http_client
 from moodleload.site.moodletree import MoodleUnderTest, bisect_in_progress, describe
 from moodleload.steps.kinds import STEP_KINDS
 
+Say = Callable[[str], object]  # where a line goes: the Printer, or print
 
-def main(argv=None) -> int:
+
+def main(argv: list[str] | None = None) -> int:
     """Every way out is an exit status git bisect can trust: a verdict (0, 1, 125), a usage
     mistake (128), an interruption (129, 130, 143), or a fault of the tool itself (200),
     which stops the bisect instead of marking the commit."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    measured: dict = {}  # what a load run measured, saved by the last-resort guard
+    measured = Measured()  # what a load run measured, saved by the last-resort guard
     try:
         args = parser.parse_args(argv)
         check_numbers(args)
@@ -109,7 +113,7 @@ def main(argv=None) -> int:
         return EXIT_FAULT
 
 
-def check_outputs(args) -> None:
+def check_outputs(args: argparse.Namespace) -> None:
     """Every file this run will write can be written, and none is one of its inputs."""
     inputs = {"--config": args.config}
     for option in ("baseline", "rerun"):
@@ -131,26 +135,35 @@ def check_outputs(args) -> None:
             written[exporter.option] = path
 
 
-def saved_somewhere(measured: dict) -> str | None:
+@dataclass
+class Measured:
+    """What a load measured, for the last-resort guard: its results once built, and where
+    they were saved (None: not yet)."""
+
+    document: Results | None = None
+    saved_to: str | None = None
+
+
+def saved_somewhere(measured: Measured) -> str | None:
     """Where a load's results are: where they were saved already, else a fallback file
     written now; None without a load or where nothing could be written.  One run leaves
     one file, however many ways out it takes."""
-    if measured.get("saved_to") is None and measured.get("document"):
-        measured["saved_to"] = save_fallback(measured["document"])
-    return measured.get("saved_to")
+    if measured.saved_to is None and measured.document is not None:
+        measured.saved_to = save_fallback(measured.document)
+    return measured.saved_to
 
 
-def save_results(path: str, document: Results, say, measured: dict | None = None) -> Verdict | None:
+def save_results(path: str, document: Results, say: Say, measured: Measured | None = None) -> Verdict | None:
     """Save the results; if that fails (disk full, folder gone), save them elsewhere and
     return the verdict that says the run could not be recorded where asked.  ``measured``
     learns where they went."""
-    measured = {} if measured is None else measured
+    measured = Measured() if measured is None else measured
     try:
         save_document(path, document)
-        measured["saved_to"] = path
+        measured.saved_to = path
         return None
     except OSError as error:
-        where = measured["saved_to"] = save_fallback(document)
+        where = measured.saved_to = save_fallback(document)
         saved = f"they were saved to {where} instead" if where else "and could not be saved anywhere"
         say(f"[ERROR] cannot write the results to {path} ({error.strerror or error}): {saved}")
         return Verdict(EXIT_FAULT, VerdictWord.NOT_RECORDED,
@@ -169,7 +182,7 @@ def save_fallback(document: Results) -> str | None:
     return None
 
 
-def judge_against(bases: list, news: list, thresholds, say) -> Comparison:
+def judge_against(bases: list[Results], news: list[Results], thresholds: Thresholds, say: Say) -> Comparison:
     """The comparison: against the run-to-run spread where there are several runs, else
     block by block within the two runs (and it says that the spread is unknown); beside
     it, the database statements that changed where both sides recorded them."""
@@ -194,7 +207,7 @@ def judge_against(bases: list, news: list, thresholds, say) -> Comparison:
     return comparison
 
 
-def open_query_stats(args, say):
+def open_query_stats(args: argparse.Namespace, say: Say) -> Watcher | None:
     """--query-stats: the database's statement statistics, read once before any load.  Wrong
     settings are the user's to fix (exit 128); statistics that are off get one line and the
     run goes on without them."""
@@ -215,7 +228,7 @@ def open_query_stats(args, say):
     return watcher
 
 
-def undelivered(document: Results, others: dict) -> list:
+def undelivered(document: Results, others: dict[str, Results]) -> list[str]:
     """What makes these runs unable to speak for the commit by their own trust signals: this
     run's (delivery_problems), then each other run's (``others``: label -> Results), named."""
     problems = []
@@ -226,7 +239,7 @@ def undelivered(document: Results, others: dict) -> list:
     return problems
 
 
-def labelled(option: str, paths: list, documents: list) -> dict:
+def labelled(option: str, paths: list[str], documents: list[Results]) -> dict[str, Results]:
     """label -> document of the files of one option, each named by its place and path."""
     if len(paths) == 1:
         return {f"{option} {paths[0]}": documents[0]}
@@ -234,7 +247,7 @@ def labelled(option: str, paths: list, documents: list) -> dict:
             for place, (path, document) in enumerate(zip(paths, documents, strict=True), 1)}
 
 
-def run_compare(args, say) -> int:
+def run_compare(args: argparse.Namespace, say: Say) -> int:
     if len(args.compare) < 2:
         raise UsageError("--compare needs BASE ... NEW: at least two results files")
     bases = [load_document(path) for path in args.compare[:-1]]
@@ -259,7 +272,7 @@ def run_compare(args, say) -> int:
     return conclude(args, say, new, verdict, baseline=base, comparison=comparison)
 
 
-def run_pairs(args, say) -> int:
+def run_pairs(args: argparse.Namespace, say: Say) -> int:
     """--pairs PARENT CULPRIT ...: confirm (0), clear (1) or cannot tell (125) a culprit."""
     asked = [exporter.option for exporter in EXPORTERS if getattr(args, exporter.dest)]
     if asked:
@@ -276,7 +289,7 @@ def run_pairs(args, say) -> int:
     return verdict.status
 
 
-def run_saved_report(args, say) -> int:
+def run_saved_report(args: argparse.Namespace, say: Say) -> int:
     """--report HTML RESULTS (or another export): the report of a saved run, no load."""
     if not any(getattr(args, exporter.dest) for exporter in EXPORTERS):
         raise UsageError(f"a results file ({args.results}) is only read with --report, --export-csv, "
@@ -289,7 +302,7 @@ def run_saved_report(args, say) -> int:
     return conclude(args, say, document, verdict, comparison=comparison)
 
 
-def run_merge(args, say) -> int:
+def run_merge(args: argparse.Namespace, say: Say) -> int:
     if not args.output:
         raise UsageError("--merge needs --output for the merged results")
     merged = Results.merge([load_document(path) for path in args.merge])
@@ -307,7 +320,8 @@ def run_merge(args, say) -> int:
     return conclude(args, say, merged, verdict)
 
 
-def run_load(args, argv: list, parser, say, measured: dict) -> int:
+def run_load(args: argparse.Namespace, argv: list[str], parser: argparse.ArgumentParser, say: Printer,
+             measured: Measured) -> int:
     """A load: everything checked, the load made (in this process or in --processes shards),
     then reported and judged."""
     config, digest = load_config(args.config, STEP_KINDS)
@@ -350,7 +364,7 @@ def run_load(args, argv: list, parser, say, measured: dict) -> int:
             return early.status
         return conclude(args, say, document, early, judge=judge)
     assert document is not None  # only an early verdict comes without results
-    measured["document"] = document
+    measured.document = document
     comparison = None
     if bases:
         comparison = document.comparison = judge_against(bases, [document, *reruns], thresholds_from(args), say)
@@ -369,7 +383,7 @@ def run_load(args, argv: list, parser, say, measured: dict) -> int:
 PROGRESS_IN_LOGS = 30.0  # seconds between [PROGRESS] lines where no live line shows the run
 
 
-def run_settings(args, live: bool = False) -> RunSettings:
+def run_settings(args: argparse.Namespace, live: bool = False) -> RunSettings:
     """The run's settings; on a terminal (``live``) the status line replaces the JSON
     progress lines unless --progress asks for them."""
     progress = args.progress if args.progress is not None else (0.0 if live else PROGRESS_IN_LOGS)
@@ -382,13 +396,13 @@ def run_settings(args, live: bool = False) -> RunSettings:
                        start_at=None if args.start_at is None else parse_start_at(args.start_at, time.time()))
 
 
-def child_options() -> frozenset:
+def child_options() -> frozenset[str]:
     """The options a --processes child is given: the load's, and the exports it may write."""
     return CHILD_OPTIONS | {exporter.dest for exporter in EXPORTERS if exporter.child_writes}
 
 
-def run_in_processes(args, parser, say,
-                     moodle: MoodleUnderTest | None) -> tuple[Results | None, int | None, list,
+def run_in_processes(args: argparse.Namespace, parser: argparse.ArgumentParser, say: Say,
+                     moodle: MoodleUnderTest | None) -> tuple[Results | None, int | None, list[str],
                                                                       Verdict | None]:
     """--processes N: (merged results with the Moodle under test, the status of a stopping
     signal, the shards that died, the verdict when no results came: a child's mistake or
@@ -404,8 +418,9 @@ def run_in_processes(args, parser, say,
                                                               interrupted=interrupted))
 
 
-def run_in_process(args, config, settings: RunSettings, watcher, moodle: MoodleUnderTest | None, argv: list,
-                   digest: str, say, measured: dict) -> tuple[Results, int | None, Verdict | None]:
+def run_in_process(args: argparse.Namespace, config: Config, settings: RunSettings, watcher: Watcher | None,
+                   moodle: MoodleUnderTest | None, argv: list[str], digest: str, say: Printer,
+                   measured: Measured) -> tuple[Results, int | None, Verdict | None]:
     """The load in this process: (results, the status of a stopping signal, the verdict when
     nobody could log in).  A fault of the tool is raised after what was measured is kept."""
     run = LoadRun(config, settings, say)
@@ -422,9 +437,9 @@ def run_in_process(args, config, settings: RunSettings, watcher, moodle: MoodleU
     hidden = hidden_warning(watcher.result, watcher.database.settings.get("user")) if watcher is not None else None
     if hidden:
         say(f"[WARN] {hidden}")
-    document = measured["document"] = build_document(run, argv_shown(argv), digest)
+    document = measured.document = build_document(run, argv_shown(argv), digest)
     if moodle is not None:
-        document = measured["document"] = document.with_moodle(moodle)
+        document = measured.document = document.with_moodle(moodle)
     if run.fault is not None:
         raise run.fault
     if run.logins_ok:
@@ -438,7 +453,7 @@ def run_in_process(args, config, settings: RunSettings, watcher, moodle: MoodleU
                                                      not_recorded=not_recorded, interrupted=interrupted))
 
 
-def say_report(say, document: Results, comparison: Comparison | None) -> None:
+def say_report(say: Say, document: Results, comparison: Comparison | None) -> None:
     """The text report of a run: the tables, its trust signals, the servers beside it, and
     the comparison."""
     say(format_report(document))
@@ -457,7 +472,7 @@ def say_report(say, document: Results, comparison: Comparison | None) -> None:
 def run_with_signals(run: LoadRun) -> int | None:
     """Run the load; SIGINT/SIGTERM stop the schedule and the report still comes."""
 
-    async def runner():
+    async def runner() -> None:
         loop = asyncio.get_running_loop()
         for signum in STOPPING_SIGNALS:
             try:
@@ -475,8 +490,9 @@ def run_with_signals(run: LoadRun) -> int | None:
     return None if run.interrupted_by is None else exit_for_signal(run.interrupted_by)
 
 
-def conclude(args, say, document: Results, verdict: Verdict, *, baseline: Results | None = None,
-             comparison: Comparison | None = None, judge=print) -> int:
+def conclude(args: argparse.Namespace, say: Say, document: Results, verdict: Verdict, *,
+             baseline: Results | None = None, comparison: Comparison | None = None,
+             judge: Say | None = print) -> int:
     """How every mode ends: the exports asked for (HTML report, CSV, JUnit), then the verdict
     and its status; inside a git bisect, a 125 that every step would repeat stops it."""
     if in_bisect(args):
@@ -491,14 +507,14 @@ def conclude(args, say, document: Results, verdict: Verdict, *, baseline: Result
     return verdict.status
 
 
-def in_bisect(args) -> bool:
+def in_bisect(args: argparse.Namespace) -> bool:
     """--in-bisect, or (auto) a git bisect in progress in the repository of the current folder,
     which is where `git bisect run` runs its script."""
     choice = getattr(args, "in_bisect", "no")
     return choice == "yes" or (choice == "auto" and bisect_in_progress(os.getcwd()))
 
 
-def announce(judge, verdict: Verdict) -> None:
+def announce(judge: Say | None, verdict: Verdict) -> None:
     if judge is not None:
         for line in verdict.lines():
             judge(line)
