@@ -7,13 +7,12 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from moodleload.exits import UsageError
 
-# module -> what pip installs it as (requirements.txt)
-PIP_NAMES = {"aiohttp": "aiohttp", "httptools": "httptools", "bcrypt": "bcrypt", "psycopg2": "psycopg2-binary",
-             "pymysql": "PyMySQL"}
+# module -> what pip installs it as (requirements.txt); a database family names its driver's itself
+PIP_NAMES = {"aiohttp": "aiohttp", "httptools": "httptools", "bcrypt": "bcrypt"}
 # Where the package is imported from: the repository (examples/, requirements.txt beside it), or
 # the one-file build (a zip on sys.path).  The one place a path is worked out from __file__, so
 # moving a module into another wing cannot move it.
@@ -28,11 +27,13 @@ def have(module: str) -> bool:
         return False
 
 
-def require(modules: Iterable[str], why: str) -> None:
-    """Refuse, with the install command, when any of ``modules`` is missing."""
+def require(modules: Iterable[str], why: str, pip_names: Mapping[str, str] | None = None) -> None:
+    """Refuse, with the install command, when any of ``modules`` is missing (``pip_names``:
+    what pip installs modules not in PIP_NAMES as)."""
     missing = [module for module in modules if not have(module)]
     if missing:
-        names = " ".join(PIP_NAMES.get(module, module) for module in missing)
+        known = {**PIP_NAMES, **(pip_names or {})}
+        names = " ".join(known.get(module, module) for module in missing)
         where = f"-r {REQUIREMENTS}" if os.path.exists(REQUIREMENTS) else names
         raise UsageError(f"{why} needs the Python package{'s' if len(missing) > 1 else ''} {names}, which "
                          f"{sys.executable} does not have: {sys.executable} -m pip install {where} (or use the "

@@ -9,6 +9,7 @@ import time
 from typing import Any, NoReturn
 
 from moodleload import __version__
+from moodleload.database.families import DBTYPE_NAMES
 from moodleload.exits import UsageError
 from moodleload.judging.compare import Thresholds
 from moodleload.judging.verdict import Gates
@@ -188,7 +189,7 @@ def add_query_stats_options(parser: argparse.ArgumentParser) -> None:
                        help="record each statement's calls, time and work (pg_stat_statements, performance_schema) "
                             "beside the run: the comparison names those that changed")
     stats.add_argument("--moodle-config", metavar="PATH", help="the site's config.php (database settings)")
-    stats.add_argument("--db-type", help="pgsql, mariadb, mysqli or auroramysql (default: config.php's, else pgsql)")
+    stats.add_argument("--db-type", help=f"{DBTYPE_NAMES} (default: config.php's, else pgsql)")
     stats.add_argument("--db-name", help="database name")
     stats.add_argument("--db-user", help="database user")
     stats.add_argument("--db-pass-file", metavar="FILE", help="read the database password from FILE's first line")

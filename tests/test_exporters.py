@@ -135,13 +135,14 @@ def test_hostile_page_names_are_data_in_every_export_and_report(capsys):
 
 
 def test_hostile_page_names_and_commit_subjects_are_data_in_the_range_report():
+    from moodleload.scan.plan import StepOutcome
     from moodleload.scan.report import render_range_report
     new, base, _, _ = hostile_runs()
     outcome = {"interval": ["000-aaaaaaa", "002-ccccccc"], "direction": "regression", "steps": HOSTILE_NAMES[:3],
                "max_regression_pct": 5.0, "max_db_reads_increase": 2.0, "baseline": [], "commit": "c" * 40,
                "subject": "$^^^$ \x1b[31m<script>alert(1)</script>", "confirmation": "confirmed", "reasons": []}
     page = render_range_report([base, base, new], ["000-aaaaaaa", "001-\x1b[31m<b>\"'", "002-ccccccc"], [],
-                               [outcome], ("aaaaaaa", "ccccccc"))
+                               [StepOutcome.from_dict(outcome)], ("aaaaaaa", "ccccccc"))
     assert "\x1b" not in page and "<script>" not in page and "<b>" not in page and "&lt;script&gt;" in page
     assert page.count("<svg") >= len(HOSTILE_NAMES)  # a chart per page, none stopped by its name
 

@@ -14,15 +14,11 @@ import sys
 from collections.abc import Callable
 
 from moodleload.bisect.settings import StepEnd, StepSettings, stop
-from moodleload.database.families import Settings, database_for
+from moodleload.database.families import DBTYPE_NAMES, MOODLE_DBTYPES, Settings, database_for
 from moodleload.database.moodleconfig import client_settings
 from moodleload.exits import EXIT_CANNOT_JUDGE, UsageError
 
 Say = Callable[[str], None]
-
-# DB_TYPE (without MOODLE_CONFIG) -> the database family that restores its snapshots.
-DB_TYPES = {"pgsql": "pgsql", "mariadb": "mysql", "mysqli": "mysql", "auroramysql": "mysql", "mysql": "mysql"}
-
 
 def skip(message: str) -> StepEnd:
     """This commit cannot be tested (125): git bisect skips it."""
@@ -47,10 +43,10 @@ def restore_snapshot(settings: StepSettings, snapshot: str, say: Say) -> bool:
         except UsageError as error:
             print(f"[ERROR] {error}", file=sys.stderr)
             return False
-    elif settings.db_type in DB_TYPES:
-        family, database = DB_TYPES[settings.db_type], Settings()
+    elif settings.db_type in MOODLE_DBTYPES:  # the database family that restores its snapshots
+        family, database = MOODLE_DBTYPES[settings.db_type], Settings()
     else:
-        say(f"DB_TYPE {settings.db_type} is not pgsql, mariadb, mysqli or auroramysql")
+        say(f"DB_TYPE {settings.db_type} is not {DBTYPE_NAMES}")
         return False
     problem = database_for(family, database, "bisect-step").restore(snapshot)
     if problem is not None:

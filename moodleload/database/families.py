@@ -23,11 +23,13 @@ from typing import Any, Protocol, runtime_checkable
 from moodleload.database.statistics import my_statement_rows, pg_statement_rows
 from moodleload.exits import UsageError
 
-MOODLE_DBTYPES = {"pgsql": "pgsql", "postgres": "pgsql", "postgresql": "pgsql",
-                  "mariadb": "mysql", "mysqli": "mysql", "mysql": "mysql", "auroramysql": "mysql"}
 MYSQL_SOCKETS = ("/run/mysqld/mysqld.sock", "/var/run/mysqld/mysqld.sock", "/var/lib/mysql/mysql.sock",
                  "/tmp/mysql.sock")
 CONNECT_TIMEOUT_SECONDS = 10
+
+# The settings libpq's client tools (pg_restore, psql) read from the environment.
+PG_VARIABLES = (("host", "PGHOST"), ("port", "PGPORT"), ("name", "PGDATABASE"), ("user", "PGUSER"),
+                ("password", "PGPASSWORD"))
 
 
 class DatabaseError(Exception):
@@ -37,8 +39,7 @@ class DatabaseError(Exception):
 def family_of(dbtype: str) -> str:
     family = MOODLE_DBTYPES.get(dbtype.strip().lower())
     if family is None:
-        raise UsageError(f"database type {dbtype!r} is not one Moodle 5.0 runs on: give pgsql, mariadb, mysqli "
-                         f"or auroramysql")
+        raise UsageError(f"database type {dbtype!r} is not one Moodle 5.0 runs on: give {DBTYPE_NAMES}")
     return family
 
 
@@ -74,7 +75,11 @@ class DatabaseFamily(Protocol):
 
     family: str  # the family's key: "pgsql", "mysql" (MOODLE_DBTYPES maps $CFG->dbtype to it)
     driver: str  # the Python module that speaks to it (needs.py checks it is there)
+    driver_package: str  # what pip installs it as (requirements.txt)
     name: str  # as messages name it
+    socket_setting: str  # the setting config.php's dbsocket (a path) becomes
+    exporter: str  # its Prometheus exporter (--metrics)
+    exporter_connections: str  # that exporter's series of open connections
     default_port: int
     quote_chars: str  # what quotes a name in its SQL (accounts.check_where reads them)
     line_comment_chars: str
@@ -83,6 +88,21 @@ class DatabaseFamily(Protocol):
     lock_clause: str  # what holds the selected rows until the transaction ends
     settings: Settings
     notices: list[str]
+
+    @property
+    def dbtypes(self) -> tuple[str, ...]:
+        """Moodle's $CFG->dbtype names of it."""
+        ...
+
+    @property
+    def aliases(self) -> tuple[str, ...]:
+        """Other names it answers to (--db-type, DB_TYPE)."""
+        ...
+
+    @property
+    def client_variables(self) -> tuple[tuple[str, str], ...]:
+        """(setting, variable) of what its client tools read from the environment."""
+        ...
 
     @staticmethod
     def fill_defaults(settings: Settings) -> None:
@@ -139,8 +159,15 @@ class Family:
 
 class Postgres(Family):
     family = "pgsql"
+    dbtypes = ("pgsql",)
+    aliases = ("postgres", "postgresql")
     driver = "psycopg2"  # the Python module that speaks to it (needs.py checks it is there)
+    driver_package = "psycopg2-binary"
     name = "PostgreSQL"
+    socket_setting = "host"  # libpq takes the socket's directory as the host
+    client_variables = PG_VARIABLES
+    exporter = "postgres_exporter"
+    exporter_connections = "pg_stat_activity_count"
     default_port = 5432
     quote_chars = '"'
     line_comment_chars = ""
@@ -287,8 +314,15 @@ class Postgres(Family):
 
 class MySQL(Family):
     family = "mysql"
+    dbtypes = ("mariadb", "mysqli", "auroramysql")
+    aliases = ("mysql",)
     driver = "pymysql"
+    driver_package = "PyMySQL"
     name = "MariaDB/MySQL"
+    socket_setting = "socket"
+    client_variables = ()  # its password goes by an option file (client_option_file)
+    exporter = "mysqld_exporter"
+    exporter_connections = "mysql_global_status_threads_connected"
     default_port = 3306
     quote_chars = '"`'  # with ANSI_QUOTES (set in begin) "..." names a column, as in PostgreSQL
     line_comment_chars = "#"
@@ -504,14 +538,18 @@ def client_option_file(settings: Settings) -> str:
     return "\n".join(lines) + "\n"
 
 
-# The settings libpq's client tools (pg_restore, psql) read from the environment.
-PG_VARIABLES = (("host", "PGHOST"), ("port", "PGPORT"), ("name", "PGDATABASE"), ("user", "PGUSER"),
-                ("password", "PGPASSWORD"))
+
 
 # A pg_restore list's entries for an extension and its comment: a superuser's objects.
 EXTENSION_ENTRY = re.compile(r"^[0-9]+; [0-9]+ [0-9]+ (EXTENSION|COMMENT - EXTENSION) ")
 
 FAMILIES: dict[str, type[Postgres] | type[MySQL]] = {Postgres.family: Postgres, MySQL.family: MySQL}
+
+# $CFG->dbtype (and the other names a family answers to) -> its family.
+MOODLE_DBTYPES = {name: family.family for family in FAMILIES.values() for name in (*family.dbtypes, *family.aliases)}
+# Moodle's own names, as messages list them: "pgsql, mariadb, mysqli or auroramysql".
+_MOODLE_NAMES = [dbtype for family in FAMILIES.values() for dbtype in family.dbtypes]
+DBTYPE_NAMES = ", ".join(_MOODLE_NAMES[:-1]) + " or " + _MOODLE_NAMES[-1]
 
 
 def database_for(family: str, settings: Settings, application: str = "set_moodle_passwords") -> DatabaseFamily:

@@ -22,7 +22,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from moodleload.database.families import PG_VARIABLES, Settings, client_option_file, family_of
+from moodleload.database.families import FAMILIES, Settings, client_option_file, family_of
 from moodleload.exits import SETUP_DONE, SETUP_USAGE, UsageError
 
 SETTINGS = ("dbtype", "dbhost", "dbname", "dbuser", "dbpass", "prefix", "wwwroot")
@@ -260,7 +260,7 @@ def offer_moodle_settings(moodle: MoodleConfig, family: str, settings: Settings)
     host, socket = moodle.get("dbhost"), moodle.get("dbsocket")
     if socket and host in (None, "localhost", "127.0.0.1"):
         if "/" in socket:
-            settings.offer("socket" if family == "mysql" else "host", socket, "config.php")
+            settings.offer(FAMILIES[family].socket_setting, socket, "config.php")
     else:
         settings.offer("host", host, "config.php")
 
@@ -279,13 +279,13 @@ def client_settings(path: str) -> tuple[str, Settings]:
 
 
 def shell_assignments(family: str, settings: Settings) -> str:
-    """``DB_FAMILY`` and ``DB_NAME``, and for PostgreSQL the PG* variables libpq's tools read;
-    every value shell-quoted.  MariaDB/MySQL's password goes by --my-cnf instead."""
+    """``DB_FAMILY`` and ``DB_NAME``, and the variables the family's client tools read (for
+    PostgreSQL the PG* ones); every value shell-quoted.  MariaDB/MySQL's password goes by
+    --my-cnf instead."""
     lines = [f"DB_FAMILY={family}", f"DB_NAME={shlex.quote(str(settings.get('name', '')))}"]
-    if family == "pgsql":
-        for name, variable in PG_VARIABLES:
-            if settings.get(name) is not None:
-                lines.append(f"export {variable}={shlex.quote(str(settings.get(name)))}")
+    for name, variable in FAMILIES[family].client_variables:
+        if settings.get(name) is not None:
+            lines.append(f"export {variable}={shlex.quote(str(settings.get(name)))}")
     return "\n".join(lines) + "\n"
 
 

@@ -34,7 +34,15 @@ from moodleload.database.accounts import (
     holding,
     select_users,
 )
-from moodleload.database.families import DatabaseError, DatabaseFamily, Settings, database_for, family_of, fill_defaults
+from moodleload.database.families import (
+    DBTYPE_NAMES,
+    DatabaseError,
+    DatabaseFamily,
+    Settings,
+    database_for,
+    family_of,
+    fill_defaults,
+)
 from moodleload.database.moodleconfig import offer_moodle_settings, read_moodle_config
 from moodleload.database.testconfig import (
     chosen_base_url,
@@ -179,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--moodle-config", metavar="PATH",
                         help="the site's config.php: database type, host, port, socket, name, user, password, "
                              "prefix and wwwroot (base_url) from it; the flags below override it")
-    parser.add_argument("--db-type", help="pgsql (default), mariadb, mysqli or auroramysql (Moodle's dbtype)")
+    parser.add_argument("--db-type", help=f"{DBTYPE_NAMES} (Moodle's dbtype; default pgsql)")
     parser.add_argument("--db-name", help="database name")
     parser.add_argument("--db-user", help="database user (default: PGUSER or ~/.my.cnf, else the client's)")
     parser.add_argument("--db-pass-file", metavar="FILE",
@@ -441,7 +449,8 @@ def show_dry_run(args: argparse.Namespace, database: Any, site: SiteDatabase, us
 def prepare(args: argparse.Namespace, progress: Progress) -> int:
     """Everything up to the database: checks, the lock, leftovers, the config, the hash."""
     guards, database, site = check_arguments(args)
-    require([database.driver] + ([] if args.dry_run else ["bcrypt"]), "set_moodle_passwords.py")
+    require([database.driver] + ([] if args.dry_run else ["bcrypt"]), "set_moodle_passwords.py",
+            {database.driver: database.driver_package})
     if args.where is None:
         print("[INFO] picking maketestsite's test users (tool_generator_*); give --where to pick others")
     target = config_target(args.config)  # a symlinked config.json: where it is really written

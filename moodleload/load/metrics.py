@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from moodleload.console import printable
+from moodleload.database.families import FAMILIES
 from moodleload.exits import UsageError
 from moodleload.load.clock import Clock
 from moodleload.results.metrics import MAX_POINTS, HostMetrics, Metrics, MetricsPoint, metric_value_ok
@@ -119,11 +120,14 @@ def check_metrics_urls(urls: list[str]) -> None:
             raise UsageError(f"--metrics {shown_url(url)}: not Prometheus text format ({error})") from None
         if all(value is None for value in sample.values()):
             raise UsageError(f"--metrics {shown_url(url)}: none of the metrics this tool reads is there "
-                             f"(node_exporter's node_cpu_seconds_total, postgres_exporter's pg_stat_activity_count, "
-                             f"mysqld_exporter's mysql_global_status_threads_connected)")
+                             f"(node_exporter's node_cpu_seconds_total, "
+                             + ", ".join(f"{family.exporter}'s {family.exporter_connections}"
+                                         for family in FAMILIES.values()) + ")")
 
 
 Sample = dict[str, float | None]  # one scrape's totals by name (parse_sample), None: not exported
+# The database exporters' series of open connections, each family's own.
+CONNECTION_SERIES = tuple(family.exporter_connections for family in FAMILIES.values())
 
 
 def parse_sample(text: str) -> Sample:
@@ -154,7 +158,7 @@ def parse_sample(text: str) -> Sample:
                 elif name in ("node_network_receive_bytes_total", "node_network_transmit_bytes_total") \
                         and labels.get("device") != "lo":
                     add("net_bytes", value)
-                elif name in ("pg_stat_activity_count", "mysql_global_status_threads_connected"):
+                elif name in CONNECTION_SERIES:
                     add("db_connections", value)
     except Exception as error:  # noqa: BLE001  the parser raises what it likes on bad input
         raise ValueError(str(error).splitlines()[0][:200] if str(error) else type(error).__name__) from None
