@@ -15,7 +15,8 @@ from dataclasses import dataclass, replace
 from moodleload import __version__
 from moodleload.config import Config, load_config
 from moodleload.console import Printer, silence_closed_stdout
-from moodleload.database.families import DatabaseError, database_for
+from moodleload.database.families import database_for
+from moodleload.database.family import DatabaseError
 from moodleload.database.passwords import DatabaseFlags, connection_settings
 from moodleload.exits import (
     EXIT_FAULT,

@@ -117,7 +117,8 @@ class MoodleDb:
     @property
     def database(self):
         """The password script's view of this family (for calling its SQL directly)."""
-        from moodleload.database.families import Postgres, Settings
+        from moodleload.database.family import Settings
+        from moodleload.database.postgres import Postgres
 
         return Postgres(Settings())
 
@@ -166,7 +167,8 @@ class MariaMoodleDb(MoodleDb):
 
     @property
     def database(self):
-        from moodleload.database.families import MySQL, Settings
+        from moodleload.database.family import Settings
+        from moodleload.database.mysql import MySQL
 
         return MySQL(Settings())
 

@@ -8,7 +8,10 @@ import pytest
 
 from moodleload.database import passwords as smp
 from moodleload.database.accounts import check_where
-from moodleload.database.families import MySQL, Postgres, Settings, fill_defaults, read_my_cnf
+from moodleload.database.families import fill_defaults
+from moodleload.database.family import Settings
+from moodleload.database.mysql import MySQL, read_my_cnf
+from moodleload.database.postgres import Postgres
 from moodleload.exits import SETUP_DATABASE_PROBLEM, SETUP_USAGE, UsageError
 
 SITE_FLAG = ["--base-url", "https://moodle.test"]  # a new config.json needs the site's address
@@ -230,7 +233,8 @@ def test_an_account_that_may_switch_the_log_off_keeps_the_hash_out_of_it(maria_d
 
 
 def test_a_family_nobody_wrote_is_an_error_not_another_familys_sql():
-    from moodleload.database.families import Settings, database_for
+    from moodleload.database.families import database_for
+    from moodleload.database.family import Settings
     from moodleload.exits import UsageError
 
     with pytest.raises(UsageError, match="not supported: mysql, pgsql"):
@@ -238,7 +242,8 @@ def test_a_family_nobody_wrote_is_an_error_not_another_familys_sql():
 
 
 def test_every_family_is_one_class_that_satisfies_the_family_protocol():
-    from moodleload.database.families import FAMILIES, DatabaseFamily, Settings, database_for
+    from moodleload.database.families import FAMILIES, database_for
+    from moodleload.database.family import DatabaseFamily, Settings
 
     for key, family_class in FAMILIES.items():
         database = database_for(key, Settings())

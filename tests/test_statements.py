@@ -15,7 +15,8 @@ import pytest
 from conftest import MariaMoodleDb, seeded_mariadb
 
 from helpers import DATA, PASSWORD, ROOT, read, run_load, write_config
-from moodleload.database.families import Settings, database_for
+from moodleload.database.families import database_for
+from moodleload.database.family import Settings
 from moodleload.exits import EXIT_SIGTERM, EXIT_USAGE
 from moodleload.judging.statements import (
     attribute,

@@ -14,7 +14,8 @@ import sys
 from collections.abc import Callable
 
 from moodleload.bisect.settings import StepEnd, StepSettings, stop
-from moodleload.database.families import DBTYPE_NAMES, MOODLE_DBTYPES, Settings, database_for
+from moodleload.database.families import DBTYPE_NAMES, MOODLE_DBTYPES, database_for
+from moodleload.database.family import Settings
 from moodleload.database.moodleconfig import client_settings
 from moodleload.exits import EXIT_CANNOT_JUDGE, UsageError
 

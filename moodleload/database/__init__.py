@@ -1,8 +1,10 @@
 """The database side: the site's database, touched only as asked.
 
 Rooms: ``moodleconfig`` (connection settings read from Moodle's config.php),
-``families`` (PostgreSQL and MariaDB/MySQL behind the ``DatabaseFamily`` protocol: drivers,
-defaults, SQL, errors), ``statistics`` (each family's statement statistics, read only),
+``family`` (the ``DatabaseFamily`` protocol every family satisfies, its settings and their
+origins), ``postgres`` and ``mysql`` (the two families: drivers, defaults, SQL, errors,
+restores), ``families`` (their registry by name and by Moodle's dbtype), ``statistics``
+(each family's statement statistics, read only),
 ``accounts`` (picking test users and setting their password in one transaction),
 ``passwords`` (``set_moodle_passwords.py``), ``testconfig`` and ``testpassword`` (the
 config.json it writes and the password it is given, checked).

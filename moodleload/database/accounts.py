@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from moodleload.database.families import DatabaseError, DatabaseFamily, Postgres
+from moodleload.database.family import DatabaseError, DatabaseFamily
+from moodleload.database.postgres import Postgres
 from moodleload.exits import UsageError
 
 # maketestsite's (admin/tool/generator) accounts: what is plainly test data on any site.

@@ -22,7 +22,9 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from moodleload.database.families import FAMILIES, Settings, client_option_file, family_of
+from moodleload.database.families import FAMILIES, family_of
+from moodleload.database.family import Settings
+from moodleload.database.mysql import client_option_file
 from moodleload.exits import SETUP_DONE, SETUP_USAGE, UsageError
 
 SETTINGS = ("dbtype", "dbhost", "dbname", "dbuser", "dbpass", "prefix", "wwwroot")

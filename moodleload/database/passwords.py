@@ -34,15 +34,8 @@ from moodleload.database.accounts import (
     holding,
     select_users,
 )
-from moodleload.database.families import (
-    DBTYPE_NAMES,
-    DatabaseError,
-    DatabaseFamily,
-    Settings,
-    database_for,
-    family_of,
-    fill_defaults,
-)
+from moodleload.database.families import DBTYPE_NAMES, database_for, family_of, fill_defaults
+from moodleload.database.family import DatabaseError, DatabaseFamily, Settings
 from moodleload.database.moodleconfig import offer_moodle_settings, read_moodle_config
 from moodleload.database.testconfig import (
     chosen_base_url,

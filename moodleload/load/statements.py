@@ -32,7 +32,7 @@ from moodleload.results.statements import (
 )
 
 if TYPE_CHECKING:
-    from moodleload.database.families import DatabaseFamily
+    from moodleload.database.family import DatabaseFamily
 
 OWN_STATEMENTS = ("pg_stat_statements", "events_statements_summary_by_digest", "@@performance_schema",
                   "pg_extension")
@@ -73,7 +73,7 @@ class Watcher:
     a database that stops answering costs the run its statistics, never its end."""
 
     def __init__(self, database: DatabaseFamily, deadline: float = SNAPSHOT_SECONDS):
-        self.database = database  # the site's database family (families.DatabaseFamily), with its settings
+        self.database = database  # the site's database family (family.DatabaseFamily), with its settings
         self.deadline = deadline
         self.conn = None
         self.before: Snapshot | None = None
@@ -88,7 +88,7 @@ class Watcher:
         line that says how to switch them on (the run goes on without them).  A connection that
         fails, or a database that does not answer, raises databases.DatabaseError: that is the
         user's to fix before the load."""
-        from moodleload.database.families import DatabaseError
+        from moodleload.database.family import DatabaseError
 
         self.conn = self.database.connect()
         if not self._bounded(lambda: snapshot(self.database, self.conn), "checking"):

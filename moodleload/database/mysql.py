@@ -1,0 +1,240 @@
+"""MariaDB and MySQL (Moodle's ``mariadb``, ``mysqli``, ``auroramysql``), through PyMySQL with
+the mysql client's conventions: port 3306, ``localhost`` meaning the unix socket, and the
+``[client]`` section of ~/.my.cnf for what no flag gives; snapshots restored with the mysql
+client, its password passed in an option file through a pipe."""
+
+from __future__ import annotations
+
+import configparser
+import os
+import shutil
+import subprocess
+from typing import Any
+
+from moodleload.database.family import CONNECT_TIMEOUT_SECONDS, DatabaseError, Family, Settings, privileges_needed
+from moodleload.database.statistics import my_statement_rows
+from moodleload.exits import UsageError
+
+MYSQL_SOCKETS = ("/run/mysqld/mysqld.sock", "/var/run/mysqld/mysqld.sock", "/var/lib/mysql/mysql.sock",
+                 "/tmp/mysql.sock")
+
+
+class MySQL(Family):
+    family = "mysql"
+    dbtypes = ("mariadb", "mysqli", "auroramysql")
+    aliases = ("mysql",)
+    driver = "pymysql"
+    driver_package = "PyMySQL"
+    name = "MariaDB/MySQL"
+    socket_setting = "socket"
+    client_variables = ()  # its password goes by an option file (client_option_file)
+    exporter = "mysqld_exporter"
+    exporter_connections = "mysql_global_status_threads_connected"
+    default_port = 3306
+    quote_chars = '"`'  # with ANSI_QUOTES (set in begin) "..." names a column, as in PostgreSQL
+    line_comment_chars = "#"
+    backslash_strings = False  # NO_BACKSLASH_ESCAPES (set in begin): '\' is just a character
+    statements_source = "performance_schema"
+
+    @staticmethod
+    def fill_defaults(settings: Settings) -> None:
+        options = read_my_cnf()
+        for name, key in (("host", "host"), ("port", "port"), ("socket", "socket"), ("user", "user"),
+                          ("password", "password"), ("name", "database")):
+            settings.offer(name, options.get(key), "~/.my.cnf")
+        settings.offer("host", os.environ.get("MYSQL_HOST"), "MYSQL_HOST")
+        settings.offer("port", os.environ.get("MYSQL_TCP_PORT"), "MYSQL_TCP_PORT")
+        settings.offer("socket", os.environ.get("MYSQL_UNIX_PORT"), "MYSQL_UNIX_PORT")
+        host = settings.get("host")
+        if host and host.startswith("/"):  # a path given as the host: the socket, as libpq's directories
+            settings.values.setdefault("socket", host)
+            settings.origins.setdefault("socket", settings.origins["host"])
+        # The mysql client (and PHP's mysqli, so Moodle) reads "localhost" as "the unix socket".
+        if host in (None, "localhost") and "socket" not in settings.values and "port" not in settings.values:
+            for candidate in MYSQL_SOCKETS:
+                if os.path.exists(candidate):
+                    settings.offer("socket", candidate, "the usual socket path")
+                    break
+        if host not in (None, "localhost") and not host.startswith("/") \
+                and settings.origins.get("socket") != "--db-socket":
+            settings.values.pop("socket", None)  # a host name or address means TCP, whatever the socket says
+            settings.origins.pop("socket", None)
+
+    def statement_rows(self, conn: Any) -> list[tuple[Any, ...]]:
+        return my_statement_rows(conn)
+
+    def restore(self, snapshot: str) -> str | None:
+        """An SQL snapshot (mariadb-dump, mysqldump) fed to the client.  The settings reach it
+        through a pipe, as an option file: the password is never in argv or on disk."""
+        client = shutil.which("mariadb") or shutil.which("mysql")
+        if client is None:
+            return "no mariadb or mysql client on PATH"
+        options = client_option_file(self.settings).encode()
+        read_end, write_end = os.pipe()
+        try:
+            os.write(write_end, options)  # a few hundred bytes: the pipe holds them until the client reads
+        finally:
+            os.close(write_end)
+        try:
+            with open(snapshot, "rb") as dump:
+                status = subprocess.run([client, f"--defaults-extra-file=/dev/fd/{read_end}",
+                                         str(self.settings.get("name") or os.environ.get("DB_NAME") or "moodle")],
+                                        stdin=dump, pass_fds=(read_end,)).returncode
+        finally:
+            os.close(read_end)
+        return None if status == 0 else f"{os.path.basename(client)} exited {status}"
+
+    @staticmethod
+    def quote(identifier: str) -> str:
+        return f"`{identifier}`"
+
+    @staticmethod
+    def config_number(config_table: str, name: str) -> str:
+        return (f"(SELECT CASE WHEN TRIM(value) REGEXP '^[0-9]+$' AND CHAR_LENGTH(TRIM(value)) <= 18"
+                f" THEN CAST(TRIM(value) AS SIGNED) END FROM {config_table} WHERE name = '{name}')")
+
+    @staticmethod
+    def not_same(column: str, expression: str) -> str:
+        return f"NOT ({column} <=> {expression})"
+
+    @staticmethod
+    def not_site_admin(column: str, config_table: str) -> str:
+        # No table functions to split a list: match the id as one element of ",value,"
+        # (blanks and leading zeros allowed, as PHP's loose comparison in is_siteadmin() does).
+        return (f"NOT EXISTS (SELECT 1 FROM {config_table} c WHERE c.name = 'siteadmins'"
+                f" AND CONCAT(',', c.value, ',') REGEXP CONCAT(',[[:space:]]*0*', {column}, '[[:space:]]*,'))")
+
+    lock_clause = " FOR UPDATE"  # MariaDB has no FOR UPDATE OF; the subqueries read other tables unlocked
+
+    def store_hash(self, cur: Any, password_hash: str) -> None:
+        # MySQL's protocol has no COPY: the hash is in the text of this one INSERT, kept out of
+        # the general query log where the account may say so (sql_log_off needs SUPER).
+        try:
+            cur.execute("SET SESSION sql_log_off = 1")
+        except self.errors:
+            cur.execute("SELECT @@GLOBAL.general_log")
+            if str(cur.fetchone()[0]) in ("1", "ON"):
+                self.notices.append(f"the server's general query log is on and database user "
+                                    f"{self.settings.get('user', '?')} may not switch it off for this session "
+                                    f"(sql_log_off needs SUPER or SYSTEM_VARIABLES_ADMIN): the new bcrypt hash "
+                                    f"(not the password) is written to that log; run as an account that may, "
+                                    f"or switch the log off, where that matters")
+        cur.execute("CREATE TEMPORARY TABLE moodleload_password (hash varchar(255) NOT NULL)")
+        cur.execute("INSERT INTO moodleload_password (hash) VALUES (%s)", (password_hash,))
+
+    def where(self) -> str:
+        if self.settings.get("socket"):
+            return self.settings.get("socket")
+        return f"{self.settings.get('host', 'localhost')}:{self.settings.get('port', self.default_port)}"
+
+    def connect(self) -> Any:
+        import pymysql
+
+        arguments = {"database": self.settings.get("name"), "user": self.settings.get("user"),
+                     "password": self.settings.get("password") or "", "charset": "utf8mb4",
+                     "connect_timeout": CONNECT_TIMEOUT_SECONDS, "autocommit": False,
+                     "program_name": self.application}
+        if self.settings.get("socket"):
+            arguments["unix_socket"] = self.settings.get("socket")
+        else:
+            arguments["host"] = self.settings.get("host", "localhost")
+            arguments["port"] = int(self.settings.get("port", self.default_port))
+        try:
+            return pymysql.connect(**arguments)
+        except pymysql.Error as error:
+            raise DatabaseError(self.explain_connect_error(error)) from None
+
+    def begin(self, conn: Any, read_only: bool) -> None:
+        with conn.cursor() as cur:
+            # Strings and names read as check_where and PostgreSQL read them.
+            cur.execute("SET SESSION sql_mode = CONCAT(@@SESSION.sql_mode, IF(@@SESSION.sql_mode = '', '', ','),"
+                        " 'NO_BACKSLASH_ESCAPES,ANSI_QUOTES,PIPES_AS_CONCAT')")
+            cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")  # as Moodle's own driver
+            cur.execute("START TRANSACTION READ ONLY" if read_only else "START TRANSACTION")
+
+    @property
+    def errors(self) -> type[Exception]:
+        import pymysql
+
+        return pymysql.Error
+
+    @classmethod
+    def commit_in_doubt(cls, error: Exception) -> bool:
+        import pymysql
+
+        # 2006 gone away, 2013 lost during the query, 2014/2055 lost in the protocol
+        return isinstance(error, pymysql.err.InterfaceError) or (
+            isinstance(error, pymysql.err.OperationalError) and cls._code_and_message(error)[0] in (2006, 2013, 2014,
+                                                                                                   2055))
+
+    @staticmethod
+    def _code_and_message(error: Exception) -> tuple[int, str]:
+        """PyMySQL's (errno, message), the message's first line; errno 0 where it has none."""
+        if len(error.args) >= 2 and isinstance(error.args[0], int):
+            code, message = error.args[0], str(error.args[1])
+        else:
+            code, message = 0, str(error)
+        return code, (message.strip().splitlines() or [type(error).__name__])[0]
+
+    def explain_connect_error(self, error: Exception) -> str:
+        code, message = self._code_and_message(error)
+        if code == 1045:
+            return (f"authentication failed for database user {self.settings.get('user', '?')}:"
+                    f" check --db-user and --db-pass-file (or ~/.my.cnf)")
+        if code == 1049:
+            return f"{message}: check --db-name"
+        if code == 1044:
+            return f"{message}: the database user may not use this database; check --db-name and --db-user"
+        if code in (2002, 2003, 2005, 2006, 2013) or code == 0:
+            return (f"cannot reach {self.name} at {self.where()} ({message}): is it running? check --db-host, "
+                    f"--db-port and --db-socket")
+        return f"cannot connect to {self.name} at {self.where()}: {message}"
+
+    def explain_query_error(self, error: Exception, prefix: str, where: str | None) -> str:
+        code, message = self._code_and_message(error)
+        if code == 1146:
+            return f"{message}: is --prefix '{prefix}' right for this Moodle database?"
+        if code in (1142, 1143, 1044):
+            return privileges_needed(message, prefix)
+        if where and code in (1054, 1064, 1267, 1292, 1305, 1582, 1583, 1584, 1139):
+            return f"--where {where!r} is not valid SQL here: {message}"
+        if code in (1205, 1213):
+            return f"{message}: another transaction holds these users' rows; nothing changed, try again"
+        return message
+
+
+def read_my_cnf(path: str = "~/.my.cnf") -> dict[str, str]:
+    """The ``[client]`` section of the mysql client's option file, as the client reads it."""
+    path = os.path.expanduser(path)
+    if not os.path.isfile(path):
+        return {}
+    parser = configparser.RawConfigParser(allow_no_value=True, strict=False, interpolation=None)
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            parser.read_string("".join(line for line in handle if not line.lstrip().startswith("!")))
+    except (OSError, configparser.Error) as error:
+        raise UsageError(f"{path} cannot be read as a MySQL option file: {str(error).splitlines()[0]}") from None
+    if not parser.has_section("client"):
+        return {}
+    values = {}
+    for key, value in parser.items("client"):
+        if value is None:
+            continue
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.replace("_", "-")] = value
+    return values
+
+
+def client_option_file(settings: Settings) -> str:
+    """A ``[client]`` option file for the mysql/mariadb tools (read through a pipe: the
+    password is never in argv or on disk)."""
+    lines = ["[client]"]
+    for name, key in (("user", "user"), ("password", "password"), ("host", "host"), ("port", "port"),
+                      ("socket", "socket")):
+        value = settings.get(name)
+        if value is not None:
+            escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
+            lines.append(f'{key}="{escaped}"')
+    return "\n".join(lines) + "\n"
