@@ -15,9 +15,9 @@ from dataclasses import dataclass, replace
 from moodleload import __version__
 from moodleload.config import Config, load_config
 from moodleload.console import Printer, silence_closed_stdout
+from moodleload.database.connection import DatabaseFlags, connection_settings
 from moodleload.database.families import database_for
 from moodleload.database.family import DatabaseError
-from moodleload.database.passwords import DatabaseFlags, connection_settings
 from moodleload.exits import (
     EXIT_FAULT,
     EXIT_SIGINT,
@@ -27,10 +27,8 @@ from moodleload.exits import (
     exit_for_signal,
 )
 from moodleload.files import check_output_path, write_atomically
-from moodleload.judging.compare import Thresholds, compare_documents
+from moodleload.judging.baseline import judge_against
 from moodleload.judging.pairs import confirm
-from moodleload.judging.runcompare import compare_runs
-from moodleload.judging.statements import attribute, moved_page, statement_changes, work_regression
 from moodleload.judging.verdict import (
     RunFacts,
     Verdict,
@@ -41,7 +39,6 @@ from moodleload.judging.verdict import (
     judge_run,
     refused_passwords,
 )
-from moodleload.judging.work import JUDGE_BOTH, JUDGE_WORK
 from moodleload.load.document import build_document
 from moodleload.load.machine import ensure_open_files
 from moodleload.load.metrics import Scraper, argv_shown, check_metrics_urls, host_lines, saturation_notes
@@ -181,31 +178,6 @@ def save_fallback(document: Results) -> str | None:
         except OSError:
             continue
     return None
-
-
-def judge_against(bases: list[Results], news: list[Results], thresholds: Thresholds, say: Say) -> Comparison:
-    """The comparison: against the run-to-run spread where there are several runs, else
-    block by block within the two runs (and it says that the spread is unknown); beside
-    it, the database statements that changed where both sides recorded them."""
-    if len(bases) + len(news) > 2:
-        comparison = compare_runs(bases, news, thresholds)
-        for line in comparison.advice:
-            say(line)
-    else:
-        comparison = compare_documents(bases[0], news[0], thresholds)
-        comparison = comparison.with_note("run-to-run noise unknown with one baseline run: record three "
-                                          "(--baseline run1.json run2.json run3.json; examples/bisect-step.sh "
-                                          "--baseline does)")
-    changes = statement_changes(bases, news)
-    if changes is not None:
-        page = moved_page({row.name: row.db_reads for row in comparison.rows.values()})
-        if page is not None:
-            requests = sum(document.summary.requests for document in news)
-            changes = attribute(changes, page, sum(document.urls[page].requests for document in news) / requests)
-        regression = work_regression(changes.work, thresholds.max_regression_pct) \
-            if thresholds.judge in (JUDGE_WORK, JUDGE_BOTH) else None
-        comparison = comparison.with_statements(changes, regression)
-    return comparison
 
 
 def open_query_stats(args: argparse.Namespace, say: Say) -> Watcher | None:

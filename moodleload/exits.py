@@ -33,3 +33,17 @@ def exit_for_signal(signum: int) -> int:
 class UsageError(Exception):
     """A mistake in the command line, config or input files: one line, exit EXIT_USAGE (128),
     or SETUP_USAGE (2) in the set-up tools."""
+
+
+class Stopped(Exception):
+    """A stopping signal (SIGTERM, SIGHUP) reached a command that ends it the way Ctrl-C
+    ends it: what is not committed rolled back, the children stopped, the checkout put back."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def raise_stopped(signum: int, frame: object) -> None:
+    """A signal handler that turns the signal into Stopped where the command is."""
+    raise Stopped(signum)

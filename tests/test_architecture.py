@@ -148,3 +148,10 @@ def test_the_import_root_holds_the_package_its_requirements_and_the_examples():
     assert os.path.isfile(os.path.join(IMPORT_ROOT, "moodleload", "__init__.py"))
     assert os.path.isfile(REQUIREMENTS)
     assert os.path.isfile(os.path.join(IMPORT_ROOT, "examples", "bisect-step.sh"))
+
+
+def test_no_module_of_the_package_is_over_500_lines():
+    # docs/architecture.md promises rooms small enough to read whole; a module past it splits.
+    long = {name: count for name, path in modules_of("moodleload").items()
+            if (count := len(open(path, encoding="utf-8").read().splitlines())) > 500}
+    assert long == {}

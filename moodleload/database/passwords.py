@@ -19,7 +19,7 @@ import signal
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from moodleload import __version__
@@ -34,9 +34,9 @@ from moodleload.database.accounts import (
     holding,
     select_users,
 )
-from moodleload.database.families import DBTYPE_NAMES, database_for, family_of, fill_defaults
-from moodleload.database.family import DatabaseError, DatabaseFamily, Settings
-from moodleload.database.moodleconfig import offer_moodle_settings, read_moodle_config
+from moodleload.database.connection import DEFAULT_PREFIX, DatabaseFlags, SiteDatabase, connection_settings
+from moodleload.database.families import DBTYPE_NAMES, database_for
+from moodleload.database.family import DatabaseError, DatabaseFamily
 from moodleload.database.testconfig import (
     chosen_base_url,
     config_lock,
@@ -50,7 +50,6 @@ from moodleload.database.testpassword import (
     DEFAULT_BCRYPT_COST,
     PASSWORD_ENV,
     hash_interruptibly,
-    read_secret_file,
     resolve_password,
 )
 from moodleload.exits import (
@@ -59,26 +58,19 @@ from moodleload.exits import (
     SETUP_NO_USERS,
     SETUP_USAGE,
     STOPPING_SIGNALS,
+    Stopped,
     UsageError,
     exit_for_signal,
+    raise_stopped,
 )
 from moodleload.files import check_writable, json_text, prepare_file
 from moodleload.needs import require
 from moodleload.siteurl import without_credentials
 
-DEFAULT_PREFIX = "mdl_"
 MAX_BCRYPT_COST = 14  # every login pays it until Moodle rehashes: ~1 s a login at 14 on a fast core
 MAX_COUNT = 1_000_000
 PREFIX_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,30}$")
 AUTH_PATTERN = re.compile(r"^[a-z0-9_]{1,20}$")
-
-class Stopped(Exception):
-    """SIGTERM or SIGHUP arrived: end the way Ctrl-C does, rolling back what is not committed."""
-
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
 
 @contextlib.contextmanager
 def signals_held() -> Iterator[None]:
@@ -89,73 +81,6 @@ def signals_held() -> Iterator[None]:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, STOPPING_SIGNALS)
-
-
-@dataclass(frozen=True)
-class DatabaseFlags:
-    """The database flags both scripts take (moodle_load.py for --query-stats), read once
-    from the parsed command line."""
-
-    moodle_config: str | None = None
-    db_type: str | None = None
-    db_name: str | None = None
-    db_user: str | None = None
-    db_pass_file: str | None = None
-    db_pass: str | None = None
-    db_host: str | None = None
-    db_port: int | None = None
-    db_socket: str | None = None
-    prefix: str | None = None
-
-    @classmethod
-    def from_options(cls, options: argparse.Namespace) -> DatabaseFlags:
-        return cls(**{field.name: getattr(options, field.name, None) for field in fields(cls)})
-
-    def password(self) -> str | None:
-        if self.db_pass_file:
-            return read_secret_file(self.db_pass_file, "--db-pass-file")
-        return self.db_pass  # else None: libpq, ~/.my.cnf or config.php give it
-
-
-@dataclass(frozen=True)
-class SiteDatabase:
-    """Where the site's database is and what its config.php said: settled once, before the
-    database is touched."""
-
-    family: str
-    settings: Settings
-    prefix: str
-    prefix_origin: str  # "--prefix", "config.php" or "default"
-    wwwroot: str | None  # config.php's $CFG->wwwroot, where one was read
-    moodle_how: str | None  # how config.php was read (PHP, or as text)
-
-
-def connection_settings(flags: DatabaseFlags) -> SiteDatabase:
-    """The database from the flags first, then the site's config.php, then the family's own
-    defaults (PG* variables and ~/.pgpass through libpq; ~/.my.cnf, port 3306, the socket),
-    with the table prefix and the site's wwwroot."""
-    moodle = read_moodle_config(flags.moodle_config) if flags.moodle_config else None
-    dbtype, dbtype_origin = (flags.db_type, "--db-type") if flags.db_type else \
-        ((moodle.get("dbtype"), "config.php") if moodle and moodle.get("dbtype") else ("pgsql", "default"))
-    family = family_of(str(dbtype))
-    settings = Settings()
-    settings.offer("type", dbtype, dbtype_origin)
-    for name, value in (("name", flags.db_name), ("user", flags.db_user), ("password", flags.password()),
-                        ("host", flags.db_host), ("port", flags.db_port), ("socket", flags.db_socket)):
-        settings.offer(name, value, "--db-" + {"name": "name", "password": "pass-file" if flags.db_pass_file
-                                               else "pass"}.get(name, name))
-    if moodle:
-        offer_moodle_settings(moodle, family, settings)
-    fill_defaults(family, settings)
-    if "name" not in settings.values:
-        raise UsageError("give --db-name (or --moodle-config with the site's config.php)")
-    if flags.prefix is not None:
-        prefix, prefix_origin = flags.prefix, "--prefix"
-    else:
-        prefix = (moodle.get("prefix") if moodle else None) or DEFAULT_PREFIX
-        prefix_origin = "config.php" if moodle and moodle.get("prefix") else "default"
-    return SiteDatabase(family, settings, prefix, prefix_origin, moodle.get("wwwroot") if moodle else None,
-                        moodle.how if moodle else None)
 
 
 @dataclass
@@ -465,10 +390,7 @@ def prepare(args: argparse.Namespace, progress: Progress) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    def stop(signum: int, _frame: object) -> NoReturn:
-        raise Stopped(signum)
-
-    previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGTERM, signal.SIGHUP)}
+    previous = {signum: signal.signal(signum, raise_stopped) for signum in (signal.SIGTERM, signal.SIGHUP)}
     args = None
     progress = Progress()
     try:

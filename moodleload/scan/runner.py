@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from moodleload.bisect.settings import whole_number
 from moodleload.console import clock_text, printable
-from moodleload.exits import EXIT_USAGE, UsageError, exit_for_signal
+from moodleload.exits import EXIT_USAGE, Stopped, UsageError, exit_for_signal, raise_stopped
 from moodleload.files import read_json, write_json_atomically
 from moodleload.judging.compare import incomparable
 from moodleload.needs import IMPORT_ROOT
@@ -102,18 +102,6 @@ def git(*args: str, check: bool = True) -> str:
 
 if TYPE_CHECKING:
     from moodleload.results.model import Results
-
-
-class Stopped(Exception):
-    """A stopping signal (SIGTERM, SIGHUP) reached the scan."""
-
-    def __init__(self, signum: int):
-        super().__init__(signum)
-        self.signum = signum
-
-
-def raise_stopped(signum: int, frame: object) -> None:
-    raise Stopped(signum)
 
 
 CHILD_GRACE = 30.0  # a step's load ends within its own 5 s grace and writes its report; then the rest
