@@ -3,19 +3,18 @@ the verdict, return its exit status.  Every mode ends in ``conclude``."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from moodleload import __version__
 from moodleload.config import Config, load_config
 from moodleload.console import Printer, silence_closed_stdout
-from moodleload.database.connection import DatabaseFlags, connection_settings
+from moodleload.database.connection import connection_settings
 from moodleload.database.families import database_for
 from moodleload.database.family import DatabaseError
 from moodleload.exits import (
@@ -42,19 +41,17 @@ from moodleload.judging.verdict import (
 from moodleload.load.document import build_document
 from moodleload.load.machine import ensure_open_files
 from moodleload.load.metrics import Scraper, argv_shown, check_metrics_urls, host_lines, saturation_notes
-from moodleload.load.processes import CHILD_OPTIONS, run_processes
+from moodleload.load.processes import run_processes
 from moodleload.load.scheduler import LoadRun, RunSettings
 from moodleload.load.statements import Watcher
-from moodleload.options import argv_for, build_parser, check_load_options, check_numbers, gates_from, thresholds_from
+from moodleload.options import Command, build_parser, check_load_options, check_numbers, run_settings
 from moodleload.reports.charts import load_pyplot
-from moodleload.reports.exporters import EXPORTERS, Exported
+from moodleload.reports.exporters import Exported
 from moodleload.reports.text import format_comparison, format_report, format_trust, rate_hints
 from moodleload.reports.views import trust_signals
 from moodleload.results.comparison import Comparison
 from moodleload.results.model import Results, check_distinct, load_document, save_document
 from moodleload.results.statements import hidden_warning
-from moodleload.shards import parse_shard, parse_start_at
-from moodleload.site.clients import resolve_http_client
 from moodleload.site.moodletree import MoodleUnderTest, bisect_in_progress, describe
 from moodleload.steps.kinds import STEP_KINDS
 
@@ -72,20 +69,21 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
         check_numbers(args)
         say = Printer(quiet=args.quiet)
-        check_outputs(args)
-        if args.report:
+        command = Command.read(parser, args)  # the options, typed once: nothing below reads args
+        check_outputs(command)
+        if any(exporter.option == "--report" for exporter, _ in command.exports):
             load_pyplot()  # say now, before any load, when matplotlib is missing
-        if args.pairs:
-            status = run_pairs(args, say)
-        elif args.compare:
-            status = run_compare(args, say)
-        elif args.merge:
-            status = run_merge(args, say)
-        elif args.results:
-            status = run_saved_report(args, say)
+        if command.pairs:
+            status = run_pairs(command, say)
+        elif command.compare:
+            status = run_compare(command, say)
+        elif command.merge:
+            status = run_merge(command, say)
+        elif command.results:
+            status = run_saved_report(command, say)
         else:
             check_load_options(args)
-            status = run_load(args, argv, parser, say, measured)
+            status = run_load(command, run_settings(args, command.start_at, say.live), argv, say, measured)
         sys.stdout.flush()  # here, where a closed pipe is still caught below
         return status
     except UsageError as error:
@@ -111,26 +109,21 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAULT
 
 
-def check_outputs(args: argparse.Namespace) -> None:
+def check_outputs(command: Command) -> None:
     """Every file this run will write can be written, and none is one of its inputs."""
-    inputs = {"--config": args.config}
-    for option in ("baseline", "rerun"):
-        for position, path in enumerate(getattr(args, option) or []):
-            inputs[f"--{option} file {position + 1}"] = path
-    for position, path in enumerate(args.compare or []):
-        inputs[f"--compare file {position + 1}"] = path
-    for position, path in enumerate(args.merge or []):
-        inputs[f"--merge file {position + 1}"] = path
-    if args.results:
-        inputs["RESULTS"] = args.results
-    if args.output:
-        check_output_path(args.output, "--output", inputs)
-    written = {"--output": args.output}
-    for exporter in EXPORTERS:
-        path = getattr(args, exporter.dest)
-        if path:
-            check_output_path(path, exporter.option, {**inputs, **written})
-            written[exporter.option] = path
+    inputs = {"--config": command.config} if command.config else {}
+    for option, paths in (("--baseline", command.baseline), ("--rerun", command.rerun),
+                          ("--compare", command.compare), ("--merge", command.merge)):
+        for position, path in enumerate(paths):
+            inputs[f"{option} file {position + 1}"] = path
+    if command.results:
+        inputs["RESULTS"] = command.results
+    if command.output:
+        check_output_path(command.output, "--output", inputs)
+    written = {"--output": command.output} if command.output else {}
+    for exporter, path in command.exports:
+        check_output_path(path, exporter.option, {**inputs, **written})
+        written[exporter.option] = path
 
 
 @dataclass
@@ -180,13 +173,13 @@ def save_fallback(document: Results) -> str | None:
     return None
 
 
-def open_query_stats(args: argparse.Namespace, say: Say) -> Watcher | None:
+def open_query_stats(command: Command, say: Say) -> Watcher | None:
     """--query-stats: the database's statement statistics, read once before any load.  Wrong
     settings are the user's to fix (exit 128); statistics that are off get one line and the
     run goes on without them."""
-    flags = DatabaseFlags.from_options(args)
-    if not flags.moodle_config and args.moodle_dir and not (flags.db_name or flags.db_host or flags.db_socket):
-        candidate = os.path.join(args.moodle_dir, "config.php")
+    flags = command.database
+    if not flags.moodle_config and command.moodle_dir and not (flags.db_name or flags.db_host or flags.db_socket):
+        candidate = os.path.join(command.moodle_dir, "config.php")
         if os.path.isfile(candidate):
             flags = replace(flags, moodle_config=candidate)
     site = connection_settings(flags)
@@ -212,7 +205,7 @@ def undelivered(document: Results, others: dict[str, Results]) -> list[str]:
     return problems
 
 
-def labelled(option: str, paths: list[str], documents: list[Results]) -> dict[str, Results]:
+def labelled(option: str, paths: Sequence[str], documents: Sequence[Results]) -> dict[str, Results]:
     """label -> document of the files of one option, each named by its place and path."""
     if len(paths) == 1:
         return {f"{option} {paths[0]}": documents[0]}
@@ -220,113 +213,114 @@ def labelled(option: str, paths: list[str], documents: list[Results]) -> dict[st
             for place, (path, document) in enumerate(zip(paths, documents, strict=True), 1)}
 
 
-def run_compare(args: argparse.Namespace, say: Say) -> int:
-    if len(args.compare) < 2:
+def run_compare(command: Command, say: Say) -> int:
+    if len(command.compare) < 2:
         raise UsageError("--compare needs BASE ... NEW: at least two results files")
-    bases = [load_document(path) for path in args.compare[:-1]]
-    new = load_document(args.compare[-1])
-    reruns = [load_document(path) for path in args.rerun or []]
-    check_distinct({**labelled("--compare", args.compare, [*bases, new]),
-                    **labelled("--rerun", args.rerun or [], reruns)})
-    comparison = judge_against(bases, [new, *reruns], thresholds_from(args), say)
+    bases = [load_document(path) for path in command.compare[:-1]]
+    new = load_document(command.compare[-1])
+    reruns = [load_document(path) for path in command.rerun]
+    check_distinct({**labelled("--compare", command.compare, [*bases, new]),
+                    **labelled("--rerun", command.rerun, reruns)})
+    comparison = judge_against(bases, [new, *reruns], command.thresholds, say)
     base = bases[0]
     say(format_comparison(comparison))
-    others = {**labelled("--compare", args.compare[:-1], bases), **labelled("--rerun", args.rerun or [], reruns)}
+    others = {**labelled("--compare", command.compare[:-1], bases), **labelled("--rerun", command.rerun, reruns)}
     # --output: NEW again, with this comparison in it (results as data, judged as asked now)
     not_recorded = None
-    if args.output:
+    if command.output:
         new.comparison = comparison
-        not_recorded = save_results(args.output, new, say)
+        not_recorded = save_results(command.output, new, say)
         if not_recorded is None:
-            say(f"[INFO] {args.compare[-1]} with this comparison written to {args.output}")
-    verdict = judge_run(RunFacts(new.summary, gates_from(args), comparison, new.logins,
+            say(f"[INFO] {command.compare[-1]} with this comparison written to {command.output}")
+    verdict = judge_run(RunFacts(new.summary, command.gates, comparison, new.logins,
                                  undelivered=tuple(undelivered(new, others)), not_recorded=not_recorded,
                                  stopped_early=new.metadata.interrupted))
-    return conclude(args, say, new, verdict, baseline=base, comparison=comparison)
+    return conclude(command, say, new, verdict, baseline=base, comparison=comparison)
 
 
-def run_pairs(args: argparse.Namespace, say: Say) -> int:
+def run_pairs(command: Command, say: Say) -> int:
     """--pairs PARENT CULPRIT ...: confirm (0), clear (1) or cannot tell (125) a culprit."""
-    asked = [exporter.option for exporter in EXPORTERS if getattr(args, exporter.dest)]
+    asked = [exporter.option for exporter, _ in command.exports]
     if asked:
         raise UsageError(f"--pairs writes no {', '.join(asked)}: a confirmation is its verdict lines; report one "
                          f"run with --report HTML RESULTS, or a pair with --compare PARENT CULPRIT")
-    documents = [load_document(path) for path in args.pairs]
+    documents = [load_document(path) for path in command.pairs]
     if len(documents) % 2:
         raise UsageError("--pairs needs PARENT CULPRIT PARENT CULPRIT ...: an even number of results files")
-    check_distinct(labelled("--pairs", args.pairs, documents))
+    check_distinct(labelled("--pairs", command.pairs, documents))
     parents, culprits = documents[0::2], documents[1::2]
-    confirmation, _ = confirm(parents, culprits, thresholds_from(args))
-    verdict = judge_run(RunFacts(None, gates_from(args), confirmation=confirmation))
+    confirmation, _ = confirm(parents, culprits, command.thresholds)
+    verdict = judge_run(RunFacts(None, command.gates, confirmation=confirmation))
     announce(print, verdict)
     return verdict.status
 
 
-def run_saved_report(args: argparse.Namespace, say: Say) -> int:
+def run_saved_report(command: Command, say: Say) -> int:
     """--report HTML RESULTS (or another export): the report of a saved run, no load."""
-    if not any(getattr(args, exporter.dest) for exporter in EXPORTERS):
-        raise UsageError(f"a results file ({args.results}) is only read with --report, --export-csv, "
+    if not command.exports:
+        raise UsageError(f"a results file ({command.results}) is only read with --report, --export-csv, "
                          f"--export-junit or --compare")
-    document = load_document(args.results)
+    assert command.results is not None  # the mode of a saved run (main)
+    document = load_document(command.results)
     comparison = document.comparison
-    verdict = judge_run(RunFacts(document.summary, gates_from(args), comparison, document.logins,
+    verdict = judge_run(RunFacts(document.summary, command.gates, comparison, document.logins,
                                  undelivered=tuple(undelivered(document, {})),
                                  stopped_early=document.metadata.interrupted))
-    return conclude(args, say, document, verdict, comparison=comparison)
+    return conclude(command, say, document, verdict, comparison=comparison)
 
 
-def run_merge(args: argparse.Namespace, say: Say) -> int:
-    if not args.output:
+def run_merge(command: Command, say: Say) -> int:
+    if not command.output:
         raise UsageError("--merge needs --output for the merged results")
-    merged = Results.merge([load_document(path) for path in args.merge])
-    not_recorded = save_results(args.output, merged, say)
+    merged = Results.merge([load_document(path) for path in command.merge])
+    not_recorded = save_results(command.output, merged, say)
     say(format_report(merged))
     if not_recorded is None:
-        say(f"[INFO] merged {len(args.merge)} results into {args.output}")
+        say(f"[INFO] merged {len(command.merge)} results into {command.output}")
     # The merged run is judged as the --processes parent judges its shards' merge; one file
     # of a run of several is not the run either.
     missing = incomplete_run(merged.metadata.shards) if len(merged.metadata.shards) == 1 else None
-    verdict = judge_run(RunFacts(merged.summary, gates_from(args), logins=merged.logins,
+    verdict = judge_run(RunFacts(merged.summary, command.gates, logins=merged.logins,
                                  undelivered=(*undelivered(merged, {}), *([missing] if missing else [])),
                                  not_recorded=not_recorded,
                                  stopped_early=merged.metadata.interrupted))
-    return conclude(args, say, merged, verdict)
+    return conclude(command, say, merged, verdict)
 
 
-def run_load(args: argparse.Namespace, argv: list[str], parser: argparse.ArgumentParser, say: Printer,
-             measured: Measured) -> int:
+def run_load(command: Command, settings: RunSettings, argv: list[str], say: Printer, measured: Measured) -> int:
     """A load: everything checked, the load made (in this process or in --processes shards),
     then reported and judged."""
-    config, digest = load_config(args.config, STEP_KINDS)
-    if args.processes > len(config.users):
-        raise UsageError(f"--processes {args.processes} is more than the {len(config.users)} users in "
-                         f"{args.config}: each process needs users of its own")
+    assert command.config is not None  # required for a load (check_load_options)
+    config, digest = load_config(command.config, STEP_KINDS)
+    if command.processes > len(config.users):
+        raise UsageError(f"--processes {command.processes} is more than the {len(config.users)} users in "
+                         f"{command.config}: each process needs users of its own")
     for warning in config.warnings:
         say(f"[WARN] {warning}")
-    moodle = describe(args.moodle_dir) if args.moodle_dir else None  # checked before the first login
-    ensure_open_files(min(args.concurrency, len(config.users)))
-    bases = [load_document(path) for path in args.baseline or []]
-    reruns = [load_document(path) for path in args.rerun or []]
+    moodle = describe(command.moodle_dir) if command.moodle_dir else None  # checked before the first login
+    ensure_open_files(min(settings.concurrency, len(config.users)))
+    bases = [load_document(path) for path in command.baseline]
+    reruns = [load_document(path) for path in command.rerun]
     if reruns and not bases:
         raise UsageError("--rerun needs --baseline: earlier runs of this commit are judged against a baseline")
-    check_distinct({**labelled("--baseline", args.baseline or [], bases),
-                    **labelled("--rerun", args.rerun or [], reruns)})
-    settings = run_settings(args, getattr(say, "live", False))
+    check_distinct({**labelled("--baseline", command.baseline, bases),
+                    **labelled("--rerun", command.rerun, reruns)})
     shard = settings.shard
     say(f"[INFO] moodle_load.py {__version__}: {config.base_url}, {settings.rpm:g} RPM for "
         f"{settings.duration:g} s (+{settings.warmup:g} s warm-up), seed {settings.seed}"
         + (f", shard {shard[0]}/{shard[1]}" if shard[1] > 1 else ""))
-    judge = None if args.shard_process else print  # a --processes child: the parent judges
+    judge = None if command.shard_process else print  # a --processes child: the parent judges
     # The statistics are the whole database's: one shard reads them for all (the parent only checks them).
-    watcher = open_query_stats(args, say) if args.query_stats and (args.processes > 1 or shard[0] == 1) else None
-    if args.metrics:
-        check_metrics_urls(args.metrics)
-    if args.processes > 1:
+    watcher = open_query_stats(command, say) \
+        if command.query_stats and (command.processes > 1 or shard[0] == 1) else None
+    if command.metrics:
+        check_metrics_urls(command.metrics)
+    if command.processes > 1:
         if watcher is not None:
             watcher.close()
-        document, interrupted, dead_shards, early = run_in_processes(args, parser, say, moodle)
+        document, interrupted, dead_shards, early = run_in_processes(command, say, moodle)
     else:
-        document, interrupted, early = run_in_process(args, config, settings, watcher, moodle, argv, digest,
+        document, interrupted, early = run_in_process(command, config, settings, watcher, moodle, argv, digest,
                                                       say, measured)
         dead_shards = []
     if early is not None:  # nobody logged in, or no process saved results
@@ -335,71 +329,49 @@ def run_load(args: argparse.Namespace, argv: list[str], parser: argparse.Argumen
         if document is None:
             announce(judge, early)
             return early.status
-        return conclude(args, say, document, early, judge=judge)
+        return conclude(command, say, document, early, judge=judge)
     assert document is not None  # only an early verdict comes without results
     measured.document = document
     comparison = None
     if bases:
-        comparison = document.comparison = judge_against(bases, [document, *reruns], thresholds_from(args), say)
-    not_recorded = save_results(args.output, document, say, measured) if args.output else None
+        comparison = document.comparison = judge_against(bases, [document, *reruns], command.thresholds, say)
+    not_recorded = save_results(command.output, document, say, measured) if command.output else None
     say_report(say, document, comparison)
-    if args.output and not_recorded is None:
-        say(f"[INFO] results written to {args.output}")
-    others = {**labelled("--baseline", args.baseline or [], bases), **labelled("--rerun", args.rerun or [], reruns)}
-    verdict = judge_run(RunFacts(document.summary, gates_from(args), comparison, document.logins,
+    if command.output and not_recorded is None:
+        say(f"[INFO] results written to {command.output}")
+    others = {**labelled("--baseline", command.baseline, bases), **labelled("--rerun", command.rerun, reruns)}
+    verdict = judge_run(RunFacts(document.summary, command.gates, comparison, document.logins,
                                  undelivered=tuple(undelivered(document, others)), not_recorded=not_recorded,
                                  dead_shards=tuple(dead_shards), interrupted=interrupted))
-    return conclude(args, say, document, verdict, baseline=bases[0] if bases else None, comparison=comparison,
+    return conclude(command, say, document, verdict, baseline=bases[0] if bases else None, comparison=comparison,
                     judge=judge)
 
 
-PROGRESS_IN_LOGS = 30.0  # seconds between [PROGRESS] lines where no live line shows the run
-
-
-def run_settings(args: argparse.Namespace, live: bool = False) -> RunSettings:
-    """The run's settings; on a terminal (``live``) the status line replaces the JSON
-    progress lines unless --progress asks for them."""
-    progress = args.progress if args.progress is not None else (0.0 if live else PROGRESS_IN_LOGS)
-    return RunSettings(rpm=args.rpm, duration=args.duration, concurrency=args.concurrency,
-                       warmup=args.warmup, seed=args.seed, insecure=args.insecure,
-                       login_timeout=args.login_timeout, request_timeout=args.request_timeout,
-                       progress=progress, blocks=args.blocks, shard=parse_shard(args.shard), drain=args.drain,
-                       http_client=resolve_http_client(args.http_client),
-                       max_body=int(args.max_body_mb * 1024 * 1024),
-                       start_at=None if args.start_at is None else parse_start_at(args.start_at, time.time()))
-
-
-def child_options() -> frozenset[str]:
-    """The options a --processes child is given: the load's, and the exports it may write."""
-    return CHILD_OPTIONS | {exporter.dest for exporter in EXPORTERS if exporter.child_writes}
-
-
-def run_in_processes(args: argparse.Namespace, parser: argparse.ArgumentParser, say: Say,
+def run_in_processes(command: Command, say: Say,
                      moodle: MoodleUnderTest | None) -> tuple[Results | None, int | None, list[str],
                                                                       Verdict | None]:
     """--processes N: (merged results with the Moodle under test, the status of a stopping
     signal, the shards that died, the verdict when no results came: a child's mistake or
     fault, or nothing saved)."""
-    document, child_failed, interrupted, dead_shards = run_processes(args.processes,
-                                                                     argv_for(parser, args, child_options()))
+    document, child_failed, interrupted, dead_shards = run_processes(command.processes, list(command.child_argv))
     for line in dead_shards:
         say(f"[ERROR] {line}")
     if document is not None:
         return document.with_moodle(moodle) if moodle is not None else document, interrupted, dead_shards, None
-    return None, interrupted, dead_shards, judge_run(RunFacts(None, gates_from(args), child_failed=child_failed,
+    return None, interrupted, dead_shards, judge_run(RunFacts(None, command.gates, child_failed=child_failed,
                                                               dead_shards=tuple(dead_shards),
                                                               interrupted=interrupted))
 
 
-def run_in_process(args: argparse.Namespace, config: Config, settings: RunSettings, watcher: Watcher | None,
+def run_in_process(command: Command, config: Config, settings: RunSettings, watcher: Watcher | None,
                    moodle: MoodleUnderTest | None, argv: list[str], digest: str, say: Printer,
                    measured: Measured) -> tuple[Results, int | None, Verdict | None]:
     """The load in this process: (results, the status of a stopping signal, the verdict when
     nobody could log in).  A fault of the tool is raised after what was measured is kept."""
     run = LoadRun(config, settings, say)
     run.window_watch = watcher
-    if args.metrics and settings.shard[0] == 1:
-        run.metrics_scraper = Scraper(args.metrics)
+    if command.metrics and settings.shard[0] == 1:
+        run.metrics_scraper = Scraper(command.metrics)
     try:
         interrupted = run_with_signals(run)
     finally:
@@ -417,11 +389,11 @@ def run_in_process(args: argparse.Namespace, config: Config, settings: RunSettin
         raise run.fault
     if run.logins_ok:
         return document, interrupted, None
-    not_recorded = save_results(args.output, document, say, measured) if args.output else None
+    not_recorded = save_results(command.output, document, say, measured) if command.output else None
     reasons = ", ".join(f"{k} {v}" for k, v in run.login_failures.items()) or "interrupted"
     print(f"[ERROR] No user could log in ({reasons}): check base_url, the users' passwords "
           f"(set_moodle_passwords.py) and that the site is up", file=sys.stderr)
-    return document, interrupted, judge_run(RunFacts(document.summary, gates_from(args),
+    return document, interrupted, judge_run(RunFacts(document.summary, command.gates,
                                                      logins=document.logins, logged_in=0,
                                                      not_recorded=not_recorded, interrupted=interrupted))
 
@@ -463,28 +435,25 @@ def run_with_signals(run: LoadRun) -> int | None:
     return None if run.interrupted_by is None else exit_for_signal(run.interrupted_by)
 
 
-def conclude(args: argparse.Namespace, say: Say, document: Results, verdict: Verdict, *,
+def conclude(command: Command, say: Say, document: Results, verdict: Verdict, *,
              baseline: Results | None = None, comparison: Comparison | None = None,
              judge: Say | None = print) -> int:
     """How every mode ends: the exports asked for (HTML report, CSV, JUnit), then the verdict
     and its status; inside a git bisect, a 125 that every step would repeat stops it."""
-    if in_bisect(args):
+    if in_bisect(command):
         verdict = baseline_limit(verdict, comparison)
     exported = Exported(document, verdict, baseline, comparison)
-    for exporter in EXPORTERS:
-        path = getattr(args, exporter.dest)
-        if path:
-            write_atomically(path, exporter.render(exported))
-            say(f"[INFO] {exporter.what} written to {path}")
+    for exporter, path in command.exports:
+        write_atomically(path, exporter.render(exported))
+        say(f"[INFO] {exporter.what} written to {path}")
     announce(judge, verdict)
     return verdict.status
 
 
-def in_bisect(args: argparse.Namespace) -> bool:
+def in_bisect(command: Command) -> bool:
     """--in-bisect, or (auto) a git bisect in progress in the repository of the current folder,
     which is where `git bisect run` runs its script."""
-    choice = getattr(args, "in_bisect", "no")
-    return choice == "yes" or (choice == "auto" and bisect_in_progress(os.getcwd()))
+    return command.in_bisect == "yes" or (command.in_bisect == "auto" and bisect_in_progress(os.getcwd()))
 
 
 def announce(judge: Say | None, verdict: Verdict) -> None:

@@ -6,16 +6,21 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from moodleload import __version__
+from moodleload.database.connection import DatabaseFlags
 from moodleload.database.families import DBTYPE_NAMES
 from moodleload.exits import UsageError
 from moodleload.judging.compare import Thresholds
 from moodleload.judging.verdict import Gates
 from moodleload.judging.work import JUDGE_BOTH, JUDGE_CHOICES
-from moodleload.reports.exporters import EXPORTERS
-from moodleload.shards import parse_start_at, start_at_text
+from moodleload.load.processes import CHILD_OPTIONS
+from moodleload.load.scheduler import RunSettings
+from moodleload.reports.exporters import EXPORTERS, Exporter
+from moodleload.shards import parse_shard, parse_start_at, start_at_text
+from moodleload.site.clients import resolve_http_client
 
 
 class _Parser(argparse.ArgumentParser):
@@ -249,9 +254,6 @@ def check_load_options(args: argparse.Namespace) -> None:
         raise UsageError("--config, --rpm and --duration are required for a load run")
     if args.processes > 1 and args.shard != "1/1":
         raise UsageError("--processes and --shard do not go together: each process is a shard")
-    if args.start_at is not None:
-        # One absolute time from here on: a --processes child reads the same T0, never "+S" of its own.
-        args.start_at = start_at_text(parse_start_at(args.start_at, time.time()))
 
 
 def thresholds_from(args: argparse.Namespace) -> Thresholds:
@@ -267,14 +269,16 @@ def gates_from(args: argparse.Namespace) -> Gates:
                  max_login_failures=args.max_login_failures)
 
 
-def argv_for(parser: argparse.ArgumentParser, args: argparse.Namespace, keep: frozenset[str]) -> list[str]:
+def argv_for(parser: argparse.ArgumentParser, args: argparse.Namespace, keep: frozenset[str],
+             resolved: dict[str, Any] | None = None) -> list[str]:
     """The command line that gives the options of ``args`` named in ``keep`` again, built from
-    the parsed values: what a --processes child runs."""
+    the parsed values (``resolved``: values read once here that replace the parsed ones): what
+    a --processes child runs."""
     argv = []
     for action in parser._actions:
         if action.dest not in keep or not action.option_strings:
             continue
-        value = getattr(args, action.dest, None)
+        value = (resolved or {}).get(action.dest, getattr(args, action.dest, None))
         if value is None or value == action.default or isinstance(action, argparse._VersionAction):
             continue
         option = action.option_strings[-1]
@@ -288,3 +292,66 @@ def argv_for(parser: argparse.ArgumentParser, args: argparse.Namespace, keep: fr
         else:
             argv += [option, repr(value) if isinstance(value, float) else str(value)]
     return argv
+
+
+def child_options() -> frozenset[str]:
+    """The options a --processes child is given: the load's, and the exports it may write."""
+    return CHILD_OPTIONS | {exporter.dest for exporter in EXPORTERS if exporter.child_writes}
+
+
+@dataclass(frozen=True)
+class Command:
+    """What moodle_load.py was asked, read once from its parsed command line (``read``): the
+    mode and its files, what it writes, and the typed settings of each part.  The load's
+    own settings (RunSettings) are read only for a load (run_settings): a --compare needs no
+    HTTP client."""
+
+    config: str | None
+    baseline: tuple[str, ...]
+    rerun: tuple[str, ...]
+    compare: tuple[str, ...]
+    pairs: tuple[str, ...]
+    merge: tuple[str, ...]
+    results: str | None  # a saved run to report (RESULTS)
+    output: str | None
+    exports: tuple[tuple[Exporter, str], ...]  # the formats asked for, each with its path
+    processes: int
+    moodle_dir: str | None
+    metrics: tuple[str, ...]
+    query_stats: bool
+    shard_process: bool  # a --processes child: the parent judges
+    in_bisect: str  # "yes", "no" or "auto"
+    start_at: float | None  # --start-at in seconds since the epoch, resolved once
+    thresholds: Thresholds
+    gates: Gates
+    database: DatabaseFlags
+    child_argv: tuple[str, ...]  # what each --processes child is run with
+
+    @classmethod
+    def read(cls, parser: argparse.ArgumentParser, args: argparse.Namespace) -> Command:
+        start_at = None if args.start_at is None else parse_start_at(args.start_at, time.time())
+        # One absolute time from here on: a --processes child reads the same T0, never "+S" of its own.
+        child = argv_for(parser, args, child_options(),
+                         {"start_at": None if start_at is None else start_at_text(start_at)})
+        return cls(args.config, tuple(args.baseline or ()), tuple(args.rerun or ()), tuple(args.compare or ()),
+                   tuple(args.pairs or ()), tuple(args.merge or ()), args.results, args.output,
+                   tuple((exporter, path) for exporter in EXPORTERS if (path := getattr(args, exporter.dest))),
+                   args.processes, args.moodle_dir, tuple(args.metrics or ()), args.query_stats,
+                   args.shard_process, args.in_bisect, start_at, thresholds_from(args), gates_from(args),
+                   DatabaseFlags.from_options(args), tuple(child))
+
+
+PROGRESS_IN_LOGS = 30.0  # seconds between [PROGRESS] lines where no live line shows the run
+
+
+def run_settings(args: argparse.Namespace, start_at: float | None, live: bool = False) -> RunSettings:
+    """The load's settings, read from the parsed options once (``start_at`` as Command
+    resolved it); on a terminal (``live``) the status line replaces the JSON progress lines
+    unless --progress asks for them."""
+    progress = args.progress if args.progress is not None else (0.0 if live else PROGRESS_IN_LOGS)
+    return RunSettings(rpm=args.rpm, duration=args.duration, concurrency=args.concurrency,
+                       warmup=args.warmup, seed=args.seed, insecure=args.insecure,
+                       login_timeout=args.login_timeout, request_timeout=args.request_timeout,
+                       progress=progress, blocks=args.blocks, shard=parse_shard(args.shard), drain=args.drain,
+                       http_client=resolve_http_client(args.http_client),
+                       max_body=int(args.max_body_mb * 1024 * 1024), start_at=start_at)

@@ -8,9 +8,8 @@ import argparse
 import pytest
 
 import moodle_load
-from moodleload.cli import child_options
 from moodleload.exits import EXIT_USAGE
-from moodleload.options import argv_for, build_parser, check_numbers
+from moodleload.options import argv_for, build_parser, check_numbers, child_options
 from moodleload.reports.exporters import EXPORTERS
 
 LOAD = ["--config", "c.json", "--rpm", "600", "--duration", "10"]

@@ -17,6 +17,7 @@ import statistics
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
@@ -96,7 +97,7 @@ def read_answer(url: str) -> str:
     return b"".join(chunks).decode("utf-8", "replace")
 
 
-def check_metrics_urls(urls: list[str]) -> None:
+def check_metrics_urls(urls: Sequence[str]) -> None:
     """Each --metrics URL answers with Prometheus text before any load (one line otherwise)."""
     try:
         import prometheus_client  # noqa: F401
@@ -243,7 +244,7 @@ def host_lines(metrics: Metrics | None) -> list[str]:
 class Scraper:
     """Scrapes each endpoint every SCRAPE_SECONDS while a run lasts (LoadRun drives it)."""
 
-    def __init__(self, urls: list[str]):
+    def __init__(self, urls: Sequence[str]):
         self.urls = list(urls)
         self.points: dict[str, list[MetricsPoint]] = {host_label(url): [] for url in self.urls}
         self.failed_scrapes: dict[str, int] = {host_label(url): 0 for url in self.urls}
