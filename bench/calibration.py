@@ -41,6 +41,7 @@ sys.path.insert(0, ROOT)
 
 from moodleload.judging.compare import Thresholds, compare_documents  # noqa: E402
 from moodleload.judging.runcompare import compare_runs  # noqa: E402
+from moodleload.results.comparison import Judge  # noqa: E402
 from sim.synthetic import synthetic_run  # noqa: E402
 
 PAGE = "course"
@@ -64,7 +65,7 @@ def draw(recorded, rng, slowdown: float, spread: float, judge: str):
 def step(recorded, rng, bases: list, tolerance: float, slowdown: float, spread: float,
          judge: str = "both") -> tuple[str, int]:
     """One bisect step with the re-run policy: (overall verdict, runs spent)."""
-    thresholds = Thresholds(max_regression_pct=tolerance, judge=judge)
+    thresholds = Thresholds(max_regression_pct=tolerance, judge=Judge(judge))
     news = []
     while True:
         news.append(draw(recorded, rng, slowdown, spread, judge))

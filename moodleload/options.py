@@ -19,6 +19,7 @@ from moodleload.judging.work import JUDGE_BOTH, JUDGE_CHOICES
 from moodleload.load.processes import CHILD_OPTIONS
 from moodleload.load.scheduler import RunSettings
 from moodleload.reports.exporters import EXPORTERS, Exporter
+from moodleload.results.comparison import Judge
 from moodleload.shards import parse_shard, parse_start_at, start_at_text
 from moodleload.site.clients import resolve_http_client
 
@@ -259,7 +260,7 @@ def check_load_options(args: argparse.Namespace) -> None:
 def thresholds_from(args: argparse.Namespace) -> Thresholds:
     return Thresholds(max_regression_pct=args.max_regression, alpha=args.alpha,
                       max_db_reads_increase=args.max_db_reads_increase, max_other_cpu=args.max_other_cpu,
-                      judge=args.judge, failure_margin=args.max_failure_rise / 100.0)
+                      judge=Judge(args.judge), failure_margin=args.max_failure_rise / 100.0)
 
 
 def gates_from(args: argparse.Namespace) -> Gates:

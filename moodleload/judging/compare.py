@@ -13,7 +13,7 @@ from moodleload.console import round_or_none
 from moodleload.judging.stats import normal_quantile
 from moodleload.judging.work import JUDGE_WORK, WORK, combine, cpu_judged, cpu_problem
 from moodleload.load.machine import contended, contention_shift, neighbours_shift
-from moodleload.results.comparison import Comparison, ComparisonRow, MoreRuns, RowVerdict, WorkRow
+from moodleload.results.comparison import Comparison, ComparisonRow, Judge, MoreRuns, RowVerdict, WorkRow
 
 if TYPE_CHECKING:
     from moodleload.results.model import Results
@@ -66,7 +66,7 @@ class Thresholds:
     max_db_reads_increase: float = 2.0
     min_blocks: int = 6
     max_other_cpu: float | None = None  # share of the load machine other processes may use (None: no limit)
-    judge: str = "both"  # what decides: "time", "work" (CPU time per answer, DB reads) or "both" (work.JUDGE_*)
+    judge: Judge = Judge.BOTH  # what decides (work.py: time, work or both)
     failure_margin: float = 0.02  # a rise of failures (share of requests) good needs ruled out (--max-failure-rise)
 
     def more_db_reads(self, before: float, after: float) -> bool:
@@ -306,7 +306,7 @@ def block_work(base: UrlRecord, new: UrlRecord, kind: str, thresholds: Threshold
                    p_value=round(p_value, 6), rules_out_pct=round((high - 1) * 100, 2))
 
 
-def deciding(row: ComparisonRow, judge: str) -> ComparisonRow | WorkRow | None:
+def deciding(row: ComparisonRow, judge: Judge) -> ComparisonRow | WorkRow | None:
     """The part of a row whose bounds decide good: its work row under --judge work (None
     where it has none), else the row."""
     return row.work if judge == JUDGE_WORK else row

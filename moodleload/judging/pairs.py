@@ -18,6 +18,7 @@ from moodleload.judging.runs import run_value
 from moodleload.judging.stats import student_t_cdf, student_t_quantile
 from moodleload.judging.verdict import Verdict, VerdictWord
 from moodleload.judging.work import TIME, WORK, cpu_judged, good_measure, measures
+from moodleload.results.comparison import Measure
 from moodleload.results.model import Results
 
 MAX_EXTRA_PAIRS = 20
@@ -27,7 +28,7 @@ PairValues = tuple[float | None, float | None, float | None]  # (log ratio, DB r
 
 
 def pair_values(parents: list[Results], culprits: list[Results], thresholds: Thresholds,
-                measure: str = TIME) -> dict[str, list[PairValues]]:
+                measure: Measure = TIME) -> dict[str, list[PairValues]]:
     """page -> per pair (log ratio of run values of ``measure`` or None, DB reads parent, DB
     reads culprit); under work, the pages whose work is judged (not web-service calls)."""
     names = [name for name in culprits[0].urls

@@ -42,7 +42,7 @@ from moodleload.judging.runs import (
 )
 from moodleload.judging.work import TIME, WORK, combine, cpu_judged, cpu_problem, good_measure
 from moodleload.load.machine import Machine, contended, contention_shift, noise_notes
-from moodleload.results.comparison import Comparison, ComparisonRow, MoreRuns, RowVerdict, WorkRow
+from moodleload.results.comparison import Comparison, ComparisonRow, Measure, MoreRuns, RowVerdict, WorkRow
 from moodleload.results.histogram import counter_median
 from moodleload.results.model import Results
 
@@ -90,7 +90,7 @@ class Side:
     """One measure's evidence over the runs: each page's log values per commit, their spread,
     and what assess made of them (None where there was too little)."""
 
-    measure: str
+    measure: Measure
     values: dict[str, list[list[float]]]  # page -> [baseline log values, this commit's log values]
     spread: Spread | None
     evidence: Evidence | None
@@ -101,7 +101,7 @@ Failures = tuple[int, int, int, int]  # (base failed, base requests, new failed,
 
 
 def measure_side(bases: list[Results], news: list[Results], names: list[str], thresholds: Thresholds, alpha: float,
-                 failures: dict[str, Failures], measure: str) -> Side:
+                 failures: dict[str, Failures], measure: Measure) -> Side:
     grids = log_grids(bases, news, names, thresholds, measure)
     values = {name: [[value for run in grid if (value := run[position]) is not None] for grid in grids]
               for position, name in enumerate(names)}
@@ -200,7 +200,7 @@ def work_would_decide(rows: dict[str, ComparisonRow], work_side: Side, threshold
 
 
 def run_notes(bases: list[Results], news: list[Results], spread: Spread | None, site: SiteTest | None,
-              rows: dict[str, ComparisonRow], names: list[str], measure: str = TIME) -> list[str]:
+              rows: dict[str, ComparisonRow], names: list[str], measure: Measure = TIME) -> list[str]:
     """What the comparison says beside its verdicts: the spread it judged against, a shift of
     every page together (``site``, unless a regression was called), pages not compared, and
     what differed between the runs or made them noisy."""

@@ -43,7 +43,7 @@ from moodleload.judging.compare import (
 )
 from moodleload.judging.stats import f_cdf, student_t_cdf, student_t_quantile
 from moodleload.judging.work import TIME, WORK, work_value
-from moodleload.results.comparison import MoreRuns
+from moodleload.results.comparison import Measure, MoreRuns
 
 if TYPE_CHECKING:
     from moodleload.results.model import Results
@@ -61,7 +61,7 @@ def mean(values: Sequence[float]) -> float:
     return sum(values) / len(values)
 
 
-def run_value(record: UrlRecord, minimum_blocks: int, measure: str = TIME, kind: str = PAGE_ROW,
+def run_value(record: UrlRecord, minimum_blocks: int, measure: Measure = TIME, kind: str = PAGE_ROW,
               tolerance_pct: float = 10.0) -> float | None:
     """One run's value for one page: the median of its block medians of service time, or
     (``measure`` work) its mean CPU time per answer; None with too few data."""
@@ -370,7 +370,7 @@ def more_runs(evidence: Evidence, thresholds: Thresholds, pages_alpha: float) ->
 
 
 def log_grids(bases: list[Results], news: list[Results], names: list[str], thresholds: Thresholds,
-              measure: str = TIME) -> list[list[list[float | None]]]:
+              measure: Measure = TIME) -> list[list[list[float | None]]]:
     """For each commit, runs x pages of log values of ``measure`` (None: too few data on that page in that run)."""
     grids = []
     for documents in (bases, news):

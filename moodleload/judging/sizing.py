@@ -19,6 +19,7 @@ from moodleload.exits import EXIT_USAGE, UsageError
 from moodleload.judging.compare import Thresholds
 from moodleload.judging.runs import MAX_EXTRA_RUNS, Evidence, Spread, analyse_spread, decided, log_grids
 from moodleload.judging.work import JUDGE_BOTH, JUDGE_CHOICES, good_measure
+from moodleload.results.comparison import Judge
 from moodleload.results.model import Results, load_document
 
 
@@ -116,7 +117,7 @@ def more_runs_of(document: Results) -> tuple[int | None, str | None]:
 
 
 def thresholds_of(max_regression: float, alpha: float, judge: str, max_failure_rise: float) -> Thresholds:
-    return Thresholds(max_regression_pct=max_regression, alpha=alpha, judge=judge,
+    return Thresholds(max_regression_pct=max_regression, alpha=alpha, judge=Judge(judge),
                       failure_margin=max_failure_rise / 100.0)
 
 

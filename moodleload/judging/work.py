@@ -26,26 +26,26 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from moodleload.config import CALL_ROW
-from moodleload.results.comparison import ComparisonRow, RowVerdict, WorkRow
+from moodleload.results.comparison import ComparisonRow, Judge, Measure, RowVerdict, WorkRow
 from moodleload.site.moodle import TICK_MS
 
 if TYPE_CHECKING:
     from moodleload.results.sections import UrlRecord
 
-JUDGE_TIME, JUDGE_WORK, JUDGE_BOTH = "time", "work", "both"
-JUDGE_CHOICES = (JUDGE_TIME, JUDGE_WORK, JUDGE_BOTH)
+JUDGE_TIME, JUDGE_WORK, JUDGE_BOTH = Judge.TIME, Judge.WORK, Judge.BOTH
+JUDGE_CHOICES = tuple(Judge)
 
-TIME, WORK = "time", "work"  # the two measures a page is judged by
+TIME, WORK = Measure.TIME, Measure.WORK  # the two measures a page is judged by
 
 MIN_CPU_ANSWERS = 30  # a run's readings of one page below which its mean is not judged
 
 
-def measures(judge: str) -> tuple[str, ...]:
+def measures(judge: Judge) -> tuple[Measure, ...]:
     """The measures a verdict under ``--judge`` reads: for the bad call, and for the good one."""
     return {JUDGE_TIME: (TIME,), JUDGE_WORK: (WORK,), JUDGE_BOTH: (TIME, WORK)}[judge]
 
 
-def good_measure(judge: str) -> str:
+def good_measure(judge: Judge) -> Measure:
     """The measure that must rule out a slowdown for a good call (both: time, as before work)."""
     return WORK if judge == JUDGE_WORK else TIME
 
@@ -97,7 +97,7 @@ def work_value(record: UrlRecord, kind: str, tolerance_pct: float) -> float | No
     return record.cpu_ms_mean
 
 
-def combine(row: ComparisonRow, work: WorkRow | None, judge: str, counts: tuple[RowVerdict, tuple[str, ...]],
+def combine(row: ComparisonRow, work: WorkRow | None, judge: Judge, counts: tuple[RowVerdict, tuple[str, ...]],
             failure_gap: str | None, doubt: str | None = None) -> ComparisonRow:
     """The row's verdict under ``judge``, from the time row (``row``, as compare built it),
     the work row (``work``; None where the row's work is not judged, a web-service call),

@@ -27,6 +27,21 @@ class RowVerdict(StrEnum):
 VERDICTS = tuple(RowVerdict)
 
 
+class Judge(StrEnum):
+    """--judge: what decides a verdict (judging/work.py says why each); saved as its text."""
+
+    TIME = "time"  # service time only: what users wait for
+    WORK = "work"  # the CPU time per answer and the DB reads: what the code does
+    BOTH = "both"  # time, and a work regression alone is bad too
+
+
+class Measure(StrEnum):
+    """What a row's verdict rests on (``decided_by``), and the two measures a page is judged by."""
+
+    TIME = "time"
+    WORK = "work"
+
+
 # ---- what a saved comparison may hold: each field's check, one place, for every reader
 
 # Numbers within the bounds the results' other numbers keep (resultcheck.MAX_MAGNITUDE).
@@ -109,7 +124,7 @@ _ROW = _fields({"verdict": _one_of(*VERDICTS), "reasons": _texts, "base_ms": _op
                 "new_ms": _optional_number, "ratio": _optional_number, "ratio_ci95": _interval,
                 "p_value": _optional_number, "db_reads": _pair, "rules_out_pct": _optional_number,
                 "detectable_pct": _optional_number, "server_ms": _pair, "work": _optional(_WORK_ROW),
-                "decided_by": _one_of("time", "work"), "alpha": _optional_number, "relative_ratio": _optional_number,
+                "decided_by": _one_of(*Measure), "alpha": _optional_number, "relative_ratio": _optional_number,
                 "noise_pct": _optional_number, "blocks": _counts, "runs": _counts, "failure_rate": _pair,
                 "failure_rise_upper": _optional_number, "failures_ruled_out": _optional_bool,
                 "failure_margin": _optional_number}, required=("verdict", "reasons"))
@@ -133,7 +148,7 @@ _STATEMENTS = _fields({"per": _one_of("request", "page view"), "by_calls": _chan
                       required=("per", "by_calls", "by_time"))
 _MORE_RUNS = _fields({"candidate": _count, "baseline": _count, "each": _count})
 _COMPARISON = _fields({"verdict": _one_of(*VERDICTS), "method": _one_of("blocks", "runs"),
-                       "judge": _one_of("time", "work", "both"), "work_would_decide": _optional_text,
+                       "judge": _one_of(*Judge), "work_would_decide": _optional_text,
                        "alpha_per_url": lambda value: _number(value) and 0 < value <= 1,
                        "max_regression_pct": _number, "urls": lambda value: isinstance(value, dict),
                        "notes": _texts, "not_comparable": _optional_texts, "rules_out_pct": _optional_number,
@@ -250,7 +265,7 @@ class ComparisonRow:
     detectable_pct: float | None = None  # the smallest slowdown these runs can call (runs against their spread)
     server_ms: Pair | None = _saved(read=_tuple)  # Moodle's own server time (footer, median ms)
     work: WorkRow | None = _saved(read=WorkRow.from_dict)  # the CPU time per answer, where the footer gave it
-    decided_by: str = _saved(default="time")  # "time" or "work": what the row's verdict rests on (--judge)
+    decided_by: Measure = _saved(read=Measure, default=Measure.TIME)  # what the row's verdict rests on (--judge)
     blocks: Pair | None = _saved(read=_tuple)  # time blocks with data (one run a side)
     runs: Pair | None = _saved(read=_tuple)  # runs with data (runs against their spread)
     failure_rate: Pair | None = _saved(read=_tuple)
@@ -361,7 +376,7 @@ class Comparison:
 
     verdict: RowVerdict = _saved(read=RowVerdict, default=RowVerdict.UNSURE)
     method: str = _saved(default="blocks")  # "blocks" (one run a side) or "runs"
-    judge: str = _saved(default="time")  # --judge: time, work or both (comparisons before 0.7: time)
+    judge: Judge = _saved(read=Judge, default=Judge.TIME)  # --judge (comparisons before 0.7: time)
     alpha_per_url: float = 0.05
     max_regression_pct: float = 0.0
     rows: dict[str, ComparisonRow] = field(default_factory=dict, metadata={"key": "urls"})
