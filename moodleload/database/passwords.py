@@ -185,6 +185,26 @@ def check_arguments(args: argparse.Namespace) -> tuple[Guards, Any, SiteDatabase
 
 
 @dataclass(frozen=True)
+class Request:
+    """What a run of set_moodle_passwords.py was asked to do, read once from its command line
+    (the database flags, the guards and the password are read at the edge too)."""
+
+    config: str  # config.json's path, as given
+    where: str | None
+    count: int
+    dry_run: bool
+    bcrypt_cost: int
+    params_from_db: bool
+    base_url: str | None
+    moodle_config: str | None
+
+    @classmethod
+    def read(cls, args: argparse.Namespace) -> Request:
+        return cls(args.config, args.where, args.count, args.dry_run, args.bcrypt_cost, args.params_from_db,
+                   args.base_url, args.moodle_config)
+
+
+@dataclass(frozen=True)
 class Change:
     """What a run is to write: where, into which config, with which password and base_url."""
 
@@ -196,19 +216,19 @@ class Change:
     base_url: str | None  # what config.json's base_url will be (chosen_base_url), None: none known
 
 
-def run(args: argparse.Namespace, database: Any, site: SiteDatabase, guards: Guards, change: Change,
+def run(request: Request, database: Any, site: SiteDatabase, guards: Guards, change: Change,
         progress: Progress) -> int:
     target, config, password, password_hash = change.target, change.config, change.password, change.password_hash
     conn = database.connect()
     temporary = None
     try:
-        database.begin(conn, read_only=args.dry_run)
+        database.begin(conn, read_only=request.dry_run)
         with conn.cursor() as cur:
-            users, parameters = pick_users(cur, database, guards, args, site.prefix)
+            users, parameters = pick_users(cur, database, guards, request, site.prefix)
             if not users:
                 return SETUP_NO_USERS
-            if args.dry_run:
-                show_dry_run(args, database, site, users, config,
+            if request.dry_run:
+                show_dry_run(request, database, site, users, config,
                              updated_config(config, users, password, parameters, change.base_url), change)
                 conn.rollback()
                 return SETUP_DONE
@@ -218,7 +238,7 @@ def run(args: argparse.Namespace, database: Any, site: SiteDatabase, guards: Gua
                 for notice in database.notices:
                     print(f"[WARN] {notice}", file=sys.stderr)
             except database.errors as error:
-                raise DatabaseError(database.explain_query_error(error, site.prefix, args.where)) from None
+                raise DatabaseError(database.explain_query_error(error, site.prefix, request.where)) from None
             if len(changed) < len(users):
                 print(f"[WARN] {len(users) - len(changed)} selected users changed meanwhile (suspended, made "
                       f"admin, ...) and were left alone")
@@ -228,7 +248,7 @@ def run(args: argparse.Namespace, database: Any, site: SiteDatabase, guards: Gua
             try:
                 temporary = prepare_file(target, json_text(new_config), mode=0o600)
             except OSError as error:
-                raise UsageError(f"cannot write {args.config}: {error.strerror}") from None
+                raise UsageError(f"cannot write {request.config}: {error.strerror}") from None
             with signals_held():
                 try:
                     conn.commit()
@@ -236,7 +256,7 @@ def run(args: argparse.Namespace, database: Any, site: SiteDatabase, guards: Gua
                     if not database.commit_in_doubt(error):
                         raise DatabaseError(f"commit failed, nothing changed: "
                                             f"{str(error).strip().splitlines()[0]}") from None
-                    held = settle_commit_in_doubt(database, guards, changed, password_hash, args.config)
+                    held = settle_commit_in_doubt(database, guards, changed, password_hash, request.config)
                     if len(held) != len(changed):  # some changed meanwhile: the config names those that hold it
                         changed, new_config = held, updated_config(config, held, password, parameters,
                                                                    change.base_url)
@@ -245,7 +265,7 @@ def run(args: argparse.Namespace, database: Any, site: SiteDatabase, guards: Gua
                 os.replace(temporary, target)
                 temporary = None
                 progress.committed = True  # a signal held back until here finds the work done
-        report_done(args, site, change, new_config, len(changed), preferences, parameters)
+        report_done(request, site, change, new_config, len(changed), preferences, parameters)
         return SETUP_DONE
     finally:
         if temporary is not None and os.path.exists(temporary):
@@ -253,36 +273,36 @@ def run(args: argparse.Namespace, database: Any, site: SiteDatabase, guards: Gua
         conn.close()  # closing without a commit rolls back whatever was not committed
 
 
-def pick_users(cur: Any, database: Any, guards: Guards, args: argparse.Namespace,
+def pick_users(cur: Any, database: Any, guards: Guards, request: Request,
                prefix: str) -> tuple[list[SelectedUser], dict[str, Any] | None]:
     """The users to change (locked unless a dry run) and, with --params-from-db, the page
     parameters that exist on this site; no users is said here, once."""
     try:
-        users = select_users(cur, database, guards, args.where, args.count, lock=not args.dry_run)
-        parameters = discover_parameters(cur, database, prefix, users) if args.params_from_db and users else None
+        users = select_users(cur, database, guards, request.where, request.count, lock=not request.dry_run)
+        parameters = discover_parameters(cur, database, prefix, users) if request.params_from_db and users else None
     except database.errors as error:
-        raise DatabaseError(database.explain_query_error(error, prefix, args.where)) from None
+        raise DatabaseError(database.explain_query_error(error, prefix, request.where)) from None
     if not users:
         print("[ERROR] no user matches: nothing changed (without --where only maketestsite's "
               "tool_generator_* users are picked; active, confirmed, auth manual, not admin or guest)",
               file=sys.stderr)
         return [], None
-    if len(users) < args.count:
-        print(f"[WARN] only {len(users)} users match, fewer than --count {args.count}")
+    if len(users) < request.count:
+        print(f"[WARN] only {len(users)} users match, fewer than --count {request.count}")
     ids = [user.id for user in users]
     print(f"[INFO] {len(users)} users selected (ids {min(ids)}..{max(ids)})")
     return users, parameters
 
 
-def report_done(args: argparse.Namespace, site: SiteDatabase, change: Change, new_config: dict[str, Any], changed: int,
+def report_done(request: Request, site: SiteDatabase, change: Change, new_config: dict[str, Any], changed: int,
                 preferences: int, parameters: dict[str, Any] | None) -> None:
-    print(f"[INFO] updated {changed} users (bcrypt cost {args.bcrypt_cost}, auth=manual, confirmed=1), "
+    print(f"[INFO] updated {changed} users (bcrypt cost {request.bcrypt_cost}, auth=manual, confirmed=1), "
           f"cleared {preferences} lockout/password-change preferences, in one transaction")
     if parameters:
         print("[INFO] parameters from the database: "
               + ", ".join(f"{name} {len(spec['values'])} values" for name, spec in parameters.items()))
-    report_base_url(change.config, new_config, args, site, change.base_url)
-    print(f"[INFO] wrote {args.config} ({changed} users, mode 0600)")
+    report_base_url(change.config, new_config, request, site, change.base_url)
+    print(f"[INFO] wrote {request.config} ({changed} users, mode 0600)")
 
 
 RECHECK_ATTEMPTS, RECHECK_PAUSE_SECONDS = 3, 2.0  # a restarting database gets a few seconds
@@ -321,16 +341,16 @@ def settle_commit_in_doubt(database: DatabaseFamily, guards: Guards, changed: li
                         f"again with the same password: it sets those users again and writes {config_path}")
 
 
-def report_base_url(old: dict[str, Any], new: dict[str, Any], args: argparse.Namespace, site: SiteDatabase,
+def report_base_url(old: dict[str, Any], new: dict[str, Any], request: Request, site: SiteDatabase,
                     base_url: str | None) -> None:
     """Where base_url came from; a base_url the user chose (another host, a load balancer)
     is kept, and said so.  Credentials in it (user:password@) are never printed."""
     wwwroot = site.wwwroot
     shown = without_credentials(new.get("base_url", ""))
     if base_url is None:
-        print(missing_base_url(args.config))
+        print(missing_base_url(request.config))
         return
-    if args.base_url is not None:
+    if request.base_url is not None:
         if old.get("base_url") != new.get("base_url"):
             print(f"[INFO] base_url {shown} (--base-url)")
         return
@@ -343,21 +363,21 @@ def report_base_url(old: dict[str, Any], new: dict[str, Any], args: argparse.Nam
               f"delete base_url from the config, or give --base-url, to take another")
 
 
-def show_dry_run(args: argparse.Namespace, database: Any, site: SiteDatabase, users: list[SelectedUser],
+def show_dry_run(request: Request, database: Any, site: SiteDatabase, users: list[SelectedUser],
                  old: dict[str, Any], new: dict[str, Any], change: Change) -> None:
     settings = database.settings
     print(f"[INFO] dry run: {database.name}, "
           + settings.describe(("type", "host", "port", "socket", "name", "user", "password"))
           + f", prefix {site.prefix} ({site.prefix_origin})")
-    if args.moodle_config:
-        print(f"[INFO] {args.moodle_config}: {site.moodle_how}")
-    report_base_url(old, new, args, site, change.base_url)
+    if request.moodle_config:
+        print(f"[INFO] {request.moodle_config}: {site.moodle_how}")
+    report_base_url(old, new, request, site, change.base_url)
     print(f"[INFO] dry run: nothing is written; these {len(users)} users would get the new password:")
     for user in users:
         print(f"  {user.id:>8}  {user.username}")
     before = {u.get("username") for u in old.get("users", []) if isinstance(u, dict)}
     after = {u["username"] for u in new["users"]}
-    print(f"[INFO] {args.config} would be {'updated' if change.existed else 'created'}: users "
+    print(f"[INFO] {request.config} would be {'updated' if change.existed else 'created'}: users "
           f"{len(before)} -> {len(after)} (+{len(after - before)} -{len(before - after)})")
     for name, spec in new.get("parameters", {}).items():
         if old.get("parameters", {}).get(name) != spec:
@@ -367,26 +387,27 @@ def show_dry_run(args: argparse.Namespace, database: Any, site: SiteDatabase, us
 def prepare(args: argparse.Namespace, progress: Progress) -> int:
     """Everything up to the database: checks, the lock, leftovers, the config, the hash."""
     guards, database, site = check_arguments(args)
-    require([database.driver] + ([] if args.dry_run else ["bcrypt"]), "set_moodle_passwords.py",
+    request = Request.read(args)  # what the rest reads; the password alone is read from args, below
+    require([database.driver] + ([] if request.dry_run else ["bcrypt"]), "set_moodle_passwords.py",
             {database.driver: database.driver_package})
-    if args.where is None:
+    if request.where is None:
         print("[INFO] picking maketestsite's test users (tool_generator_*); give --where to pick others")
-    target = config_target(args.config)  # a symlinked config.json: where it is really written
+    target = config_target(request.config)  # a symlinked config.json: where it is really written
     with config_lock(target):
         for leftover in leftovers_of(target):
             os.unlink(leftover)
             print(f"[WARN] removed {os.path.basename(leftover)}, left by an earlier run that was killed; if it "
                   f"was killed while committing, the database may hold that run's password: this run sets "
-                  f"the database and {args.config} again, so they agree")
-        config, existed = read_config(args.config)
-        base_url = chosen_base_url(config, args.base_url, site.wwwroot)
-        if not args.dry_run:
+                  f"the database and {request.config} again, so they agree")
+        config, existed = read_config(request.config)
+        base_url = chosen_base_url(config, request.base_url, site.wwwroot)
+        if not request.dry_run:
             check_writable(target, "--config")
         password = resolve_password(args, config)
         # Hashed before the transaction opens: a high cost never leaves the database idle in it.
-        password_hash = None if args.dry_run else hash_interruptibly(password, args.bcrypt_cost)
-        return run(args, database, site, guards, Change(target, config, existed, password, password_hash, base_url),
-                   progress)
+        password_hash = None if request.dry_run else hash_interruptibly(password, request.bcrypt_cost)
+        return run(request, database, site, guards,
+                   Change(target, config, existed, password, password_hash, base_url), progress)
 
 
 def main(argv: list[str] | None = None) -> int:
