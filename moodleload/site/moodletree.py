@@ -9,11 +9,24 @@ import os
 import re
 import subprocess
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from moodleload.exits import UsageError
 
-LAYOUTS = (("public", "5.1+: web code under public/"), (".", "up to 5.0: code at the top"))
+
+class Layout(StrEnum):
+    """Where a Moodle tree keeps its web code (version.php with it); saved as its text."""
+
+    PUBLIC = "5.1+: web code under public/"  # MDL-83424; config.php stays at the top
+    TOP = "up to 5.0: code at the top"
+
+    @property
+    def code_folder(self) -> str:
+        """The folder of the tree that holds the code, from its top."""
+        return "public" if self is Layout.PUBLIC else "."
+
+
 _ASSIGNMENT = re.compile(r"^\s*\$(version|release|branch)\s*=\s*(?:'([^']*)'|\"([^\"]*)\"|([0-9.]+))\s*;", re.M)
 
 
@@ -24,7 +37,7 @@ class MoodleUnderTest:
     release: str | None = None
     version: str | None = None
     branch: str | None = None
-    layout: str | None = None  # "5.1+: web code under public/" or "up to 5.0: code at the top"
+    layout: str | None = None  # a Layout's text, as the run saved it
     commit: str | None = None
     uncommitted_changes: bool | None = None
 
@@ -51,11 +64,11 @@ class MoodleUnderTest:
         return ", ".join(parts)
 
 
-def code_root(moodle_dir: str) -> tuple[str, str] | None:
-    """(folder holding Moodle's code, the layout's name), or None for a tree of neither layout."""
-    for folder, layout in LAYOUTS:
-        if os.path.isfile(os.path.join(moodle_dir, folder, "version.php")):
-            return os.path.normpath(os.path.join(moodle_dir, folder)), layout
+def code_root(moodle_dir: str) -> tuple[str, Layout] | None:
+    """(folder holding Moodle's code, its layout), or None for a tree of neither layout."""
+    for layout in Layout:  # the newer first: a 5.1+ tree keeps no version.php at the top
+        if os.path.isfile(os.path.join(moodle_dir, layout.code_folder, "version.php")):
+            return os.path.normpath(os.path.join(moodle_dir, layout.code_folder)), layout
     return None
 
 
