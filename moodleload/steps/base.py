@@ -31,7 +31,7 @@ class Outcome:
     sent: float = 0.0
     finished: float = 0.0
     redirected_to: str | None = None
-    footer: dict[str, Any] | None = None
+    footer: dict[str, float] | None = None  # the performance footer's counters (moodle.parse_footer)
     counts: str | None = None
     own_start: bool = False  # a browser call: measured from its own send, not from the step's due time
 
