@@ -334,12 +334,15 @@ class Command:
         # One absolute time from here on: a --processes child reads the same T0, never "+S" of its own.
         child = argv_for(parser, args, child_options(),
                          {"start_at": None if start_at is None else start_at_text(start_at)})
-        return cls(args.config, tuple(args.baseline or ()), tuple(args.rerun or ()), tuple(args.compare or ()),
-                   tuple(args.pairs or ()), tuple(args.merge or ()), args.results, args.output,
-                   tuple((exporter, path) for exporter in EXPORTERS if (path := getattr(args, exporter.dest))),
-                   args.processes, args.moodle_dir, tuple(args.metrics or ()), args.query_stats,
-                   args.shard_process, args.in_bisect, start_at, thresholds_from(args), gates_from(args),
-                   DatabaseFlags.from_options(args), tuple(child))
+        return cls(
+            config=args.config, baseline=tuple(args.baseline or ()), rerun=tuple(args.rerun or ()),
+            compare=tuple(args.compare or ()), pairs=tuple(args.pairs or ()), merge=tuple(args.merge or ()),
+            results=args.results, output=args.output,
+            exports=tuple((exporter, path) for exporter in EXPORTERS if (path := getattr(args, exporter.dest))),
+            processes=args.processes, moodle_dir=args.moodle_dir, metrics=tuple(args.metrics or ()),
+            query_stats=args.query_stats, shard_process=args.shard_process, in_bisect=args.in_bisect,
+            start_at=start_at, thresholds=thresholds_from(args), gates=gates_from(args),
+            database=DatabaseFlags.from_options(args), child_argv=tuple(child))
 
 
 PROGRESS_IN_LOGS = 30.0  # seconds between [PROGRESS] lines where no live line shows the run

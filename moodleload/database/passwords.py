@@ -200,8 +200,9 @@ class Request:
 
     @classmethod
     def read(cls, args: argparse.Namespace) -> Request:
-        return cls(args.config, args.where, args.count, args.dry_run, args.bcrypt_cost, args.params_from_db,
-                   args.base_url, args.moodle_config)
+        return cls(config=args.config, where=args.where, count=args.count, dry_run=args.dry_run,
+                   bcrypt_cost=args.bcrypt_cost, params_from_db=args.params_from_db, base_url=args.base_url,
+                   moodle_config=args.moodle_config)
 
 
 @dataclass(frozen=True)
