@@ -379,7 +379,7 @@ def run_in_process(command: Command, config: Config, settings: RunSettings, watc
             watcher.close()
     if watcher is not None and watcher.problem:
         say(f"[WARN] {watcher.problem}")
-    hidden = hidden_warning(watcher.result, watcher.database.settings.get("user")) if watcher is not None else None
+    hidden = hidden_warning(watcher.result, watcher.database.settings.user) if watcher is not None else None
     if hidden:
         say(f"[WARN] {hidden}")
     document = measured.document = build_document(run, argv_shown(argv), digest)

@@ -8,7 +8,7 @@ import argparse
 from dataclasses import dataclass, fields
 
 from moodleload.database.families import family_of, fill_defaults
-from moodleload.database.family import Settings
+from moodleload.database.family import SettingName, Settings, SettingValue
 from moodleload.database.moodleconfig import offer_moodle_settings, read_moodle_config
 from moodleload.database.testpassword import read_secret_file
 from moodleload.exits import UsageError
@@ -65,14 +65,16 @@ def connection_settings(flags: DatabaseFlags) -> SiteDatabase:
     family = family_of(str(dbtype))
     settings = Settings()
     settings.offer("type", dbtype, dbtype_origin)
-    for name, value in (("name", flags.db_name), ("user", flags.db_user), ("password", flags.password()),
-                        ("host", flags.db_host), ("port", flags.db_port), ("socket", flags.db_socket)):
+    flagged: tuple[tuple[SettingName, SettingValue | None], ...] = (
+        ("name", flags.db_name), ("user", flags.db_user), ("password", flags.password()),
+        ("host", flags.db_host), ("port", flags.db_port), ("socket", flags.db_socket))
+    for name, value in flagged:
         settings.offer(name, value, "--db-" + {"name": "name", "password": "pass-file" if flags.db_pass_file
                                                else "pass"}.get(name, name))
     if moodle:
         offer_moodle_settings(moodle, family, settings)
     fill_defaults(family, settings)
-    if "name" not in settings.values:
+    if not settings.given("name"):
         raise UsageError("give --db-name (or --moodle-config with the site's config.php)")
     if flags.prefix is not None:
         prefix, prefix_origin = flags.prefix, "--prefix"

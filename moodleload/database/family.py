@@ -6,7 +6,7 @@ it, the ``Family`` base, and the one-line database error.  The families themselv
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, get_args, runtime_checkable
 
 CONNECT_TIMEOUT_SECONDS = 10
 
@@ -15,29 +15,86 @@ class DatabaseError(Exception):
     """A database problem explained in one line: exit 1."""
 
 
+# The settings a connection is made of: a closed set, so a misspelt one is a type error.
+SettingName = Literal["type", "host", "port", "socket", "name", "user", "password"]
+SETTING_NAMES: tuple[SettingName, ...] = get_args(SettingName)
+
+SettingValue = str | int
+
+
 class Settings:
     """Connection settings with the place each came from (a flag, config.php, an
-    environment variable, ~/.my.cnf, a default), for --dry-run."""
+    environment variable, ~/.my.cnf, a default), for --dry-run.  Offered by name in order
+    of precedence; read as attributes."""
 
     def __init__(self) -> None:
-        self.values: dict[str, Any] = {}
-        self.origins: dict[str, str] = {}
+        self._values: dict[SettingName, SettingValue] = {}
+        self._origins: dict[SettingName, str] = {}
 
-    def offer(self, name: str, value: Any, origin: str) -> None:
+    def offer(self, name: SettingName, value: SettingValue | None, origin: str) -> None:
         """Keep the first value offered: callers offer in order of precedence."""
-        if name not in self.values and value not in (None, ""):
-            self.values[name] = value
-            self.origins[name] = origin
+        if name in self._values or value is None or value == "":
+            return
+        self._values[name] = value
+        self._origins[name] = origin
 
-    def get(self, name: str, default: Any = None) -> Any:
-        return self.values.get(name, default)
+    def replace(self, name: SettingName, value: SettingValue, origin: str | None = None) -> None:
+        """A checked or derived value in place of what was offered (the same origin unless told)."""
+        self._values[name] = value
+        self._origins[name] = origin if origin is not None else self._origins.get(name, "derived")
 
-    def describe(self, names: Iterable[str]) -> str:
+    def drop(self, name: SettingName) -> None:
+        self._values.pop(name, None)
+        self._origins.pop(name, None)
+
+    def given(self, name: SettingName) -> bool:
+        return name in self._values
+
+    def origin(self, name: SettingName) -> str | None:
+        return self._origins.get(name)
+
+    def value(self, name: SettingName) -> SettingValue | None:
+        """For tables that map settings to a client's variables or options (PG_VARIABLES)."""
+        return self._values.get(name)
+
+    def _text(self, name: SettingName) -> str | None:
+        value = self._values.get(name)
+        return None if value is None else str(value)
+
+    @property
+    def type(self) -> str | None:
+        return self._text("type")
+
+    @property
+    def host(self) -> str | None:
+        return self._text("host")
+
+    @property
+    def port(self) -> SettingValue | None:
+        return self._values.get("port")
+
+    @property
+    def socket(self) -> str | None:
+        return self._text("socket")
+
+    @property
+    def name(self) -> str | None:
+        return self._text("name")
+
+    @property
+    def user(self) -> str | None:
+        return self._text("user")
+
+    @property
+    def password(self) -> str | None:
+        return self._text("password")
+
+    def describe(self, names: Iterable[SettingName] = SETTING_NAMES) -> str:
         shown = []
         for name in names:
-            if name in self.values:
-                value = "(hidden)" if name == "password" else self.values[name]
-                shown.append(f"{name} {value} ({self.origins[name]})")
+            if name in self._values:
+                value = "(hidden)" if name == "password" else self._values[name]
+                shown.append(f"{name} {value} ({self._origins[name]})")
         return ", ".join(shown)
 
 
@@ -49,7 +106,7 @@ class DatabaseFamily(Protocol):
     driver: str  # the Python module that speaks to it (needs.py checks it is there)
     driver_package: str  # what pip installs it as (requirements.txt)
     name: str  # as messages name it
-    socket_setting: str  # the setting config.php's dbsocket (a path) becomes
+    socket_setting: SettingName  # the setting config.php's dbsocket (a path) becomes
     exporter: str  # its Prometheus exporter (--metrics)
     exporter_connections: str  # that exporter's series of open connections
     default_port: int
@@ -72,7 +129,7 @@ class DatabaseFamily(Protocol):
         ...
 
     @property
-    def client_variables(self) -> tuple[tuple[str, str], ...]:
+    def client_variables(self) -> tuple[tuple[SettingName, str], ...]:
         """(setting, variable) of what its client tools read from the environment."""
         ...
 

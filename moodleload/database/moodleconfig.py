@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from moodleload.database.families import FAMILIES, family_of
-from moodleload.database.family import Settings
+from moodleload.database.family import SettingName, Settings
 from moodleload.database.mysql import client_option_file
 from moodleload.exits import SETUP_DONE, SETUP_USAGE, UsageError
 
@@ -252,12 +252,17 @@ def read_moodle_config(path: str, php: str | None = "auto") -> MoodleConfig:
     return config
 
 
+# The settings config.php gives every family by the same $CFG name (host and socket depend).
+CONFIG_PHP_SETTINGS: tuple[tuple[SettingName, str], ...] = (("name", "dbname"), ("user", "dbuser"),
+                                                            ("password", "dbpass"), ("port", "dbport"))
+
+
 def offer_moodle_settings(moodle: MoodleConfig, family: str, settings: Settings) -> None:
     """Offer config.php's connection settings the way Moodle's own drivers read them: a
     dbsocket with a local dbhost means the unix socket (for PostgreSQL a value with '/' is
     the socket's directory, any other libpq's default one; for MariaDB/MySQL the socket
     file), else dbhost and dbport over TCP."""
-    for name, key in (("name", "dbname"), ("user", "dbuser"), ("password", "dbpass"), ("port", "dbport")):
+    for name, key in CONFIG_PHP_SETTINGS:
         settings.offer(name, moodle.get(key), "config.php")
     host, socket = moodle.get("dbhost"), moodle.get("dbsocket")
     if socket and host in (None, "localhost", "127.0.0.1"):
@@ -284,10 +289,11 @@ def shell_assignments(family: str, settings: Settings) -> str:
     """``DB_FAMILY`` and ``DB_NAME``, and the variables the family's client tools read (for
     PostgreSQL the PG* ones); every value shell-quoted.  MariaDB/MySQL's password goes by
     --my-cnf instead."""
-    lines = [f"DB_FAMILY={family}", f"DB_NAME={shlex.quote(str(settings.get('name', '')))}"]
+    lines = [f"DB_FAMILY={family}", f"DB_NAME={shlex.quote(settings.name or '')}"]
     for name, variable in FAMILIES[family].client_variables:
-        if settings.get(name) is not None:
-            lines.append(f"export {variable}={shlex.quote(str(settings.get(name)))}")
+        value = settings.value(name)
+        if value is not None:
+            lines.append(f"export {variable}={shlex.quote(str(value))}")
     return "\n".join(lines) + "\n"
 
 

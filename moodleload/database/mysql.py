@@ -11,9 +11,20 @@ import shutil
 import subprocess
 from typing import Any
 
-from moodleload.database.family import CONNECT_TIMEOUT_SECONDS, DatabaseError, Family, Settings, privileges_needed
+from moodleload.database.family import (
+    CONNECT_TIMEOUT_SECONDS,
+    DatabaseError,
+    Family,
+    SettingName,
+    Settings,
+    privileges_needed,
+)
 from moodleload.database.statistics import my_statement_rows
 from moodleload.exits import UsageError
+
+# The settings a [client] option file (~/.my.cnf) holds, and each one's key there.
+MY_CNF_OPTIONS: tuple[tuple[SettingName, str], ...] = (("user", "user"), ("password", "password"), ("host", "host"),
+                                                       ("port", "port"), ("socket", "socket"), ("name", "database"))
 
 MYSQL_SOCKETS = ("/run/mysqld/mysqld.sock", "/var/run/mysqld/mysqld.sock", "/var/lib/mysql/mysql.sock",
                  "/tmp/mysql.sock")
@@ -26,8 +37,9 @@ class MySQL(Family):
     driver = "pymysql"
     driver_package = "PyMySQL"
     name = "MariaDB/MySQL"
-    socket_setting = "socket"
-    client_variables = ()  # its password goes by an option file (client_option_file)
+    socket_setting: SettingName = "socket"
+    # its password goes by an option file instead (client_option_file)
+    client_variables: tuple[tuple[SettingName, str], ...] = ()
     exporter = "mysqld_exporter"
     exporter_connections = "mysql_global_status_threads_connected"
     default_port = 3306
@@ -39,26 +51,23 @@ class MySQL(Family):
     @staticmethod
     def fill_defaults(settings: Settings) -> None:
         options = read_my_cnf()
-        for name, key in (("host", "host"), ("port", "port"), ("socket", "socket"), ("user", "user"),
-                          ("password", "password"), ("name", "database")):
+        for name, key in MY_CNF_OPTIONS:
             settings.offer(name, options.get(key), "~/.my.cnf")
         settings.offer("host", os.environ.get("MYSQL_HOST"), "MYSQL_HOST")
         settings.offer("port", os.environ.get("MYSQL_TCP_PORT"), "MYSQL_TCP_PORT")
         settings.offer("socket", os.environ.get("MYSQL_UNIX_PORT"), "MYSQL_UNIX_PORT")
-        host = settings.get("host")
+        host = settings.host
         if host and host.startswith("/"):  # a path given as the host: the socket, as libpq's directories
-            settings.values.setdefault("socket", host)
-            settings.origins.setdefault("socket", settings.origins["host"])
+            settings.offer("socket", host, settings.origin("host") or "host")
         # The mysql client (and PHP's mysqli, so Moodle) reads "localhost" as "the unix socket".
-        if host in (None, "localhost") and "socket" not in settings.values and "port" not in settings.values:
+        if host in (None, "localhost") and not settings.given("socket") and not settings.given("port"):
             for candidate in MYSQL_SOCKETS:
                 if os.path.exists(candidate):
                     settings.offer("socket", candidate, "the usual socket path")
                     break
-        if host not in (None, "localhost") and not host.startswith("/") \
-                and settings.origins.get("socket") != "--db-socket":
-            settings.values.pop("socket", None)  # a host name or address means TCP, whatever the socket says
-            settings.origins.pop("socket", None)
+        if host is not None and host != "localhost" and not host.startswith("/") \
+                and settings.origin("socket") != "--db-socket":
+            settings.drop("socket")  # a host name or address means TCP, whatever the socket says
 
     def statement_rows(self, conn: Any) -> list[tuple[Any, ...]]:
         return my_statement_rows(conn)
@@ -78,7 +87,7 @@ class MySQL(Family):
         try:
             with open(snapshot, "rb") as dump:
                 status = subprocess.run([client, f"--defaults-extra-file=/dev/fd/{read_end}",
-                                         str(self.settings.get("name") or os.environ.get("DB_NAME") or "moodle")],
+                                         self.settings.name or os.environ.get("DB_NAME") or "moodle"],
                                         stdin=dump, pass_fds=(read_end,)).returncode
         finally:
             os.close(read_end)
@@ -115,7 +124,7 @@ class MySQL(Family):
             cur.execute("SELECT @@GLOBAL.general_log")
             if str(cur.fetchone()[0]) in ("1", "ON"):
                 self.notices.append(f"the server's general query log is on and database user "
-                                    f"{self.settings.get('user', '?')} may not switch it off for this session "
+                                    f"{self.settings.user or '?'} may not switch it off for this session "
                                     f"(sql_log_off needs SUPER or SYSTEM_VARIABLES_ADMIN): the new bcrypt hash "
                                     f"(not the password) is written to that log; run as an account that may, "
                                     f"or switch the log off, where that matters")
@@ -123,22 +132,22 @@ class MySQL(Family):
         cur.execute("INSERT INTO moodleload_password (hash) VALUES (%s)", (password_hash,))
 
     def where(self) -> str:
-        if self.settings.get("socket"):
-            return self.settings.get("socket")
-        return f"{self.settings.get('host', 'localhost')}:{self.settings.get('port', self.default_port)}"
+        if self.settings.socket:
+            return self.settings.socket
+        return f"{self.settings.host or 'localhost'}:{self.settings.port or self.default_port}"
 
     def connect(self) -> Any:
         import pymysql
 
-        arguments = {"database": self.settings.get("name"), "user": self.settings.get("user"),
-                     "password": self.settings.get("password") or "", "charset": "utf8mb4",
+        arguments: dict[str, Any] = {"database": self.settings.name, "user": self.settings.user,
+                     "password": self.settings.password or "", "charset": "utf8mb4",
                      "connect_timeout": CONNECT_TIMEOUT_SECONDS, "autocommit": False,
                      "program_name": self.application}
-        if self.settings.get("socket"):
-            arguments["unix_socket"] = self.settings.get("socket")
+        if self.settings.socket:
+            arguments["unix_socket"] = self.settings.socket
         else:
-            arguments["host"] = self.settings.get("host", "localhost")
-            arguments["port"] = int(self.settings.get("port", self.default_port))
+            arguments["host"] = self.settings.host or "localhost"
+            arguments["port"] = int(self.settings.port or self.default_port)
         try:
             return pymysql.connect(**arguments)
         except pymysql.Error as error:
@@ -179,7 +188,7 @@ class MySQL(Family):
     def explain_connect_error(self, error: Exception) -> str:
         code, message = self._code_and_message(error)
         if code == 1045:
-            return (f"authentication failed for database user {self.settings.get('user', '?')}:"
+            return (f"authentication failed for database user {self.settings.user or '?'}:"
                     f" check --db-user and --db-pass-file (or ~/.my.cnf)")
         if code == 1049:
             return f"{message}: check --db-name"
@@ -231,9 +240,10 @@ def client_option_file(settings: Settings) -> str:
     """A ``[client]`` option file for the mysql/mariadb tools (read through a pipe: the
     password is never in argv or on disk)."""
     lines = ["[client]"]
-    for name, key in (("user", "user"), ("password", "password"), ("host", "host"), ("port", "port"),
-                      ("socket", "socket")):
-        value = settings.get(name)
+    for name, key in MY_CNF_OPTIONS:
+        value = settings.value(name)
+        if name == "name":
+            continue  # the tools are given the database as an argument
         if value is not None:
             escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
             lines.append(f'{key}="{escaped}"')

@@ -164,12 +164,12 @@ def check_arguments(args: argparse.Namespace) -> tuple[Guards, Any, SiteDatabase
     if not PREFIX_PATTERN.match(site.prefix):
         raise UsageError(f"prefix {site.prefix!r} ({site.prefix_origin}) is not a plain table prefix "
                          f"(letters, digits, _)")
-    port = settings.get("port")
+    port = settings.port
     if port is not None:
         digits = str(port)
         if not (digits.isascii() and digits.isdigit()) or not 1 <= int(digits) <= 65535:
-            raise UsageError(f"database port {port!r} ({settings.origins['port']}) is not a port number 1..65535")
-        settings.values["port"] = int(port)
+            raise UsageError(f"database port {port!r} ({settings.origin('port')}) is not a port number 1..65535")
+        settings.replace("port", int(port))
     if not 1 <= args.count <= MAX_COUNT:
         raise UsageError(f"--count must be between 1 and {MAX_COUNT}, got {args.count}")
     if not 4 <= args.bcrypt_cost <= MAX_BCRYPT_COST:
@@ -368,7 +368,7 @@ def show_dry_run(request: Request, database: Any, site: SiteDatabase, users: lis
                  old: dict[str, Any], new: dict[str, Any], change: Change) -> None:
     settings = database.settings
     print(f"[INFO] dry run: {database.name}, "
-          + settings.describe(("type", "host", "port", "socket", "name", "user", "password"))
+          + settings.describe()
           + f", prefix {site.prefix} ({site.prefix_origin})")
     if request.moodle_config:
         print(f"[INFO] {request.moodle_config}: {site.moodle_how}")

@@ -10,12 +10,19 @@ import subprocess
 import tempfile
 from typing import Any
 
-from moodleload.database.family import CONNECT_TIMEOUT_SECONDS, DatabaseError, Family, Settings, privileges_needed
+from moodleload.database.family import (
+    CONNECT_TIMEOUT_SECONDS,
+    DatabaseError,
+    Family,
+    SettingName,
+    Settings,
+    privileges_needed,
+)
 from moodleload.database.statistics import pg_statement_rows
 
 # The settings libpq's client tools (pg_restore, psql) read from the environment.
-PG_VARIABLES = (("host", "PGHOST"), ("port", "PGPORT"), ("name", "PGDATABASE"), ("user", "PGUSER"),
-                ("password", "PGPASSWORD"))
+PG_VARIABLES: tuple[tuple[SettingName, str], ...] = (("host", "PGHOST"), ("port", "PGPORT"), ("name", "PGDATABASE"),
+                                                     ("user", "PGUSER"), ("password", "PGPASSWORD"))
 
 # A pg_restore list's entries for an extension and its comment: a superuser's objects.
 EXTENSION_ENTRY = re.compile(r"^[0-9]+; [0-9]+ [0-9]+ (EXTENSION|COMMENT - EXTENSION) ")
@@ -28,7 +35,7 @@ class Postgres(Family):
     driver = "psycopg2"  # the Python module that speaks to it (needs.py checks it is there)
     driver_package = "psycopg2-binary"
     name = "PostgreSQL"
-    socket_setting = "host"  # libpq takes the socket's directory as the host
+    socket_setting: SettingName = "host"  # libpq takes the socket's directory as the host
     client_variables = PG_VARIABLES
     exporter = "postgres_exporter"
     exporter_connections = "pg_stat_activity_count"
@@ -40,10 +47,11 @@ class Postgres(Family):
 
     @staticmethod
     def fill_defaults(settings: Settings) -> None:
-        if settings.get("socket"):  # libpq takes a socket directory as the host
-            settings.offer("host", settings.get("socket"), settings.origins["socket"])
-        for name, variable in (("host", "PGHOST"), ("port", "PGPORT"), ("user", "PGUSER"), ("name", "PGDATABASE")):
-            settings.offer(name, os.environ.get(variable), variable)
+        if settings.socket:  # libpq takes a socket directory as the host
+            settings.offer("host", settings.socket, settings.origin("socket") or "socket")
+        for name, variable in PG_VARIABLES:
+            if name != "password":  # libpq reads PGPASSWORD and ~/.pgpass itself
+                settings.offer(name, os.environ.get(variable), variable)
         # the password: libpq reads PGPASSWORD and ~/.pgpass itself
 
     def statement_rows(self, conn: Any) -> list[tuple[Any, ...]]:
@@ -53,8 +61,9 @@ class Postgres(Family):
         """The PG* variables libpq's tools read, from the settings (the password too: never argv)."""
         environment = dict(os.environ)
         for name, variable in PG_VARIABLES:
-            if self.settings.get(name) is not None:
-                environment[variable] = str(self.settings.get(name))
+            value = self.settings.value(name)
+            if value is not None:
+                environment[variable] = str(value)
         return environment
 
     def restore(self, snapshot: str) -> str | None:
@@ -108,15 +117,14 @@ class Postgres(Family):
     # ---- connection
 
     def where(self) -> str:
-        host = self.settings.get("host", "localhost")
-        return f"{host}:{self.settings.get('port', self.default_port)}"
+        return f"{self.settings.host or 'localhost'}:{self.settings.port or self.default_port}"
 
     def connect(self) -> Any:
         import psycopg2
 
-        arguments = {"dbname": self.settings.get("name"), "user": self.settings.get("user"),
-                     "password": self.settings.get("password"), "host": self.settings.get("host"),
-                     "port": self.settings.get("port")}
+        arguments: dict[str, Any] = {"dbname": self.settings.name, "user": self.settings.user,
+                     "password": self.settings.password, "host": self.settings.host,
+                     "port": self.settings.port}
         arguments = {key: value for key, value in arguments.items() if value is not None}
         try:
             return psycopg2.connect(**arguments, connect_timeout=CONNECT_TIMEOUT_SECONDS,
@@ -152,7 +160,7 @@ class Postgres(Family):
         lowered = message.lower()
         if "password authentication failed" in lowered or "no password supplied" in lowered \
                 or "authentication failed" in lowered:
-            return (f"authentication failed for database user {self.settings.get('user', '?')}:"
+            return (f"authentication failed for database user {self.settings.user or '?'}:"
                     f" check --db-user and --db-pass-file (or PGUSER, PGPASSWORD, ~/.pgpass)")
         if "does not exist" in lowered and "database" in lowered:
             return f"{first}: check --db-name"
