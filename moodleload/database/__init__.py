@@ -4,8 +4,8 @@ Rooms: ``moodleconfig`` (connection settings read from Moodle's config.php), ``c
 (the database flags, config.php and the family's defaults settled into one family's
 settings), ``family`` (the ``DatabaseFamily`` protocol every family satisfies, its settings
 and their origins), ``postgres`` and ``mysql`` (the two families: drivers, defaults, SQL,
-errors, restores), ``families`` (their registry by name and by Moodle's dbtype),
-``statistics`` (each family's statement statistics, read only), ``accounts`` (picking test
+errors, statement statistics, restores), ``families`` (their registry by name and by
+Moodle's dbtype), ``accounts`` (picking test
 users and setting their password in one transaction), ``passwords``
 (``set_moodle_passwords.py``), ``testconfig`` and ``testpassword`` (the config.json it writes
 and the password it is given, checked).

@@ -15,6 +15,10 @@ class DatabaseError(Exception):
     """A database problem explained in one line: exit 1."""
 
 
+class Unavailable(Exception):
+    """A family's statement statistics cannot be read: the one line says how to switch them on."""
+
+
 # The settings a connection is made of: a closed set, so a misspelt one is a type error.
 SettingName = Literal["type", "host", "port", "socket", "name", "user", "password"]
 SETTING_NAMES: tuple[SettingName, ...] = get_args(SettingName)
@@ -167,7 +171,8 @@ class DatabaseFamily(Protocol):
     def explain_query_error(self, error: Exception, prefix: str, where: str | None) -> str: ...
 
     def statement_rows(self, conn: Any) -> list[tuple[Any, ...]]:
-        """Its statement statistics now (statistics.py): raises statistics.Unavailable."""
+        """Its statement statistics now, as (normalised text, calls, rows, milliseconds, work)
+        rows (load.statements turns two snapshots into a run's section); raises Unavailable."""
         ...
 
     def restore(self, snapshot: str) -> str | None:

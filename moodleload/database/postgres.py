@@ -16,13 +16,20 @@ from moodleload.database.family import (
     Family,
     SettingName,
     Settings,
+    Unavailable,
     privileges_needed,
 )
-from moodleload.database.statistics import pg_statement_rows
 
 # The settings libpq's client tools (pg_restore, psql) read from the environment.
 PG_VARIABLES: tuple[tuple[SettingName, str], ...] = (("host", "PGHOST"), ("port", "PGPORT"), ("name", "PGDATABASE"),
                                                      ("user", "PGUSER"), ("password", "PGPASSWORD"))
+
+# Its statement statistics: (normalised text, calls, rows, milliseconds, work) per statement.
+PG_SNAPSHOT = ("SELECT query, sum(calls), sum(rows), sum(total_exec_time), sum(shared_blks_hit + shared_blks_read) "
+               "FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = current_database() "
+               "GROUP BY query")
+PG_HOW_TO = ("add shared_preload_libraries = 'pg_stat_statements' to postgresql.conf, restart PostgreSQL, then "
+             "run CREATE EXTENSION pg_stat_statements; in the Moodle database")
 
 # A pg_restore list's entries for an extension and its comment: a superuser's objects.
 EXTENSION_ENTRY = re.compile(r"^[0-9]+; [0-9]+ [0-9]+ (EXTENSION|COMMENT - EXTENSION) ")
@@ -52,10 +59,23 @@ class Postgres(Family):
         for name, variable in PG_VARIABLES:
             if name != "password":  # libpq reads PGPASSWORD and ~/.pgpass itself
                 settings.offer(name, os.environ.get(variable), variable)
-        # the password: libpq reads PGPASSWORD and ~/.pgpass itself
 
     def statement_rows(self, conn: Any) -> list[tuple[Any, ...]]:
-        return pg_statement_rows(conn)
+        """The statistics now, one row per normalised statement (only read: nothing here resets
+        them, other people's tools read them too); Unavailable says how to switch them on."""
+        import psycopg2
+
+        try:
+            with conn.cursor() as cur:
+                cur.execute(PG_SNAPSHOT)
+                rows = cur.fetchall()
+        except psycopg2.Error as error:
+            conn.rollback()
+            first = (str(error).strip().splitlines() or ["?"])[0]
+            raise Unavailable(f"query statistics off: PostgreSQL says {first!r}; to switch them on, {PG_HOW_TO}") \
+                from None
+        conn.rollback()  # a snapshot must not hold a transaction open across the run
+        return list(rows)
 
     def client_environment(self) -> dict[str, str]:
         """The PG* variables libpq's tools read, from the settings (the password too: never argv)."""

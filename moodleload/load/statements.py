@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from moodleload.database.statistics import Unavailable
+from moodleload.database.family import Unavailable
 from moodleload.results.statements import (
     HIDDEN,
     KEPT_STATEMENTS,
