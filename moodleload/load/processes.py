@@ -29,7 +29,7 @@ _CHILD = ("import sys; sys.path.insert(0, sys.argv[1]); from moodleload.cli impo
 # later reaches no child until it is named here (tests/test_options.py fails until every option
 # is either here or known to be the parent's).  The parent alone judges against a baseline,
 # saves, reports and exports the merged results; the export formats that a child may write
-# come from their exporters (cli.child_options).
+# come from their exporters (options.child_options).
 CHILD_OPTIONS = frozenset({
     # the load
     "config", "rpm", "duration", "concurrency", "warmup", "drain", "blocks", "seed", "start_at",
