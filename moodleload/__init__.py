@@ -16,7 +16,8 @@ tests/test_architecture.py holds it):
 - ``scan``: a range of commits measured, its steps found and bisected.
 
 Shared modules at the top, importing no wing: ``config`` (config.json), ``siteurl``,
-``shards`` (``--shard`` and ``--start-at``), ``console``, ``files``, ``exits`` (every exit
+``shards`` (``--shard`` and ``--start-at``), ``footer`` (what Moodle's performance footer
+says, and its numbers' names), ``console``, ``files``, ``exits`` (every exit
 status), ``needs`` (optional packages).  Entry modules: ``cli`` (moodle_load.py's main),
 ``options`` (its flags), ``build`` (zipapps).  ``moodle_load.py`` and
 ``set_moodle_passwords.py`` at the top of the repository are thin entry points into ``cli``

@@ -6,7 +6,7 @@ import pytest
 
 from helpers import DATA
 from moodleload.config import User
-from moodleload.site.moodle import Session, find_logintoken, parse_footer
+from moodleload.site.moodle import Footer, Session, find_logintoken, parse_footer
 
 
 @pytest.mark.parametrize("html", [
@@ -32,9 +32,9 @@ def test_real_moodle_login_page_token_is_found():
 def test_the_footer_of_a_real_moodle_page_is_parsed():
     with open(os.path.join(DATA, "footer-my.html"), "rb") as handle:
         footer = parse_footer(b"<html>" + b"x" * 200000 + handle.read())
-    assert footer == {"db_reads": 43, "db_writes": 1, "server_time_ms": pytest.approx(78.92),
-                      "memory_peak_mb": 8.2, "included_files": 566, "session_wait_ms": 0.0,
-                      "db_time_ms": pytest.approx(19.17), "session_size_kb": 4.3, "cpu_ticks": FOOTER_MY_CPU}
+    assert footer == Footer(db_reads=43, db_writes=1, server_time_ms=pytest.approx(78.92),
+                            memory_peak_mb=8.2, included_files=566, session_wait_ms=0.0,
+                            db_time_ms=pytest.approx(19.17), session_size_kb=4.3, cpu_ticks=FOOTER_MY_CPU)
 
 
 # Every captured real footer (tests/data/footers) and the worker's CPU ticks it shows:
@@ -56,8 +56,8 @@ REAL_FOOTER_CPU = {
 def test_every_real_footer_gives_the_workers_cpu_ticks(layout, page):
     with open(os.path.join(DATA, "footers", layout, page + ".html"), "rb") as handle:
         footer = parse_footer(b"<html>" + b"x" * 50000 + handle.read())
-    assert footer is not None and footer["cpu_ticks"] == REAL_FOOTER_CPU[layout][page]
-    assert "cpu_unreadable" not in footer
+    assert footer is not None and footer.cpu_ticks == REAL_FOOTER_CPU[layout][page]
+    assert footer.cpu_unreadable is None
 
 
 def test_every_captured_footer_is_in_the_table():
@@ -77,17 +77,17 @@ CPU_LINE = '<div class="performanceinfo"><ul><li class="posixtimes col-sm-4">{}<
 ])
 def test_a_cpu_reading_that_cannot_be_true_is_unreadable_not_a_number(line):
     footer = parse_footer(CPU_LINE.format(line).encode())
-    assert footer == {"cpu_unreadable": 1}
+    assert footer == Footer(cpu_unreadable=1)
 
 
 def test_cpu_a_little_above_the_wall_reading_is_rounding_and_kept():
     footer = parse_footer(CPU_LINE.format("ticks: 2 user: 2sys: 1 cuser: 0 csys: 0").encode())
-    assert footer == {"cpu_ticks": 3}
+    assert footer == Footer(cpu_ticks=3)
 
 
 def test_a_footer_without_the_cpu_line_has_no_cpu():
     footer = parse_footer(b'<div class="performanceinfo"><li class="dbqueries">DB reads/writes: 4/1</li></div>')
-    assert footer == {"db_reads": 4, "db_writes": 1}
+    assert footer == Footer(db_reads=4, db_writes=1)
 
 
 def test_a_page_without_footer_has_no_counters():

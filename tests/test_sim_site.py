@@ -130,7 +130,7 @@ def test_pages_carry_the_performance_footer_with_the_configured_counters(sim_fac
 
 def _cpu_ticks(browser, path: str, views: int) -> list:
     from moodleload.site.moodle import parse_footer
-    return [parse_footer(browser.get(path)[2].encode())["cpu_ticks"] for _ in range(views)]
+    return [parse_footer(browser.get(path)[2].encode()).cpu_ticks for _ in range(views)]
 
 
 def test_a_page_that_does_cpu_work_reports_the_workers_measured_ticks_and_an_idle_one_none(sim_factory):
@@ -157,7 +157,7 @@ def test_busy_loops_stretch_a_pages_wall_time_but_not_its_cpu_ticks(sim_factory)
         busy = [parse_footer(browser.get("/course/view.php?id=10")[2].encode()) for _ in range(30)]
 
     def mean(footers, name):
-        return sum(footer[name] for footer in footers) / len(footers)
+        return sum(getattr(footer, name) for footer in footers) / len(footers)
     assert mean(busy, "server_time_ms") > 1.2 * mean(quiet, "server_time_ms")
     assert abs(mean(busy, "cpu_ticks") - mean(quiet, "cpu_ticks")) <= 0.25 * mean(quiet, "cpu_ticks")
 

@@ -9,6 +9,7 @@ import statistics
 from dataclasses import dataclass, replace
 
 from moodleload.console import round_or_none
+from moodleload.footer import FooterCounter
 from moodleload.judging.compare import (
     ONE_RUN_REMEDY,
     Counts,
@@ -47,7 +48,7 @@ from moodleload.results.histogram import counter_median
 from moodleload.results.model import Results
 
 
-def _pooled_tally(documents: list[Results], name: str, key: str) -> dict[str, int]:
+def _pooled_tally(documents: list[Results], name: str, key: FooterCounter) -> dict[str, int]:
     tally: dict[str, int] = {}
     for document in documents:
         for value, count in document.urls[name].footer_tallies.get(key, {}).items():
@@ -59,7 +60,7 @@ def _server_median(documents: list[Results], name: str) -> float | None:
     """The median over runs of each run's median server time from Moodle's footer."""
     medians = []
     for document in documents:
-        histogram = document.urls[name].footer_times.get("server_time_ms")
+        histogram = document.urls[name].footer_time("server_time_ms")
         median = histogram.percentile(50) if histogram is not None and histogram.count else None
         if median is not None:
             medians.append(median)

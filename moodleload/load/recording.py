@@ -6,14 +6,13 @@ from collections import Counter
 from math import log
 
 from moodleload.config import Config
+from moodleload.footer import FOOTER_COUNTERS, FOOTER_TIMES, Footer, FooterCounter, FooterTime
 from moodleload.results.histogram import FineHistogram, Histogram
 from moodleload.results.sections import TimelinePoint as TimelineRecord
 from moodleload.results.sections import UrlRecord
 
 _COARSE, _FINE = Histogram._LOG_BASE, FineHistogram._LOG_BASE
 
-FOOTER_COUNTERS = ("db_reads", "db_writes", "included_files", "memory_peak_mb", "session_size_kb",
-                   "cpu_ticks", "cpu_unreadable")
 
 
 class UrlStats:
@@ -30,25 +29,24 @@ class UrlStats:
         # The same again in 0.2 % buckets: block medians fine enough to call slowdowns of a few percent.
         self.blocks_fine = [FineHistogram() for _ in range(blocks)]
         # Discrete counters are tallied value by value; times go into histograms.
-        self.footer_counts: dict[str, Counter[float]] = {name: Counter() for name in FOOTER_COUNTERS}
-        self.footer_times = {"server_time_ms": Histogram(), "session_wait_ms": Histogram(), "db_time_ms": Histogram()}
+        self.footer_counts: dict[FooterCounter, Counter[float]] = {name: Counter() for name in FOOTER_COUNTERS}
+        self.footer_times: dict[FooterTime, Histogram] = {name: Histogram() for name in FOOTER_TIMES}
         # The PHP worker's CPU ticks per time block, tallied: the work a page did, which a
         # busy machine hardly inflates, with the same blocks as service time.
         self.blocks_cpu: list[Counter[float]] = [Counter() for _ in range(blocks)]
 
-    def record_footer(self, footer: dict[str, float], block: int) -> None:
-        for name, tally in self.footer_counts.items():
-            if name in footer:
-                tally[footer[name]] += 1
-        if "cpu_ticks" in footer:
-            self.blocks_cpu[block][footer["cpu_ticks"]] += 1
-        for name, histogram in self.footer_times.items():
-            if name in footer:
-                histogram.record(footer[name])
+    def record_footer(self, footer: Footer, block: int) -> None:
+        for name, value in footer.counters():
+            self.footer_counts[name][value] += 1
+        if footer.cpu_ticks is not None:
+            self.blocks_cpu[block][footer.cpu_ticks] += 1
+        for time, milliseconds in footer.times():
+            self.footer_times[time].record(milliseconds)
 
     def record(self) -> UrlRecord:
         """What this row measured, as the results keep it."""
-        tallies = {name: saved_tally(tally) for name, tally in self.footer_counts.items() if tally}
+        tallies: dict[str, dict[str, int]] = {name: saved_tally(tally)
+                                              for name, tally in self.footer_counts.items() if tally}
         return UrlRecord(
             self.requests, self.success, self.requests - self.success, dict(sorted(self.failures.items())),
             dict(self.redirects.most_common()), settled(self.response), settled(self.service),
@@ -122,7 +120,7 @@ class Recorder:
 
     def record(self, url_name: str, measured_offset: float | None, *, response_ms: float | None = None,
                service_ms: float | None = None, failure: str | None = None,
-               redirected_to: str | None = None, footer: dict[str, float] | None = None,
+               redirected_to: str | None = None, footer: Footer | None = None,
                sent_offset: float | None = None, extra: bool = False) -> None:
         """``extra``: a request that rides along with a step (a page's browser calls): it
         has its own row, but the rate, the progress lines and the timeline count steps."""

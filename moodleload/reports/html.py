@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from moodleload import __version__
 from moodleload.console import fmt, printable, ruled
 from moodleload.exits import EXIT_BAD, EXIT_CANNOT_JUDGE, EXIT_GOOD
 from moodleload.files import write_atomically
+from moodleload.footer import FooterName
 from moodleload.judging.statements import changed_statements, shortened
 from moodleload.judging.verdict import Verdict, VerdictWord
 from moodleload.load.metrics import host_lines, saturation_notes
@@ -16,6 +17,9 @@ from moodleload.reports.charts import compare_charts, run_charts
 from moodleload.reports.views import ROW_HEADINGS, bottleneck_warning, good_grounds, trust_signals, url_rows
 from moodleload.results.comparison import StatementChanges
 from moodleload.results.summary import UrlSummary
+
+# The footer's numbers a comparison report sets side by side.
+COMPARED_FOOTER: tuple[FooterName, ...] = ("db_reads", "db_writes", "server_time_ms", "memory_peak_mb")
 
 if TYPE_CHECKING:
     from moodleload.results.comparison import Comparison
@@ -185,8 +189,7 @@ def comparison_section(document: Results, comparison: Comparison, baseline: Resu
     for name, url in document.summary.urls.items():
         before = base_urls.get(name, UrlSummary(0, 0, 0))
         footer_rows.append([escape(name)] + [f"{escape(before.footer_median(key))} &rarr; "
-                                             f"{escape(url.footer_median(key))}" for key in (
-            "db_reads", "db_writes", "server_time_ms", "memory_peak_mb")])
+                                             f"{escape(url.footer_median(key))}" for key in COMPARED_FOOTER])
     parts.append(html_table(["URL", "DB reads", "DB writes", "server time ms", "memory peak MB"], footer_rows))
     return parts
 
@@ -243,18 +246,19 @@ def url_section(document: Results) -> list[str]:
             "</small></p>"]
 
 
-# The footer table's columns: heading, footer number, and which of its statistics.
-FOOTER_COLUMNS = (("CPU ms (mean)", "cpu_ms_mean", lambda row, _name: row.cpu_ms_mean),
-                  ("DB reads (median)", "db_reads", UrlSummary.footer_median),
-                  ("DB reads (max)", "db_reads", UrlSummary.footer_max),
-                  ("DB writes", "db_writes", UrlSummary.footer_median),
-                  ("server ms (median)", "server_time_ms", UrlSummary.footer_median),
-                  ("server ms (max)", "server_time_ms", UrlSummary.footer_max),
-                  ("memory peak MB", "memory_peak_mb", UrlSummary.footer_median),
-                  ("included files", "included_files", UrlSummary.footer_median),
-                  ("DB queries ms (median)", "db_time_ms", UrlSummary.footer_median),
-                  ("session KB", "session_size_kb", UrlSummary.footer_median),
-                  ("session wait ms (max)", "session_wait_ms", UrlSummary.footer_max))
+# The footer table's columns: heading, and the number a URL's summary gives for it.
+FOOTER_COLUMNS: tuple[tuple[str, Callable[[UrlSummary], float | None]], ...] = (
+    ("CPU ms (mean)", lambda row: row.cpu_ms_mean),
+    ("DB reads (median)", lambda row: row.footer_median("db_reads")),
+    ("DB reads (max)", lambda row: row.footer_max("db_reads")),
+    ("DB writes", lambda row: row.footer_median("db_writes")),
+    ("server ms (median)", lambda row: row.footer_median("server_time_ms")),
+    ("server ms (max)", lambda row: row.footer_max("server_time_ms")),
+    ("memory peak MB", lambda row: row.footer_median("memory_peak_mb")),
+    ("included files", lambda row: row.footer_median("included_files")),
+    ("DB queries ms (median)", lambda row: row.footer_median("db_time_ms")),
+    ("session KB", lambda row: row.footer_median("session_size_kb")),
+    ("session wait ms (max)", lambda row: row.footer_max("session_wait_ms")))
 
 
 def footer_section(document: Results) -> list[str]:
@@ -262,10 +266,10 @@ def footer_section(document: Results) -> list[str]:
     if not any(row.footer_median("db_reads") is not None for row in urls.values()):
         return ["<p><small>The pages showed no performance footer: set <code>$CFG-&gt;perfdebug = 15</code> "
                 "to get DB reads per page, the steadiest regression signal.</small></p>"]
-    footer_rows = [[escape(name)] + [escape(statistic(row, number)) for _, number, statistic in FOOTER_COLUMNS]
+    footer_rows = [[escape(name)] + [escape(number(row)) for _, number in FOOTER_COLUMNS]
                    for name, row in urls.items()]
     return ["<h2>Moodle's performance footer</h2>",
-            html_table(["URL"] + [heading for heading, _, _ in FOOTER_COLUMNS], footer_rows)]
+            html_table(["URL"] + [heading for heading, _ in FOOTER_COLUMNS], footer_rows)]
 
 
 def write_report(path: str, html_text: str) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from moodleload.footer import FooterCounter, FooterTime
 from moodleload.results.histogram import FineHistogram, Histogram, counter_median
 from moodleload.site.moodle import TICK_MS
 from moodleload.site.moodletree import MoodleUnderTest
@@ -219,9 +220,13 @@ class UrlRecord:
                                                                           other.blocks_service_ms, strict=True)),
                          fine, tallies, times, cpu_blocks)
 
-    def footer_median(self, name: str) -> float | None:
+    def footer_median(self, name: FooterCounter) -> float | None:
         """The median of a footer tally (db_reads, ...), None where no page showed one."""
         return counter_median(self.footer_tallies.get(name) or {})
+
+    def footer_time(self, name: FooterTime) -> Histogram | None:
+        """A footer time's histogram (server_time_ms, ...), None where no page showed it."""
+        return self.footer_times.get(name)
 
     @property
     def footers(self) -> int:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from moodleload.console import round_or_none
+from moodleload.footer import FOOTER_TIMES, FooterCounter, FooterName
 from moodleload.results.histogram import Histogram, counter_median
 
 if TYPE_CHECKING:
@@ -17,8 +18,9 @@ if TYPE_CHECKING:
 
 PERCENTILES = (50, 90, 95, 99, 99.9)
 # Footer numbers summarised per URL: tallies of page values, and histograms of times.
-FOOTER_TALLIES = ("db_reads", "db_writes", "included_files", "memory_peak_mb", "session_size_kb")
-FOOTER_TIMES = ("server_time_ms", "session_wait_ms", "db_time_ms")
+# The footer's counters a summary shows (the CPU's are shown as cpu_ms_mean).
+FOOTER_TALLIES: tuple[FooterCounter, ...] = ("db_reads", "db_writes", "included_files", "memory_peak_mb",
+                                             "session_size_kb")
 
 
 @dataclass(frozen=True)
@@ -62,11 +64,11 @@ class UrlSummary:
     footer: dict[str, Spread] = field(default_factory=dict)  # db_reads, server_time_ms, ... where recorded
     cpu_ms_mean: float | None = None  # the PHP worker's mean CPU time per answer (footer), where it showed one
 
-    def footer_median(self, name: str) -> float | None:
+    def footer_median(self, name: FooterName) -> float | None:
         spread = self.footer.get(name)
         return spread.median if spread is not None else None
 
-    def footer_max(self, name: str) -> float | None:
+    def footer_max(self, name: FooterName) -> float | None:
         spread = self.footer.get(name)
         return spread.max if spread is not None else None
 
@@ -125,15 +127,15 @@ class Summary:
 
 
 def url_summary(record: UrlRecord) -> UrlSummary:
-    footer = {}
+    footer: dict[str, Spread] = {}
     for name in FOOTER_TALLIES:
         tally = record.footer_tallies.get(name)
         if tally:
             footer[name] = Spread(counter_median(tally), max(float(value) for value in tally))
-    for name in FOOTER_TIMES:
-        histogram = record.footer_times.get(name)
+    for time in FOOTER_TIMES:
+        histogram = record.footer_time(time)
         if histogram is not None:
-            footer[name] = Spread(round_or_none(histogram.percentile(50)), round_or_none(histogram.maximum))
+            footer[time] = Spread(round_or_none(histogram.percentile(50)), round_or_none(histogram.maximum))
     cpu = record.cpu_ms_mean
     return UrlSummary(record.requests, record.success, record.failure, Percentiles.of(record.response_ms),
                       Percentiles.of(record.service_ms), footer, None if cpu is None else round(cpu, 2))

@@ -6,9 +6,11 @@ import asyncio
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from moodleload.config import Config, User
+from moodleload.footer import Footer, FooterName
 from moodleload.site.forms import find_sesskey
 from moodleload.site.httpclient import (
     BodyTooLarge,
@@ -325,7 +327,7 @@ async def login(http: Client, session: Session, config: Config, timeout: float, 
 
 # Each counter: the label to find (bytes.find is a fast memory scan) and the number after it.
 # A no-break space (UTF-8 C2 A0) stands between the memory number and its unit.
-FOOTER_FIELDS = (
+FOOTER_FIELDS: tuple[tuple[bytes, re.Pattern[bytes], FooterName], ...] = (
     (b"DB reads/writes: ", re.compile(rb"(\d+)/(\d+)"), "db_reads"),
     (b"timeused", re.compile(rb"[^>]*>\s*([\d.]+) secs"), "server_time_ms"),
     (b"RAM peak: ", re.compile(rb"([\d.]+)(?:\s|\xc2\xa0)*([KMG]?B)"), "memory_peak_mb"),
@@ -359,7 +361,7 @@ def cpu_ticks(wall: int, user: int, system: int) -> int | None:
     return cpu
 
 
-def parse_footer(body: bytes) -> dict[str, float] | None:
+def parse_footer(body: bytes) -> Footer | None:
     """Counters of Moodle's performance footer ($CFG->perfdebug = 15), or None if the
     page has none.  Reads only the footer's own lines: it runs on every page, at
     hundreds of 100-250 KB pages a second, so it stays a few microseconds."""
@@ -367,7 +369,7 @@ def parse_footer(body: bytes) -> dict[str, float] | None:
     if start < 0:
         return None
     end = start + 4000
-    found: dict[str, float] = {}
+    found: dict[FooterName, Any] = {}  # becomes the Footer
     for label, number, name in FOOTER_FIELDS:
         at = body.find(label, start, end)
         if at < 0:
@@ -388,4 +390,4 @@ def parse_footer(body: bytes) -> dict[str, float] | None:
             found[name] = int(match.group(1))
         else:  # seconds
             found[name] = float(match.group(1)) * 1000.0
-    return found or None
+    return Footer(**found) if found else None

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 from moodleload.config import STEP_ROW, StepSource
+from moodleload.footer import Footer
 from moodleload.site.httpclient import Form
 from moodleload.site.moodle import Fetched, Session
 from moodleload.site.walk import Walk
@@ -31,7 +32,7 @@ class Outcome:
     sent: float = 0.0
     finished: float = 0.0
     redirected_to: str | None = None
-    footer: dict[str, float] | None = None  # the performance footer's counters (moodle.parse_footer)
+    footer: Footer | None = None  # what the performance footer says (moodle.parse_footer)
     counts: str | None = None
     own_start: bool = False  # a browser call: measured from its own send, not from the step's due time
 
